@@ -1,0 +1,224 @@
+package mcpauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+)
+
+// ServeHTTP answers the metadata document, lets CORS preflights through, and passes on only
+// requests whose bearer token is valid for this resource and meets the scope policy.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.meta.isMetadataPath(r.URL.Path) {
+		h.meta.serve(w, r)
+		return nil
+	}
+	// A preflight never carries credentials (Fetch standard); the MCP server or a cors
+	// handler after this one answers it.
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		return next.ServeHTTP(w, r)
+	}
+
+	raw, d := bearerToken(r.Header)
+	if d != denyNone {
+		return h.deny(w, r, d, nil)
+	}
+	claims, d, err := h.verifier.verifyToken(r.Context(), raw)
+	if d != denyNone {
+		return h.deny(w, r, d, err)
+	}
+	granted := h.policy.grantedScopes(claims)
+	if !h.policy.satisfiedBy(granted) {
+		return h.deny(w, r, denyInsufficientScope, nil)
+	}
+
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	setUserPlaceholders(repl, claims, granted)
+	if h.StripToken {
+		r.Header.Del("Authorization")
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// denyNone means no denial.
+const denyNone = numDenials
+
+// deny writes the answer for d. It is written here, not returned as an error for
+// handle_errors, so that the challenge always reaches the client intact.
+func (h *Handler) deny(w http.ResponseWriter, r *http.Request, d denial, err error) error {
+	info := denials[d]
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		code := info.code
+		if code == "" {
+			code = "missing_token"
+		}
+		repl.Set("http.auth.mcp.error", code)
+		repl.Set("http.auth.mcp.error_reason", info.label)
+	}
+	if ce := h.logger.Check(zap.DebugLevel, "request denied"); ce != nil {
+		fields := []zap.Field{zap.String("reason", info.label), zap.Int("status", info.status)}
+		if err != nil {
+			fields = append(fields, zap.Error(err))
+		}
+		ce.Write(fields...)
+	}
+	h.chall.write(w, d)
+	return nil
+}
+
+// bearerToken takes the token from the one Authorization header (RFC 6750 §2.1). Tokens in
+// the query string or body are never looked at.
+func bearerToken(hdr http.Header) (string, denial) {
+	vals := hdr["Authorization"]
+	switch {
+	case len(vals) == 0:
+		return "", denyMissing
+	case len(vals) > 1:
+		return "", denyMultipleHeaders
+	}
+	v := vals[0]
+	scheme, rest, _ := strings.Cut(v, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		// Another scheme (or none): to a Bearer resource this request has no credentials.
+		return "", denyMissing
+	}
+	rest = strings.TrimLeft(rest, " ")
+	if len(rest) > maxTokenBytes {
+		return "", denyTooLarge
+	}
+	if !isB64Token(rest) {
+		return "", denyMalformedHeader
+	}
+	return rest, denyNone
+}
+
+// isB64Token checks b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	i := 0
+	for ; i < len(s); i++ {
+		c := s[i]
+		if ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' {
+			continue
+		}
+		break
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+// verifyToken maps the outcome of verify to a denial.
+func (v *verifier) verifyToken(ctx context.Context, raw string) (jwt.MapClaims, denial, error) {
+	claims, tok, err := v.verify(ctx, raw)
+	if err == nil {
+		return claims, denyNone, nil
+	}
+	return nil, classify(err, tok, v.algorithms), err
+}
+
+// classify names the first reason a token failed.
+func classify(err error, tok *jwt.Token, algs []string) denial {
+	switch {
+	case errors.Is(err, errKeysUnavailable):
+		return denyUnavailable
+	case errors.Is(err, errTokenIssuer):
+		return denyIssuer
+	case errors.Is(err, errTokenAudience):
+		return denyAudience
+	case errors.Is(err, errTokenType):
+		return denyType
+	case errors.Is(err, errUnknownKey):
+		return denyUnknownKey
+	case errors.Is(err, jwt.ErrTokenMalformed), errors.Is(err, errTokenCrit), errors.Is(err, errTokenKID):
+		return denyMalformed
+	case tok != nil && tok.Method != nil && !slices.Contains(algs, tok.Method.Alg()):
+		return denyAlgorithm
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		// ParseUnverified refuses an alg it has no implementation for.
+		return denyAlgorithm
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return denySignature
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return denyNoExpiry
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return denyExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return denyNotYetValid
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return denyIssuedInFuture
+	}
+	return denyMalformed
+}
+
+// setUserPlaceholders publishes the caller's identity. {http.auth.user.id} is what Caddy's
+// access log shows as user_id. Other claims are looked up only when a placeholder asks.
+func setUserPlaceholders(repl *caddy.Replacer, claims jwt.MapClaims, granted []string) {
+	sub, _ := claims["sub"].(string)
+	clientID, _ := claims["client_id"].(string)
+	if clientID == "" {
+		clientID, _ = claims["azp"].(string)
+	}
+	id := sub
+	if id == "" {
+		id, _ = claims["client_id"].(string)
+	}
+	iss, _ := claims["iss"].(string)
+	repl.Set("http.auth.user.id", id)
+	repl.Set("http.auth.user.client_id", clientID)
+	repl.Set("http.auth.user.scope", strings.Join(granted, " "))
+	repl.Set("http.auth.user.iss", iss)
+	repl.Map(func(key string) (any, bool) {
+		name, ok := strings.CutPrefix(key, claimPlaceholderPrefix)
+		if !ok {
+			return nil, false
+		}
+		v, ok := claims[name]
+		if !ok {
+			return "", true
+		}
+		return claimString(v), true
+	})
+}
+
+const claimPlaceholderPrefix = "http.auth.mcp.claim."
+
+// claimString formats a claim for a placeholder: strings as is, numbers and booleans
+// formatted, arrays space-joined.
+func claimString(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(v)
+	case nil:
+		return ""
+	case []any:
+		parts := make([]string, 0, len(v))
+		for _, e := range v {
+			parts = append(parts, claimString(e))
+		}
+		return strings.Join(parts, " ")
+	case map[string]any:
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+	return ""
+}

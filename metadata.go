@@ -1,0 +1,114 @@
+package mcpauth
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// wellKnownPRM is the RFC 9728 §3 well-known URI suffix.
+const wellKnownPRM = "/.well-known/oauth-protected-resource"
+
+// prmMaxAge is how long clients may cache the metadata document.
+const prmMaxAge = 3600
+
+// metadataDoc is the RFC 9728 protected resource metadata document, rendered once.
+type metadataDoc struct {
+	path string // request path it is served at, without trailing slash
+	url  string // absolute URL, for resource_metadata in challenges
+	body []byte
+}
+
+// prm is the document's JSON shape. Empty members are omitted (RFC 9728 §3.2).
+type prm struct {
+	Resource               string   `json:"resource"`
+	AuthorizationServers   []string `json:"authorization_servers,omitempty"`
+	BearerMethodsSupported []string `json:"bearer_methods_supported"`
+	ScopesSupported        []string `json:"scopes_supported,omitempty"`
+	ResourceName           string   `json:"resource_name,omitempty"`
+	ResourceDocumentation  string   `json:"resource_documentation,omitempty"`
+}
+
+func newMetadataDoc(h *Handler) (metadataDoc, error) {
+	path, abs, err := metadataLocation(h.Resource)
+	if err != nil {
+		return metadataDoc{}, fmt.Errorf("resource %q: %w", h.Resource, err)
+	}
+	body, err := json.Marshal(prm{
+		Resource:               h.Resource,
+		AuthorizationServers:   h.AuthorizationServers,
+		BearerMethodsSupported: []string{"header"},
+		ScopesSupported:        h.ScopesSupported,
+		ResourceName:           h.ResourceName,
+		ResourceDocumentation:  h.ResourceDocumentation,
+	})
+	if err != nil {
+		return metadataDoc{}, err
+	}
+	return metadataDoc{path: path, url: abs, body: body}, nil
+}
+
+// metadataLocation derives where the metadata of a resource lives (RFC 9728 §3.1): the
+// well-known segment goes between the host and the resource's path, so
+// https://h/mcp is described at https://h/.well-known/oauth-protected-resource/mcp and a
+// resource without a path at the root well-known URI. A query stays at the end of the URL.
+// path is the request path to serve, without a trailing slash.
+func metadataLocation(resource string) (path, abs string, err error) {
+	u, err := url.Parse(resource)
+	if err != nil {
+		return "", "", err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", "", errNotURL
+	}
+	rp := strings.TrimSuffix(u.EscapedPath(), "/")
+	m := &url.URL{Scheme: u.Scheme, Host: u.Host, RawQuery: u.RawQuery}
+	m.Path = wellKnownPRM + strings.TrimSuffix(u.Path, "/")
+	m.RawPath = wellKnownPRM + rp
+	path = wellKnownPRM + strings.TrimSuffix(u.Path, "/")
+	return path, m.String(), nil
+}
+
+// isMetadataPath reports whether a request path names the document, with or without a
+// trailing slash.
+func (m *metadataDoc) isMetadataPath(p string) bool {
+	if len(p) > len(m.path) && p[len(p)-1] == '/' {
+		p = p[:len(p)-1]
+	}
+	return p == m.path
+}
+
+var (
+	hdrCORSAny      = []string{"*"}
+	hdrPRMMethods   = []string{"GET, HEAD, OPTIONS"}
+	hdrPRMHeaders   = []string{"MCP-Protocol-Version, Content-Type"}
+	hdrPRMCache     = []string{"public, max-age=" + strconv.Itoa(prmMaxAge)}
+	hdrPRMPreflight = []string{"86400"}
+)
+
+// serve answers a request for the metadata document. No credentials are needed.
+func (m *metadataDoc) serve(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h["Access-Control-Allow-Origin"] = hdrCORSAny
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		h["Content-Type"] = hdrJSON
+		h["Cache-Control"] = hdrPRMCache
+		h["Content-Length"] = []string{strconv.Itoa(len(m.body))}
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet {
+			_, _ = w.Write(m.body)
+		}
+	case http.MethodOptions:
+		h["Access-Control-Allow-Methods"] = hdrPRMMethods
+		h["Access-Control-Allow-Headers"] = hdrPRMHeaders
+		h["Access-Control-Max-Age"] = hdrPRMPreflight
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		h["Allow"] = hdrPRMMethods
+		w.WriteHeader(http.StatusMethodNotAllowed)
+	}
+}

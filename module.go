@@ -1,0 +1,343 @@
+// Package mcpauth is a Caddy HTTP handler that makes Caddy the OAuth 2.1 resource server in
+// front of an MCP server: it publishes RFC 9728 protected resource metadata, verifies JWT
+// bearer tokens (signature, issuer, audience, lifetime) against the authorization server's
+// JWKS, applies a scope policy, and answers failures with RFC 6750 challenges.
+//
+//	mcp_auth {
+//		resource              https://mcp.example.com/mcp
+//		authorization_servers https://auth.example.com
+//		scopes                mcp:read
+//	}
+package mcpauth
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults and bounds. They are part of the documented behaviour (README).
+const (
+	defaultLeeway     = 30 * time.Second
+	maxLeeway         = 5 * time.Minute
+	maxTokenBytes     = 16 << 10
+	defaultRefresh    = time.Hour
+	defaultRetryAfter = 10 // seconds, for 503 while no keys were ever loaded
+)
+
+// defaultAlgorithms are the asymmetric JWS algorithms accepted when none are configured.
+var defaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// Handler is the `http.handlers.mcp_auth` module. It protects the routes it is placed in and
+// serves the protected resource metadata document for the configured resource.
+type Handler struct {
+	// Resource is the canonical URI of the protected MCP endpoint, for example
+	// `https://mcp.example.com/mcp`. It is the `resource` of the metadata document, the
+	// default accepted audience, and the base of the `resource_metadata` URL in challenges.
+	Resource string `json:"resource,omitempty"`
+
+	// AuthorizationServers are the issuer identifiers of the authorization servers that issue
+	// tokens for this resource. They are published in the metadata document. At least one is
+	// required.
+	AuthorizationServers []string `json:"authorization_servers,omitempty"`
+
+	// ResourceName is a human-readable name published in the metadata document.
+	ResourceName string `json:"resource_name,omitempty"`
+
+	// ResourceDocumentation is a URL of human-readable documentation, published in the
+	// metadata document.
+	ResourceDocumentation string `json:"resource_documentation,omitempty"`
+
+	// ScopesSupported are the scopes advertised in the metadata document. By default, the
+	// values of Scopes followed by those of AnyOf.
+	ScopesSupported []string `json:"scopes_supported,omitempty"`
+
+	// Issuers are the accepted values of the token's `iss` claim. By default, the
+	// AuthorizationServers.
+	Issuers []string `json:"issuers,omitempty"`
+
+	// JWKSURLs are URLs of JSON Web Key Sets whose keys may sign tokens of any accepted
+	// issuer. When neither JWKSURLs nor JWKSFile is set, each issuer's JWKS is found through
+	// its RFC 8414 or OpenID Connect discovery document.
+	JWKSURLs []string `json:"jwks_urls,omitempty"`
+
+	// JWKSFile is the path of a static JSON Web Key Set file, read at load. It may be
+	// combined with JWKSURLs.
+	JWKSFile string `json:"jwks_file,omitempty"`
+
+	// Audiences are the accepted values of the token's `aud` claim (a string or an array,
+	// of which one value must match). By default, the Resource.
+	Audiences []string `json:"audiences,omitempty"`
+
+	// AllowAnyAudience turns the audience check off. Tokens issued for any other service
+	// are then accepted here, so this is logged as a warning at start.
+	AllowAnyAudience bool `json:"allow_any_audience,omitempty"`
+
+	// Algorithms are the accepted JWS `alg` values. Only asymmetric algorithms are allowed.
+	// By default RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA.
+	Algorithms []string `json:"algorithms,omitempty"`
+
+	// Leeway is the clock skew tolerated when checking `exp`, `nbf` and `iat`. Default 30s,
+	// at most 5m.
+	Leeway caddy.Duration `json:"leeway,omitempty"`
+
+	// RequireATJWT requires the JOSE header `typ` to be `at+jwt` (or `application/at+jwt`),
+	// as RFC 9068 §4 asks of resource servers.
+	RequireATJWT bool `json:"require_at_jwt,omitempty"`
+
+	// Scopes are required: the token must hold every one of them.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// AnyOf are alternatives: the token must hold at least one of them (in addition to
+	// Scopes). The first one is the preferred one, named in challenges.
+	AnyOf []string `json:"any_of,omitempty"`
+
+	// SkipScopes turns the scope check off. Exactly one of Scopes/AnyOf or SkipScopes must
+	// be configured, so a policy is never forgotten by accident. Logged as a warning at start.
+	SkipScopes bool `json:"skip_scopes,omitempty"`
+
+	// ScopeClaim is the claim that holds the granted scopes, a space-separated string or an
+	// array of strings. By default `scope`, and `scp` when there is no `scope`.
+	ScopeClaim string `json:"scope_claim,omitempty"`
+
+	// StripToken removes the Authorization header before the request reaches the next
+	// handler, so the upstream never sees the token.
+	StripToken bool `json:"strip_token,omitempty"`
+
+	// JWKSRefresh is how often remote key sets are fetched again in the background.
+	// Default 1h.
+	JWKSRefresh caddy.Duration `json:"jwks_refresh,omitempty"`
+
+	logger   *zap.Logger
+	verifier *verifier
+	policy   policy
+	meta     metadataDoc
+	chall    challenges
+	keySets  *keySources
+	released bool
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mcp_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision sets defaults, prepares everything that does not depend on the request and
+// acquires the key sets.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+
+	h.Resource = repl.ReplaceKnown(h.Resource, "")
+	h.ResourceName = repl.ReplaceKnown(h.ResourceName, "")
+	h.ResourceDocumentation = repl.ReplaceKnown(h.ResourceDocumentation, "")
+	h.JWKSFile = repl.ReplaceKnown(h.JWKSFile, "")
+	for _, list := range [][]string{h.AuthorizationServers, h.Issuers, h.JWKSURLs, h.Audiences} {
+		for i := range list {
+			list[i] = repl.ReplaceKnown(list[i], "")
+		}
+	}
+
+	// Validate runs after Provision, but the derived state below needs a sane config, so the
+	// checks run here first; Validate repeats them for configs that skip Provision.
+	if err := h.validateConfig(); err != nil {
+		return err
+	}
+
+	if len(h.Issuers) == 0 {
+		h.Issuers = slices.Clone(h.AuthorizationServers)
+	}
+	if len(h.Audiences) == 0 && !h.AllowAnyAudience {
+		h.Audiences = []string{h.Resource}
+	}
+	if len(h.Algorithms) == 0 {
+		h.Algorithms = slices.Clone(defaultAlgorithms)
+	}
+	if h.Leeway == 0 {
+		h.Leeway = caddy.Duration(defaultLeeway)
+	}
+	if h.JWKSRefresh == 0 {
+		h.JWKSRefresh = caddy.Duration(defaultRefresh)
+	}
+	if len(h.ScopesSupported) == 0 {
+		h.ScopesSupported = append(slices.Clone(h.Scopes), h.AnyOf...)
+	}
+
+	h.policy = newPolicy(h.Scopes, h.AnyOf, h.ScopeClaim)
+
+	var err error
+	h.meta, err = newMetadataDoc(h)
+	if err != nil {
+		return err
+	}
+	h.chall = newChallenges(h.policy.challengeScope(), h.meta.url)
+
+	h.keySets, err = acquireKeySources(h, h.logger)
+	if err != nil {
+		return err
+	}
+	h.verifier = newVerifier(h, h.keySets)
+
+	if h.AllowAnyAudience {
+		h.logger.Warn("allow_any_audience is set: tokens issued for any audience are accepted",
+			zap.String("resource", h.Resource))
+	}
+	if h.SkipScopes {
+		h.logger.Warn("skip_scopes is set: no scope is required", zap.String("resource", h.Resource))
+	}
+	h.keySets.logStart(h.logger, h.Resource)
+	return nil
+}
+
+// Validate checks the configuration. It is fast and has no side effects.
+func (h *Handler) Validate() error {
+	return h.validateConfig()
+}
+
+func (h *Handler) validateConfig() error {
+	if h.Resource == "" {
+		return fmt.Errorf("resource: %w", errRequired)
+	}
+	if err := checkResourceURL(h.Resource); err != nil {
+		return fmt.Errorf("resource %q: %w", h.Resource, err)
+	}
+	if len(h.AuthorizationServers) == 0 {
+		return fmt.Errorf("authorization_servers: %w: at least one issuer URL", errRequired)
+	}
+	for _, as := range h.AuthorizationServers {
+		if err := checkHTTPURL(as); err != nil {
+			return fmt.Errorf("authorization_servers %q: %w", as, err)
+		}
+	}
+	for _, u := range h.JWKSURLs {
+		if err := checkHTTPURL(u); err != nil {
+			return fmt.Errorf("jwks_urls %q: %w", u, err)
+		}
+	}
+	for _, iss := range h.Issuers {
+		if iss == "" {
+			return fmt.Errorf("issuers: empty issuer")
+		}
+	}
+	if h.ResourceDocumentation != "" {
+		if err := checkHTTPURL(h.ResourceDocumentation); err != nil {
+			return fmt.Errorf("resource_documentation %q: %w", h.ResourceDocumentation, err)
+		}
+	}
+	if h.AllowAnyAudience && len(h.Audiences) > 0 {
+		return fmt.Errorf("allow_any_audience: cannot be combined with audiences")
+	}
+	for _, a := range h.Audiences {
+		if a == "" {
+			return fmt.Errorf("audiences: empty audience")
+		}
+	}
+	for _, alg := range h.Algorithms {
+		if err := checkAlgorithm(alg); err != nil {
+			return fmt.Errorf("algorithms: %w", err)
+		}
+	}
+	if l := time.Duration(h.Leeway); l < 0 || l > maxLeeway {
+		return fmt.Errorf("leeway: %s is outside 0 to %s", l, maxLeeway)
+	}
+	if r := time.Duration(h.JWKSRefresh); r < 0 || (r > 0 && r < time.Minute) {
+		return fmt.Errorf("jwks_refresh: %s is below the minimum of 1m", r)
+	}
+	if !h.SkipScopes && len(h.Scopes) == 0 && len(h.AnyOf) == 0 {
+		return fmt.Errorf("scopes: %w", errNoPolicy)
+	}
+	if h.SkipScopes && (len(h.Scopes) > 0 || len(h.AnyOf) > 0) {
+		return fmt.Errorf("skip_scopes: cannot be combined with scopes or any_of")
+	}
+	for field, list := range map[string][]string{"scopes": h.Scopes, "any_of": h.AnyOf, "scopes_supported": h.ScopesSupported} {
+		for _, s := range list {
+			if !validScopeToken(s) {
+				return fmt.Errorf("%s: %q: %w", field, s, errBadScope)
+			}
+		}
+	}
+	if strings.ContainsAny(h.ScopeClaim, " \t") {
+		return fmt.Errorf("scope_claim: %q is not a claim name", h.ScopeClaim)
+	}
+	return nil
+}
+
+// Cleanup releases the key sets. Caddy calls it also when Provision failed halfway, so it
+// copes with a handler that holds nothing yet, and releases at most once.
+func (h *Handler) Cleanup() error {
+	if h.released {
+		return nil
+	}
+	h.released = true
+	if h.keySets != nil {
+		return h.keySets.release()
+	}
+	return nil
+}
+
+// Sentinel errors of configuration checks.
+var (
+	errRequired  = errors.New("required")
+	errNoPolicy  = errors.New("no scope policy: set scopes, any_of, or skip_scopes to require none")
+	errBadScope  = errors.New("not a valid scope token (RFC 6749 §3.3)")
+	errNotURL    = errors.New("not an absolute http or https URL")
+	errFragment  = errors.New("must not have a fragment")
+	errSymmetric = errors.New("symmetric algorithms are refused: a public JWKS key would be usable as an HMAC secret")
+	errAlgNone   = errors.New(`"none" is refused: unsigned tokens are never accepted`)
+	errAlgUnk    = errors.New("unknown algorithm")
+)
+
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errNotURL
+	}
+	return nil
+}
+
+func checkResourceURL(s string) error {
+	if err := checkHTTPURL(s); err != nil {
+		return err
+	}
+	if strings.Contains(s, "#") {
+		return errFragment
+	}
+	return nil
+}
+
+func checkAlgorithm(alg string) error {
+	switch {
+	case slices.Contains(defaultAlgorithms, alg):
+		return nil
+	case strings.EqualFold(alg, "none"):
+		return errAlgNone
+	case strings.HasPrefix(strings.ToUpper(alg), "HS"):
+		return fmt.Errorf("%s: %w", alg, errSymmetric)
+	default:
+		return fmt.Errorf("%q: %w (known: %s)", alg, errAlgUnk, strings.Join(defaultAlgorithms, " "))
+	}
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler       = (*Handler)(nil)
+)

@@ -1,0 +1,160 @@
+package mcpauth
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// denial is why a request was refused. Each has one status, one RFC 6750 error code and one
+// fixed description, so a client sees the same challenge for the same failure.
+type denial uint8
+
+const (
+	denyMissing denial = iota
+	denyMultipleHeaders
+	denyMalformedHeader
+	denyTooLarge
+	denyMalformed
+	denySignature
+	denyUnknownKey
+	denyAlgorithm
+	denyExpired
+	denyNoExpiry
+	denyNotYetValid
+	denyIssuedInFuture
+	denyIssuer
+	denyAudience
+	denyType
+	denyInsufficientScope
+	denyUnavailable
+	numDenials
+)
+
+// RFC 6750 §3.1 error codes, and the one for 503.
+const (
+	codeInvalidRequest    = "invalid_request"
+	codeInvalidToken      = "invalid_token"
+	codeInsufficientScope = "insufficient_scope"
+	codeUnavailable       = "temporarily_unavailable"
+)
+
+type denialInfo struct {
+	status int
+	code   string // "" for a request without credentials (RFC 6750 §3.1)
+	desc   string // ASCII, no '"' or '\': it goes into a quoted-string as is
+	label  string // outcome name for logs and {http.auth.mcp.error} details
+}
+
+var denials = [numDenials]denialInfo{
+	denyMissing:           {http.StatusUnauthorized, "", "", "missing_token"},
+	denyMultipleHeaders:   {http.StatusBadRequest, codeInvalidRequest, "The request has more than one Authorization header.", "multiple_authorization_headers"},
+	denyMalformedHeader:   {http.StatusBadRequest, codeInvalidRequest, "The Authorization header is not a valid Bearer credential.", "malformed_authorization_header"},
+	denyTooLarge:          {http.StatusUnauthorized, codeInvalidToken, "The access token is too large.", "token_too_large"},
+	denyMalformed:         {http.StatusUnauthorized, codeInvalidToken, "The access token is not a well-formed JWT.", "malformed_token"},
+	denySignature:         {http.StatusUnauthorized, codeInvalidToken, "The access token signature is invalid.", "bad_signature"},
+	denyUnknownKey:        {http.StatusUnauthorized, codeInvalidToken, "The access token was not signed by a known key.", "unknown_key"},
+	denyAlgorithm:         {http.StatusUnauthorized, codeInvalidToken, "The access token signing algorithm is not accepted.", "algorithm_not_accepted"},
+	denyExpired:           {http.StatusUnauthorized, codeInvalidToken, "The access token has expired.", "expired"},
+	denyNoExpiry:          {http.StatusUnauthorized, codeInvalidToken, "The access token has no expiry.", "no_expiry"},
+	denyNotYetValid:       {http.StatusUnauthorized, codeInvalidToken, "The access token is not valid yet.", "not_yet_valid"},
+	denyIssuedInFuture:    {http.StatusUnauthorized, codeInvalidToken, "The access token was issued in the future.", "issued_in_future"},
+	denyIssuer:            {http.StatusUnauthorized, codeInvalidToken, "The access token issuer is not accepted.", "issuer_not_accepted"},
+	denyAudience:          {http.StatusUnauthorized, codeInvalidToken, "The access token was not issued for this resource.", "audience_not_accepted"},
+	denyType:              {http.StatusUnauthorized, codeInvalidToken, "The access token type is not at+jwt.", "type_not_accepted"},
+	denyInsufficientScope: {http.StatusForbidden, codeInsufficientScope, "The access token does not have the scope this request requires.", "insufficient_scope"},
+	denyUnavailable:       {http.StatusServiceUnavailable, codeUnavailable, "The signing keys of the authorization server are not available yet.", "keys_unavailable"},
+}
+
+// challenges holds, per denial, the header and body written for it, built once at Provision.
+type challenges struct {
+	header  [numDenials]string
+	body    [numDenials][]byte
+	metaURL string
+}
+
+func newChallenges(scope []string, metaURL string) challenges {
+	var c challenges
+	c.metaURL = metaURL
+	for d := denial(0); d < numDenials; d++ {
+		info := denials[d]
+		if d != denyUnavailable {
+			c.header[d] = buildChallenge(info.code, info.desc, scope, metaURL)
+		}
+		if info.code != "" {
+			c.body[d] = errorBody(info.code, info.desc)
+		}
+	}
+	return c
+}
+
+// buildChallenge writes one RFC 6750 Bearer challenge with the parameters in the order
+// error, error_description, scope, resource_metadata, leaving out the empty ones. The values
+// are known not to need escaping: codes and descriptions are fixed, scopes are scope-tokens
+// (no '"' or '\'), and the metadata URL is percent-encoded.
+func buildChallenge(code, desc string, scope []string, metaURL string) string {
+	var b strings.Builder
+	b.WriteString("Bearer")
+	sep := " "
+	param := func(name, value string) {
+		b.WriteString(sep)
+		b.WriteString(name)
+		b.WriteString(`="`)
+		b.WriteString(value)
+		b.WriteByte('"')
+		sep = ", "
+	}
+	if code != "" {
+		param("error", code)
+		if desc != "" {
+			param("error_description", desc)
+		}
+	}
+	if len(scope) > 0 {
+		param("scope", strings.Join(scope, " "))
+	}
+	if metaURL != "" {
+		param("resource_metadata", metaURL)
+	}
+	return b.String()
+}
+
+func errorBody(code, desc string) []byte {
+	return []byte(`{"error":"` + code + `","error_description":"` + desc + `"}`)
+}
+
+var (
+	hdrChallenge   = []string{"WWW-Authenticate"}
+	hdrJSON        = []string{"application/json"}
+	hdrNoStore     = []string{"no-store"}
+	hdrRetryAfter  = []string{strconv.Itoa(defaultRetryAfter)}
+	hdrContentLen0 = []string{"0"}
+)
+
+// write sends the precomputed answer for d.
+func (c *challenges) write(w http.ResponseWriter, d denial) {
+	c.writeWith(w, d, c.header[d])
+}
+
+// writeWith sends the answer for d with a challenge built for this request (step-up scopes).
+func (c *challenges) writeWith(w http.ResponseWriter, d denial, challenge string) {
+	h := w.Header()
+	if challenge != "" {
+		h["Www-Authenticate"] = []string{challenge}
+		h["Access-Control-Expose-Headers"] = hdrChallenge
+	}
+	h["Cache-Control"] = hdrNoStore
+	if d == denyUnavailable {
+		h["Retry-After"] = hdrRetryAfter
+	}
+	body := c.body[d]
+	if body == nil {
+		h["Content-Length"] = hdrContentLen0
+		w.WriteHeader(denials[d].status)
+		return
+	}
+	h["Content-Type"] = hdrJSON
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(denials[d].status)
+	_, _ = w.Write(body)
+}
