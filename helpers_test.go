@@ -1,0 +1,206 @@
+package mcpauth
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// testKey is a signing key generated for a test, with its kid and JWS alg.
+type testKey struct {
+	kid    string
+	alg    string
+	signer crypto.Signer
+}
+
+func newRSAKey(t testing.TB, kid string) *testKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testKey{kid: kid, alg: "RS256", signer: k}
+}
+
+func newECKey(t testing.TB, kid string) *testKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testKey{kid: kid, alg: "ES256", signer: k}
+}
+
+func newEdKey(t testing.TB, kid string) *testKey {
+	t.Helper()
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testKey{kid: kid, alg: "EdDSA", signer: k}
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// jwk returns the public JWK of the key, as an authorization server would publish it.
+func (k *testKey) jwk() map[string]any {
+	m := map[string]any{"kid": k.kid, "use": "sig", "alg": k.alg}
+	switch pub := k.signer.Public().(type) {
+	case *rsa.PublicKey:
+		m["kty"] = "RSA"
+		m["n"] = b64(pub.N.Bytes())
+		m["e"] = b64(big.NewInt(int64(pub.E)).Bytes())
+	case *ecdsa.PublicKey:
+		m["kty"] = "EC"
+		m["crv"] = "P-256"
+		m["x"] = b64(pub.X.FillBytes(make([]byte, 32)))
+		m["y"] = b64(pub.Y.FillBytes(make([]byte, 32)))
+	case ed25519.PublicKey:
+		m["kty"] = "OKP"
+		m["crv"] = "Ed25519"
+		m["x"] = b64(pub)
+	}
+	return m
+}
+
+func jwksJSON(t testing.TB, keys ...*testKey) []byte {
+	t.Helper()
+	set := map[string]any{"keys": []any{}}
+	for _, k := range keys {
+		set["keys"] = append(set["keys"].([]any), k.jwk())
+	}
+	b, err := json.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (k *testKey) method() jwt.SigningMethod {
+	return jwt.GetSigningMethod(k.alg)
+}
+
+// sign makes a token with the given claims and header overrides.
+func (k *testKey) sign(t testing.TB, claims jwt.MapClaims, header map[string]any) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(k.method(), claims)
+	tok.Header["kid"] = k.kid
+	tok.Header["typ"] = "at+jwt"
+	for name, v := range header {
+		if v == nil {
+			delete(tok.Header, name)
+		} else {
+			tok.Header[name] = v
+		}
+	}
+	s, err := tok.SignedString(k.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// jwksServer serves a JWK set that a test may swap, and counts the requests it gets.
+type jwksServer struct {
+	*httptest.Server
+	mu    sync.Mutex
+	body  []byte
+	down  atomic.Bool
+	count atomic.Int64
+}
+
+func newJWKSServer(t testing.TB, keys ...*testKey) *jwksServer {
+	t.Helper()
+	js := &jwksServer{body: jwksJSON(t, keys...)}
+	js.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		js.count.Add(1)
+		if js.down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		js.mu.Lock()
+		body := js.body
+		js.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(js.Close)
+	return js
+}
+
+func (js *jwksServer) setKeys(t testing.TB, keys ...*testKey) {
+	t.Helper()
+	b := jwksJSON(t, keys...)
+	js.mu.Lock()
+	js.body = b
+	js.mu.Unlock()
+}
+
+// testClaims are valid claims for resource and issuer, lasting an hour, with scope.
+func testClaims(iss, aud, scope string) jwt.MapClaims {
+	now := time.Now()
+	return jwt.MapClaims{
+		"iss":       iss,
+		"aud":       aud,
+		"sub":       "user-1",
+		"client_id": "client-1",
+		"scope":     scope,
+		"iat":       now.Unix(),
+		"nbf":       now.Unix(),
+		"exp":       now.Add(time.Hour).Unix(),
+	}
+}
+
+// provisionHandler provisions h with a fresh Caddy context, and cleans it up after the test.
+func provisionHandler(t testing.TB, h *Handler) {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(func() {
+		_ = h.Cleanup()
+		cancel()
+	})
+	if err := h.Provision(ctx); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	if err := h.Validate(); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+}
+
+// waitKeysLoaded waits until every remote set of h has keys, or fails the test.
+func waitKeysLoaded(t testing.TB, h *Handler) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ready := true
+		for _, rs := range h.keySets.shared {
+			ready = ready && rs.current() != nil
+		}
+		for _, rs := range h.keySets.byIssuer {
+			ready = ready && rs.current() != nil
+		}
+		if ready {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("key sets not loaded within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
