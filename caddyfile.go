@@ -1,6 +1,8 @@
 package mcpauth
 
 import (
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -45,6 +47,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		scope_claim            <claim>
 //
 //		strip_token
+//		token_cache_size       <n>
 //	}
 //
 // Lists may be given on one line or repeated over several. Each single-valued subdirective
@@ -141,6 +144,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = single(&h.ScopeClaim)
 		case "strip_token":
 			err = flag(&h.StripToken)
+		case "token_cache_size":
+			var v string
+			if err = single(&v); err == nil {
+				n, convErr := strconv.Atoi(v)
+				if convErr != nil || n < 0 {
+					return d.Errf("token_cache_size: %q is not a whole number >= 0", v)
+				}
+				h.TokenCacheSize = &n
+			}
 		default:
 			return d.Errf("unrecognized mcp_auth subdirective %q", name)
 		}

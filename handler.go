@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -32,17 +33,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if d != denyNone {
 		return h.deny(w, r, d, nil)
 	}
-	claims, d, err := h.verifier.verifyToken(r.Context(), raw)
+	id, d, err := h.authenticate(r.Context(), raw)
 	if d != denyNone {
 		return h.deny(w, r, d, err)
 	}
-	granted := h.policy.grantedScopes(claims)
-	if !h.policy.satisfiedBy(granted) {
+	if !id.baseOK {
 		return h.deny(w, r, denyInsufficientScope, nil)
 	}
 
+	// The identity answers the placeholders itself, so none is computed unless used.
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	setUserPlaceholders(repl, claims, granted)
+	repl.Map(id.provider)
 	if h.StripToken {
 		r.Header.Del("Authorization")
 	}
@@ -57,12 +58,8 @@ const denyNone = numDenials
 func (h *Handler) deny(w http.ResponseWriter, r *http.Request, d denial, err error) error {
 	info := denials[d]
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		code := info.code
-		if code == "" {
-			code = "missing_token"
-		}
-		repl.Set("http.auth.mcp.error", code)
-		repl.Set("http.auth.mcp.error_reason", info.label)
+		repl.Set("http.auth.mcp.error", denialVars[d][0])
+		repl.Set("http.auth.mcp.error_reason", denialVars[d][1])
 	}
 	if ce := h.logger.Check(zap.DebugLevel, "request denied"); ce != nil {
 		fields := []zap.Field{zap.String("reason", info.label), zap.Int("status", info.status)}
@@ -123,13 +120,23 @@ func isB64Token(s string) bool {
 	return true
 }
 
-// verifyToken maps the outcome of verify to a denial.
-func (v *verifier) verifyToken(ctx context.Context, raw string) (jwt.MapClaims, denial, error) {
-	claims, tok, err := v.verify(ctx, raw)
-	if err == nil {
-		return claims, denyNone, nil
+// authenticate returns the identity of a valid token, from the cache when it was verified
+// before. Only tokens that verified are cached; a failure is never remembered as a success.
+func (h *Handler) authenticate(ctx context.Context, raw string) (*identity, denial, error) {
+	if h.cache != nil {
+		if id := h.cache.get(raw); id != nil {
+			return id, denyNone, nil
+		}
 	}
-	return nil, classify(err, tok, v.algorithms), err
+	claims, keys, tok, err := h.verifier.verify(ctx, raw)
+	if err != nil {
+		return nil, classify(err, tok, h.verifier.algorithms), err
+	}
+	id := newIdentity(claims, h.policy, time.Duration(h.Leeway), keys)
+	if h.cache != nil {
+		h.cache.put(raw, id)
+	}
+	return id, denyNone, nil
 }
 
 // classify names the first reason a token failed.
@@ -165,38 +172,6 @@ func classify(err error, tok *jwt.Token, algs []string) denial {
 	}
 	return denyMalformed
 }
-
-// setUserPlaceholders publishes the caller's identity. {http.auth.user.id} is what Caddy's
-// access log shows as user_id. Other claims are looked up only when a placeholder asks.
-func setUserPlaceholders(repl *caddy.Replacer, claims jwt.MapClaims, granted []string) {
-	sub, _ := claims["sub"].(string)
-	clientID, _ := claims["client_id"].(string)
-	if clientID == "" {
-		clientID, _ = claims["azp"].(string)
-	}
-	id := sub
-	if id == "" {
-		id, _ = claims["client_id"].(string)
-	}
-	iss, _ := claims["iss"].(string)
-	repl.Set("http.auth.user.id", id)
-	repl.Set("http.auth.user.client_id", clientID)
-	repl.Set("http.auth.user.scope", strings.Join(granted, " "))
-	repl.Set("http.auth.user.iss", iss)
-	repl.Map(func(key string) (any, bool) {
-		name, ok := strings.CutPrefix(key, claimPlaceholderPrefix)
-		if !ok {
-			return nil, false
-		}
-		v, ok := claims[name]
-		if !ok {
-			return "", true
-		}
-		return claimString(v), true
-	})
-}
-
-const claimPlaceholderPrefix = "http.auth.mcp.claim."
 
 // claimString formats a claim for a placeholder: strings as is, numbers and booleans
 // formatted, arrays space-joined.

@@ -51,9 +51,12 @@ var (
 
 // verifyKey is one usable public key of a JWKS.
 type verifyKey struct {
-	kid string
-	alg string // the JWK's alg, or "" when the JWK does not restrict it
-	key crypto.PublicKey
+	// retired is set when a refresh no longer lists the key; cached tokens it signed are
+	// then refused. Keys still listed keep their *verifyKey across refreshes.
+	retired atomic.Bool
+	kid     string
+	alg     string // the JWK's alg, or "" when the JWK does not restrict it
+	key     crypto.PublicKey
 }
 
 // keyIndex is an immutable snapshot of a key set, swapped atomically on refresh.
@@ -487,6 +490,8 @@ func (rs *remoteSet) fetchOnce(ctx context.Context) error {
 	if ix.size() == 0 {
 		return fmt.Errorf("loading key set %s: no usable signing key (%d skipped)", u, skipped)
 	}
+	old := rs.current()
+	ix = carryOver(old, ix)
 	first := rs.keys.Swap(ix) == nil
 	if first {
 		rs.logger.Info("signing keys loaded", zap.String("key_set", rs.name()),
@@ -579,4 +584,36 @@ func discoverJWKSURL(ctx context.Context, client *http.Client, issuer string) (s
 		return md.JWKSURI, nil
 	}
 	return "", fmt.Errorf("discovering the JWKS of issuer %s: %w", issuer, errors.Join(errs...))
+}
+
+// carryOver builds the index that replaces old: a key present in both keeps its old
+// *verifyKey, so tokens it verified stay cached; a key that left is marked retired.
+func carryOver(old, next *keyIndex) *keyIndex {
+	if old == nil {
+		return next
+	}
+	kept := make(map[*verifyKey]bool, len(old.all))
+	out := &keyIndex{byKID: make(map[string][]*verifyKey, len(next.byKID)), all: make([]*verifyKey, 0, len(next.all))}
+	for _, k := range next.all {
+		for _, o := range old.byKID[k.kid] {
+			if o.alg == k.alg && sameKey(o.key, k.key) {
+				k = o
+				kept[o] = true
+				break
+			}
+		}
+		out.all = append(out.all, k)
+		out.byKID[k.kid] = append(out.byKID[k.kid], k)
+	}
+	for _, o := range old.all {
+		if !kept[o] {
+			o.retired.Store(true)
+		}
+	}
+	return out
+}
+
+func sameKey(a, b crypto.PublicKey) bool {
+	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && e.Equal(b)
 }

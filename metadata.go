@@ -82,33 +82,30 @@ func (m *metadataDoc) isMetadataPath(p string) bool {
 }
 
 var (
-	hdrCORSAny      = []string{"*"}
-	hdrPRMMethods   = []string{"GET, HEAD, OPTIONS"}
-	hdrPRMHeaders   = []string{"MCP-Protocol-Version, Content-Type"}
-	hdrPRMCache     = []string{"public, max-age=" + strconv.Itoa(prmMaxAge)}
-	hdrPRMPreflight = []string{"86400"}
+	prmMethods   = "GET, HEAD, OPTIONS"
+	prmCacheCtrl = "public, max-age=" + strconv.Itoa(prmMaxAge)
 )
 
 // serve answers a request for the metadata document. No credentials are needed.
 func (m *metadataDoc) serve(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h["Access-Control-Allow-Origin"] = hdrCORSAny
+	h["Access-Control-Allow-Origin"] = []string{"*"}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		h["Content-Type"] = hdrJSON
-		h["Cache-Control"] = hdrPRMCache
+		h["Content-Type"] = []string{"application/json"}
+		h["Cache-Control"] = []string{prmCacheCtrl}
 		h["Content-Length"] = []string{strconv.Itoa(len(m.body))}
 		w.WriteHeader(http.StatusOK)
 		if r.Method == http.MethodGet {
 			_, _ = w.Write(m.body)
 		}
 	case http.MethodOptions:
-		h["Access-Control-Allow-Methods"] = hdrPRMMethods
-		h["Access-Control-Allow-Headers"] = hdrPRMHeaders
-		h["Access-Control-Max-Age"] = hdrPRMPreflight
+		h["Access-Control-Allow-Methods"] = []string{prmMethods}
+		h["Access-Control-Allow-Headers"] = []string{"MCP-Protocol-Version, Content-Type"}
+		h["Access-Control-Max-Age"] = []string{"86400"}
 		w.WriteHeader(http.StatusNoContent)
 	default:
-		h["Allow"] = hdrPRMMethods
+		h["Allow"] = []string{prmMethods}
 		w.WriteHeader(http.StatusMethodNotAllowed)
 	}
 }

@@ -120,7 +120,14 @@ type Handler struct {
 	// Default 1h.
 	JWKSRefresh caddy.Duration `json:"jwks_refresh,omitempty"`
 
+	// TokenCacheSize is how many verified tokens are remembered, so that a token is
+	// verified once and not on every request of a session. Default 10000; 0 turns the cache
+	// off. Entries never outlive the token's exp or the key that signed it.
+	TokenCacheSize *int `json:"token_cache_size,omitempty"`
+
 	logger   *zap.Logger
+	now      func() time.Time // the clock of verification and cache; tests replace it
+	cache    *tokenCache
 	verifier *verifier
 	policy   policy
 	meta     metadataDoc
@@ -191,7 +198,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if h.now == nil {
+		h.now = time.Now
+	}
 	h.verifier = newVerifier(h, h.keySets)
+	size := defaultTokenCacheSize
+	if h.TokenCacheSize != nil {
+		size = *h.TokenCacheSize
+	}
+	h.cache = newTokenCache(size, h.now)
 
 	if h.AllowAnyAudience {
 		h.logger.Warn("allow_any_audience is set: tokens issued for any audience are accepted",
@@ -270,6 +285,9 @@ func (h *Handler) validateConfig() error {
 				return fmt.Errorf("%s: %q: %w", field, s, errBadScope)
 			}
 		}
+	}
+	if h.TokenCacheSize != nil && *h.TokenCacheSize < 0 {
+		return fmt.Errorf("token_cache_size: %d is negative", *h.TokenCacheSize)
 	}
 	if strings.ContainsAny(h.ScopeClaim, " \t") {
 		return fmt.Errorf("scope_claim: %q is not a claim name", h.ScopeClaim)

@@ -38,6 +38,7 @@ func newVerifier(h *Handler, keys *keySources) *verifier {
 			jwt.WithExpirationRequired(),
 			jwt.WithIssuedAt(),
 			jwt.WithLeeway(time.Duration(h.Leeway)),
+			jwt.WithTimeFunc(h.now),
 		),
 		algorithms: h.Algorithms,
 		issuers:    make(map[string]struct{}, len(h.Issuers)),
@@ -54,24 +55,38 @@ func newVerifier(h *Handler, keys *keySources) *verifier {
 
 // verify returns the claims of a valid token, or an error that errors.Is one of the sentinels
 // of this file, of keys.go, or of jwt.
-func (v *verifier) verify(ctx context.Context, raw string) (jwt.MapClaims, *jwt.Token, error) {
+// The keys returned are those the signature was checked against (one of them verified it).
+func (v *verifier) verify(ctx context.Context, raw string) (jwt.MapClaims, []*verifyKey, *jwt.Token, error) {
 	claims := jwt.MapClaims{}
+	var keys []*verifyKey
 	tok, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
-		return v.keyFor(ctx, t, claims)
+		var err error
+		keys, err = v.keyFor(ctx, t, claims)
+		if err != nil {
+			return nil, err
+		}
+		if len(keys) == 1 {
+			return keys[0].key, nil
+		}
+		set := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, len(keys))}
+		for i, k := range keys {
+			set.Keys[i] = k.key
+		}
+		return set, nil
 	})
 	if err != nil {
-		return nil, tok, err
+		return nil, nil, tok, err
 	}
 	if !v.anyAud && !v.audienceOK(claims) {
-		return nil, tok, errTokenAudience
+		return nil, nil, tok, errTokenAudience
 	}
-	return claims, tok, nil
+	return claims, keys, tok, nil
 }
 
 // keyFor runs before the signature check: it refuses what can be refused without a signature
 // (typ, crit, issuer) and picks the keys of the token's issuer only, so that a key of issuer A
 // can never vouch for a token claiming issuer B.
-func (v *verifier) keyFor(ctx context.Context, t *jwt.Token, claims jwt.MapClaims) (any, error) {
+func (v *verifier) keyFor(ctx context.Context, t *jwt.Token, claims jwt.MapClaims) ([]*verifyKey, error) {
 	if _, ok := t.Header["crit"]; ok {
 		return nil, errTokenCrit
 	}
@@ -92,18 +107,7 @@ func (v *verifier) keyFor(ctx context.Context, t *jwt.Token, claims jwt.MapClaim
 		}
 	}
 	alg, _ := t.Header["alg"].(string)
-	keys, err := v.keys.lookup(ctx, iss, kid, alg)
-	if err != nil {
-		return nil, err
-	}
-	if len(keys) == 1 {
-		return keys[0].key, nil
-	}
-	set := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, len(keys))}
-	for i, k := range keys {
-		set.Keys[i] = k.key
-	}
-	return set, nil
+	return v.keys.lookup(ctx, iss, kid, alg)
 }
 
 func (v *verifier) audienceOK(claims jwt.MapClaims) bool {

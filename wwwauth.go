@@ -66,10 +66,24 @@ var denials = [numDenials]denialInfo{
 	denyUnavailable:       {http.StatusServiceUnavailable, codeUnavailable, "The signing keys of the authorization server are not available yet.", "keys_unavailable"},
 }
 
+// denialVars are the {http.auth.mcp.error} and {http.auth.mcp.error_reason} values of each
+// denial, boxed once so that setting them costs no allocation.
+var denialVars = func() (v [numDenials][2]any) {
+	for d, info := range denials {
+		code := info.code
+		if code == "" {
+			code = "missing_token"
+		}
+		v[d] = [2]any{code, info.label}
+	}
+	return v
+}()
+
 // challenges holds, per denial, the header and body written for it, built once at Provision.
 type challenges struct {
 	header  [numDenials]string
 	body    [numDenials][]byte
+	bodyLen [numDenials]string
 	metaURL string
 }
 
@@ -83,6 +97,7 @@ func newChallenges(scope []string, metaURL string) challenges {
 		}
 		if info.code != "" {
 			c.body[d] = errorBody(info.code, info.desc)
+			c.bodyLen[d] = strconv.Itoa(len(c.body[d]))
 		}
 	}
 	return c
@@ -123,13 +138,7 @@ func errorBody(code, desc string) []byte {
 	return []byte(`{"error":"` + code + `","error_description":"` + desc + `"}`)
 }
 
-var (
-	hdrChallenge   = []string{"WWW-Authenticate"}
-	hdrJSON        = []string{"application/json"}
-	hdrNoStore     = []string{"no-store"}
-	hdrRetryAfter  = []string{strconv.Itoa(defaultRetryAfter)}
-	hdrContentLen0 = []string{"0"}
-)
+var retryAfter = strconv.Itoa(defaultRetryAfter)
 
 // write sends the precomputed answer for d.
 func (c *challenges) write(w http.ResponseWriter, d denial) {
@@ -137,24 +146,27 @@ func (c *challenges) write(w http.ResponseWriter, d denial) {
 }
 
 // writeWith sends the answer for d with a challenge built for this request (step-up scopes).
+//
+// Header values are fresh slices: handlers that wrap the writer (Caddy's deferred `header`
+// operations) may edit them in place, which must not reach other responses.
 func (c *challenges) writeWith(w http.ResponseWriter, d denial, challenge string) {
 	h := w.Header()
 	if challenge != "" {
 		h["Www-Authenticate"] = []string{challenge}
-		h["Access-Control-Expose-Headers"] = hdrChallenge
+		h["Access-Control-Expose-Headers"] = []string{"WWW-Authenticate"}
 	}
-	h["Cache-Control"] = hdrNoStore
+	h["Cache-Control"] = []string{"no-store"}
 	if d == denyUnavailable {
-		h["Retry-After"] = hdrRetryAfter
+		h["Retry-After"] = []string{retryAfter}
 	}
 	body := c.body[d]
 	if body == nil {
-		h["Content-Length"] = hdrContentLen0
+		h["Content-Length"] = []string{"0"}
 		w.WriteHeader(denials[d].status)
 		return
 	}
-	h["Content-Type"] = hdrJSON
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{c.bodyLen[d]}
 	w.WriteHeader(denials[d].status)
 	_, _ = w.Write(body)
 }
