@@ -149,7 +149,7 @@ func TestCacheNeverStoresFailedTokens(t *testing.T) {
 	h := cachedHandler(t, js, nil, 100)
 	bad := []string{
 		foreign.sign(t, testClaims(cacheIss, cacheRes, "mcp:read"), nil),          // bad signature
-		k.sign(t, testClaims("https://evil.example", cacheRes, "mcp:read"), nil), // wrong issuer
+		k.sign(t, testClaims("https://evil.example", cacheRes, "mcp:read"), nil),  // wrong issuer
 		k.sign(t, testClaims(cacheIss, "https://other.example", "mcp:read"), nil), // wrong audience
 	}
 	expired := testClaims(cacheIss, cacheRes, "mcp:read")

@@ -92,22 +92,25 @@ func bearerToken(hdr http.Header) (string, denial) {
 	if len(rest) > maxTokenBytes {
 		return "", denyTooLarge
 	}
-	if !isB64Token(rest) {
-		return "", denyMalformedHeader
-	}
+	// The b64token grammar is checked by authenticate, after the cache: a cached token
+	// passed it already.
 	return rest, denyNone
 }
+
+// b64tokenChars marks the characters of b64token before its '=' padding.
+var b64tokenChars = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
+	}
+	return t
+}()
 
 // isB64Token checks b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 func isB64Token(s string) bool {
 	i := 0
-	for ; i < len(s); i++ {
-		c := s[i]
-		if ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') ||
-			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' {
-			continue
-		}
-		break
+	for i < len(s) && b64tokenChars[s[i]] {
+		i++
 	}
 	if i == 0 {
 		return false
@@ -127,6 +130,9 @@ func (h *Handler) authenticate(ctx context.Context, raw string) (*identity, deni
 		if id := h.cache.get(raw); id != nil {
 			return id, denyNone, nil
 		}
+	}
+	if !isB64Token(raw) {
+		return nil, denyMalformedHeader, nil
 	}
 	claims, keys, tok, err := h.verifier.verify(ctx, raw)
 	if err != nil {

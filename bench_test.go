@@ -1,0 +1,214 @@
+package mcpauth
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+)
+
+// Benchmarks of the request path. Run them with:
+//
+//	go test -run '^$' -bench . -benchmem
+//
+// Each request reuses one *http.Request whose replacer is renewed every 256 requests (with
+// the timer stopped), as Caddy gives every request a fresh one; a Caddy replacer has room for
+// the handler's placeholder provider, so registering it costs no allocation there.
+
+// nopWriter is a ResponseWriter that keeps one header map.
+type nopWriter struct{ h http.Header }
+
+func (w *nopWriter) Header() http.Header         { return w.h }
+func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *nopWriter) WriteHeader(int)             {}
+
+var nextOK = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+
+func benchHandler(b *testing.B, k *testKey, cacheSize int) *Handler {
+	b.Helper()
+	js := newJWKSServer(b, k)
+	h := &Handler{
+		Resource:             cacheRes,
+		AuthorizationServers: []string{cacheIss},
+		JWKSURLs:             []string{js.URL},
+		Scopes:               []string{"mcp:read"},
+		TokenCacheSize:       &cacheSize,
+	}
+	provisionHandler(b, h)
+	waitKeysLoaded(b, h)
+	h.logger = zap.NewNop()
+	return h
+}
+
+func newBenchRequest(token string) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	return r
+}
+
+// withReplacer gives r a fresh replacer shaped like Caddy's (which maps HTTP variables too).
+func withReplacer(r *http.Request) *http.Request {
+	repl := caddy.NewReplacer()
+	repl.Map(func(string) (any, bool) { return nil, false })
+	return r.WithContext(context.WithValue(context.Background(), caddy.ReplacerCtxKey, repl))
+}
+
+func runServe(b *testing.B, h *Handler, token string) {
+	b.Helper()
+	base := newBenchRequest(token)
+	w := &nopWriter{h: make(http.Header)}
+	r := withReplacer(base)
+	if err := h.ServeHTTP(w, r, nextOK); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if i%256 == 255 {
+			b.StopTimer()
+			r = withReplacer(base)
+			b.StartTimer()
+		}
+		_ = h.ServeHTTP(w, r, nextOK)
+	}
+}
+
+func benchKeys(b *testing.B) []*testKey {
+	return []*testKey{newRSAKey(b, "rs"), newECKey(b, "es"), newEdKey(b, "ed")}
+}
+
+// benchCase is one handler and token, set up before the benchmark names are printed so that
+// start-up logs do not interleave with the results.
+type benchCase struct {
+	name  string
+	h     *Handler
+	token string
+}
+
+func benchCases(b *testing.B) []benchCase {
+	keys := benchKeys(b)
+	claims := testClaims(cacheIss, cacheRes, "mcp:read")
+	cases := []benchCase{
+		{"no_token", benchHandler(b, keys[0], defaultTokenCacheSize), ""},
+		{"cached", benchHandler(b, keys[0], defaultTokenCacheSize), keys[0].sign(b, claims, nil)},
+	}
+	for _, k := range keys {
+		cases = append(cases, benchCase{"uncached_" + k.alg, benchHandler(b, k, 0), k.sign(b, claims, nil)})
+	}
+	forged := newRSAKey(b, keys[0].kid)
+	cases = append(cases,
+		benchCase{"invalid_signature", benchHandler(b, keys[0], defaultTokenCacheSize), forged.sign(b, claims, nil)},
+		benchCase{"malformed_token", benchHandler(b, keys[0], defaultTokenCacheSize), "abc.def.ghi"},
+	)
+	return cases
+}
+
+func BenchmarkServeHTTP(b *testing.B) {
+	for _, c := range benchCases(b) {
+		b.Run(c.name, func(b *testing.B) { runServe(b, c.h, c.token) })
+	}
+}
+
+func BenchmarkServeHTTPParallel(b *testing.B) {
+	for _, c := range benchCases(b) {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				w := &nopWriter{h: make(http.Header)}
+				base := newBenchRequest(c.token)
+				r := withReplacer(base)
+				for i := 0; pb.Next(); i++ {
+					if i%256 == 255 {
+						r = withReplacer(base)
+					}
+					_ = c.h.ServeHTTP(w, r, nextOK)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkBareJWT is the yardstick for the uncached path: what verifying the same token
+// costs with golang-jwt alone, given the key, into the same claims type.
+func BenchmarkBareJWT(b *testing.B) {
+	for _, k := range benchKeys(b) {
+		b.Run(k.alg, func(b *testing.B) {
+			tok := k.sign(b, testClaims(cacheIss, cacheRes, "mcp:read"), nil)
+			pub := k.signer.Public()
+			p := jwt.NewParser(jwt.WithValidMethods([]string{k.alg}), jwt.WithExpirationRequired())
+			kf := func(*jwt.Token) (any, error) { return pub, nil }
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := p.ParseWithClaims(tok, jwt.MapClaims{}, kf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCacheMemory feeds distinct valid tokens through a handler with the default cache
+// and reports the heap and RSS after, to show the cache stays within its bound. It signs every
+// token (EdDSA, the fastest), so it takes a while:
+//
+//	MCPAUTH_TOKENS=1000000 go test -run '^$' -bench CacheMemory -benchtime 1x
+func BenchmarkCacheMemory(b *testing.B) {
+	n := 100000
+	if s := os.Getenv("MCPAUTH_TOKENS"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	k := newEdKey(b, "ed")
+	h := benchHandler(b, k, defaultTokenCacheSize)
+	claims := testClaims(cacheIss, cacheRes, "mcp:read")
+	w := &nopWriter{h: make(http.Header)}
+	base := newBenchRequest("")
+	rssBefore := rssKiB()
+	for b.Loop() {
+		for i := range n {
+			claims["jti"] = strconv.Itoa(i)
+			base.Header.Set("Authorization", "Bearer "+k.sign(b, claims, nil))
+			_ = h.ServeHTTP(w, withReplacer(base), nextOK)
+		}
+	}
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(h.cache.len()), "entries")
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
+	b.ReportMetric(float64(rssBefore)/1024, "rss-before-MiB")
+	b.ReportMetric(float64(rssKiB())/1024, "rss-after-MiB")
+	b.ReportMetric(float64(n), "tokens")
+}
+
+// rssKiB reads the resident set size of this process (Linux), or 0.
+func rssKiB() int {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int
+			_, _ = fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &kb)
+			return kb
+		}
+	}
+	return 0
+}
