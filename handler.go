@@ -44,6 +44,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// The identity answers the placeholders itself, so none is computed unless used.
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(id.provider)
+	h.metrics.allowed.Inc()
 	if h.StripToken {
 		r.Header.Del("Authorization")
 	}
@@ -57,6 +58,7 @@ const denyNone = numDenials
 // handle_errors, so that the challenge always reaches the client intact.
 func (h *Handler) deny(w http.ResponseWriter, r *http.Request, d denial, err error) error {
 	info := denials[d]
+	h.metrics.byDenial[d].Inc()
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.auth.mcp.error", denialVars[d][0])
 		repl.Set("http.auth.mcp.error_reason", denialVars[d][1])
@@ -128,8 +130,10 @@ func isB64Token(s string) bool {
 func (h *Handler) authenticate(ctx context.Context, raw string) (*identity, denial, error) {
 	if h.cache != nil {
 		if id := h.cache.get(raw); id != nil {
+			h.metrics.cacheHit.Inc()
 			return id, denyNone, nil
 		}
+		h.metrics.cacheMiss.Inc()
 	}
 	if !isB64Token(raw) {
 		return nil, denyMalformedHeader, nil

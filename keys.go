@@ -447,12 +447,14 @@ func (rs *remoteSet) fetch() error {
 	err := rs.fetchOnce(ctx)
 	if err != nil {
 		if rs.ctx.Err() != nil {
-			return err
+			return err // the set is being destroyed; not a failure of the server
 		}
+		countRefresh(err)
 		rs.logger.Warn("refreshing signing keys failed; keeping the last good keys",
 			zap.String("key_set", rs.name()), zap.Int("keys_kept", rs.current().size()), zap.Error(err))
 		return err
 	}
+	countRefresh(nil)
 	return nil
 }
 

@@ -128,6 +128,7 @@ type Handler struct {
 	logger   *zap.Logger
 	now      func() time.Time // the clock of verification and cache; tests replace it
 	cache    *tokenCache
+	metrics  *handlerMetrics
 	verifier *verifier
 	policy   policy
 	meta     metadataDoc
@@ -184,6 +185,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if len(h.ScopesSupported) == 0 {
 		h.ScopesSupported = append(slices.Clone(h.Scopes), h.AnyOf...)
 	}
+
+	if err := initMetrics(ctx); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	h.metrics = newHandlerMetrics(h.Resource)
 
 	h.policy = newPolicy(h.Scopes, h.AnyOf, h.ScopeClaim)
 

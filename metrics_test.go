@@ -1,0 +1,80 @@
+package mcpauth
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestMetricsCountDecisionsAndSurviveReprovision(t *testing.T) {
+	k := newEdKey(t, "k1")
+	js := newJWKSServer(t, k)
+	const res = "https://metrics.example.com/mcp"
+	newH := func() *Handler {
+		h := &Handler{Resource: res, AuthorizationServers: []string{cacheIss},
+			JWKSURLs: []string{js.URL}, Scopes: []string{"mcp:read"}}
+		provisionHandler(t, h)
+		waitKeysLoaded(t, h)
+		return h
+	}
+	count := func(outcome string) float64 {
+		return testutil.ToFloat64(metrics.decisions.WithLabelValues(res, outcome))
+	}
+	h := newH()
+	before := map[string]float64{}
+	for _, o := range []string{outcomeAllowed, outcomeMissingToken, outcomeInvalidToken, outcomeInsufficientScope} {
+		before[o] = count(o)
+	}
+	hitsBefore := testutil.ToFloat64(metrics.cache.WithLabelValues(res, "hit"))
+
+	good := k.sign(t, testClaims(cacheIss, res, "mcp:read"), nil)
+	serve(t, h, good)
+	serve(t, h, good) // from the cache
+	serve(t, h, "")
+	serve(t, h, k.sign(t, testClaims(cacheIss, "https://other.example", "mcp:read"), nil))
+	serve(t, h, k.sign(t, testClaims(cacheIss, res, "nope"), nil))
+
+	// A second handler (as after a reload) registers into its own registry without error and
+	// counts into the same series.
+	h2 := newH()
+	serve(t, h2, good)
+
+	for o, want := range map[string]float64{outcomeAllowed: 3, outcomeMissingToken: 1, outcomeInvalidToken: 1, outcomeInsufficientScope: 1} {
+		if got := count(o) - before[o]; got != want {
+			t.Errorf("decisions{outcome=%q} grew by %v, want %v", o, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(metrics.cache.WithLabelValues(res, "hit")) - hitsBefore; got != 1 {
+		t.Errorf("cache hits grew by %v, want 1", got)
+	}
+
+	// The series are exposed through a Caddy context's registry, without tokens in labels.
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := initMetrics(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := initMetrics(ctx); err != nil {
+		t.Fatalf("registering twice into one registry: %v", err)
+	}
+	n, err := testutil.GatherAndCount(ctx.GetMetricsRegistry(), "caddy_mcp_auth_decisions_total")
+	if err != nil || n == 0 {
+		t.Fatalf("decisions not gathered: %d series, %v", n, err)
+	}
+	mfs, err := ctx.GetMetricsRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if strings.Contains(l.GetValue(), good[:20]) {
+					t.Fatalf("a token reached a metric label: %s", mf.GetName())
+				}
+			}
+		}
+	}
+}
