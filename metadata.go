@@ -65,7 +65,7 @@ func metadataLocation(resource string) (path, abs string, err error) {
 		return "", "", errNotURL
 	}
 	rp := strings.TrimSuffix(u.EscapedPath(), "/")
-	m := &url.URL{Scheme: u.Scheme, Host: u.Host, RawQuery: u.RawQuery}
+	m := &url.URL{Scheme: u.Scheme, Host: u.Host, RawQuery: escapeLoose(u.RawQuery)}
 	m.Path = wellKnownPRM + strings.TrimSuffix(u.Path, "/")
 	m.RawPath = wellKnownPRM + rp
 	path = wellKnownPRM + strings.TrimSuffix(u.Path, "/")
@@ -108,4 +108,31 @@ func (m *metadataDoc) serve(w http.ResponseWriter, r *http.Request) {
 		h["Allow"] = []string{prmMethods}
 		w.WriteHeader(http.StatusMethodNotAllowed)
 	}
+}
+
+// escapeLoose percent-encodes what url.Parse lets through in a query but a quoted-string
+// (the challenge's resource_metadata) or a URL must not hold: controls, space, '"', '\', and
+// non-ASCII bytes. Valid escapes stay as they are.
+func escapeLoose(q string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		if c <= 0x20 || c == '"' || c == '\\' || c >= 0x7F {
+			if b.Len() == 0 {
+				b.WriteString(q[:i])
+			}
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(c)
+		}
+	}
+	if b.Len() == 0 {
+		return q
+	}
+	return b.String()
 }
