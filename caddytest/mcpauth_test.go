@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -171,6 +172,44 @@ func TestRequests(t *testing.T) {
 				if n := s.up.hits.Load(); n != 0 {
 					t.Errorf("upstream got %d requests for the metadata document; mcp_auth must answer it", n)
 				}
+			})
+
+			t.Run("metadata document methods", func(t *testing.T) {
+				code, hdr, body := request(t, tc, http.MethodHead, prmPath, "")
+				if code != http.StatusOK || body != "" || hdr.Get("Content-Type") != "application/json" {
+					t.Errorf("HEAD: status %d, Content-Type %q, body %q; want 200 application/json, no body",
+						code, hdr.Get("Content-Type"), body)
+				}
+				code, hdr, _ = request(t, tc, http.MethodOptions, prmPath, "")
+				if code != http.StatusNoContent || hdr.Get("Access-Control-Allow-Origin") != "*" ||
+					!strings.Contains(hdr.Get("Access-Control-Allow-Methods"), "GET") {
+					t.Errorf("OPTIONS: status %d, CORS headers %v; want 204 with CORS", code, hdr)
+				}
+				code, hdr, _ = request(t, tc, http.MethodPost, prmPath, "")
+				if code != http.StatusMethodNotAllowed || !strings.Contains(hdr.Get("Allow"), "GET") {
+					t.Errorf("POST: status %d, Allow %q; want 405 with Allow", code, hdr.Get("Allow"))
+				}
+				if n := s.up.hits.Load(); n != 0 {
+					t.Errorf("upstream got %d requests for the metadata document", n)
+				}
+			})
+
+			t.Run("CORS preflight passes without a token", func(t *testing.T) {
+				req, err := http.NewRequest(http.MethodOptions, baseURL+"/mcp", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Origin", "https://app.example.com")
+				req.Header.Set("Access-Control-Request-Method", "POST")
+				resp, err := tc.Client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || s.up.hits.Load() != 1 {
+					t.Errorf("preflight: status %d, upstream hits %d; want it handed to the upstream", resp.StatusCode, s.up.hits.Load())
+				}
+				s.up.hits.Store(0)
 			})
 
 			t.Run("no token: 401 challenge from resource, not Host", func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -79,5 +80,71 @@ func TestReload(t *testing.T) {
 
 	if n := s.jwks.fetches.Load() - fetches; n != 0 {
 		t.Errorf("the JWKS was fetched %d more times across %d reloads; the key set should survive reloads", n, len(steps))
+	}
+}
+
+// plainJSON is a config without mcp_auth.
+const plainJSON = `{
+	"admin": {"listen": "localhost:2999"},
+	"apps": {"http": {"http_port": 9080, "https_port": 9443, "servers": {"plain": {
+		"listen": [":9080"],
+		"routes": [{"handle": [{"handler": "static_response", "body": "plain"}]}]
+	}}}}
+}`
+
+// halfFailingJSON provisions a valid mcp_auth and then a refused one, so the load fails after
+// the first handler acquired the key set.
+const halfFailingJSON = `{
+	"admin": {"listen": "localhost:2999"},
+	"apps": {"http": {"http_port": 9080, "https_port": 9443, "servers": {"mcp": {
+		"listen": [":9080"],
+		"routes": [{"handle": [
+			{"handler": "mcp_auth", "resource": "https://mcp.example.com/mcp",
+			 "authorization_servers": ["https://auth.example.com"], "jwks_urls": ["@JWKS@"], "scopes": ["mcp:read"]},
+			{"handler": "mcp_auth", "resource": "https://mcp.example.com/mcp",
+			 "authorization_servers": ["https://auth.example.com"], "jwks_urls": ["@JWKS@"]},
+			{"handler": "static_response", "body": "should never be served"}
+		]}]
+	}}}}
+}`
+
+// TestKeySetLifecycle checks from the outside that a key set lives exactly as long as some
+// config uses it: a load that fails after mcp_auth was provisioned gives its reference back,
+// and once no config uses the set it is dropped, so the next config that needs it fetches it
+// anew. A leaked reference would keep the old set, and no new fetch would happen.
+func TestKeySetLifecycle(t *testing.T) {
+	s := newSetup(t)
+	cfg, ct := s.config("caddyfile", []string{"mcp:read"}, true)
+	tc := startCaddy(t, cfg, "caddyfile")
+	tok := s.rsaKey.sign(t, claims(resource, "mcp:read"))
+	vars := map[string]string{"JWKS": s.jwks.URL + "/jwks"}
+
+	wantOK := func(step string) {
+		t.Helper()
+		if code, _, body := request(t, tc, http.MethodPost, "/mcp", "", bearer(tok)); code != http.StatusOK || body != upstreamBody {
+			t.Fatalf("%s: status %d body %q, want 200 from upstream", step, code, body)
+		}
+	}
+	wantOK("first config")
+	fetches := s.jwks.fetches.Load()
+
+	code, body := loadConfig(t, render(halfFailingJSON, vars), "application/json", false)
+	if code == http.StatusOK || !strings.Contains(body, "no scope policy") {
+		t.Fatalf("half-failing config: status %d body %s; want it refused for its second handler", code, body)
+	}
+	wantOK("after the refused load")
+	if n := s.jwks.fetches.Load(); n != fetches {
+		t.Errorf("a refused load fetched the JWKS %d times; the running set should be reused", n-fetches)
+	}
+
+	mustLoad(t, plainJSON, "application/json", false)
+	if code, _, body := request(t, tc, http.MethodGet, "/mcp", ""); code != http.StatusOK || body != "plain" {
+		t.Fatalf("config without mcp_auth: status %d body %q", code, body)
+	}
+
+	mustLoad(t, cfg, ct, false)
+	wantOK("config with mcp_auth again")
+	if n := s.jwks.fetches.Load(); n == fetches {
+		t.Errorf("the key set was not fetched again after a config without mcp_auth: it outlived every config using it")
 	}
 }
