@@ -141,6 +141,7 @@ func claims(aud, scope string) jwt.MapClaims {
 type jwksServer struct {
 	*httptest.Server
 	fetches atomic.Int64
+	down    atomic.Bool // answer 503, as an authorization server that is down
 }
 
 func newJWKSServer(t testing.TB, keys ...*signingKey) *jwksServer {
@@ -156,6 +157,10 @@ func newJWKSServer(t testing.TB, keys ...*signingKey) *jwksServer {
 	js := &jwksServer{}
 	js.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		js.fetches.Add(1)
+		if js.down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)
 	}))

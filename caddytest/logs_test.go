@@ -163,3 +163,45 @@ func waitLogLines(t *testing.T, path string, min int) []map[string]any {
 	t.Fatalf("%s: %d log entries, want at least %d", path, len(entries), max(min, 1))
 	return nil
 }
+
+// TestKeyWarningsFollowLogConfig checks that a key set, which outlives the config that created
+// it, logs through the logging of the config running now: after a reload that sends Caddy's
+// logs to a file, a failed refresh of a key set created before the reload is warned about in
+// that file.
+func TestKeyWarningsFollowLogConfig(t *testing.T) {
+	s := newSetup(t)
+	cfg, _ := s.config("caddyfile", []string{"mcp:read"}, true)
+	tc := startCaddy(t, cfg, "caddyfile")
+	if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(s.rsaKey.sign(t, claims(resource, "mcp:read")))); code != http.StatusOK {
+		t.Fatalf("first config: status %d, want 200", code)
+	}
+
+	dir := t.TempDir()
+	mustLoad(t, render(logsCaddyfile, map[string]string{
+		"DIR": dir, "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": s.up.dial(),
+	}), "text/caddyfile", false)
+
+	// A token with an unknown kid makes the set fetch again; the server is down.
+	s.jwks.down.Store(true)
+	stranger := newECKey(t, "unknown-kid")
+	code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(stranger.sign(t, claims(resource, "mcp:read"))))
+	if code != http.StatusUnauthorized {
+		t.Errorf("token of an unknown key: status %d, want 401", code)
+	}
+
+	var found bool
+	for range 50 {
+		for _, e := range waitLogLines(t, filepath.Join(dir, "caddy.log"), 0) {
+			if e["level"] == "warn" && strings.Contains(e["msg"].(string), "refreshing signing keys failed") {
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !found {
+		t.Errorf("the failed refresh was not logged through the running config's logs")
+	}
+}
