@@ -58,6 +58,7 @@ const jsonConfig = `
 								"authorization_servers": ["https://auth.example.com"],
 								"resource_name": "Example MCP",
 								"jwks_urls": ["@JWKS@"],
+								"leeway": "1m",
 								"scopes": [@SCOPES_JSON@],
 								"strip_token": @STRIP_JSON@
 							}]
