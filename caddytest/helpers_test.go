@@ -225,9 +225,21 @@ func request(t *testing.T, tc *caddytest.Tester, method, path, host string, auth
 	if len(auth) > 0 {
 		req.Header["Authorization"] = auth
 	}
-	resp, err := tc.Client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+	// Right after a reload the old server, which shares the listener, may still take a
+	// connection and then close it without an answer (Caddy stops the old servers
+	// asynchronously). As a real client does, try again on such a connection error; an HTTP
+	// answer is never retried.
+	var resp *http.Response
+	for attempt := 1; ; attempt++ {
+		tc.Client.CloseIdleConnections()
+		resp, err = tc.Client.Do(req)
+		if err == nil {
+			break
+		}
+		if attempt == 10 {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
@@ -246,22 +258,32 @@ func bearer(token string) string { return "Bearer " + token }
 // reloads even an unchanged config, as `caddy reload --force` does.
 func loadConfig(t *testing.T, cfg, contentType string, force bool) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, adminURL+"/load", strings.NewReader(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", contentType)
-	if force {
-		req.Header.Set("Cache-Control", "must-revalidate")
-	}
 	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("POST /load: %v", err)
+	// A load replaces the admin server too, and Caddy stops the old one asynchronously, so a
+	// connection may meet the old one as it closes. Loading is idempotent: try again on a
+	// connection error, on a fresh connection each time.
+	for attempt := 1; ; attempt++ {
+		req, err := http.NewRequest(http.MethodPost, adminURL+"/load", strings.NewReader(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", contentType)
+		if force {
+			req.Header.Set("Cache-Control", "must-revalidate")
+		}
+		req.Close = true
+		resp, err := client.Do(req)
+		if err != nil {
+			if attempt == 10 {
+				t.Fatalf("POST /load: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(body)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
 }
 
 // mustLoad loads cfg and fails the test unless the admin API accepted it.
@@ -307,4 +329,19 @@ func startCaddy(t *testing.T, cfg, adapter string) *caddytest.Tester {
 		t.FailNow()
 	}
 	return tc
+}
+
+// waitServed waits (bounded) until GET path answers a body containing want: Caddy stops the
+// old servers asynchronously after /load answers, so the first requests after a reload may
+// still meet the previous config.
+func waitServed(t *testing.T, tc *caddytest.Tester, path, want string) {
+	t.Helper()
+	var body string
+	for range 50 {
+		if _, _, body = request(t, tc, http.MethodGet, path, ""); strings.Contains(body, want) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("GET %s: body %q, want it to contain %q after the reload", path, body, want)
 }

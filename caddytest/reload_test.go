@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestReload changes the policy through the admin API's POST /load several times in a row,
@@ -47,15 +48,23 @@ func TestReload(t *testing.T) {
 			okTok, deniedTok = writeTok, readTok
 		}
 
-		_, _, body := request(t, tc, http.MethodGet, prmPath, "")
+		// Caddy stops the old server asynchronously after /load answers: wait (bounded) until
+		// the metadata document shows the new policy before checking requests.
 		var doc struct {
 			ScopesSupported []string `json:"scopes_supported"`
 		}
-		if err := json.Unmarshal([]byte(body), &doc); err != nil {
-			t.Fatalf("reload %d: metadata %q: %v", i, body, err)
-		}
-		if want := []string{st.scope}; !reflect.DeepEqual(doc.ScopesSupported, want) {
-			t.Errorf("reload %d: scopes_supported = %v, want %v", i, doc.ScopesSupported, want)
+		for try := 0; ; try++ {
+			_, _, body := request(t, tc, http.MethodGet, prmPath, "")
+			if err := json.Unmarshal([]byte(body), &doc); err != nil {
+				t.Fatalf("reload %d: metadata %q: %v", i, body, err)
+			}
+			if reflect.DeepEqual(doc.ScopesSupported, []string{st.scope}) {
+				break
+			}
+			if try == 50 {
+				t.Fatalf("reload %d: scopes_supported = %v, want [%s]", i, doc.ScopesSupported, st.scope)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 
 		hits := s.up.hits.Load()
@@ -138,11 +147,10 @@ func TestKeySetLifecycle(t *testing.T) {
 	}
 
 	mustLoad(t, plainJSON, "application/json", false)
-	if code, _, body := request(t, tc, http.MethodGet, "/mcp", ""); code != http.StatusOK || body != "plain" {
-		t.Fatalf("config without mcp_auth: status %d body %q", code, body)
-	}
+	waitServed(t, tc, "/mcp", "plain")
 
 	mustLoad(t, cfg, ct, false)
+	waitServed(t, tc, prmPath, resource)
 	wantOK("config with mcp_auth again")
 	if n := s.jwks.fetches.Load(); n == fetches {
 		t.Errorf("the key set was not fetched again after a config without mcp_auth: it outlived every config using it")
