@@ -313,7 +313,7 @@ type remoteSet struct {
 	jwksURL string // fixed URL; for discovered sets, guarded by mu
 	refresh time.Duration
 	client  *http.Client
-	logger  *zap.Logger
+	logger  *zap.Logger // set only by tests; see log
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -342,7 +342,6 @@ func newRemoteSet(jwksURL, issuer string, refresh time.Duration) *remoteSet {
 		jwksURL: jwksURL,
 		refresh: refresh,
 		client:  &http.Client{Transport: tr, Timeout: fetchTimeout},
-		logger:  caddy.Log().Named("http.handlers.mcp_auth.keys"),
 		ctx:     ctx,
 		cancel:  cancel,
 		done:    make(chan struct{}),
@@ -357,6 +356,19 @@ func (rs *remoteSet) name() string {
 }
 
 func (rs *remoteSet) current() *keyIndex { return rs.keys.Load() }
+
+// log returns the logger of the config running now. A set outlives the config that created
+// it, and a logger taken at creation would keep writing to that config's log sinks (closed
+// or replaced by a reload) instead of the ones configured now.
+func (rs *remoteSet) log() *zap.Logger {
+	if rs.logger != nil {
+		return rs.logger
+	}
+	if ctx := caddy.ActiveContext(); ctx.Context != nil {
+		return ctx.Logger(Handler{}).Named("keys")
+	}
+	return caddy.Log().Named("http.handlers.mcp_auth.keys")
+}
 
 func (rs *remoteSet) start() {
 	go rs.run()
@@ -450,7 +462,7 @@ func (rs *remoteSet) fetch() error {
 			return err // the set is being destroyed; not a failure of the server
 		}
 		countRefresh(err)
-		rs.logger.Warn("refreshing signing keys failed; keeping the last good keys",
+		rs.log().Warn("refreshing signing keys failed; keeping the last good keys",
 			zap.String("key_set", rs.name()), zap.Int("keys_kept", rs.current().size()), zap.Error(err))
 		return err
 	}
@@ -496,9 +508,9 @@ func (rs *remoteSet) fetchOnce(ctx context.Context) error {
 	ix = carryOver(old, ix)
 	first := rs.keys.Swap(ix) == nil
 	if first {
-		rs.logger.Info("signing keys loaded", zap.String("key_set", rs.name()),
+		rs.log().Info("signing keys loaded", zap.String("key_set", rs.name()),
 			zap.String("jwks_url", u), zap.Int("keys", ix.size()), zap.Int("skipped", skipped))
-	} else if ce := rs.logger.Check(zap.DebugLevel, "signing keys refreshed"); ce != nil {
+	} else if ce := rs.log().Check(zap.DebugLevel, "signing keys refreshed"); ce != nil {
 		ce.Write(zap.String("key_set", rs.name()), zap.Int("keys", ix.size()), zap.Int("skipped", skipped))
 	}
 	return nil

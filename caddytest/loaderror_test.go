@@ -1,0 +1,127 @@
+package integration
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// refusedCaddyfile is a site whose mcp_auth block is @BLOCK@.
+const refusedCaddyfile = `
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+
+:9080 {
+	mcp_auth {
+@BLOCK@
+	}
+	respond "should never be served"
+}
+`
+
+// refusedJSON is a JSON config whose mcp_auth handler has the fields @FIELDS@.
+const refusedJSON = `
+{
+	"admin": {"listen": "localhost:2999"},
+	"apps": {"http": {"http_port": 9080, "https_port": 9443, "servers": {"mcp": {
+		"listen": [":9080"],
+		"routes": [{"handle": [
+			{"handler": "mcp_auth", @FIELDS@},
+			{"handler": "static_response", "body": "should never be served"}
+		]}]
+	}}}}
+}
+`
+
+// TestRefusedConfigs loads refused configurations through the admin API, as `caddy reload`
+// does, and checks that the load fails with an error naming the field, and that Caddy keeps
+// serving the previous configuration.
+func TestRefusedConfigs(t *testing.T) {
+	s := newSetup(t)
+	cfg, _ := s.config("caddyfile", []string{"mcp:read"}, true)
+	tc := startCaddy(t, cfg, "caddyfile")
+	tok := s.rsaKey.sign(t, claims(resource, "mcp:read"))
+
+	const base = "\t\tresource https://mcp.example.com/mcp\n\t\tauthorization_servers https://auth.example.com\n\t\tjwks_url @JWKS@\n"
+	const baseJSON = `"resource": "https://mcp.example.com/mcp", "authorization_servers": ["https://auth.example.com"], "jwks_urls": ["@JWKS@"]`
+	cases := []struct {
+		name   string
+		format string
+		body   string   // Caddyfile block lines, or JSON fields
+		want   []string // texts the load error must contain
+	}{
+		{"no scope policy", "caddyfile", base,
+			[]string{"mcp_auth", "scopes:", "no scope policy"}},
+		{"skip_scopes with scopes", "caddyfile", base + "\t\tskip_scopes\n\t\tscopes mcp:read\n",
+			[]string{"skip_scopes:", "cannot be combined"}},
+		{"no resource", "caddyfile", "\t\tauthorization_servers https://auth.example.com\n\t\tscopes mcp:read\n",
+			[]string{"resource:", "required"}},
+		{"resource with fragment", "caddyfile", "\t\tresource https://mcp.example.com/mcp#x\n\t\tauthorization_servers https://auth.example.com\n\t\tscopes mcp:read\n",
+			[]string{"resource", "fragment"}},
+		{"relative resource", "caddyfile", "\t\tresource /mcp\n\t\tauthorization_servers https://auth.example.com\n\t\tscopes mcp:read\n",
+			[]string{"resource", "not an absolute http or https URL"}},
+		{"no authorization_servers", "caddyfile", "\t\tresource https://mcp.example.com/mcp\n\t\tscopes mcp:read\n",
+			[]string{"authorization_servers:", "required"}},
+		{"symmetric algorithm", "caddyfile", base + "\t\tscopes mcp:read\n\t\talgorithms RS256 HS256\n",
+			[]string{"algorithms:", "HS256", "symmetric"}},
+		{"alg none", "caddyfile", base + "\t\tscopes mcp:read\n\t\talgorithms none\n",
+			[]string{"algorithms:", `"none" is refused`}},
+		{"unknown algorithm", "caddyfile", base + "\t\tscopes mcp:read\n\t\talgorithms RS257\n",
+			[]string{"algorithms:", "RS257", "unknown algorithm"}},
+		{"leeway too large", "caddyfile", base + "\t\tscopes mcp:read\n\t\tleeway 10m\n",
+			[]string{"leeway:", "outside"}},
+		{"unknown subdirective", "caddyfile", base + "\t\tscopes mcp:read\n\t\trequired_scopes mcp:read\n",
+			[]string{`unrecognized mcp_auth subdirective "required_scopes"`}},
+		{"missing argument", "caddyfile", base + "\t\tscopes\n",
+			[]string{"wrong argument count", "'scopes'"}},
+		{"json: no scope policy", "json", baseJSON,
+			[]string{"mcp_auth", "scopes:", "no scope policy"}},
+		{"json: scope outside RFC 6749", "json", baseJSON + `, "scopes": ["mcp read"]`,
+			[]string{"scopes:", `"mcp read"`, "not a valid scope token"}},
+		{"json: negative leeway", "json", baseJSON + `, "scopes": ["mcp:read"], "leeway": "-1s"`,
+			[]string{"leeway:", "outside"}},
+		{"json: allow_any_audience with audiences", "json", baseJSON + `, "scopes": ["mcp:read"], "allow_any_audience": true, "audiences": ["x"]`,
+			[]string{"allow_any_audience:", "cannot be combined"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			vars := map[string]string{"JWKS": s.jwks.URL + "/jwks"}
+			var cfg, ct string
+			if c.format == "caddyfile" {
+				vars["BLOCK"] = render(c.body, vars)
+				cfg, ct = render(refusedCaddyfile, vars), "text/caddyfile"
+			} else {
+				vars["FIELDS"] = render(c.body, vars)
+				cfg, ct = render(refusedJSON, vars), "application/json"
+			}
+			code, body := loadConfig(t, cfg, ct, false)
+			if code == http.StatusOK {
+				t.Fatalf("the config was accepted, want it refused")
+			}
+			var answer struct {
+				Error string `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(body), &answer); err != nil || answer.Error == "" {
+				t.Fatalf("status %d, body %q: want a JSON error", code, body)
+			}
+			t.Logf("status %d: %s", code, answer.Error)
+			for _, w := range c.want {
+				if !strings.Contains(answer.Error, w) {
+					t.Errorf("load error does not contain %q:\n%s", w, answer.Error)
+				}
+			}
+
+			// The refused config never replaced the running one.
+			code, _, got := request(t, tc, http.MethodPost, "/mcp", "", bearer(tok))
+			if code != http.StatusOK || got != upstreamBody {
+				t.Errorf("after the refused load: status %d body %q, want the previous config's 200 %q", code, got, upstreamBody)
+			}
+		})
+	}
+}

@@ -1,0 +1,207 @@
+package integration
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// logsCaddyfile writes Caddy's own logs (at debug level) and the site's access log to files,
+// and copies {http.auth.mcp.error} into a response header set when the response is written.
+const logsCaddyfile = `
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+	log {
+		output file @DIR@/caddy.log
+		format json
+		level DEBUG
+	}
+}
+
+:9080 {
+	log {
+		output file @DIR@/access.log
+		format json
+	}
+	header >X-MCP-Error "{http.auth.mcp.error}"
+	mcp_auth {
+		resource https://mcp.example.com/mcp
+		authorization_servers https://auth.example.com
+		jwks_url @JWKS@
+		scopes mcp:read
+	}
+	reverse_proxy @UPSTREAM@
+}
+`
+
+// TestLogsAndErrorPlaceholder checks, through a real Caddy, that the access log names the
+// user ({http.auth.user.id}), that denials are logged at debug level with their reason, that
+// no token reaches any log, and that {http.auth.mcp.error} holds the error code of a denial.
+func TestLogsAndErrorPlaceholder(t *testing.T) {
+	s := newSetup(t)
+	dir := t.TempDir()
+	cfg := render(logsCaddyfile, map[string]string{
+		"DIR": dir, "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": s.up.dial(),
+	})
+	tc := startCaddy(t, cfg, "caddyfile")
+
+	good := s.rsaKey.sign(t, claims(resource, "mcp:read"))
+	cases := []struct {
+		name      string
+		token     string
+		status    int
+		errorCode string // expected {http.auth.mcp.error}
+		reason    string // expected reason in the debug log
+	}{
+		{"valid", good, http.StatusOK, "", ""},
+		{"no token", "", http.StatusUnauthorized, "missing_token", "missing_token"},
+		{"wrong audience", s.ecKey.sign(t, claims("https://other.example.com", "mcp:read")),
+			http.StatusUnauthorized, "invalid_token", "audience_not_accepted"},
+		{"insufficient scope", s.rsaKey.sign(t, claims(resource, "mcp:write")),
+			http.StatusForbidden, "insufficient_scope", "insufficient_scope"},
+		{"bad signature", good[:strings.LastIndexByte(good, '.')+1] + "AAAA",
+			http.StatusUnauthorized, "invalid_token", "bad_signature"},
+	}
+	var tokens []string
+	for _, c := range cases {
+		var auth []string
+		if c.token != "" {
+			auth = []string{bearer(c.token)}
+			tokens = append(tokens, c.token)
+		}
+		code, hdr, _ := request(t, tc, http.MethodPost, "/mcp", "", auth...)
+		if code != c.status {
+			t.Errorf("%s: status %d, want %d", c.name, code, c.status)
+		}
+		if c.errorCode != "" {
+			if v := hdr.Get("X-MCP-Error"); v != c.errorCode {
+				t.Errorf("%s: {http.auth.mcp.error} = %q, want %q", c.name, v, c.errorCode)
+			}
+		}
+	}
+
+	// The access log is written after the response; wait (bounded) for all entries.
+	access := waitLogLines(t, filepath.Join(dir, "access.log"), len(cases))
+	users := map[int]string{}
+	for _, e := range access {
+		status, _ := e["status"].(float64)
+		uid, _ := e["user_id"].(string)
+		if uid != "" {
+			users[int(status)] = uid
+		}
+	}
+	if users[http.StatusOK] != "user-1" {
+		t.Errorf("access log user_id of the authorized request = %q, want user-1", users[http.StatusOK])
+	}
+	if len(users) != 1 {
+		t.Errorf("access log names a user for denied requests: %v", users)
+	}
+
+	debug := waitLogLines(t, filepath.Join(dir, "caddy.log"), 0)
+	reasons := map[string]bool{}
+	for _, e := range debug {
+		if e["msg"] == "request denied" {
+			r, _ := e["reason"].(string)
+			reasons[r] = true
+		}
+	}
+	for _, c := range cases {
+		if c.reason != "" && !reasons[c.reason] {
+			t.Errorf("no debug log entry %q with reason %q (have %v)", "request denied", c.reason, reasons)
+		}
+	}
+
+	for _, name := range []string{"access.log", "caddy.log"} {
+		raw, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tok := range tokens {
+			sig := tok[strings.LastIndexByte(tok, '.')+1:]
+			if len(sig) > 16 && strings.Contains(string(raw), sig) {
+				t.Errorf("%s contains a token signature", name)
+			}
+			if strings.Contains(string(raw), tok[:strings.IndexByte(tok, '.')+1]) {
+				t.Errorf("%s contains a token", name)
+			}
+		}
+	}
+}
+
+// waitLogLines reads the JSON lines of a log file, waiting up to 5s until there are at least
+// min of them (the access log is written after the response is sent).
+func waitLogLines(t *testing.T, path string, min int) []map[string]any {
+	t.Helper()
+	var entries []map[string]any
+	for range 50 {
+		entries = entries[:0]
+		if f, err := os.Open(path); err == nil {
+			sc := bufio.NewScanner(f)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			for sc.Scan() {
+				var e map[string]any
+				if json.Unmarshal(sc.Bytes(), &e) == nil {
+					entries = append(entries, e)
+				}
+			}
+			f.Close()
+		}
+		if len(entries) >= min && len(entries) > 0 {
+			return entries
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: %d log entries, want at least %d", path, len(entries), max(min, 1))
+	return nil
+}
+
+// TestKeyWarningsFollowLogConfig checks that a key set, which outlives the config that created
+// it, logs through the logging of the config running now: after a reload that sends Caddy's
+// logs to a file, a failed refresh of a key set created before the reload is warned about in
+// that file.
+func TestKeyWarningsFollowLogConfig(t *testing.T) {
+	s := newSetup(t)
+	cfg, _ := s.config("caddyfile", []string{"mcp:read"}, true)
+	tc := startCaddy(t, cfg, "caddyfile")
+	if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(s.rsaKey.sign(t, claims(resource, "mcp:read")))); code != http.StatusOK {
+		t.Fatalf("first config: status %d, want 200", code)
+	}
+
+	dir := t.TempDir()
+	mustLoad(t, render(logsCaddyfile, map[string]string{
+		"DIR": dir, "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": s.up.dial(),
+	}), "text/caddyfile", false)
+
+	// A token with an unknown kid makes the set fetch again; the server is down.
+	s.jwks.down.Store(true)
+	stranger := newECKey(t, "unknown-kid")
+	code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(stranger.sign(t, claims(resource, "mcp:read"))))
+	if code != http.StatusUnauthorized {
+		t.Errorf("token of an unknown key: status %d, want 401", code)
+	}
+
+	var found bool
+	for range 50 {
+		for _, e := range waitLogLines(t, filepath.Join(dir, "caddy.log"), 0) {
+			if e["level"] == "warn" && strings.Contains(e["msg"].(string), "refreshing signing keys failed") {
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !found {
+		t.Errorf("the failed refresh was not logged through the running config's logs")
+	}
+}
