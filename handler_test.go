@@ -2,7 +2,11 @@ package mcpauth
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -622,4 +626,50 @@ func sigOf(tok string) string {
 		return tok[i+1:]
 	}
 	return ""
+}
+
+// TestServeHTTPKeyTypeMustMatchAlg: with JWKs that do not name their alg, the key type (and
+// curve) alone must keep a key from being handed to a method of another family.
+func TestServeHTTPKeyTypeMustMatchAlg(t *testing.T) {
+	keys := newTestKeyring(t)
+	jwks := newJWKSServer(t)
+	set := map[string]any{"keys": []any{}}
+	for _, k := range []*testKey{keys.rsa, keys.ec, keys.ed} {
+		m := k.jwk()
+		delete(m, "alg")
+		set["keys"] = append(set["keys"].([]any), m)
+	}
+	body, err := json.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks.mu.Lock()
+	jwks.body = body
+	jwks.mu.Unlock()
+	h := newTestHandler(t, jwks, nil)
+
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signAs := func(kid, alg string, signer *testKey) string {
+		k := &testKey{kid: kid, alg: alg, signer: signer.signer}
+		return k.sign(t, claimsWith(nil), nil)
+	}
+	ps256 := signAs(keys.rsa.kid, "PS256", keys.rsa)
+	es384 := (&testKey{kid: keys.ec.kid, alg: "ES384", signer: p384}).sign(t, claimsWith(nil), nil)
+	bad := func(name, tok, desc string) authCase {
+		return authCase{name: name, h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer "+tok),
+			status: 401, code: "invalid_token", desc: desc, scope: "mcp:read"}
+	}
+	runAuthCases(t, []authCase{
+		{name: "RSA key without alg verifies RS256", h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer "+keys.rsa.sign(t, claimsWith(nil), nil)), status: 200, nextRan: true},
+		{name: "RSA key without alg verifies PS256", h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer "+ps256), status: 200, nextRan: true},
+		{name: "EC key without alg verifies ES256", h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer "+keys.ec.sign(t, claimsWith(nil), nil)), status: 200, nextRan: true},
+		bad("RS256 token naming the EC key", signAs(keys.ec.kid, "RS256", keys.rsa), descUnknownKey),
+		bad("RS256 token naming the Ed25519 key", signAs(keys.ed.kid, "RS256", keys.rsa), descUnknownKey),
+		bad("ES256 token naming the RSA key", signAs(keys.rsa.kid, "ES256", keys.ec), descUnknownKey),
+		bad("EdDSA token naming the EC key", signAs(keys.ec.kid, "EdDSA", keys.ed), descUnknownKey),
+		bad("ES384 token naming the P-256 key", es384, descUnknownKey),
+	})
 }
