@@ -39,6 +39,7 @@ func TestMetadataLocation(t *testing.T) {
 		{"https://h/mcp?tenant=a", wk + "/mcp", "https://h" + wk + "/mcp?tenant=a"},
 		{"https://h?tenant=a", wk, "https://h" + wk + "?tenant=a"},
 		{"https://h/my%20mcp", wk + "/my mcp", "https://h" + wk + "/my%20mcp"},
+		{"https://[::1]:8443/mcp", wk + "/mcp", "https://[::1]:8443" + wk + "/mcp"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.resource, func(t *testing.T) {
@@ -204,6 +205,21 @@ func TestMetadataDocument(t *testing.T) {
 				"scopes_supported":         []any{"mcp:read", "mcp:write", "offline_access"},
 				"resource_name":            "Example MCP",
 				"resource_documentation":   "https://docs.example.com/mcp",
+			},
+		},
+		{
+			name: "default scopes_supported lists a scope once",
+			h: Handler{
+				Resource:             "https://mcp.example.com/mcp",
+				AuthorizationServers: []string{"https://auth.example.com"},
+				Scopes:               []string{"mcp:read", "mcp:read"},
+				AnyOf:                []string{"mcp:write", "mcp:read", "mcp:write"},
+			},
+			want: map[string]any{
+				"resource":                 "https://mcp.example.com/mcp",
+				"authorization_servers":    []any{"https://auth.example.com"},
+				"bearer_methods_supported": []any{"header"},
+				"scopes_supported":         []any{"mcp:read", "mcp:write"},
 			},
 		},
 		{
