@@ -214,3 +214,28 @@ func TestCleanupReleasesOnce(t *testing.T) {
 		t.Errorf("key set still pooled after the last cleanup")
 	}
 }
+
+// Provision expands global placeholders in the URLs before deriving anything from them.
+func TestProvisionExpandsPlaceholders(t *testing.T) {
+	key := newEdKey(t, "ed")
+	t.Setenv("MCP_AUTH_TEST_RESOURCE", testResource)
+	t.Setenv("MCP_AUTH_TEST_ISSUER", testIssuer)
+	h := &Handler{
+		Resource:             "{env.MCP_AUTH_TEST_RESOURCE}",
+		AuthorizationServers: []string{"{env.MCP_AUTH_TEST_ISSUER}"},
+		JWKSFile:             writeJWKSFile(t, key),
+		Scopes:               []string{"mcp:read"},
+	}
+	provisionHandler(t, h)
+	if h.Resource != testResource || h.AuthorizationServers[0] != testIssuer {
+		t.Fatalf("not expanded: %q %q", h.Resource, h.AuthorizationServers)
+	}
+	res := serveRequest(t, h, bearerReq("POST", "/mcp", "Bearer "+key.sign(t, claimsWith(nil), nil)))
+	if !res.nextRan {
+		t.Errorf("valid token denied: status %d", res.status)
+	}
+	res = serveRequest(t, h, bearerReq("POST", "/mcp"))
+	if got, want := res.header.Get("WWW-Authenticate"), wantChallenge("", "", "mcp:read", testMetaURL); got != want {
+		t.Errorf("challenge %q, want %q", got, want)
+	}
+}
