@@ -183,7 +183,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.JWKSRefresh = caddy.Duration(defaultRefresh)
 	}
 	if len(h.ScopesSupported) == 0 {
-		h.ScopesSupported = append(slices.Clone(h.Scopes), h.AnyOf...)
+		// A scope may be both required and an alternative; advertise it once.
+		for _, s := range slices.Concat(h.Scopes, h.AnyOf) {
+			if !slices.Contains(h.ScopesSupported, s) {
+				h.ScopesSupported = append(h.ScopesSupported, s)
+			}
+		}
 	}
 
 	if err := initMetrics(ctx); err != nil {

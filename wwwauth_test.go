@@ -1,0 +1,226 @@
+package mcpauth
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The fixed error descriptions, written out here so that a change to the sentences clients
+// may match on is a deliberate one.
+const (
+	descMultiple    = "The request has more than one Authorization header."
+	descBadHeader   = "The Authorization header is not a valid Bearer credential."
+	descTooLarge    = "The access token is too large."
+	descMalformed   = "The access token is not a well-formed JWT."
+	descSignature   = "The access token signature is invalid."
+	descUnknownKey  = "The access token was not signed by a known key."
+	descAlgorithm   = "The access token signing algorithm is not accepted."
+	descExpired     = "The access token has expired."
+	descNoExpiry    = "The access token has no expiry."
+	descNotYet      = "The access token is not valid yet."
+	descIatFuture   = "The access token was issued in the future."
+	descIssuer      = "The access token issuer is not accepted."
+	descAudience    = "The access token was not issued for this resource."
+	descType        = "The access token type is not at+jwt."
+	descScope       = "The access token does not have the scope this request requires."
+	descUnavailable = "The signing keys of the authorization server are not available yet."
+)
+
+const testMetaURL = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+
+// wantChallenge is the challenge SPEC §3 asks for, built independently of buildChallenge.
+func wantChallenge(code, desc, scope, metaURL string) string {
+	s := "Bearer "
+	if code != "" {
+		s += `error="` + code + `", error_description="` + desc + `", `
+	}
+	if scope != "" {
+		s += `scope="` + scope + `", `
+	}
+	return s + `resource_metadata="` + metaURL + `"`
+}
+
+func wantBody(code, desc string) string {
+	if code == "" {
+		return ""
+	}
+	return `{"error":"` + code + `","error_description":"` + desc + `"}`
+}
+
+func TestBuildChallenge(t *testing.T) {
+	const meta = "https://h/.well-known/oauth-protected-resource"
+	tests := []struct {
+		name  string
+		code  string
+		desc  string
+		scope []string
+		want  string
+	}{
+		{"no token", "", "", []string{"mcp:read"}, `Bearer scope="mcp:read", resource_metadata="` + meta + `"`},
+		{"no token no scope", "", "", nil, `Bearer resource_metadata="` + meta + `"`},
+		{"no token empty scope list", "", "", []string{}, `Bearer resource_metadata="` + meta + `"`},
+		{"error with scope", codeInvalidToken, descExpired, []string{"a", "b"},
+			`Bearer error="invalid_token", error_description="The access token has expired.", scope="a b", resource_metadata="` + meta + `"`},
+		{"error without scope", codeInvalidRequest, descMultiple, nil,
+			`Bearer error="invalid_request", error_description="The request has more than one Authorization header.", resource_metadata="` + meta + `"`},
+		{"insufficient scope", codeInsufficientScope, descScope, []string{"mcp:read", "mcp:write"},
+			`Bearer error="insufficient_scope", error_description="The access token does not have the scope this request requires.", scope="mcp:read mcp:write", resource_metadata="` + meta + `"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := buildChallenge(tt.code, tt.desc, tt.scope, meta); got != tt.want {
+				t.Errorf("challenge\n got %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// wantDenials is, per denial, the status, code and description the spec and README promise.
+var wantDenials = map[denial]struct {
+	status int
+	code   string
+	desc   string
+}{
+	denyMissing:           {401, "", ""},
+	denyMultipleHeaders:   {400, "invalid_request", descMultiple},
+	denyMalformedHeader:   {400, "invalid_request", descBadHeader},
+	denyTooLarge:          {401, "invalid_token", descTooLarge},
+	denyMalformed:         {401, "invalid_token", descMalformed},
+	denySignature:         {401, "invalid_token", descSignature},
+	denyUnknownKey:        {401, "invalid_token", descUnknownKey},
+	denyAlgorithm:         {401, "invalid_token", descAlgorithm},
+	denyExpired:           {401, "invalid_token", descExpired},
+	denyNoExpiry:          {401, "invalid_token", descNoExpiry},
+	denyNotYetValid:       {401, "invalid_token", descNotYet},
+	denyIssuedInFuture:    {401, "invalid_token", descIatFuture},
+	denyIssuer:            {401, "invalid_token", descIssuer},
+	denyAudience:          {401, "invalid_token", descAudience},
+	denyType:              {401, "invalid_token", descType},
+	denyInsufficientScope: {403, "insufficient_scope", descScope},
+	denyUnavailable:       {503, "temporarily_unavailable", descUnavailable},
+}
+
+func TestChallengesEveryDenial(t *testing.T) {
+	if len(wantDenials) != int(numDenials) {
+		t.Fatalf("test covers %d denials, code has %d", len(wantDenials), numDenials)
+	}
+	for _, scope := range [][]string{{"mcp:read", "mcp:write"}, nil} {
+		c := newChallenges(scope, testMetaURL)
+		for d := denial(0); d < numDenials; d++ {
+			want := wantDenials[d]
+			t.Run(denials[d].label+"/scope="+strings.Join(scope, "+"), func(t *testing.T) {
+				rec := httptest.NewRecorder()
+				c.write(rec, d)
+				res := rec.Result()
+				if res.StatusCode != want.status {
+					t.Errorf("status %d, want %d", res.StatusCode, want.status)
+				}
+				if got := res.Header.Get("Cache-Control"); got != "no-store" {
+					t.Errorf("Cache-Control %q, want no-store", got)
+				}
+				ch := res.Header.Values("WWW-Authenticate")
+				if d == denyUnavailable {
+					// 503 is not a challenge: the token is not at fault.
+					if len(ch) != 0 {
+						t.Errorf("503 carries a challenge %q", ch)
+					}
+					ra, err := strconv.Atoi(res.Header.Get("Retry-After"))
+					if err != nil || ra <= 0 {
+						t.Errorf("Retry-After %q, want a positive number of seconds", res.Header.Get("Retry-After"))
+					}
+				} else {
+					wantCh := wantChallenge(want.code, want.desc, strings.Join(scope, " "), testMetaURL)
+					if len(ch) != 1 || ch[0] != wantCh {
+						t.Errorf("WWW-Authenticate\n got %q\nwant %q", ch, wantCh)
+					}
+					if got := res.Header.Get("Access-Control-Expose-Headers"); got != "WWW-Authenticate" {
+						t.Errorf("Access-Control-Expose-Headers %q", got)
+					}
+					if res.Header.Get("Retry-After") != "" {
+						t.Errorf("Retry-After on a %d", want.status)
+					}
+				}
+				body := rec.Body.String()
+				if body != wantBody(want.code, want.desc) {
+					t.Errorf("body %q, want %q", body, wantBody(want.code, want.desc))
+				}
+				if cl := res.Header.Get("Content-Length"); cl != strconv.Itoa(len(body)) {
+					t.Errorf("Content-Length %q for a body of %d bytes", cl, len(body))
+				}
+				if want.code == "" {
+					return
+				}
+				if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+					t.Errorf("Content-Type %q", ct)
+				}
+				var doc map[string]any
+				if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+					t.Fatalf("body is not JSON: %v", err)
+				}
+				if len(doc) != 2 || doc["error"] != want.code || doc["error_description"] != want.desc {
+					t.Errorf("body %v", doc)
+				}
+			})
+		}
+	}
+}
+
+// Descriptions go into a quoted-string unescaped, so they must not need escaping, and must
+// never carry request data: they are fixed per denial.
+func TestDescriptionsAreSafeASCII(t *testing.T) {
+	seen := make(map[string]denial)
+	for d := denial(0); d < numDenials; d++ {
+		info := denials[d]
+		if info.code == "" {
+			if info.desc != "" {
+				t.Errorf("%s: description without an error code", info.label)
+			}
+			continue
+		}
+		if info.desc == "" {
+			t.Errorf("%s: no description", info.label)
+		}
+		for i := 0; i < len(info.desc); i++ {
+			c := info.desc[i]
+			if c < 0x20 || c > 0x7E || c == '"' || c == '\\' {
+				t.Errorf("%s: description has byte %#x at %d", info.label, c, i)
+			}
+		}
+		if prev, dup := seen[info.desc]; dup {
+			t.Errorf("%s and %s share a description", denials[prev].label, info.label)
+		}
+		seen[info.desc] = d
+		if info.label == "" || strings.ContainsAny(info.label, " \"\\") {
+			t.Errorf("label %q", info.label)
+		}
+	}
+}
+
+func TestChallengeStatusCodes(t *testing.T) {
+	for d := denial(0); d < numDenials; d++ {
+		info := denials[d]
+		var want string
+		switch info.status {
+		case http.StatusUnauthorized:
+			want = codeInvalidToken
+			if d == denyMissing {
+				want = ""
+			}
+		case http.StatusBadRequest:
+			want = codeInvalidRequest
+		case http.StatusForbidden:
+			want = codeInsufficientScope
+		case http.StatusServiceUnavailable:
+			want = codeUnavailable
+		default:
+			t.Errorf("%s: unexpected status %d", info.label, info.status)
+		}
+		if info.code != want {
+			t.Errorf("%s: status %d with code %q, want %q", info.label, info.status, info.code, want)
+		}
+	}
+}
