@@ -41,6 +41,9 @@ var (
 	retryMax = 15 * time.Second
 	// maxDocBytes bounds a JWKS or metadata document.
 	maxDocBytes int64 = 1 << 20
+	// keysLogger gives the logger of remote key sets. They outlive the config that created
+	// them, so they log through Caddy's default zap logger, not a config's.
+	keysLogger = func() *zap.Logger { return caddy.Log().Named("http.handlers.mcp_auth.keys") }
 )
 
 // Key-set errors. errKeysUnavailable is the server's fault (503), the others the token's (401).
@@ -312,6 +315,11 @@ type remoteSet struct {
 	client  *http.Client
 	logger  *zap.Logger
 
+	// Tunables, read once at creation so that a running set never races with tests that
+	// change the package variables.
+	unknownKIDInterval time.Duration
+	retryMin, retryMax time.Duration
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -339,10 +347,14 @@ func newRemoteSet(jwksURL, issuer string, refresh time.Duration) *remoteSet {
 		jwksURL: jwksURL,
 		refresh: refresh,
 		client:  &http.Client{Transport: tr, Timeout: fetchTimeout},
-		logger:  caddy.Log().Named("http.handlers.mcp_auth.keys"),
+		logger:  keysLogger(),
 		ctx:     ctx,
 		cancel:  cancel,
 		done:    make(chan struct{}),
+
+		unknownKIDInterval: unknownKIDInterval,
+		retryMin:           retryMin,
+		retryMax:           retryMax,
 	}
 }
 
@@ -363,15 +375,15 @@ func (rs *remoteSet) start() {
 // every rs.refresh. It ends when the set leaves the pool.
 func (rs *remoteSet) run() {
 	defer close(rs.done)
-	wait := retryMin
+	wait := rs.retryMin
 	for {
 		err := rs.fetchShared()
 		var next time.Duration
 		switch {
 		case err == nil || rs.current() != nil:
-			next, wait = rs.refresh, retryMin
+			next, wait = rs.refresh, rs.retryMin
 		default:
-			next, wait = wait, min(wait*2, retryMax)
+			next, wait = wait, min(wait*2, rs.retryMax)
 		}
 		t := time.NewTimer(next)
 		select {
@@ -398,7 +410,7 @@ func (rs *remoteSet) refreshForUnknownKID(ctx context.Context) {
 	rs.mu.Lock()
 	call := rs.inflight
 	if call == nil {
-		if !rs.lastOnDemand.IsZero() && time.Since(rs.lastOnDemand) < unknownKIDInterval {
+		if !rs.lastOnDemand.IsZero() && time.Since(rs.lastOnDemand) < rs.unknownKIDInterval {
 			rs.mu.Unlock()
 			return
 		}
