@@ -185,19 +185,29 @@ type keySources struct {
 	poolKeys []string
 }
 
+// acquireKeySources takes the handler's key sets from the pool. On failure it releases what
+// it had acquired, so a failed Provision leaves no pool entry behind even without Cleanup.
 func acquireKeySources(h *Handler, logger *zap.Logger) (*keySources, error) {
 	ks := &keySources{byIssuer: make(map[string]*remoteSet)}
+	if err := ks.acquireAll(h); err != nil {
+		_ = ks.release()
+		return nil, err
+	}
+	return ks, nil
+}
+
+func (ks *keySources) acquireAll(h *Handler) error {
 	if h.JWKSFile != "" {
 		raw, err := os.ReadFile(h.JWKSFile)
 		if err != nil {
-			return nil, fmt.Errorf("jwks_file: %w", err)
+			return fmt.Errorf("jwks_file: %w", err)
 		}
 		ix, _, err := parseJWKS(raw)
 		if err != nil {
-			return nil, fmt.Errorf("jwks_file %s: %w", h.JWKSFile, err)
+			return fmt.Errorf("jwks_file %s: %w", h.JWKSFile, err)
 		}
 		if ix.size() == 0 {
-			return nil, fmt.Errorf("jwks_file %s: no usable signing key", h.JWKSFile)
+			return fmt.Errorf("jwks_file %s: no usable signing key", h.JWKSFile)
 		}
 		ks.static, ks.file = ix, h.JWKSFile
 	}
@@ -207,22 +217,27 @@ func acquireKeySources(h *Handler, logger *zap.Logger) (*keySources, error) {
 			return newRemoteSet(u, "", refresh)
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		ks.shared = append(ks.shared, rs)
 	}
 	if h.JWKSFile == "" && len(h.JWKSURLs) == 0 {
 		for _, iss := range h.Issuers {
+			// Checked before the set exists: an issuer that is not a URL can never be
+			// discovered, and its set would retry in the background forever.
+			if _, err := discoveryURLs(iss); err != nil {
+				return fmt.Errorf("issuers: %w; set jwks_url or jwks_file for it", err)
+			}
 			rs, err := ks.acquire("issuer|"+iss+"|"+refresh.String(), func() *remoteSet {
 				return newRemoteSet("", iss, refresh)
 			})
 			if err != nil {
-				return nil, err
+				return err
 			}
 			ks.byIssuer[iss] = rs
 		}
 	}
-	return ks, nil
+	return nil
 }
 
 func (ks *keySources) acquire(poolKey string, mk func() *remoteSet) (*remoteSet, error) {
