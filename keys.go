@@ -343,6 +343,7 @@ type remoteSet struct {
 
 	mu            sync.Mutex
 	inflight      *fetchCall
+	fetchers      sync.WaitGroup // fetch goroutines, waited for by Destruct
 	lastOnDemand  time.Time
 	discoveredURL string
 
@@ -414,7 +415,13 @@ func (rs *remoteSet) run() {
 // the last config using the set is gone.
 func (rs *remoteSet) Destruct() error {
 	rs.cancel()
+	// After this lock no fetch can start (startFetchLocked sees the cancelled context), so
+	// the Wait below covers every fetch goroutine: a fetch that finished after
+	// CloseIdleConnections would otherwise park its connection in the pool for good.
+	rs.mu.Lock()
+	rs.mu.Unlock() //nolint:staticcheck // empty critical section: a barrier for fetchers.Add
 	<-rs.done
+	rs.fetchers.Wait()
 	rs.client.CloseIdleConnections()
 	return nil
 }
@@ -453,8 +460,16 @@ func (rs *remoteSet) fetchShared() error {
 
 func (rs *remoteSet) startFetchLocked() *fetchCall {
 	call := &fetchCall{done: make(chan struct{})}
+	if err := rs.ctx.Err(); err != nil {
+		// The set left the pool: a handler of a config being stopped must not start a fetch.
+		call.err = err
+		close(call.done)
+		return call
+	}
 	rs.inflight = call
+	rs.fetchers.Add(1)
 	go func() {
+		defer rs.fetchers.Done()
 		call.err = rs.fetch()
 		rs.mu.Lock()
 		rs.inflight = nil
