@@ -41,6 +41,8 @@ var (
 	retryMax = 15 * time.Second
 	// maxDocBytes bounds a JWKS or metadata document.
 	maxDocBytes int64 = 1 << 20
+	// keysLogger gives the logger of remote key sets when no config is running (tests).
+	keysLogger = func() *zap.Logger { return caddy.Log().Named("http.handlers.mcp_auth.keys") }
 )
 
 // Key-set errors. errKeysUnavailable is the server's fault (503), the others the token's (401).
@@ -185,19 +187,29 @@ type keySources struct {
 	poolKeys []string
 }
 
+// acquireKeySources takes the handler's key sets from the pool. On failure it releases what
+// it had acquired, so a failed Provision leaves no pool entry behind even without Cleanup.
 func acquireKeySources(h *Handler, logger *zap.Logger) (*keySources, error) {
 	ks := &keySources{byIssuer: make(map[string]*remoteSet)}
+	if err := ks.acquireAll(h); err != nil {
+		_ = ks.release()
+		return nil, err
+	}
+	return ks, nil
+}
+
+func (ks *keySources) acquireAll(h *Handler) error {
 	if h.JWKSFile != "" {
 		raw, err := os.ReadFile(h.JWKSFile)
 		if err != nil {
-			return nil, fmt.Errorf("jwks_file: %w", err)
+			return fmt.Errorf("jwks_file: %w", err)
 		}
 		ix, _, err := parseJWKS(raw)
 		if err != nil {
-			return nil, fmt.Errorf("jwks_file %s: %w", h.JWKSFile, err)
+			return fmt.Errorf("jwks_file %s: %w", h.JWKSFile, err)
 		}
 		if ix.size() == 0 {
-			return nil, fmt.Errorf("jwks_file %s: no usable signing key", h.JWKSFile)
+			return fmt.Errorf("jwks_file %s: no usable signing key", h.JWKSFile)
 		}
 		ks.static, ks.file = ix, h.JWKSFile
 	}
@@ -207,22 +219,27 @@ func acquireKeySources(h *Handler, logger *zap.Logger) (*keySources, error) {
 			return newRemoteSet(u, "", refresh)
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		ks.shared = append(ks.shared, rs)
 	}
 	if h.JWKSFile == "" && len(h.JWKSURLs) == 0 {
 		for _, iss := range h.Issuers {
+			// Checked before the set exists: an issuer that is not a URL can never be
+			// discovered, and its set would retry in the background forever.
+			if _, err := discoveryURLs(iss); err != nil {
+				return fmt.Errorf("issuers: %w; set jwks_url or jwks_file for it", err)
+			}
 			rs, err := ks.acquire("issuer|"+iss+"|"+refresh.String(), func() *remoteSet {
 				return newRemoteSet("", iss, refresh)
 			})
 			if err != nil {
-				return nil, err
+				return err
 			}
 			ks.byIssuer[iss] = rs
 		}
 	}
-	return ks, nil
+	return nil
 }
 
 func (ks *keySources) acquire(poolKey string, mk func() *remoteSet) (*remoteSet, error) {
@@ -315,6 +332,11 @@ type remoteSet struct {
 	client  *http.Client
 	logger  *zap.Logger // set only by tests; see log
 
+	// Tunables, read once at creation so that a running set never races with tests that
+	// change the package variables.
+	unknownKIDInterval time.Duration
+	retryMin, retryMax time.Duration
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -323,6 +345,7 @@ type remoteSet struct {
 
 	mu            sync.Mutex
 	inflight      *fetchCall
+	fetchers      sync.WaitGroup // fetch goroutines, waited for by Destruct
 	lastOnDemand  time.Time
 	discoveredURL string
 
@@ -345,6 +368,10 @@ func newRemoteSet(jwksURL, issuer string, refresh time.Duration) *remoteSet {
 		ctx:     ctx,
 		cancel:  cancel,
 		done:    make(chan struct{}),
+
+		unknownKIDInterval: unknownKIDInterval,
+		retryMin:           retryMin,
+		retryMax:           retryMax,
 	}
 }
 
@@ -367,7 +394,7 @@ func (rs *remoteSet) log() *zap.Logger {
 	if ctx := caddy.ActiveContext(); ctx.Context != nil {
 		return ctx.Logger(Handler{}).Named("keys")
 	}
-	return caddy.Log().Named("http.handlers.mcp_auth.keys")
+	return keysLogger()
 }
 
 func (rs *remoteSet) start() {
@@ -378,15 +405,15 @@ func (rs *remoteSet) start() {
 // every rs.refresh. It ends when the set leaves the pool.
 func (rs *remoteSet) run() {
 	defer close(rs.done)
-	wait := retryMin
+	wait := rs.retryMin
 	for {
 		err := rs.fetchShared()
 		var next time.Duration
 		switch {
 		case err == nil || rs.current() != nil:
-			next, wait = rs.refresh, retryMin
+			next, wait = rs.refresh, rs.retryMin
 		default:
-			next, wait = wait, min(wait*2, retryMax)
+			next, wait = wait, min(wait*2, rs.retryMax)
 		}
 		t := time.NewTimer(next)
 		select {
@@ -402,7 +429,13 @@ func (rs *remoteSet) run() {
 // the last config using the set is gone.
 func (rs *remoteSet) Destruct() error {
 	rs.cancel()
+	// After this lock no fetch can start (startFetchLocked sees the cancelled context), so
+	// the Wait below covers every fetch goroutine: a fetch that finished after
+	// CloseIdleConnections would otherwise park its connection in the pool for good.
+	rs.mu.Lock()
+	rs.mu.Unlock() //nolint:staticcheck // empty critical section: a barrier for fetchers.Add
 	<-rs.done
+	rs.fetchers.Wait()
 	rs.client.CloseIdleConnections()
 	return nil
 }
@@ -413,7 +446,7 @@ func (rs *remoteSet) refreshForUnknownKID(ctx context.Context) {
 	rs.mu.Lock()
 	call := rs.inflight
 	if call == nil {
-		if !rs.lastOnDemand.IsZero() && time.Since(rs.lastOnDemand) < unknownKIDInterval {
+		if !rs.lastOnDemand.IsZero() && time.Since(rs.lastOnDemand) < rs.unknownKIDInterval {
 			rs.mu.Unlock()
 			return
 		}
@@ -441,8 +474,16 @@ func (rs *remoteSet) fetchShared() error {
 
 func (rs *remoteSet) startFetchLocked() *fetchCall {
 	call := &fetchCall{done: make(chan struct{})}
+	if err := rs.ctx.Err(); err != nil {
+		// The set left the pool: a handler of a config being stopped must not start a fetch.
+		call.err = err
+		close(call.done)
+		return call
+	}
 	rs.inflight = call
+	rs.fetchers.Add(1)
 	go func() {
+		defer rs.fetchers.Done()
 		call.err = rs.fetch()
 		rs.mu.Lock()
 		rs.inflight = nil

@@ -37,6 +37,10 @@ const (
 	defaultRetryAfter = 10 // seconds, for 503 while no keys were ever loaded
 )
 
+// minJWKSRefresh is the shortest jwks_refresh accepted. A variable only so that tests can
+// refresh faster; configurations cannot change it.
+var minJWKSRefresh = time.Minute
+
 // defaultAlgorithms are the asymmetric JWS algorithms accepted when none are configured.
 var defaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
@@ -281,8 +285,8 @@ func (h *Handler) validateConfig() error {
 	if l := time.Duration(h.Leeway); l < 0 || l > maxLeeway {
 		return fmt.Errorf("leeway: %s is outside 0 to %s", l, maxLeeway)
 	}
-	if r := time.Duration(h.JWKSRefresh); r < 0 || (r > 0 && r < time.Minute) {
-		return fmt.Errorf("jwks_refresh: %s is below the minimum of 1m", r)
+	if r := time.Duration(h.JWKSRefresh); r < 0 || (r > 0 && r < minJWKSRefresh) {
+		return fmt.Errorf("jwks_refresh: %s is below the minimum of %s", r, minJWKSRefresh)
 	}
 	if !h.SkipScopes && len(h.Scopes) == 0 && len(h.AnyOf) == 0 {
 		return fmt.Errorf("scopes: %w", errNoPolicy)

@@ -1,0 +1,343 @@
+package mcpauth
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+func TestDiscoveryURLs(t *testing.T) {
+	tests := []struct {
+		issuer string
+		want   []string
+	}{
+		{"https://as.example.com", []string{
+			"https://as.example.com/.well-known/oauth-authorization-server",
+			"https://as.example.com/.well-known/openid-configuration",
+		}},
+		{"https://as.example.com/", []string{
+			"https://as.example.com/.well-known/oauth-authorization-server",
+			"https://as.example.com/.well-known/openid-configuration",
+		}},
+		{"https://kc.example.com/realms/mcp", []string{
+			"https://kc.example.com/.well-known/oauth-authorization-server/realms/mcp",
+			"https://kc.example.com/.well-known/openid-configuration/realms/mcp",
+			"https://kc.example.com/realms/mcp/.well-known/openid-configuration",
+		}},
+		{"https://kc.example.com/realms/mcp/", []string{
+			"https://kc.example.com/.well-known/oauth-authorization-server/realms/mcp",
+			"https://kc.example.com/.well-known/openid-configuration/realms/mcp",
+			"https://kc.example.com/realms/mcp/.well-known/openid-configuration",
+		}},
+		{"https://login.microsoftonline.com/tenant-id/v2.0", []string{
+			"https://login.microsoftonline.com/.well-known/oauth-authorization-server/tenant-id/v2.0",
+			"https://login.microsoftonline.com/.well-known/openid-configuration/tenant-id/v2.0",
+			"https://login.microsoftonline.com/tenant-id/v2.0/.well-known/openid-configuration",
+		}},
+		{"http://127.0.0.1:8080/t", []string{
+			"http://127.0.0.1:8080/.well-known/oauth-authorization-server/t",
+			"http://127.0.0.1:8080/.well-known/openid-configuration/t",
+			"http://127.0.0.1:8080/t/.well-known/openid-configuration",
+		}},
+		{"https://[::1]:8443", []string{
+			"https://[::1]:8443/.well-known/oauth-authorization-server",
+			"https://[::1]:8443/.well-known/openid-configuration",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.issuer, func(t *testing.T) {
+			got, err := discoveryURLs(tt.issuer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got  %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+	for _, bad := range []string{"", "urn:example:issuer", "ftp://as.example.com", "as.example.com", "https://"} {
+		if got, err := discoveryURLs(bad); err == nil {
+			t.Errorf("discoveryURLs(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+// metaServer is an authorization server that answers metadata documents only at the paths a
+// test gives, each naming the issuer the test chooses, and records the paths asked for.
+type metaServer struct {
+	*httptest.Server
+	mu    sync.Mutex
+	docs  map[string]string // path -> issuer claimed by the document there
+	asked []string
+}
+
+func newMetaServer(t *testing.T) *metaServer {
+	t.Helper()
+	ms := &metaServer{docs: map[string]string{}}
+	ms.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ms.mu.Lock()
+		ms.asked = append(ms.asked, r.URL.Path)
+		iss, ok := ms.docs[r.URL.Path]
+		ms.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": iss, "jwks_uri": ms.URL + "/jwks" + r.URL.Path})
+	}))
+	t.Cleanup(ms.Close)
+	return ms
+}
+
+func TestDiscoverJWKSURL(t *testing.T) {
+	const (
+		as8414 = "/.well-known/oauth-authorization-server"
+		oidc   = "/.well-known/openid-configuration"
+	)
+	// Each case: the issuer's path (appended to the server URL), the documents served
+	// (path -> issuer, where "ISS" stands for the configured issuer), the document expected
+	// to be used ("" for a failure), and the paths expected to be asked for, in order.
+	tests := []struct {
+		name      string
+		issPath   string
+		docs      map[string]string
+		wantDoc   string
+		wantAsked []string
+	}{
+		{
+			name:      "RFC 8414 at the root",
+			docs:      map[string]string{as8414: "ISS", oidc: "ISS"},
+			wantDoc:   as8414,
+			wantAsked: []string{as8414},
+		},
+		{
+			name:      "RFC 8414 with path insertion",
+			issPath:   "/tenant",
+			docs:      map[string]string{as8414 + "/tenant": "ISS"},
+			wantDoc:   as8414 + "/tenant",
+			wantAsked: []string{as8414 + "/tenant"},
+		},
+		{
+			name:      "8414 404, OIDC inserted",
+			issPath:   "/tenant",
+			docs:      map[string]string{oidc + "/tenant": "ISS"},
+			wantDoc:   oidc + "/tenant",
+			wantAsked: []string{as8414 + "/tenant", oidc + "/tenant"},
+		},
+		{
+			name:      "8414 and OIDC inserted 404, OIDC appended (Keycloak realm)",
+			issPath:   "/realms/mcp",
+			docs:      map[string]string{"/realms/mcp" + oidc: "ISS"},
+			wantDoc:   "/realms/mcp" + oidc,
+			wantAsked: []string{as8414 + "/realms/mcp", oidc + "/realms/mcp", "/realms/mcp" + oidc},
+		},
+		{
+			name:      "OIDC appended for an Entra-style /v2.0 issuer",
+			issPath:   "/tenant-id/v2.0",
+			docs:      map[string]string{"/tenant-id/v2.0" + oidc: "ISS"},
+			wantDoc:   "/tenant-id/v2.0" + oidc,
+			wantAsked: []string{as8414 + "/tenant-id/v2.0", oidc + "/tenant-id/v2.0", "/tenant-id/v2.0" + oidc},
+		},
+		{
+			name:      "OIDC at the root for an issuer without path",
+			docs:      map[string]string{oidc: "ISS"},
+			wantDoc:   oidc,
+			wantAsked: []string{as8414, oidc},
+		},
+		{
+			name:    "issuer mismatch refused, next document used",
+			issPath: "/realms/mcp",
+			docs: map[string]string{
+				as8414 + "/realms/mcp": "https://evil.example.com/realms/mcp",
+				oidc + "/realms/mcp":   "ISS/",
+				"/realms/mcp" + oidc:   "ISS",
+			},
+			wantDoc:   "/realms/mcp" + oidc,
+			wantAsked: []string{as8414 + "/realms/mcp", oidc + "/realms/mcp", "/realms/mcp" + oidc},
+		},
+		{
+			name:      "every document names another issuer: refused",
+			issPath:   "/t",
+			docs:      map[string]string{as8414 + "/t": "ISSx", oidc + "/t": "https://other.example.com/t", "/t" + oidc: ""},
+			wantAsked: []string{as8414 + "/t", oidc + "/t", "/t" + oidc},
+		},
+		{
+			name:      "issuer with trailing slash: slash dropped for the well-known paths, kept in the comparison",
+			issPath:   "/realms/mcp/",
+			docs:      map[string]string{as8414 + "/realms/mcp": "ISS"},
+			wantDoc:   as8414 + "/realms/mcp",
+			wantAsked: []string{as8414 + "/realms/mcp"},
+		},
+		{
+			name:      "issuer with trailing slash, metadata without it: refused",
+			issPath:   "/realms/mcp/",
+			docs:      map[string]string{as8414 + "/realms/mcp": "ISS-noslash", "/realms/mcp" + oidc: "ISS"},
+			wantDoc:   "/realms/mcp" + oidc,
+			wantAsked: []string{as8414 + "/realms/mcp", oidc + "/realms/mcp", "/realms/mcp" + oidc},
+		},
+		{
+			name:      "issuer at the root with trailing slash",
+			issPath:   "/",
+			docs:      map[string]string{as8414: "ISS"},
+			wantDoc:   as8414,
+			wantAsked: []string{as8414},
+		},
+		{
+			name:      "same host, another port in the metadata issuer: refused",
+			issPath:   "/t",
+			docs:      map[string]string{as8414 + "/t": "PORT"},
+			wantAsked: []string{as8414 + "/t", oidc + "/t", "/t" + oidc},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms := newMetaServer(t)
+			issuer := ms.URL + tt.issPath
+			for p, iss := range tt.docs {
+				switch iss {
+				case "ISS":
+					iss = issuer
+				case "ISS/":
+					iss = issuer + "/"
+				case "ISSx":
+					iss = issuer + "x"
+				case "ISS-noslash":
+					iss = strings.TrimSuffix(issuer, "/")
+				case "PORT":
+					iss = "http://127.0.0.1:1" + tt.issPath
+				}
+				ms.docs[p] = iss
+			}
+			got, err := discoverJWKSURL(context.Background(), http.DefaultClient, issuer)
+			ms.mu.Lock()
+			asked := slices.Clone(ms.asked)
+			ms.mu.Unlock()
+			if !slices.Equal(asked, tt.wantAsked) {
+				t.Errorf("asked %q\nwant  %q", asked, tt.wantAsked)
+			}
+			if tt.wantDoc == "" {
+				if err == nil {
+					t.Fatalf("got jwks_uri %q, want an error", got)
+				}
+				if !strings.Contains(err.Error(), "does not match the configured") {
+					t.Errorf("error %q does not say the issuer did not match", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := ms.URL + "/jwks" + tt.wantDoc; got != want {
+				t.Errorf("jwks_uri %q, want %q (from %s)", got, want, tt.wantDoc)
+			}
+		})
+	}
+}
+
+func TestDiscoveryRefusesBadJWKSURI(t *testing.T) {
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/.well-known/oauth-authorization-server":
+			_ = json.NewEncoder(w).Encode(map[string]string{"issuer": srv.URL, "jwks_uri": "file:///etc/passwd"})
+		case "/.well-known/openid-configuration":
+			_, _ = w.Write([]byte(`not json`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	if got, err := discoverJWKSURL(context.Background(), http.DefaultClient, srv.URL); err == nil {
+		t.Fatalf("got jwks_uri %q, want an error", got)
+	}
+}
+
+// TestDiscoveryDoesNotBlockStart provisions a handler whose issuer never answers: Provision
+// returns while the discovery request is still pending (fetchTimeout is an hour here, so a
+// Provision that waited for discovery would hang the test), and a token meanwhile gets 503.
+// Then, with a short fetchTimeout, a hanging discovery ends and is logged as a failed load.
+func TestDiscoveryDoesNotBlockStart(t *testing.T) {
+	obs := observeKeyLogs(t)
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // runs before srv.Close, which waits for handlers
+
+	setTunable(t, &fetchTimeout, time.Hour)
+	h := newIssuerHandler(srv.URL)
+	provisionHandler(t, h)
+	<-arrived // the background discovery reached the server; Provision has already returned
+	key := newECKey(t, "k1")
+	// The request waits for the pending load as long as its own context lives.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	rec := serveTokenCtx(ctx, h, key.sign(t, testClaims(srv.URL, testResource, "mcp:read"), nil))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("token while discovery pending: status %d, Retry-After %q; want 503 with Retry-After",
+			rec.Code, rec.Header().Get("Retry-After"))
+	}
+
+	// The bound: a second set (another issuer path, so another pool entry) with a short timeout.
+	setTunable(t, &fetchTimeout, 200*time.Millisecond)
+	h2 := newIssuerHandler(srv.URL + "/slow")
+	provisionHandler(t, h2)
+	e := waitLog(t, obs, "refreshing signing keys failed", "issuer "+srv.URL+"/slow")
+	if !strings.Contains(e.ContextMap()["error"].(string), "deadline exceeded") &&
+		!strings.Contains(e.ContextMap()["error"].(string), "Timeout") {
+		t.Errorf("failed load error %q does not name the timeout", e.ContextMap()["error"])
+	}
+}
+
+// observeKeyLogs makes key sets created from now on log into an observer (and still nowhere
+// else), for the rest of the test.
+func observeKeyLogs(t *testing.T) *observer.ObservedLogs {
+	t.Helper()
+	core, logs := observer.New(zap.DebugLevel)
+	old := keysLogger
+	keysLogger = func() *zap.Logger { return zap.New(core) }
+	t.Cleanup(func() { keysLogger = old })
+	return logs
+}
+
+// waitLog waits (bounded) for a key-set log entry with this message and key_set field.
+func waitLog(t *testing.T, logs *observer.ObservedLogs, msg, keySet string) observer.LoggedEntry {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, e := range logs.FilterMessageSnippet(msg).All() {
+			if e.ContextMap()["key_set"] == keySet {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			seen := map[string]int{}
+			for _, e := range logs.All() {
+				seen[fmt.Sprintf("%s %s %v", e.Level, e.Message, e.ContextMap())]++
+			}
+			t.Fatalf("no log %q for key set %q within 10s; got %v", msg, keySet, seen)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
