@@ -38,7 +38,9 @@ server.listen(0, '127.0.0.1', () => {
   const provider = new Provider(issuer, {
     clients,
     jwks: { keys: [signingKey] },
-    scopes: ['openid', 'offline_access'],
+    // The MCP scopes are listed here too, so that clients may register with them (RFC 7591
+    // `scope`, which the SDK sends) and the discovery document advertises them.
+    scopes: ['openid', 'offline_access', 'mcp:read', 'mcp:write'],
     features: {
       clientCredentials: { enabled: true },
       registration: { enabled: true }, // dynamic client registration for the authorization_code flow

@@ -44,7 +44,9 @@ func TestEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	tmp := t.TempDir()
+	start := time.Now()
 	bin := buildBinaries(ctx, t, tmp)
+	t.Logf("built caddy, mcpserver and goclient in %s", time.Since(start).Round(time.Second))
 
 	// Caddy's port is chosen first: the resource URL goes into the AS config and the Caddyfile.
 	caddyPort := freePort(t)
@@ -139,6 +141,20 @@ func TestEndToEnd(t *testing.T) {
 			"add: 42",
 			"whoami: user=go-cc client=go-cc scope=mcp:read authorization_forwarded=true",
 		)
+	})
+
+	t.Run("ts_sdk_authorization_code_pkce", func(t *testing.T) {
+		// Dynamic registration of a public client, PKCE, login and consent on oidc-provider's
+		// development pages (scripted), code exchange with the resource indicator.
+		out := runClient(ctx, t, "client-code.mjs", exec.CommandContext(ctx, node, "client-code.mjs", resource, "alice"))
+		wantLines(t, out,
+			"registered client; authorization request: scope=mcp:read resource="+resource+" code_challenge_method=S256",
+			"tools: add,echo,whoami",
+			"echo: hello via authorization code",
+		)
+		if !strings.Contains(out, "whoami: user=alice client=") || !strings.Contains(out, " scope=mcp:read authorization_forwarded=true") {
+			t.Errorf("whoami did not report user alice with scope mcp:read:\n%s", out)
+		}
 	})
 
 	t.Run("insufficient_scope_403", func(t *testing.T) {
@@ -261,6 +277,7 @@ func startProcess(ctx context.Context, t *testing.T, name, ready string, cmd *ex
 		t.Fatal(err)
 	}
 	cmd.WaitDelay = 5 * time.Second
+	orphanGuard(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
@@ -317,6 +334,7 @@ func runClient(ctx context.Context, t *testing.T, name string, cmd *exec.Cmd) st
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
+	orphanGuard(cmd)
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%s: %v (context: %v)\nstdout:\n%s\nstderr:\n%s", name, err, ctx.Err(), stdout.String(), tail(stderr.String(), 8000))
 	}
