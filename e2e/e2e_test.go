@@ -227,10 +227,15 @@ func buildBinaries(ctx context.Context, t *testing.T, dir string) string {
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, gobin, "build", "-o", bin+string(filepath.Separator),
+	args := []string{"build", "-o", bin + string(filepath.Separator)}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	args = append(args,
 		"github.com/mcpauth/caddy-mcp-auth/cmd/caddy",
 		"github.com/mcpauth/caddy-mcp-auth/e2e/mcpserver",
 		"github.com/mcpauth/caddy-mcp-auth/e2e/goclient")
+	cmd := exec.CommandContext(ctx, gobin, args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -308,6 +313,9 @@ func startProcess(ctx context.Context, t *testing.T, name, ready string, cmd *ex
 		case <-time.After(10 * time.Second):
 			t.Errorf("%s (pid %d) did not exit after kill", name, cmd.Process.Pid)
 		}
+		if strings.Contains(logs.String(), raceReport) {
+			t.Errorf("%s reported a data race", name)
+		}
 		if t.Failed() {
 			t.Logf("--- %s (pid %d) output:\n%s", name, cmd.Process.Pid, tail(logs.String(), 8000))
 		}
@@ -335,12 +343,19 @@ func runClient(ctx context.Context, t *testing.T, name string, cmd *exec.Cmd) st
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
 	orphanGuard(cmd)
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	if strings.Contains(stderr.String(), raceReport) {
+		t.Errorf("%s reported a data race:\n%s", name, tail(stderr.String(), 8000))
+	}
+	if err != nil {
 		t.Fatalf("%s: %v (context: %v)\nstdout:\n%s\nstderr:\n%s", name, err, ctx.Err(), stdout.String(), tail(stderr.String(), 8000))
 	}
 	t.Logf("%s output:\n%s", name, stdout.String())
 	return stdout.String()
 }
+
+// raceReport starts every report of the race detector.
+const raceReport = "WARNING: DATA RACE"
 
 func tail(s string, n int) string {
 	if len(s) > n {
