@@ -1,0 +1,83 @@
+// Authorization server for the end-to-end test: oidc-provider (a certified OpenID Connect /
+// OAuth 2.0 server) on 127.0.0.1, issuing RFC 9068 JWT access tokens whose `aud` is the
+// RFC 8707 resource indicator the client asked for.
+//
+// Usage: node as.mjs <mcp-resource-url>
+// Prints one line `AS_READY <issuer>` on stdout once it listens, then serves until killed.
+import crypto from 'node:crypto';
+import http from 'node:http';
+import Provider from 'oidc-provider';
+
+const resource = process.argv[2];
+if (!resource || !URL.canParse(resource)) {
+  console.error('usage: node as.mjs <mcp-resource-url>');
+  process.exit(2);
+}
+
+// Fixed test credentials; the Go test driver uses the same values.
+const clients = [
+  // TypeScript SDK ClientCredentialsProvider; it sends `resource` itself.
+  { client_id: 'ts-cc', client_secret: 'ts-cc-secret', grant_types: ['client_credentials'], redirect_uris: [], response_types: [] },
+  // Go SDK extauth.ClientCredentialsHandler (v1.8.0) sends no `resource` parameter, so this
+  // client gets the MCP resource as its default (see defaultResource below).
+  { client_id: 'go-cc', client_secret: 'go-cc-secret', grant_types: ['client_credentials'], redirect_uris: [], response_types: [] },
+  // Raw token requests from the Go test driver (step-up and wrong-audience cases).
+  { client_id: 'raw-cc', client_secret: 'raw-cc-secret', grant_types: ['client_credentials'], redirect_uris: [], response_types: [] },
+];
+
+const signingKey = {
+  ...crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }),
+  kid: `e2e-${crypto.randomBytes(4).toString('hex')}`,
+  use: 'sig',
+  alg: 'RS256',
+};
+
+const server = http.createServer();
+server.listen(0, '127.0.0.1', () => {
+  const issuer = `http://127.0.0.1:${server.address().port}`;
+  const provider = new Provider(issuer, {
+    clients,
+    jwks: { keys: [signingKey] },
+    // The MCP scopes are listed here too, so that clients may register with them (RFC 7591
+    // `scope`, which the SDK sends) and the discovery document advertises them.
+    scopes: ['openid', 'offline_access', 'mcp:read', 'mcp:write'],
+    features: {
+      clientCredentials: { enabled: true },
+      registration: { enabled: true }, // dynamic client registration for the authorization_code flow
+      devInteractions: { enabled: true }, // built-in login/consent pages, scripted by client-code.mjs
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async (ctx, client, oneOf) => {
+          if (oneOf) return oneOf;
+          return client?.clientId === 'go-cc' ? resource : undefined;
+        },
+        useGrantedResource: async () => true,
+        // Every absolute http(s) URL is a resource server of ours: the MCP resource, and any
+        // other one asked for (the wrong-audience case asks for one).
+        getResourceServerInfo: async (ctx, resourceIndicator) => {
+          const u = URL.parse(resourceIndicator);
+          if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) {
+            throw new Error('invalid resource');
+          }
+          return {
+            scope: 'mcp:read mcp:write',
+            audience: resourceIndicator,
+            accessTokenTTL: 300,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      },
+    },
+    pkce: { required: () => true },
+    // The resource-server tokens need no user claims; keep the account model minimal.
+    findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+  });
+  provider.on('server_error', (ctx, err) => console.error('AS server_error:', err));
+  server.on('request', provider.callback());
+  console.log(`AS_READY ${issuer}`);
+});
+
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.on(sig, () => process.exit(0));
+}
