@@ -131,7 +131,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "algorithms":
 			err = list(&h.Algorithms)
 		case "leeway":
-			err = duration(&h.Leeway)
+			var l caddy.Duration
+			if err = duration(&l); err == nil {
+				h.Leeway = &l
+			}
 		case "require_at_jwt":
 			err = flag(&h.RequireATJWT)
 		case "scopes":

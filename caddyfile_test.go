@@ -52,7 +52,7 @@ func TestUnmarshalCaddyfileEverySubdirective(t *testing.T) {
 		JWKSRefresh:           caddy.Duration(15 * time.Minute),
 		Audiences:             []string{"https://mcp.example.com/mcp", "api://mcp"},
 		Algorithms:            []string{"RS256", "ES256"},
-		Leeway:                caddy.Duration(90 * time.Second),
+		Leeway:                durationPtr(90 * time.Second),
 		RequireATJWT:          true,
 		Scopes:                []string{"mcp:read"},
 		AnyOf:                 []string{"mcp:write", "mcp:admin"},

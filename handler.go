@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -142,7 +141,7 @@ func (h *Handler) authenticate(ctx context.Context, raw string) (*identity, deni
 	if err != nil {
 		return nil, classify(err, tok, h.verifier.algorithms), err
 	}
-	id := newIdentity(claims, h.policy, time.Duration(h.Leeway), keys)
+	id := newIdentity(claims, h.policy, h.leeway, keys)
 	if h.cache != nil {
 		h.cache.put(raw, id)
 	}

@@ -204,3 +204,8 @@ func waitKeysLoaded(t testing.TB, h *Handler) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func durationPtr(d time.Duration) *caddy.Duration {
+	c := caddy.Duration(d)
+	return &c
+}

@@ -95,7 +95,7 @@ type Handler struct {
 
 	// Leeway is the clock skew tolerated when checking `exp`, `nbf` and `iat`. Default 30s,
 	// at most 5m.
-	Leeway caddy.Duration `json:"leeway,omitempty"`
+	Leeway *caddy.Duration `json:"leeway,omitempty"`
 
 	// RequireATJWT requires the JOSE header `typ` to be `at+jwt` (or `application/at+jwt`),
 	// as RFC 9068 §4 asks of resource servers.
@@ -130,6 +130,7 @@ type Handler struct {
 	TokenCacheSize *int `json:"token_cache_size,omitempty"`
 
 	logger   *zap.Logger
+	leeway   time.Duration    // Leeway, or its default
 	now      func() time.Time // the clock of verification and cache; tests replace it
 	cache    *tokenCache
 	metrics  *handlerMetrics
@@ -180,8 +181,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if len(h.Algorithms) == 0 {
 		h.Algorithms = slices.Clone(defaultAlgorithms)
 	}
-	if h.Leeway == 0 {
-		h.Leeway = caddy.Duration(defaultLeeway)
+	h.leeway = defaultLeeway
+	if h.Leeway != nil {
+		h.leeway = time.Duration(*h.Leeway)
 	}
 	if h.JWKSRefresh == 0 {
 		h.JWKSRefresh = caddy.Duration(defaultRefresh)
@@ -282,8 +284,10 @@ func (h *Handler) validateConfig() error {
 			return fmt.Errorf("algorithms: %w", err)
 		}
 	}
-	if l := time.Duration(h.Leeway); l < 0 || l > maxLeeway {
-		return fmt.Errorf("leeway: %s is outside 0 to %s", l, maxLeeway)
+	if h.Leeway != nil {
+		if l := time.Duration(*h.Leeway); l < 0 || l > maxLeeway {
+			return fmt.Errorf("leeway: %s is outside 0 to %s", l, maxLeeway)
+		}
 	}
 	if r := time.Duration(h.JWKSRefresh); r < 0 || (r > 0 && r < minJWKSRefresh) {
 		return fmt.Errorf("jwks_refresh: %s is below the minimum of %s", r, minJWKSRefresh)

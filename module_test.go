@@ -50,7 +50,7 @@ func TestJSONConfigRoundTrip(t *testing.T) {
 		Audiences:             []string{"https://mcp.example.com/mcp", "api://mcp"},
 		AllowAnyAudience:      true,
 		Algorithms:            []string{"RS256", "EdDSA"},
-		Leeway:                caddy.Duration(45 * time.Second),
+		Leeway:                durationPtr(45 * time.Second),
 		RequireATJWT:          true,
 		Scopes:                []string{"mcp:read"},
 		AnyOf:                 []string{"mcp:write", "mcp:admin"},
@@ -117,8 +117,8 @@ func TestJSONConfigEmpty(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"leeway": 30000000000, "jwks_refresh": "1h30m"}`), &h); err != nil {
 		t.Fatal(err)
 	}
-	if time.Duration(h.Leeway) != 30*time.Second || time.Duration(h.JWKSRefresh) != 90*time.Minute {
-		t.Errorf("durations: leeway %v, jwks_refresh %v", time.Duration(h.Leeway), time.Duration(h.JWKSRefresh))
+	if h.Leeway == nil || time.Duration(*h.Leeway) != 30*time.Second || time.Duration(h.JWKSRefresh) != 90*time.Minute {
+		t.Errorf("durations: leeway %v, jwks_refresh %v", h.Leeway, time.Duration(h.JWKSRefresh))
 	}
 }
 
@@ -237,5 +237,26 @@ func TestProvisionExpandsPlaceholders(t *testing.T) {
 	res = serveRequest(t, h, bearerReq("POST", "/mcp"))
 	if got, want := res.header.Get("WWW-Authenticate"), wantChallenge("", "", "mcp:read", testMetaURL); got != want {
 		t.Errorf("challenge %q, want %q", got, want)
+	}
+}
+
+// TestLeewayZeroMeansZero: an explicit `leeway 0` is honoured, not replaced by the default.
+func TestLeewayZeroMeansZero(t *testing.T) {
+	k := newEdKey(t, "k1")
+	js := newJWKSServer(t, k)
+	claims := testClaims(cacheIss, cacheRes, "mcp:read")
+	claims["exp"] = time.Now().Add(-5 * time.Second).Unix()
+	tok := k.sign(t, claims, nil)
+	for _, tc := range []struct {
+		leeway *caddy.Duration
+		want   int
+	}{{nil, 200}, {durationPtr(0), 401}} {
+		h := &Handler{Resource: cacheRes, AuthorizationServers: []string{cacheIss},
+			JWKSURLs: []string{js.URL}, Scopes: []string{"mcp:read"}, Leeway: tc.leeway}
+		provisionHandler(t, h)
+		waitKeysLoaded(t, h)
+		if code, _ := serve(t, h, tok); code != tc.want {
+			t.Errorf("leeway %v: token expired 5s ago got %d, want %d", tc.leeway, code, tc.want)
+		}
 	}
 }

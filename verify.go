@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -37,7 +36,7 @@ func newVerifier(h *Handler, keys *keySources) *verifier {
 			jwt.WithValidMethods(h.Algorithms),
 			jwt.WithExpirationRequired(),
 			jwt.WithIssuedAt(),
-			jwt.WithLeeway(time.Duration(h.Leeway)),
+			jwt.WithLeeway(h.leeway),
 			jwt.WithTimeFunc(h.now),
 		),
 		algorithms: h.Algorithms,
