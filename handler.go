@@ -37,7 +37,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.deny(w, r, d, err)
 	}
 	granted := h.policy.grantedScopes(claims)
-	if !h.policy.satisfiedBy(granted) {
+	var tf *toolsFilter
+	if h.ops != nil {
+		// The base policy and the rules are judged together, so that a 403 names every
+		// scope this request needs.
+		var ok bool
+		if tf, ok = h.judgeOperation(w, r, granted); !ok {
+			return nil
+		}
+	} else if !h.policy.satisfiedBy(granted) {
 		return h.deny(w, r, denyInsufficientScope, nil)
 	}
 
@@ -45,6 +53,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	setUserPlaceholders(repl, claims, granted)
 	if h.StripToken {
 		r.Header.Del("Authorization")
+	}
+	if tf != nil {
+		err := next.ServeHTTP(tf, r)
+		tf.finish()
+		return err
 	}
 	return next.ServeHTTP(w, r)
 }
@@ -55,6 +68,11 @@ const denyNone = numDenials
 // deny writes the answer for d. It is written here, not returned as an error for
 // handle_errors, so that the challenge always reaches the client intact.
 func (h *Handler) deny(w http.ResponseWriter, r *http.Request, d denial, err error) error {
+	return h.denyWith(w, r, d, h.chall.header[d], err)
+}
+
+// denyWith is deny with a challenge built for this request (step-up scopes).
+func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, challenge string, err error) error {
 	info := denials[d]
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		code := info.code
@@ -71,7 +89,7 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, d denial, err err
 		}
 		ce.Write(fields...)
 	}
-	h.chall.write(w, d)
+	h.chall.writeWith(w, d, challenge)
 	return nil
 }
 

@@ -116,6 +116,20 @@ type Handler struct {
 	// handler, so the upstream never sees the token.
 	StripToken bool `json:"strip_token,omitempty"`
 
+	// Rules are per-operation requirements, judged on the JSON-RPC messages of a POST body:
+	// every rule that applies to a message adds its scopes to the base policy (Scopes and
+	// AnyOf), and all of them must hold. With rules, the body is read after the token is
+	// verified, and handed on unchanged.
+	Rules []*Rule `json:"rules,omitempty"`
+
+	// FilterToolsList removes from the result of a `tools/list` request (JSON or an SSE
+	// stream) the tools that the token may not call under Rules.
+	FilterToolsList bool `json:"filter_tools_list,omitempty"`
+
+	// MaxBodySize is the largest request body, in bytes, read for Rules and FilterToolsList.
+	// A larger body is refused with 413. Default 1 MiB.
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+
 	// JWKSRefresh is how often remote key sets are fetched again in the background.
 	// Default 1h.
 	JWKSRefresh caddy.Duration `json:"jwks_refresh,omitempty"`
@@ -123,6 +137,7 @@ type Handler struct {
 	logger   *zap.Logger
 	verifier *verifier
 	policy   policy
+	ops      *operations
 	meta     metadataDoc
 	chall    challenges
 	keySets  *keySources
@@ -174,11 +189,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.JWKSRefresh == 0 {
 		h.JWKSRefresh = caddy.Duration(defaultRefresh)
 	}
-	if len(h.ScopesSupported) == 0 {
-		h.ScopesSupported = append(slices.Clone(h.Scopes), h.AnyOf...)
+	if h.MaxBodySize == 0 {
+		h.MaxBodySize = defaultMaxBodySize
 	}
 
 	h.policy = newPolicy(h.Scopes, h.AnyOf, h.ScopeClaim)
+	rules := newRuleSet(h.policy, h.Rules)
+	if len(h.Rules) > 0 || h.FilterToolsList {
+		h.ops = &operations{rules: rules, filterTools: h.FilterToolsList, maxBody: h.MaxBodySize}
+	}
+	if len(h.ScopesSupported) == 0 {
+		h.ScopesSupported = append(slices.Clone(h.Scopes), h.AnyOf...)
+		for _, s := range rules.scopes() {
+			if !slices.Contains(h.ScopesSupported, s) {
+				h.ScopesSupported = append(h.ScopesSupported, s)
+			}
+		}
+	}
 
 	var err error
 	h.meta, err = newMetadataDoc(h)
@@ -270,6 +297,12 @@ func (h *Handler) validateConfig() error {
 				return fmt.Errorf("%s: %q: %w", field, s, errBadScope)
 			}
 		}
+	}
+	if err := validateRules(h.Rules); err != nil {
+		return err
+	}
+	if h.MaxBodySize < 0 {
+		return fmt.Errorf("max_body_size: %d is negative", h.MaxBodySize)
 	}
 	if strings.ContainsAny(h.ScopeClaim, " \t") {
 		return fmt.Errorf("scope_claim: %q is not a claim name", h.ScopeClaim)
