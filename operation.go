@@ -19,7 +19,6 @@ const defaultMaxBodySize = 1 << 20
 // configured and filter_tools_list is off; then the body is never read.
 type operations struct {
 	rules       *ruleSet
-	hasRules    bool
 	filterTools bool
 	maxBody     int64
 }
