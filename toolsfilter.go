@@ -108,12 +108,8 @@ func (f *toolsFilter) Write(b []byte) (int, error) {
 		f.buf = append(f.buf, b...)
 	case modeSSE:
 		f.buf = append(f.buf, b...)
-		wrote, err := f.writeEvents(false)
-		if err != nil {
+		if err := f.writeEvents(false); err != nil {
 			return 0, err
-		}
-		if wrote {
-			_ = http.NewResponseController(f.ResponseWriter).Flush()
 		}
 	}
 	return len(b), nil
@@ -146,18 +142,16 @@ func (f *toolsFilter) finish() {
 		f.ResponseWriter.WriteHeader(f.status)
 		_, _ = f.ResponseWriter.Write(out)
 	case modeSSE:
-		if _, err := f.writeEvents(true); err == nil {
-			_ = http.NewResponseController(f.ResponseWriter).Flush()
-		}
+		_ = f.writeEvents(true)
 		// An event the stream did not end is not dispatched by clients (SSE §9.2.6); it is
 		// dropped rather than passed on unfiltered.
 		f.buf = nil
 	}
 }
 
-// writeEvents sends every complete event in buf, filtered, and keeps the rest.
-func (f *toolsFilter) writeEvents(final bool) (bool, error) {
-	var out []byte
+// writeEvents sends every complete event in buf, filtered, each flushed on its own so the
+// stream keeps its pace; the rest stays in buf.
+func (f *toolsFilter) writeEvents(final bool) error {
 	start, i := 0, f.evStart
 	for i < len(f.buf) {
 		j := bytes.IndexAny(f.buf[i:], "\r\n")
@@ -175,7 +169,12 @@ func (f *toolsFilter) writeEvents(final bool) (bool, error) {
 			}
 		}
 		if le == i { // an empty line ends the event
-			out = append(out, filterSSEEvent(f.buf[start:next], f.allowed)...)
+			if ev := filterSSEEvent(f.buf[start:next], f.allowed); len(ev) > 0 {
+				if _, err := f.ResponseWriter.Write(ev); err != nil {
+					return err
+				}
+				_ = http.NewResponseController(f.ResponseWriter).Flush()
+			}
 			start = next
 		}
 		i = next
@@ -185,11 +184,7 @@ func (f *toolsFilter) writeEvents(final bool) (bool, error) {
 		i -= start
 	}
 	f.evStart = i
-	if len(out) == 0 {
-		return false, nil
-	}
-	_, err := f.ResponseWriter.Write(out)
-	return true, err
+	return nil
 }
 
 // filterSSEEvent returns the event with the tools list of its data filtered. An event that
