@@ -1,12 +1,16 @@
 package mcpauth
 
 import (
+	"math"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 )
 
 func init() {
@@ -48,10 +52,19 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //		strip_token
 //		token_cache_size       <n>
+//
+//		tool         <name-pattern...>    { scopes <scope...> | any_of <scope...> }
+//		prompt       <name-pattern...>    { ... }
+//		resource_uri <uri-pattern...>     { ... }
+//		method       <jsonrpc-method...>  { ... }
+//		filter_tools_list
+//		max_body_size <size>
 //	}
 //
 // Lists may be given on one line or repeated over several. Each single-valued subdirective
-// and each flag may appear once.
+// and each flag may appear once. tool, prompt, resource_uri and method may appear any number
+// of times; each becomes one rule, in order, whose block sets scopes, any_of, or both.
+// max_body_size takes a size such as 512KiB or 2MB.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
@@ -156,6 +169,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				h.TokenCacheSize = &n
 			}
+		case "tool", "prompt", "resource_uri", "method":
+			err = parseRule(d, h)
+		case "filter_tools_list":
+			err = flag(&h.FilterToolsList)
+		case "max_body_size":
+			var s string
+			if err = single(&s); err == nil {
+				var size uint64
+				if size, err = humanize.ParseBytes(s); err != nil || size == 0 || size > math.MaxInt64 {
+					return d.Errf("max_body_size: %q is not a size", s)
+				}
+				h.MaxBodySize = int64(size)
+			}
 		default:
 			return d.Errf("unrecognized mcp_auth subdirective %q", name)
 		}
@@ -167,5 +193,54 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		seen[name] = true
 	}
+	return nil
+}
+
+// parseRule reads one rule block: `tool|prompt|resource_uri|method <pattern...> { ... }`.
+func parseRule(d *caddyfile.Dispenser, h *Handler) error {
+	kind := d.Val()
+	patterns := d.RemainingArgs()
+	if len(patterns) == 0 {
+		return d.Errf("%s: needs at least one pattern", kind)
+	}
+	if slices.Contains(patterns, "") {
+		return d.Errf("%s: empty pattern", kind)
+	}
+	r := new(Rule)
+	switch kind {
+	case "tool":
+		r.Tools = patterns
+	case "prompt":
+		r.Prompts = patterns
+	case "resource_uri":
+		r.ResourceURIs = patterns
+	case "method":
+		r.Methods = patterns
+	}
+	for d.NextBlock(1) {
+		var dst *[]string
+		switch d.Val() {
+		case "scopes":
+			dst = &r.Scopes
+		case "any_of":
+			dst = &r.AnyOf
+		default:
+			return d.Errf("%s: unrecognized subdirective %q (scopes or any_of)", kind, d.Val())
+		}
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
+		for _, s := range args {
+			if !validScopeToken(s) {
+				return d.Errf("%s: %q: %v", kind, s, errBadScope)
+			}
+		}
+		*dst = append(*dst, args...)
+	}
+	if len(r.Scopes)+len(r.AnyOf) == 0 {
+		return d.Errf("%s %s: %v", kind, strings.Join(patterns, " "), errRuleNoScope)
+	}
+	h.Rules = append(h.Rules, r)
 	return nil
 }

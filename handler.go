@@ -36,7 +36,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if d != denyNone {
 		return h.deny(w, r, d, err)
 	}
-	if !id.baseOK {
+	var tf *toolsFilter
+	if h.ops != nil {
+		// The base policy and the rules are judged together, so that a 403 names every
+		// scope this request needs.
+		var ok bool
+		if tf, ok = h.judgeOperation(w, r, id.granted); !ok {
+			return nil
+		}
+	} else if !id.baseOK {
 		return h.deny(w, r, denyInsufficientScope, nil)
 	}
 
@@ -47,6 +55,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.StripToken {
 		r.Header.Del("Authorization")
 	}
+	if tf != nil {
+		err := next.ServeHTTP(tf, r)
+		tf.finish()
+		return err
+	}
 	return next.ServeHTTP(w, r)
 }
 
@@ -56,6 +69,11 @@ const denyNone = numDenials
 // deny writes the answer for d. It is written here, not returned as an error for
 // handle_errors, so that the challenge always reaches the client intact.
 func (h *Handler) deny(w http.ResponseWriter, r *http.Request, d denial, err error) error {
+	return h.denyWith(w, r, d, h.chall.header[d], err)
+}
+
+// denyWith is deny with a challenge built for this request (step-up scopes).
+func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, challenge string, err error) error {
 	info := denials[d]
 	h.metrics.byDenial[d].Inc()
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
@@ -69,7 +87,7 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, d denial, err err
 		}
 		ce.Write(fields...)
 	}
-	h.chall.write(w, d)
+	h.chall.writeWith(w, d, challenge)
 	return nil
 }
 

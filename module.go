@@ -120,6 +120,20 @@ type Handler struct {
 	// handler, so the upstream never sees the token.
 	StripToken bool `json:"strip_token,omitempty"`
 
+	// Rules are per-operation requirements, judged on the JSON-RPC messages of a POST body:
+	// every rule that applies to a message adds its scopes to the base policy (Scopes and
+	// AnyOf), and all of them must hold. With rules, the body is read after the token is
+	// verified, and handed on unchanged.
+	Rules []*Rule `json:"rules,omitempty"`
+
+	// FilterToolsList removes from the result of a `tools/list` request (JSON or an SSE
+	// stream) the tools that the token may not call under Rules.
+	FilterToolsList bool `json:"filter_tools_list,omitempty"`
+
+	// MaxBodySize is the largest request body, in bytes, read for Rules and FilterToolsList.
+	// A larger body is refused with 413. Default 1 MiB.
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+
 	// JWKSRefresh is how often remote key sets are fetched again in the background.
 	// Default 1h.
 	JWKSRefresh caddy.Duration `json:"jwks_refresh,omitempty"`
@@ -136,6 +150,7 @@ type Handler struct {
 	metrics  *handlerMetrics
 	verifier *verifier
 	policy   policy
+	ops      *operations
 	meta     metadataDoc
 	chall    challenges
 	keySets  *keySources
@@ -188,13 +203,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.JWKSRefresh == 0 {
 		h.JWKSRefresh = caddy.Duration(defaultRefresh)
 	}
-	if len(h.ScopesSupported) == 0 {
-		// A scope may be both required and an alternative; advertise it once.
-		for _, s := range slices.Concat(h.Scopes, h.AnyOf) {
-			if !slices.Contains(h.ScopesSupported, s) {
-				h.ScopesSupported = append(h.ScopesSupported, s)
-			}
-		}
+	if h.MaxBodySize == 0 {
+		h.MaxBodySize = defaultMaxBodySize
 	}
 
 	if err := initMetrics(ctx); err != nil {
@@ -203,6 +213,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.metrics = newHandlerMetrics(h.Resource)
 
 	h.policy = newPolicy(h.Scopes, h.AnyOf, h.ScopeClaim)
+	rules := newRuleSet(h.policy, h.Rules)
+	if len(h.Rules) > 0 || h.FilterToolsList {
+		h.ops = &operations{rules: rules, filterTools: h.FilterToolsList, maxBody: h.MaxBodySize}
+	}
+	if len(h.ScopesSupported) == 0 {
+		// Base scopes first, then the rules'; a scope in several places is advertised once.
+		for _, s := range slices.Concat(h.Scopes, h.AnyOf, rules.scopes()) {
+			if !slices.Contains(h.ScopesSupported, s) {
+				h.ScopesSupported = append(h.ScopesSupported, s)
+			}
+		}
+	}
 
 	var err error
 	h.meta, err = newMetadataDoc(h)
@@ -307,6 +329,12 @@ func (h *Handler) validateConfig() error {
 	}
 	if h.TokenCacheSize != nil && *h.TokenCacheSize < 0 {
 		return fmt.Errorf("token_cache_size: %d is negative", *h.TokenCacheSize)
+	}
+	if err := validateRules(h.Rules); err != nil {
+		return err
+	}
+	if h.MaxBodySize < 0 {
+		return fmt.Errorf("max_body_size: %d is negative", h.MaxBodySize)
 	}
 	if strings.ContainsAny(h.ScopeClaim, " \t") {
 		return fmt.Errorf("scope_claim: %q is not a claim name", h.ScopeClaim)

@@ -28,6 +28,11 @@ const (
 	denyType
 	denyInsufficientScope
 	denyUnavailable
+	denyBadMessage
+	denyHeaderMismatch
+	denyBodyUnreadable
+	denyBodyTooLarge
+	denyUnsupportedBody
 	numDenials
 )
 
@@ -64,6 +69,24 @@ var denials = [numDenials]denialInfo{
 	denyType:              {http.StatusUnauthorized, codeInvalidToken, "The access token type is not at+jwt.", "type_not_accepted"},
 	denyInsufficientScope: {http.StatusForbidden, codeInsufficientScope, "The access token does not have the scope this request requires.", "insufficient_scope"},
 	denyUnavailable:       {http.StatusServiceUnavailable, codeUnavailable, "The signing keys of the authorization server are not available yet.", "keys_unavailable"},
+
+	// Reading the JSON-RPC body for the per-operation policy. A 413 or 415 is not about the
+	// token, so it carries no challenge.
+	denyBadMessage:      {http.StatusBadRequest, codeInvalidRequest, "The request body is not a valid JSON-RPC message.", "invalid_jsonrpc"},
+	denyHeaderMismatch:  {http.StatusBadRequest, codeInvalidRequest, "The Mcp-Method or Mcp-Name header does not match the request body.", "mcp_header_mismatch"},
+	denyBodyUnreadable:  {http.StatusBadRequest, codeInvalidRequest, "The request body could not be read.", "body_unreadable"},
+	denyBodyTooLarge:    {http.StatusRequestEntityTooLarge, codeInvalidRequest, "The request body is larger than the server accepts.", "body_too_large"},
+	denyUnsupportedBody: {http.StatusUnsupportedMediaType, codeInvalidRequest, "The request body must be application/json without content coding.", "unsupported_body"},
+}
+
+// hasChallenge reports whether the answer for d carries a WWW-Authenticate challenge: every
+// 400, 401 and 403 does (RFC 6750 §3); a 503, 413 or 415 is not about the credentials.
+func hasChallenge(d denial) bool {
+	switch denials[d].status {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden:
+		return true
+	}
+	return false
 }
 
 // denialVars are the {http.auth.mcp.error} and {http.auth.mcp.error_reason} values of each
@@ -92,7 +115,7 @@ func newChallenges(scope []string, metaURL string) challenges {
 	c.metaURL = metaURL
 	for d := denial(0); d < numDenials; d++ {
 		info := denials[d]
-		if d != denyUnavailable {
+		if hasChallenge(d) {
 			c.header[d] = buildChallenge(info.code, info.desc, scope, metaURL)
 		}
 		if info.code != "" {

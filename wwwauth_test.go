@@ -102,6 +102,11 @@ var wantDenials = map[denial]struct {
 	denyType:              {401, "invalid_token", descType},
 	denyInsufficientScope: {403, "insufficient_scope", descScope},
 	denyUnavailable:       {503, "temporarily_unavailable", descUnavailable},
+	denyBadMessage:        {400, "invalid_request", "The request body is not a valid JSON-RPC message."},
+	denyHeaderMismatch:    {400, "invalid_request", "The Mcp-Method or Mcp-Name header does not match the request body."},
+	denyBodyUnreadable:    {400, "invalid_request", "The request body could not be read."},
+	denyBodyTooLarge:      {413, "invalid_request", "The request body is larger than the server accepts."},
+	denyUnsupportedBody:   {415, "invalid_request", "The request body must be application/json without content coding."},
 }
 
 func TestChallengesEveryDenial(t *testing.T) {
@@ -123,7 +128,12 @@ func TestChallengesEveryDenial(t *testing.T) {
 					t.Errorf("Cache-Control %q, want no-store", got)
 				}
 				ch := res.Header.Values("WWW-Authenticate")
-				if d == denyUnavailable {
+				if want.status == 413 || want.status == 415 {
+					// Not about the credentials: no challenge.
+					if len(ch) != 0 {
+						t.Errorf("%d carries a challenge %q", want.status, ch)
+					}
+				} else if d == denyUnavailable {
 					// 503 is not a challenge: the token is not at fault.
 					if len(ch) != 0 {
 						t.Errorf("503 carries a challenge %q", ch)
@@ -210,7 +220,7 @@ func TestChallengeStatusCodes(t *testing.T) {
 			if d == denyMissing {
 				want = ""
 			}
-		case http.StatusBadRequest:
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
 			want = codeInvalidRequest
 		case http.StatusForbidden:
 			want = codeInsufficientScope

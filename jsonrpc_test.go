@@ -1,0 +1,220 @@
+package mcpauth
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+)
+
+func readRPCString(body string) ([]rpcMessage, bool, error) {
+	var p jsonReader
+	return p.readRPC([]byte(body), nil)
+}
+
+// TestReadRPCRefused: every body that two parsers could read differently, or that is not
+// JSON-RPC, is refused.
+func TestReadRPCRefused(t *testing.T) {
+	cases := []struct {
+		name, body string
+		want       error
+	}{
+		{"duplicate method", `{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"a"}}`, errJSONDuplicate},
+		{"duplicate method by escape", `{"jsonrpc":"2.0","id":1,"method":"tools/list","\u006dethod":"tools/call","params":{"name":"a"}}`, errJSONDuplicate},
+		{"duplicate name in params", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}`, errJSONDuplicate},
+		{"duplicate params", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"},"params":{"name":"b"}}`, errJSONDuplicate},
+		{"duplicate deep in arguments", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":{"y":1,"y":2}}}}`, errJSONDuplicate},
+		{"duplicate in array element", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"l":[{"k":1,"k":1}]}}}`, errJSONDuplicate},
+		{"duplicate among many keys", `{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"c":0}}`, errJSONDuplicate},
+		{"duplicate jsonrpc", `{"jsonrpc":"2.0","jsonrpc":"2.0","id":1,"method":"ping"}`, errJSONDuplicate},
+		{"invalid UTF-8 in name", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\xff\"}}", errJSONUTF8},
+		{"overlong UTF-8", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"\xc0\xafx\"}}", errJSONUTF8},
+		{"invalid UTF-8 in key", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"\xfe\":1}", errJSONUTF8},
+		{"lone high surrogate", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a\ud800"}}`, errJSONSurrogate},
+		{"lone low surrogate", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"\udc00"}}`, errJSONSurrogate},
+		{"BOM", "\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", errRPCNotMessage},
+		{"trailing garbage", `{"jsonrpc":"2.0","id":1,"method":"ping"}x`, errJSONSyntax},
+		{"second value", `{"jsonrpc":"2.0","id":1,"method":"ping"} {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"a"}}`, errJSONSyntax},
+		{"trailing comma", `{"jsonrpc":"2.0","id":1,"method":"ping",}`, errJSONSyntax},
+		{"raw control char", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"pi\nng\"}", errJSONSyntax},
+		{"bad escape", `{"jsonrpc":"2.0","id":1,"method":"p\xng"}`, errJSONSyntax},
+		{"bad number", `{"jsonrpc":"2.0","id":01,"method":"ping"}`, errJSONSyntax},
+		{"empty", ``, errRPCNotMessage},
+		{"string", `"tools/call"`, errRPCNotMessage},
+		{"empty batch", `[]`, errRPCNotMessage},
+		{"batch of non-objects", `[1]`, errRPCNotMessage},
+		{"no version", `{"id":1,"method":"ping"}`, errRPCVersion},
+		{"wrong version", `{"jsonrpc":"1.0","id":1,"method":"ping"}`, errRPCVersion},
+		{"method not a string", `{"jsonrpc":"2.0","id":1,"method":["tools/call"]}`, errRPCMethod},
+		{"method null", `{"jsonrpc":"2.0","id":1,"method":null}`, errRPCMethod},
+		{"neither method nor id", `{"jsonrpc":"2.0","result":{}}`, errRPCNoID},
+		{"case-variant key only", `{"jsonrpc":"2.0","Method":"tools/call","params":{"name":"a"}}`, errRPCNoID},
+		{"tools/call without params", `{"jsonrpc":"2.0","id":1,"method":"tools/call"}`, errRPCParams},
+		{"tools/call params array", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["a"]}`, errRPCParams},
+		{"tools/call name not string", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":1}}`, errRPCParams},
+		{"tools/call only Name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"Name":"a"}}`, errRPCParams},
+		{"resources/read without uri", `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"name":"x"}}`, errRPCParams},
+		{"too deep", `{"jsonrpc":"2.0","id":1,"method":"x","params":` + strings.Repeat("[", 1001) + strings.Repeat("]", 1001) + `}`, errJSONDepth},
+		{"batch with one bad element", `[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"a","name":"b"}}]`, errJSONDuplicate},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := readRPCString(tc.body)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestReadRPCAccepted: what is accepted is read as a case-sensitive, strict server reads it.
+func TestReadRPCAccepted(t *testing.T) {
+	cases := []struct {
+		name  string
+		body  string
+		batch bool
+		want  []rpcMessage
+	}{
+		{"tools/call", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/x"}}}`, false,
+			[]rpcMessage{{method: "tools/call", hasMethod: true, name: "read_file"}}},
+		// The server matches keys case-sensitively: "Name" is just another argument.
+		{"name and Name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Name":"b"}}`, false,
+			[]rpcMessage{{method: "tools/call", hasMethod: true, name: "a"}}},
+		{"Name before name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"Name":"b","name":"a"}}`, false,
+			[]rpcMessage{{method: "tools/call", hasMethod: true, name: "a"}}},
+		{"Method is not method", `{"jsonrpc":"2.0","id":1,"Method":"tools/call","method":"ping"}`, false,
+			[]rpcMessage{{method: "ping", hasMethod: true}}},
+		{"params before method", `{"params":{"name":"x"},"method":"tools/call","id":"a","jsonrpc":"2.0"}`, false,
+			[]rpcMessage{{method: "tools/call", hasMethod: true, name: "x"}}},
+		{"escaped method and name", `{"jsonrpc":"2.0","id":1,"method":"tools\/c\u0061ll","params":{"name":"del\u0065te_\u00e9\ud83d\ude00"}}`, false,
+			[]rpcMessage{{method: "tools/call", hasMethod: true, name: "delete_é😀"}}},
+		{"resources/read", `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///etc/passwd"}}`, false,
+			[]rpcMessage{{method: "resources/read", hasMethod: true, name: "file:///etc/passwd"}}},
+		{"prompts/get", `{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","arguments":{}}}`, false,
+			[]rpcMessage{{method: "prompts/get", hasMethod: true, name: "p"}}},
+		{"notification", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, false,
+			[]rpcMessage{{method: "notifications/initialized", hasMethod: true}}},
+		{"response", `{"jsonrpc":"2.0","id":3,"result":{"content":[]}}`, false, []rpcMessage{{}}},
+		{"whitespace", " \r\n\t{ \"jsonrpc\" : \"2.0\" , \"id\" : -1.5e+3 , \"method\" : \"ping\" } \n", false,
+			[]rpcMessage{{method: "ping", hasMethod: true}}},
+		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"b"}}]`, true,
+			[]rpcMessage{{method: "tools/call", hasMethod: true, name: "a"}, {method: "tools/call", hasMethod: true, name: "b"}}},
+		{"many distinct keys", `{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":{"a":1}}}`, false,
+			[]rpcMessage{{method: "x", hasMethod: true}}},
+		{"same key in sibling objects", `{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":{"k":1},"b":{"k":1},"k":[{"k":1},{"k":2}]}}`, false,
+			[]rpcMessage{{method: "x", hasMethod: true}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			msgs, batch, err := readRPCString(tc.body)
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if batch != tc.batch || len(msgs) != len(tc.want) {
+				t.Fatalf("batch=%v msgs=%+v, want batch=%v %+v", batch, msgs, tc.batch, tc.want)
+			}
+			for i := range msgs {
+				if msgs[i] != tc.want[i] {
+					t.Errorf("message %d = %+v, want %+v", i, msgs[i], tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestCheckMCPHeaders(t *testing.T) {
+	call := []rpcMessage{{method: "tools/call", hasMethod: true, name: "a"}}
+	list := []rpcMessage{{method: "tools/list", hasMethod: true}}
+	cases := []struct {
+		name         string
+		method, mcpn []string
+		msgs         []rpcMessage
+		batch        bool
+		ok           bool
+	}{
+		{"no headers", nil, nil, call, false, true},
+		{"agree", []string{"tools/call"}, []string{"a"}, call, false, true},
+		{"method only", []string{"tools/list"}, nil, list, false, true},
+		{"method differs", []string{"tools/list"}, []string{"a"}, call, false, false},
+		{"name differs", []string{"tools/call"}, []string{"b"}, call, false, false},
+		{"name case differs", []string{"tools/call"}, []string{"A"}, call, false, false},
+		{"name on unnamed method", []string{"tools/list"}, []string{"a"}, list, false, false},
+		{"two method headers", []string{"tools/call", "tools/call"}, nil, call, false, false},
+		{"batch", []string{"tools/call"}, nil, call, true, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkMCPHeaders(tc.method, tc.mcpn, tc.msgs, tc.batch)
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
+// FuzzReadRPC checks the reader against encoding/json and the MCP SDK's own decoder: what it
+// accepts is valid JSON and valid UTF-8, and every parser finds the same method and name.
+func FuzzReadRPC(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Name":"b"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a\u0062"}}`,
+		`[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"x"}}]`,
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":[1,2.5e3,true,null,"\ud83d\ude00"]}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var p jsonReader
+		msgs, batch, err := p.readRPC(body, nil)
+		if err != nil {
+			return
+		}
+		if !json.Valid(body) || !utf8.Valid(body) {
+			t.Fatalf("accepted invalid JSON or UTF-8: %q", body)
+		}
+		var raws []json.RawMessage
+		if batch {
+			if err := json.Unmarshal(body, &raws); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			raws = []json.RawMessage{body}
+		}
+		if len(raws) != len(msgs) {
+			t.Fatalf("%d messages, encoding/json sees %d", len(msgs), len(raws))
+		}
+		for i, raw := range raws {
+			var m map[string]any
+			if err := json.Unmarshal(raw, &m); err != nil {
+				t.Fatal(err)
+			}
+			method, _ := m["method"].(string)
+			if method != msgs[i].method {
+				t.Fatalf("method %q, encoding/json sees %q", msgs[i].method, method)
+			}
+			// The SDK refuses some ids the reader lets through (the server answers those);
+			// where it reads a message, it must read the same one.
+			sdk, err := jsonrpc.DecodeMessage(raw)
+			if err == nil {
+				if req, ok := sdk.(*jsonrpc.Request); ok != msgs[i].hasMethod || (ok && req.Method != msgs[i].method) {
+					t.Fatalf("SDK sees %#v, reader %+v", sdk, msgs[i])
+				}
+			}
+			params, _ := m["params"].(map[string]any)
+			key := "name"
+			if method == methodResourcesRead {
+				key = "uri"
+			}
+			switch method {
+			case methodToolsCall, methodPromptsGet, methodResourcesRead:
+				if name, _ := params[key].(string); name != msgs[i].name {
+					t.Fatalf("name %q, encoding/json sees %q", msgs[i].name, name)
+				}
+			}
+		}
+	})
+}

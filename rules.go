@@ -1,0 +1,301 @@
+package mcpauth
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Rule is a per-operation requirement. It applies to a JSON-RPC message that any of its
+// lists names, and then adds its Scopes and AnyOf to the base policy: the base policy and
+// every rule that applies must all hold.
+type Rule struct {
+	// Tools are patterns of tool names: the rule applies to a `tools/call` whose
+	// `params.name` matches one of them.
+	Tools []string `json:"tools,omitempty"`
+
+	// Prompts are patterns of prompt names: the rule applies to a `prompts/get` whose
+	// `params.name` matches one of them.
+	Prompts []string `json:"prompts,omitempty"`
+
+	// ResourceURIs are patterns of resource URIs: the rule applies to a `resources/read`
+	// whose `params.uri` matches one of them.
+	ResourceURIs []string `json:"resource_uris,omitempty"`
+
+	// Methods are patterns of JSON-RPC methods: the rule applies to any request or
+	// notification whose `method` matches one of them.
+	Methods []string `json:"methods,omitempty"`
+
+	// Scopes are required when the rule applies: the token must hold every one of them.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// AnyOf are alternatives required when the rule applies: the token must hold at least
+	// one of them. The first one is the preferred one, named in challenges.
+	AnyOf []string `json:"any_of,omitempty"`
+}
+
+// Patterns are exact strings, or globs where each `*` stands for any run of characters,
+// `/` included. There is no escape: a pattern cannot match a literal `*` only.
+type pattern struct {
+	s    string
+	glob bool
+}
+
+func newPattern(s string) pattern {
+	return pattern{s: s, glob: strings.Contains(s, "*")}
+}
+
+func (p pattern) match(s string) bool {
+	if !p.glob {
+		return p.s == s
+	}
+	return globMatch(p.s, s)
+}
+
+// globMatch matches s against a pattern whose only wildcard is '*'. Each '*' is tried
+// greedily and, on a mismatch, only the last one is extended, so the work is bounded by
+// len(pattern)*len(s) whatever the input.
+func globMatch(pat, s string) bool {
+	px, sx := 0, 0
+	starPx, starSx := -1, 0
+	for sx < len(s) {
+		switch {
+		case px < len(pat) && pat[px] == '*':
+			starPx, starSx = px, sx
+			px++
+		case px < len(pat) && pat[px] == s[sx]:
+			px++
+			sx++
+		case starPx >= 0:
+			starSx++
+			px, sx = starPx+1, starSx
+		default:
+			return false
+		}
+	}
+	for px < len(pat) && pat[px] == '*' {
+		px++
+	}
+	return px == len(pat)
+}
+
+// compiledRule is a Rule ready for matching.
+type compiledRule struct {
+	tools, prompts, uris, methods []pattern
+	allOf, anyOf                  []string
+}
+
+func compilePatterns(list []string) []pattern {
+	out := make([]pattern, len(list))
+	for i, s := range list {
+		out[i] = newPattern(s)
+	}
+	return out
+}
+
+func matchAny(pats []pattern, s string) bool {
+	for _, p := range pats {
+		if p.match(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// appliesTo reports whether the rule names the message.
+func (r *compiledRule) appliesTo(m *rpcMessage) bool {
+	if !m.hasMethod {
+		return false
+	}
+	switch m.method {
+	case methodToolsCall:
+		if matchAny(r.tools, m.name) {
+			return true
+		}
+	case methodPromptsGet:
+		if matchAny(r.prompts, m.name) {
+			return true
+		}
+	case methodResourcesRead:
+		if matchAny(r.uris, m.name) {
+			return true
+		}
+	}
+	return matchAny(r.methods, m.method)
+}
+
+// metBy reports whether granted holds the rule's own requirement.
+func (r *compiledRule) metBy(granted []string) bool {
+	return policy{allOf: r.allOf, anyOf: r.anyOf}.satisfiedBy(granted)
+}
+
+// ruleSet is the compiled per-operation policy: the base policy and the rules.
+type ruleSet struct {
+	base  policy
+	rules []compiledRule
+}
+
+func newRuleSet(base policy, rules []*Rule) *ruleSet {
+	rs := &ruleSet{base: base, rules: make([]compiledRule, len(rules))}
+	for i, r := range rules {
+		rs.rules[i] = compiledRule{
+			tools:   compilePatterns(r.Tools),
+			prompts: compilePatterns(r.Prompts),
+			uris:    compilePatterns(r.ResourceURIs),
+			methods: compilePatterns(r.Methods),
+			allOf:   r.Scopes,
+			anyOf:   r.AnyOf,
+		}
+	}
+	return rs
+}
+
+// matchSet records which rules apply to a request: the union over its messages. Up to 64
+// rules fit without allocating.
+type matchSet struct {
+	lo uint64
+	hi []uint64
+}
+
+func (s *matchSet) add(i int) {
+	if i < 64 {
+		s.lo |= 1 << i
+		return
+	}
+	w := i/64 - 1
+	for len(s.hi) <= w {
+		s.hi = append(s.hi, 0)
+	}
+	s.hi[w] |= 1 << (i % 64)
+}
+
+func (s *matchSet) has(i int) bool {
+	if i < 64 {
+		return s.lo&(1<<i) != 0
+	}
+	w := i/64 - 1
+	return w < len(s.hi) && s.hi[w]&(1<<(i%64)) != 0
+}
+
+// match adds the rules that apply to m.
+func (rs *ruleSet) match(m *rpcMessage, s *matchSet) {
+	for i := range rs.rules {
+		if rs.rules[i].appliesTo(m) {
+			s.add(i)
+		}
+	}
+}
+
+// satisfiedBy reports whether granted meets the base policy and every matched rule.
+func (rs *ruleSet) satisfiedBy(granted []string, s *matchSet) bool {
+	if !rs.base.satisfiedBy(granted) {
+		return false
+	}
+	for i := range rs.rules {
+		if s.has(i) && !rs.rules[i].metBy(granted) {
+			return false
+		}
+	}
+	return true
+}
+
+// stepUpScopes is the `scope` of a 403 for a request that matched s: the base scopes, then
+// each matched rule's scopes, in configuration order and without repeats. From each any_of
+// list it names the alternative the token already holds, or the first (preferred) one when
+// it holds none, so a token requested with exactly these scopes passes.
+func (rs *ruleSet) stepUpScopes(granted []string, s *matchSet) []string {
+	out := make([]string, 0, 8)
+	add := func(allOf, anyOf []string) {
+		for _, sc := range allOf {
+			if !slices.Contains(out, sc) {
+				out = append(out, sc)
+			}
+		}
+		if len(anyOf) == 0 {
+			return
+		}
+		pick := anyOf[0]
+		for _, sc := range anyOf {
+			if slices.Contains(granted, sc) {
+				pick = sc
+				break
+			}
+		}
+		if !slices.Contains(out, pick) {
+			out = append(out, pick)
+		}
+	}
+	add(rs.base.allOf, rs.base.anyOf)
+	for i := range rs.rules {
+		if s.has(i) {
+			add(rs.rules[i].allOf, rs.rules[i].anyOf)
+		}
+	}
+	return out
+}
+
+// toolAllowed reports whether a tools/call of name would pass the rules for a token that
+// already passed the base policy. It is what filter_tools_list hides tools by.
+func (rs *ruleSet) toolAllowed(name string, granted []string) bool {
+	m := rpcMessage{method: methodToolsCall, hasMethod: true, name: name}
+	for i := range rs.rules {
+		if rs.rules[i].appliesTo(&m) && !rs.rules[i].metBy(granted) {
+			return false
+		}
+	}
+	return true
+}
+
+// scopes lists every scope the rules name, for the default scopes_supported.
+func (rs *ruleSet) scopes() []string {
+	var out []string
+	for _, r := range rs.rules {
+		for _, s := range slices.Concat(r.allOf, r.anyOf) {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// Configuration errors of rules.
+var (
+	errRuleNoTarget   = errors.New("names no tools, prompts, resource_uris or methods")
+	errRuleNoScope    = errors.New("requires nothing: set scopes or any_of")
+	errRuleEmptyMatch = errors.New("empty pattern")
+)
+
+type namedList struct {
+	name string
+	list []string
+}
+
+// validateRules checks the rules of the configuration.
+func validateRules(rules []*Rule) error {
+	for i, r := range rules {
+		if r == nil {
+			return fmt.Errorf("rules[%d]: empty rule", i)
+		}
+		if len(r.Tools)+len(r.Prompts)+len(r.ResourceURIs)+len(r.Methods) == 0 {
+			return fmt.Errorf("rules[%d]: %w", i, errRuleNoTarget)
+		}
+		for _, f := range []namedList{{"tools", r.Tools}, {"prompts", r.Prompts}, {"resource_uris", r.ResourceURIs}, {"methods", r.Methods}} {
+			if slices.Contains(f.list, "") {
+				return fmt.Errorf("rules[%d].%s: %w", i, f.name, errRuleEmptyMatch)
+			}
+		}
+		if len(r.Scopes)+len(r.AnyOf) == 0 {
+			return fmt.Errorf("rules[%d]: %w", i, errRuleNoScope)
+		}
+		for _, f := range []namedList{{"scopes", r.Scopes}, {"any_of", r.AnyOf}} {
+			for _, s := range f.list {
+				if !validScopeToken(s) {
+					return fmt.Errorf("rules[%d].%s: %q: %w", i, f.name, s, errBadScope)
+				}
+			}
+		}
+	}
+	return nil
+}

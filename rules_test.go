@@ -1,0 +1,288 @@
+package mcpauth
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+)
+
+func TestGlobMatch(t *testing.T) {
+	cases := []struct {
+		pat, s string
+		want   bool
+	}{
+		{"read_file", "read_file", true},
+		{"read_file", "read_files", false},
+		{"read_file", "Read_file", false},
+		{"*", "", true},
+		{"*", "anything/at all", true},
+		{"read_*", "read_file", true},
+		{"read_*", "read_", true},
+		{"read_*", "write_file", false},
+		{"*_file", "delete_file", true},
+		{"*_file", "delete_files", false},
+		{"a*b*c", "aXXbYYc", true},
+		{"a*b*c", "abcabc", true},
+		{"a*b*c", "acb", false},
+		{"file:///private/*", "file:///private/a/b", true},
+		{"file:///private/*", "file:///public/a", false},
+		{"**", "x", true},
+		{"a*", "", false},
+	}
+	for _, tc := range cases {
+		if got := newPattern(tc.pat).match(tc.s); got != tc.want {
+			t.Errorf("match(%q, %q) = %v, want %v", tc.pat, tc.s, got, tc.want)
+		}
+	}
+}
+
+// TestGlobMatchBounded: a pathological pattern against a long name finishes (the matcher
+// backtracks only to the last star).
+func TestGlobMatchBounded(t *testing.T) {
+	s := strings.Repeat("a", 1<<16)
+	if globMatch("*a*a*a*a*a*a*b", s) {
+		t.Fatal("matched")
+	}
+}
+
+func testRuleSet() *ruleSet {
+	base := newPolicy([]string{"mcp:read"}, nil, "")
+	return newRuleSet(base, []*Rule{
+		{Tools: []string{"delete_*", "drop_table"}, Scopes: []string{"mcp:admin"}},
+		{Tools: []string{"write_*"}, AnyOf: []string{"mcp:write", "mcp:admin"}},
+		{Prompts: []string{"secret"}, Scopes: []string{"prompts:secret"}},
+		{ResourceURIs: []string{"file:///private/*"}, Scopes: []string{"files:private"}},
+		{Methods: []string{"tools/call"}, Scopes: []string{"mcp:tools"}},
+		{Methods: []string{"resources/*"}, Scopes: []string{"mcp:resources"}},
+	})
+}
+
+func TestRuleMatching(t *testing.T) {
+	rs := testRuleSet()
+	cases := []struct {
+		name string
+		msg  rpcMessage
+		want []int
+	}{
+		{"allowed tool", rpcMessage{method: "tools/call", hasMethod: true, name: "read_file"}, []int{4}},
+		{"admin tool", rpcMessage{method: "tools/call", hasMethod: true, name: "delete_user"}, []int{0, 4}},
+		{"exact admin tool", rpcMessage{method: "tools/call", hasMethod: true, name: "drop_table"}, []int{0, 4}},
+		{"write tool", rpcMessage{method: "tools/call", hasMethod: true, name: "write_file"}, []int{1, 4}},
+		{"tool pattern not applied to prompts", rpcMessage{method: "prompts/get", hasMethod: true, name: "delete_x"}, nil},
+		{"prompt", rpcMessage{method: "prompts/get", hasMethod: true, name: "secret"}, []int{2}},
+		{"private resource", rpcMessage{method: "resources/read", hasMethod: true, name: "file:///private/key"}, []int{3, 5}},
+		{"public resource", rpcMessage{method: "resources/read", hasMethod: true, name: "file:///pub/x"}, []int{5}},
+		{"resources/list", rpcMessage{method: "resources/list", hasMethod: true}, []int{5}},
+		{"tools/list", rpcMessage{method: "tools/list", hasMethod: true}, nil},
+		{"response", rpcMessage{}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var s matchSet
+			rs.match(&tc.msg, &s)
+			var got []int
+			for i := range rs.rules {
+				if s.has(i) {
+					got = append(got, i)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("matched rules %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestMatchSetManyRules(t *testing.T) {
+	var s matchSet
+	for _, i := range []int{0, 63, 64, 130} {
+		s.add(i)
+	}
+	for i := 0; i < 200; i++ {
+		want := i == 0 || i == 63 || i == 64 || i == 130
+		if s.has(i) != want {
+			t.Fatalf("has(%d) = %v", i, !want)
+		}
+	}
+}
+
+// TestRequirementUnion: the base policy and every matched rule must hold, over all messages
+// of a batch; the 403 scope lists base scopes then the matched rules' scopes.
+func TestRequirementUnion(t *testing.T) {
+	rs := testRuleSet()
+	call := func(name string) rpcMessage { return rpcMessage{method: "tools/call", hasMethod: true, name: name} }
+	cases := []struct {
+		name      string
+		msgs      []rpcMessage
+		granted   string
+		ok        bool
+		challenge []string
+	}{
+		{"base only, granted", []rpcMessage{{method: "ping", hasMethod: true}}, "mcp:read", true, nil},
+		{"base missing", []rpcMessage{{method: "ping", hasMethod: true}}, "mcp:tools", false, []string{"mcp:read"}},
+		{"allowed tool", []rpcMessage{call("read_file")}, "mcp:read mcp:tools", true, nil},
+		{"method rule unmet", []rpcMessage{call("read_file")}, "mcp:read", false, []string{"mcp:read", "mcp:tools"}},
+		{"admin tool unmet", []rpcMessage{call("delete_user")}, "mcp:read mcp:tools", false, []string{"mcp:read", "mcp:admin", "mcp:tools"}},
+		{"admin tool met", []rpcMessage{call("delete_user")}, "mcp:read mcp:tools mcp:admin", true, nil},
+		{"any_of unmet names first alternative", []rpcMessage{call("write_file")}, "mcp:read mcp:tools", false, []string{"mcp:read", "mcp:write", "mcp:tools"}},
+		{"any_of met by second alternative", []rpcMessage{call("write_file")}, "mcp:read mcp:tools mcp:admin", true, nil},
+		{"base missing, any_of held names held alternative", []rpcMessage{call("write_file")}, "mcp:tools mcp:admin", false, []string{"mcp:read", "mcp:admin", "mcp:tools"}},
+		{"batch allowed and forbidden", []rpcMessage{call("read_file"), call("delete_user")}, "mcp:read mcp:tools", false, []string{"mcp:read", "mcp:admin", "mcp:tools"}},
+		{"batch both allowed", []rpcMessage{call("read_file"), call("delete_user")}, "mcp:read mcp:tools mcp:admin", true, nil},
+		{"batch union of three", []rpcMessage{call("write_x"), {method: "prompts/get", hasMethod: true, name: "secret"}, call("drop_table")}, "mcp:read", false,
+			[]string{"mcp:read", "mcp:admin", "mcp:write", "prompts:secret", "mcp:tools"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			granted := strings.Fields(tc.granted)
+			var s matchSet
+			for i := range tc.msgs {
+				rs.match(&tc.msgs[i], &s)
+			}
+			if got := rs.satisfiedBy(granted, &s); got != tc.ok {
+				t.Fatalf("satisfied = %v, want %v", got, tc.ok)
+			}
+			if !tc.ok {
+				if got := rs.stepUpScopes(granted, &s); !slices.Equal(got, tc.challenge) {
+					t.Fatalf("step-up scopes %v, want %v", got, tc.challenge)
+				}
+			}
+		})
+	}
+}
+
+// TestStepUpChallenge: the whole header of a step-up 403, built with buildChallenge.
+func TestStepUpChallenge(t *testing.T) {
+	rs := testRuleSet()
+	var s matchSet
+	rs.match(&rpcMessage{method: "tools/call", hasMethod: true, name: "delete_user"}, &s)
+	got := buildChallenge(codeInsufficientScope, denials[denyInsufficientScope].desc,
+		rs.stepUpScopes([]string{"mcp:read"}, &s), "https://mcp.example.com/.well-known/oauth-protected-resource/mcp")
+	want := `Bearer error="insufficient_scope", error_description="The access token does not have the scope this request requires.", scope="mcp:read mcp:admin mcp:tools", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp"`
+	if got != want {
+		t.Fatalf("challenge\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestToolAllowed(t *testing.T) {
+	rs := testRuleSet()
+	granted := []string{"mcp:read", "mcp:tools"}
+	for name, want := range map[string]bool{"read_file": true, "delete_user": false, "write_file": false, "drop_table": false} {
+		if got := rs.toolAllowed(name, granted); got != want {
+			t.Errorf("toolAllowed(%q) = %v, want %v", name, got, want)
+		}
+	}
+	// The method rule for tools/call hides every tool from a token without mcp:tools.
+	if rs.toolAllowed("read_file", []string{"mcp:read"}) {
+		t.Error("read_file allowed without mcp:tools")
+	}
+}
+
+func TestValidateRules(t *testing.T) {
+	cases := []struct {
+		name string
+		rule *Rule
+		want error
+	}{
+		{"ok", &Rule{Tools: []string{"a"}, Scopes: []string{"s"}}, nil},
+		{"no target", &Rule{Scopes: []string{"s"}}, errRuleNoTarget},
+		{"no scope", &Rule{Tools: []string{"a"}}, errRuleNoScope},
+		{"empty pattern", &Rule{Methods: []string{""}, Scopes: []string{"s"}}, errRuleEmptyMatch},
+		{"bad scope", &Rule{Tools: []string{"a"}, AnyOf: []string{`a"b`}}, errBadScope},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := validateRules([]*Rule{tc.rule})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// policyHandler is a handler with the rules of testRuleSet, ready for judgeOperation,
+// without key sets.
+func policyHandler(tb testing.TB, filter bool) *Handler {
+	tb.Helper()
+	rs := testRuleSet()
+	h := &Handler{logger: zap.NewNop()}
+	h.policy = rs.base
+	h.ops = &operations{rules: rs, filterTools: filter, maxBody: defaultMaxBodySize}
+	h.meta.url = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+	h.chall = newChallenges(h.policy.challengeScope(), h.meta.url)
+	return h
+}
+
+// toolsCallBody is a tools/call request of exactly size bytes, padded in its arguments.
+func toolsCallBody(tb testing.TB, name string, size int) []byte {
+	tb.Helper()
+	head := `{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"` + name + `","arguments":{"path":"/tmp/x","content":"`
+	tail := `"}}}`
+	pad := size - len(head) - len(tail)
+	if pad < 0 {
+		tb.Fatal("size too small")
+	}
+	var b bytes.Buffer
+	b.WriteString(head)
+	chunk := "lorem ipsum dolor sit amet \\u00e9\\n "
+	for b.Len()+len(chunk) <= len(head)+pad {
+		b.WriteString(chunk)
+	}
+	b.WriteString(strings.Repeat("x", len(head)+pad-b.Len()))
+	b.WriteString(tail)
+	return b.Bytes()
+}
+
+func benchmarkPolicy(b *testing.B, size int) {
+	h := policyHandler(b, false)
+	body := toolsCallBody(b, "read_file", size)
+	granted := []string{"mcp:read", "mcp:tools"}
+	r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+	r.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	rd := bytes.NewReader(body)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		rd.Reset(body)
+		r.Body = io.NopCloser(rd)
+		r.ContentLength = int64(len(body))
+		if _, ok := h.judgeOperation(w, r, granted); !ok {
+			b.Fatal("denied")
+		}
+	}
+}
+
+// BenchmarkPolicyToolsCall1KiB: the whole per-operation check of a 1 KiB tools/call: body
+// read, strict JSON-RPC reading, rule matching and the scope check.
+func BenchmarkPolicyToolsCall1KiB(b *testing.B) { benchmarkPolicy(b, 1<<10) }
+
+// BenchmarkPolicyToolsCall1MiB: the same for a 1 MiB body (the default max_body_size).
+func BenchmarkPolicyToolsCall1MiB(b *testing.B) { benchmarkPolicy(b, 1<<20) }
+
+func benchmarkPolicyRead(b *testing.B, size int) {
+	body := toolsCallBody(b, "read_file", size)
+	var p jsonReader
+	msgs := make([]rpcMessage, 0, 4)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		var err error
+		if msgs, _, err = p.readRPC(body, msgs[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPolicyReadRPC1KiB and 1MiB: the strict JSON-RPC reading alone.
+func BenchmarkPolicyReadRPC1KiB(b *testing.B) { benchmarkPolicyRead(b, 1<<10) }
+func BenchmarkPolicyReadRPC1MiB(b *testing.B) { benchmarkPolicyRead(b, 1<<20) }
