@@ -368,6 +368,13 @@ var (
 )
 
 func checkHTTPURL(s string) error {
+	// Characters RFC 3986 allows nowhere in a URI; url.Parse lets some through (a '"' in
+	// the host), and these URLs end up in quoted-strings of challenges.
+	if strings.ContainsFunc(s, func(r rune) bool {
+		return r <= ' ' || r >= 0x7F || strings.ContainsRune("\"<>\\^`{|}", r)
+	}) {
+		return errNotURL
+	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return errNotURL
