@@ -1,9 +1,14 @@
 package integration
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -71,7 +76,9 @@ func TestCaddyfileAdapt(t *testing.T) {
 	}
 }
 
-// subdirectives maps every mcp_auth subdirective to its JSON field.
+// subdirectives maps every mcp_auth subdirective to its JSON field (for the rule
+// subdirectives, their list inside "rules"). TestSubdirectiveListIsComplete keeps it in step
+// with the parser.
 var subdirectives = map[string]string{
 	"resource":               "resource",
 	"authorization_servers":  "authorization_servers",
@@ -92,7 +99,17 @@ var subdirectives = map[string]string{
 	"skip_scopes":            "skip_scopes",
 	"scope_claim":            "scope_claim",
 	"strip_token":            "strip_token",
+	"token_cache_size":       "token_cache_size",
+	"tool":                   "tools",
+	"prompt":                 "prompts",
+	"resource_uri":           "resource_uris",
+	"method":                 "methods",
+	"filter_tools_list":      "filter_tools_list",
+	"max_body_size":          "max_body_size",
 }
+
+// ruleDirectives are the subdirectives that each become one entry of "rules".
+var ruleDirectives = map[string]bool{"tool": true, "prompt": true, "resource_uri": true, "method": true}
 
 // TestGoldenFilesCoverEverySubdirective makes sure the adapt golden files that succeed use
 // every subdirective at least once, and that its JSON field is in the expected output.
@@ -109,9 +126,65 @@ func TestGoldenFilesCoverEverySubdirective(t *testing.T) {
 			if !strings.Contains(g.expected, `"`+field+`":`) {
 				t.Errorf("%s uses %s but its expected JSON has no %q field", g.name, sub, field)
 			}
+			if ruleDirectives[sub] && !strings.Contains(g.expected, `"rules":`) {
+				t.Errorf("%s uses %s but its expected JSON has no \"rules\" field", g.name, sub)
+			}
 		}
 		if !found {
 			t.Errorf("no adapt golden file uses the subdirective %s", sub)
+		}
+	}
+}
+
+// TestSubdirectiveListIsComplete reads the case labels of the parser's subdirective switch
+// (UnmarshalCaddyfile in ../caddyfile.go), so that a subdirective added to the parser
+// without a golden file fails TestGoldenFilesCoverEverySubdirective instead of going
+// unnoticed.
+func TestSubdirectiveListIsComplete(t *testing.T) {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, filepath.Join("..", "caddyfile.go"), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parsed []string
+	for _, decl := range f.Decls {
+		fn, ok := decl.(*ast.FuncDecl)
+		if !ok || fn.Name.Name != "UnmarshalCaddyfile" {
+			continue
+		}
+		ast.Inspect(fn.Body, func(n ast.Node) bool {
+			sw, ok := n.(*ast.SwitchStmt)
+			if !ok {
+				return true
+			}
+			if tag, ok := sw.Tag.(*ast.Ident); !ok || tag.Name != "name" {
+				return true
+			}
+			for _, stmt := range sw.Body.List {
+				for _, e := range stmt.(*ast.CaseClause).List {
+					if lit, ok := e.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+						s, err := strconv.Unquote(lit.Value)
+						if err != nil {
+							t.Fatal(err)
+						}
+						parsed = append(parsed, s)
+					}
+				}
+			}
+			return false
+		})
+	}
+	if len(parsed) == 0 {
+		t.Fatal("found no subdirective cases in UnmarshalCaddyfile")
+	}
+	for _, sub := range parsed {
+		if _, ok := subdirectives[sub]; !ok {
+			t.Errorf("the parser knows the subdirective %s, but the adapt tests do not", sub)
+		}
+	}
+	for sub := range subdirectives {
+		if !slices.Contains(parsed, sub) {
+			t.Errorf("the adapt tests list %s, which the parser does not know", sub)
 		}
 	}
 }
