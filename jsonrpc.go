@@ -13,7 +13,10 @@ import (
 // to case), on invalid UTF-8 and lone surrogates (replaced, kept, or refused), and on a BOM.
 // This reader refuses every one of those, so that what it accepts has a single meaning that
 // every conforming parser agrees on: no request can be judged as one tool here and run as
-// another by the server.
+// another by the server. For key case that means refusing a key that equals one the policy
+// reads (jsonrpc, method, id, params, result, error; name and uri in params) under Unicode
+// case folding without being byte-equal to it: "Method" or "Name" mean nothing to a
+// case-sensitive server but the same as "method" and "name" to encoding/json.
 
 // Errors of the JSON-RPC reader. Each becomes a 400 invalid_request.
 var (
@@ -28,6 +31,7 @@ var (
 	errRPCNoID        = errors.New("JSON-RPC message has neither a method nor an id")
 	errRPCParams      = errors.New("params of tools/call, prompts/get or resources/read must be an object with a string name or uri")
 	errRPCHeaderMatch = errors.New("Mcp-Method or Mcp-Name header does not match the body")
+	errRPCKeyCase     = errors.New("a key differs only in case from a JSON-RPC or MCP key")
 )
 
 // maxJSONDepth bounds nesting. The Go MCP SDK refuses more than 1000 levels as well.
@@ -592,6 +596,9 @@ func (p *jsonReader) message(m *rpcMessage) error {
 				return err
 			}
 		default:
+			if foldsTo(key, messageKeys) {
+				return errRPCKeyCase
+			}
 			if err := p.value(); err != nil {
 				return err
 			}
@@ -644,6 +651,9 @@ func (p *jsonReader) params(name *string, nameKind *paramKind, uri *string, uriK
 		case "uri":
 			dst, kind = uri, uriKind
 		default:
+			if foldsTo(key, paramsKeys) {
+				return errRPCKeyCase
+			}
 			if err := p.value(); err != nil {
 				return err
 			}
@@ -715,4 +725,21 @@ func checkMCPHeaders(method, name []string, msgs []rpcMessage, batch bool) error
 		}
 	}
 	return nil
+}
+
+// The keys whose case variants are refused, in a message and in its params.
+var (
+	messageKeys = []string{"jsonrpc", "method", "id", "params", "result", "error"}
+	paramsKeys  = []string{"name", "uri"}
+)
+
+// foldsTo reports whether key equals one of names under Unicode simple case folding (as
+// encoding/json matches keys, "ſ" and "s" included) without being that name byte for byte.
+func foldsTo(key []byte, names []string) bool {
+	for _, n := range names {
+		if string(key) != n && bytes.EqualFold(key, []byte(n)) {
+			return true
+		}
+	}
+	return false
 }

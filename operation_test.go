@@ -297,13 +297,14 @@ func TestPolicyThroughMCPServer(t *testing.T) {
 						t.Fatalf("%q: got %d %q", body, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 					}
 				}
-				// "Name" is not "name" to the server either: judged as read_file, run as read_file.
+				// "Name" beside "name" means "name" to a case-sensitive server and "Name" to
+				// encoding/json: refused, whichever server is behind.
 				resp := st.post(t, st.token(t, "mcp:read"),
 					[]byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"Name":"delete_file","name":"read_file"}}`), nil)
-				if resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusBadRequest && resp.Header.Get("WWW-Authenticate") != "" {
-					t.Fatalf("case variant judged as delete_file: %d", resp.StatusCode)
+				if resp.StatusCode != http.StatusBadRequest || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_request"`) {
+					t.Fatalf("case variant: got %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 				}
-				if st.upstreamCount() != before+1 {
+				if st.upstreamCount() != before {
 					t.Fatal("refused requests reached the server")
 				}
 			})

@@ -599,8 +599,11 @@ func TestPolicyThroughCaddy(t *testing.T) {
 						// Invalid UTF-8 and a BOM.
 						"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":\"delete_file\xff\"}}",
 						"\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":\"delete_file\"}}",
-						// Only a "Name": no name for the server either.
+						// Case variants: "Name" is "name" to encoding/json, another key to a
+						// case-sensitive server. Refused, whatever the server behind.
 						`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"Name":"delete_file"}}`,
+						`{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"read_file","Name":"delete_file","arguments":{"path":"/y"}}}`,
+						`{"jsonrpc":"2.0","id":7,"Method":"tools/call","Params":{"Name":"delete_file"}}`,
 					} {
 						code, hdr, resp := c.post(t, token("mcp:read"), []byte(body), false, nil)
 						if code != http.StatusBadRequest {
@@ -612,20 +615,6 @@ func TestPolicyThroughCaddy(t *testing.T) {
 					}
 					up.checkUntouched(t, before, "a refused body")
 
-					// "Name" is another key than "name", for the gateway and for the SDK server:
-					// judged as read_file, and the server runs read_file.
-					body := []byte(`{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"read_file","Name":"delete_file","arguments":{"path":"/y"}}}`)
-					code, hdr, resp := c.post(t, token("mcp:read"), body, false, nil)
-					if code != http.StatusOK {
-						t.Fatalf("name + Name: status %d, body %q; want 200", code, resp)
-					}
-					if text := toolText(t, hdr, resp); text != "read_file /y" {
-						t.Errorf("name + Name: server answered %q, want read_file /y", text)
-					}
-					after := up.snapshot()
-					if after.ran["delete_file"] != before.ran["delete_file"] || after.ran["read_file"] != before.ran["read_file"]+1 {
-						t.Errorf("tools run %v → %v, want read_file once more and delete_file never", before.ran, after.ran)
-					}
 				})
 
 				t.Run("GET and DELETE are judged by the base policy only", func(t *testing.T) {
