@@ -41,6 +41,12 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 			_ = h.deny(w, r, denyInsufficientScope, nil)
 			return nil, false
 		}
+		if ops.filterTools && r.Method == http.MethodGet {
+			// A GET stream can carry a tools/list result too: a client resuming a POST's
+			// stream with Last-Event-ID gets its events replayed there. Filter it as well.
+			r.Header.Del("Accept-Encoding")
+			return newToolsFilter(w, ops.rules, granted), true
+		}
 		return nil, true
 	}
 	// A body the gateway cannot read as JSON cannot be judged, so it is not passed on either.

@@ -357,3 +357,39 @@ func (st *mcpStack) upstreamCount() int {
 	defer st.mu.Unlock()
 	return st.upstream
 }
+
+// TestFilterAppliesToResumedStreams: a GET that resumes a stream (Last-Event-ID) replays the
+// events of an earlier POST, a tools/list result among them; the filter must apply there too.
+func TestFilterAppliesToResumedStreams(t *testing.T) {
+	k := newRSAKey(t, "k1")
+	js := newJWKSServer(t, k)
+	h := &Handler{Resource: testResource, AuthorizationServers: []string{testIssuer},
+		JWKSURLs: []string{js.URL}, Scopes: []string{"mcp:read"}, FilterToolsList: true,
+		Rules: []*Rule{{Tools: []string{"delete_*"}, Scopes: []string{"mcp:admin"}}}}
+	provisionHandler(t, h)
+	waitKeysLoaded(t, h)
+
+	const replay = "id: 1_0\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"tools\":[{\"name\":\"read_file\"},{\"name\":\"delete_file\"}]}}\n\n"
+	r := httptest.NewRequest(http.MethodGet, "/mcp", nil)
+	r.Header.Set("Authorization", "Bearer "+k.sign(t, testClaims(testIssuer, testResource, "mcp:read"), nil))
+	r.Header.Set("Last-Event-ID", "1_0")
+	caddyhttp.NewTestReplacer(r)
+	w := httptest.NewRecorder()
+	err := h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		_, err := io.WriteString(w, replay)
+		w.(http.Flusher).Flush()
+		return err
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != http.StatusOK {
+		t.Fatalf("status %d", w.Code)
+	}
+	body := w.Body.String()
+	if !strings.Contains(body, "read_file") || strings.Contains(body, "delete_file") {
+		t.Fatalf("replayed tools/list not filtered: %q", body)
+	}
+}

@@ -173,23 +173,29 @@ func (c *challenges) write(w http.ResponseWriter, d denial) {
 // Header values are fresh slices: handlers that wrap the writer (Caddy's deferred `header`
 // operations) may edit them in place, which must not reach other responses.
 func (c *challenges) writeWith(w http.ResponseWriter, d denial, challenge string) {
+	// One backing array for all values, each header getting its own capped slice of it: a
+	// wrapper that appends to one cannot overwrite another.
+	v := [6]string{challenge, "WWW-Authenticate", "no-store", retryAfter, "application/json", "0"}
+	vals := v[:]
+	one := func(i int) []string { return vals[i : i+1 : i+1] }
 	h := w.Header()
 	if challenge != "" {
-		h["Www-Authenticate"] = []string{challenge}
-		h["Access-Control-Expose-Headers"] = []string{"WWW-Authenticate"}
+		h["Www-Authenticate"] = one(0)
+		h["Access-Control-Expose-Headers"] = one(1)
 	}
-	h["Cache-Control"] = []string{"no-store"}
+	h["Cache-Control"] = one(2)
 	if d == denyUnavailable {
-		h["Retry-After"] = []string{retryAfter}
+		h["Retry-After"] = one(3)
 	}
 	body := c.body[d]
 	if body == nil {
-		h["Content-Length"] = []string{"0"}
+		h["Content-Length"] = one(5)
 		w.WriteHeader(denials[d].status)
 		return
 	}
-	h["Content-Type"] = []string{"application/json"}
-	h["Content-Length"] = []string{c.bodyLen[d]}
+	vals[5] = c.bodyLen[d]
+	h["Content-Type"] = one(4)
+	h["Content-Length"] = one(5)
 	w.WriteHeader(denials[d].status)
 	_, _ = w.Write(body)
 }
