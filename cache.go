@@ -1,6 +1,7 @@
 package mcpauth
 
 import (
+	"hash/maphash"
 	"strings"
 	"sync"
 	"time"
@@ -127,15 +128,14 @@ func newTokenCache(size int, now func() time.Time) *tokenCache {
 	return c
 }
 
-// shard mixes a few bytes from the end of the token, its signature, to pick a shard.
+// shard picks a shard from a hash of the token's last bytes, its signature: random for every
+// token that verified, and seeded per process so clients cannot aim at one shard.
 func (c *tokenCache) shard(tok string) *cacheShard {
-	n := len(tok)
-	if n < 4 {
-		return &c.shards[0]
-	}
-	h := uint(tok[n-2]) ^ uint(tok[n-3])<<3 ^ uint(tok[n-4])<<6
-	return &c.shards[h%uint(len(c.shards))]
+	tail := tok[max(0, len(tok)-16):]
+	return &c.shards[maphash.String(shardSeed, tail)%uint64(len(c.shards))]
 }
+
+var shardSeed = maphash.MakeSeed()
 
 func (c *tokenCache) get(tok string) *identity {
 	s := c.shard(tok)
