@@ -36,6 +36,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if d != denyNone {
 		return h.deny(w, r, d, err)
 	}
+	// The token is valid: the caller is known, also if the scope check refuses the request
+	// (the access log then shows who was refused). The identity answers the placeholders
+	// itself, so none is computed unless used.
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Map(id.provider)
+
 	var tf *toolsFilter
 	if h.ops != nil {
 		// The base policy and the rules are judged together, so that a 403 names every
@@ -48,9 +54,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.deny(w, r, denyInsufficientScope, nil)
 	}
 
-	// The identity answers the placeholders itself, so none is computed unless used.
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Map(id.provider)
 	h.metrics.allowed.Inc()
 	if h.StripToken {
 		r.Header.Del("Authorization")

@@ -673,3 +673,34 @@ func TestServeHTTPKeyTypeMustMatchAlg(t *testing.T) {
 		bad("ES384 token naming the P-256 key", es384, descUnknownKey),
 	})
 }
+
+// TestForbiddenShowsWhoWasRefused: a valid token without the scope gets 403, and the
+// identity placeholders are set, so the access log's user_id names the caller.
+func TestForbiddenShowsWhoWasRefused(t *testing.T) {
+	k := newEdKey(t, "k1")
+	js := newJWKSServer(t, k)
+	h := &Handler{Resource: cacheRes, AuthorizationServers: []string{cacheIss},
+		JWKSURLs: []string{js.URL}, Scopes: []string{"mcp:read"}}
+	provisionHandler(t, h)
+	waitKeysLoaded(t, h)
+	r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+	r.Header.Set("Authorization", "Bearer "+k.sign(t, testClaims(cacheIss, cacheRes, "other"), nil))
+	repl := caddyhttp.NewTestReplacer(r)
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	w := httptest.NewRecorder()
+	if err := h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+		t.Fatal("next ran for a 403")
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != http.StatusForbidden {
+		t.Fatalf("status %d, want 403", w.Code)
+	}
+	if got, _ := repl.GetString("http.auth.user.id"); got != "user-1" {
+		t.Errorf("{http.auth.user.id} = %q after a 403, want user-1", got)
+	}
+	if got, _ := repl.GetString("http.auth.mcp.error"); got != "insufficient_scope" {
+		t.Errorf("{http.auth.mcp.error} = %q, want insufficient_scope", got)
+	}
+}

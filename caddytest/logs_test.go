@@ -102,8 +102,13 @@ func TestLogsAndErrorPlaceholder(t *testing.T) {
 	if users[http.StatusOK] != "user-1" {
 		t.Errorf("access log user_id of the authorized request = %q, want user-1", users[http.StatusOK])
 	}
-	if len(users) != 1 {
-		t.Errorf("access log names a user for denied requests: %v", users)
+	// A valid token refused for its scope names who was refused; no other denial (no token,
+	// invalid token) names anyone.
+	if users[http.StatusForbidden] != "user-1" {
+		t.Errorf("access log user_id of the 403 = %q, want user-1", users[http.StatusForbidden])
+	}
+	if len(users) != 2 {
+		t.Errorf("access log names a user for requests without a valid token: %v", users)
 	}
 
 	debug := waitLogLines(t, filepath.Join(dir, "caddy.log"), 0)
