@@ -543,7 +543,10 @@ func (p *jsonReader) message(m *rpcMessage) error {
 		nameKind       paramKind
 		uriKind        paramKind
 		paramsObject   bool
-		uri            string
+		// a params key that folds to name or uri: it matters only for the methods whose
+		// name or uri the policy reads, known once the whole message is read
+		paramsCaseVariant bool
+		uri               string
 	)
 	for {
 		key, ok, err := p.nextMember(&f)
@@ -592,7 +595,7 @@ func (p *jsonReader) message(m *rpcMessage) error {
 				continue
 			}
 			paramsObject = true
-			if err := p.params(&m.name, &nameKind, &uri, &uriKind); err != nil {
+			if err := p.params(&m.name, &nameKind, &uri, &uriKind, &paramsCaseVariant); err != nil {
 				return err
 			}
 		default:
@@ -614,6 +617,12 @@ func (p *jsonReader) message(m *rpcMessage) error {
 		return nil
 	}
 	switch m.method {
+	case methodToolsCall, methodPromptsGet, methodResourcesRead:
+		if paramsCaseVariant {
+			return errRPCKeyCase
+		}
+	}
+	switch m.method {
 	case methodToolsCall, methodPromptsGet:
 		if !paramsObject || nameKind != paramString {
 			return errRPCParams
@@ -630,7 +639,7 @@ func (p *jsonReader) message(m *rpcMessage) error {
 }
 
 // params reads a params object, keeping its top-level name and uri strings.
-func (p *jsonReader) params(name *string, nameKind *paramKind, uri *string, uriKind *paramKind) error {
+func (p *jsonReader) params(name *string, nameKind *paramKind, uri *string, uriKind *paramKind, caseVariant *bool) error {
 	f, err := p.beginObject()
 	if err != nil {
 		return err
@@ -652,7 +661,7 @@ func (p *jsonReader) params(name *string, nameKind *paramKind, uri *string, uriK
 			dst, kind = uri, uriKind
 		default:
 			if foldsTo(key, paramsKeys) {
-				return errRPCKeyCase
+				*caseVariant = true
 			}
 			if err := p.value(); err != nil {
 				return err

@@ -57,6 +57,7 @@ func TestReadRPCRefused(t *testing.T) {
 		{"Name before name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"Name":"b","name":"a"}}`, errRPCKeyCase},
 		{"Method beside method", `{"jsonrpc":"2.0","id":1,"Method":"tools/call","method":"ping"}`, errRPCKeyCase},
 		{"long s folds to s", "{\"j\u017fonrpc\":\"2.0\",\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", errRPCKeyCase},
+		{"URI in resources/read params", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/read\",\"params\":{\"uri\":\"a\",\"URI\":\"x\"}}", errRPCKeyCase},
 		{"URI in params", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\",\"URI\":\"x\"}}", errRPCKeyCase},
 		{"ID", `{"jsonrpc":"2.0","ID":1,"id":2,"method":"ping"}`, errRPCKeyCase},
 		{"tools/call without params", `{"jsonrpc":"2.0","id":1,"method":"tools/call"}`, errRPCParams},
@@ -85,6 +86,8 @@ func TestReadRPCAccepted(t *testing.T) {
 		batch bool
 		want  []rpcMessage
 	}{
+		{"custom method with a URI key", `{"jsonrpc":"2.0","id":1,"method":"x/custom","params":{"URI":"a","Name":"b"}}`, false,
+			[]rpcMessage{{method: "x/custom", hasMethod: true}}},
 		{"tools/call", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/x"}}}`, false,
 			[]rpcMessage{{method: "tools/call", hasMethod: true, name: "read_file"}}},
 		{"params before method", `{"params":{"name":"x"},"method":"tools/call","id":"a","jsonrpc":"2.0"}`, false,

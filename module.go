@@ -361,6 +361,7 @@ var (
 	errNoPolicy  = errors.New("no scope policy: set scopes, any_of, or skip_scopes to require none")
 	errBadScope  = errors.New("not a valid scope token (RFC 6749 §3.3)")
 	errNotURL    = errors.New("not an absolute http or https URL")
+	errURIChars  = errors.New("contains a character not allowed in a URI (space, control, '\"', '<', '>', '\\', '^', '`', '{', '|', '}' or non-ASCII); use punycode and percent-encoding")
 	errFragment  = errors.New("must not have a fragment")
 	errSymmetric = errors.New("symmetric algorithms are refused: a public JWKS key would be usable as an HMAC secret")
 	errAlgNone   = errors.New(`"none" is refused: unsigned tokens are never accepted`)
@@ -373,7 +374,7 @@ func checkHTTPURL(s string) error {
 	if strings.ContainsFunc(s, func(r rune) bool {
 		return r <= ' ' || r >= 0x7F || strings.ContainsRune("\"<>\\^`{|}", r)
 	}) {
-		return errNotURL
+		return errURIChars
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -45,7 +45,9 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 			// A GET stream can carry a tools/list result too: a client resuming a POST's
 			// stream with Last-Event-ID gets its events replayed there. Filter it as well.
 			r.Header.Del("Accept-Encoding")
-			return newToolsFilter(w, ops.rules, granted), true
+			tf := newToolsFilter(w, ops.rules, granted)
+			tf.sseOnly = true // a GET is never answered with a JSON-RPC response in JSON
+			return tf, true
 		}
 		return nil, true
 	}

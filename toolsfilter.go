@@ -38,6 +38,7 @@ type toolsFilter struct {
 	status  int
 	buf     []byte // JSON: the body so far; SSE: the incomplete event
 	evStart int    // SSE: start of the first line not yet scanned of buf
+	sseOnly bool   // filter event streams only; other answers pass (GET streams)
 }
 
 func newToolsFilter(w http.ResponseWriter, rules *ruleSet, granted []string) *toolsFilter {
@@ -61,7 +62,8 @@ func (f *toolsFilter) WriteHeader(status int) {
 	mt, _, _ := strings.Cut(h.Get("Content-Type"), ";")
 	mt = strings.ToLower(strings.TrimSpace(mt))
 	switch {
-	case status != http.StatusOK || (mt != "application/json" && mt != "text/event-stream"):
+	case status != http.StatusOK || (mt != "application/json" && mt != "text/event-stream") ||
+		(f.sseOnly && mt != "text/event-stream"):
 		f.mode = modePass
 		f.ResponseWriter.WriteHeader(status)
 		return
@@ -168,6 +170,16 @@ func (f *toolsFilter) writeEvents(final bool) error {
 				next++
 			}
 		}
+		if i == start && le > i && f.buf[i] == ':' {
+			// A comment outside an event (a keep-alive) carries no data: it passes at once.
+			if _, err := f.ResponseWriter.Write(f.buf[i:next]); err != nil {
+				return err
+			}
+			_ = http.NewResponseController(f.ResponseWriter).Flush()
+			start = next
+			i = next
+			continue
+		}
 		if le == i { // an empty line ends the event
 			if ev := filterSSEEvent(f.buf[start:next], f.allowed); len(ev) > 0 {
 				if _, err := f.ResponseWriter.Write(ev); err != nil {
@@ -204,6 +216,11 @@ func filterSSEEvent(ev []byte, allowed func(string) bool) []byte {
 		}
 	}
 	if nData == 0 || len(bytes.TrimSpace(data)) == 0 {
+		return ev
+	}
+	// Data that does not open a JSON object or array is no JSON-RPC message for any parser
+	// (the endpoint event of the 2024-11-05 SSE transport, plain text): it passes as it is.
+	if t := bytes.TrimLeft(data, " \t\r\n"); t[0] != '{' && t[0] != '[' {
 		return ev
 	}
 	out, changed, err := filterToolsJSON(data, allowed)

@@ -207,3 +207,41 @@ func TestToolsFilterPassesOtherAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestToolsFilterGETStreams: on a GET stream (sseOnly) events that are no JSON-RPC message
+// (the 2024-11-05 transport's endpoint event, plain text) and keep-alive comments pass as
+// they are, a tools result is still filtered, and a JSON answer passes untouched.
+func TestToolsFilterGETStreams(t *testing.T) {
+	f, rec := newFilterFor("read")
+	f.sseOnly = true
+	f.Header().Set("Content-Type", "text/event-stream")
+	f.WriteHeader(http.StatusOK)
+	in := "event: endpoint\ndata: /messages?sessionId=abc\n\n" +
+		": keepalive\n" +
+		"data: hello world\n\n" +
+		"data: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"tools\":[{\"name\":\"read\"},{\"name\":\"delete\"}]}}\n\n"
+	if _, err := f.Write([]byte(in)); err != nil {
+		t.Fatal(err)
+	}
+	f.finish()
+	got := rec.Body.String()
+	for _, want := range []string{"event: endpoint\ndata: /messages?sessionId=abc\n\n", ": keepalive\n", "data: hello world\n\n", `"name":"read"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("stream lost %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "delete") {
+		t.Errorf("forbidden tool passed:\n%s", got)
+	}
+
+	f, rec = newFilterFor("read")
+	f.sseOnly = true
+	body := `"ok"`
+	f.Header().Set("Content-Type", "application/json")
+	f.WriteHeader(http.StatusOK)
+	_, _ = f.Write([]byte(body))
+	f.finish()
+	if rec.Code != http.StatusOK || rec.Body.String() != body {
+		t.Errorf("GET JSON answer: %d %q, want 200 %q", rec.Code, rec.Body.String(), body)
+	}
+}
