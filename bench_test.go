@@ -106,9 +106,9 @@ func benchCases(b *testing.B) []benchCase {
 		{"cached", benchHandler(b, keys[0], defaultTokenCacheSize), keys[0].sign(b, claims, nil)},
 	}
 	for _, k := range keys {
-		cases = append(cases, benchCase{"uncached_" + k.alg, benchHandler(b, k, 0), k.sign(b, claims, nil)})
+		cases = append(cases, benchCase{"uncached_" + k.Alg, benchHandler(b, k, 0), k.sign(b, claims, nil)})
 	}
-	forged := newRSAKey(b, keys[0].kid)
+	forged := newRSAKey(b, keys[0].KID)
 	cases = append(cases,
 		benchCase{"invalid_signature", benchHandler(b, keys[0], defaultTokenCacheSize), forged.sign(b, claims, nil)},
 		benchCase{"malformed_token", benchHandler(b, keys[0], defaultTokenCacheSize), "abc.def.ghi"},
@@ -145,10 +145,10 @@ func BenchmarkServeHTTPParallel(b *testing.B) {
 // costs with golang-jwt alone, given the key, into the same claims type.
 func BenchmarkBareJWT(b *testing.B) {
 	for _, k := range benchKeys(b) {
-		b.Run(k.alg, func(b *testing.B) {
+		b.Run(k.Alg, func(b *testing.B) {
 			tok := k.sign(b, testClaims(cacheIss, cacheRes, "mcp:read"), nil)
-			pub := k.signer.Public()
-			p := jwt.NewParser(jwt.WithValidMethods([]string{k.alg}), jwt.WithExpirationRequired())
+			pub := k.Signer.Public()
+			p := jwt.NewParser(jwt.WithValidMethods([]string{k.Alg}), jwt.WithExpirationRequired())
 			kf := func(*jwt.Token) (any, error) { return pub, nil }
 			b.ReportAllocs()
 			for b.Loop() {

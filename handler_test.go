@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -116,13 +117,13 @@ func claimsWith(set map[string]any) jwt.MapClaims {
 // RSA public key, naming the RSA key's kid.
 func hs256WithPublicPEM(t testing.TB, k *testKey, claims jwt.MapClaims) string {
 	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(k.signer.Public())
+	der, err := x509.MarshalPKIXPublicKey(k.Signer.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
 	secret := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
-	tok.Header["kid"] = k.kid
+	tok.Header["kid"] = k.KID
 	tok.Header["typ"] = "at+jwt"
 	s, err := tok.SignedString(secret)
 	if err != nil {
@@ -304,9 +305,9 @@ func TestServeHTTPOutcomes(t *testing.T) {
 		bad("foreign key reusing a real kid", base, foreign.sign(t, claimsWith(nil), nil), descSignature),
 		bad("embedded jwk and jku headers are ignored", base, stranger.sign(t, claimsWith(nil), map[string]any{
 			"jwk": stranger.jwk(), "jku": jwks.URL, "x5u": jwks.URL}), descUnknownKey),
-		bad("RSA kid on an ES256 token", base, keys.ec.sign(t, claimsWith(nil), map[string]any{"kid": keys.rsa.kid}), descUnknownKey),
+		bad("RSA kid on an ES256 token", base, keys.ec.sign(t, claimsWith(nil), map[string]any{"kid": keys.rsa.KID}), descUnknownKey),
 		bad("tampered payload", base, tamper(t, valid), descSignature),
-		bad("alg none", base, unsignedToken(t, keys.rsa.kid, claimsWith(nil)), descAlgorithm),
+		bad("alg none", base, unsignedToken(t, keys.rsa.KID, claimsWith(nil)), descAlgorithm),
 		bad("HS256 keyed with the RSA public key PEM", base, hs256WithPublicPEM(t, keys.rsa, claimsWith(nil)), descAlgorithm),
 		bad("unknown alg", base, withHeader(t, valid, `{"alg":"XS999","kid":"rsa-1","typ":"at+jwt"}`), descAlgorithm),
 		ok("RS256 in the algorithms allowlist", rsOnly, valid),
@@ -574,7 +575,7 @@ func TestServeHTTPNeverLogsToken(t *testing.T) {
 		"unknown kid":   keys.rsa.sign(t, claimsWith(nil), map[string]any{"kid": "nope"}),
 		"bad signature": foreign.sign(t, claimsWith(nil), nil),
 		"tampered":      tamper(t, valid),
-		"alg none":      unsignedToken(t, keys.rsa.kid, claimsWith(nil)),
+		"alg none":      unsignedToken(t, keys.rsa.KID, claimsWith(nil)),
 		"hs256 pem":     hs256WithPublicPEM(t, keys.rsa, claimsWith(nil)),
 		"unknown alg":   withHeader(t, valid, `{"alg":"XS999","kid":"rsa-1","typ":"at+jwt"}`),
 		"typ JWT":       keys.rsa.sign(t, claimsWith(nil), map[string]any{"typ": "JWT"}),
@@ -653,11 +654,11 @@ func TestServeHTTPKeyTypeMustMatchAlg(t *testing.T) {
 		t.Fatal(err)
 	}
 	signAs := func(kid, alg string, signer *testKey) string {
-		k := &testKey{kid: kid, alg: alg, signer: signer.signer}
+		k := &testKey{jwttest.Key{KID: kid, Alg: alg, Signer: signer.Signer}}
 		return k.sign(t, claimsWith(nil), nil)
 	}
-	ps256 := signAs(keys.rsa.kid, "PS256", keys.rsa)
-	es384 := (&testKey{kid: keys.ec.kid, alg: "ES384", signer: p384}).sign(t, claimsWith(nil), nil)
+	ps256 := signAs(keys.rsa.KID, "PS256", keys.rsa)
+	es384 := (&testKey{jwttest.Key{KID: keys.ec.KID, Alg: "ES384", Signer: p384}}).sign(t, claimsWith(nil), nil)
 	bad := func(name, tok, desc string) authCase {
 		return authCase{name: name, h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer "+tok),
 			status: 401, code: "invalid_token", desc: desc, scope: "mcp:read"}
@@ -666,10 +667,10 @@ func TestServeHTTPKeyTypeMustMatchAlg(t *testing.T) {
 		{name: "RSA key without alg verifies RS256", h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer "+keys.rsa.sign(t, claimsWith(nil), nil)), status: 200, nextRan: true},
 		{name: "RSA key without alg verifies PS256", h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer "+ps256), status: 200, nextRan: true},
 		{name: "EC key without alg verifies ES256", h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer "+keys.ec.sign(t, claimsWith(nil), nil)), status: 200, nextRan: true},
-		bad("RS256 token naming the EC key", signAs(keys.ec.kid, "RS256", keys.rsa), descUnknownKey),
-		bad("RS256 token naming the Ed25519 key", signAs(keys.ed.kid, "RS256", keys.rsa), descUnknownKey),
-		bad("ES256 token naming the RSA key", signAs(keys.rsa.kid, "ES256", keys.ec), descUnknownKey),
-		bad("EdDSA token naming the EC key", signAs(keys.ec.kid, "EdDSA", keys.ed), descUnknownKey),
+		bad("RS256 token naming the EC key", signAs(keys.ec.KID, "RS256", keys.rsa), descUnknownKey),
+		bad("RS256 token naming the Ed25519 key", signAs(keys.ed.KID, "RS256", keys.rsa), descUnknownKey),
+		bad("ES256 token naming the RSA key", signAs(keys.rsa.KID, "ES256", keys.ec), descUnknownKey),
+		bad("EdDSA token naming the EC key", signAs(keys.ec.KID, "EdDSA", keys.ed), descUnknownKey),
 		bad("ES384 token naming the P-256 key", es384, descUnknownKey),
 	})
 }

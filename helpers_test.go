@@ -2,15 +2,7 @@ package mcpauth
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/base64"
-	"encoding/json"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -20,100 +12,45 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // testKey is a signing key generated for a test, with its kid and JWS alg.
-type testKey struct {
-	kid    string
-	alg    string
-	signer crypto.Signer
-}
+type testKey struct{ jwttest.Key }
 
 func newRSAKey(t testing.TB, kid string) *testKey {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testKey{kid: kid, alg: "RS256", signer: k}
+	return &testKey{*jwttest.New(t, kid, "RS256")}
 }
 
 func newECKey(t testing.TB, kid string) *testKey {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testKey{kid: kid, alg: "ES256", signer: k}
+	return &testKey{*jwttest.New(t, kid, "ES256")}
 }
 
 func newEdKey(t testing.TB, kid string) *testKey {
 	t.Helper()
-	_, k, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testKey{kid: kid, alg: "EdDSA", signer: k}
+	return &testKey{*jwttest.New(t, kid, "EdDSA")}
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // jwk returns the public JWK of the key, as an authorization server would publish it.
-func (k *testKey) jwk() map[string]any {
-	m := map[string]any{"kid": k.kid, "use": "sig", "alg": k.alg}
-	switch pub := k.signer.Public().(type) {
-	case *rsa.PublicKey:
-		m["kty"] = "RSA"
-		m["n"] = b64(pub.N.Bytes())
-		m["e"] = b64(big.NewInt(int64(pub.E)).Bytes())
-	case *ecdsa.PublicKey:
-		m["kty"] = "EC"
-		m["crv"] = "P-256"
-		m["x"] = b64(pub.X.FillBytes(make([]byte, 32)))
-		m["y"] = b64(pub.Y.FillBytes(make([]byte, 32)))
-	case ed25519.PublicKey:
-		m["kty"] = "OKP"
-		m["crv"] = "Ed25519"
-		m["x"] = b64(pub)
-	}
-	return m
-}
+func (k *testKey) jwk() map[string]any { return k.JWK() }
 
 func jwksJSON(t testing.TB, keys ...*testKey) []byte {
 	t.Helper()
-	set := map[string]any{"keys": []any{}}
-	for _, k := range keys {
-		set["keys"] = append(set["keys"].([]any), k.jwk())
+	set := make([]*jwttest.Key, len(keys))
+	for i, k := range keys {
+		set[i] = &k.Key
 	}
-	b, err := json.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return jwttest.JWKS(set...)
 }
 
-func (k *testKey) method() jwt.SigningMethod {
-	return jwt.GetSigningMethod(k.alg)
-}
-
-// sign makes a token with the given claims and header overrides.
+// sign makes a token with the given claims and header overrides (a nil value removes one).
 func (k *testKey) sign(t testing.TB, claims jwt.MapClaims, header map[string]any) string {
 	t.Helper()
-	tok := jwt.NewWithClaims(k.method(), claims)
-	tok.Header["kid"] = k.kid
-	tok.Header["typ"] = "at+jwt"
-	for name, v := range header {
-		if v == nil {
-			delete(tok.Header, name)
-		} else {
-			tok.Header[name] = v
-		}
-	}
-	s, err := tok.SignedString(k.signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return k.Token(t, claims, header)
 }
 
 // jwksServer serves a JWK set that a test may swap, and counts the requests it gets.

@@ -10,16 +10,8 @@
 package integration
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
-
 	"io"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -30,6 +22,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	_ "github.com/mcpauth/caddy-mcp-auth"
@@ -65,60 +58,22 @@ func challenge(code, desc, scope string) string {
 }
 
 // signingKey is a key generated for the test, as an authorization server holds it.
-type signingKey struct {
-	kid    string
-	alg    string
-	signer crypto.Signer
-}
+type signingKey struct{ jwttest.Key }
 
 func newRSAKey(t testing.TB, kid string) *signingKey {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &signingKey{kid: kid, alg: "RS256", signer: k}
+	return &signingKey{*jwttest.New(t, kid, "RS256")}
 }
 
 func newECKey(t testing.TB, kid string) *signingKey {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &signingKey{kid: kid, alg: "ES256", signer: k}
-}
-
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-// jwk is the public JWK of the key, as the authorization server publishes it.
-func (k *signingKey) jwk() map[string]any {
-	m := map[string]any{"kid": k.kid, "use": "sig", "alg": k.alg}
-	switch pub := k.signer.Public().(type) {
-	case *rsa.PublicKey:
-		m["kty"] = "RSA"
-		m["n"] = b64(pub.N.Bytes())
-		m["e"] = b64(big.NewInt(int64(pub.E)).Bytes())
-	case *ecdsa.PublicKey:
-		m["kty"] = "EC"
-		m["crv"] = "P-256"
-		m["x"] = b64(pub.X.FillBytes(make([]byte, 32)))
-		m["y"] = b64(pub.Y.FillBytes(make([]byte, 32)))
-	}
-	return m
+	return &signingKey{*jwttest.New(t, kid, "ES256")}
 }
 
 // sign returns a signed access token (typ at+jwt) with the given claims.
 func (k *signingKey) sign(t testing.TB, claims jwt.MapClaims) string {
 	t.Helper()
-	tok := jwt.NewWithClaims(jwt.GetSigningMethod(k.alg), claims)
-	tok.Header["kid"] = k.kid
-	tok.Header["typ"] = "at+jwt"
-	s, err := tok.SignedString(k.signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return k.Token(t, claims, nil)
 }
 
 // claims are valid claims of the test issuer for audience aud, with scope, lasting an hour.
@@ -146,14 +101,11 @@ type jwksServer struct {
 
 func newJWKSServer(t testing.TB, keys ...*signingKey) *jwksServer {
 	t.Helper()
-	set := map[string]any{"keys": []any{}}
-	for _, k := range keys {
-		set["keys"] = append(set["keys"].([]any), k.jwk())
+	set := make([]*jwttest.Key, len(keys))
+	for i, k := range keys {
+		set[i] = &k.Key
 	}
-	body, err := json.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := jwttest.JWKS(set...)
 	js := &jwksServer{}
 	js.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		js.fetches.Add(1)

@@ -232,17 +232,17 @@ func TestRequests(t *testing.T) {
 					tok := key.sign(t, claims(resource, "mcp:read mcp:write"))
 					code, _, body := request(t, tc, http.MethodPost, "/mcp", "", bearer(tok))
 					if code != http.StatusOK || body != upstreamBody {
-						t.Fatalf("%s token: status %d body %q, want 200 %q", key.alg, code, body, upstreamBody)
+						t.Fatalf("%s token: status %d body %q, want 200 %q", key.Alg, code, body, upstreamBody)
 					}
 					if s.up.hits.Load() != before+1 {
-						t.Errorf("%s token: upstream not reached", key.alg)
+						t.Errorf("%s token: upstream not reached", key.Alg)
 					}
 					hdr := s.up.lastHeader()
 					if v := hdr.Get("X-User"); v != "user-1" {
-						t.Errorf("%s token: upstream X-User = %q, want user-1 ({http.auth.user.id})", key.alg, v)
+						t.Errorf("%s token: upstream X-User = %q, want user-1 ({http.auth.user.id})", key.Alg, v)
 					}
 					if _, ok := hdr["Authorization"]; ok {
-						t.Errorf("%s token: strip_token is set but the upstream received Authorization", key.alg)
+						t.Errorf("%s token: strip_token is set but the upstream received Authorization", key.Alg)
 					}
 				}
 			})

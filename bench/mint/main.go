@@ -7,24 +7,16 @@ package main
 
 import (
 	"bufio"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/base64"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 func main() {
@@ -36,10 +28,11 @@ func main() {
 	scope := flag.String("scope", "mcp:read", "granted scopes")
 	flag.Parse()
 
-	signer, jwk := newKey(*alg)
-	jwk["kid"], jwk["alg"], jwk["use"] = "load-1", *alg, "sig"
-	set, _ := json.Marshal(map[string]any{"keys": []any{jwk}})
-	if err := os.WriteFile(filepath.Join(*dir, "jwks.json"), set, 0o644); err != nil {
+	key, err := jwttest.Generate("load-1", *alg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(*dir, "jwks.json"), jwttest.JWKS(key), 0o644); err != nil {
 		log.Fatal(err)
 	}
 	f, err := os.Create(filepath.Join(*dir, "tokens.txt"))
@@ -49,13 +42,11 @@ func main() {
 	out := bufio.NewWriter(f)
 	now := time.Now()
 	for i := range *n {
-		tok := jwt.NewWithClaims(jwt.GetSigningMethod(*alg), jwt.MapClaims{
+		s, err := key.Sign(jwt.MapClaims{
 			"iss": *iss, "aud": *aud, "sub": "load-user", "client_id": "load",
 			"scope": *scope, "jti": strconv.Itoa(i),
 			"iat": now.Unix(), "exp": now.Add(2 * time.Hour).Unix(),
-		})
-		tok.Header["kid"], tok.Header["typ"] = "load-1", "at+jwt"
-		s, err := tok.SignedString(signer)
+		}, nil)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -67,32 +58,4 @@ func main() {
 	if err := f.Close(); err != nil {
 		log.Fatal(err)
 	}
-}
-
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-func newKey(alg string) (crypto.Signer, map[string]any) {
-	switch alg {
-	case "RS256":
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			log.Fatal(err)
-		}
-		return k, map[string]any{"kty": "RSA", "n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes())}
-	case "ES256":
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			log.Fatal(err)
-		}
-		return k, map[string]any{"kty": "EC", "crv": "P-256",
-			"x": b64(k.X.FillBytes(make([]byte, 32))), "y": b64(k.Y.FillBytes(make([]byte, 32)))}
-	case "EdDSA":
-		pub, k, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			log.Fatal(err)
-		}
-		return k, map[string]any{"kty": "OKP", "crv": "Ed25519", "x": b64(pub)}
-	}
-	log.Fatalf("unknown alg %q", alg)
-	return nil, nil
 }
