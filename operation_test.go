@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcptest"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -118,43 +119,7 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // connect opens an MCP client session through the handler, with the official SDK client.
 func (st *mcpStack) connect(t *testing.T, token string) *mcp.ClientSession {
 	t.Helper()
-	client := mcp.NewClient(&mcp.Implementation{Name: "client", Version: "1.0.0"}, nil)
-	cs, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{
-		Endpoint:   st.resource,
-		HTTPClient: &http.Client{Transport: bearerTransport{token, st}},
-		MaxRetries: -1,
-	}, nil)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { _ = cs.Close() })
-	return cs
-}
-
-func toolNames(t *testing.T, cs *mcp.ClientSession) []string {
-	t.Helper()
-	res, err := cs.ListTools(t.Context(), nil)
-	if err != nil {
-		t.Fatalf("tools/list: %v", err)
-	}
-	var names []string
-	for _, tool := range res.Tools {
-		names = append(names, tool.Name)
-	}
-	slices.Sort(names)
-	return names
-}
-
-func callText(t *testing.T, cs *mcp.ClientSession, name string) (string, error) {
-	t.Helper()
-	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: name, Arguments: map[string]any{"path": "/x"}})
-	if err != nil {
-		return "", err
-	}
-	if res.IsError || len(res.Content) != 1 {
-		t.Fatalf("%s: result %+v", name, res)
-	}
-	return res.Content[0].(*mcp.TextContent).Text, nil
+	return mcptest.Connect(t, st.resource, bearerTransport{token, st})
 }
 
 // post sends a raw JSON-RPC POST through the stack.
@@ -188,13 +153,13 @@ func TestPolicyThroughMCPServer(t *testing.T) {
 
 			t.Run("base scope lists and calls only the allowed tool", func(t *testing.T) {
 				cs := st.connect(t, st.token(t, "mcp:read"))
-				if got := toolNames(t, cs); !slices.Equal(got, []string{"read_file"}) {
+				if got := mcptest.ToolNames(t, cs); !slices.Equal(got, []string{"read_file"}) {
 					t.Fatalf("tools/list = %v", got)
 				}
-				if txt, err := callText(t, cs, "read_file"); err != nil || txt != "read_file /x" {
+				if txt, err := mcptest.CallText(t, cs, "read_file"); err != nil || txt != "read_file /x" {
 					t.Fatalf("read_file: %q %v", txt, err)
 				}
-				if _, err := callText(t, cs, "delete_file"); err == nil {
+				if _, err := mcptest.CallText(t, cs, "delete_file"); err == nil {
 					t.Fatal("delete_file called with mcp:read only")
 				}
 				// The filtered answers came in the mode the server was set to.
@@ -224,11 +189,11 @@ func TestPolicyThroughMCPServer(t *testing.T) {
 
 			t.Run("both scopes list and call both tools", func(t *testing.T) {
 				cs := st.connect(t, st.token(t, "mcp:read mcp:admin"))
-				if got := toolNames(t, cs); !slices.Equal(got, []string{"delete_file", "read_file"}) {
+				if got := mcptest.ToolNames(t, cs); !slices.Equal(got, []string{"delete_file", "read_file"}) {
 					t.Fatalf("tools/list = %v", got)
 				}
 				for _, name := range []string{"read_file", "delete_file"} {
-					if txt, err := callText(t, cs, name); err != nil || txt != name+" /x" {
+					if txt, err := mcptest.CallText(t, cs, name); err != nil || txt != name+" /x" {
 						t.Fatalf("%s: %q %v", name, txt, err)
 					}
 				}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcptest"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -293,47 +294,7 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 // connect opens a session with the official SDK client, through Caddy.
 func (c *mcpClient) connect(t *testing.T, token string) *mcp.ClientSession {
 	t.Helper()
-	client := mcp.NewClient(&mcp.Implementation{Name: "sdk-client", Version: "1.0.0"}, nil)
-	cs, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{
-		Endpoint:   baseURL + "/mcp",
-		HTTPClient: &http.Client{Transport: roundTripper{c, token}},
-		MaxRetries: -1,
-	}, nil)
-	if err != nil {
-		t.Fatalf("SDK client connect: %v", err)
-	}
-	t.Cleanup(func() { _ = cs.Close() })
-	return cs
-}
-
-func listToolNames(t *testing.T, cs *mcp.ClientSession) []string {
-	t.Helper()
-	res, err := cs.ListTools(t.Context(), nil)
-	if err != nil {
-		t.Fatalf("tools/list: %v", err)
-	}
-	var names []string
-	for _, tool := range res.Tools {
-		names = append(names, tool.Name)
-	}
-	slices.Sort(names)
-	return names
-}
-
-func callTool(t *testing.T, cs *mcp.ClientSession, name string) (string, error) {
-	t.Helper()
-	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: name, Arguments: map[string]any{"path": "/x"}})
-	if err != nil {
-		return "", err
-	}
-	if res.IsError || len(res.Content) != 1 {
-		t.Fatalf("%s: result %+v", name, res)
-	}
-	text, ok := res.Content[0].(*mcp.TextContent)
-	if !ok {
-		t.Fatalf("%s: content %T", name, res.Content[0])
-	}
-	return text.Text, nil
+	return mcptest.Connect(t, baseURL+"/mcp", roundTripper{c, token})
 }
 
 // rpcAnswer extracts the JSON-RPC response from an answer in either response mode: the
@@ -435,14 +396,14 @@ func TestPolicyThroughCaddy(t *testing.T) {
 				t.Run("base scope: SDK client sees and calls only the allowed tool", func(t *testing.T) {
 					c := newMCPClient(t)
 					cs := c.connect(t, token("mcp:read"))
-					if got := listToolNames(t, cs); !slices.Equal(got, []string{"read_file"}) {
+					if got := mcptest.ToolNames(t, cs); !slices.Equal(got, []string{"read_file"}) {
 						t.Errorf("tools/list = %v, want [read_file]", got)
 					}
 					before := up.snapshot()
-					if text, err := callTool(t, cs, "read_file"); err != nil || text != "read_file /x" {
+					if text, err := mcptest.CallText(t, cs, "read_file"); err != nil || text != "read_file /x" {
 						t.Errorf("read_file: %q, %v", text, err)
 					}
-					if _, err := callTool(t, cs, "delete_file"); err == nil {
+					if _, err := mcptest.CallText(t, cs, "delete_file"); err == nil {
 						t.Error("delete_file called with mcp:read only")
 					}
 					after := up.snapshot()
@@ -498,11 +459,11 @@ func TestPolicyThroughCaddy(t *testing.T) {
 				t.Run("both scopes: SDK client sees and calls both tools", func(t *testing.T) {
 					c := newMCPClient(t)
 					cs := c.connect(t, token("mcp:read mcp:admin"))
-					if got := listToolNames(t, cs); !slices.Equal(got, []string{"delete_file", "read_file"}) {
+					if got := mcptest.ToolNames(t, cs); !slices.Equal(got, []string{"delete_file", "read_file"}) {
 						t.Errorf("tools/list = %v, want both", got)
 					}
 					for _, tool := range []string{"read_file", "delete_file"} {
-						if text, err := callTool(t, cs, tool); err != nil || text != tool+" /x" {
+						if text, err := mcptest.CallText(t, cs, tool); err != nil || text != tool+" /x" {
 							t.Errorf("%s: %q, %v", tool, text, err)
 						}
 					}
