@@ -75,6 +75,10 @@ type jsonReader struct {
 	arena []byte
 	// str is scratch space for a decoded string value.
 	str []byte
+	// loneSurrogates accepts unpaired UTF-16 surrogate escapes (decoded as U+FFFD). Only for
+	// reading server answers: servers in JavaScript or Python emit them, and such a string
+	// can never spell a key the filter looks for. Requests stay strict.
+	loneSurrogates bool
 }
 
 // objFrame is one open object: where its keys start in jsonReader.keys, and a set of them
@@ -89,6 +93,7 @@ type objFrame struct {
 const linearKeys = 8
 
 func (p *jsonReader) reset(data []byte) {
+	p.loneSurrogates = false
 	p.data = data
 	p.pos = 0
 	p.depth = 0
@@ -378,7 +383,7 @@ func (p *jsonReader) rawString() ([]byte, bool, error) {
 			return d[start:i], escaped, nil
 		case c == '\\':
 			escaped = true
-			n, err := escapeLen(d[i:])
+			n, err := escapeLen(d[i:], p.loneSurrogates)
 			if err != nil {
 				return nil, false, err
 			}
@@ -396,8 +401,9 @@ func (p *jsonReader) rawString() ([]byte, bool, error) {
 }
 
 // escapeLen validates the escape sequence at the start of s and returns its length. A \u
-// escape of a UTF-16 surrogate must be a high one followed by a low one.
-func escapeLen(s []byte) (int, error) {
+// escape of a UTF-16 surrogate must be a high one followed by a low one, unless lone ones
+// are allowed.
+func escapeLen(s []byte, lone bool) (int, error) {
 	if len(s) < 2 {
 		return 0, errJSONSyntax
 	}
@@ -412,14 +418,15 @@ func escapeLen(s []byte) (int, error) {
 		if !utf16.IsSurrogate(r) {
 			return 6, nil
 		}
-		if r >= 0xDC00 || len(s) < 12 || s[6] != '\\' || s[7] != 'u' {
-			return 0, errJSONSurrogate
+		if r < 0xDC00 && len(s) >= 12 && s[6] == '\\' && s[7] == 'u' {
+			if r2, ok := hex4(s[8:]); ok && r2 >= 0xDC00 && r2 <= 0xDFFF {
+				return 12, nil
+			}
 		}
-		r2, ok := hex4(s[8:])
-		if !ok || r2 < 0xDC00 || r2 > 0xDFFF {
-			return 0, errJSONSurrogate
+		if lone {
+			return 6, nil
 		}
-		return 12, nil
+		return 0, errJSONSurrogate
 	}
 	return 0, errJSONSyntax
 }
@@ -468,9 +475,17 @@ func unescape(dst, raw []byte) ([]byte, error) {
 		case 'u':
 			r, _ := hex4(raw[i+2:])
 			if utf16.IsSurrogate(r) {
-				r2, _ := hex4(raw[i+8:])
-				dst = utf8.AppendRune(dst, utf16.DecodeRune(r, r2))
-				i += 12
+				// A pair was validated by rawString; a lone one (allowed for server
+				// answers only) becomes U+FFFD, as in Go's encoding/json.
+				if r < 0xDC00 && i+12 <= len(raw) && raw[i+6] == '\\' && raw[i+7] == 'u' {
+					if r2, ok := hex4(raw[i+8:]); ok && r2 >= 0xDC00 && r2 <= 0xDFFF {
+						dst = utf8.AppendRune(dst, utf16.DecodeRune(r, r2))
+						i += 12
+						continue
+					}
+				}
+				dst = utf8.AppendRune(dst, utf8.RuneError)
+				i += 6
 				continue
 			}
 			dst = utf8.AppendRune(dst, r)

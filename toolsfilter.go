@@ -289,6 +289,7 @@ func filterToolsJSON(data []byte, allowed func(string) bool) ([]byte, bool, erro
 	p := readerPool.Get().(*jsonReader)
 	defer func() { p.data = nil; readerPool.Put(p) }()
 	p.reset(data)
+	p.loneSurrogates = true
 	var splices []splice
 	var err error
 	switch p.peek() {

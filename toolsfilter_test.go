@@ -245,3 +245,22 @@ func TestToolsFilterGETStreams(t *testing.T) {
 		t.Errorf("GET JSON answer: %d %q, want 200 %q", rec.Code, rec.Body.String(), body)
 	}
 }
+
+// TestToolsFilterLoneSurrogates: servers in JavaScript or Python emit lone surrogate escapes
+// (a cut-off emoji); their messages pass the filter instead of being dropped, and a tools
+// result holding one is still filtered. Requests stay strict (TestReadRPCRefused).
+func TestToolsFilterLoneSurrogates(t *testing.T) {
+	notification := `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x\ud83d"}}`
+	out, changed, err := filterToolsJSON([]byte(notification), allowOnly("read"))
+	if err != nil || changed || string(out) != notification {
+		t.Fatalf("notification with a lone surrogate: %q changed=%v err=%v", out, changed, err)
+	}
+	list := `{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"read","description":"\udc00"},{"name":"delete\ud800"}]}}`
+	out, changed, err = filterToolsJSON([]byte(list), allowOnly("read"))
+	if err != nil || !changed || strings.Contains(string(out), "delete") || !strings.Contains(string(out), `"read"`) {
+		t.Fatalf("tools with lone surrogates: %q changed=%v err=%v", out, changed, err)
+	}
+	if _, _, err := filterToolsJSON([]byte(`{"a":"\ud800"`), allowOnly("read")); err == nil {
+		t.Fatal("invalid JSON passed")
+	}
+}
