@@ -337,7 +337,7 @@ func (p *jsonReader) filterMessage(splices *[]splice, allowed func(string) bool)
 	if err != nil {
 		return err
 	}
-	isRequest, have := false, false
+	have := false
 	var cand splice
 	for {
 		key, ok, err := p.nextMember(&f)
@@ -348,9 +348,6 @@ func (p *jsonReader) filterMessage(splices *[]splice, allowed func(string) bool)
 			break
 		}
 		switch string(key) {
-		case "method":
-			isRequest = true
-			err = p.value()
 		case "result":
 			if p.peek() == '{' {
 				err = p.filterResult(&cand, &have, allowed)
@@ -358,17 +355,31 @@ func (p *jsonReader) filterMessage(splices *[]splice, allowed func(string) bool)
 				err = p.value()
 			}
 		default:
+			// "Result" is "result" to encoding/json-based clients: fail closed, as for
+			// requests.
+			if foldsTo(key, responseKeys) {
+				return errRPCKeyCase
+			}
 			err = p.value()
 		}
 		if err != nil {
 			return err
 		}
 	}
-	if have && !isRequest {
+	// A message with both method and result is no valid JSON-RPC, but a lenient client
+	// might read its result: filtered whatever else it holds.
+	if have {
 		*splices = append(*splices, cand)
 	}
 	return nil
 }
+
+// The keys of a server answer the filter reads; their case variants are refused.
+var (
+	responseKeys = []string{"result"}
+	resultKeys   = []string{"tools"}
+	toolKeys     = []string{"name"}
+)
 
 func (p *jsonReader) filterResult(cand *splice, have *bool, allowed func(string) bool) error {
 	f, err := p.beginObject()
@@ -384,6 +395,9 @@ func (p *jsonReader) filterResult(cand *splice, have *bool, allowed func(string)
 			return nil
 		}
 		if string(key) != "tools" || p.peek() != '[' {
+			if foldsTo(key, resultKeys) {
+				return errRPCKeyCase
+			}
 			if err := p.value(); err != nil {
 				return err
 			}
@@ -436,6 +450,9 @@ func (p *jsonReader) toolName() (string, bool, error) {
 		}
 		if !ok {
 			return name, named, nil
+		}
+		if foldsTo(key, toolKeys) {
+			return "", false, errRPCKeyCase
 		}
 		if string(key) == "name" && p.peek() == '"' {
 			v, err := p.stringValue()

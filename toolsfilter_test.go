@@ -37,8 +37,11 @@ func TestFilterToolsJSON(t *testing.T) {
 			`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"r\u0065ad"}]}}`, true},
 		{"tool without name removed", `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"title":"x"},7,{"name":"read"}]}}`,
 			`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read"}]}}`, true},
-		{"request untouched", `{"jsonrpc":"2.0","id":1,"method":"x","result":{"tools":[{"name":"delete"}]}}`,
-			`{"jsonrpc":"2.0","id":1,"method":"x","result":{"tools":[{"name":"delete"}]}}`, false},
+		// Not valid JSON-RPC, but a lenient client could read the result: filtered too.
+		{"method and result", `{"jsonrpc":"2.0","id":1,"method":"x","result":{"tools":[{"name":"delete"}]}}`,
+			`{"jsonrpc":"2.0","id":1,"method":"x","result":{"tools":[]}}`, true},
+		{"request with tools in params untouched", `{"jsonrpc":"2.0","id":1,"method":"x","params":{"tools":[{"name":"delete"}]}}`,
+			`{"jsonrpc":"2.0","id":1,"method":"x","params":{"tools":[{"name":"delete"}]}}`, false},
 		{"notification untouched", `{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`, `{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`, false},
 		{"batch", `[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete"},{"name":"read"}]}},{"jsonrpc":"2.0","id":2,"result":{}}]`,
 			`[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read"}]}},{"jsonrpc":"2.0","id":2,"result":{}}]`, true},
@@ -262,5 +265,21 @@ func TestToolsFilterLoneSurrogates(t *testing.T) {
 	}
 	if _, _, err := filterToolsJSON([]byte(`{"a":"\ud800"`), allowOnly("read")); err == nil {
 		t.Fatal("invalid JSON passed")
+	}
+}
+
+// TestToolsFilterRefusesCaseVariants: "Result", "Tools" and "Name" mean result, tools and
+// name to clients that decode with encoding/json; the filter cannot know which reading the
+// client uses, so it refuses such answers (502, or the event dropped) instead of passing them.
+func TestToolsFilterRefusesCaseVariants(t *testing.T) {
+	for _, in := range []string{
+		`{"jsonrpc":"2.0","id":1,"Result":{"tools":[{"name":"delete"}]}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"Tools":[{"name":"delete"}]}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read","Name":"delete"}]}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"NAME":"delete"}]}}`,
+	} {
+		if out, _, err := filterToolsJSON([]byte(in), allowOnly("read")); err == nil {
+			t.Errorf("%s passed as %s", in, out)
+		}
 	}
 }
