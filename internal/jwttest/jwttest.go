@@ -58,10 +58,15 @@ func (k *Key) JWK() map[string]any {
 		m["n"] = b64(pub.N.Bytes())
 		m["e"] = b64(big.NewInt(int64(pub.E)).Bytes())
 	case *ecdsa.PublicKey:
+		// The uncompressed point is 0x04 || X || Y, 32 bytes each on P-256.
+		pt, err := pub.Bytes()
+		if err != nil || len(pt) != 65 {
+			panic(fmt.Sprintf("jwttest: P-256 key encoding: %v", err))
+		}
 		m["kty"] = "EC"
 		m["crv"] = "P-256"
-		m["x"] = b64(pub.X.FillBytes(make([]byte, 32)))
-		m["y"] = b64(pub.Y.FillBytes(make([]byte, 32)))
+		m["x"] = b64(pt[1:33])
+		m["y"] = b64(pt[33:])
 	case ed25519.PublicKey:
 		m["kty"] = "OKP"
 		m["crv"] = "Ed25519"
