@@ -1,0 +1,408 @@
+package verify
+
+import (
+	"context"
+	"crypto"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// JWT verifies RFC 9068 JWT access tokens with keys from a KeySource. Only the token's own
+// claims are trusted, and only after its signature verified with a key of its issuer; header
+// parameters that point to keys (jku, x5u, jwk, x5c) are never read (RFC 8725 §3.1).
+//
+// The signature is checked with golang-jwt's signing methods; the header and payload are read
+// here, straight into the registered claims, without building a claims map.
+type JWT struct {
+	Keys KeySource
+	// Algorithms is the allowlist; symmetric algorithms and none are refused at load.
+	Algorithms []string
+	Issuers    []string
+	Audiences  []string
+	// AnyAudience skips the audience check (allow_any_audience).
+	AnyAudience bool
+	// RequireATJWT requires typ at+jwt (RFC 9068 §2.1).
+	RequireATJWT bool
+	Leeway       time.Duration
+	// ScopeClaim names the claim holding scopes; "" reads `scope`, then `scp`.
+	ScopeClaim string
+	Now        func() time.Time
+}
+
+// KeySource finds the keys that may have verified a token of issuer iss with this kid and
+// alg. It returns ErrKeysUnavailable when no key could ever be loaded, ErrUnknownKey when the
+// kid is not known.
+type KeySource interface {
+	Lookup(ctx context.Context, iss, kid, alg string, buf []VerificationKey) ([]VerificationKey, error)
+}
+
+// VerificationKey is a public key that may be withdrawn later.
+type VerificationKey interface {
+	Key
+	Public() crypto.PublicKey
+}
+
+// Errors a KeySource returns.
+var (
+	ErrKeysUnavailable = errors.New("no signing keys loaded")
+	ErrUnknownKey      = errors.New("no key with this kid")
+)
+
+var (
+	errCrit      = errors.New("crit header parameter not understood")
+	errKIDType   = errors.New("kid is not a string")
+	errDuplicate = errors.New("duplicate member")
+)
+
+// jwtHeader is what the JOSE header may say that matters here.
+type jwtHeader struct {
+	alg, kid, typ string
+	hasTyp        bool
+}
+
+// jwtClaims are the registered claims an access token is judged by.
+type jwtClaims struct {
+	iss, sub, clientID, azp, jti string
+	aud                          []string
+	audBuf                       [2]string
+	hasAud                       bool
+	exp, nbf, iat                float64
+	hasExp, hasNbf, hasIat       bool
+	scope                        any
+	cnf                          Confirmation
+}
+
+// Verify checks raw, a JWS compact serialization. The order of checks decides which reason
+// a token with several faults is refused for: form, algorithm, header, issuer, key,
+// signature, dates, audience, binding.
+func (v *JWT) Verify(ctx context.Context, raw string, _ *http.Request) (*Identity, error) {
+	h64, rest, ok1 := strings.Cut(raw, ".")
+	p64, s64, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.IndexByte(s64, '.') >= 0 {
+		return nil, fail(Malformed)
+	}
+	var hdr jwtHeader
+	if err := v.readHeader(h64, &hdr); err != nil {
+		return nil, err
+	}
+	var c jwtClaims
+	if err := v.readClaims(p64, &c); err != nil {
+		return nil, err
+	}
+
+	method := jwt.GetSigningMethod(hdr.alg)
+	if method == nil || !slices.Contains(v.Algorithms, hdr.alg) {
+		return nil, fail(Algorithm)
+	}
+	if hdr.hasTyp && otherKind(hdr.typ) {
+		return nil, fail(OtherKind)
+	}
+	if v.RequireATJWT && !isATJWT(hdr.typ) {
+		return nil, fail(Type)
+	}
+	if !slices.Contains(v.Issuers, c.iss) {
+		return nil, fail(Issuer)
+	}
+
+	var keyBuf [4]VerificationKey
+	keys, err := v.Keys.Lookup(ctx, c.iss, hdr.kid, hdr.alg, keyBuf[:0])
+	switch {
+	case errors.Is(err, ErrKeysUnavailable):
+		return nil, failWith(Unavailable, err)
+	case err != nil:
+		return nil, failWith(UnknownKey, err)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(s64)
+	if err != nil {
+		return nil, fail(Malformed)
+	}
+	signed := raw[:len(h64)+1+len(p64)]
+	verified := false
+	for _, k := range keys {
+		if method.Verify(signed, sig, k.Public()) == nil {
+			verified = true
+			break
+		}
+	}
+	if !verified {
+		return nil, fail(Signature)
+	}
+
+	now := v.now()
+	if err := v.checkDates(&c, now); err != nil {
+		return nil, err
+	}
+	if !v.AnyAudience && !audienceOK(c.aud, v.Audiences) {
+		return nil, fail(Audience)
+	}
+	// A token bound to a key or certificate is worthless without proof of possession; one
+	// presented as a bearer token may have been stolen (RFC 9449 §7.2, RFC 8705 §3).
+	if c.cnf.Present {
+		return nil, fail(Bound)
+	}
+
+	id := &Identity{
+		Issuer:       c.iss,
+		Subject:      c.sub,
+		ClientID:     c.clientID,
+		TokenID:      c.jti,
+		Scopes:       ParseScopes(c.scope),
+		Expiry:       numericTime(c.exp),
+		Confirmation: c.cnf,
+		claims:       &lazyClaims{src: p64},
+	}
+	if id.ClientID == "" {
+		id.ClientID = c.azp
+	}
+	if v.ScopeClaim != "" && v.ScopeClaim != "scope" && v.ScopeClaim != "scp" {
+		// A claim of another name (Cognito, custom) is read from the full claims.
+		id.Scopes = ParseScopes(id.Claims()[v.ScopeClaim])
+	}
+	id.keys = make([]Key, len(keys))
+	for i, k := range keys {
+		id.keys[i] = k
+	}
+	return id, nil
+}
+
+func (v *JWT) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+// checkDates applies exp (required), iat and nbf with the leeway, in golang-jwt's order.
+func (v *JWT) checkDates(c *jwtClaims, now time.Time) error {
+	if !c.hasExp {
+		return fail(NoExpiry)
+	}
+	if !now.Before(numericTime(c.exp).Add(v.Leeway)) {
+		return fail(Expired)
+	}
+	if c.hasIat && now.Add(v.Leeway).Before(numericTime(c.iat)) {
+		return fail(IssuedInFuture)
+	}
+	if c.hasNbf && now.Add(v.Leeway).Before(numericTime(c.nbf)) {
+		return fail(NotYetValid)
+	}
+	return nil
+}
+
+// numericTime converts a bounded NumericDate, keeping fractions of a second as golang-jwt does.
+func numericTime(f float64) time.Time {
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9))
+}
+
+func (v *JWT) readHeader(h64 string, hdr *jwtHeader) error {
+	b, err := decodeSegment(h64)
+	if err != nil {
+		return fail(Malformed)
+	}
+	var seen uint8
+	err = members(b, func(name string, val []byte) error {
+		var bit uint8
+		switch name {
+		case "alg":
+			bit = 1
+			s, err := jsonString(val)
+			if err != nil {
+				return err
+			}
+			hdr.alg = s
+		case "kid":
+			bit = 2
+			s, err := jsonString(val)
+			if err != nil {
+				return errKIDType
+			}
+			hdr.kid = s
+		case "typ":
+			bit = 4
+			s, err := jsonString(val)
+			if err != nil {
+				return err
+			}
+			hdr.typ, hdr.hasTyp = s, true
+		case "crit":
+			// No extension is understood, so a token that makes one critical is refused
+			// (RFC 7515 §4.1.11).
+			return errCrit
+		default:
+			return nil
+		}
+		if seen&bit != 0 {
+			return errDuplicate
+		}
+		seen |= bit
+		return nil
+	})
+	if err != nil {
+		return failWith(Malformed, err)
+	}
+	return nil
+}
+
+func (v *JWT) readClaims(p64 string, c *jwtClaims) error {
+	b, err := decodeSegment(p64)
+	if err != nil {
+		return fail(Malformed)
+	}
+	var seen uint16
+	err = members(b, func(name string, val []byte) error {
+		var bit uint16
+		var err error
+		switch name {
+		case "iss":
+			bit = 1 << 0
+			c.iss, err = jsonString(val)
+		case "sub":
+			bit = 1 << 1
+			c.sub, err = jsonString(val)
+		case "aud":
+			bit = 1 << 2
+			c.aud, err = stringOrStrings(val, c.audBuf[:0])
+			c.hasAud = true
+		case "exp":
+			bit = 1 << 3
+			c.exp, err = numericDate(val)
+			c.hasExp = true
+		case "nbf":
+			bit = 1 << 4
+			c.nbf, err = numericDate(val)
+			c.hasNbf = true
+		case "iat":
+			bit = 1 << 5
+			c.iat, err = numericDate(val)
+			c.hasIat = true
+		case "client_id":
+			bit = 1 << 6
+			c.clientID, err = jsonString(val)
+		case "azp":
+			bit = 1 << 7
+			c.azp, err = jsonString(val)
+		case "jti":
+			bit = 1 << 8
+			c.jti, err = jsonString(val)
+		case "scope", "scp":
+			bit = 1 << 9
+			if name == "scp" {
+				bit = 1 << 10
+			}
+			switch v.ScopeClaim {
+			case "":
+				// `scope` wins over `scp` when both are present.
+				if name == "scope" || seen&(1<<9) == 0 {
+					c.scope, err = scopeValue(val)
+				}
+			case name:
+				c.scope, err = scopeValue(val)
+			}
+		case "cnf":
+			bit = 1 << 11
+			err = readConfirmation(val, &c.cnf)
+		default:
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if seen&bit != 0 {
+			return errDuplicate
+		}
+		seen |= bit
+		return nil
+	})
+	if err != nil {
+		return failWith(Malformed, err)
+	}
+	return nil
+}
+
+// scopeValue keeps a scope claim as ParseScopes reads it: a string, or an array whose
+// non-string elements grant nothing.
+func scopeValue(val []byte) (any, error) {
+	switch {
+	case len(val) > 0 && val[0] == '"':
+		return jsonString(val)
+	case len(val) > 0 && val[0] == '[':
+		var a []any
+		if err := json.Unmarshal(val, &a); err != nil {
+			return nil, err
+		}
+		return a, nil
+	}
+	return nil, nil // a number, object or null grants nothing
+}
+
+// readConfirmation reads cnf (RFC 7800 §3.1): an object. Any cnf marks the token bound.
+func readConfirmation(val []byte, cnf *Confirmation) error {
+	if string(val) == "null" {
+		return nil
+	}
+	cnf.Present = true
+	if len(val) == 0 || val[0] != '{' {
+		return nil // bound to something unreadable: still bound
+	}
+	return members(val, func(name string, v []byte) error {
+		switch name {
+		case "jkt":
+			s, err := jsonString(v)
+			if err == nil {
+				cnf.JKT = s
+			}
+		case "x5t#S256":
+			s, err := jsonString(v)
+			if err == nil {
+				cnf.X5TS256 = s
+			}
+		}
+		return nil
+	})
+}
+
+func decodeSegment(s string) ([]byte, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	if !json.Valid(b) {
+		return nil, errNotObject
+	}
+	return b, nil
+}
+
+// otherKind reports whether a typ names a JWT of another kind than an access token:
+// "dpop+jwt", "logout+jwt", "secevent+jwt", "oauth-id-jag+jwt", any "*+jwt" but "at+jwt",
+// with or without the "application/" prefix (RFC 7515 §4.1.9; media types compare
+// case-insensitively, RFC 2045 §5.1). Plain "JWT" and absent typ are the generic kind.
+func otherKind(typ string) bool {
+	t := strings.ToLower(typ)
+	t = strings.TrimPrefix(t, "application/")
+	if strings.IndexByte(t, ';') >= 0 {
+		return true // parameters hide the type from a plain comparison: refuse
+	}
+	return strings.HasSuffix(t, "+jwt") && t != "at+jwt"
+}
+
+func isATJWT(typ string) bool {
+	return strings.EqualFold(typ, "at+jwt") || strings.EqualFold(typ, "application/at+jwt")
+}
+
+func audienceOK(aud, accepted []string) bool {
+	for _, a := range aud {
+		if slices.Contains(accepted, a) {
+			return true
+		}
+	}
+	return false
+}
