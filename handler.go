@@ -180,9 +180,12 @@ func classify(err error, tok *jwt.Token, algs []string) denial {
 		return denyAudience
 	case errors.Is(err, errTokenType):
 		return denyType
+	case errors.Is(err, errTokenBound):
+		return denyBound
 	case errors.Is(err, errUnknownKey):
 		return denyUnknownKey
-	case errors.Is(err, jwt.ErrTokenMalformed), errors.Is(err, errTokenCrit), errors.Is(err, errTokenKID):
+	case errors.Is(err, jwt.ErrTokenMalformed), errors.Is(err, errTokenCrit), errors.Is(err, errTokenKID),
+		errors.Is(err, errTokenTypeStr), errors.Is(err, errTokenDate):
 		return denyMalformed
 	case tok != nil && tok.Method != nil && !slices.Contains(algs, tok.Method.Alg()):
 		return denyAlgorithm

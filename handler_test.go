@@ -705,3 +705,129 @@ func TestForbiddenShowsWhoWasRefused(t *testing.T) {
 		t.Errorf("{http.auth.mcp.error} = %q, want insufficient_scope", got)
 	}
 }
+
+// TestServeHTTPRefusesOtherTokens: absurd dates, JWTs of another kind and key-bound tokens
+// are refused whatever the options, and scope strings split on U+0020 only (RFC 6749 §3.3).
+// Every request is sent twice: the second answer may come from the token cache, which must
+// never serve what verification refuses.
+func TestServeHTTPRefusesOtherTokens(t *testing.T) {
+	keys := newTestKeyring(t)
+	jwks := newJWKSServer(t, keys.rsa, keys.ec, keys.ed)
+	base := newTestHandler(t, jwks, nil)
+	strict := newTestHandler(t, jwks, func(h *Handler) { h.RequireATJWT = true })
+	anyAud := newTestHandler(t, jwks, func(h *Handler) { h.AllowAnyAudience = true; h.Scopes = nil; h.SkipScopes = true })
+	admin := newTestHandler(t, jwks, func(h *Handler) { h.Scopes = []string{"mcp:admin"} })
+	perms := newTestHandler(t, jwks, func(h *Handler) { h.Scopes = []string{"mcp:admin"}; h.ScopeClaim = "permissions" })
+
+	bearer := func(tok string) string { return "Bearer " + tok }
+	post := func(auth string) *http.Request { return bearerReq(http.MethodPost, "/mcp", auth) }
+	ok := func(name string, h *Handler, tok string) authCase {
+		return authCase{name: name, h: h, req: post(bearer(tok)), status: 200, nextRan: true}
+	}
+	bad := func(name string, h *Handler, tok, desc string) authCase {
+		scope := strings.Join(h.Scopes, " ")
+		return authCase{name: name, h: h, req: post(bearer(tok)), status: 401, code: "invalid_token", desc: desc, scope: scope}
+	}
+	forbidden := func(name string, h *Handler, tok string) authCase {
+		return authCase{name: name, h: h, req: post(bearer(tok)), status: 403, code: "insufficient_scope", desc: descScope, scope: "mcp:admin"}
+	}
+	claim := func(name string, v any) jwt.MapClaims { return claimsWith(map[string]any{name: v}) }
+	typ := func(v any) map[string]any { return map[string]any{"typ": v} }
+
+	var cases []authCase
+
+	// Dates: JSON numbers between 1970 and 9999 only. golang-jwt converts to int64
+	// unchecked, so 1e20 used to become a date in the past (nbf, iat: accepted).
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		for _, v := range []any{1e20, -1, 1e300, -1e300, 253402300800, 253402300799.5, "1700000000", true, []any{1}, map[string]any{}, json.RawMessage("null")} {
+			tok := keys.rsa.sign(t, claim(name, v), nil)
+			cases = append(cases,
+				bad(fmt.Sprintf("%s %v", name, v), base, tok, descMalformed),
+				bad(fmt.Sprintf("%s %v under allow_any_audience and skip_scopes", name, v), anyAud, tok, descMalformed))
+		}
+	}
+	cases = append(cases,
+		bad("nbf out of float64 range", base, keys.rsa.sign(t, claim("nbf", json.Number("1e400")), nil), descMalformed),
+		ok("iat -0 is the epoch", base, keys.rsa.sign(t, claim("iat", json.Number("-0")), nil)),
+		ok("exp at the end of year 9999", base, keys.rsa.sign(t, claim("exp", 253402300799), nil)),
+		ok("nbf and iat at the epoch", base, keys.rsa.sign(t, claimsWith(map[string]any{"nbf": 0, "iat": 1}), nil)),
+		ok("fractional dates", base, keys.rsa.sign(t, claimsWith(map[string]any{"nbf": 1.5, "iat": float64(time.Now().Unix()) - 0.25}), nil)),
+		bad("exp 0 is no expiry", base, keys.rsa.sign(t, claim("exp", 0), nil), descNoExpiry),
+	)
+
+	// Other kinds of JWT, signed by the same issuer with the same key: refused with or
+	// without require_at_jwt.
+	for _, v := range []string{
+		"dpop+jwt", "DPoP+JWT", "application/dpop+jwt", "Application/DPOP+jwt",
+		"oauth-id-jag+jwt", "application/oauth-id-jag+jwt", "logout+jwt", "secevent+jwt",
+		"token-introspection+jwt", "jwk-set+jwt", "at+jwt+jwt", "+jwt", "dpop+jwt; charset=utf-8", " dpop+jwt ",
+		"application/at+jwt+jwt", "dpop+jwt\x00", "text/at+jwt", "x-dpop+jwt-x",
+	} {
+		tok := keys.rsa.sign(t, claimsWith(nil), typ(v))
+		cases = append(cases,
+			bad("typ "+v, base, tok, descType),
+			bad("typ "+v+" under require_at_jwt", strict, tok, descType),
+			bad("typ "+v+" under allow_any_audience and skip_scopes", anyAud, tok, descType))
+	}
+	cases = append(cases,
+		bad("typ a number", base, keys.rsa.sign(t, claimsWith(nil), typ(7)), descMalformed),
+		bad("typ an array", base, keys.rsa.sign(t, claimsWith(nil), typ([]any{"at+jwt"})), descMalformed),
+		ok("typ AT+JWT", base, keys.rsa.sign(t, claimsWith(nil), typ("AT+JWT"))),
+		ok("typ application/at+jwt", base, keys.rsa.sign(t, claimsWith(nil), typ("application/at+jwt"))),
+		ok("typ application/jwt", base, keys.rsa.sign(t, claimsWith(nil), typ("application/jwt"))),
+		ok("typ JOSE", base, keys.rsa.sign(t, claimsWith(nil), typ("JOSE"))),
+	)
+
+	// Key-bound tokens presented as bearer tokens.
+	for _, v := range []any{
+		map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},
+		map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"},
+		map[string]any{"jwk": keys.ec.jwk()},
+		map[string]any{}, "x", json.RawMessage("null"),
+	} {
+		tok := keys.rsa.sign(t, claim("cnf", v), nil)
+		cases = append(cases,
+			bad(fmt.Sprintf("cnf %v", v), base, tok, descBound),
+			bad(fmt.Sprintf("cnf %v under allow_any_audience and skip_scopes", v), anyAud, tok, descBound))
+	}
+
+	// Scopes: U+0020 is the only separator; an item with any other whitespace or character
+	// outside the scope-token grammar grants nothing.
+	for _, sep := range []string{"\u00a0", "\t", "\n", "\r", "\v", "\f", "\u3000", "\u2028", "\u2029", "\u0085", "\u1680", "\u200b", "\x00", ","} {
+		s := "mcp:read" + sep + "mcp:admin"
+		name := fmt.Sprintf("scope separated by %U", []rune(sep)[0])
+		cases = append(cases,
+			forbidden(name, admin, keys.rsa.sign(t, claim("scope", s), nil)),
+			forbidden(name+" in scp", admin, keys.rsa.sign(t, claimsWith(map[string]any{"scope": nil, "scp": s}), nil)),
+			forbidden(name+" in an scp element", admin, keys.rsa.sign(t, claimsWith(map[string]any{"scope": nil, "scp": []any{s}}), nil)),
+			forbidden(name+" in scope_claim", perms, keys.rsa.sign(t, claim("permissions", s), nil)),
+			forbidden(name+" in a scope_claim element", perms, keys.rsa.sign(t, claim("permissions", []any{s}), nil)),
+		)
+	}
+	for _, s := range []string{"mcp:admin\t", "\tmcp:admin", "mcp:admin\u00a0", "mcp:admin\n", "mcp:\u0430dmin", `mcp:"admin`, `mcp:\admin`} {
+		cases = append(cases, forbidden(fmt.Sprintf("scope %q", s), admin, keys.rsa.sign(t, claim("scope", "mcp:read "+s), nil)))
+	}
+	cases = append(cases,
+		forbidden("scp element holding two scopes", admin, keys.rsa.sign(t, claimsWith(map[string]any{"scope": nil, "scp": []any{"mcp:read mcp:admin"}}), nil)),
+		forbidden("scope_claim element holding two scopes", perms, keys.rsa.sign(t, claim("permissions", []any{"mcp:read mcp:admin"}), nil)),
+		ok("double and outer spaces are skipped", admin, keys.rsa.sign(t, claim("scope", "  mcp:read   mcp:admin "), nil)),
+		ok("a bad item does not spoil the others", admin, keys.rsa.sign(t, claim("scope", "mcp:read\u00a0x mcp:admin"), nil)),
+		ok("scp array with a bad element and a good one", admin, keys.rsa.sign(t, claimsWith(map[string]any{"scope": nil, "scp": []any{"x\ty", "mcp:admin"}}), nil)),
+	)
+
+	runAuthCases(t, cases)
+	// Again: what was refused was not cached, and what was cached grants no more.
+	for i := range cases {
+		cases[i].req = cases[i].req.Clone(context.Background())
+	}
+	t.Run("again", func(t *testing.T) { runAuthCases(t, cases) })
+	for _, tc := range cases {
+		if tc.status != http.StatusUnauthorized {
+			continue
+		}
+		raw := strings.TrimPrefix(tc.req.Header.Get("Authorization"), "Bearer ")
+		if tc.h.cache == nil || tc.h.cache.get(raw) != nil {
+			t.Errorf("%s: the token cache holds a refused token (or is off)", tc.name)
+		}
+	}
+}

@@ -112,8 +112,10 @@ type Handler struct {
 	// be configured, so a policy is never forgotten by accident. Logged as a warning at start.
 	SkipScopes bool `json:"skip_scopes,omitempty"`
 
-	// ScopeClaim is the claim that holds the granted scopes, a space-separated string or an
-	// array of strings. By default `scope`, and `scp` when there is no `scope`.
+	// ScopeClaim is the claim that holds the granted scopes: a string of scopes separated by
+	// spaces (U+0020 only, RFC 6749 §3.3) or an array of strings, one scope per element.
+	// An item that is not an RFC 6749 scope-token grants nothing. By default `scope`, and
+	// `scp` when there is no `scope`.
 	ScopeClaim string `json:"scope_claim,omitempty"`
 
 	// StripToken removes the Authorization header before the request reaches the next

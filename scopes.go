@@ -59,20 +59,42 @@ func (p policy) grantedScopes(claims jwt.MapClaims) []string {
 	return scopeList(claims["scp"])
 }
 
+// scopeList reads the scope tokens of a claim value. Only a scope token grants anything:
+//
+//   - A string is split on the space character U+0020 alone (RFC 6749 §3.3: scope =
+//     scope-token *( SP scope-token )). Other whitespace (tab, new line, U+00A0, U+3000,
+//     U+2028…) is not a separator: an item holding it is not a scope token and grants
+//     nothing, so "mcp:read\u00a0mcp:admin" grants neither scope. Empty items (two spaces
+//     in a row) are skipped.
+//   - An array element is ONE scope token, never split: an element with a space (or any
+//     character outside the scope-token grammar, non-ASCII included) grants nothing.
+//     Elements that are not strings are skipped.
 func scopeList(v any) []string {
 	switch v := v.(type) {
 	case string:
-		return strings.Fields(v)
+		out := make([]string, 0, strings.Count(v, " ")+1)
+		for s := range strings.SplitSeq(v, " ") {
+			if validScopeToken(s) {
+				out = append(out, s)
+			}
+		}
+		return out
 	case []any:
 		out := make([]string, 0, len(v))
 		for _, e := range v {
-			if s, ok := e.(string); ok {
-				out = append(out, strings.Fields(s)...)
+			if s, ok := e.(string); ok && validScopeToken(s) {
+				out = append(out, s)
 			}
 		}
 		return out
 	case []string:
-		return v
+		out := make([]string, 0, len(v))
+		for _, s := range v {
+			if validScopeToken(s) {
+				out = append(out, s)
+			}
+		}
+		return out
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ const (
 	denyIssuer
 	denyAudience
 	denyType
+	denyBound
 	denyInsufficientScope
 	denyUnavailable
 	denyBadMessage
@@ -67,6 +68,7 @@ var denials = [numDenials]denialInfo{
 	denyIssuer:            {http.StatusUnauthorized, codeInvalidToken, "The access token issuer is not accepted.", "issuer_not_accepted"},
 	denyAudience:          {http.StatusUnauthorized, codeInvalidToken, "The access token was not issued for this resource.", "audience_not_accepted"},
 	denyType:              {http.StatusUnauthorized, codeInvalidToken, "The access token type is not at+jwt.", "type_not_accepted"},
+	denyBound:             {http.StatusUnauthorized, codeInvalidToken, "The access token is bound to a key and cannot be used as a bearer token.", "bound_token"},
 	denyInsufficientScope: {http.StatusForbidden, codeInsufficientScope, "The access token does not have the scope this request requires.", "insufficient_scope"},
 	denyUnavailable:       {http.StatusServiceUnavailable, codeUnavailable, "The signing keys of the authorization server are not available yet.", "keys_unavailable"},
 

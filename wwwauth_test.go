@@ -26,6 +26,7 @@ const (
 	descIssuer      = "The access token issuer is not accepted."
 	descAudience    = "The access token was not issued for this resource."
 	descType        = "The access token type is not at+jwt."
+	descBound       = "The access token is bound to a key and cannot be used as a bearer token."
 	descScope       = "The access token does not have the scope this request requires."
 	descUnavailable = "The signing keys of the authorization server are not available yet."
 )
@@ -100,6 +101,7 @@ var wantDenials = map[denial]struct {
 	denyIssuer:            {401, "invalid_token", descIssuer},
 	denyAudience:          {401, "invalid_token", descAudience},
 	denyType:              {401, "invalid_token", descType},
+	denyBound:             {401, "invalid_token", descBound},
 	denyInsufficientScope: {403, "insufficient_scope", descScope},
 	denyUnavailable:       {503, "temporarily_unavailable", descUnavailable},
 	denyBadMessage:        {400, "invalid_request", "The request body is not a valid JSON-RPC message."},
