@@ -1,0 +1,81 @@
+package tokencache
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type entry struct {
+	until   time.Time
+	revoked bool
+}
+
+func (e *entry) StillValid(now time.Time) bool { return !e.revoked && now.Before(e.until) }
+
+func TestGetPut(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := New[*entry](10, func() time.Time { return now })
+	e := &entry{until: now.Add(time.Minute)}
+	c.Put("a", e)
+	if got, ok := c.Get("a"); !ok || got != e {
+		t.Fatal("stored entry not served")
+	}
+	if _, ok := c.Get("b"); ok {
+		t.Fatal("unknown key served")
+	}
+	now = now.Add(time.Minute)
+	if _, ok := c.Get("a"); ok {
+		t.Fatal("expired entry served")
+	}
+	if c.Len() != 0 {
+		t.Fatal("expired entry kept after its lookup")
+	}
+	c.Put("x", &entry{until: now})
+	if c.Len() != 0 {
+		t.Fatal("stored an entry that is already invalid")
+	}
+	r := &entry{until: now.Add(time.Hour)}
+	c.Put("r", r)
+	r.revoked = true
+	if _, ok := c.Get("r"); ok {
+		t.Fatal("served an entry that says it is no longer valid")
+	}
+	c.Put(strings.Repeat("k", MaxKeyBytes+1), &entry{until: now.Add(time.Hour)})
+	if c.Len() != 0 {
+		t.Fatal("stored an oversized key")
+	}
+}
+
+func TestNilCache(t *testing.T) {
+	c := New[*entry](0, time.Now)
+	if c != nil {
+		t.Fatal("size 0 makes a cache")
+	}
+	c.Put("a", &entry{until: time.Now().Add(time.Hour)})
+	if _, ok := c.Get("a"); ok || c.Len() != 0 {
+		t.Fatal("nil cache holds entries")
+	}
+}
+
+// TestBoundReachedExactly: concurrent distinct keys fill the cache to its size, never past it.
+func TestBoundReachedExactly(t *testing.T) {
+	for _, size := range []int{1, 10, 64, 1000} {
+		now := time.Now()
+		c := New[*entry](size, func() time.Time { return now })
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() {
+				for i := range 3 * size {
+					c.Put(fmt.Sprintf("w%d-token-%d-signature", w, i), &entry{until: now.Add(time.Hour)})
+				}
+			})
+		}
+		wg.Wait()
+		if got := c.Len(); got != size {
+			t.Errorf("size %d: %d entries", size, got)
+		}
+	}
+}
