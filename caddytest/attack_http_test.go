@@ -120,8 +120,8 @@ func TestAttackHTTP(t *testing.T) {
 		e.run(t, []attackCase{
 			{"utf-7", typed(utf7, ct("application/json; charset=utf-7")), unsupported},
 			{"UTF-7 quoted", typed(utf7, ct(`application/json; charset="UTF-7"`)), unsupported},
-			{"utf-16le", typed(utf16LE(callDelete), ct("application/json; charset=utf-16le")), unsupported},
-			{"UTF-16 with a BOM", typed(utf16BE(callDelete, true), ct("application/json; charset=UTF-16")), unsupported},
+			{"utf-16le", typed(encodeUTF16LE(callDelete), ct("application/json; charset=utf-16le")), unsupported},
+			{"UTF-16 with a BOM", typed(encodeUTF16BE(callDelete, true), ct("application/json; charset=UTF-16")), unsupported},
 			{"utf-32", typed(callDelete, ct("application/json; charset=utf-32")), unsupported},
 			{"latin1", typed(callDelete, ct("application/json; charset=latin1")), unsupported},
 			{"iso-8859-1 on an allowed call", typed(callRead, ct("application/json; charset=iso-8859-1")), unsupported},
@@ -215,7 +215,7 @@ func bodyFor(method string) string {
 	return ""
 }
 
-func utf16LE(s string) string {
+func encodeUTF16LE(s string) string {
 	var b bytes.Buffer
 	for _, u := range utf16.Encode([]rune(s)) {
 		_ = binary.Write(&b, binary.LittleEndian, u)
@@ -223,7 +223,7 @@ func utf16LE(s string) string {
 	return b.String()
 }
 
-func utf16BE(s string, bom bool) string {
+func encodeUTF16BE(s string, bom bool) string {
 	var b bytes.Buffer
 	if bom {
 		b.WriteString("\xfe\xff")
