@@ -1,0 +1,261 @@
+package integration
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// TestAttackJSONRPC: what a request body can carry. The module reads JSON-RPC exactly as the
+// MCP server will, or refuses it: no message is judged as one operation and run as another.
+func TestAttackJSONRPC(t *testing.T) {
+	e := newAttackEnv(t, "jsonrpc")
+	read := e.token(t, baseScope)
+	call := func(body string) attackReq { return post(body, bearer(read)) }
+	callName := func(params string) string {
+		return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":` + params + `}`
+	}
+
+	t.Run("smuggling a protected tools/call", func(t *testing.T) {
+		deep := func(n int) string {
+			return callName(`{"name":"read_file","arguments":{"path":"/x"},"_meta":{"x":` +
+				strings.Repeat("[", n) + strings.Repeat("]", n) + `}}`)
+		}
+		e.run(t, []attackCase{
+			{"duplicate name, protected last", call(callName(`{"name":"read_file","name":"delete_file"}`)), badBody},
+			{"duplicate name, protected first", call(callName(`{"name":"delete_file","name":"read_file"}`)), badBody},
+			{"duplicate name, escaped", call(callName(`{"name":"read_file","n\u0061me":"delete_file"}`)), badBody},
+			{"duplicate method", call(`{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"delete_file"}}`), badBody},
+			{"duplicate params", call(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"},"params":{"name":"delete_file"}}`), badBody},
+			{"Name", call(callName(`{"Name":"delete_file"}`)), badBody},
+			{"nAme beside name", call(callName(`{"name":"read_file","nAme":"delete_file","arguments":{"path":"/x"}}`)), badBody},
+			{"NAME beside name", call(callName(`{"name":"read_file","NAME":"delete_file"}`)), badBody},
+			{"escaped Name", call(callName(`{"name":"read_file","N\u0061me":"delete_file"}`)), badBody},
+			{"Method", call(`{"jsonrpc":"2.0","id":1,"Method":"tools/call","params":{"name":"delete_file"}}`), badBody},
+			{"Params beside params", call(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"},"Params":{"name":"delete_file"}}`), badBody},
+			// U+017F LATIN SMALL LETTER LONG S folds to "s" (encoding/json matches keys so).
+			{"paramſ beside params", call(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"},"paramſ":{"name":"delete_file"}}`), badBody},
+			{"jſonrpc", call(`{"jſonrpc":"2.0","jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file"}}`), badBody},
+			{"batch with the protected call second", call(`[` + callRead + `,` + strings.Replace(callDelete, `"id":1`, `"id":2`, 1) + `]`), forbidden},
+			{"batch with a notification, then the protected call", call(`[{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9}},` + callDelete + `]`), forbidden},
+			{"batch with a non-object element", call(`[` + callRead + `,1,` + callDelete + `]`), badBody},
+			{"nested batch", call(`[[` + callDelete + `]]`), badBody},
+			{"empty batch", call(`[]`), badBody},
+			{`"\u006dethod"`, call(`{"jsonrpc":"2.0","id":1,"\u006dethod":"tools/call","params":{"name":"delete_file","arguments":{"path":"/x"}}}`), forbidden},
+			{"method with escapes", call(`{"jsonrpc":"2.0","id":1,"method":"tools\/c\u0061ll","params":{"name":"delete_file","arguments":{"path":"/x"}}}`), forbidden},
+			{"name with escapes", call(callName(`{"name":"delete\u005ffile","arguments":{"path":"/x"}}`)), forbidden},
+			{"name as an object", call(callName(`{"name":{"name":"delete_file"}}`)), badBody},
+			{"name as an array", call(callName(`{"name":["delete_file"]}`)), badBody},
+			{"params as an array", call(callName(`["delete_file"]`)), badBody},
+			{"no params", call(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`), badBody},
+			{"method as an array", call(`{"jsonrpc":"2.0","id":1,"method":["tools/call"],"params":{"name":"delete_file"}}`), badBody},
+			{"no jsonrpc member", call(`{"id":1,"method":"tools/call","params":{"name":"delete_file"}}`), badBody},
+			{"jsonrpc 1.0", call(`{"jsonrpc":"1.0","id":1,"method":"tools/call","params":{"name":"delete_file"}}`), badBody},
+			{"second value after the first", call(callRead + callDelete), badBody},
+			{"second value on a new line", call(callRead + "\n" + callDelete), badBody},
+			{"trailing garbage", call(callRead + " x"), badBody},
+			{"trailing comma", call(strings.TrimSuffix(callDelete, "}") + ",}"), badBody},
+			{"comment", call("/* */" + callDelete), badBody},
+			{"single quotes", call(strings.ReplaceAll(callDelete, `"`, `'`)), badBody},
+			{"NaN", call(callName(`{"name":"delete_file","arguments":{"n":NaN}}`)), badBody},
+			{"BOM", call("\ufeff" + callDelete), badBody},
+			{"NBSP before the message", call("\u00a0" + callDelete), badBody},
+			{"invalid UTF-8 in the name", call(callName(`{"name":"delete_file` + "\xff" + `"}`)), badBody},
+			{"invalid UTF-8 in an argument", call(callName(`{"name":"delete_file","arguments":{"path":"` + "\xc0\xaf" + `"}}`)), badBody},
+			{"overlong encoding of '_'", call(callName(`{"name":"delete` + "\xc1\x9f" + `file"}`)), badBody},
+			{"lone surrogate in the name", call(callName(`{"name":"delete_file\ud800"}`)), badBody},
+			{"NUL byte in the name", call(callName(`{"name":"delete_file` + "\x00" + `"}`)), badBody},
+			{"depth 1001", call(deep(1001)), badBody},
+			{"depth 30000", call(deep(30000)), badBody},
+			{"Mcp-Method header naming another method", attackReq{body: callDelete, auth: []string{bearer(read)}, header: []string{"Mcp-Method: tools/list"}}, badBody},
+			{"Mcp-Name header naming another tool", attackReq{body: callDelete, auth: []string{bearer(read)}, header: []string{"Mcp-Method: tools/call", "Mcp-Name: read_file"}}, badBody},
+			// What only the top-level params.name names is what runs.
+			{"control: a nested params names the protected tool", call(callName(`{"name":"read_file","arguments":{"path":"/x"},"params":{"name":"delete_file"}}`)), ranRead},
+			{"control: _meta names the protected tool", call(callName(`{"name":"read_file","arguments":{"path":"/x"},"_meta":{"name":"delete_file"}}`)), ranRead},
+			{"control: the protected name as an argument value", call(callName(`{"name":"read_file","arguments":{"path":"delete_file"}}`)), outcome{status: http.StatusOK, reach: true, ran: "read_file"}},
+			{"control: depth 50", call(deep(50)), ranRead},
+			{"control: the protected call", call(callDelete), forbidden},
+			{"control: the protected call with mcp:admin", post(callDelete, bearer(e.token(t, stepUpScope))), outcome{status: http.StatusOK, reach: true, ran: "delete_file"}},
+		})
+	})
+
+	t.Run("resource URIs in normal form only", func(t *testing.T) {
+		// MCP servers resolve URIs with the WHATWG URL parser (and fileURLToPath): a URI
+		// that resolves to another one is refused rather than matched as written.
+		readURI := func(uri string) attackReq {
+			return call(`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":` + mustJSON(t, uri) + `}}`)
+		}
+		var cases []attackCase
+		for _, uri := range []string{
+			"file:///public/../secret/key",
+			"file:///public/./../secret/key",
+			"file:///public/%2e%2e/secret/key",
+			"file:///public/%2E%2E/secret/key",
+			"file:///public/.%2e/secret/key",
+			"file:///secret/./key",
+			"FILE:///secret/key",
+			"File:///secret/key",
+			"file://localhost/secret/key",
+			"file://LOCALHOST/secret/key",
+			"file://host.example/secret/key",
+			"file:////secret/key",
+			"file:///secret//key",
+			"file:///public//..//secret/key",
+			"file:///secret/key?x=1",
+			"file:///secret/key#x",
+			"file:///public%2F..%2Fsecret/key",
+			"file:///public/..%2Fsecret/key",
+			"file:///public\\..\\secret\\key",
+			"file:///public%5C..%5Csecret%5Ckey",
+			"file:///%73ecret/key",
+			"file:///secret/k%00ey",
+			" file:///secret/key",
+			"file:///secret/key ",
+			"file:///sec\tret/key",
+			"file:///sec\nret/key",
+			"file:\\\\\\secret\\key",
+			"https://INTERNAL.example.com/admin/x",
+			"HTTPS://internal.example.com/admin/x",
+			"https://internal.example.com:443/admin/x",
+			"https://internal.example.com:/admin/x",
+			"https://internal.example.com/public/../admin/x",
+			"https://internal.example.com/public/%2e%2e/admin/x",
+			"https://internal.example.com/./admin/x",
+			"https://internal.example.com\\admin\\x",
+			"https://internal.example.com/admin%2Fx",
+			"https:internal.example.com/admin/x",
+			"https:///internal.example.com/admin/x",
+			"\thttps://internal.example.com/admin/x",
+		} {
+			cases = append(cases, attackCase{fmt.Sprintf("%q", uri), readURI(uri), badBody})
+		}
+		cases = append(cases,
+			attackCase{"control: the protected file", readURI(attackSecret), forbidden},
+			attackCase{"control: the protected URL", readURI("https://internal.example.com/admin/x"), forbidden},
+			attackCase{"control: the protected URL with a query", readURI("https://internal.example.com/admin/x?q=1"), forbidden},
+			attackCase{"control: a public file", readURI("file:///public/readme"), reached},
+			attackCase{"control: a public URL", readURI("https://internal.example.com/public/x"), reached},
+		)
+		e.run(t, cases)
+	})
+}
+
+// TestAttackToolsListAnswers: filter_tools_list reads the server's answer as the most lenient
+// official client would. Whatever its status, content type, byte-order mark or line endings,
+// the tool the caller may not call never reaches it: the list is filtered, or refused with 502.
+func TestAttackToolsListAnswers(t *testing.T) {
+	type answer struct {
+		status   int
+		ctype    string
+		encoding string
+		body     string
+	}
+	var current atomic.Pointer[answer]
+	var hits atomic.Int64
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		a := current.Load()
+		h := w.Header()
+		h["Content-Type"] = []string{a.ctype}
+		if a.encoding != "" {
+			h.Set("Content-Encoding", a.encoding)
+		}
+		w.WriteHeader(a.status)
+		_, _ = w.Write([]byte(a.body))
+	}))
+	t.Cleanup(fake.Close)
+
+	key := newRSAKey(t, "rsa-1")
+	jwks := newJWKSServer(t, key)
+	const name = "Attack tools/list answers"
+	tc := startCaddy(t, render(attackCaddyfile, map[string]string{
+		"JWKS": jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(fake.URL, "http://"), "NAME": name,
+	}), "caddyfile")
+	waitServed(t, tc, prmPath, name)
+	e := &attackEnv{tc: tc, key: key, jwks: jwks}
+
+	list := `{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"read_file","inputSchema":{"type":"object"}},` +
+		`{"name":"delete_file","inputSchema":{"type":"object"}}]}}`
+	sse := func(nl string) string { return "event: message" + nl + "data: " + list + nl + nl }
+	// Data lines are joined with a newline, which JSON reads as whitespace between members.
+	at := strings.Index(list, `{"tools"`)
+	split := "event: message\ndata: " + list[:at] + "\ndata: " + list[at:] + "\n\n"
+	cases := []struct {
+		name string
+		a    answer
+	}{
+		{"JSON", answer{200, "application/json", "", list}},
+		{"SSE", answer{200, "text/event-stream", "", sse("\n")}},
+		{"JSON with charset", answer{200, "application/json; charset=utf-8", "", list}},
+		{"JSON in upper case", answer{200, "Application/JSON", "", list}},
+		{"JSON with odd spacing", answer{200, " application/json ;charset=UTF-8", "", list}},
+		{"JSON subtype a substring test accepts", answer{200, "application/json-rpc", "", list}},
+		{"JSON named in a parameter", answer{200, "text/plain; profile=application/json", "", list}},
+		{"JSON with a BOM", answer{200, "application/json", "", "\ufeff" + list}},
+		{"JSON with leading whitespace", answer{200, "application/json", "", "\r\n " + list}},
+		{"JSON batch answer", answer{200, "application/json", "", "[" + list + "]"}},
+		{"JSON, status 201", answer{201, "application/json", "", list}},
+		{"JSON, status 203", answer{203, "application/json", "", list}},
+		{"JSON, status 206", answer{206, "application/json", "", list}},
+		{"JSON, status 299", answer{299, "application/json", "", list}},
+		{"JSON, gzip", answer{200, "application/json", "gzip", gzipped(t, list)}},
+		{"SSE with charset", answer{200, "text/event-stream; charset=utf-8", "", sse("\n")}},
+		{"SSE in mixed case", answer{200, "Text/Event-Stream", "", sse("\n")}},
+		{"SSE with a BOM", answer{200, "text/event-stream", "", "\ufeff" + sse("\n")}},
+		{"SSE with CRLF", answer{200, "text/event-stream", "", sse("\r\n")}},
+		{"SSE with CR", answer{200, "text/event-stream", "", sse("\r")}},
+		{"SSE with data split over two lines", answer{200, "text/event-stream", "", split}},
+		{"SSE with data: and no space", answer{200, "text/event-stream", "", "data:" + list + "\n\n"}},
+		{"SSE, status 201", answer{201, "text/event-stream", "", sse("\n")}},
+		{"SSE, gzip", answer{200, "text/event-stream", "gzip", gzipped(t, sse("\n"))}},
+	}
+	body := `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			current.Store(&c.a)
+			before := hits.Load()
+			code, _, got := e.send(t, post(body, bearer(e.token(t, baseScope))))
+			if hits.Load() != before+1 {
+				t.Errorf("the MCP server was not asked")
+			}
+			plain := decodeIfGzip(got)
+			switch {
+			case code == http.StatusBadGateway:
+				if bytes.Contains(plain, []byte("delete_file")) {
+					t.Errorf("the 502 answer holds the hidden tool: %q", plain)
+				}
+			case code >= 200 && code < 300:
+				if bytes.Contains(plain, []byte("delete_file")) || !bytes.Contains(plain, []byte("read_file")) {
+					t.Errorf("status %d, answer %q: want read_file only, or 502", code, plain)
+				}
+			default:
+				t.Errorf("status %d, want the filtered list or 502", code)
+			}
+		})
+	}
+	t.Run("control: a caller that may call delete_file sees it", func(t *testing.T) {
+		current.Store(&answer{200, "application/json", "", list})
+		if code, _, got := e.send(t, post(body, bearer(e.token(t, stepUpScope)))); code != http.StatusOK || !bytes.Contains(got, []byte("delete_file")) {
+			t.Errorf("status %d, answer %q; want delete_file listed", code, got)
+		}
+	})
+}
+
+// decodeIfGzip returns the gzip-decoded body when it is gzip, else the body: a proxy may or
+// may not decode a compressed answer, and the hidden tool must be absent either way.
+func decodeIfGzip(b []byte) []byte {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return b
+	}
+	var out bytes.Buffer
+	if _, err := out.ReadFrom(zr); err != nil {
+		return b
+	}
+	return out.Bytes()
+}
