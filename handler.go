@@ -22,9 +22,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.meta.serve(w, r)
 		return nil
 	}
-	// A preflight never carries credentials (Fetch standard); the MCP server or a cors
-	// handler after this one answers it.
-	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+	// A CORS preflight (Fetch standard: OPTIONS with Origin and Access-Control-Request-Method)
+	// never carries credentials; the MCP server or a cors handler after this one answers it.
+	// Nor does it carry a body: an OPTIONS with one is an ordinary request and is
+	// authenticated, else a server that reads any method's body would get it unjudged.
+	if r.Method == http.MethodOptions && r.Header.Get("Origin") != "" &&
+		r.Header.Get("Access-Control-Request-Method") != "" && !requestHasBody(r) {
 		return next.ServeHTTP(w, r)
 	}
 

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -357,11 +358,41 @@ func TestServeHTTPOutcomes(t *testing.T) {
 			r.Header.Set("Access-Control-Request-Method", "POST")
 			return r
 		}()},
+		// A preflight has no body (and an Origin): any other OPTIONS is authenticated.
+		noCreds("OPTIONS preflight with a body", preflight(strings.NewReader(toolsCall), nil)),
+		noCreds("OPTIONS preflight with an empty chunked body", preflight(strings.NewReader(""), []string{"chunked"})),
+		noCreds("OPTIONS preflight with a body of unknown length", preflight(io.MultiReader(strings.NewReader(toolsCall)), nil)),
+		noCreds("OPTIONS preflight without Origin", func() *http.Request {
+			r := preflight(nil, nil)
+			r.Header.Del("Origin")
+			return r
+		}()),
+		{name: "CORS preflight with Content-Length 0 goes to next", h: base, nextRan: true, status: 200,
+			req: preflight(strings.NewReader(""), nil)},
+		// HTTP/3 (and HTTP/2 without END_STREAM on HEADERS): no Content-Length, length -1.
+		{name: "CORS preflight of unknown length that is empty goes to next", h: base, nextRan: true, status: 200,
+			req: preflight(io.MultiReader(), nil)},
 		{name: "PRM GET without token", h: base, req: bearerReq(http.MethodGet, testPRMPath), status: 200},
 		{name: "PRM GET with a bad token", h: base, req: bearerReq(http.MethodGet, testPRMPath, "Bearer x.y.z"), status: 200},
 		{name: "PRM GET with trailing slash", h: base, req: bearerReq(http.MethodGet, testPRMPath+"/"), status: 200},
 	}
 	runAuthCases(t, cases)
+}
+
+// toolsCall is a tools/call message, as a body smuggled into a request that is not a POST.
+const toolsCall = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file"}}`
+
+// preflight is a CORS preflight to /mcp, with body (nil for none; a reader of unknown type
+// has an unknown length, -1, as on HTTP/2 and HTTP/3) and transfer codings te.
+func preflight(body io.Reader, te []string) *http.Request {
+	r := httptest.NewRequest(http.MethodOptions, "/mcp", body)
+	r.Header.Set("Origin", "https://app.example.com")
+	r.Header.Set("Access-Control-Request-Method", "POST")
+	if te != nil {
+		r.TransferEncoding = te
+		r.ContentLength = -1
+	}
+	return r
 }
 
 // tamper changes one claim of a signed token and keeps the signature.

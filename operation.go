@@ -15,7 +15,7 @@ import (
 // defaultMaxBodySize is the largest request body read for the per-operation policy.
 const defaultMaxBodySize = 1 << 20
 
-// operations is the per-operation policy of a handler (SPEC §5). It is nil when no rule is
+// operations is the per-operation policy of a handler. It is nil when no rule is
 // configured and filter_tools_list is off; then the body is never read.
 type operations struct {
 	rules       *ruleSet
@@ -34,8 +34,19 @@ var errBodyTooLarge = errors.New("request body too large")
 // the writer that filters the result.
 func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted []string) (tf *toolsFilter, ok bool) {
 	ops := h.ops
+	// A request whose messages the server could read otherwise than this handler does is
+	// not judged: it is refused. A token short of the base policy still learns that first
+	// (403 with the base scopes), since no request would pass with it.
+	if d := unjudgeable(r); d != denyNone {
+		if !ops.rules.base.satisfiedBy(granted) {
+			d = denyInsufficientScope
+		}
+		_ = h.deny(w, r, d, nil)
+		return nil, false
+	}
 	// GET opens the SSE stream and DELETE ends a session: no JSON-RPC message to judge. Only
-	// POST carries messages in Streamable HTTP.
+	// POST carries messages in Streamable HTTP, and unjudgeable refused any other method
+	// that carries a body.
 	if r.Method != http.MethodPost {
 		if !ops.rules.base.satisfiedBy(granted) {
 			_ = h.deny(w, r, denyInsufficientScope, nil)
@@ -51,16 +62,6 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 		}
 		return nil, true
 	}
-	// A body the gateway cannot read as JSON cannot be judged, so it is not passed on either.
-	if !isJSONContentType(r.Header.Get("Content-Type")) || hasContentCoding(r.Header) {
-		if !ops.rules.base.satisfiedBy(granted) {
-			_ = h.deny(w, r, denyInsufficientScope, nil)
-		} else {
-			_ = h.deny(w, r, denyUnsupportedBody, nil)
-		}
-		return nil, false
-	}
-
 	body, err := readBody(r, ops.maxBody)
 	if err != nil {
 		if errors.Is(err, errBodyTooLarge) {
@@ -115,14 +116,8 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 	return nil, true
 }
 
-// isJSONContentType reports whether the media type is application/json, parameters aside.
-func isJSONContentType(ct string) bool {
-	mt, _, _ := strings.Cut(ct, ";")
-	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
-}
-
-// hasContentCoding reports a request Content-Encoding other than identity: a compressed body
-// cannot be judged.
+// hasContentCoding reports a Content-Encoding other than identity: a compressed answer cannot
+// be filtered. (A request is held to more: unjudgeable refuses any Content-Encoding.)
 func hasContentCoding(h http.Header) bool {
 	for _, v := range h["Content-Encoding"] {
 		if strings.TrimSpace(v) != "" && !strings.EqualFold(strings.TrimSpace(v), "identity") {
@@ -180,4 +175,213 @@ func setBody(r *http.Request, body []byte) {
 	if _, ok := r.Header["Content-Length"]; ok {
 		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	}
+}
+
+// unjudgeable names why the server behind might read r otherwise than judgeOperation does,
+// or returns denyNone. Every case is one no MCP client produces, so refusing costs nothing.
+//
+//   - A method-override header. Frameworks honour them (Express method-override, Rack,
+//     gorilla/handlers): the server would serve another method than the one judged here. They
+//     are refused on every method, whatever their value, as the cheapest certain rule. An
+//     override outside the headers (Rack's "_method" form field, a query parameter) can
+//     only turn a POST, whose body is judged, into a method without a body: nothing gained.
+//   - A body on any method but POST. MCP sends messages only by POST (Streamable HTTP), so
+//     only a POST body is judged; but body parsers such as Express's express.json() read the
+//     body of any method, and a lenient server or a method override could take it as a call.
+//   - A POST body that is not UTF-8 application/json, or that has a content coding: the body
+//     is judged as UTF-8 JSON (RFC 8259 §8.1), while express.json() decodes any utf-*
+//     charset through iconv (UTF-7 hides "delete_file" as "+AGQ-elete+AF8-file") and inflates
+//     gzip, deflate, br and zstd. Any Content-Encoding is refused, even "identity": no
+//     client needs it, and no server then decodes differently.
+func unjudgeable(r *http.Request) denial {
+	if hasMethodOverride(r.Header) {
+		return denyMethodOverride
+	}
+	if r.Method != http.MethodPost {
+		if requestHasBody(r) {
+			return denyBodyNotAllowed
+		}
+		return denyNone
+	}
+	if !isUTF8JSON(r.Header["Content-Type"]) || len(r.Header["Content-Encoding"]) != 0 {
+		return denyUnsupportedBody
+	}
+	return denyNone
+}
+
+// methodOverrideHeaders are the header names frameworks read a method override from, in
+// lower case. Names are compared with '_' read as '-': CGI-style servers (WSGI, Rack, PHP)
+// see both spellings as the same HTTP_X_HTTP_METHOD_OVERRIDE variable.
+var methodOverrideHeaders = [...]string{"x-http-method-override", "x-http-method", "x-method-override"}
+
+// hasMethodOverride reports whether hdr holds a method-override header under any spelling.
+func hasMethodOverride(hdr http.Header) bool {
+	for name := range hdr {
+		for _, o := range methodOverrideHeaders {
+			if len(name) == len(o) && sameHeaderName(name, o) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sameHeaderName compares name with lower, ASCII case-insensitively and with '_' as '-'.
+func sameHeaderName(name, lower string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		} else if c == '_' {
+			c = '-'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// requestHasBody reports whether r carries a body. HTTP/1.1 says so in its headers: a
+// Content-Length above zero or a Transfer-Encoding (net/http accepts only chunked). HTTP/2
+// and HTTP/3 have no Transfer-Encoding, and their requests without Content-Length come with
+// ContentLength -1 (quic-go, for every such request; net/http's HTTP/2 server, when the
+// HEADERS frame did not end the stream). Then one byte is read to see whether the stream
+// ends there; a byte read is put back. A read error counts as a body: fail closed.
+func requestHasBody(r *http.Request) bool {
+	if len(r.TransferEncoding) != 0 || r.ContentLength > 0 {
+		return true
+	}
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return false
+	}
+	var b [1]byte
+	n, err := io.ReadFull(r.Body, b[:])
+	switch {
+	case n == 0 && err == io.EOF:
+		// An empty stream: say so to the handlers after this one as well.
+		r.Body = http.NoBody
+		r.ContentLength = 0
+		return false
+	case n == 1:
+		r.Body = peekedBody{io.MultiReader(bytes.NewReader(b[:]), r.Body), r.Body}
+	}
+	return true
+}
+
+// peekedBody is a request body with its first byte put back.
+type peekedBody struct {
+	io.Reader
+	io.Closer
+}
+
+// isUTF8JSON reports whether vals, the Content-Type header values, are exactly one
+// application/json media type (RFC 9110 §8.3.1, case-insensitive) whose parameters are
+// well-formed (RFC 9110 §5.6.6, no whitespace around '=') and hold at most one charset, and
+// that one utf-8 (quoted or not, any case). Anything else is refused, not repaired: several
+// headers, a list ("application/json, text/plain"), an empty or trailing parameter, a
+// repeated parameter (parsers disagree on which one counts), and RFC 2231 / RFC 8187 extended
+// parameters (charset*=utf-8'en'utf-7, which Go's mime package reads as a charset).
+func isUTF8JSON(vals []string) bool {
+	if len(vals) != 1 {
+		return false
+	}
+	s := strings.Trim(vals[0], " \t")
+	slash := tokenEnd(s)
+	if slash == 0 || slash == len(s) || s[slash] != '/' {
+		return false
+	}
+	end := slash + 1 + tokenEnd(s[slash+1:])
+	if end == slash+1 || !strings.EqualFold(s[:end], "application/json") {
+		return false
+	}
+	// Parameter names seen so far: a repeated name is refused (parsers disagree on which
+	// value counts), and so are more than a handful of parameters.
+	var names [8]string
+	seen := 0
+	for rest := s[end:]; ; {
+		rest = strings.TrimLeft(rest, " \t")
+		if rest == "" {
+			return true
+		}
+		if rest[0] != ';' {
+			return false
+		}
+		rest = strings.TrimLeft(rest[1:], " \t")
+		n := tokenEnd(rest)
+		if n == 0 || n == len(rest) || rest[n] != '=' {
+			return false
+		}
+		name := rest[:n]
+		rest = rest[n+1:]
+		var value string
+		if rest != "" && rest[0] == '"' {
+			n = quotedEnd(rest)
+			if n < 0 {
+				return false
+			}
+			value, rest = rest[1:n-1], rest[n:]
+		} else {
+			n = tokenEnd(rest)
+			if n == 0 {
+				return false
+			}
+			value, rest = rest[:n], rest[n:]
+		}
+		if strings.IndexByte(name, '*') >= 0 || seen == len(names) {
+			return false
+		}
+		for _, prev := range names[:seen] {
+			if strings.EqualFold(prev, name) {
+				return false
+			}
+		}
+		names[seen] = name
+		seen++
+		// A quoted value is compared as written: "utf\-8" is refused, not unescaped.
+		if strings.EqualFold(name, "charset") && !strings.EqualFold(value, "utf-8") {
+			return false
+		}
+	}
+}
+
+// tokenEnd returns the length of the RFC 9110 §5.6.2 token at the start of s.
+func tokenEnd(s string) int {
+	i := 0
+	for i < len(s) && isTchar(s[i]) {
+		i++
+	}
+	return i
+}
+
+func isTchar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// quotedEnd returns the length of the RFC 9110 §5.6.4 quoted-string at the start of s, or
+// -1 when it is not one.
+func quotedEnd(s string) int {
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			return i + 1
+		case c == '\\':
+			i++
+			if i == len(s) || !isQdtext(s[i]) && s[i] != '"' && s[i] != '\\' {
+				return -1
+			}
+		case !isQdtext(c):
+			return -1
+		}
+	}
+	return -1
+}
+
+// isQdtext: HTAB, SP, visible ASCII but '"' and '\', and obs-text.
+func isQdtext(c byte) bool {
+	return c == '\t' || c == ' ' || c == 0x21 || (0x23 <= c && c <= 0x5b) || (0x5d <= c && c <= 0x7e) || c >= 0x80
 }

@@ -3,7 +3,9 @@ package mcpauth
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -12,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcptest"
@@ -356,5 +359,317 @@ func TestFilterAppliesToResumedStreams(t *testing.T) {
 	body := w.Body.String()
 	if !strings.Contains(body, "read_file") || strings.Contains(body, "delete_file") {
 		t.Fatalf("replayed tools/list not filtered: %q", body)
+	}
+}
+
+func TestIsUTF8JSON(t *testing.T) {
+	accept := []string{
+		"application/json",
+		"Application/JSON",
+		" application/json\t",
+		"application/json; charset=utf-8",
+		"application/json;charset=UTF-8",
+		`application/json; charset="utf-8"`,
+		`application/json; charset="Utf-8"`,
+		"application/json ; charset=utf-8",
+		"application/json;\tcharset=utf-8",
+		"application/json; foo=bar",
+		`application/json; foo="a;b\"c\\d"; charset=utf-8`,
+		"application/json; a=1; b=1; c=1; d=1; e=1; f=1; g=1; charset=utf-8",
+	}
+	refuse := []string{
+		"",
+		"text/json",
+		"text/plain",
+		"application/vnd.api+json",
+		"application/jsonx",
+		"application/json-seq",
+		"application/json, text/plain",
+		"application/json,application/json",
+		"application/json/x",
+		"application/",
+		"/json",
+		"application/json x",
+		// Charsets other than UTF-8, in every spelling.
+		"application/json; charset=utf-7",
+		"application/json;charset=UTF-7",
+		`application/json; charset="utf-7"`,
+		`application/json; charset="UTF-16"`,
+		"application/json; charset=utf-16le",
+		"application/json; charset=utf-32",
+		"application/json; charset=latin1",
+		"application/json; charset=utf8",
+		"application/json ; charset=utf-7",
+		"application/json;   charset=utf-7",
+		"application/json; CHARSET=utf-7",
+		// Repeated or ambiguous charsets.
+		"application/json; charset=utf-8; charset=utf-8",
+		"application/json; charset=utf-8; charset=utf-7",
+		"application/json; charset=utf-7; charset=utf-8",
+		"application/json; charset*=utf-8'en'utf-7",
+		"application/json; charset*0=utf-7",
+		"application/json; charset=utf-8; charset*=utf-8'en'utf-7",
+		`application/json; charset="utf\-8"`,
+		`application/json; a="";a="b"`,
+		"application/json; A=1; a=1",
+		"application/json; a=1; b=1; c=1; d=1; e=1; f=1; g=1; h=1; i=1",
+		// Malformed parameter lists.
+		"application/json;",
+		"application/json; ",
+		"application/json;;charset=utf-8",
+		"application/json; charset",
+		"application/json; charset=",
+		"application/json; charset = utf-8",
+		"application/json; charset= utf-8",
+		"application/json; charset =utf-8",
+		`application/json; charset="utf-8`,
+		`application/json; charset="utf-8"x`,
+		"application/json; charset=utf-8 x",
+		"application/json; charset=utf-8,text/plain",
+		"application/json; =utf-8",
+		"application/json; charset=utf-8\x00",
+		"application/json; foo=\"\x01\"",
+		"application/json; foo=b\xc3\xa4r",
+	}
+	for _, ct := range accept {
+		if !isUTF8JSON([]string{ct}) {
+			t.Errorf("%q refused", ct)
+		}
+		checkAgreesWithMime(t, ct)
+	}
+	for _, ct := range refuse {
+		if isUTF8JSON([]string{ct}) {
+			t.Errorf("%q accepted", ct)
+		}
+	}
+	for _, vals := range [][]string{nil, {}, {"application/json", "application/json"}, {"application/json", "text/plain"}} {
+		if isUTF8JSON(vals) {
+			t.Errorf("%q accepted", vals)
+		}
+	}
+}
+
+// checkAgreesWithMime: whatever isUTF8JSON accepts, Go's own RFC 2045 parser also reads as
+// application/json in UTF-8 (or without charset).
+func checkAgreesWithMime(t *testing.T, ct string) {
+	t.Helper()
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" || (params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8")) {
+		t.Errorf("%q accepted, but mime.ParseMediaType reads %q %v %v", ct, mt, params, err)
+	}
+}
+
+func FuzzIsUTF8JSON(f *testing.F) {
+	for _, s := range []string{"application/json; charset=utf-8", `application/json; a="\"" ; charset="utf-8"`, "application/json; charset=utf-7"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, ct string) {
+		if isUTF8JSON([]string{ct}) {
+			checkAgreesWithMime(t, ct)
+		}
+	})
+}
+
+func TestHasMethodOverride(t *testing.T) {
+	for _, name := range []string{"X-HTTP-Method-Override", "X-Http-Method", "X-Method-Override",
+		"x-http-method-override", "X_HTTP_METHOD_OVERRIDE", "x_method_override", "X-HTTP_Method"} {
+		hdr := http.Header{"Content-Type": {"application/json"}}
+		hdr[name] = []string{"POST"} // as received: a name with '_' is not canonicalised
+		if !hasMethodOverride(hdr) {
+			t.Errorf("%s not seen", name)
+		}
+	}
+	for _, name := range []string{"X-HTTP-Method-Overrides", "X-Method", "Method", "X-HTTP-Method-Overrid"} {
+		if hasMethodOverride(http.Header{name: {"POST"}}) {
+			t.Errorf("%s taken for a method override", name)
+		}
+	}
+}
+
+func TestRequestHasBody(t *testing.T) {
+	cases := []struct {
+		name string
+		req  func() *http.Request
+		want bool
+	}{
+		{"no body", func() *http.Request { return httptest.NewRequest(http.MethodGet, "/mcp", nil) }, false},
+		{"Content-Length 0", func() *http.Request { return httptest.NewRequest(http.MethodGet, "/mcp", strings.NewReader("")) }, false},
+		{"Content-Length 3", func() *http.Request { return httptest.NewRequest(http.MethodGet, "/mcp", strings.NewReader("abc")) }, true},
+		{"chunked, empty", func() *http.Request {
+			r := httptest.NewRequest(http.MethodGet, "/mcp", strings.NewReader(""))
+			r.ContentLength, r.TransferEncoding = -1, []string{"chunked"}
+			return r
+		}, true},
+		{"unknown length, empty", func() *http.Request { return httptest.NewRequest(http.MethodGet, "/mcp", io.MultiReader()) }, false},
+		{"unknown length, data", func() *http.Request {
+			return httptest.NewRequest(http.MethodGet, "/mcp", io.MultiReader(strings.NewReader("abc")))
+		}, true},
+		{"unknown length, read error", func() *http.Request {
+			return httptest.NewRequest(http.MethodGet, "/mcp", iotest.ErrReader(errors.New("reset")))
+		}, true},
+	}
+	for _, tc := range cases {
+		r := tc.req()
+		if got := requestHasBody(r); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+		if !tc.want && r.ContentLength != 0 {
+			t.Errorf("%s: ContentLength %d after an empty body", tc.name, r.ContentLength)
+		}
+	}
+	// A byte read to look is put back: the next handler reads the body whole.
+	r := httptest.NewRequest(http.MethodOptions, "/mcp", io.MultiReader(strings.NewReader("abc")))
+	if !requestHasBody(r) {
+		t.Fatal("body not seen")
+	}
+	if b, err := io.ReadAll(r.Body); err != nil || string(b) != "abc" {
+		t.Fatalf("body after the look: %q %v", b, err)
+	}
+}
+
+// TestUnjudgeableRequests: with rules on, a request whose body the server could read
+// otherwise than the handler does never reaches next.
+func TestUnjudgeableRequests(t *testing.T) {
+	k := newRSAKey(t, "k1")
+	h := newTestHandler(t, newJWKSServer(t, k), func(h *Handler) {
+		h.Rules = []*Rule{{Tools: []string{"delete_*"}, Scopes: []string{"mcp:admin"}}}
+	})
+	plain := newTestHandler(t, newJWKSServer(t, k), nil)
+	read := "Bearer " + k.sign(t, testClaims(testIssuer, testResource, "mcp:read"), nil)
+	none := "Bearer " + k.sign(t, testClaims(testIssuer, testResource, "other"), nil)
+	const utf7 = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"+AGQ-elete+AF8-file"}}`
+	const readFile = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}}`
+
+	type bodyKind int
+	const (
+		sized bodyKind = iota
+		chunked
+		unknown // HTTP/2 or HTTP/3 without Content-Length
+	)
+	req := func(method, body string, kind bodyKind, auth string, hdr ...string) *http.Request {
+		var rd io.Reader
+		if body != "" || kind != sized {
+			rd = strings.NewReader(body)
+			if kind != sized {
+				rd = io.MultiReader(rd)
+			}
+		}
+		r := httptest.NewRequest(method, "/mcp", rd)
+		if kind == chunked {
+			r.TransferEncoding = []string{"chunked"}
+		}
+		r.Header.Set("Authorization", auth)
+		if method == http.MethodPost {
+			r.Header.Set("Content-Type", "application/json")
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			if hdr[i+1] == "" {
+				r.Header.Del(hdr[i])
+			} else {
+				r.Header[hdr[i]] = append(r.Header[hdr[i]], hdr[i+1])
+			}
+		}
+		return r
+	}
+	const (
+		descNoBody   = "Only POST requests may carry a body."
+		descOverride = "Method override headers are not accepted."
+		descMedia    = "The request body must be UTF-8 application/json without content coding."
+	)
+	type result struct {
+		status int
+		desc   string // "" for a request passed on
+	}
+	type tcase struct {
+		name string
+		h    *Handler
+		r    *http.Request
+		want result
+	}
+	cases := []tcase{
+		{"POST tools/call passes", h, req(http.MethodPost, readFile, sized, read), result{200, ""}},
+		{"POST with charset utf-8 passes", h, req(http.MethodPost, readFile, sized, read, "Content-Type", "", "Content-Type", `application/json; charset="UTF-8"`), result{200, ""}},
+		{"GET without body passes", h, req(http.MethodGet, "", sized, read), result{200, ""}},
+		{"GET of unknown length, empty, passes", h, req(http.MethodGet, "", unknown, read), result{200, ""}},
+		{"DELETE without body passes", h, req(http.MethodDelete, "", sized, read), result{200, ""}},
+		{"without rules a PUT body is not judged", plain, req(http.MethodPut, toolsCall, sized, read), result{200, ""}},
+		{"without rules an override is not judged", plain, req(http.MethodGet, "", sized, read, "X-Http-Method-Override", "POST"), result{200, ""}},
+		{"without rules a UTF-7 POST is not judged", plain, req(http.MethodPost, utf7, sized, read, "Content-Type", "", "Content-Type", "application/json; charset=utf-7"), result{200, ""}},
+	}
+	for _, m := range []string{http.MethodPut, http.MethodPatch, http.MethodGet, http.MethodDelete, http.MethodOptions, http.MethodHead} {
+		for kind, kn := range []string{"Content-Length", "chunked", "unknown length"} {
+			cases = append(cases, tcase{m + " with a tools/call body, " + kn, h, req(m, toolsCall, bodyKind(kind), read), result{400, descNoBody}})
+		}
+		cases = append(cases, tcase{m + " with a body and X-HTTP-Method-Override: POST", h, req(m, toolsCall, sized, read, "X-Http-Method-Override", "POST"), result{400, descOverride}})
+	}
+	cases = append(cases, []tcase{
+		{"chunked GET with an empty body", h, req(http.MethodGet, "", chunked, read), result{400, descNoBody}},
+		{"without the base scope: 403 first", h, req(http.MethodPut, toolsCall, sized, none), result{403, descScope}},
+		{"POST with X-HTTP-Method-Override: POST", h, req(http.MethodPost, readFile, sized, read, "X-Http-Method-Override", "POST"), result{400, descOverride}},
+		{"POST with X-HTTP-Method: DELETE", h, req(http.MethodPost, readFile, sized, read, "X-Http-Method", "DELETE"), result{400, descOverride}},
+		{"GET with X-Method-Override: POST", h, req(http.MethodGet, "", sized, read, "X-Method-Override", "POST"), result{400, descOverride}},
+		{"POST with X_HTTP_METHOD_OVERRIDE", h, req(http.MethodPost, readFile, sized, read, "X_HTTP_METHOD_OVERRIDE", "PUT"), result{400, descOverride}},
+		{"POST charset utf-7", h, req(http.MethodPost, utf7, sized, read, "Content-Type", "", "Content-Type", "application/json; charset=utf-7"), result{415, descMedia}},
+		{"POST charset quoted UTF-7", h, req(http.MethodPost, utf7, sized, read, "Content-Type", "", "Content-Type", `application/json;charset="UTF-7"`), result{415, descMedia}},
+		{"POST charset utf-16le", h, req(http.MethodPost, readFile, sized, read, "Content-Type", "", "Content-Type", "Application/JSON ; charset=utf-16le"), result{415, descMedia}},
+		{"POST charset utf-8 then utf-7", h, req(http.MethodPost, utf7, sized, read, "Content-Type", "", "Content-Type", "application/json; charset=utf-8; charset=utf-7"), result{415, descMedia}},
+		{"POST with two Content-Types", h, req(http.MethodPost, readFile, sized, read, "Content-Type", "application/json"), result{415, descMedia}},
+		{"POST application/json, text/plain", h, req(http.MethodPost, readFile, sized, read, "Content-Type", "", "Content-Type", "application/json, text/plain"), result{415, descMedia}},
+		{"POST without Content-Type", h, req(http.MethodPost, readFile, sized, read, "Content-Type", ""), result{415, descMedia}},
+		{"POST Content-Encoding gzip", h, req(http.MethodPost, readFile, sized, read, "Content-Encoding", "gzip"), result{415, descMedia}},
+		{"POST Content-Encoding identity", h, req(http.MethodPost, readFile, sized, read, "Content-Encoding", "identity"), result{415, descMedia}},
+		{"POST empty Content-Encoding", h, req(http.MethodPost, readFile, sized, read, "Content-Encoding", " "), result{415, descMedia}},
+	}...)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := serveRequest(t, tc.h, tc.r)
+			if res.status != tc.want.status {
+				t.Fatalf("status %d, want %d (body %q)", res.status, tc.want.status, res.body)
+			}
+			if tc.want.desc == "" {
+				if !res.nextRan {
+					t.Fatal("next did not run")
+				}
+				return
+			}
+			if res.nextRan {
+				t.Fatal("next ran")
+			}
+			if res.body != wantBody(denialCode(tc.want.status), tc.want.desc) {
+				t.Errorf("body %q", res.body)
+			}
+			ch := res.header.Get("WWW-Authenticate")
+			if tc.want.status == http.StatusUnsupportedMediaType {
+				if ch != "" {
+					t.Errorf("415 with a challenge %q", ch)
+				}
+			} else if want := wantChallenge(denialCode(tc.want.status), tc.want.desc, "mcp:read", testMetaURL); ch != want {
+				t.Errorf("WWW-Authenticate\n got %q\nwant %q", ch, want)
+			}
+		})
+	}
+}
+
+func denialCode(status int) string {
+	if status == http.StatusForbidden {
+		return "insufficient_scope"
+	}
+	return "invalid_request"
+}
+
+// TestUnjudgeableAllocations: the checks run on every request of a handler with rules.
+func TestUnjudgeableAllocations(t *testing.T) {
+	post := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(toolsCall))
+	post.Header.Set("Content-Type", `application/json; charset="utf-8"`)
+	post.Header.Set("Accept", "application/json, text/event-stream")
+	post.Header.Set("Mcp-Session-Id", "abc")
+	get := httptest.NewRequest(http.MethodGet, "/mcp", nil)
+	for _, r := range []*http.Request{post, get} {
+		if d := unjudgeable(r); d != denyNone {
+			t.Fatalf("%s refused: %s", r.Method, denials[d].label)
+		}
+		if n := testing.AllocsPerRun(100, func() { unjudgeable(r) }); n != 0 {
+			t.Errorf("%s: %v allocations", r.Method, n)
+		}
 	}
 }

@@ -34,6 +34,8 @@ const (
 	denyBodyUnreadable
 	denyBodyTooLarge
 	denyUnsupportedBody
+	denyBodyNotAllowed
+	denyMethodOverride
 	numDenials
 )
 
@@ -78,7 +80,9 @@ var denials = [numDenials]denialInfo{
 	denyHeaderMismatch:  {http.StatusBadRequest, codeInvalidRequest, "The Mcp-Method or Mcp-Name header does not match the request body.", "mcp_header_mismatch"},
 	denyBodyUnreadable:  {http.StatusBadRequest, codeInvalidRequest, "The request body could not be read.", "body_unreadable"},
 	denyBodyTooLarge:    {http.StatusRequestEntityTooLarge, codeInvalidRequest, "The request body is larger than the server accepts.", "body_too_large"},
-	denyUnsupportedBody: {http.StatusUnsupportedMediaType, codeInvalidRequest, "The request body must be application/json without content coding.", "unsupported_body"},
+	denyUnsupportedBody: {http.StatusUnsupportedMediaType, codeInvalidRequest, "The request body must be UTF-8 application/json without content coding.", "unsupported_body"},
+	denyBodyNotAllowed:  {http.StatusBadRequest, codeInvalidRequest, "Only POST requests may carry a body.", "body_not_allowed"},
+	denyMethodOverride:  {http.StatusBadRequest, codeInvalidRequest, "Method override headers are not accepted.", "method_override"},
 }
 
 // hasChallenge reports whether the answer for d carries a WWW-Authenticate challenge: every

@@ -108,7 +108,9 @@ var wantDenials = map[denial]struct {
 	denyHeaderMismatch:    {400, "invalid_request", "The Mcp-Method or Mcp-Name header does not match the request body."},
 	denyBodyUnreadable:    {400, "invalid_request", "The request body could not be read."},
 	denyBodyTooLarge:      {413, "invalid_request", "The request body is larger than the server accepts."},
-	denyUnsupportedBody:   {415, "invalid_request", "The request body must be application/json without content coding."},
+	denyUnsupportedBody:   {415, "invalid_request", "The request body must be UTF-8 application/json without content coding."},
+	denyBodyNotAllowed:    {400, "invalid_request", "Only POST requests may carry a body."},
+	denyMethodOverride:    {400, "invalid_request", "Method override headers are not accepted."},
 }
 
 func TestChallengesEveryDenial(t *testing.T) {
