@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
 )
 
 // Verified-token cache. MCP clients send the same token on every request of a session, so a
@@ -33,12 +34,12 @@ type identity struct {
 	iss      string
 	baseOK   bool      // the handler's base scope policy is met
 	expires  time.Time // exp + leeway: not served from the cache after this
-	keys     []*verifyKey
+	keys     []*jwks.Key
 	// provider answers the placeholders; built once so a request only registers it.
 	provider caddy.ReplacerFunc
 }
 
-func newIdentity(claims jwt.MapClaims, p policy, leeway time.Duration, keys []*verifyKey) *identity {
+func newIdentity(claims jwt.MapClaims, p policy, leeway time.Duration, keys []*jwks.Key) *identity {
 	id := &identity{claims: claims, keys: keys}
 	id.granted = p.grantedScopes(claims)
 	id.scope = strings.Join(id.granted, " ")
@@ -88,7 +89,7 @@ func (id *identity) valid(now time.Time) bool {
 		return false
 	}
 	for _, k := range id.keys {
-		if k.retired.Load() {
+		if k.Retired() {
 			return false
 		}
 	}

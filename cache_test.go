@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
 )
 
 const (
@@ -82,7 +83,7 @@ func TestCacheServesVerifiedTokenWithoutVerifyingAgain(t *testing.T) {
 		t.Fatalf("cache holds %d entries, want 1", n)
 	}
 	// With the verifier's keys gone, only the cache can let the token through.
-	h.verifier.keys = &keySources{}
+	h.verifier.keys = &jwks.Sources{}
 	if code, ran := serve(t, h, tok); code != 200 || !ran {
 		t.Fatalf("cached request: %d, next ran %v", code, ran)
 	}
@@ -125,16 +126,16 @@ func TestCacheDropsTokenWhoseKeyLeftTheSet(t *testing.T) {
 		}
 	}
 	js.setKeys(t, next)
-	// A fetch of its own: fetchShared could join the initial load, still in flight even
-	// though its keys are in place.
-	if err := h.keySets.shared[0].fetch(); err != nil {
+	// Refresh fetches anew: joining the initial load, possibly still in flight even though
+	// its keys are in place, would not see the rotation.
+	if err := h.keySets.URLs[0].Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if code, ran := serve(t, h, oldTok); code != 401 || ran {
 		t.Fatalf("token of removed key: %d, next ran %v", code, ran)
 	}
 	// The key that stayed keeps its cached tokens: no re-verification needed.
-	h.verifier.keys = &keySources{}
+	h.verifier.keys = &jwks.Sources{}
 	if code, _ := serve(t, h, newTok); code != 200 {
 		t.Fatalf("token of kept key after refresh: %d", code)
 	}

@@ -126,11 +126,11 @@ func waitKeysLoaded(t testing.TB, h *Handler) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ready := true
-		for _, rs := range h.keySets.shared {
-			ready = ready && rs.current() != nil
+		for _, rs := range h.keySets.URLs {
+			ready = ready && rs.Keys() != nil
 		}
-		for _, rs := range h.keySets.byIssuer {
-			ready = ready && rs.current() != nil
+		for _, rs := range h.keySets.Issuers {
+			ready = ready && rs.Keys() != nil
 		}
 		if ready {
 			return

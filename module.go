@@ -37,9 +37,8 @@ const (
 	defaultRetryAfter = 10 // seconds, for 503 while no keys were ever loaded
 )
 
-// minJWKSRefresh is the shortest jwks_refresh accepted. A variable only so that tests can
-// refresh faster; configurations cannot change it.
-var minJWKSRefresh = time.Minute
+// minJWKSRefresh is the shortest jwks_refresh accepted.
+const minJWKSRefresh = time.Minute
 
 // defaultAlgorithms are the asymmetric JWS algorithms accepted when none are configured.
 var defaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -235,14 +234,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.chall = newChallenges(h.policy.challengeScope(), h.meta.url)
 
-	h.keySets, err = acquireKeySources(h, h.logger)
+	h.keySets, err = acquireKeySources(h)
 	if err != nil {
 		return err
 	}
 	if h.now == nil {
 		h.now = time.Now
 	}
-	h.verifier = newVerifier(h, h.keySets)
+	h.verifier = newVerifier(h, &h.keySets.Sources)
 	size := defaultTokenCacheSize
 	if h.TokenCacheSize != nil {
 		size = *h.TokenCacheSize

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
 )
 
 // Verification failures, each mapped to one fixed error_description (wwwauth.go).
@@ -38,10 +39,10 @@ type verifier struct {
 	audiences  []string
 	anyAud     bool
 	requireAT  bool
-	keys       *keySources
+	keys       *jwks.Sources
 }
 
-func newVerifier(h *Handler, keys *keySources) *verifier {
+func newVerifier(h *Handler, keys *jwks.Sources) *verifier {
 	v := &verifier{
 		parser: jwt.NewParser(
 			jwt.WithValidMethods(h.Algorithms),
@@ -64,11 +65,11 @@ func newVerifier(h *Handler, keys *keySources) *verifier {
 }
 
 // verify returns the claims of a valid token, or an error that errors.Is one of the sentinels
-// of this file, of keys.go, or of jwt.
+// of this file, of internal/jwks, or of jwt.
 // The keys returned are those the signature was checked against (one of them verified it).
-func (v *verifier) verify(ctx context.Context, raw string) (jwt.MapClaims, []*verifyKey, *jwt.Token, error) {
+func (v *verifier) verify(ctx context.Context, raw string) (jwt.MapClaims, []*jwks.Key, *jwt.Token, error) {
 	claims := jwt.MapClaims{}
-	var keys []*verifyKey
+	var keys []*jwks.Key
 	tok, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		var err error
 		keys, err = v.keyFor(ctx, t, claims)
@@ -76,11 +77,11 @@ func (v *verifier) verify(ctx context.Context, raw string) (jwt.MapClaims, []*ve
 			return nil, err
 		}
 		if len(keys) == 1 {
-			return keys[0].key, nil
+			return keys[0].Public(), nil
 		}
 		set := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, len(keys))}
 		for i, k := range keys {
-			set.Keys[i] = k.key
+			set.Keys[i] = k.Public()
 		}
 		return set, nil
 	})
@@ -102,7 +103,7 @@ func (v *verifier) verify(ctx context.Context, raw string) (jwt.MapClaims, []*ve
 // keyFor runs before the signature check: it refuses what can be refused without a signature
 // (crit, typ, dates, issuer) and picks the keys of the token's issuer only, so that a key of
 // issuer A can never vouch for a token claiming issuer B.
-func (v *verifier) keyFor(ctx context.Context, t *jwt.Token, claims jwt.MapClaims) ([]*verifyKey, error) {
+func (v *verifier) keyFor(ctx context.Context, t *jwt.Token, claims jwt.MapClaims) ([]*jwks.Key, error) {
 	if _, ok := t.Header["crit"]; ok {
 		return nil, errTokenCrit
 	}
@@ -132,7 +133,7 @@ func (v *verifier) keyFor(ctx context.Context, t *jwt.Token, claims jwt.MapClaim
 		}
 	}
 	alg, _ := t.Header["alg"].(string)
-	return v.keys.lookup(ctx, iss, kid, alg)
+	return v.keys.Lookup(ctx, iss, kid, alg)
 }
 
 func (v *verifier) audienceOK(claims jwt.MapClaims) bool {

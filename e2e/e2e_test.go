@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -221,9 +220,10 @@ func findNode(t *testing.T) string {
 // buildBinaries builds Caddy (with this module), the upstream MCP server and the Go client.
 func buildBinaries(ctx context.Context, t *testing.T, dir string) string {
 	t.Helper()
+	// go test puts the go command that runs it first on the PATH (Go 1.19 and later).
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatalf("finding the go command: %v", err)
 	}
 	bin := filepath.Join(dir, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {

@@ -1,19 +1,15 @@
-package mcpauth
+package jwks
 
 import (
 	"context"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestDiscoveryURLs(t *testing.T) {
@@ -56,7 +52,7 @@ func TestDiscoveryURLs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.issuer, func(t *testing.T) {
-			got, err := discoveryURLs(tt.issuer)
+			got, err := DiscoveryURLs(tt.issuer)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -66,8 +62,8 @@ func TestDiscoveryURLs(t *testing.T) {
 		})
 	}
 	for _, bad := range []string{"", "urn:example:issuer", "ftp://as.example.com", "as.example.com", "https://"} {
-		if got, err := discoveryURLs(bad); err == nil {
-			t.Errorf("discoveryURLs(%q) = %q, want an error", bad, got)
+		if got, err := DiscoveryURLs(bad); !errors.Is(err, ErrNotURL) {
+			t.Errorf("DiscoveryURLs(%q) = %q, %v; want ErrNotURL", bad, got, err)
 		}
 	}
 }
@@ -219,7 +215,7 @@ func TestDiscoverJWKSURL(t *testing.T) {
 				}
 				ms.docs[p] = iss
 			}
-			got, err := discoverJWKSURL(context.Background(), http.DefaultClient, issuer)
+			got, err := discoverJWKSURL(context.Background(), http.DefaultClient, issuer, DefaultMaxDocBytes)
 			ms.mu.Lock()
 			asked := slices.Clone(ms.asked)
 			ms.mu.Unlock()
@@ -258,86 +254,7 @@ func TestDiscoveryRefusesBadJWKSURI(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	if got, err := discoverJWKSURL(context.Background(), http.DefaultClient, srv.URL); err == nil {
+	if got, err := discoverJWKSURL(context.Background(), http.DefaultClient, srv.URL, DefaultMaxDocBytes); err == nil {
 		t.Fatalf("got jwks_uri %q, want an error", got)
-	}
-}
-
-// TestDiscoveryDoesNotBlockStart provisions a handler whose issuer never answers: Provision
-// returns while the discovery request is still pending (fetchTimeout is an hour here, so a
-// Provision that waited for discovery would hang the test), and a token meanwhile gets 503.
-// Then, with a short fetchTimeout, a hanging discovery ends and is logged as a failed load.
-func TestDiscoveryDoesNotBlockStart(t *testing.T) {
-	obs := observeKeyLogs(t)
-	release := make(chan struct{})
-	arrived := make(chan struct{}, 16)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		http.NotFound(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(release) }) // runs before srv.Close, which waits for handlers
-
-	setTunable(t, &fetchTimeout, time.Hour)
-	h := newIssuerHandler(srv.URL)
-	provisionHandler(t, h)
-	<-arrived // the background discovery reached the server; Provision has already returned
-	key := newECKey(t, "k1")
-	// The request waits for the pending load as long as its own context lives.
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	rec := serveTokenCtx(ctx, h, key.sign(t, testClaims(srv.URL, testResource, "mcp:read"), nil))
-	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
-		t.Fatalf("token while discovery pending: status %d, Retry-After %q; want 503 with Retry-After",
-			rec.Code, rec.Header().Get("Retry-After"))
-	}
-
-	// The bound: a second set (another issuer path, so another pool entry) with a short timeout.
-	setTunable(t, &fetchTimeout, 200*time.Millisecond)
-	h2 := newIssuerHandler(srv.URL + "/slow")
-	provisionHandler(t, h2)
-	e := waitLog(t, obs, "refreshing signing keys failed", "issuer "+srv.URL+"/slow")
-	if !strings.Contains(e.ContextMap()["error"].(string), "deadline exceeded") &&
-		!strings.Contains(e.ContextMap()["error"].(string), "Timeout") {
-		t.Errorf("failed load error %q does not name the timeout", e.ContextMap()["error"])
-	}
-}
-
-// observeKeyLogs makes key sets created from now on log into an observer (and still nowhere
-// else), for the rest of the test.
-func observeKeyLogs(t *testing.T) *observer.ObservedLogs {
-	t.Helper()
-	core, logs := observer.New(zap.DebugLevel)
-	old := keysLogger
-	keysLogger = func() *zap.Logger { return zap.New(core) }
-	t.Cleanup(func() { keysLogger = old })
-	return logs
-}
-
-// waitLog waits (bounded) for a key-set log entry with this message and key_set field.
-func waitLog(t *testing.T, logs *observer.ObservedLogs, msg, keySet string) observer.LoggedEntry {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		for _, e := range logs.FilterMessageSnippet(msg).All() {
-			if e.ContextMap()["key_set"] == keySet {
-				return e
-			}
-		}
-		if time.Now().After(deadline) {
-			seen := map[string]int{}
-			for _, e := range logs.All() {
-				seen[fmt.Sprintf("%s %s %v", e.Level, e.Message, e.ContextMap())]++
-			}
-			t.Fatalf("no log %q for key set %q within 10s; got %v", msg, keySet, seen)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

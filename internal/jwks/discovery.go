@@ -1,0 +1,117 @@
+package jwks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// ErrNotURL is returned for an issuer, or a jwks_uri, that is not an absolute http or https URL.
+var ErrNotURL = errors.New("not an absolute http or https URL")
+
+// errURIChars refuses characters RFC 3986 allows nowhere in a URI; url.Parse lets some
+// through (a '"' in the host).
+var errURIChars = errors.New("contains a character not allowed in a URI (space, control, '\"', '<', '>', '\\', '^', '`', '{', '|', '}' or non-ASCII); use punycode and percent-encoding")
+
+func checkHTTPURL(s string) error {
+	if strings.ContainsFunc(s, func(r rune) bool {
+		return r <= ' ' || r >= 0x7F || strings.ContainsRune("\"<>\\^`{|}", r)
+	}) {
+		return errURIChars
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return ErrNotURL
+	}
+	return nil
+}
+
+// DiscoveryURLs are the metadata locations tried for an issuer, in order: RFC 8414 with the
+// well-known segment inserted before the path, then OpenID Connect Discovery inserted, then
+// appended (the form Keycloak realms and Entra's /v2.0 issuers use). An issuer that is not an
+// http or https URL cannot be discovered: the error wraps ErrNotURL.
+func DiscoveryURLs(issuer string) ([]string, error) {
+	u, err := url.Parse(issuer)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("issuer %q: %w", issuer, ErrNotURL)
+	}
+	path := strings.TrimSuffix(u.EscapedPath(), "/")
+	base := u.Scheme + "://" + u.Host
+	cands := []string{
+		base + "/.well-known/oauth-authorization-server" + path,
+		base + "/.well-known/openid-configuration" + path,
+	}
+	if path != "" {
+		cands = append(cands, base+path+"/.well-known/openid-configuration")
+	}
+	return cands, nil
+}
+
+// discoverJWKSURL finds the issuer's jwks_uri. A document whose issuer differs from the
+// configured one is refused (RFC 8414 §3.3), and the next location is tried.
+func discoverJWKSURL(ctx context.Context, client *http.Client, issuer string, limit int64) (string, error) {
+	cands, err := DiscoveryURLs(issuer)
+	if err != nil {
+		return "", err
+	}
+	var errs []error
+	for _, c := range cands {
+		raw, err := getDoc(ctx, client, c, limit)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		var md struct {
+			Issuer  string `json:"issuer"`
+			JWKSURI string `json:"jwks_uri"`
+		}
+		if err := json.Unmarshal(raw, &md); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c, err))
+			continue
+		}
+		if md.Issuer != issuer {
+			errs = append(errs, fmt.Errorf("%s: issuer %q does not match the configured %q", c, md.Issuer, issuer))
+			continue
+		}
+		if err := checkHTTPURL(md.JWKSURI); err != nil {
+			errs = append(errs, fmt.Errorf("%s: jwks_uri %q: %w", c, md.JWKSURI, err))
+			continue
+		}
+		return md.JWKSURI, nil
+	}
+	return "", fmt.Errorf("discovering the JWKS of issuer %s: %w", issuer, errors.Join(errs...))
+}
+
+// getDoc GETs a JSON document of at most limit bytes.
+func getDoc(ctx context.Context, client *http.Client, u string, limit int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(raw)) > limit {
+		return nil, fmt.Errorf("document larger than %d bytes", limit)
+	}
+	return raw, nil
+}

@@ -1,0 +1,332 @@
+package jwks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults of Options.
+const (
+	DefaultRefresh            = time.Hour
+	DefaultUnknownKIDInterval = time.Minute
+	DefaultFetchTimeout       = 10 * time.Second
+	DefaultRetryMin           = time.Second
+	DefaultRetryMax           = 15 * time.Second
+	DefaultMaxDocBytes        = 1 << 20
+)
+
+// Options tune a remote set. A zero field takes its default.
+type Options struct {
+	// Refresh is how often the set is fetched again once loaded.
+	Refresh time.Duration
+	// UnknownKIDInterval is the least time between two fetches caused by tokens whose kid is
+	// not in the set: a flood of made-up kids makes at most one request per interval. A
+	// negative value turns the limit off.
+	UnknownKIDInterval time.Duration
+	// FetchTimeout bounds one fetch: discovery and the JWKS request together.
+	FetchTimeout time.Duration
+	// RetryMin and RetryMax bound the back-off, doubling from RetryMin, while the set has
+	// never been loaded.
+	RetryMin, RetryMax time.Duration
+	// MaxDocBytes bounds a JWKS or metadata document.
+	MaxDocBytes int64
+	// Client makes the requests. By default a client of its own (a clone of
+	// http.DefaultTransport, with FetchTimeout), whose idle connections Close closes.
+	Client *http.Client
+	// Logger returns the logger to write to. It is asked on every entry, not once: a set may
+	// outlive the configuration that created it, and must then log where the running one
+	// says. By default nothing is logged.
+	Logger func() *zap.Logger
+	// OnFetch, when set, is called after every fetch with its error (nil on success), except
+	// for fetches cut short by Close. For metrics.
+	OnFetch func(error)
+	// Now is the clock of the unknown-kid rate limit. By default time.Now.
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.Refresh, DefaultRefresh)
+	def(&o.UnknownKIDInterval, DefaultUnknownKIDInterval)
+	def(&o.FetchTimeout, DefaultFetchTimeout)
+	def(&o.RetryMin, DefaultRetryMin)
+	def(&o.RetryMax, DefaultRetryMax)
+	if o.MaxDocBytes == 0 {
+		o.MaxDocBytes = DefaultMaxDocBytes
+	}
+	if o.Client == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		o.Client = &http.Client{Transport: tr, Timeout: o.FetchTimeout}
+	}
+	if o.Logger == nil {
+		nop := zap.NewNop()
+		o.Logger = func() *zap.Logger { return nop }
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// errClosed answers a fetch asked of a set that Close has stopped.
+var errClosed = errors.New("key set closed")
+
+// Remote is a JWK set fetched over HTTP, from a fixed URL or from the jwks_uri of an issuer's
+// metadata, and refreshed in the background until Close. It has a context of its own, not a
+// caller's: a set shared across configuration reloads outlives the configuration that
+// created it.
+type Remote struct {
+	issuer  string // set when the JWKS URL is discovered from this issuer's metadata
+	jwksURL string // fixed URL; "" for discovered sets
+	opts    Options
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	loopDone chan struct{} // closed when run returns
+	stopped  chan struct{} // closed when Close has returned
+	close    sync.Once
+
+	keys atomic.Pointer[Set]
+
+	// One fetch at a time per set: callers join the flight in flight instead of starting
+	// their own. Starting and joining happen under mu, and a flight leaves the group under
+	// mu, so that flying says exactly whether there is one to join.
+	group        singleflight.Group
+	mu           sync.Mutex
+	flying       bool
+	flights      uint64 // flights started, numbering them
+	closed       bool
+	fetchers     sync.WaitGroup // running flights, waited for by Close
+	lastOnDemand time.Time
+	discovered   string // the jwks_uri found by discovery, until a fetch from it fails
+
+	fetches atomic.Int64 // JWKS requests made, for tests
+}
+
+const flightKey = "fetch"
+
+// NewRemote starts a set loaded from a fixed JWKS URL.
+func NewRemote(jwksURL string, opts Options) *Remote {
+	return start(&Remote{jwksURL: jwksURL}, opts)
+}
+
+// NewDiscovered starts a set whose JWKS URL is the jwks_uri of the issuer's RFC 8414 or
+// OpenID Connect Discovery metadata (see DiscoveryURLs).
+func NewDiscovered(issuer string, opts Options) *Remote {
+	return start(&Remote{issuer: issuer}, opts)
+}
+
+func start(r *Remote, opts Options) *Remote {
+	r.opts = opts.withDefaults()
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.loopDone = make(chan struct{})
+	r.stopped = make(chan struct{})
+	go r.run()
+	return r
+}
+
+// URL is the fixed JWKS URL, "" for a discovered set.
+func (r *Remote) URL() string { return r.jwksURL }
+
+// Keys is the set loaded last, nil while none ever was.
+func (r *Remote) Keys() *Set { return r.keys.Load() }
+
+// Done is closed once Close has stopped the set.
+func (r *Remote) Done() <-chan struct{} { return r.stopped }
+
+func (r *Remote) name() string {
+	if r.issuer != "" {
+		return "issuer " + r.issuer
+	}
+	return r.jwksURL
+}
+
+// run loads the set, retrying with back-off until the first success, then refreshes it
+// every Refresh. It ends at Close.
+func (r *Remote) run() {
+	defer close(r.loopDone)
+	wait := r.opts.RetryMin
+	for {
+		r.mu.Lock()
+		ch := r.flightLocked()
+		r.mu.Unlock()
+		err := (<-ch).Err
+		var next time.Duration
+		switch {
+		case err == nil || r.Keys() != nil:
+			next, wait = r.opts.Refresh, r.opts.RetryMin
+		default:
+			next, wait = wait, min(wait*2, r.opts.RetryMax)
+		}
+		t := time.NewTimer(next)
+		select {
+		case <-r.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops the background refresh, cancels and waits for the fetch in flight, and closes
+// the client's idle connections. Later lookups start no fetch. It is safe to call twice.
+func (r *Remote) Close() error {
+	r.close.Do(func() {
+		r.cancel()
+		// After closed is set no flight starts, so the Wait below covers every one: a fetch
+		// that ended after CloseIdleConnections would otherwise park its connection for good.
+		r.mu.Lock()
+		r.closed = true
+		r.mu.Unlock()
+		<-r.loopDone
+		r.fetchers.Wait()
+		r.opts.Client.CloseIdleConnections()
+		close(r.stopped)
+	})
+	return nil
+}
+
+// flightLocked joins the flight in flight, or starts one. Called with mu held.
+func (r *Remote) flightLocked() <-chan singleflight.Result {
+	if !r.flying {
+		if r.closed {
+			ch := make(chan singleflight.Result, 1)
+			ch <- singleflight.Result{Err: errClosed}
+			return ch
+		}
+		r.flying = true
+		r.flights++
+		r.fetchers.Add(1)
+	}
+	n := r.flights
+	return r.group.DoChan(flightKey, func() (any, error) {
+		// Runs for the caller that started the flight only; joiners get its result.
+		defer r.fetchers.Done()
+		err := r.fetch()
+		r.mu.Lock()
+		r.flying = false
+		r.group.Forget(flightKey)
+		r.mu.Unlock()
+		return n, err
+	})
+}
+
+// Refresh fetches the set now and returns the fetch's error. A flight already in flight is
+// waited for, then another one started: the keys are those published after the call.
+func (r *Remote) Refresh(ctx context.Context) error {
+	r.mu.Lock()
+	before := r.flights
+	r.mu.Unlock()
+	for {
+		r.mu.Lock()
+		ch := r.flightLocked()
+		r.mu.Unlock()
+		select {
+		case res := <-ch:
+			if n, ok := res.Val.(uint64); !ok || n > before {
+				return res.Err // a flight started after the call, or errClosed
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// refreshForUnknownKID fetches the set again, at most once per UnknownKIDInterval. Callers
+// that arrive while a fetch is in flight wait for it instead of starting their own, as long
+// as ctx lives.
+func (r *Remote) refreshForUnknownKID(ctx context.Context) {
+	r.mu.Lock()
+	if !r.flying {
+		now := r.opts.Now()
+		if !r.lastOnDemand.IsZero() && now.Sub(r.lastOnDemand) < r.opts.UnknownKIDInterval {
+			r.mu.Unlock()
+			return
+		}
+		r.lastOnDemand = now
+	}
+	ch := r.flightLocked()
+	r.mu.Unlock()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
+}
+
+// fetch loads the JWKS once. A failure keeps the keys already loaded and is logged as a
+// warning.
+func (r *Remote) fetch() error {
+	ctx, cancel := context.WithTimeout(r.ctx, r.opts.FetchTimeout)
+	defer cancel()
+	err := r.fetchOnce(ctx)
+	if err != nil && r.ctx.Err() != nil {
+		return err // the set is being closed; not a failure of the server
+	}
+	if r.opts.OnFetch != nil {
+		r.opts.OnFetch(err)
+	}
+	if err != nil {
+		r.opts.Logger().Warn("refreshing signing keys failed; keeping the last good keys",
+			zap.String("key_set", r.name()), zap.Int("keys_kept", r.Keys().Len()), zap.Error(err))
+	}
+	return err
+}
+
+func (r *Remote) fetchOnce(ctx context.Context) error {
+	u := r.jwksURL
+	if r.issuer != "" {
+		r.mu.Lock()
+		u = r.discovered
+		r.mu.Unlock()
+		if u == "" {
+			var err error
+			if u, err = discoverJWKSURL(ctx, r.opts.Client, r.issuer, r.opts.MaxDocBytes); err != nil {
+				return err
+			}
+			r.mu.Lock()
+			r.discovered = u
+			r.mu.Unlock()
+		}
+	}
+	r.fetches.Add(1)
+	raw, err := getDoc(ctx, r.opts.Client, u, r.opts.MaxDocBytes)
+	if err != nil {
+		if r.issuer != "" {
+			// The jwks_uri may have moved: discover again next time.
+			r.mu.Lock()
+			r.discovered = ""
+			r.mu.Unlock()
+		}
+		return fmt.Errorf("loading key set %s: %w", u, err)
+	}
+	s, skipped, err := Parse(raw)
+	if err != nil {
+		return fmt.Errorf("loading key set %s: %w", u, err)
+	}
+	if s.Len() == 0 {
+		return fmt.Errorf("loading key set %s: no usable signing key (%d skipped)", u, skipped)
+	}
+	// Flights never overlap, so nothing swaps the set between this Load and the Swap.
+	s = carryOver(r.Keys(), s)
+	first := r.keys.Swap(s) == nil
+	log := r.opts.Logger()
+	if first {
+		log.Info("signing keys loaded", zap.String("key_set", r.name()),
+			zap.String("jwks_url", u), zap.Int("keys", s.Len()), zap.Int("skipped", skipped))
+	} else if ce := log.Check(zap.DebugLevel, "signing keys refreshed"); ce != nil {
+		ce.Write(zap.String("key_set", r.name()), zap.Int("keys", s.Len()), zap.Int("skipped", skipped))
+	}
+	return nil
+}
