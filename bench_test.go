@@ -190,7 +190,7 @@ func BenchmarkCacheMemory(b *testing.B) {
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	b.ReportMetric(float64(h.cache.len()), "entries")
+	b.ReportMetric(float64(h.cache.Len()), "entries")
 	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
 	b.ReportMetric(float64(rssBefore)/1024, "rss-before-MiB")
 	b.ReportMetric(float64(rssKiB())/1024, "rss-after-MiB")

@@ -2,6 +2,7 @@ package mcpauth
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
+	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
 
 const (
@@ -79,11 +81,11 @@ func TestCacheServesVerifiedTokenWithoutVerifyingAgain(t *testing.T) {
 	if code, ran := serve(t, h, tok); code != 200 || !ran {
 		t.Fatalf("first request: %d, next ran %v", code, ran)
 	}
-	if n := h.cache.len(); n != 1 {
+	if n := h.cache.Len(); n != 1 {
 		t.Fatalf("cache holds %d entries, want 1", n)
 	}
 	// With the verifier's keys gone, only the cache can let the token through.
-	h.verifier.keys = &jwks.Sources{}
+	h.verifier.(*verify.JWT).Keys = keyLookup{&jwks.Sources{}}
 	if code, ran := serve(t, h, tok); code != 200 || !ran {
 		t.Fatalf("cached request: %d, next ran %v", code, ran)
 	}
@@ -109,7 +111,7 @@ func TestCacheRefusesTokenOnceExpired(t *testing.T) {
 	if code, ran := serve(t, h, tok); code != 401 || ran {
 		t.Fatalf("expired cached token: %d, next ran %v", code, ran)
 	}
-	if n := h.cache.len(); n != 0 {
+	if n := h.cache.Len(); n != 0 {
 		t.Fatalf("expired entry still cached (%d entries)", n)
 	}
 }
@@ -135,7 +137,7 @@ func TestCacheDropsTokenWhoseKeyLeftTheSet(t *testing.T) {
 		t.Fatalf("token of removed key: %d, next ran %v", code, ran)
 	}
 	// The key that stayed keeps its cached tokens: no re-verification needed.
-	h.verifier.keys = &jwks.Sources{}
+	h.verifier.(*verify.JWT).Keys = keyLookup{&jwks.Sources{}}
 	if code, _ := serve(t, h, newTok); code != 200 {
 		t.Fatalf("token of kept key after refresh: %d", code)
 	}
@@ -165,7 +167,7 @@ func TestCacheNeverStoresFailedTokens(t *testing.T) {
 			}
 		}
 	}
-	if n := h.cache.len(); n != 0 {
+	if n := h.cache.Len(); n != 0 {
 		t.Fatalf("cache holds %d entries after only failures", n)
 	}
 }
@@ -205,7 +207,7 @@ func TestCacheSizeNeverExceedsBound(t *testing.T) {
 		wg.Wait()
 		// 600 distinct tokens fill every shard: the bound is reached exactly, not exceeded,
 		// and no shard is left unused.
-		if n := h.cache.len(); n != size {
+		if n := h.cache.Len(); n != size {
 			t.Fatalf("size %d: cache holds %d entries after 600 distinct tokens", size, n)
 		}
 	}
@@ -226,7 +228,12 @@ func TestCacheOffWithZero(t *testing.T) {
 func TestIdentityPlaceholders(t *testing.T) {
 	claims := jwt.MapClaims{"sub": "u1", "azp": "c1", "iss": cacheIss, "scp": []any{"a", "b"},
 		"n": float64(42), "ok": true, "groups": []any{"x", "y"}, "exp": float64(time.Now().Add(time.Hour).Unix())}
-	id := newIdentity(claims, newPolicy([]string{"a"}, nil, ""), 0, nil)
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := newCaller(verify.Identity{Issuer: cacheIss, Subject: "u1", ClientID: "c1",
+		Scopes: verify.GrantedScopes(claims, "")}.WithClaims(payload), newPolicy([]string{"a"}, nil, ""), 0)
 	repl := caddy.NewReplacer()
 	repl.Map(id.provider)
 	for ph, want := range map[string]string{

@@ -3,15 +3,13 @@ package mcpauth
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
 )
 
@@ -35,7 +33,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if d != denyNone {
 		return h.deny(w, r, d, nil)
 	}
-	id, d, err := h.authenticate(r.Context(), raw)
+	id, d, err := h.authenticate(r.Context(), r, raw)
 	if d != denyNone {
 		return h.deny(w, r, d, err)
 	}
@@ -50,7 +48,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// The base policy and the rules are judged together, so that a 403 names every
 		// scope this request needs.
 		var ok bool
-		if tf, ok = h.judgeOperation(w, r, id.granted); !ok {
+		if tf, ok = h.judgeOperation(w, r, id.granted()); !ok {
 			return nil
 		}
 	} else if !id.baseOK {
@@ -148,65 +146,44 @@ func isB64Token(s string) bool {
 	return true
 }
 
-// authenticate returns the identity of a valid token, from the cache when it was verified
+// authenticate returns the caller of a valid token, from the cache when it was verified
 // before. Only tokens that verified are cached; a failure is never remembered as a success.
-func (h *Handler) authenticate(ctx context.Context, raw string) (*identity, denial, error) {
+func (h *Handler) authenticate(ctx context.Context, r *http.Request, raw string) (*caller, denial, error) {
 	if h.cache != nil {
-		if id := h.cache.get(raw); id != nil {
+		if c, ok := h.cache.Get(raw); ok {
 			h.metrics.cacheHit.Inc()
-			return id, denyNone, nil
+			return c, denyNone, nil
 		}
 		h.metrics.cacheMiss.Inc()
 	}
 	if !isB64Token(raw) {
 		return nil, denyMalformedHeader, nil
 	}
-	claims, keys, tok, err := h.verifier.verify(ctx, raw)
+	id, err := h.verifier.Verify(ctx, raw, r)
 	if err != nil {
-		return nil, classify(err, tok, h.verifier.algorithms), err
+		return nil, reasonDenials[verify.ReasonOf(err)], err
 	}
-	id := newIdentity(claims, h.policy, h.leeway, keys)
-	if h.cache != nil {
-		h.cache.put(raw, id)
-	}
-	return id, denyNone, nil
+	c := newCaller(id, h.policy, h.leeway)
+	h.cache.Put(raw, c)
+	return c, denyNone, nil
 }
 
-// classify names the first reason a token failed.
-func classify(err error, tok *jwt.Token, algs []string) denial {
-	switch {
-	case errors.Is(err, errKeysUnavailable):
-		return denyUnavailable
-	case errors.Is(err, errTokenIssuer):
-		return denyIssuer
-	case errors.Is(err, errTokenAudience):
-		return denyAudience
-	case errors.Is(err, errTokenType):
-		return denyType
-	case errors.Is(err, errTokenBound):
-		return denyBound
-	case errors.Is(err, errUnknownKey):
-		return denyUnknownKey
-	case errors.Is(err, jwt.ErrTokenMalformed), errors.Is(err, errTokenCrit), errors.Is(err, errTokenKID),
-		errors.Is(err, errTokenTypeStr), errors.Is(err, errTokenDate):
-		return denyMalformed
-	case tok != nil && tok.Method != nil && !slices.Contains(algs, tok.Method.Alg()):
-		return denyAlgorithm
-	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		// ParseUnverified refuses an alg it has no implementation for.
-		return denyAlgorithm
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return denySignature
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return denyNoExpiry
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return denyExpired
-	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return denyNotYetValid
-	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return denyIssuedInFuture
-	}
-	return denyMalformed
+// reasonDenials maps why a verifier refused a token to the answer.
+var reasonDenials = [verify.NumReasons]denial{
+	verify.Malformed:      denyMalformed,
+	verify.Signature:      denySignature,
+	verify.UnknownKey:     denyUnknownKey,
+	verify.Algorithm:      denyAlgorithm,
+	verify.Expired:        denyExpired,
+	verify.NoExpiry:       denyNoExpiry,
+	verify.NotYetValid:    denyNotYetValid,
+	verify.IssuedInFuture: denyIssuedInFuture,
+	verify.Issuer:         denyIssuer,
+	verify.Audience:       denyAudience,
+	verify.Type:           denyType,
+	verify.OtherKind:      denyType,
+	verify.Bound:          denyBound,
+	verify.Unavailable:    denyUnavailable,
 }
 
 // claimString formats a claim for a placeholder: strings as is, numbers and booleans

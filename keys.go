@@ -1,6 +1,7 @@
 package mcpauth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
+	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
 )
 
@@ -25,6 +27,23 @@ var (
 	errKeysUnavailable = jwks.ErrKeysUnavailable
 	errUnknownKey      = jwks.ErrUnknownKey
 )
+
+// keyLookup hands the key sets to the JWT verifier.
+type keyLookup struct{ *jwks.Sources }
+
+func (k keyLookup) Lookup(ctx context.Context, iss, kid, alg string, buf []verify.VerificationKey) ([]verify.VerificationKey, error) {
+	keys, err := k.Sources.Lookup(ctx, iss, kid, alg)
+	switch {
+	case errors.Is(err, jwks.ErrKeysUnavailable):
+		return nil, verify.ErrKeysUnavailable
+	case err != nil:
+		return nil, verify.ErrUnknownKey
+	}
+	for _, key := range keys {
+		buf = append(buf, key)
+	}
+	return buf, nil
+}
 
 // pooledSet is a remote set as keyPool holds it.
 type pooledSet struct{ *jwks.Remote }

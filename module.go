@@ -21,6 +21,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/tokencache"
+	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
 )
 
@@ -149,7 +151,7 @@ type Handler struct {
 	now      func() time.Time // the clock of verification and cache; tests replace it
 	cache    *tokenCache
 	metrics  *handlerMetrics
-	verifier *verifier
+	verifier verify.Verifier
 	policy   policy
 	ops      *operations
 	meta     metadataDoc
@@ -241,12 +243,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	h.verifier = newVerifier(h, &h.keySets.Sources)
+	h.verifier = &verify.JWT{
+		Keys:         keyLookup{&h.keySets.Sources},
+		Algorithms:   h.Algorithms,
+		Issuers:      h.Issuers,
+		Audiences:    h.Audiences,
+		AnyAudience:  h.AllowAnyAudience,
+		RequireATJWT: h.RequireATJWT,
+		Leeway:       h.leeway,
+		ScopeClaim:   h.ScopeClaim,
+		Now:          h.now,
+	}
 	size := defaultTokenCacheSize
 	if h.TokenCacheSize != nil {
 		size = *h.TokenCacheSize
 	}
-	h.cache = newTokenCache(size, h.now)
+	h.cache = tokencache.New[*caller](size, h.now)
 
 	if h.AllowAnyAudience {
 		h.logger.Warn("allow_any_audience is set: tokens issued for any audience are accepted",

@@ -163,8 +163,8 @@ func (v *JWT) Verify(ctx context.Context, raw string, _ *http.Request) (*Identit
 		id.ClientID = c.azp
 	}
 	if v.ScopeClaim != "" && v.ScopeClaim != "scope" && v.ScopeClaim != "scp" {
-		// A claim of another name (Cognito, custom) is read from the full claims.
-		id.Scopes = ParseScopes(id.Claims()[v.ScopeClaim])
+		// A claim of another name (Auth0 permissions, custom) is read from the full claims.
+		id.Scopes = GrantedScopes(id.Claims(), v.ScopeClaim)
 	}
 	id.keys = make([]Key, len(keys))
 	for i, k := range keys {
@@ -275,15 +275,15 @@ func (v *JWT) readClaims(p64 string, c *jwtClaims) error {
 		case "exp":
 			bit = 1 << 3
 			c.exp, err = numericDate(val)
-			c.hasExp = true
+			c.hasExp = c.exp != 0
 		case "nbf":
 			bit = 1 << 4
 			c.nbf, err = numericDate(val)
-			c.hasNbf = true
+			c.hasNbf = c.nbf != 0
 		case "iat":
 			bit = 1 << 5
 			c.iat, err = numericDate(val)
-			c.hasIat = true
+			c.hasIat = c.iat != 0
 		case "client_id":
 			bit = 1 << 6
 			c.clientID, err = jsonString(val)
@@ -344,11 +344,9 @@ func scopeValue(val []byte) (any, error) {
 	return nil, nil // a number, object or null grants nothing
 }
 
-// readConfirmation reads cnf (RFC 7800 §3.1): an object. Any cnf marks the token bound.
+// readConfirmation reads cnf (RFC 7800 §3.1): an object. Any cnf member, even null or of
+// an unreadable shape, marks the token bound: when unsure, it is not a bearer token.
 func readConfirmation(val []byte, cnf *Confirmation) error {
-	if string(val) == "null" {
-		return nil
-	}
 	cnf.Present = true
 	if len(val) == 0 || val[0] != '{' {
 		return nil // bound to something unreadable: still bound
@@ -385,13 +383,17 @@ func decodeSegment(s string) ([]byte, error) {
 // "dpop+jwt", "logout+jwt", "secevent+jwt", "oauth-id-jag+jwt", any "*+jwt" but "at+jwt",
 // with or without the "application/" prefix (RFC 7515 §4.1.9; media types compare
 // case-insensitively, RFC 2045 §5.1). Plain "JWT" and absent typ are the generic kind.
+//
+// Parameters are ignored and "+jwt" anywhere counts, so that no spelling of another type
+// (" dpop+jwt ", "dpop+jwt; x=y", "x-dpop+jwt-x") slips through as an access token.
 func otherKind(typ string) bool {
-	t := strings.ToLower(typ)
-	t = strings.TrimPrefix(t, "application/")
-	if strings.IndexByte(t, ';') >= 0 {
-		return true // parameters hide the type from a plain comparison: refuse
+	if typ == "" || typ == "at+jwt" {
+		return false
 	}
-	return strings.HasSuffix(t, "+jwt") && t != "at+jwt"
+	mt, _, _ := strings.Cut(typ, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	mt = strings.TrimPrefix(mt, "application/")
+	return strings.Contains(mt, "+jwt") && mt != "at+jwt"
 }
 
 func isATJWT(typ string) bool {

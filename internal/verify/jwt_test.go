@@ -131,7 +131,7 @@ func TestJWTVerify(t *testing.T) {
 		{"typ application/logout+jwt", k.Token(t, claims(nil), map[string]any{"typ": "application/logout+jwt"}), OtherKind},
 		{"typ SECEVENT+JWT", k.Token(t, claims(nil), map[string]any{"typ": "SECEVENT+JWT"}), OtherKind},
 		{"typ oauth-id-jag+jwt", k.Token(t, claims(nil), map[string]any{"typ": "oauth-id-jag+jwt"}), OtherKind},
-		{"typ with parameters", k.Token(t, claims(nil), map[string]any{"typ": "at+jwt;x=1"}), OtherKind},
+		{"typ with parameters", k.Token(t, claims(nil), map[string]any{"typ": "dpop+jwt; x=1"}), OtherKind},
 		{"cnf jkt as bearer", k.Token(t, claims(map[string]any{"cnf": map[string]any{"jkt": "abc"}}), nil), Bound},
 		{"cnf x5t#S256 as bearer", k.Token(t, claims(map[string]any{"cnf": map[string]any{"x5t#S256": "abc"}}), nil), Bound},
 		{"cnf of unknown shape", k.Token(t, claims(map[string]any{"cnf": "x"}), nil), Bound},

@@ -32,6 +32,18 @@ func ParseScopes(v any) []string {
 	return nil
 }
 
+// GrantedScopes reads the scopes granted by a set of claims: from scopeClaim when it is
+// set, else from `scope` and, only when there is no `scope`, from `scp`.
+func GrantedScopes(claims map[string]any, scopeClaim string) []string {
+	if scopeClaim != "" {
+		return ParseScopes(claims[scopeClaim])
+	}
+	if v, ok := claims["scope"]; ok {
+		return ParseScopes(v)
+	}
+	return ParseScopes(claims["scp"])
+}
+
 // splitScopes appends the valid scope-tokens of a space-separated string to out.
 func splitScopes(s string, out []string) []string {
 	if out == nil {
