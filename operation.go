@@ -95,8 +95,8 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 		toolsList = toolsList || msgs[i].method == methodToolsList
 	}
 	if !ops.rules.satisfiedBy(granted, &matched) {
-		challenge := buildChallenge(codeInsufficientScope, denials[denyInsufficientScope].desc,
-			ops.rules.stepUpScopes(granted, &matched), h.meta.url)
+		challenge := h.chall.build(codeInsufficientScope, denials[denyInsufficientScope].desc,
+			ops.rules.stepUpScopes(granted, &matched))
 		if ce := h.logger.Check(zap.DebugLevel, "operation denied"); ce != nil {
 			fields := []zap.Field{zap.String("method", msgs[0].method)}
 			if msgs[0].name != "" {

@@ -108,21 +108,40 @@ var denialVars = func() (v [numDenials][2]any) {
 	return v
 }()
 
+// scheme is an authentication scheme the resource accepts. Each one that is on adds its own
+// challenge to every 400, 401 and 403, with the same error, scope and resource_metadata
+// parameters and, after them, its own (params, already formatted).
+type scheme struct {
+	name   string
+	params string
+}
+
+// bearerScheme is RFC 6750's, always on.
+var bearerScheme = scheme{name: "Bearer"}
+
 // challenges holds, per denial, the header and body written for it, built once at Provision.
 type challenges struct {
 	header  [numDenials]string
 	body    [numDenials][]byte
 	bodyLen [numDenials]string
 	metaURL string
+	schemes []scheme
 }
 
-func newChallenges(scope []string, metaURL string) challenges {
+// newChallenges prepares the answers for a resource whose base policy asks for scope. The
+// schemes are those that are on, in the order their challenges are sent; Bearer when none
+// is given.
+func newChallenges(scope []string, metaURL string, schemes ...scheme) challenges {
 	var c challenges
 	c.metaURL = metaURL
+	c.schemes = schemes
+	if len(c.schemes) == 0 {
+		c.schemes = []scheme{bearerScheme}
+	}
 	for d := denial(0); d < numDenials; d++ {
 		info := denials[d]
 		if hasChallenge(d) {
-			c.header[d] = buildChallenge(info.code, info.desc, scope, metaURL)
+			c.header[d] = c.build(info.code, info.desc, scope)
 		}
 		if info.code != "" {
 			c.body[d] = errorBody(info.code, info.desc)
@@ -132,13 +151,34 @@ func newChallenges(scope []string, metaURL string) challenges {
 	return c
 }
 
-// buildChallenge writes one RFC 6750 Bearer challenge with the parameters in the order
-// error, error_description, scope, resource_metadata, leaving out the empty ones. The values
-// are known not to need escaping: codes and descriptions are fixed, scopes are scope-tokens
-// (no '"' or '\'), and the metadata URL is percent-encoded.
-func buildChallenge(code, desc string, scope []string, metaURL string) string {
+// build writes the WWW-Authenticate value for a denial: one challenge per scheme that is on,
+// comma-separated in one field value (RFC 9110 §11.6.1).
+func (c *challenges) build(code, desc string, scope []string) string {
+	if len(c.schemes) == 1 {
+		return c.schemes[0].challenge(code, desc, scope, c.metaURL)
+	}
 	var b strings.Builder
-	b.WriteString("Bearer")
+	for i, s := range c.schemes {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(s.challenge(code, desc, scope, c.metaURL))
+	}
+	return b.String()
+}
+
+// buildChallenge writes one RFC 6750 Bearer challenge.
+func buildChallenge(code, desc string, scope []string, metaURL string) string {
+	return bearerScheme.challenge(code, desc, scope, metaURL)
+}
+
+// challenge writes this scheme's challenge with the parameters in the order error,
+// error_description, scope, resource_metadata, leaving out the empty ones, then the scheme's
+// own. The values are known not to need escaping: codes and descriptions are fixed, scopes
+// are scope-tokens (no '"' or '\'), and the metadata URL is percent-encoded.
+func (s scheme) challenge(code, desc string, scope []string, metaURL string) string {
+	var b strings.Builder
+	b.WriteString(s.name)
 	sep := " "
 	param := func(name, value string) {
 		b.WriteString(sep)
@@ -159,6 +199,10 @@ func buildChallenge(code, desc string, scope []string, metaURL string) string {
 	}
 	if metaURL != "" {
 		param("resource_metadata", metaURL)
+	}
+	if s.params != "" {
+		b.WriteString(sep)
+		b.WriteString(s.params)
 	}
 	return b.String()
 }

@@ -238,3 +238,20 @@ func TestChallengeStatusCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestChallengesPerScheme: every scheme that is on gets its own challenge with the same
+// parameters, then its own, in one field value (RFC 9110 §11.6.1).
+func TestChallengesPerScheme(t *testing.T) {
+	c := newChallenges([]string{"mcp:read"}, testMetaURL, bearerScheme, scheme{name: "DPoP", params: `algs="ES256 EdDSA"`})
+	want := `Bearer error="invalid_token", error_description="` + denials[denyExpired].desc + `", scope="mcp:read", resource_metadata="` + testMetaURL + `", ` +
+		`DPoP error="invalid_token", error_description="` + denials[denyExpired].desc + `", scope="mcp:read", resource_metadata="` + testMetaURL + `", algs="ES256 EdDSA"`
+	if got := c.header[denyExpired]; got != want {
+		t.Errorf("challenge\n got %s\nwant %s", got, want)
+	}
+	if got := c.header[denyMissing]; got != `Bearer scope="mcp:read", resource_metadata="`+testMetaURL+`", DPoP scope="mcp:read", resource_metadata="`+testMetaURL+`", algs="ES256 EdDSA"` {
+		t.Errorf("no-token challenge: %s", got)
+	}
+	if got := newChallenges(nil, testMetaURL).header[denyMissing]; got != `Bearer resource_metadata="`+testMetaURL+`"` {
+		t.Errorf("default scheme: %s", got)
+	}
+}
