@@ -33,6 +33,7 @@ const (
 	denyBodyUnreadable
 	denyBodyTooLarge
 	denyUnsupportedBody
+	denyResourceURI
 	numDenials
 )
 
@@ -77,6 +78,7 @@ var denials = [numDenials]denialInfo{
 	denyBodyUnreadable:  {http.StatusBadRequest, codeInvalidRequest, "The request body could not be read.", "body_unreadable"},
 	denyBodyTooLarge:    {http.StatusRequestEntityTooLarge, codeInvalidRequest, "The request body is larger than the server accepts.", "body_too_large"},
 	denyUnsupportedBody: {http.StatusUnsupportedMediaType, codeInvalidRequest, "The request body must be application/json without content coding.", "unsupported_body"},
+	denyResourceURI:     {http.StatusBadRequest, codeInvalidRequest, "The resource URI is not in normal form.", "resource_uri_not_normal"},
 }
 
 // hasChallenge reports whether the answer for d carries a WWW-Authenticate challenge: every

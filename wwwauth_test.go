@@ -107,6 +107,7 @@ var wantDenials = map[denial]struct {
 	denyBodyUnreadable:    {400, "invalid_request", "The request body could not be read."},
 	denyBodyTooLarge:      {413, "invalid_request", "The request body is larger than the server accepts."},
 	denyUnsupportedBody:   {415, "invalid_request", "The request body must be application/json without content coding."},
+	denyResourceURI:       {400, "invalid_request", "The resource URI is not in normal form."},
 }
 
 func TestChallengesEveryDenial(t *testing.T) {
