@@ -29,7 +29,7 @@ var (
 	errRPCVersion     = errors.New(`JSON-RPC version must be "2.0"`)
 	errRPCMethod      = errors.New("JSON-RPC method is not a string")
 	errRPCNoID        = errors.New("JSON-RPC message has neither a method nor an id")
-	errRPCParams      = errors.New("params of tools/call, prompts/get or resources/read must be an object with a string name or uri")
+	errRPCParams      = errors.New("params of tools/call, prompts/get or resources/read, subscribe, unsubscribe must be an object with a string name or uri")
 	errRPCHeaderMatch = errors.New("Mcp-Method or Mcp-Name header does not match the body")
 	errRPCKeyCase     = errors.New("a key differs only in case from a JSON-RPC or MCP key")
 )
@@ -43,6 +43,9 @@ const (
 	methodToolsList     = "tools/list"
 	methodPromptsGet    = "prompts/get"
 	methodResourcesRead = "resources/read"
+
+	methodResourcesSubscribe   = "resources/subscribe"
+	methodResourcesUnsubscribe = "resources/unsubscribe"
 )
 
 // rpcMessage is what the policy needs of one JSON-RPC message.
@@ -50,7 +53,8 @@ type rpcMessage struct {
 	// method is the method of a request or notification; "" for a response.
 	method    string
 	hasMethod bool
-	// name is params.name of tools/call and prompts/get, params.uri of resources/read.
+	// name is params.name of tools/call and prompts/get, params.uri of resources/read,
+	// resources/subscribe and resources/unsubscribe.
 	name string
 }
 
@@ -632,7 +636,7 @@ func (p *jsonReader) message(m *rpcMessage) error {
 		return nil
 	}
 	switch m.method {
-	case methodToolsCall, methodPromptsGet, methodResourcesRead:
+	case methodToolsCall, methodPromptsGet, methodResourcesRead, methodResourcesSubscribe, methodResourcesUnsubscribe:
 		if paramsCaseVariant {
 			return errRPCKeyCase
 		}
@@ -642,7 +646,7 @@ func (p *jsonReader) message(m *rpcMessage) error {
 		if !paramsObject || nameKind != paramString {
 			return errRPCParams
 		}
-	case methodResourcesRead:
+	case methodResourcesRead, methodResourcesSubscribe, methodResourcesUnsubscribe:
 		if !paramsObject || uriKind != paramString {
 			return errRPCParams
 		}
@@ -709,6 +713,10 @@ func internMethod(b []byte) string {
 		return methodPromptsGet
 	case methodResourcesRead:
 		return methodResourcesRead
+	case methodResourcesSubscribe:
+		return methodResourcesSubscribe
+	case methodResourcesUnsubscribe:
+		return methodResourcesUnsubscribe
 	case "initialize":
 		return "initialize"
 	case "notifications/initialized":

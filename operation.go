@@ -88,6 +88,12 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 		return nil, false
 	}
 
+	// A resource URI is judged only in normal form, before any rule is matched against it.
+	if err := ops.rules.checkURIs(msgs); err != nil {
+		_ = h.deny(w, r, denyResourceURI, err)
+		return nil, false
+	}
+
 	var matched matchSet
 	toolsList := false
 	for i := range msgs {

@@ -19,8 +19,12 @@ type Rule struct {
 	// `params.name` matches one of them.
 	Prompts []string `json:"prompts,omitempty"`
 
-	// ResourceURIs are patterns of resource URIs: the rule applies to a `resources/read`
-	// whose `params.uri` matches one of them.
+	// ResourceURIs are patterns of resource URIs: the rule applies to a `resources/read`,
+	// `resources/subscribe` or `resources/unsubscribe` whose `params.uri` matches one of
+	// them. While any rule has such patterns, a `params.uri` that is not in normal form (a
+	// spelling a server could read as another URI) is refused with 400. A `file:` pattern
+	// also matches the same path with escapes decoded, in another ASCII case, or with a
+	// trailing slash.
 	ResourceURIs []string `json:"resource_uris,omitempty"`
 
 	// Methods are patterns of JSON-RPC methods: the rule applies to any request or
@@ -53,10 +57,18 @@ func (p pattern) match(s string) bool {
 	return globMatch(p.s, s)
 }
 
+// matchBytes is match for a key built in a buffer.
+func (p pattern) matchBytes(s []byte) bool {
+	if !p.glob {
+		return p.s == string(s)
+	}
+	return globMatch(p.s, s)
+}
+
 // globMatch matches s against a pattern whose only wildcard is '*'. Each '*' is tried
 // greedily and, on a mismatch, only the last one is extended, so the work is bounded by
 // len(pattern)*len(s) whatever the input.
-func globMatch(pat, s string) bool {
+func globMatch[S string | []byte](pat string, s S) bool {
 	px, sx := 0, 0
 	starPx, starSx := -1, 0
 	for sx < len(s) {
@@ -82,8 +94,51 @@ func globMatch(pat, s string) bool {
 
 // compiledRule is a Rule ready for matching.
 type compiledRule struct {
-	tools, prompts, uris, methods []pattern
-	allOf, anyOf                  []string
+	tools, prompts, methods []pattern
+	uris                    []uriPattern
+	allOf, anyOf            []string
+}
+
+// uriPattern is a resource_uri pattern with its matching keys (see appendURIKey): a URI
+// matches when the pattern matches the URI as sent, or the pattern's key matches the URI's.
+type uriPattern struct {
+	raw, key, fileKey pattern
+}
+
+func compileURIPatterns(list []string) []uriPattern {
+	out := make([]uriPattern, len(list))
+	for i, s := range list {
+		out[i] = uriPattern{
+			raw:     newPattern(s),
+			key:     pattern{s: string(appendURIKey(nil, s, false)), glob: strings.Contains(s, "*")},
+			fileKey: pattern{s: string(appendURIKey(nil, s, true)), glob: strings.Contains(s, "*")},
+		}
+	}
+	return out
+}
+
+// uriKey is the matching key of a resource URI, built once per message.
+type uriKey struct {
+	key  []byte
+	file bool
+}
+
+func newURIKey(buf []byte, uri string) uriKey {
+	file := strings.HasPrefix(uri, "file:")
+	return uriKey{key: appendURIKey(buf, uri, file), file: file}
+}
+
+func matchURI(pats []uriPattern, uri string, k *uriKey) bool {
+	for i := range pats {
+		p := &pats[i]
+		if p.raw.match(uri) {
+			return true
+		}
+		if k.file && p.fileKey.matchBytes(k.key) || !k.file && p.key.matchBytes(k.key) {
+			return true
+		}
+	}
+	return false
 }
 
 func compilePatterns(list []string) []pattern {
@@ -103,8 +158,9 @@ func matchAny(pats []pattern, s string) bool {
 	return false
 }
 
-// appliesTo reports whether the rule names the message.
-func (r *compiledRule) appliesTo(m *rpcMessage) bool {
+// appliesTo reports whether the rule names the message. k is the key of a resource URI
+// (nil for other messages).
+func (r *compiledRule) appliesTo(m *rpcMessage, k *uriKey) bool {
 	if !m.hasMethod {
 		return false
 	}
@@ -117,8 +173,8 @@ func (r *compiledRule) appliesTo(m *rpcMessage) bool {
 		if matchAny(r.prompts, m.name) {
 			return true
 		}
-	case methodResourcesRead:
-		if matchAny(r.uris, m.name) {
+	case methodResourcesRead, methodResourcesSubscribe, methodResourcesUnsubscribe:
+		if k != nil && matchURI(r.uris, m.name, k) {
 			return true
 		}
 	}
@@ -134,6 +190,9 @@ func (r *compiledRule) metBy(granted []string) bool {
 type ruleSet struct {
 	base  policy
 	rules []compiledRule
+	// uriRules is set when a rule has resource_uri patterns: then resource URIs must be
+	// in normal form.
+	uriRules bool
 }
 
 func newRuleSet(base policy, rules []*Rule) *ruleSet {
@@ -142,13 +201,31 @@ func newRuleSet(base policy, rules []*Rule) *ruleSet {
 		rs.rules[i] = compiledRule{
 			tools:   compilePatterns(r.Tools),
 			prompts: compilePatterns(r.Prompts),
-			uris:    compilePatterns(r.ResourceURIs),
+			uris:    compileURIPatterns(r.ResourceURIs),
 			methods: compilePatterns(r.Methods),
 			allOf:   r.Scopes,
 			anyOf:   r.AnyOf,
 		}
+		rs.uriRules = rs.uriRules || len(r.ResourceURIs) > 0
 	}
 	return rs
+}
+
+// checkURIs refuses a request with a resource URI that is not in normal form, while any
+// rule has resource_uri patterns. Without such patterns no URI decides anything and the
+// server's own reading of it is harmless, so no request is refused for its URI spelling.
+func (rs *ruleSet) checkURIs(msgs []rpcMessage) error {
+	if !rs.uriRules {
+		return nil
+	}
+	for i := range msgs {
+		if resourceURIMethod(msgs[i].method) {
+			if err := checkResourceURI(msgs[i].name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // matchSet records which rules apply to a request: the union over its messages. Up to 64
@@ -180,8 +257,23 @@ func (s *matchSet) has(i int) bool {
 
 // match adds the rules that apply to m.
 func (rs *ruleSet) match(m *rpcMessage, s *matchSet) {
+	if rs.uriRules && resourceURIMethod(m.method) {
+		rs.matchResource(m, s)
+		return
+	}
 	for i := range rs.rules {
-		if rs.rules[i].appliesTo(m) {
+		if rs.rules[i].appliesTo(m, nil) {
+			s.add(i)
+		}
+	}
+}
+
+// matchResource is match for a message with a resource URI, whose key is built on the stack.
+func (rs *ruleSet) matchResource(m *rpcMessage, s *matchSet) {
+	var buf [256]byte
+	k := newURIKey(buf[:0], m.name)
+	for i := range rs.rules {
+		if rs.rules[i].appliesTo(m, &k) {
 			s.add(i)
 		}
 	}
@@ -240,7 +332,7 @@ func (rs *ruleSet) stepUpScopes(granted []string, s *matchSet) []string {
 func (rs *ruleSet) toolAllowed(name string, granted []string) bool {
 	m := rpcMessage{method: methodToolsCall, hasMethod: true, name: name}
 	for i := range rs.rules {
-		if rs.rules[i].appliesTo(&m) && !rs.rules[i].metBy(granted) {
+		if rs.rules[i].appliesTo(&m, nil) && !rs.rules[i].metBy(granted) {
 			return false
 		}
 	}
@@ -284,6 +376,11 @@ func validateRules(rules []*Rule) error {
 		for _, f := range []namedList{{"tools", r.Tools}, {"prompts", r.Prompts}, {"resource_uris", r.ResourceURIs}, {"methods", r.Methods}} {
 			if slices.Contains(f.list, "") {
 				return fmt.Errorf("rules[%d].%s: %w", i, f.name, errRuleEmptyMatch)
+			}
+		}
+		for _, p := range r.ResourceURIs {
+			if err := checkURIPattern(p); err != nil {
+				return fmt.Errorf("rules[%d].resource_uris: %q: write patterns in the normal form of the URIs they name: %w", i, p, err)
 			}
 		}
 		if len(r.Scopes)+len(r.AnyOf) == 0 {

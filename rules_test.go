@@ -79,6 +79,11 @@ func TestRuleMatching(t *testing.T) {
 		{"prompt", rpcMessage{method: "prompts/get", hasMethod: true, name: "secret"}, []int{2}},
 		{"private resource", rpcMessage{method: "resources/read", hasMethod: true, name: "file:///private/key"}, []int{3, 5}},
 		{"public resource", rpcMessage{method: "resources/read", hasMethod: true, name: "file:///pub/x"}, []int{5}},
+		{"private resource subscribe", rpcMessage{method: "resources/subscribe", hasMethod: true, name: "file:///private/key"}, []int{3, 5}},
+		{"private resource unsubscribe", rpcMessage{method: "resources/unsubscribe", hasMethod: true, name: "file:///private/key"}, []int{3, 5}},
+		{"private resource, other case", rpcMessage{method: "resources/read", hasMethod: true, name: "file:///PRIVATE/key"}, []int{3, 5}},
+		{"private resource, escaped", rpcMessage{method: "resources/read", hasMethod: true, name: "file:///%70rivate/key"}, []int{3, 5}},
+		{"uri pattern not applied to tools", rpcMessage{method: "tools/call", hasMethod: true, name: "file:///private/key"}, []int{4}},
 		{"resources/list", rpcMessage{method: "resources/list", hasMethod: true}, []int{5}},
 		{"tools/list", rpcMessage{method: "tools/list", hasMethod: true}, nil},
 		{"response", rpcMessage{}, nil},
@@ -196,6 +201,9 @@ func TestValidateRules(t *testing.T) {
 		{"no scope", &Rule{Tools: []string{"a"}}, errRuleNoScope},
 		{"empty pattern", &Rule{Methods: []string{""}, Scopes: []string{"s"}}, errRuleEmptyMatch},
 		{"bad scope", &Rule{Tools: []string{"a"}, AnyOf: []string{`a"b`}}, errBadScope},
+		{"resource_uri ok", &Rule{ResourceURIs: []string{"file:///srv/secret/*", "file:///srv/key.pem"}, Scopes: []string{"s"}}, nil},
+		{"resource_uri never matches", &Rule{ResourceURIs: []string{"file://localhost/srv/secret/*"}, Scopes: []string{"s"}}, errURINotNormal},
+		{"resource_uri exact not normal", &Rule{ResourceURIs: []string{"FILE:///srv/key.pem"}, Scopes: []string{"s"}}, errURINotNormal},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -286,3 +294,61 @@ func benchmarkPolicyRead(b *testing.B, size int) {
 // BenchmarkPolicyReadRPC1KiB and 1MiB: the strict JSON-RPC reading alone.
 func BenchmarkPolicyReadRPC1KiB(b *testing.B) { benchmarkPolicyRead(b, 1<<10) }
 func BenchmarkPolicyReadRPC1MiB(b *testing.B) { benchmarkPolicyRead(b, 1<<20) }
+
+// TestResourceURIPatternKeys: a file: pattern covers the same path with a trailing slash (and
+// a directory pattern with a slash the path without it), in another ASCII case, and with
+// escapes decoded, since servers read all of those as one file; other schemes only decode.
+func TestResourceURIPatternKeys(t *testing.T) {
+	rs := newRuleSet(newPolicy([]string{"mcp:read"}, nil, ""), []*Rule{
+		{ResourceURIs: []string{"file:///srv/secret/a"}, Scopes: []string{"exact"}},
+		{ResourceURIs: []string{"file:///srv/dir/"}, Scopes: []string{"dir"}},
+		{ResourceURIs: []string{"file:///srv/[id].tsx"}, Scopes: []string{"brackets"}},
+		{ResourceURIs: []string{"docs://h/a!b"}, Scopes: []string{"docs"}},
+	})
+	cases := []struct {
+		uri  string
+		want []int
+	}{
+		{"file:///srv/secret/a", []int{0}},
+		{"file:///srv/secret/a/", []int{0}},
+		{"file:///srv/Secret/A", []int{0}},
+		{"file:///srv/secret/%41", []int{0}},
+		{"file:///srv/secret/ab", nil},
+		{"file:///srv/secret", nil},
+		{"file:///srv/dir", []int{1}},
+		{"file:///srv/dir/", []int{1}},
+		{"file:///srv/%5Bid%5D.tsx", []int{2}},
+		{"docs://h/a%21b", []int{3}},
+		{"docs://h/a!b/", nil},
+		{"docs://H/a!b", nil},
+	}
+	for _, tc := range cases {
+		var s matchSet
+		rs.match(&rpcMessage{method: methodResourcesRead, hasMethod: true, name: tc.uri}, &s)
+		var got []int
+		for i := range rs.rules {
+			if s.has(i) {
+				got = append(got, i)
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: matched rules %v, want %v", tc.uri, got, tc.want)
+		}
+	}
+}
+
+// TestResourceURIMatchNoAlloc: the matching key is built on the stack.
+func TestResourceURIMatchNoAlloc(t *testing.T) {
+	rs := testRuleSet()
+	m := rpcMessage{method: methodResourcesRead, hasMethod: true, name: "file:///Private/Some%20Key.pem/"}
+	allocs := testing.AllocsPerRun(100, func() {
+		var s matchSet
+		rs.match(&m, &s)
+		if !s.has(3) {
+			t.Fatal("private rule not matched")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per match", allocs)
+	}
+}

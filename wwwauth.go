@@ -36,6 +36,7 @@ const (
 	denyUnsupportedBody
 	denyBodyNotAllowed
 	denyMethodOverride
+	denyResourceURI
 	numDenials
 )
 
@@ -83,6 +84,7 @@ var denials = [numDenials]denialInfo{
 	denyUnsupportedBody: {http.StatusUnsupportedMediaType, codeInvalidRequest, "The request body must be UTF-8 application/json without content coding.", "unsupported_body"},
 	denyBodyNotAllowed:  {http.StatusBadRequest, codeInvalidRequest, "Only POST requests may carry a body.", "body_not_allowed"},
 	denyMethodOverride:  {http.StatusBadRequest, codeInvalidRequest, "Method override headers are not accepted.", "method_override"},
+	denyResourceURI:     {http.StatusBadRequest, codeInvalidRequest, "The resource URI is not in normal form.", "resource_uri_not_normal"},
 }
 
 // hasChallenge reports whether the answer for d carries a WWW-Authenticate challenge: every

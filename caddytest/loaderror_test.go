@@ -80,6 +80,8 @@ func TestRefusedConfigs(t *testing.T) {
 			[]string{`unrecognized mcp_auth subdirective "required_scopes"`}},
 		{"missing argument", "caddyfile", base + "\t\tscopes\n",
 			[]string{"wrong argument count", "'scopes'"}},
+		{"resource_uri pattern not in normal form", "caddyfile", base + "\t\tscopes mcp:read\n\t\tresource_uri file://localhost/srv/secret/* {\n\t\t\tscopes mcp:admin\n\t\t}\n",
+			[]string{"resource_uris", `"file://localhost/srv/secret/*"`, "write patterns in the normal form", "a file: URI must be file:///"}},
 		{"json: no scope policy", "json", baseJSON,
 			[]string{"mcp_auth", "scopes:", "no scope policy"}},
 		{"json: scope outside RFC 6749", "json", baseJSON + `, "scopes": ["mcp read"]`,
