@@ -1,9 +1,13 @@
 package mcpauth
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -235,4 +239,220 @@ func FuzzFilterToolsJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzFilterToolsSSE: whatever a server answers a tools/list with, no client reading what the
+// filter lets through finds the forbidden tool in a message: not the TypeScript SDK
+// (TextDecoderStream, then eventsource-parser, whose first-chunk "ï»¿" check depends on how
+// the body arrives), not a WHATWG EventSource, not the Go SDK (its own line scanner, then a
+// JSON decoder that reads the first value and ignores what follows). The answer goes to a
+// POST or a GET, as an event stream, JSON or another type; what the filter sends does not
+// depend on how the answer was cut into writes.
+func FuzzFilterToolsSSE(f *testing.F) {
+	const list = `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read","inputSchema":{"type":"object"}},{"name":"delete"}]}}`
+	for _, s := range []string{
+		// As the Go SDK and the TypeScript SDK servers write it.
+		"event: message\nid: 1_0\ndata: " + list + "\n\n",
+		"event: message\ndata: " + list + "\n\n",
+		"\xEF\xBB\xBFevent: message\ndata: " + list + "\n\n",
+		"\xEF\xBB\xBF\xC3\xAF\xC2\xBB\xC2\xBFdata: " + list + "\n\n",
+		"\xEF\xBB\xBF\xEF\xBB\xBFdata: " + list + "\n\n",
+		"event: message\r\ndata: " + list + "\r\n\r\n",
+		"event: message\rdata: " + list + "\r\r",
+		"data: \r" + list + "\n\n",
+		"\xEF\xBB\xBFdata: x\ndata: " + list + "\n\n",
+		"data: {\n\n\xEF\xBB\xBFdata: " + list + "\n\n",
+		"data: \u00a0" + list + "\n\n",
+		"data: " + list,
+		"data: " + list + "\n",
+		"data: {\"a\":\ndata: " + list + "}\n\n",
+		": keep-alive\nretry: 100\nid: 7\n\ndata:{\"jsonrpc\":\"2.0\",\"id\":1,\ndata:\"result\":{\"tools\":[{\"name\":\"delete\"}]}}\n\n",
+		"event: endpoint\ndata: /messages?sessionId=abc\n\n",
+		list,
+		"\xEF\xBB\xBF" + list,
+	} {
+		for how := range uint8(5) {
+			f.Add([]byte(s), how, uint8(3))
+		}
+	}
+	forbidden := "delete"
+	allowed := func(name string) bool { return name != forbidden }
+	f.Fuzz(func(t *testing.T, answer []byte, how, chunk uint8) {
+		get := how%5 != 0 && how%5 != 4
+		ct := [...]string{"text/event-stream", "text/event-stream", "text/plain", "application/json", "application/json"}[how%5]
+		run := func(n int) (int, []byte) {
+			rec := httptest.NewRecorder()
+			tf := newToolsFilter(rec, nil, nil)
+			tf.allowed = allowed
+			tf.sseOnly = get
+			tf.Header().Set("Content-Type", ct)
+			tf.WriteHeader(http.StatusOK)
+			for i := 0; i < len(answer); i += n {
+				if _, err := tf.Write(answer[i:min(i+n, len(answer))]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tf.finish()
+			return rec.Code, rec.Body.Bytes()
+		}
+		code, out := run(max(len(answer), 1))
+		if code2, out2 := run(1 + int(chunk%16)); code2 != code || !bytes.Equal(out2, out) {
+			t.Fatalf("output depends on the writes: %d %q, in pieces %d %q", code, out, code2, out2)
+		}
+		if code == http.StatusBadGateway {
+			return
+		}
+		if code != http.StatusOK {
+			t.Fatalf("status %d", code)
+		}
+		check := func(reader string, msg []byte, goJSON bool) {
+			if names := toolNamesRead(msg, goJSON); slices.Contains(names, forbidden) {
+				t.Fatalf("%s reads %q in %q\nfilter output %q\nfrom %q", reader, forbidden, msg, out, answer)
+			}
+		}
+		// Every reader of an event stream: a GET answer is one whatever its type.
+		if ct == "text/event-stream" || get {
+			for _, firstChunk := range []bool{true, false} {
+				for _, ev := range whatwgEvents(decodeUTF8Stream(out, firstChunk)) {
+					check("eventsource-parser", []byte(ev), false)
+				}
+			}
+			for _, ev := range goSDKEvents(out) {
+				check("Go SDK event scanner", ev, true)
+			}
+		}
+		if ct == "application/json" {
+			check("fetch Response.json()", bytes.TrimPrefix(out, []byte("\xEF\xBB\xBF")), false)
+			check("Go SDK", out, true)
+		}
+	})
+}
+
+// decodeUTF8Stream is the TypeScript SDK's way from body bytes to what eventsource-parser
+// parses: TextDecoderStream drops a leading UTF-8 BOM and replaces invalid bytes, and
+// eventsource-parser 3 drops "ï»¿" at the start of its first chunk (when the first chunk holds
+// those three characters whole: firstChunk).
+func decodeUTF8Stream(b []byte, firstChunk bool) string {
+	s := strings.ToValidUTF8(string(bytes.TrimPrefix(b, []byte("\xEF\xBB\xBF"))), "\uFFFD")
+	if firstChunk {
+		s = strings.TrimPrefix(s, "\u00EF\u00BB\u00BF")
+	}
+	return s
+}
+
+// whatwgEvents is HTML's event stream interpretation (eventsource-parser follows it): lines end
+// at CRLF, LF or CR; a line starting with ":" is a comment; a field's value loses one leading
+// space; data lines are joined with LF; an empty line dispatches an event that has data. It
+// returns the data of every event, whatever its name. A CR at the very end counts as a line
+// end, as WHATWG has it (eventsource-parser waits for a possible LF and never dispatches).
+func whatwgEvents(s string) []string {
+	var events []string
+	var data []string
+	for {
+		i := strings.IndexAny(s, "\r\n")
+		if i < 0 {
+			return events // an unfinished line and event are not dispatched
+		}
+		line := s[:i]
+		if s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n' {
+			i++
+		}
+		s = s[i+1:]
+		if line == "" {
+			if data != nil {
+				events = append(events, strings.Join(data, "\n"))
+			}
+			data = nil
+			continue
+		}
+		field, value, found := strings.Cut(line, ":")
+		if !found {
+			value = ""
+		}
+		if field == "data" {
+			data = append(data, strings.TrimPrefix(value, " "))
+		}
+	}
+}
+
+// goSDKEvents is the Go SDK's scanEventsLimited (mcp/event.go, v1.8.0): lines end at LF only,
+// trailing CRs and LFs are cut, a line without ":" ends the stream, data values are trimmed
+// of white space, and the event pending at the end of the stream is dispatched.
+func goSDKEvents(b []byte) [][]byte {
+	r := bufio.NewReader(bytes.NewReader(b))
+	var events [][]byte
+	var data *bytes.Buffer
+	yield := func() {
+		if data != nil && data.Len() > 0 {
+			events = append(events, data.Bytes())
+		}
+		data = nil
+	}
+	for {
+		line, err := r.ReadBytes('\n')
+		eof := err != nil
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			yield()
+			if eof {
+				return events
+			}
+			continue
+		}
+		before, after, found := bytes.Cut(line, []byte(":"))
+		if !found {
+			return events
+		}
+		if string(before) == "data" {
+			if data == nil {
+				data = new(bytes.Buffer)
+			} else {
+				data.WriteByte('\n')
+			}
+			data.Write(bytes.TrimSpace(after))
+		}
+		if eof {
+			yield()
+			return events
+		}
+	}
+}
+
+// toolNamesRead returns the tool names a client reads from msg, a message or a batch.
+// JavaScript's JSON.parse reads a whole text with exact keys; the Go SDK decodes the first
+// value and ignores the rest, and clients built on encoding/json match keys in any case: with
+// goJSON, keys are matched case-insensitively. Of duplicate keys the last counts, in both.
+func toolNamesRead(msg []byte, goJSON bool) []string {
+	var v any
+	if goJSON {
+		if json.NewDecoder(bytes.NewReader(msg)).Decode(&v) != nil {
+			return nil
+		}
+	} else if json.Unmarshal(msg, &v) != nil {
+		return nil
+	}
+	key := func(k, want string) bool { return k == want || goJSON && strings.EqualFold(k, want) }
+	msgs, ok := v.([]any)
+	if !ok {
+		msgs = []any{v}
+	}
+	var names []string
+	for _, m := range msgs {
+		obj, _ := m.(map[string]any)
+		for rk, res := range obj {
+			robj, _ := res.(map[string]any)
+			for tk, tools := range robj {
+				list, _ := tools.([]any)
+				for _, tool := range list {
+					tm, _ := tool.(map[string]any)
+					for nk, name := range tm {
+						if s, ok := name.(string); ok && key(rk, "result") && key(tk, "tools") && key(nk, "name") {
+							names = append(names, s)
+						}
+					}
+				}
+			}
+		}
+	}
+	return names
 }

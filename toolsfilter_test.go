@@ -187,26 +187,178 @@ func TestToolsFilterFailsClosed(t *testing.T) {
 	}
 }
 
-func TestToolsFilterPassesOtherAnswers(t *testing.T) {
+// TestToolsFilterAnswers: which answers are filtered, refused or passed, by status, type and
+// method (docs/filter.md). Every 2xx is a result to some client (the Go SDK reads a 202 to a
+// call); error bodies reach the application in the TypeScript SDK's error text; a GET is an
+// event stream to the TypeScript SDK whatever its type.
+func TestToolsFilterAnswers(t *testing.T) {
+	const (
+		list     = `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read"},{"name":"delete"}]}}`
+		filtered = `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read"}]}}`
+		sse      = "event: message\ndata: " + list + "\n\n"
+		sseOut   = "event: message\ndata: " + filtered + "\n\n"
+		bom      = "\xEF\xBB\xBF"
+		refused  = ""
+	)
 	cases := []struct {
-		status int
-		ctype  string
+		name     string
+		get      bool
+		status   int
+		ctype    string
+		body     string
+		wantCode int
+		want     string // refused: 502
 	}{
-		{http.StatusAccepted, ""},
-		{http.StatusBadRequest, "application/json"},
-		{http.StatusOK, "text/plain"},
+		{"200 JSON", false, 200, "application/json", list, 200, filtered},
+		{"201 JSON", false, 201, "application/json", list, 201, filtered},
+		{"203 SSE", false, 203, "text/event-stream", sse, 203, sseOut},
+		{"202 JSON, read by the Go SDK", false, 202, "application/json", list, 202, filtered},
+		{"202 SSE", false, 202, "text/event-stream", sse, 202, sseOut},
+		{"202 Accepted of the 2024-11-05 transport", false, 202, "", "Accepted", 202, "Accepted"},
+		{"206 SSE", false, 206, "text/event-stream", sse, 206, sseOut},
+		{"JSON with charset", false, 200, "application/json;charset=utf-8", list, 200, filtered},
+		{"JSON in capitals", false, 200, "Application/JSON; Charset=UTF-8", list, 200, filtered},
+		{"SSE with spaces and charset", false, 200, "  text/event-stream ;charset=iso-8859-1", sse, 200, sseOut},
+		{"JSON with broken parameters", false, 200, "application/json; charset=", list, 200, filtered},
+		{"JSON then a Latin-1 NBSP", false, 200, "application/json\xa0", list, 200, filtered},
+		{"JSON with U+0130, Go lowercases it to i", false, 200, "appl\u0130cation/json", list, 200, filtered},
+		{"JSON after a BOM", false, 200, "application/json", bom + list, 200, bom + filtered},
+		{"JSON after two BOMs", false, 200, "application/json", bom + bom + list, 502, refused},
+		{"JSON not a message", false, 200, "application/json", `"ok"`, 200, `"ok"`},
+		{"JSON empty", false, 200, "application/json", "", 200, ""},
+		{"JSON invalid", false, 200, "application/json", list[:len(list)-1], 502, refused},
+		{"JSON with trailing data", false, 200, "application/json", list + list, 502, refused},
+		{"text/plain", false, 200, "text/plain", list, 502, refused},
+		{"no type", false, 200, "", list, 502, refused},
+		{"no type, no body", false, 200, "", "", 200, ""},
+		{"application/jsonl", false, 201, "application/jsonl", list, 502, refused},
+		{"json-seq", false, 200, "application/json-seq", list, 502, refused},
+		{"400 JSON", false, 400, "application/json", list, 400, filtered},
+		{"500 SSE", false, 500, "text/event-stream", sse, 500, sseOut},
+		{"500 broken JSON", false, 500, "application/json", "{", 502, refused},
+		{"404 text passes as error text", false, 404, "text/plain", "not found", 404, "not found"},
+		{"302 HTML", false, 302, "text/html", "<a href=/x>moved</a>", 302, "<a href=/x>moved</a>"},
+		{"204 JSON type, no body", false, 204, "application/json", "", 204, ""},
+		{"GET SSE", true, 200, "text/event-stream", sse, 200, sseOut},
+		{"GET text/plain read as SSE", true, 200, "text/plain", sse, 200, sseOut},
+		{"GET without type read as SSE", true, 200, "", sse, 200, sseOut},
+		{"GET 202 read as SSE", true, 202, "", sse, 202, sseOut},
+		{"GET JSON", true, 200, "application/json", list, 200, filtered},
+		{"GET JSON holding an event stream", true, 200, "application/json", sse, 502, refused},
+		{"GET 405 text", true, 405, "text/plain", "no", 405, "no"},
 	}
 	for _, tc := range cases {
-		f, rec := newFilterFor("read")
-		body := `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete"}]}}`
-		if tc.ctype != "" {
-			f.Header().Set("Content-Type", tc.ctype)
+		t.Run(tc.name, func(t *testing.T) {
+			f, rec := newFilterFor("read")
+			f.sseOnly = tc.get
+			if tc.ctype != "" {
+				f.Header().Set("Content-Type", tc.ctype)
+			}
+			f.Header().Set("Content-Length", strconv.Itoa(len(tc.body)))
+			f.WriteHeader(tc.status)
+			if tc.body != "" {
+				if _, err := f.Write([]byte(tc.body)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.finish()
+			got := rec.Body.String()
+			if tc.want == refused && tc.wantCode == http.StatusBadGateway {
+				if rec.Code != http.StatusBadGateway || strings.Contains(got, "delete") {
+					t.Fatalf("got %d %q, want 502", rec.Code, got)
+				}
+				return
+			}
+			if rec.Code != tc.wantCode || got != tc.want {
+				t.Fatalf("got %d %q\nwant %d %q", rec.Code, got, tc.wantCode, tc.want)
+			}
+			if cl := rec.Header().Get("Content-Length"); cl != "" && cl != strconv.Itoa(len(got)) {
+				t.Errorf("Content-Length %s for %d bytes", cl, len(got))
+			}
+		})
+	}
+}
+
+// TestToolsFilterSSEFraming: byte-order marks, line ends and fields as the clients read them.
+// What reaches the client has no mark at its start and no lone CR, so that eventsource-parser
+// (CR, LF and CRLF end a line) and the Go SDK (LF only) see the same lines as the filter.
+func TestToolsFilterSSEFraming(t *testing.T) {
+	const (
+		list     = `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read"},{"name":"delete"}]}}`
+		filtered = `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read"}]}}`
+		note     = `{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"x"}}`
+	)
+	cases := []struct{ name, in, want string }{
+		{"UTF-8 BOM", "\xEF\xBB\xBFdata: " + list + "\n\n", "data: " + filtered + "\n\n"},
+		{"BOM read as Latin-1", "\xC3\xAF\xC2\xBB\xC2\xBFdata: " + list + "\n\n", "data: " + filtered + "\n\n"},
+		{"both marks", "\xEF\xBB\xBF\xC3\xAF\xC2\xBB\xC2\xBFevent: message\ndata: " + list + "\n\n", "event: message\ndata: " + filtered + "\n\n"},
+		{"two BOMs", "\xEF\xBB\xBF\xEF\xBB\xBFdata: " + list + "\n\n", "data: " + filtered + "\n\n"},
+		{"BOM before a comment", "\xEF\xBB\xBF: hi\n\ndata: " + note + "\n\n", ": hi\n\ndata: " + note + "\n\n"},
+		{"BOM only at the start", "data: " + note + "\n\n\xEF\xBB\xBFdata: " + list + "\n\n", "data: " + note + "\n\n"},
+		// Past the start a mark is part of the line: an unknown field, dropped, also when the
+		// events before it were dropped and it would come first.
+		{"BOM line first after a dropped event", "data: {\n\n\xEF\xBB\xBFdata: " + list + "\n\n", ""},
+		{"CR framing", "event: message\rdata: " + list + "\r\r", "event: message\ndata: " + filtered + "\n\n"},
+		{"CR framing, unchanged event", "id: 1\rdata: " + note + "\r\r", "id: 1\ndata: " + note + "\n\n"},
+		{"CRLF kept", "id: 1\r\ndata: " + note + "\r\n\r\n", "id: 1\r\ndata: " + note + "\r\n\r\n"},
+		{"CR then CRLF", "data: " + list + "\r\r\n", "data: " + filtered + "\n\n"},
+		// The Go SDK splits at LF only and trims the data: this is data "{...}" to it.
+		{"JSON behind a lone CR", "data: \r" + list + "\n\n", "data: \n\n"},
+		{"unknown fields dropped", "foo: " + list + "\ndata: " + note + "\n\n", "data: " + note + "\n\n"},
+		{"only unknown fields", "{\"a\":1}\n\n", ""},
+		{"data without space", "data:" + list + "\n\n", "data: " + filtered + "\n\n"},
+		{"multi-line data", "data: {\"jsonrpc\":\"2.0\",\"id\":1,\ndata:  \"result\":{\"tools\":[{\"name\":\"delete\"}]}}\n\n",
+			"data: {\"jsonrpc\":\"2.0\",\"id\":1,\ndata:  \"result\":{\"tools\":[]}}\n\n"},
+		{"event names do not matter", "event: other\ndata: " + list + "\n\n", "event: other\ndata: " + filtered + "\n\n"},
+		// The Go SDK trims Unicode white space from data lines; JSON does not allow it.
+		{"NBSP before JSON", "data: \u00a0" + list + "\n\n", ""},
+		{"NBSP line before JSON", "data: \u00a0\ndata: " + list + "\n\n", ""},
+		{"plain text passes", "event: endpoint\ndata: /messages?sessionId=abc\n\n", "event: endpoint\ndata: /messages?sessionId=abc\n\n"},
+		{"retry and id", "retry: 100\nid: 7\ndata: " + list + "\n\n", "retry: 100\nid: 7\ndata: " + filtered + "\n\n"},
+		// The Go SDK dispatches the event left open at the end of the stream; WHATWG does not.
+		{"open event with data dropped", "data: " + list, ""},
+		{"open event with data and LF dropped", "data: " + list + "\n", ""},
+		{"open event without data passes", "id: 3\nretry: 5", "id: 3\nretry: 5"},
+		{"open event ending in CR", "id: 3\r", "id: 3\n"},
+	}
+	for _, tc := range cases {
+		for _, chunk := range []int{1, 2, 5, len(tc.in)} {
+			f, rec := newFilterFor("read")
+			f.Header().Set("Content-Type", "text/event-stream")
+			f.WriteHeader(http.StatusOK)
+			for i := 0; i < len(tc.in); i += chunk {
+				if _, err := f.Write([]byte(tc.in[i:min(i+chunk, len(tc.in))])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.finish()
+			if got := rec.Body.String(); got != tc.want {
+				t.Errorf("%s (writes of %d):\n got %q\nwant %q", tc.name, chunk, got, tc.want)
+			}
 		}
-		f.WriteHeader(tc.status)
-		_, _ = f.Write([]byte(body))
-		f.finish()
-		if rec.Code != tc.status || rec.Body.String() != body {
-			t.Errorf("%d %s: got %d %q", tc.status, tc.ctype, rec.Code, rec.Body.String())
+	}
+}
+
+func TestAnswerKind(t *testing.T) {
+	for ct, want := range map[string]answerKind{
+		"application/json":                   kindJSON,
+		"APPLICATION/JSON":                   kindJSON,
+		" application/json ; charset=utf-8":  kindJSON,
+		"application/json;charset=\"utf-8\"": kindJSON,
+		"application/json\v":                 kindJSON,
+		"\xa0application/json\xa0":           kindJSON,
+		"application/json\u00a0":             kindJSON,
+		"text/event-stream":                  kindSSE,
+		"Text/Event-Stream;charset=utf-8":    kindSSE,
+		"":                                   kindOther,
+		"text/plain":                         kindOther,
+		"application/json-seq":               kindOther,
+		"application/*":                      kindOther,
+		"application/json, text/html":        kindOther,
+		"application / json":                 kindOther,
+	} {
+		if got := answerKindOf(ct); got != want {
+			t.Errorf("answerKindOf(%q) = %d, want %d", ct, got, want)
 		}
 	}
 }
