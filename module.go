@@ -234,6 +234,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.chall = newChallenges(h.policy.challengeScope(), h.meta.url)
+	h.warnIfMisplaced(ctx)
 
 	h.keySets, err = acquireKeySources(h, h.logger)
 	if err != nil {
