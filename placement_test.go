@@ -144,3 +144,40 @@ func quote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// TestRulesStartupNote: with per-operation rules, the start-up log says that they are judged
+// on POST bodies and do not apply behind forward_auth (which sends a GET without the body);
+// without rules it says nothing of the kind.
+func TestRulesStartupNote(t *testing.T) {
+	jwks := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(jwks, jwttest.JWKS(jwttest.New(t, "k1", "ES256")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, extra string
+		want        bool
+	}{
+		{"no rules", "", false},
+		{"a tool rule", "tool delete_* {\nscopes mcp:admin\n}\n", true},
+		{"filter_tools_list", "filter_tools_list\n", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			logFile := filepath.Join(t.TempDir(), "caddy.log")
+			cfg := "{\nadmin off\nlog {\noutput file " + logFile + "\nformat json\n}\n}\n:18080 {\nmcp_auth {\n" +
+				"resource http://localhost:18080/mcp\nauthorization_servers https://auth.example.com\n" +
+				"jwks_file " + jwks + "\nscopes mcp:read\n" + c.extra + "}\nrespond ok\n}\n"
+			var note map[string]any
+			for _, l := range validate(t, string(caddyfile.Format([]byte(cfg))), "caddyfile", logFile) {
+				if s, _ := l["msg"].(string); strings.Contains(s, "forward_auth") {
+					note = l
+				}
+			}
+			if (note != nil) != c.want {
+				t.Fatalf("forward_auth note in the start-up log: %v, want %v", note, c.want)
+			}
+			if note != nil && (note["level"] != "info" || note["resource"] != "http://localhost:18080/mcp") {
+				t.Fatalf("note %v: want level info and the resource", note)
+			}
+		})
+	}
+}
