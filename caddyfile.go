@@ -68,6 +68,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // and each flag may appear once. tool, prompt, resource_uri and method may appear any number
 // of times; each becomes one rule, in order, whose block sets scopes, any_of, or both.
 // max_body_size takes a size such as 512KiB or 2MB.
+//
+// What Validate would refuse is refused here already, where the error can carry the file and
+// line and name the subdirective as the user wrote it; values with {env.*} placeholders are
+// checked by Provision once expanded.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	directive := d.Token()
