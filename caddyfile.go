@@ -1,10 +1,13 @@
 package mcpauth
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -65,14 +68,23 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // and each flag may appear once. tool, prompt, resource_uri and method may appear any number
 // of times; each becomes one rule, in order, whose block sets scopes, any_of, or both.
 // max_body_size takes a size such as 512KiB or 2MB.
+//
+// What Validate would refuse is refused here already, where the error can carry the file and
+// line and name the subdirective as the user wrote it; values with {env.*} placeholders are
+// checked by Provision once expanded.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
+	directive := d.Token()
 	if d.NextArg() {
 		return d.ArgErr()
 	}
 	seen := make(map[string]bool)
+	at := make(map[string]caddyfile.Token) // where each subdirective was written, for errors found at the end
 	for d.NextBlock(0) {
 		name := d.Val()
+		if _, ok := at[name]; !ok {
+			at[name] = d.Token()
+		}
 		single := func(dst *string) error {
 			if seen[name] {
 				return d.Errf("%s: given more than once", name)
@@ -81,18 +93,27 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			*dst = d.Val()
+			if err := checkValue(name, *dst); err != nil {
+				return d.WrapErr(err)
+			}
 			if d.NextArg() {
 				return d.Errf("%s: takes one value, got more", name)
 			}
 			return nil
 		}
 		list := func(dst *[]string) error {
-			args := d.RemainingArgs()
-			if len(args) == 0 {
+			if !d.NextArg() {
 				return d.ArgErr()
 			}
-			*dst = append(*dst, args...)
-			return nil
+			for {
+				if err := checkValue(name, d.Val()); err != nil {
+					return d.WrapErr(err)
+				}
+				*dst = append(*dst, d.Val())
+				if !d.NextArg() {
+					return nil
+				}
+			}
 		}
 		flag := func(dst *bool) error {
 			if seen[name] {
@@ -112,6 +133,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			dur, err := caddy.ParseDuration(s)
 			if err != nil {
 				return d.Errf("%s: %v", name, err)
+			}
+			if err := checkDuration(name, dur); err != nil {
+				return d.WrapErr(err)
 			}
 			*dst = caddy.Duration(dur)
 			return nil
@@ -193,7 +217,127 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		seen[name] = true
 	}
+	return checkBlock(h, directive, at)
+}
+
+// checkValue refuses, while the Caddyfile position is known, a value that Validate would
+// refuse later without one. A value with placeholders known when the config loads ({env.*},
+// {file.*}, …) is checked by Provision once expanded; a request placeholder never has a
+// value there, so it is refused now.
+func checkValue(name, v string) error {
+	if expandedAtLoad(name) {
+		if phs := placeholders(v); len(phs) > 0 {
+			for _, ph := range phs {
+				if !loadTimePlaceholder(ph) {
+					return fmt.Errorf("%s %q: %w", name, v, errRequestPlaceholder(ph))
+				}
+			}
+			return nil // checked by Provision once expanded
+		}
+	}
+	var err error
+	switch name {
+	case "resource":
+		err = checkResourceURL(v)
+	case "authorization_servers", "jwks_url", "resource_documentation":
+		err = checkHTTPURL(v)
+	case "scopes", "any_of", "scopes_supported":
+		if !validScopeToken(v) {
+			err = errBadScope
+		}
+	case "algorithms":
+		if err := checkAlgorithm(v); err != nil {
+			return fmt.Errorf("algorithms: %w", err) // the error names the algorithm
+		}
+	case "scope_claim":
+		if strings.ContainsAny(v, " \t") {
+			return fmt.Errorf("scope_claim: %q is not a claim name", v)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", name, v, err)
+	}
 	return nil
+}
+
+// checkDuration applies the bounds of leeway and jwks_refresh.
+func checkDuration(name string, d time.Duration) error {
+	switch {
+	case name == "leeway" && (d < 0 || d > maxLeeway):
+		return fmt.Errorf("leeway: %s is outside 0 to %s", d, maxLeeway)
+	case name == "jwks_refresh" && (d < 0 || (d > 0 && d < minJWKSRefresh)):
+		return fmt.Errorf("jwks_refresh: %s is below the minimum of %s", d, minJWKSRefresh)
+	}
+	return nil
+}
+
+// checkBlock applies the rules that concern the whole block once it is read, and reports
+// them at the line of the subdirective at fault, or of mcp_auth itself for a missing one.
+func checkBlock(h *Handler, directive caddyfile.Token, at map[string]caddyfile.Token) error {
+	errAt := func(tok caddyfile.Token, err error) error {
+		d := caddyfile.NewDispenser([]caddyfile.Token{tok})
+		d.Next()
+		return d.WrapErr(err)
+	}
+	switch {
+	case h.Resource == "":
+		return errAt(directive, fmt.Errorf("resource: %w: the URL MCP clients connect to, such as https://mcp.example.com/mcp", errRequired))
+	case len(h.AuthorizationServers) == 0:
+		return errAt(directive, fmt.Errorf("authorization_servers: %w: at least one issuer URL", errRequired))
+	case !h.SkipScopes && len(h.Scopes) == 0 && len(h.AnyOf) == 0:
+		return errAt(directive, fmt.Errorf("scopes: %w", errNoPolicy))
+	case h.SkipScopes && (len(h.Scopes) > 0 || len(h.AnyOf) > 0):
+		return errAt(at["skip_scopes"], errors.New("skip_scopes: cannot be combined with scopes or any_of"))
+	case h.AllowAnyAudience && len(h.Audiences) > 0:
+		return errAt(at["allow_any_audience"], errors.New("allow_any_audience: cannot be combined with audiences"))
+	}
+	return nil
+}
+
+// errRequestPlaceholder says why {name} cannot work in a value read when the config loads.
+func errRequestPlaceholder(name string) error {
+	return fmt.Errorf("{%s} has no value when the config loads (request placeholders never do); write the value itself or use {env.NAME}", name)
+}
+
+// expandedAtLoad reports whether Provision replaces placeholders in the subdirective's values.
+func expandedAtLoad(name string) bool {
+	switch name {
+	case "resource", "resource_name", "resource_documentation", "jwks_file",
+		"authorization_servers", "issuers", "jwks_url", "audiences":
+		return true
+	}
+	return false
+}
+
+// placeholders returns the names of the {placeholders} in v, as Caddy's replacer finds them
+// (a backslash before the brace escapes it).
+func placeholders(v string) []string {
+	var names []string
+	for i := 0; i < len(v); i++ {
+		if v[i] != '{' || (i > 0 && v[i-1] == '\\') {
+			continue
+		}
+		end := strings.IndexByte(v[i:], '}')
+		if end < 0 {
+			break
+		}
+		if end > 1 {
+			names = append(names, v[i+1:i+end])
+		}
+		i += end
+	}
+	return names
+}
+
+// loadTimePlaceholder reports whether Caddy's global replacer, the one Provision uses, knows
+// the placeholder: environment variables, files, system and time values.
+func loadTimePlaceholder(name string) bool {
+	for _, p := range []string{"env.", "file.", "system.", "time."} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // parseRule reads one rule block: `tool|prompt|resource_uri|method <pattern...> { ... }`.

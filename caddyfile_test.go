@@ -2,6 +2,8 @@ package mcpauth
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -88,6 +90,7 @@ func TestUnmarshalCaddyfileFlags(t *testing.T) {
 
 func TestUnmarshalCaddyfileListsAccumulate(t *testing.T) {
 	h, err := parseTestCaddyfile(`mcp_auth {
+		resource https://mcp.example.com/mcp
 		authorization_servers https://a.example.com
 		authorization_servers https://b.example.com https://c.example.com
 		scopes a
@@ -184,13 +187,15 @@ const validBase = `
 	authorization_servers https://auth.example.com
 `
 
-// TestRefusedConfigurations goes through every refused configuration of SPEC §2, from the
-// Caddyfile through Validate and Provision, and checks the error names the field.
+// TestRefusedConfigurations goes through every refused configuration, written once as
+// Caddyfile lines. A Caddyfile user learns it while the file is parsed, with the file and line
+// of what they wrote (the subdirective at fault, or mcp_auth itself for a missing one); a JSON
+// user learns it from Validate and Provision, which name the field too.
 func TestRefusedConfigurations(t *testing.T) {
 	tests := []struct {
 		name  string
 		body  string
-		field string // the error must start with it
+		field string // the error must start with it (the Caddyfile name, which JSON errors name too)
 		want  string // and contain this
 	}{
 		{"resource missing", "authorization_servers https://a\n scopes a", "resource", "required"},
@@ -202,7 +207,7 @@ func TestRefusedConfigurations(t *testing.T) {
 		{"resource with empty fragment", "resource https://h/mcp#\n authorization_servers https://a\n scopes a", "resource", "fragment"},
 		{"no authorization_servers", "resource https://h/mcp\n scopes a", "authorization_servers", "required"},
 		{"authorization_servers not a URL", "resource https://h/mcp\n authorization_servers auth.example.com\n scopes a", "authorization_servers", "absolute"},
-		{"jwks_url not a URL", validBase + "jwks_url /jwks\n scopes a", "jwks_urls", "absolute"},
+		{"jwks_url not a URL", validBase + "jwks_url /jwks\n scopes a", "jwks_url", "absolute"},
 		{"resource_documentation not a URL", validBase + "resource_documentation docs\n scopes a", "resource_documentation", "absolute"},
 		{"no policy", validBase, "scopes", "no scope policy"},
 		{"skip_scopes with scopes", validBase + "skip_scopes\n scopes a", "skip_scopes", "cannot be combined"},
@@ -227,10 +232,7 @@ func TestRefusedConfigurations(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, err := parseTestCaddyfile("mcp_auth {\n" + tt.body + "\n}")
-			if err != nil {
-				t.Fatalf("parse: %v", err)
-			}
+			input := "mcp_auth {\n" + tt.body + "\n}"
 			check := func(stage string, err error) {
 				t.Helper()
 				if err == nil {
@@ -240,17 +242,77 @@ func TestRefusedConfigurations(t *testing.T) {
 					t.Errorf("%s: error %q, want it to start with %q and contain %q", stage, err, tt.field, tt.want)
 				}
 			}
-			check("Validate", h.Validate())
+			_, err := parseTestCaddyfile(input)
+			check("Caddyfile", err)
+			if want := fmt.Sprintf(", at Testfile:%d", lineOf(input, tt.field)); err != nil && !strings.HasSuffix(err.Error(), want) {
+				t.Errorf("Caddyfile: error %q does not end with the position %q", err, want)
+			}
 
-			h2, _ := parseTestCaddyfile("mcp_auth {\n" + tt.body + "\n}")
+			check("Validate", handlerFromLines(t, tt.body).Validate())
+
+			h := handlerFromLines(t, tt.body)
 			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 			defer cancel()
-			check("Provision", h2.Provision(ctx))
-			if err := h2.Cleanup(); err != nil {
+			check("Provision", h.Provision(ctx))
+			if err := h.Cleanup(); err != nil {
 				t.Errorf("cleanup after failed provision: %v", err)
 			}
 		})
 	}
+}
+
+// lineOf is the line of input where subdirective is written, or 1 (mcp_auth) when it is not.
+func lineOf(input, subdirective string) int {
+	for i, l := range strings.Split(input, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == subdirective {
+			return i + 1
+		}
+	}
+	return 1
+}
+
+// handlerFromLines builds, as a JSON user would write it, the handler that Caddyfile lines
+// describe (one subdirective per line, no blocks).
+func handlerFromLines(t *testing.T, body string) *Handler {
+	t.Helper()
+	cfg := map[string]any{}
+	for _, line := range strings.Split(body, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		toks, err := caddyfile.Tokenize([]byte(line), "line")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(toks) == 0 {
+			continue
+		}
+		name, args := toks[0].Text, toks[1:]
+		switch name {
+		case "allow_any_audience", "skip_scopes", "require_at_jwt", "strip_token":
+			cfg[name] = true
+		case "resource", "resource_name", "resource_documentation", "jwks_file", "scope_claim", "leeway", "jwks_refresh":
+			cfg[name] = args[0].Text
+		default:
+			if name == "jwks_url" {
+				name = "jwks_urls"
+			}
+			list, _ := cfg[name].([]string)
+			for _, a := range args {
+				list = append(list, a.Text)
+			}
+			cfg[name] = list
+		}
+	}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := new(Handler)
+	if err := json.Unmarshal(raw, h); err != nil {
+		t.Fatalf("%s: %v", raw, err)
+	}
+	return h
 }
 
 // The limits themselves are accepted.

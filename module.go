@@ -174,14 +174,27 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
 
-	h.Resource = repl.ReplaceKnown(h.Resource, "")
-	h.ResourceName = repl.ReplaceKnown(h.ResourceName, "")
-	h.ResourceDocumentation = repl.ReplaceKnown(h.ResourceDocumentation, "")
-	h.JWKSFile = repl.ReplaceKnown(h.JWKSFile, "")
-	for _, list := range [][]string{h.AuthorizationServers, h.Issuers, h.JWKSURLs, h.Audiences} {
-		for i := range list {
-			list[i] = repl.ReplaceKnown(list[i], "")
+	var expandErr error
+	expand := func(field string, v *string) {
+		if expandErr == nil {
+			*v, expandErr = expandAtLoad(repl, field, *v)
 		}
+	}
+	expand("resource", &h.Resource)
+	expand("resource_name", &h.ResourceName)
+	expand("resource_documentation", &h.ResourceDocumentation)
+	expand("jwks_file", &h.JWKSFile)
+	for _, l := range []struct {
+		field string
+		list  []string
+	}{{"authorization_servers", h.AuthorizationServers}, {"issuers", h.Issuers},
+		{"jwks_url (JSON jwks_urls)", h.JWKSURLs}, {"audiences", h.Audiences}} {
+		for i := range l.list {
+			expand(l.field, &l.list[i])
+		}
+	}
+	if expandErr != nil {
+		return expandErr
 	}
 
 	// Validate runs after Provision, but the derived state below needs a sane config, so the
@@ -235,6 +248,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.chall = newChallenges(h.policy.challengeScope(), h.meta.url)
+	h.warnIfMisplaced(ctx)
 
 	h.keySets, err = acquireKeySources(h)
 	if err != nil {
@@ -267,8 +281,33 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.SkipScopes {
 		h.logger.Warn("skip_scopes is set: no scope is required", zap.String("resource", h.Resource))
 	}
+	if h.ops != nil {
+		// forward_auth sends a GET without the body, so rules would silently not apply there.
+		h.logger.Info("per-operation rules are judged on the JSON-RPC body of each POST; "+
+			"behind forward_auth the body does not travel and only the base scopes apply, "+
+			"so run mcp_auth in the Caddy that proxies to the MCP server",
+			zap.String("resource", h.Resource), zap.Int("rules", len(h.Rules)),
+			zap.Bool("filter_tools_list", h.FilterToolsList))
+	}
 	h.keySets.logStart(h.logger, h.Resource)
 	return nil
+}
+
+// expandAtLoad replaces the placeholders known when the config loads ({env.*}, {file.*}, …)
+// and says which placeholder, as the user wrote it, left a value empty or unresolved, rather
+// than letting the check of the result report "required" or a stray '{'.
+func expandAtLoad(repl *caddy.Replacer, field, v string) (string, error) {
+	if !strings.Contains(v, "{") {
+		return v, nil
+	}
+	out := repl.ReplaceKnown(v, "")
+	if phs := placeholders(out); len(phs) > 0 {
+		return "", fmt.Errorf("%s %q: %w", field, v, errRequestPlaceholder(phs[0]))
+	}
+	if out == "" {
+		return "", fmt.Errorf("%s %q: expands to an empty value (is the environment variable set?)", field, v)
+	}
+	return out, nil
 }
 
 // Validate checks the configuration. It is fast and has no side effects.
@@ -293,7 +332,7 @@ func (h *Handler) validateConfig() error {
 	}
 	for _, u := range h.JWKSURLs {
 		if err := checkHTTPURL(u); err != nil {
-			return fmt.Errorf("jwks_urls %q: %w", u, err)
+			return fmt.Errorf("jwks_url (JSON jwks_urls) %q: %w", u, err)
 		}
 	}
 	for _, iss := range h.Issuers {

@@ -190,6 +190,7 @@ func findNode(t *testing.T) string {
 		if os.Getenv("MCPAUTH_E2E") == "1" {
 			t.Fatal(msg)
 		}
+		announceSkip("e2e: end-to-end test SKIPPED (" + why + "): run `bash e2e/setup.sh` once, then `go test ./e2e/`; MCPAUTH_E2E=1 turns this skip into a failure")
 		t.Skip(msg)
 	}
 	if _, err := os.Stat(filepath.Join("node_modules", "oidc-provider", "package.json")); err != nil {
@@ -215,6 +216,19 @@ func findNode(t *testing.T) string {
 		missing(fmt.Sprintf("node %s is older than 22, which oidc-provider needs", v))
 	}
 	return p
+}
+
+// announceSkip writes line to the terminal, if there is one. `go test ./...` shows a passing
+// package's output only with -v, so a skip message alone would leave a newcomer believing the
+// end-to-end test ran; the terminal is the one place a line reaches them whatever the flags.
+// (A cached result, "ok … (cached)", runs nothing and prints nothing.)
+func announceSkip(line string) {
+	tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0)
+	if err != nil {
+		return // no terminal (CI, a pipe): the skip message in -v and -json output stays
+	}
+	defer tty.Close()
+	fmt.Fprintln(tty, line)
 }
 
 // buildBinaries builds Caddy (with this module), the upstream MCP server and the Go client.

@@ -43,6 +43,17 @@ func LoadOrCreateKey(dir string) (*Key, error) {
 	return k, nil
 }
 
+// LoadKey reads the signing key that LoadOrCreateKey made in dir, and never creates one: a
+// token signed by a new key would be refused by the Caddy that reads the old key's JWKS. The
+// error wraps fs.ErrNotExist when there is no key.
+func LoadKey(dir string) (*Key, error) {
+	priv, err := readKey(filepath.Join(dir, KeyFile))
+	if err != nil {
+		return nil, err
+	}
+	return &Key{Private: priv, KID: thumbprint(&priv.PublicKey)}, nil
+}
+
 func readKey(path string) (*ecdsa.PrivateKey, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
