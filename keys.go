@@ -21,12 +21,6 @@ import (
 // still uses it. The set's own context, not the config's, runs its refresh.
 var keyPool = caddy.NewUsagePool()
 
-// The lookup errors of the key sets, as the request path tests them: ErrKeysUnavailable is the
-// server's fault (503), ErrUnknownKey the token's (401).
-var (
-	errKeysUnavailable = jwks.ErrKeysUnavailable
-	errUnknownKey      = jwks.ErrUnknownKey
-)
 
 // keyLookup hands the key sets to the JWT verifier.
 type keyLookup struct{ *jwks.Sources }
