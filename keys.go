@@ -21,7 +21,6 @@ import (
 // still uses it. The set's own context, not the config's, runs its refresh.
 var keyPool = caddy.NewUsagePool()
 
-
 // keyLookup hands the key sets to the JWT verifier.
 type keyLookup struct{ *jwks.Sources }
 
