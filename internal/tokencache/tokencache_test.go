@@ -69,7 +69,7 @@ func TestBoundReachedExactly(t *testing.T) {
 		for w := range 4 {
 			wg.Go(func() {
 				for i := range 3 * size {
-					c.Put(fmt.Sprintf("w%d-token-%d-signature", w, i), &entry{until: now.Add(time.Hour)})
+					c.Put(fmt.Sprintf("token-signature-%d-%d", i, w), &entry{until: now.Add(time.Hour)})
 				}
 			})
 		}
