@@ -184,63 +184,6 @@ func FuzzCaddyfile(f *testing.F) {
 	})
 }
 
-// FuzzFilterToolsJSON: whatever a server answers, what the filter lets through is valid JSON
-// in which no result.tools array (as encoding/json reads it, last duplicate winning) still
-// lists the forbidden tool.
-func FuzzFilterToolsJSON(f *testing.F) {
-	for _, s := range []string{
-		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read"},{"name":"delete"}]}}`,
-		`[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete","x":[1,{"a":"b"}]}]}},{"jsonrpc":"2.0","method":"m"}]`,
-		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"del\u0065te"}],"nextCursor":"x"}}`,
-		`{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"x\ud83d"}}`,
-		`{"result":{"tools":[{"name":"read"}],"tools":[{"name":"delete"}]}}`,
-		`{"result":{"Tools":[{"name":"delete"}]}}`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		out, _, err := filterToolsJSON(data, func(name string) bool { return name != "delete" })
-		if err != nil {
-			return // refused: the filter answers 502 or drops the event, nothing passes
-		}
-		if !json.Valid(out) {
-			t.Fatalf("filter output is not valid JSON: %q from %q", out, data)
-		}
-		var v any
-		if err := json.Unmarshal(out, &v); err != nil {
-			t.Fatal(err)
-		}
-		msgs, ok := v.([]any)
-		if !ok {
-			msgs = []any{v}
-		}
-		for _, m := range msgs {
-			obj, _ := m.(map[string]any)
-			for rk, res := range obj {
-				if !strings.EqualFold(rk, "result") {
-					continue
-				}
-				robj, _ := res.(map[string]any)
-				for tk, tools := range robj {
-					if !strings.EqualFold(tk, "tools") {
-						continue
-					}
-					list, _ := tools.([]any)
-					for _, tool := range list {
-						if tm, _ := tool.(map[string]any); tm != nil {
-							for nk, name := range tm {
-								if strings.EqualFold(nk, "name") && name == "delete" {
-									t.Fatalf("forbidden tool passed: %q from %q", out, data)
-								}
-							}
-						}
-					}
-				}
-			}
-		}
-	})
-}
-
 // FuzzFilterToolsSSE: whatever a server answers a tools/list with, no client reading what the
 // filter lets through finds the forbidden tool in a message: not the TypeScript SDK
 // (TextDecoderStream, then eventsource-parser, whose first-chunk "ï»¿" check depends on how

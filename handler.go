@@ -47,10 +47,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.ops != nil {
 		// The base policy and the rules are judged together, so that a 403 names every
 		// scope this request needs.
-		var ok bool
-		if tf, ok = h.judgeOperation(w, r, id.granted()); !ok {
-			return nil
+		dec := h.judgeOperation(w, r, id.granted())
+		if dec.deny != denyNone {
+			if dec.challenge != "" {
+				return h.denyWith(w, r, dec.deny, dec.challenge, dec.err)
+			}
+			return h.deny(w, r, dec.deny, dec.err)
 		}
+		tf = dec.filter
 	} else if !id.baseOK {
 		return h.deny(w, r, denyInsufficientScope, nil)
 	}

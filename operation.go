@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
 	"go.uber.org/zap"
 )
 
@@ -23,16 +23,30 @@ type operations struct {
 	maxBody     int64
 }
 
-var readerPool = sync.Pool{New: func() any { return new(jsonReader) }}
-
 // errBodyTooLarge is the body read's own over-limit error.
 var errBodyTooLarge = errors.New("request body too large")
 
+// opDecision is judgeOperation's verdict. ServeHTTP writes the denial, if any: it is the only
+// place that does.
+type opDecision struct {
+	// deny is the denial to answer with; denyNone lets the request through.
+	deny denial
+	// challenge, when not empty, replaces the denial's usual challenge: one built for this
+	// request, naming the scopes it needs (step-up, MCP authorization, "Scope Challenge
+	// Handling").
+	challenge string
+	// err says what went wrong, for the debug log only.
+	err error
+	// filter, when not nil, is the writer that filters a tools/list result; the next handler
+	// writes through it.
+	filter *toolsFilter
+}
+
 // judgeOperation runs after the token verified. It judges the request by the base policy and
-// the rules that apply to the JSON-RPC messages of its body, and writes the denial itself
-// when there is one (ok false). For a tools/list request with filter_tools_list it returns
-// the writer that filters the result.
-func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted []string) (tf *toolsFilter, ok bool) {
+// the rules that apply to the JSON-RPC messages of its body, and returns the denial when there
+// is one. For a tools/list request with filter_tools_list it returns the writer, wrapping w,
+// that filters the result.
+func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted []string) opDecision {
 	ops := h.ops
 	// A request whose messages the server could read otherwise than this handler does is
 	// not judged: it is refused. A token short of the base policy still learns that first
@@ -41,16 +55,14 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 		if !ops.rules.base.satisfiedBy(granted) {
 			d = denyInsufficientScope
 		}
-		_ = h.deny(w, r, d, nil)
-		return nil, false
+		return opDecision{deny: d}
 	}
 	// GET opens the SSE stream and DELETE ends a session: no JSON-RPC message to judge. Only
 	// POST carries messages in Streamable HTTP, and unjudgeable refused any other method
 	// that carries a body.
 	if r.Method != http.MethodPost {
 		if !ops.rules.base.satisfiedBy(granted) {
-			_ = h.deny(w, r, denyInsufficientScope, nil)
-			return nil, false
+			return opDecision{deny: denyInsufficientScope}
 		}
 		if ops.filterTools && r.Method == http.MethodGet {
 			// A GET stream can carry a tools/list result too: a client resuming a POST's
@@ -58,68 +70,59 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 			r.Header.Del("Accept-Encoding")
 			tf := newToolsFilter(w, ops.rules, granted)
 			tf.sseOnly = true // a GET is never answered with a JSON-RPC response in JSON
-			return tf, true
+			return opDecision{deny: denyNone, filter: tf}
 		}
-		return nil, true
+		return opDecision{deny: denyNone}
 	}
 	body, err := readBody(r, ops.maxBody)
 	if err != nil {
 		if errors.Is(err, errBodyTooLarge) {
-			_ = h.deny(w, r, denyBodyTooLarge, nil)
-		} else {
-			_ = h.deny(w, r, denyBodyUnreadable, err)
+			return opDecision{deny: denyBodyTooLarge}
 		}
-		return nil, false
+		return opDecision{deny: denyBodyUnreadable, err: err}
 	}
 	// The next handler gets the same bytes, whatever the outcome here.
 	setBody(r, body)
 
-	var buf [4]rpcMessage
-	p := readerPool.Get().(*jsonReader)
-	msgs, batch, err := p.readRPC(body, buf[:0])
-	p.data = nil
-	readerPool.Put(p)
+	var buf [4]mcpjson.Message
+	msgs, batch, err := mcpjson.ReadRPC(body, buf[:0])
 	if err != nil {
-		_ = h.deny(w, r, denyBadMessage, err)
-		return nil, false
+		return opDecision{deny: denyBadMessage, err: err}
 	}
-	if err := checkMCPHeaders(r.Header["Mcp-Method"], r.Header["Mcp-Name"], msgs, batch); err != nil {
-		_ = h.deny(w, r, denyHeaderMismatch, err)
-		return nil, false
+	if err := mcpjson.CheckMCPHeaders(r.Header["Mcp-Method"], r.Header["Mcp-Name"], msgs, batch); err != nil {
+		return opDecision{deny: denyHeaderMismatch, err: err}
 	}
 
 	// A resource URI is judged only in normal form, before any rule is matched against it.
 	if err := ops.rules.checkURIs(msgs); err != nil {
-		_ = h.deny(w, r, denyResourceURI, err)
-		return nil, false
+		return opDecision{deny: denyResourceURI, err: err}
 	}
 
 	var matched matchSet
 	toolsList := false
 	for i := range msgs {
 		ops.rules.match(&msgs[i], &matched)
-		toolsList = toolsList || msgs[i].method == methodToolsList
+		toolsList = toolsList || msgs[i].Method == mcpjson.MethodToolsList
 	}
 	if !ops.rules.satisfiedBy(granted, &matched) {
 		challenge := h.chall.build(codeInsufficientScope, denials[denyInsufficientScope].desc,
 			ops.rules.stepUpScopes(granted, &matched))
 		if ce := h.logger.Check(zap.DebugLevel, "operation denied"); ce != nil {
-			fields := []zap.Field{zap.String("method", msgs[0].method)}
-			if msgs[0].name != "" {
-				fields = append(fields, zap.String("name", msgs[0].name))
+			fields := []zap.Field{zap.String("method", msgs[0].Method)}
+			if msgs[0].Name != "" {
+				fields = append(fields, zap.String("name", msgs[0].Name))
 			}
 			ce.Write(append(fields, zap.Int("messages", len(msgs)))...)
 		}
-		_ = h.denyWith(w, r, denyInsufficientScope, challenge, nil)
-		return nil, false
+		return opDecision{deny: denyInsufficientScope, challenge: challenge}
 	}
 	if ops.filterTools && toolsList {
 		// The result is rewritten here, so it must reach us uncompressed (encode runs after
 		// mcp_auth and would compress for the client otherwise).
 		r.Header.Del("Accept-Encoding")
-		return newToolsFilter(w, ops.rules, granted), true
+		return opDecision{deny: denyNone, filter: newToolsFilter(w, ops.rules, granted)}
 	}
-	return nil, true
+	return opDecision{deny: denyNone}
 }
 
 // hasContentCoding reports a Content-Encoding other than identity: a compressed answer cannot

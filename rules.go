@@ -1,6 +1,8 @@
 package mcpauth
 
 import (
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
+
 	"errors"
 	"fmt"
 	"slices"
@@ -160,25 +162,25 @@ func matchAny(pats []pattern, s string) bool {
 
 // appliesTo reports whether the rule names the message. k is the key of a resource URI
 // (nil for other messages).
-func (r *compiledRule) appliesTo(m *rpcMessage, k *uriKey) bool {
-	if !m.hasMethod {
+func (r *compiledRule) appliesTo(m *mcpjson.Message, k *uriKey) bool {
+	if !m.HasMethod {
 		return false
 	}
-	switch m.method {
-	case methodToolsCall:
-		if matchAny(r.tools, m.name) {
+	switch m.Method {
+	case mcpjson.MethodToolsCall:
+		if matchAny(r.tools, m.Name) {
 			return true
 		}
-	case methodPromptsGet:
-		if matchAny(r.prompts, m.name) {
+	case mcpjson.MethodPromptsGet:
+		if matchAny(r.prompts, m.Name) {
 			return true
 		}
-	case methodResourcesRead, methodResourcesSubscribe, methodResourcesUnsubscribe:
-		if k != nil && matchURI(r.uris, m.name, k) {
+	case mcpjson.MethodResourcesRead, mcpjson.MethodResourcesSubscribe, mcpjson.MethodResourcesUnsubscribe:
+		if k != nil && matchURI(r.uris, m.Name, k) {
 			return true
 		}
 	}
-	return matchAny(r.methods, m.method)
+	return matchAny(r.methods, m.Method)
 }
 
 // metBy reports whether granted holds the rule's own requirement.
@@ -214,13 +216,13 @@ func newRuleSet(base policy, rules []*Rule) *ruleSet {
 // checkURIs refuses a request with a resource URI that is not in normal form, while any
 // rule has resource_uri patterns. Without such patterns no URI decides anything and the
 // server's own reading of it is harmless, so no request is refused for its URI spelling.
-func (rs *ruleSet) checkURIs(msgs []rpcMessage) error {
+func (rs *ruleSet) checkURIs(msgs []mcpjson.Message) error {
 	if !rs.uriRules {
 		return nil
 	}
 	for i := range msgs {
-		if resourceURIMethod(msgs[i].method) {
-			if err := checkResourceURI(msgs[i].name); err != nil {
+		if resourceURIMethod(msgs[i].Method) {
+			if err := checkResourceURI(msgs[i].Name); err != nil {
 				return err
 			}
 		}
@@ -256,8 +258,8 @@ func (s *matchSet) has(i int) bool {
 }
 
 // match adds the rules that apply to m.
-func (rs *ruleSet) match(m *rpcMessage, s *matchSet) {
-	if rs.uriRules && resourceURIMethod(m.method) {
+func (rs *ruleSet) match(m *mcpjson.Message, s *matchSet) {
+	if rs.uriRules && resourceURIMethod(m.Method) {
 		rs.matchResource(m, s)
 		return
 	}
@@ -269,9 +271,9 @@ func (rs *ruleSet) match(m *rpcMessage, s *matchSet) {
 }
 
 // matchResource is match for a message with a resource URI, whose key is built on the stack.
-func (rs *ruleSet) matchResource(m *rpcMessage, s *matchSet) {
+func (rs *ruleSet) matchResource(m *mcpjson.Message, s *matchSet) {
 	var buf [256]byte
-	k := newURIKey(buf[:0], m.name)
+	k := newURIKey(buf[:0], m.Name)
 	for i := range rs.rules {
 		if rs.rules[i].appliesTo(m, &k) {
 			s.add(i)
@@ -330,7 +332,7 @@ func (rs *ruleSet) stepUpScopes(granted []string, s *matchSet) []string {
 // toolAllowed reports whether a tools/call of name would pass the rules for a token that
 // already passed the base policy. It is what filter_tools_list hides tools by.
 func (rs *ruleSet) toolAllowed(name string, granted []string) bool {
-	m := rpcMessage{method: methodToolsCall, hasMethod: true, name: name}
+	m := mcpjson.Message{Method: mcpjson.MethodToolsCall, HasMethod: true, Name: name}
 	for i := range rs.rules {
 		if rs.rules[i].appliesTo(&m, nil) && !rs.rules[i].metBy(granted) {
 			return false

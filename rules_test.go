@@ -1,6 +1,8 @@
 package mcpauth
 
 import (
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
+
 	"bytes"
 	"errors"
 	"io"
@@ -68,25 +70,25 @@ func TestRuleMatching(t *testing.T) {
 	rs := testRuleSet()
 	cases := []struct {
 		name string
-		msg  rpcMessage
+		msg  mcpjson.Message
 		want []int
 	}{
-		{"allowed tool", rpcMessage{method: "tools/call", hasMethod: true, name: "read_file"}, []int{4}},
-		{"admin tool", rpcMessage{method: "tools/call", hasMethod: true, name: "delete_user"}, []int{0, 4}},
-		{"exact admin tool", rpcMessage{method: "tools/call", hasMethod: true, name: "drop_table"}, []int{0, 4}},
-		{"write tool", rpcMessage{method: "tools/call", hasMethod: true, name: "write_file"}, []int{1, 4}},
-		{"tool pattern not applied to prompts", rpcMessage{method: "prompts/get", hasMethod: true, name: "delete_x"}, nil},
-		{"prompt", rpcMessage{method: "prompts/get", hasMethod: true, name: "secret"}, []int{2}},
-		{"private resource", rpcMessage{method: "resources/read", hasMethod: true, name: "file:///private/key"}, []int{3, 5}},
-		{"public resource", rpcMessage{method: "resources/read", hasMethod: true, name: "file:///pub/x"}, []int{5}},
-		{"private resource subscribe", rpcMessage{method: "resources/subscribe", hasMethod: true, name: "file:///private/key"}, []int{3, 5}},
-		{"private resource unsubscribe", rpcMessage{method: "resources/unsubscribe", hasMethod: true, name: "file:///private/key"}, []int{3, 5}},
-		{"private resource, other case", rpcMessage{method: "resources/read", hasMethod: true, name: "file:///PRIVATE/key"}, []int{3, 5}},
-		{"private resource, escaped", rpcMessage{method: "resources/read", hasMethod: true, name: "file:///%70rivate/key"}, []int{3, 5}},
-		{"uri pattern not applied to tools", rpcMessage{method: "tools/call", hasMethod: true, name: "file:///private/key"}, []int{4}},
-		{"resources/list", rpcMessage{method: "resources/list", hasMethod: true}, []int{5}},
-		{"tools/list", rpcMessage{method: "tools/list", hasMethod: true}, nil},
-		{"response", rpcMessage{}, nil},
+		{"allowed tool", mcpjson.Message{Method: "tools/call", HasMethod: true, Name: "read_file"}, []int{4}},
+		{"admin tool", mcpjson.Message{Method: "tools/call", HasMethod: true, Name: "delete_user"}, []int{0, 4}},
+		{"exact admin tool", mcpjson.Message{Method: "tools/call", HasMethod: true, Name: "drop_table"}, []int{0, 4}},
+		{"write tool", mcpjson.Message{Method: "tools/call", HasMethod: true, Name: "write_file"}, []int{1, 4}},
+		{"tool pattern not applied to prompts", mcpjson.Message{Method: "prompts/get", HasMethod: true, Name: "delete_x"}, nil},
+		{"prompt", mcpjson.Message{Method: "prompts/get", HasMethod: true, Name: "secret"}, []int{2}},
+		{"private resource", mcpjson.Message{Method: "resources/read", HasMethod: true, Name: "file:///private/key"}, []int{3, 5}},
+		{"public resource", mcpjson.Message{Method: "resources/read", HasMethod: true, Name: "file:///pub/x"}, []int{5}},
+		{"private resource subscribe", mcpjson.Message{Method: "resources/subscribe", HasMethod: true, Name: "file:///private/key"}, []int{3, 5}},
+		{"private resource unsubscribe", mcpjson.Message{Method: "resources/unsubscribe", HasMethod: true, Name: "file:///private/key"}, []int{3, 5}},
+		{"private resource, other case", mcpjson.Message{Method: "resources/read", HasMethod: true, Name: "file:///PRIVATE/key"}, []int{3, 5}},
+		{"private resource, escaped", mcpjson.Message{Method: "resources/read", HasMethod: true, Name: "file:///%70rivate/key"}, []int{3, 5}},
+		{"uri pattern not applied to tools", mcpjson.Message{Method: "tools/call", HasMethod: true, Name: "file:///private/key"}, []int{4}},
+		{"resources/list", mcpjson.Message{Method: "resources/list", HasMethod: true}, []int{5}},
+		{"tools/list", mcpjson.Message{Method: "tools/list", HasMethod: true}, nil},
+		{"response", mcpjson.Message{}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,26 +124,28 @@ func TestMatchSetManyRules(t *testing.T) {
 // of a batch; the 403 scope lists base scopes then the matched rules' scopes.
 func TestRequirementUnion(t *testing.T) {
 	rs := testRuleSet()
-	call := func(name string) rpcMessage { return rpcMessage{method: "tools/call", hasMethod: true, name: name} }
+	call := func(name string) mcpjson.Message {
+		return mcpjson.Message{Method: "tools/call", HasMethod: true, Name: name}
+	}
 	cases := []struct {
 		name      string
-		msgs      []rpcMessage
+		msgs      []mcpjson.Message
 		granted   string
 		ok        bool
 		challenge []string
 	}{
-		{"base only, granted", []rpcMessage{{method: "ping", hasMethod: true}}, "mcp:read", true, nil},
-		{"base missing", []rpcMessage{{method: "ping", hasMethod: true}}, "mcp:tools", false, []string{"mcp:read"}},
-		{"allowed tool", []rpcMessage{call("read_file")}, "mcp:read mcp:tools", true, nil},
-		{"method rule unmet", []rpcMessage{call("read_file")}, "mcp:read", false, []string{"mcp:read", "mcp:tools"}},
-		{"admin tool unmet", []rpcMessage{call("delete_user")}, "mcp:read mcp:tools", false, []string{"mcp:read", "mcp:admin", "mcp:tools"}},
-		{"admin tool met", []rpcMessage{call("delete_user")}, "mcp:read mcp:tools mcp:admin", true, nil},
-		{"any_of unmet names first alternative", []rpcMessage{call("write_file")}, "mcp:read mcp:tools", false, []string{"mcp:read", "mcp:write", "mcp:tools"}},
-		{"any_of met by second alternative", []rpcMessage{call("write_file")}, "mcp:read mcp:tools mcp:admin", true, nil},
-		{"base missing, any_of held names held alternative", []rpcMessage{call("write_file")}, "mcp:tools mcp:admin", false, []string{"mcp:read", "mcp:admin", "mcp:tools"}},
-		{"batch allowed and forbidden", []rpcMessage{call("read_file"), call("delete_user")}, "mcp:read mcp:tools", false, []string{"mcp:read", "mcp:admin", "mcp:tools"}},
-		{"batch both allowed", []rpcMessage{call("read_file"), call("delete_user")}, "mcp:read mcp:tools mcp:admin", true, nil},
-		{"batch union of three", []rpcMessage{call("write_x"), {method: "prompts/get", hasMethod: true, name: "secret"}, call("drop_table")}, "mcp:read", false,
+		{"base only, granted", []mcpjson.Message{{Method: "ping", HasMethod: true}}, "mcp:read", true, nil},
+		{"base missing", []mcpjson.Message{{Method: "ping", HasMethod: true}}, "mcp:tools", false, []string{"mcp:read"}},
+		{"allowed tool", []mcpjson.Message{call("read_file")}, "mcp:read mcp:tools", true, nil},
+		{"method rule unmet", []mcpjson.Message{call("read_file")}, "mcp:read", false, []string{"mcp:read", "mcp:tools"}},
+		{"admin tool unmet", []mcpjson.Message{call("delete_user")}, "mcp:read mcp:tools", false, []string{"mcp:read", "mcp:admin", "mcp:tools"}},
+		{"admin tool met", []mcpjson.Message{call("delete_user")}, "mcp:read mcp:tools mcp:admin", true, nil},
+		{"any_of unmet names first alternative", []mcpjson.Message{call("write_file")}, "mcp:read mcp:tools", false, []string{"mcp:read", "mcp:write", "mcp:tools"}},
+		{"any_of met by second alternative", []mcpjson.Message{call("write_file")}, "mcp:read mcp:tools mcp:admin", true, nil},
+		{"base missing, any_of held names held alternative", []mcpjson.Message{call("write_file")}, "mcp:tools mcp:admin", false, []string{"mcp:read", "mcp:admin", "mcp:tools"}},
+		{"batch allowed and forbidden", []mcpjson.Message{call("read_file"), call("delete_user")}, "mcp:read mcp:tools", false, []string{"mcp:read", "mcp:admin", "mcp:tools"}},
+		{"batch both allowed", []mcpjson.Message{call("read_file"), call("delete_user")}, "mcp:read mcp:tools mcp:admin", true, nil},
+		{"batch union of three", []mcpjson.Message{call("write_x"), {Method: "prompts/get", HasMethod: true, Name: "secret"}, call("drop_table")}, "mcp:read", false,
 			[]string{"mcp:read", "mcp:admin", "mcp:write", "prompts:secret", "mcp:tools"}},
 	}
 	for _, tc := range cases {
@@ -167,7 +171,7 @@ func TestRequirementUnion(t *testing.T) {
 func TestStepUpChallenge(t *testing.T) {
 	rs := testRuleSet()
 	var s matchSet
-	rs.match(&rpcMessage{method: "tools/call", hasMethod: true, name: "delete_user"}, &s)
+	rs.match(&mcpjson.Message{Method: "tools/call", HasMethod: true, Name: "delete_user"}, &s)
 	got := buildChallenge(codeInsufficientScope, denials[denyInsufficientScope].desc,
 		rs.stepUpScopes([]string{"mcp:read"}, &s), "https://mcp.example.com/.well-known/oauth-protected-resource/mcp")
 	want := `Bearer error="insufficient_scope", error_description="The access token does not have the scope this request requires.", scope="mcp:read mcp:admin mcp:tools", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp"`
@@ -263,7 +267,7 @@ func benchmarkPolicy(b *testing.B, size int) {
 		rd.Reset(body)
 		r.Body = io.NopCloser(rd)
 		r.ContentLength = int64(len(body))
-		if _, ok := h.judgeOperation(w, r, granted); !ok {
+		if h.judgeOperation(w, r, granted).deny != denyNone {
 			b.Fatal("denied")
 		}
 	}
@@ -278,14 +282,13 @@ func BenchmarkPolicyToolsCall1MiB(b *testing.B) { benchmarkPolicy(b, 1<<20) }
 
 func benchmarkPolicyRead(b *testing.B, size int) {
 	body := toolsCallBody(b, "read_file", size)
-	var p jsonReader
-	msgs := make([]rpcMessage, 0, 4)
+	msgs := make([]mcpjson.Message, 0, 4)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
 		var err error
-		if msgs, _, err = p.readRPC(body, msgs[:0]); err != nil {
+		if msgs, _, err = mcpjson.ReadRPC(body, msgs[:0]); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -324,7 +327,7 @@ func TestResourceURIPatternKeys(t *testing.T) {
 	}
 	for _, tc := range cases {
 		var s matchSet
-		rs.match(&rpcMessage{method: methodResourcesRead, hasMethod: true, name: tc.uri}, &s)
+		rs.match(&mcpjson.Message{Method: mcpjson.MethodResourcesRead, HasMethod: true, Name: tc.uri}, &s)
 		var got []int
 		for i := range rs.rules {
 			if s.has(i) {
@@ -340,7 +343,7 @@ func TestResourceURIPatternKeys(t *testing.T) {
 // TestResourceURIMatchNoAlloc: the matching key is built on the stack.
 func TestResourceURIMatchNoAlloc(t *testing.T) {
 	rs := testRuleSet()
-	m := rpcMessage{method: methodResourcesRead, hasMethod: true, name: "file:///Private/Some%20Key.pem/"}
+	m := mcpjson.Message{Method: mcpjson.MethodResourcesRead, HasMethod: true, Name: "file:///Private/Some%20Key.pem/"}
 	allocs := testing.AllocsPerRun(100, func() {
 		var s matchSet
 		rs.match(&m, &s)

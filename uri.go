@@ -1,6 +1,8 @@
 package mcpauth
 
 import (
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
+
 	"errors"
 	"fmt"
 	"net/netip"
@@ -53,7 +55,7 @@ var (
 // resource_uri rules apply to (MCP: resources/read, resources/subscribe, resources/unsubscribe).
 func resourceURIMethod(method string) bool {
 	switch method {
-	case methodResourcesRead, methodResourcesSubscribe, methodResourcesUnsubscribe:
+	case mcpjson.MethodResourcesRead, mcpjson.MethodResourcesSubscribe, mcpjson.MethodResourcesUnsubscribe:
 		return true
 	}
 	return false

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
 )
 
 // redTeamURIs are spellings that reached /srv/secret/a through a Node MCP server (new URL,
@@ -424,7 +426,7 @@ func resourceBody(method, uri string) string {
 func TestServeResourceURINotNormal(t *testing.T) {
 	serve := uriHandler(t, true)
 	const desc = `error="invalid_request", error_description="The resource URI is not in normal form."`
-	for _, method := range []string{methodResourcesRead, methodResourcesSubscribe, methodResourcesUnsubscribe} {
+	for _, method := range []string{mcpjson.MethodResourcesRead, mcpjson.MethodResourcesSubscribe, mcpjson.MethodResourcesUnsubscribe} {
 		for _, u := range redTeamURIs {
 			res := serve(resourceBody(method, u), "mcp:read")
 			if res.status != http.StatusBadRequest || res.nextRan || !strings.Contains(res.header.Get("WWW-Authenticate"), desc) {
@@ -444,7 +446,7 @@ func TestServeResourceURINotNormal(t *testing.T) {
 		}
 	}
 	// One bad URI in a batch refuses the batch.
-	batch := "[" + resourceBody(methodResourcesRead, "file:///srv/public/a") + "," + resourceBody(methodResourcesRead, "file:///srv/public/../secret/a") + "]"
+	batch := "[" + resourceBody(mcpjson.MethodResourcesRead, "file:///srv/public/a") + "," + resourceBody(mcpjson.MethodResourcesRead, "file:///srv/public/../secret/a") + "]"
 	if res := serve(batch, "mcp:read"); res.status != http.StatusBadRequest {
 		t.Errorf("batch with a bad URI: status %d, want 400", res.status)
 	}
@@ -454,7 +456,7 @@ func TestServeResourceURINotNormal(t *testing.T) {
 // anything, so a URI is not judged for its spelling.
 func TestServeResourceURIWithoutURIRules(t *testing.T) {
 	serve := uriHandler(t, false)
-	if res := serve(resourceBody(methodResourcesRead, "FILE://localhost/srv/public/../secret/a"), "mcp:read"); !res.nextRan {
+	if res := serve(resourceBody(mcpjson.MethodResourcesRead, "FILE://localhost/srv/public/../secret/a"), "mcp:read"); !res.nextRan {
 		t.Fatalf("status %d, want the request to pass", res.status)
 	}
 }

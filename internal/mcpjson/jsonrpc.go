@@ -1,8 +1,13 @@
-package mcpauth
+// Package mcpjson reads MCP's JSON-RPC messages exactly as the MCP SDKs do: strictly for the
+// requests a policy judges (ReadRPC, CheckMCPHeaders), and leniently enough for the answers to
+// tools/list whose tools it removes (FilterToolsJSON, FilterJSONAnswer, FilterSSEEvent). It
+// knows nothing of Caddy or of HTTP handlers.
+package mcpjson
 
 import (
 	"bytes"
 	"errors"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -18,7 +23,7 @@ import (
 // case folding without being byte-equal to it: "Method" or "Name" mean nothing to a
 // case-sensitive server but the same as "method" and "name" to encoding/json.
 
-// Errors of the JSON-RPC reader. Each becomes a 400 invalid_request.
+// Errors of the JSON-RPC reader. The handler answers each with 400 invalid_request.
 var (
 	errJSONSyntax     = errors.New("invalid JSON")
 	errJSONDepth      = errors.New("JSON nested too deeply")
@@ -39,23 +44,23 @@ const maxJSONDepth = 1000
 
 // Methods whose params name the operation, and the param that names it.
 const (
-	methodToolsCall     = "tools/call"
-	methodToolsList     = "tools/list"
-	methodPromptsGet    = "prompts/get"
-	methodResourcesRead = "resources/read"
+	MethodToolsCall     = "tools/call"
+	MethodToolsList     = "tools/list"
+	MethodPromptsGet    = "prompts/get"
+	MethodResourcesRead = "resources/read"
 
-	methodResourcesSubscribe   = "resources/subscribe"
-	methodResourcesUnsubscribe = "resources/unsubscribe"
+	MethodResourcesSubscribe   = "resources/subscribe"
+	MethodResourcesUnsubscribe = "resources/unsubscribe"
 )
 
-// rpcMessage is what the policy needs of one JSON-RPC message.
-type rpcMessage struct {
-	// method is the method of a request or notification; "" for a response.
-	method    string
-	hasMethod bool
-	// name is params.name of tools/call and prompts/get, params.uri of resources/read,
-	// resources/subscribe and resources/unsubscribe.
-	name string
+// Message is what the per-operation policy needs of one JSON-RPC message.
+type Message struct {
+	// Method is the method of a request or notification; "" for a response.
+	Method    string
+	HasMethod bool
+	// Name is params.name of tools/call and prompts/get, params.uri of resources/read,
+	// resources/subscribe and resources/unsubscribe; "" for any other method.
+	Name string
 }
 
 // paramKind records what the params member held, since its key may come before the method.
@@ -514,15 +519,31 @@ func (p *jsonReader) stringValue() ([]byte, error) {
 	return p.str, err
 }
 
+// readerPool keeps readers, with their scratch space, across requests.
+var readerPool = sync.Pool{New: func() any { return new(jsonReader) }}
+
+// ReadRPC reads a request body strictly: one JSON-RPC message or a batch (a non-empty array
+// of messages), refusing whatever conforming parsers could read two ways (duplicate keys, case
+// variants of the keys the policy reads, invalid UTF-8, lone surrogate escapes, a BOM).
+// Messages are appended to msgs; batch reports an array. The error says why the body was
+// refused; the caller answers 400.
+func ReadRPC(body []byte, msgs []Message) (_ []Message, batch bool, err error) {
+	p := readerPool.Get().(*jsonReader)
+	msgs, batch, err = p.readRPC(body, msgs)
+	p.data = nil
+	readerPool.Put(p)
+	return msgs, batch, err
+}
+
 // readRPC reads a request body: one JSON-RPC message or a batch (a non-empty array of
 // messages). Messages are appended to msgs.
-func (p *jsonReader) readRPC(body []byte, msgs []rpcMessage) ([]rpcMessage, bool, error) {
+func (p *jsonReader) readRPC(body []byte, msgs []Message) ([]Message, bool, error) {
 	p.reset(body)
 	var err error
 	batch := false
 	switch p.peek() {
 	case '{':
-		var m rpcMessage
+		var m Message
 		if err = p.message(&m); err == nil {
 			msgs = append(msgs, m)
 		}
@@ -532,7 +553,7 @@ func (p *jsonReader) readRPC(body []byte, msgs []rpcMessage) ([]rpcMessage, bool
 			if p.peek() != '{' {
 				return errRPCNotMessage
 			}
-			var m rpcMessage
+			var m Message
 			if err := p.message(&m); err != nil {
 				return err
 			}
@@ -552,7 +573,7 @@ func (p *jsonReader) readRPC(body []byte, msgs []rpcMessage) ([]rpcMessage, bool
 }
 
 // message reads one JSON-RPC message object.
-func (p *jsonReader) message(m *rpcMessage) error {
+func (p *jsonReader) message(m *Message) error {
 	f, err := p.beginObject()
 	if err != nil {
 		return err
@@ -599,8 +620,8 @@ func (p *jsonReader) message(m *rpcMessage) error {
 			if err != nil {
 				return err
 			}
-			m.method = internMethod(v)
-			m.hasMethod = true
+			m.Method = internMethod(v)
+			m.HasMethod = true
 		case "id":
 			hasID = true
 			if err := p.value(); err != nil {
@@ -614,7 +635,7 @@ func (p *jsonReader) message(m *rpcMessage) error {
 				continue
 			}
 			paramsObject = true
-			if err := p.params(&m.name, &nameKind, &uri, &uriKind, &paramsCaseVariant); err != nil {
+			if err := p.params(&m.Name, &nameKind, &uri, &uriKind, &paramsCaseVariant); err != nil {
 				return err
 			}
 		default:
@@ -629,30 +650,30 @@ func (p *jsonReader) message(m *rpcMessage) error {
 	if !version {
 		return errRPCVersion
 	}
-	if !m.hasMethod {
+	if !m.HasMethod {
 		if !hasID {
 			return errRPCNoID
 		}
 		return nil
 	}
-	switch m.method {
-	case methodToolsCall, methodPromptsGet, methodResourcesRead, methodResourcesSubscribe, methodResourcesUnsubscribe:
+	switch m.Method {
+	case MethodToolsCall, MethodPromptsGet, MethodResourcesRead, MethodResourcesSubscribe, MethodResourcesUnsubscribe:
 		if paramsCaseVariant {
 			return errRPCKeyCase
 		}
 	}
-	switch m.method {
-	case methodToolsCall, methodPromptsGet:
+	switch m.Method {
+	case MethodToolsCall, MethodPromptsGet:
 		if !paramsObject || nameKind != paramString {
 			return errRPCParams
 		}
-	case methodResourcesRead, methodResourcesSubscribe, methodResourcesUnsubscribe:
+	case MethodResourcesRead, MethodResourcesSubscribe, MethodResourcesUnsubscribe:
 		if !paramsObject || uriKind != paramString {
 			return errRPCParams
 		}
-		m.name = uri
+		m.Name = uri
 	default:
-		m.name = ""
+		m.Name = ""
 	}
 	return nil
 }
@@ -705,18 +726,18 @@ func (p *jsonReader) params(name *string, nameKind *paramKind, uri *string, uriK
 // internMethod returns the method as a string, without allocating for the methods of MCP.
 func internMethod(b []byte) string {
 	switch string(b) {
-	case methodToolsCall:
-		return methodToolsCall
-	case methodToolsList:
-		return methodToolsList
-	case methodPromptsGet:
-		return methodPromptsGet
-	case methodResourcesRead:
-		return methodResourcesRead
-	case methodResourcesSubscribe:
-		return methodResourcesSubscribe
-	case methodResourcesUnsubscribe:
-		return methodResourcesUnsubscribe
+	case MethodToolsCall:
+		return MethodToolsCall
+	case MethodToolsList:
+		return MethodToolsList
+	case MethodPromptsGet:
+		return MethodPromptsGet
+	case MethodResourcesRead:
+		return MethodResourcesRead
+	case MethodResourcesSubscribe:
+		return MethodResourcesSubscribe
+	case MethodResourcesUnsubscribe:
+		return MethodResourcesUnsubscribe
 	case "initialize":
 		return "initialize"
 	case "notifications/initialized":
@@ -733,9 +754,9 @@ func internMethod(b []byte) string {
 	return string(b)
 }
 
-// checkMCPHeaders checks that the Mcp-Method and Mcp-Name request headers, where present,
+// CheckMCPHeaders checks that the Mcp-Method and Mcp-Name request headers, where present,
 // name what the body holds. They describe a single request, so a batch may not carry them.
-func checkMCPHeaders(method, name []string, msgs []rpcMessage, batch bool) error {
+func CheckMCPHeaders(method, name []string, msgs []Message, batch bool) error {
 	if len(method) == 0 && len(name) == 0 {
 		return nil
 	}
@@ -743,13 +764,13 @@ func checkMCPHeaders(method, name []string, msgs []rpcMessage, batch bool) error
 		return errRPCHeaderMatch
 	}
 	m := msgs[0]
-	if len(method) == 1 && (!m.hasMethod || method[0] != m.method) {
+	if len(method) == 1 && (!m.HasMethod || method[0] != m.Method) {
 		return errRPCHeaderMatch
 	}
 	if len(name) == 1 {
-		switch m.method {
-		case methodToolsCall, methodPromptsGet, methodResourcesRead:
-			if name[0] != m.name {
+		switch m.Method {
+		case MethodToolsCall, MethodPromptsGet, MethodResourcesRead:
+			if name[0] != m.Name {
 				return errRPCHeaderMatch
 			}
 		default:

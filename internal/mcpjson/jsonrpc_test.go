@@ -1,4 +1,4 @@
-package mcpauth
+package mcpjson
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
 
-func readRPCString(body string) ([]rpcMessage, bool, error) {
+func readRPCString(body string) ([]Message, bool, error) {
 	var p jsonReader
 	return p.readRPC([]byte(body), nil)
 }
@@ -87,35 +87,35 @@ func TestReadRPCAccepted(t *testing.T) {
 		name  string
 		body  string
 		batch bool
-		want  []rpcMessage
+		want  []Message
 	}{
 		{"custom method with a URI key", `{"jsonrpc":"2.0","id":1,"method":"x/custom","params":{"URI":"a","Name":"b"}}`, false,
-			[]rpcMessage{{method: "x/custom", hasMethod: true}}},
+			[]Message{{Method: "x/custom", HasMethod: true}}},
 		{"tools/call", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/x"}}}`, false,
-			[]rpcMessage{{method: "tools/call", hasMethod: true, name: "read_file"}}},
+			[]Message{{Method: "tools/call", HasMethod: true, Name: "read_file"}}},
 		{"params before method", `{"params":{"name":"x"},"method":"tools/call","id":"a","jsonrpc":"2.0"}`, false,
-			[]rpcMessage{{method: "tools/call", hasMethod: true, name: "x"}}},
+			[]Message{{Method: "tools/call", HasMethod: true, Name: "x"}}},
 		{"escaped method and name", `{"jsonrpc":"2.0","id":1,"method":"tools\/c\u0061ll","params":{"name":"del\u0065te_\u00e9\ud83d\ude00"}}`, false,
-			[]rpcMessage{{method: "tools/call", hasMethod: true, name: "delete_é😀"}}},
+			[]Message{{Method: "tools/call", HasMethod: true, Name: "delete_é😀"}}},
 		{"resources/read", `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///etc/passwd"}}`, false,
-			[]rpcMessage{{method: "resources/read", hasMethod: true, name: "file:///etc/passwd"}}},
+			[]Message{{Method: "resources/read", HasMethod: true, Name: "file:///etc/passwd"}}},
 		{"resources/subscribe", `{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///etc/passwd"}}`, false,
-			[]rpcMessage{{method: "resources/subscribe", hasMethod: true, name: "file:///etc/passwd"}}},
+			[]Message{{Method: "resources/subscribe", HasMethod: true, Name: "file:///etc/passwd"}}},
 		{"resources/unsubscribe", `{"jsonrpc":"2.0","id":1,"method":"resources/unsubscribe","params":{"uri":"file:///etc/passwd"}}`, false,
-			[]rpcMessage{{method: "resources/unsubscribe", hasMethod: true, name: "file:///etc/passwd"}}},
+			[]Message{{Method: "resources/unsubscribe", HasMethod: true, Name: "file:///etc/passwd"}}},
 		{"prompts/get", `{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","arguments":{}}}`, false,
-			[]rpcMessage{{method: "prompts/get", hasMethod: true, name: "p"}}},
+			[]Message{{Method: "prompts/get", HasMethod: true, Name: "p"}}},
 		{"notification", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, false,
-			[]rpcMessage{{method: "notifications/initialized", hasMethod: true}}},
-		{"response", `{"jsonrpc":"2.0","id":3,"result":{"content":[]}}`, false, []rpcMessage{{}}},
+			[]Message{{Method: "notifications/initialized", HasMethod: true}}},
+		{"response", `{"jsonrpc":"2.0","id":3,"result":{"content":[]}}`, false, []Message{{}}},
 		{"whitespace", " \r\n\t{ \"jsonrpc\" : \"2.0\" , \"id\" : -1.5e+3 , \"method\" : \"ping\" } \n", false,
-			[]rpcMessage{{method: "ping", hasMethod: true}}},
+			[]Message{{Method: "ping", HasMethod: true}}},
 		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"b"}}]`, true,
-			[]rpcMessage{{method: "tools/call", hasMethod: true, name: "a"}, {method: "tools/call", hasMethod: true, name: "b"}}},
+			[]Message{{Method: "tools/call", HasMethod: true, Name: "a"}, {Method: "tools/call", HasMethod: true, Name: "b"}}},
 		{"many distinct keys", `{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":{"a":1}}}`, false,
-			[]rpcMessage{{method: "x", hasMethod: true}}},
+			[]Message{{Method: "x", HasMethod: true}}},
 		{"same key in sibling objects", `{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":{"k":1},"b":{"k":1},"k":[{"k":1},{"k":2}]}}`, false,
-			[]rpcMessage{{method: "x", hasMethod: true}}},
+			[]Message{{Method: "x", HasMethod: true}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,12 +136,12 @@ func TestReadRPCAccepted(t *testing.T) {
 }
 
 func TestCheckMCPHeaders(t *testing.T) {
-	call := []rpcMessage{{method: "tools/call", hasMethod: true, name: "a"}}
-	list := []rpcMessage{{method: "tools/list", hasMethod: true}}
+	call := []Message{{Method: "tools/call", HasMethod: true, Name: "a"}}
+	list := []Message{{Method: "tools/list", HasMethod: true}}
 	cases := []struct {
 		name         string
 		method, mcpn []string
-		msgs         []rpcMessage
+		msgs         []Message
 		batch        bool
 		ok           bool
 	}{
@@ -157,7 +157,7 @@ func TestCheckMCPHeaders(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := checkMCPHeaders(tc.method, tc.mcpn, tc.msgs, tc.batch)
+			err := CheckMCPHeaders(tc.method, tc.mcpn, tc.msgs, tc.batch)
 			if (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
 			}
@@ -203,26 +203,26 @@ func FuzzReadRPC(f *testing.F) {
 				t.Fatal(err)
 			}
 			method, _ := m["method"].(string)
-			if method != msgs[i].method {
-				t.Fatalf("method %q, encoding/json sees %q", msgs[i].method, method)
+			if method != msgs[i].Method {
+				t.Fatalf("method %q, encoding/json sees %q", msgs[i].Method, method)
 			}
 			// The SDK refuses some ids the reader lets through (the server answers those);
 			// where it reads a message, it must read the same one.
 			sdk, err := jsonrpc.DecodeMessage(raw)
 			if err == nil {
-				if req, ok := sdk.(*jsonrpc.Request); ok != msgs[i].hasMethod || (ok && req.Method != msgs[i].method) {
+				if req, ok := sdk.(*jsonrpc.Request); ok != msgs[i].HasMethod || (ok && req.Method != msgs[i].Method) {
 					t.Fatalf("SDK sees %#v, reader %+v", sdk, msgs[i])
 				}
 			}
 			params, _ := m["params"].(map[string]any)
 			key := "name"
-			if method == methodResourcesRead {
+			if method == MethodResourcesRead {
 				key = "uri"
 			}
 			switch method {
-			case methodToolsCall, methodPromptsGet, methodResourcesRead:
-				if name, _ := params[key].(string); name != msgs[i].name {
-					t.Fatalf("name %q, encoding/json sees %q", msgs[i].name, name)
+			case MethodToolsCall, MethodPromptsGet, MethodResourcesRead:
+				if name, _ := params[key].(string); name != msgs[i].Name {
+					t.Fatalf("name %q, encoding/json sees %q", msgs[i].Name, name)
 				}
 			}
 		}
