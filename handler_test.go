@@ -145,7 +145,7 @@ func unsignedToken(t testing.TB, kid string, claims jwt.MapClaims) string {
 	return s
 }
 
-// authCase is one request and the outcome SPEC §3 requires for it.
+// authCase is one request and the outcome RFC 6750 and RFC 9068 call for.
 type authCase struct {
 	name    string
 	h       *Handler

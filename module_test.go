@@ -75,7 +75,7 @@ func TestJSONConfigRoundTrip(t *testing.T) {
 		t.Errorf("after a round trip\n %+v\nwant\n %+v", again, want)
 	}
 
-	// The field names are exactly those of SPEC §2, and every one of them is used.
+	// The field names are exactly the documented JSON names, and every one of them is used.
 	var in, got map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(fullJSONConfig), &in); err != nil {
 		t.Fatal(err)

@@ -33,7 +33,7 @@ const (
 
 const testMetaURL = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
 
-// wantChallenge is the challenge SPEC §3 asks for, built independently of buildChallenge.
+// wantChallenge is the RFC 6750 §3 challenge, built independently of buildChallenge.
 func wantChallenge(code, desc, scope, metaURL string) string {
 	s := "Bearer "
 	if code != "" {

@@ -18,7 +18,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// The per-operation policy (SPEC §5) through a real Caddy in front of a real MCP server built
+// The per-operation policy through a real Caddy in front of a real MCP server built
 // on the official Go SDK: Caddy → mcp_auth → reverse_proxy → mcp.StreamableHTTPHandler.
 
 // policyCaddyfile: the base policy needs mcp:read; delete_* tools need mcp:admin too;
