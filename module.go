@@ -51,99 +51,145 @@ type Handler struct {
 	// Resource is the canonical URI of the protected MCP endpoint, for example
 	// `https://mcp.example.com/mcp`. It is the `resource` of the metadata document, the
 	// default accepted audience, and the base of the `resource_metadata` URL in challenges.
+	//
+	// JSON: `resource`. Caddyfile: `resource`.
 	Resource string `json:"resource,omitempty"`
 
 	// AuthorizationServers are the issuer identifiers of the authorization servers that issue
 	// tokens for this resource. They are published in the metadata document. At least one is
 	// required.
+	//
+	// JSON: `authorization_servers`. Caddyfile: `authorization_servers`.
 	AuthorizationServers []string `json:"authorization_servers,omitempty"`
 
 	// ResourceName is a human-readable name published in the metadata document.
+	//
+	// JSON: `resource_name`. Caddyfile: `resource_name`.
 	ResourceName string `json:"resource_name,omitempty"`
 
 	// ResourceDocumentation is a URL of human-readable documentation, published in the
 	// metadata document.
+	//
+	// JSON: `resource_documentation`. Caddyfile: `resource_documentation`.
 	ResourceDocumentation string `json:"resource_documentation,omitempty"`
 
 	// ScopesSupported are the scopes advertised in the metadata document. By default, the
 	// values of Scopes followed by those of AnyOf.
+	//
+	// JSON: `scopes_supported`. Caddyfile: `scopes_supported`.
 	ScopesSupported []string `json:"scopes_supported,omitempty"`
 
 	// Issuers are the accepted values of the token's `iss` claim. By default, the
 	// AuthorizationServers.
+	//
+	// JSON: `issuers`. Caddyfile: `issuers`.
 	Issuers []string `json:"issuers,omitempty"`
 
 	// JWKSURLs are URLs of JSON Web Key Sets whose keys may sign tokens of any accepted
 	// issuer. When neither JWKSURLs nor JWKSFile is set, each issuer's JWKS is found through
 	// its RFC 8414 or OpenID Connect discovery document.
+	//
+	// JSON: `jwks_urls`. Caddyfile: `jwks_url` (one or more, repeatable).
 	JWKSURLs []string `json:"jwks_urls,omitempty"`
 
 	// JWKSFile is the path of a static JSON Web Key Set file, read at load. It may be
 	// combined with JWKSURLs.
+	//
+	// JSON: `jwks_file`. Caddyfile: `jwks_file`.
 	JWKSFile string `json:"jwks_file,omitempty"`
 
 	// Audiences are the accepted values of the token's `aud` claim (a string or an array,
 	// of which one value must match). By default, the Resource.
+	//
+	// JSON: `audiences`. Caddyfile: `audiences`.
 	Audiences []string `json:"audiences,omitempty"`
 
 	// AllowAnyAudience turns the audience check off. Tokens issued for any other service
 	// are then accepted here, so this is logged as a warning at start.
+	//
+	// JSON: `allow_any_audience`. Caddyfile: `allow_any_audience`.
 	AllowAnyAudience bool `json:"allow_any_audience,omitempty"`
 
 	// Algorithms are the accepted JWS `alg` values. Only asymmetric algorithms are allowed.
 	// By default RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA.
+	//
+	// JSON: `algorithms`. Caddyfile: `algorithms`.
 	Algorithms []string `json:"algorithms,omitempty"`
 
 	// Leeway is the clock skew tolerated when checking `exp`, `nbf` and `iat`. Default 30s,
 	// at most 5m.
+	//
+	// JSON: `leeway`. Caddyfile: `leeway`.
 	Leeway *caddy.Duration `json:"leeway,omitempty"`
 
 	// RequireATJWT requires the JOSE header `typ` to be `at+jwt` (or `application/at+jwt`),
 	// as RFC 9068 §4 asks of resource servers.
+	//
+	// JSON: `require_at_jwt`. Caddyfile: `require_at_jwt`.
 	RequireATJWT bool `json:"require_at_jwt,omitempty"`
 
 	// Scopes are required: the token must hold every one of them.
+	//
+	// JSON: `scopes`. Caddyfile: `scopes`.
 	Scopes []string `json:"scopes,omitempty"`
 
 	// AnyOf are alternatives: the token must hold at least one of them (in addition to
 	// Scopes). The first one is the preferred one, named in challenges.
+	//
+	// JSON: `any_of`. Caddyfile: `any_of`.
 	AnyOf []string `json:"any_of,omitempty"`
 
 	// SkipScopes turns the scope check off. Exactly one of Scopes/AnyOf or SkipScopes must
 	// be configured, so a policy is never forgotten by accident. Logged as a warning at start.
+	//
+	// JSON: `skip_scopes`. Caddyfile: `skip_scopes`.
 	SkipScopes bool `json:"skip_scopes,omitempty"`
 
 	// ScopeClaim is the claim that holds the granted scopes: a string of scopes separated by
 	// spaces (U+0020 only, RFC 6749 §3.3) or an array of strings, one scope per element.
 	// An item that is not an RFC 6749 scope-token grants nothing. By default `scope`, and
 	// `scp` when there is no `scope`.
+	//
+	// JSON: `scope_claim`. Caddyfile: `scope_claim`.
 	ScopeClaim string `json:"scope_claim,omitempty"`
 
 	// StripToken removes the Authorization header before the request reaches the next
 	// handler, so the upstream never sees the token.
+	//
+	// JSON: `strip_token`. Caddyfile: `strip_token`.
 	StripToken bool `json:"strip_token,omitempty"`
 
 	// Rules are per-operation requirements, judged on the JSON-RPC messages of a POST body:
 	// every rule that applies to a message adds its scopes to the base policy (Scopes and
 	// AnyOf), and all of them must hold. With rules, the body is read after the token is
 	// verified, and handed on unchanged.
+	//
+	// JSON: `rules`. Caddyfile: `tool`, `prompt`, `resource_uri` and `method` blocks.
 	Rules []*Rule `json:"rules,omitempty"`
 
 	// FilterToolsList removes from the result of a `tools/list` request (JSON or an SSE
 	// stream) the tools that the token may not call under Rules.
+	//
+	// JSON: `filter_tools_list`. Caddyfile: `filter_tools_list`.
 	FilterToolsList bool `json:"filter_tools_list,omitempty"`
 
 	// MaxBodySize is the largest request body, in bytes, read for Rules and FilterToolsList.
 	// A larger body is refused with 413. Default 1 MiB.
+	//
+	// JSON: `max_body_size`. Caddyfile: `max_body_size`.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
 	// JWKSRefresh is how often remote key sets are fetched again in the background.
 	// Default 1h.
+	//
+	// JSON: `jwks_refresh`. Caddyfile: `jwks_refresh`.
 	JWKSRefresh caddy.Duration `json:"jwks_refresh,omitempty"`
 
 	// TokenCacheSize is how many verified tokens are remembered, so that a token is
 	// verified once and not on every request of a session. Default 10000; 0 turns the cache
 	// off. Entries never outlive the token's exp or the key that signed it.
+	//
+	// JSON: `token_cache_size`. Caddyfile: `token_cache_size`.
 	TokenCacheSize *int `json:"token_cache_size,omitempty"`
 
 	logger   *zap.Logger
