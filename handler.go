@@ -167,6 +167,11 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, raw string)
 	if err != nil {
 		return nil, reasonDenials[verify.ReasonOf(err)], err
 	}
+	// A token bound to a key or certificate (cnf) is worthless without proof of possession;
+	// one presented as a plain bearer token may have been stolen (RFC 9449 §7.2, RFC 8705 §3).
+	if id.Confirmation.Present {
+		return nil, denyBound, nil
+	}
 	c := newCaller(id, h.policy, h.leeway)
 	h.cache.Put(raw, c)
 	return c, denyNone, nil

@@ -82,7 +82,8 @@ type jwtClaims struct {
 
 // Verify checks raw, a JWS compact serialization. The order of checks decides which reason
 // a token with several faults is refused for: form, algorithm, header, issuer, key,
-// signature, dates, audience, binding.
+// signature, dates, audience. A token bound to a key or certificate (cnf) verifies here;
+// the caller checks the binding against the request (Identity.Confirmation).
 func (v *JWT) Verify(ctx context.Context, raw string, _ *http.Request) (*Identity, error) {
 	h64, rest, ok1 := strings.Cut(raw, ".")
 	p64, s64, ok2 := strings.Cut(rest, ".")
@@ -142,11 +143,6 @@ func (v *JWT) Verify(ctx context.Context, raw string, _ *http.Request) (*Identit
 	}
 	if !v.AnyAudience && !audienceOK(c.aud, v.Audiences) {
 		return nil, fail(Audience)
-	}
-	// A token bound to a key or certificate is worthless without proof of possession; one
-	// presented as a bearer token may have been stolen (RFC 9449 §7.2, RFC 8705 §3).
-	if c.cnf.Present {
-		return nil, fail(Bound)
 	}
 
 	id := &Identity{

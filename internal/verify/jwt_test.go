@@ -132,9 +132,6 @@ func TestJWTVerify(t *testing.T) {
 		{"typ SECEVENT+JWT", k.Token(t, claims(nil), map[string]any{"typ": "SECEVENT+JWT"}), OtherKind},
 		{"typ oauth-id-jag+jwt", k.Token(t, claims(nil), map[string]any{"typ": "oauth-id-jag+jwt"}), OtherKind},
 		{"typ with parameters", k.Token(t, claims(nil), map[string]any{"typ": "dpop+jwt; x=1"}), OtherKind},
-		{"cnf jkt as bearer", k.Token(t, claims(map[string]any{"cnf": map[string]any{"jkt": "abc"}}), nil), Bound},
-		{"cnf x5t#S256 as bearer", k.Token(t, claims(map[string]any{"cnf": map[string]any{"x5t#S256": "abc"}}), nil), Bound},
-		{"cnf of unknown shape", k.Token(t, claims(map[string]any{"cnf": "x"}), nil), Bound},
 		{"tampered", tamper(k.Token(t, claims(nil), nil)), Signature},
 	}
 	for _, c := range cases {
@@ -156,6 +153,30 @@ func TestJWTVerify(t *testing.T) {
 				t.Fatalf("reason %v, want %v (%v)", got, c.want, err)
 			}
 		})
+	}
+}
+
+// TestJWTConfirmation: a bound token verifies, and its cnf reaches the identity so that the
+// caller can check the binding (or refuse a bound token presented as a bearer token).
+func TestJWTConfirmation(t *testing.T) {
+	v, k := newTestJWT(t)
+	for name, tc := range map[string]struct {
+		cnf  any
+		want Confirmation
+	}{
+		"jkt":           {map[string]any{"jkt": "abc"}, Confirmation{Present: true, JKT: "abc"}},
+		"x5t#S256":      {map[string]any{"x5t#S256": "xyz"}, Confirmation{Present: true, X5TS256: "xyz"}},
+		"unknown shape": {"x", Confirmation{Present: true}},
+		"null":          {json.RawMessage("null"), Confirmation{Present: true}},
+		"absent":        {nil, Confirmation{}},
+	} {
+		id, err := v.Verify(context.Background(), k.Token(t, claims(map[string]any{"cnf": tc.cnf}), nil), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if id.Confirmation != tc.want {
+			t.Errorf("%s: confirmation %+v, want %+v", name, id.Confirmation, tc.want)
+		}
 	}
 }
 
