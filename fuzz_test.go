@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -366,13 +367,18 @@ func goSDKEvents(b []byte) [][]byte {
 // value and ignores the rest, and clients built on encoding/json match keys in any case: with
 // goJSON, keys are matched case-insensitively. Of duplicate keys the last counts, in both.
 func toolNamesRead(msg []byte, goJSON bool) []string {
+	// UseNumber: JSON.parse reads 1E1000 as Infinity, so a number beyond float64 must not
+	// make a message unreadable here.
 	var v any
-	if goJSON {
-		if json.NewDecoder(bytes.NewReader(msg)).Decode(&v) != nil {
-			return nil
-		}
-	} else if json.Unmarshal(msg, &v) != nil {
+	dec := json.NewDecoder(bytes.NewReader(msg))
+	dec.UseNumber()
+	if dec.Decode(&v) != nil {
 		return nil
+	}
+	if !goJSON {
+		if _, err := dec.Token(); err != io.EOF {
+			return nil // JSON.parse refuses data after the value
+		}
 	}
 	key := func(k, want string) bool { return k == want || goJSON && strings.EqualFold(k, want) }
 	msgs, ok := v.([]any)
