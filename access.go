@@ -303,7 +303,13 @@ func (h *Handler) validateAccess() error {
 			return fmt.Errorf("issuers %q: %s may appear once", iss, verify.TenantPlaceholder)
 		}
 	}
-	for _, as := range h.AuthorizationServers {
+	return checkNoTenantTemplate(h.AuthorizationServers)
+}
+
+// checkNoTenantTemplate refuses {tenantid} in authorization_servers: clients are sent there,
+// and no client can use a template.
+func checkNoTenantTemplate(servers []string) error {
+	for _, as := range servers {
 		if strings.Contains(as, verify.TenantPlaceholder) {
 			return fmt.Errorf("authorization_servers %q: %s belongs in issuers; list here the authorization server clients use, such as https://login.microsoftonline.com/organizations/v2.0",
 				as, verify.TenantPlaceholder)

@@ -248,6 +248,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // {file.*}, …) is checked by Provision once expanded; a request placeholder never has a
 // value there, so it is refused now.
 func checkValue(name, v string) error {
+	if name == "authorization_servers" {
+		if err := checkNoTenantTemplate([]string{v}); err != nil {
+			return err
+		}
+	}
 	if name == "issuers" {
 		// {tenantid} is Entra's issuer template, not a placeholder (see Provision).
 		v = strings.ReplaceAll(v, verify.TenantPlaceholder, "")

@@ -267,6 +267,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			*v, expandErr = expandAtLoad(repl, field, *v)
 		}
 	}
+	if err := checkNoTenantTemplate(h.AuthorizationServers); err != nil {
+		return err
+	}
 	// {tenantid} in an issuer is not a Caddy placeholder but Entra's issuer template: it is
 	// kept through the expansion of the rest ({env.*}).
 	expandIssuer := func(v *string) {

@@ -195,7 +195,11 @@ func (v *JWT) Verify(ctx context.Context, raw string, _ *http.Request) (*Identit
 // and no allocation.
 func (v *JWT) matchIssuer(c *jwtClaims) (string, bool) {
 	if slices.Contains(v.Issuers, c.iss) {
-		return c.iss, true
+		// A template matches only with a tenant put in, never as written.
+		if !strings.Contains(c.iss, TenantPlaceholder) {
+			return c.iss, true
+		}
+		return "", false
 	}
 	if !validTenantID(c.tid) {
 		return "", false
