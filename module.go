@@ -245,6 +245,9 @@ type Handler struct {
 	keySets  *keySources
 	released bool
 	access   *accessPolicy
+	// missingAudienceOK is allow_missing_audience_for as a hook, nil when not set: every
+	// verifier (JWT, introspection) asks it about a token without `aud`.
+	missingAudienceOK func(clientID string) bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -385,9 +388,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if len(h.AllowMissingAudienceFor) > 0 {
 		pats := compilePatterns(h.AllowMissingAudienceFor)
-		jv.AllowMissingAudience = func(clientID string) bool {
+		h.missingAudienceOK = func(clientID string) bool {
 			return clientID != "" && matchAny(pats, clientID)
 		}
+		jv.AllowMissingAudience = h.missingAudienceOK
 	}
 	h.verifier = jv
 	size := defaultTokenCacheSize
