@@ -3,6 +3,7 @@ package mcpauth
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -212,3 +213,91 @@ func rssKiB() int {
 	}
 	return 0
 }
+
+// BenchmarkRuleConditions compares a cached token passing a tools/call rule that needs a
+// scope with the same rule needing a claim (dotted path), a client and an implied scope.
+// Conditions are judged once per token when its caller is built, so a request only tests
+// bits; the "uncached" cases include verifying the token and judging the conditions.
+//
+//	go test -run '^$' -bench RuleConditions -benchmem
+func BenchmarkRuleConditions(b *testing.B) {
+	k := newEdKey(b, "ed")
+	claims := testClaims(cacheIss, cacheRes, "mcp:read mcp:admin")
+	claims["client_id"] = "app-1"
+	claims["realm_access"] = map[string]any{"roles": []any{"user", "mcp-admin"}}
+	token := k.sign(b, claims, nil)
+	mk := func(cacheSize int, rule *Rule, top func(h *Handler)) *Handler {
+		js := newJWKSServer(b, k)
+		h := &Handler{
+			Resource:             cacheRes,
+			AuthorizationServers: []string{cacheIss},
+			JWKSURLs:             []string{js.URL},
+			Scopes:               []string{"mcp:read"},
+			TokenCacheSize:       &cacheSize,
+			Rules:                []*Rule{rule},
+		}
+		if top != nil {
+			top(h)
+		}
+		provisionHandler(b, h)
+		waitKeysLoaded(b, h)
+		h.logger = zap.NewNop()
+		return h
+	}
+	scopeRule := func() *Rule { return &Rule{Tools: []string{"delete_*"}, Scopes: []string{"mcp:admin"}} }
+	claimRule := func() *Rule {
+		return &Rule{Tools: []string{"delete_*"}, Clients: []string{"app-*"},
+			RequireClaims: []ClaimCondition{{Claim: "realm_access.roles", Values: []string{"mcp-admin"}}}}
+	}
+	implies := func(h *Handler) { h.ScopeImplies = map[string][]string{"mcp:admin": {"mcp:write"}} }
+	impliedRule := func() *Rule { return &Rule{Tools: []string{"delete_*"}, Scopes: []string{"mcp:write"}} }
+	cases := []struct {
+		name string
+		h    *Handler
+	}{
+		{"cached_scopes", mk(defaultTokenCacheSize, scopeRule(), nil)},
+		{"cached_claims", mk(defaultTokenCacheSize, claimRule(), nil)},
+		{"cached_implied_scope", mk(defaultTokenCacheSize, impliedRule(), implies)},
+		{"uncached_scopes", mk(0, scopeRule(), nil)},
+		{"uncached_claims", mk(0, claimRule(), nil)},
+	}
+	body := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file","arguments":{}}}`)
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			w := &nopWriter{h: make(http.Header)}
+			base := newBenchRequest(token)
+			base.Header.Set("Content-Type", "application/json")
+			rd := strings.NewReader("")
+			serve := func(r *http.Request) {
+				rd.Reset(string(body))
+				r.Body = io.NopCloser(rd)
+				r.ContentLength = int64(len(body))
+				rec := denyRecorder{nopWriter: w}
+				_ = c.h.ServeHTTP(&rec, r, nextOK)
+				if rec.status != 0 {
+					b.Fatalf("denied with %d", rec.status)
+				}
+			}
+			r := withReplacer(base)
+			serve(r)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if i%256 == 255 {
+					b.StopTimer()
+					r = withReplacer(base)
+					b.StartTimer()
+				}
+				serve(r)
+			}
+		})
+	}
+}
+
+// denyRecorder notes the status of a denial (nextOK writes none).
+type denyRecorder struct {
+	*nopWriter
+	status int
+}
+
+func (d *denyRecorder) WriteHeader(s int) { d.status = s }

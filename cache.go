@@ -22,14 +22,25 @@ type caller struct {
 	userID string // sub, else client_id
 	baseOK bool   // the handler's base scope policy is met
 	leeway time.Duration
+	// effective are the granted scopes as the policy reads them (scope_prefix, scope_implies).
+	effective []string
+	// condOK holds the client and claim conditions of the access policy that the caller
+	// meets; baseDeny is the denial of the first base condition it fails, or denyNone.
+	condOK   matchSet
+	baseDeny denial
 	// provider answers the placeholders; built once so a request only registers it.
 	provider caddy.ReplacerFunc
 }
 
-func newCaller(id *verify.Identity, p policy, leeway time.Duration) *caller {
-	c := &caller{id: id, leeway: leeway}
+func newCaller(id *verify.Identity, p policy, a *accessPolicy, leeway time.Duration) *caller {
+	c := &caller{id: id, leeway: leeway, effective: id.Scopes, baseDeny: denyNone}
 	c.scope = strings.Join(id.Scopes, " ")
-	c.baseOK = p.satisfiedBy(id.Scopes)
+	if a != nil {
+		c.effective = a.effectiveScopes(id.Scopes)
+		a.evaluate(id, &c.condOK)
+		c.baseDeny = a.firstFailed(a.base, &c.condOK)
+	}
+	c.baseOK = p.satisfiedBy(c.effective)
 	c.userID = id.Subject
 	if c.userID == "" {
 		c.userID = id.ClientID
@@ -38,8 +49,9 @@ func newCaller(id *verify.Identity, p policy, leeway time.Duration) *caller {
 	return c
 }
 
-// granted is the caller's scopes.
-func (c *caller) granted() []string { return c.id.Scopes }
+// granted is the caller's scopes as the policy reads them: with the implied ones, and in
+// both forms when scope_prefix is set.
+func (c *caller) granted() []string { return c.effective }
 
 // StillValid is asked by the cache before it serves the caller.
 func (c *caller) StillValid(now time.Time) bool { return c.id.StillValid(now, c.leeway) }

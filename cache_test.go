@@ -233,7 +233,7 @@ func TestIdentityPlaceholders(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := newCaller(verify.Identity{Issuer: cacheIss, Subject: "u1", ClientID: "c1",
-		Scopes: verify.GrantedScopes(claims, "")}.WithClaims(payload), newPolicy([]string{"a"}, nil, ""), 0)
+		Scopes: verify.GrantedScopes(claims, "")}.WithClaims(payload), newPolicy([]string{"a"}, nil, ""), nil, 0)
 	repl := caddy.NewReplacer()
 	repl.Map(id.provider)
 	for ph, want := range map[string]string{

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
 
 func init() {
@@ -62,7 +63,17 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		method       <jsonrpc-method...>  { ... }
 //		filter_tools_list
 //		max_body_size <size>
+//
+//		clients                    <client-pattern...>
+//		require_claim              <claim> <value...>
+//		scope_implies              <scope> <implied-scope...>
+//		allow_missing_audience_for <client-pattern...>
+//		scope_prefix               <prefix>
+//		tenants                    <tenant-id...>
 //	}
+//
+// Rule blocks also take clients and require_claim. require_claim and scope_implies may be
+// repeated.
 //
 // Lists may be given on one line or repeated over several. Each single-valued subdirective
 // and each flag may appear once. tool, prompt, resource_uri and method may appear any number
@@ -206,6 +217,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				h.MaxBodySize = int64(size)
 			}
+		case "clients":
+			err = list(&h.Clients)
+		case "require_claim":
+			err = parseClaimCondition(d, &h.RequireClaims)
+		case "scope_implies":
+			err = parseScopeImplies(d, h)
+		case "allow_missing_audience_for":
+			err = list(&h.AllowMissingAudienceFor)
+		case "scope_prefix":
+			err = single(&h.ScopePrefix)
+		case "tenants":
+			err = list(&h.Tenants)
 		default:
 			return d.Errf("unrecognized mcp_auth subdirective %q", name)
 		}
@@ -225,6 +248,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // {file.*}, …) is checked by Provision once expanded; a request placeholder never has a
 // value there, so it is refused now.
 func checkValue(name, v string) error {
+	if name == "authorization_servers" {
+		if err := checkNoTenantTemplate([]string{v}); err != nil {
+			return err
+		}
+	}
+	if name == "issuers" {
+		// {tenantid} is Entra's issuer template, not a placeholder (see Provision).
+		v = strings.ReplaceAll(v, verify.TenantPlaceholder, "")
+	}
 	if expandedAtLoad(name) {
 		if phs := placeholders(v); len(phs) > 0 {
 			for _, ph := range phs {
@@ -244,6 +276,16 @@ func checkValue(name, v string) error {
 	case "scopes", "any_of", "scopes_supported":
 		if !validScopeToken(v) {
 			err = errBadScope
+		} else if v == offlineAccess {
+			return fmt.Errorf("%s: %w", name, errOfflineAccess)
+		}
+	case "scope_prefix":
+		if !validScopeToken(v) {
+			err = errBadScope
+		}
+	case "tenants":
+		if !validTenant(v) {
+			return fmt.Errorf("tenants: %q is not a tenant id (letters, digits and '-')", v)
 		}
 	case "algorithms":
 		if err := checkAlgorithm(v); err != nil {
@@ -290,6 +332,11 @@ func checkBlock(h *Handler, directive caddyfile.Token, at map[string]caddyfile.T
 		return errAt(at["skip_scopes"], errors.New("skip_scopes: cannot be combined with scopes or any_of"))
 	case h.AllowAnyAudience && len(h.Audiences) > 0:
 		return errAt(at["allow_any_audience"], errors.New("allow_any_audience: cannot be combined with audiences"))
+	case h.AllowAnyAudience && len(h.AllowMissingAudienceFor) > 0:
+		return errAt(at["allow_missing_audience_for"], errors.New("allow_missing_audience_for: cannot be combined with allow_any_audience"))
+	}
+	if _, err := scopeClosure(h.ScopeImplies); err != nil {
+		return errAt(at["scope_implies"], err)
 	}
 	return nil
 }
@@ -368,8 +415,23 @@ func parseRule(d *caddyfile.Dispenser, h *Handler) error {
 			dst = &r.Scopes
 		case "any_of":
 			dst = &r.AnyOf
+		case "clients":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			if slices.Contains(args, "") {
+				return d.Errf("%s: clients: %v", kind, errEmptyClient)
+			}
+			r.Clients = append(r.Clients, args...)
+			continue
+		case "require_claim":
+			if err := parseClaimCondition(d, &r.RequireClaims); err != nil {
+				return err
+			}
+			continue
 		default:
-			return d.Errf("%s: unrecognized subdirective %q (scopes or any_of)", kind, d.Val())
+			return d.Errf("%s: unrecognized subdirective %q (scopes, any_of, clients or require_claim)", kind, d.Val())
 		}
 		args := d.RemainingArgs()
 		if len(args) == 0 {
@@ -379,12 +441,52 @@ func parseRule(d *caddyfile.Dispenser, h *Handler) error {
 			if !validScopeToken(s) {
 				return d.Errf("%s: %q: %v", kind, s, errBadScope)
 			}
+			if s == offlineAccess {
+				return d.Errf("%s: %v", kind, errOfflineAccess)
+			}
 		}
 		*dst = append(*dst, args...)
 	}
-	if len(r.Scopes)+len(r.AnyOf) == 0 {
+	if len(r.Scopes)+len(r.AnyOf)+len(r.Clients)+len(r.RequireClaims) == 0 {
 		return d.Errf("%s %s: %v", kind, strings.Join(patterns, " "), errRuleNoScope)
 	}
 	h.Rules = append(h.Rules, r)
+	return nil
+}
+
+// parseClaimCondition reads `require_claim <claim> <value...>`.
+func parseClaimCondition(d *caddyfile.Dispenser, dst *[]ClaimCondition) error {
+	args := d.RemainingArgs()
+	if len(args) < 2 {
+		return d.Errf("require_claim: needs a claim name and at least one value")
+	}
+	cc := ClaimCondition{Claim: args[0], Values: args[1:]}
+	if err := checkClaimConditions("require_claim", []ClaimCondition{cc}); err != nil {
+		return d.WrapErr(err)
+	}
+	*dst = append(*dst, cc)
+	return nil
+}
+
+// parseScopeImplies reads `scope_implies <scope> <implied...>`; the same scope may be given
+// again to add to its list.
+func parseScopeImplies(d *caddyfile.Dispenser, h *Handler) error {
+	args := d.RemainingArgs()
+	if len(args) < 2 {
+		return d.Errf("scope_implies: needs a scope and at least one implied scope")
+	}
+	for _, s := range args {
+		if !validScopeToken(s) {
+			return d.Errf("scope_implies: %q: %v", s, errBadScope)
+		}
+	}
+	if h.ScopeImplies == nil {
+		h.ScopeImplies = make(map[string][]string)
+	}
+	for _, im := range args[1:] {
+		if !slices.Contains(h.ScopeImplies[args[0]], im) {
+			h.ScopeImplies[args[0]] = append(h.ScopeImplies[args[0]], im)
+		}
+	}
 	return nil
 }

@@ -31,10 +31,25 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 		strip_token
 		tool delete_* {
 			scopes mcp:admin
+			clients admin-console
+			require_claim realm_access.roles admin
 		}
 		filter_tools_list
 		max_body_size 2MiB
 		token_cache_size 5
+		clients app-1 https://app.example.com/*
+		require_claim groups mcp-users
+		require_claim realm_access.roles mcp
+		scope_implies mcp:admin mcp:write
+		scope_implies mcp:write mcp:read
+		allow_missing_audience_for cognito-client
+		scope_prefix api://1234/
+	}`, `mcp_auth {
+		resource               https://mcp.example.com/mcp
+		authorization_servers  https://login.microsoftonline.com/organizations/v2.0
+		issuers                https://login.microsoftonline.com/{tenantid}/v2.0
+		tenants                72f988bf-86f1-41af-91ab-2d7cd011db47
+		scopes                 mcp.read
 	}`, `mcp_auth {
 		resource               https://mcp.example.com/mcp
 		authorization_servers  https://auth.example.com

@@ -43,11 +43,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(id.provider)
 
+	// The base client and claim conditions: no request of this caller can pass, whatever
+	// its scopes, so nothing else is judged.
+	if id.baseDeny != denyNone {
+		return h.deny(w, r, id.baseDeny, nil)
+	}
+
 	var tf *toolsFilter
 	if h.ops != nil {
 		// The base policy and the rules are judged together, so that a 403 names every
 		// scope this request needs.
-		dec := h.judgeOperation(w, r, id.granted())
+		dec := h.judgeOperation(w, r, id)
 		if dec.deny != denyNone {
 			if dec.challenge != "" {
 				return h.denyWith(w, r, dec.deny, dec.challenge, dec.err)
@@ -172,7 +178,7 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, raw string)
 	if id.Confirmation.Present {
 		return nil, denyBound, nil
 	}
-	c := newCaller(id, h.policy, h.leeway)
+	c := newCaller(id, h.policy, h.access, h.leeway)
 	h.cache.Put(raw, c)
 	return c, denyNone, nil
 }

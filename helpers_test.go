@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
+	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
 
 // testKey is a signing key generated for a test, with its kid and JWS alg.
@@ -145,4 +146,9 @@ func waitKeysLoaded(t testing.TB, h *Handler) {
 func durationPtr(d time.Duration) *caddy.Duration {
 	c := caddy.Duration(d)
 	return &c
+}
+
+// scopesCaller is a caller that holds scopes and nothing else (no client, no claims).
+func scopesCaller(scopes ...string) *caller {
+	return newCaller(&verify.Identity{Scopes: scopes}, policy{}, nil, 0)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -89,12 +90,22 @@ func (ks *keySources) acquireAll(h *Handler) error {
 	}
 	if h.JWKSFile == "" && len(h.JWKSURLs) == 0 {
 		for _, iss := range h.Issuers {
+			// An issuer template ({tenantid}) has no metadata of its own: it is published by
+			// the authorization server's (Entra: .../organizations/v2.0 names the issuer
+			// https://login.microsoftonline.com/{tenantid}/v2.0). Never discovered literally.
+			base := iss
+			if isTenantTemplate(iss) {
+				base = templateMetadataBase(iss, h.AuthorizationServers)
+			}
 			// Checked before the set exists: an issuer that is not a URL can never be
 			// discovered, and its set would retry in the background forever.
-			if _, err := jwks.DiscoveryURLs(iss); err != nil {
+			if _, err := jwks.DiscoveryURLs(base); err != nil {
 				return fmt.Errorf("issuers: %w; set jwks_url or jwks_file for it", err)
 			}
-			rs, err := ks.acquire("issuer|"+iss+"|"+refresh.String(), func() *jwks.Remote {
+			rs, err := ks.acquire("issuer|"+base+"|"+iss+"|"+refresh.String(), func() *jwks.Remote {
+				if base != iss {
+					return jwks.NewDiscoveredAt(base, iss, opts)
+				}
 				return jwks.NewDiscovered(iss, opts)
 			})
 			if err != nil {
@@ -151,4 +162,21 @@ func keysLogger() *zap.Logger {
 		return ctx.Logger(Handler{}).Named("keys")
 	}
 	return caddy.Log().Named("http.handlers.mcp_auth.keys")
+}
+
+// templateMetadataBase picks the authorization server whose metadata publishes an issuer
+// template: the first on the template's scheme and host, else the first one.
+func templateMetadataBase(tmpl string, servers []string) string {
+	origin := tmpl
+	if i := strings.Index(tmpl, "://"); i >= 0 {
+		if j := strings.IndexByte(tmpl[i+3:], '/'); j >= 0 {
+			origin = tmpl[:i+3+j+1]
+		}
+	}
+	for _, as := range servers {
+		if strings.HasPrefix(as+"/", origin) {
+			return as
+		}
+	}
+	return servers[0]
 }

@@ -192,6 +192,46 @@ type Handler struct {
 	// JSON: `token_cache_size`. Caddyfile: `token_cache_size`.
 	TokenCacheSize *int `json:"token_cache_size,omitempty"`
 
+	// Clients, when set, are the only clients allowed: the token's client_id (else azp)
+	// must match one of these patterns, exact or glob with `*` (client ID metadata document
+	// clients are URLs: https://app.example.com/*). Another client gets 403 access_denied.
+	//
+	// JSON: `clients`. Caddyfile: `clients`.
+	Clients []string `json:"clients,omitempty"`
+
+	// RequireClaims are conditions on the token's claims, all of which must hold; a
+	// failing one is answered 403 access_denied. A claim the token's JSON holds more than
+	// once fails (fail closed).
+	//
+	// JSON: `require_claims`. Caddyfile: `require_claim <claim> <value...>` (repeatable).
+	RequireClaims []ClaimCondition `json:"require_claims,omitempty"`
+
+	// ScopeImplies maps a scope to scopes that holding it counts as holding, transitively
+	// (MCP 2026-07-28: servers account for scope hierarchies). A cycle is refused. A 403
+	// still names the scope a rule asks for, never the one implying it.
+	//
+	// JSON: `scope_implies`. Caddyfile: `scope_implies <scope> <implied...>` (repeatable).
+	ScopeImplies map[string][]string `json:"scope_implies,omitempty"`
+
+	// AllowMissingAudienceFor are client patterns whose tokens may lack `aud` altogether
+	// (Cognito, Keycloak CIMD clients). A token that names another audience is still
+	// refused.
+	//
+	// JSON: `allow_missing_audience_for`. Caddyfile: `allow_missing_audience_for`.
+	AllowMissingAudienceFor []string `json:"allow_missing_audience_for,omitempty"`
+
+	// ScopePrefix is put in front of every scope advertised (scopes_supported, challenges),
+	// while a token may hold the scope with or without it. Entra ID: `api://<app-id>/`.
+	//
+	// JSON: `scope_prefix`. Caddyfile: `scope_prefix`.
+	ScopePrefix string `json:"scope_prefix,omitempty"`
+
+	// Tenants limits the tokens accepted through an issuer with `{tenantid}` (Entra ID
+	// multi-tenant) to these tenant ids (`tid`).
+	//
+	// JSON: `tenants`. Caddyfile: `tenants`.
+	Tenants []string `json:"tenants,omitempty"`
+
 	logger   *zap.Logger
 	leeway   time.Duration    // Leeway, or its default
 	now      func() time.Time // the clock of verification and cache; tests replace it
@@ -204,6 +244,10 @@ type Handler struct {
 	chall    challenges
 	keySets  *keySources
 	released bool
+	access   *accessPolicy
+	// missingAudienceOK is allow_missing_audience_for as a hook, nil when not set: every
+	// verifier (JWT, introspection) asks it about a token without `aud`.
+	missingAudienceOK func(clientID string) bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -226,6 +270,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			*v, expandErr = expandAtLoad(repl, field, *v)
 		}
 	}
+	if err := checkNoTenantTemplate(h.AuthorizationServers); err != nil {
+		return err
+	}
+	// {tenantid} in an issuer is not a Caddy placeholder but Entra's issuer template: it is
+	// kept through the expansion of the rest ({env.*}).
+	expandIssuer := func(v *string) {
+		parts := strings.Split(*v, verify.TenantPlaceholder)
+		for i := range parts {
+			if parts[i] != "" {
+				expand("issuers", &parts[i])
+			}
+		}
+		*v = strings.Join(parts, verify.TenantPlaceholder)
+	}
+	for i := range h.Issuers {
+		expandIssuer(&h.Issuers[i])
+	}
 	expand("resource", &h.Resource)
 	expand("resource_name", &h.ResourceName)
 	expand("resource_documentation", &h.ResourceDocumentation)
@@ -233,7 +294,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for _, l := range []struct {
 		field string
 		list  []string
-	}{{"authorization_servers", h.AuthorizationServers}, {"issuers", h.Issuers},
+	}{{"authorization_servers", h.AuthorizationServers},
 		{"jwks_url (JSON jwks_urls)", h.JWKSURLs}, {"audiences", h.Audiences}} {
 		for i := range l.list {
 			expand(l.field, &l.list[i])
@@ -276,6 +337,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	h.policy = newPolicy(h.Scopes, h.AnyOf, h.ScopeClaim)
 	rules := newRuleSet(h.policy, h.Rules)
+	access, err := newAccessPolicy(h)
+	if err != nil {
+		return err
+	}
+	if err := rules.setAccess(access, h.Rules); err != nil {
+		return err
+	}
+	h.access = access
 	if len(h.Rules) > 0 || h.FilterToolsList {
 		h.ops = &operations{rules: rules, filterTools: h.FilterToolsList, maxBody: h.MaxBodySize}
 	}
@@ -287,13 +356,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			}
 		}
 	}
+	// With scope_prefix, clients must request the prefixed form (Entra reads a bare scope as
+	// Microsoft Graph's): that is the form advertised.
+	h.ScopesSupported = access.advertised(h.ScopesSupported)
 
-	var err error
 	h.meta, err = newMetadataDoc(h)
 	if err != nil {
 		return err
 	}
-	h.chall = newChallenges(h.policy.challengeScope(), h.meta.url)
+	h.chall = newChallenges(access.advertised(h.policy.challengeScope()), h.meta.url)
 	h.warnIfMisplaced(ctx)
 
 	h.keySets, err = acquireKeySources(h)
@@ -303,7 +374,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	h.verifier = &verify.JWT{
+	jv := &verify.JWT{
 		Keys:         keyLookup{&h.keySets.Sources},
 		Algorithms:   h.Algorithms,
 		Issuers:      h.Issuers,
@@ -313,7 +384,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Leeway:       h.leeway,
 		ScopeClaim:   h.ScopeClaim,
 		Now:          h.now,
+		Tenants:      h.Tenants,
 	}
+	if len(h.AllowMissingAudienceFor) > 0 {
+		pats := compilePatterns(h.AllowMissingAudienceFor)
+		h.missingAudienceOK = func(clientID string) bool {
+			return clientID != "" && matchAny(pats, clientID)
+		}
+		jv.AllowMissingAudience = h.missingAudienceOK
+	}
+	h.verifier = jv
 	size := defaultTokenCacheSize
 	if h.TokenCacheSize != nil {
 		size = *h.TokenCacheSize
@@ -437,7 +517,7 @@ func (h *Handler) validateConfig() error {
 	if strings.ContainsAny(h.ScopeClaim, " \t") {
 		return fmt.Errorf("scope_claim: %q is not a claim name", h.ScopeClaim)
 	}
-	return nil
+	return h.validateAccess()
 }
 
 // Cleanup releases the key sets. Caddy calls it also when Provision failed halfway, so it

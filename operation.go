@@ -46,8 +46,9 @@ type opDecision struct {
 // the rules that apply to the JSON-RPC messages of its body, and returns the denial when there
 // is one. For a tools/list request with filter_tools_list it returns the writer, wrapping w,
 // that filters the result.
-func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted []string) opDecision {
+func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *caller) opDecision {
 	ops := h.ops
+	granted := c.granted()
 	// A request whose messages the server could read otherwise than this handler does is
 	// not judged: it is refused. A token short of the base policy still learns that first
 	// (403 with the base scopes), since no request would pass with it.
@@ -68,7 +69,7 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 			// A GET stream can carry a tools/list result too: a client resuming a POST's
 			// stream with Last-Event-ID gets its events replayed there. Filter it as well.
 			r.Header.Del("Accept-Encoding")
-			tf := newToolsFilter(w, ops.rules, granted)
+			tf := newToolsFilter(w, ops.rules, c)
 			tf.sseOnly = true // a GET is never answered with a JSON-RPC response in JSON
 			return opDecision{deny: denyNone, filter: tf}
 		}
@@ -104,9 +105,14 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 		ops.rules.match(&msgs[i], &matched)
 		toolsList = toolsList || msgs[i].Method == mcpjson.MethodToolsList
 	}
+	// A client or claim condition no scope can fix wins over missing scopes: asking for a
+	// new token would not help (access_denied, no step-up).
+	if d := ops.rules.accessDenial(c, &matched); d != denyNone {
+		return opDecision{deny: d}
+	}
 	if !ops.rules.satisfiedBy(granted, &matched) {
 		challenge := h.chall.build(codeInsufficientScope, denials[denyInsufficientScope].desc,
-			ops.rules.stepUpScopes(granted, &matched))
+			h.access.advertised(ops.rules.stepUpScopes(granted, &matched)))
 		if ce := h.logger.Check(zap.DebugLevel, "operation denied"); ce != nil {
 			fields := []zap.Field{zap.String("method", msgs[0].Method)}
 			if msgs[0].Name != "" {
@@ -120,7 +126,7 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 		// The result is rewritten here, so it must reach us uncompressed (encode runs after
 		// mcp_auth and would compress for the client otherwise).
 		r.Header.Del("Accept-Encoding")
-		return opDecision{deny: denyNone, filter: newToolsFilter(w, ops.rules, granted)}
+		return opDecision{deny: denyNone, filter: newToolsFilter(w, ops.rules, c)}
 	}
 	return opDecision{deny: denyNone}
 }

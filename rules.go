@@ -39,6 +39,14 @@ type Rule struct {
 	// AnyOf are alternatives required when the rule applies: the token must hold at least
 	// one of them. The first one is the preferred one, named in challenges.
 	AnyOf []string `json:"any_of,omitempty"`
+
+	// Clients, when set, are the only clients (client_id, else azp; exact or glob) allowed
+	// the operations the rule names; another client gets 403 access_denied.
+	Clients []string `json:"clients,omitempty"`
+
+	// RequireClaims are claim conditions that must all hold when the rule applies; a
+	// failing one is answered 403 access_denied.
+	RequireClaims []ClaimCondition `json:"require_claims,omitempty"`
 }
 
 // Patterns are exact strings, or globs where each `*` stands for any run of characters,
@@ -99,6 +107,7 @@ type compiledRule struct {
 	tools, prompts, methods []pattern
 	uris                    []uriPattern
 	allOf, anyOf            []string
+	conds                   []int // client and claim conditions, indices into access.conds
 }
 
 // uriPattern is a resource_uri pattern with its matching keys (see appendURIKey): a URI
@@ -195,6 +204,8 @@ type ruleSet struct {
 	// uriRules is set when a rule has resource_uri patterns: then resource URIs must be
 	// in normal form.
 	uriRules bool
+	// access holds the conditions the rules' conds index.
+	access *accessPolicy
 }
 
 func newRuleSet(base policy, rules []*Rule) *ruleSet {
@@ -281,6 +292,36 @@ func (rs *ruleSet) matchResource(m *mcpjson.Message, s *matchSet) {
 	}
 }
 
+// setAccess compiles the rules' client and claim conditions into a.
+func (rs *ruleSet) setAccess(a *accessPolicy, rules []*Rule) error {
+	rs.access = a
+	for i, r := range rules {
+		idx, err := a.add(r.Clients, r.RequireClaims)
+		if err != nil {
+			return fmt.Errorf("rules[%d]: %w", i, err)
+		}
+		rs.rules[i].conds = idx
+	}
+	return nil
+}
+
+// accessDenial returns the denial of the first matched rule whose client or claim condition
+// the caller fails, or denyNone. It is judged before scopes: a token with more scopes would
+// fail it all the same.
+func (rs *ruleSet) accessDenial(c *caller, s *matchSet) denial {
+	if rs.access == nil {
+		return denyNone
+	}
+	for i := range rs.rules {
+		if s.has(i) && len(rs.rules[i].conds) > 0 {
+			if d := rs.access.firstFailed(rs.rules[i].conds, &c.condOK); d != denyNone {
+				return d
+			}
+		}
+	}
+	return denyNone
+}
+
 // satisfiedBy reports whether granted meets the base policy and every matched rule.
 func (rs *ruleSet) satisfiedBy(granted []string, s *matchSet) bool {
 	if !rs.base.satisfiedBy(granted) {
@@ -329,12 +370,20 @@ func (rs *ruleSet) stepUpScopes(granted []string, s *matchSet) []string {
 	return out
 }
 
-// toolAllowed reports whether a tools/call of name would pass the rules for a token that
-// already passed the base policy. It is what filter_tools_list hides tools by.
-func (rs *ruleSet) toolAllowed(name string, granted []string) bool {
+// toolAllowed reports whether a tools/call of name would pass the rules for a caller that
+// already passed the base policy: their scopes, clients and claims. It is what
+// filter_tools_list hides tools by.
+func (rs *ruleSet) toolAllowed(name string, c *caller) bool {
 	m := mcpjson.Message{Method: mcpjson.MethodToolsCall, HasMethod: true, Name: name}
 	for i := range rs.rules {
-		if rs.rules[i].appliesTo(&m, nil) && !rs.rules[i].metBy(granted) {
+		r := &rs.rules[i]
+		if !r.appliesTo(&m, nil) {
+			continue
+		}
+		if !r.metBy(c.granted()) {
+			return false
+		}
+		if len(r.conds) > 0 && (rs.access == nil || rs.access.firstFailed(r.conds, &c.condOK) != denyNone) {
 			return false
 		}
 	}
@@ -357,7 +406,7 @@ func (rs *ruleSet) scopes() []string {
 // Configuration errors of rules.
 var (
 	errRuleNoTarget   = errors.New("names no tools, prompts, resource_uris or methods")
-	errRuleNoScope    = errors.New("requires nothing: set scopes or any_of")
+	errRuleNoScope    = errors.New("requires nothing: set scopes, any_of, clients or require_claim")
 	errRuleEmptyMatch = errors.New("empty pattern")
 )
 
@@ -385,8 +434,11 @@ func validateRules(rules []*Rule) error {
 				return fmt.Errorf("rules[%d].resource_uris: %q: write patterns in the normal form of the URIs they name: %w", i, p, err)
 			}
 		}
-		if len(r.Scopes)+len(r.AnyOf) == 0 {
+		if len(r.Scopes)+len(r.AnyOf)+len(r.Clients)+len(r.RequireClaims) == 0 {
 			return fmt.Errorf("rules[%d]: %w", i, errRuleNoScope)
+		}
+		if err := validateRuleAccess(i, r); err != nil {
+			return err
 		}
 		for _, f := range []namedList{{"scopes", r.Scopes}, {"any_of", r.AnyOf}} {
 			for _, s := range f.list {

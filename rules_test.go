@@ -184,12 +184,12 @@ func TestToolAllowed(t *testing.T) {
 	rs := testRuleSet()
 	granted := []string{"mcp:read", "mcp:tools"}
 	for name, want := range map[string]bool{"read_file": true, "delete_user": false, "write_file": false, "drop_table": false} {
-		if got := rs.toolAllowed(name, granted); got != want {
+		if got := rs.toolAllowed(name, scopesCaller(granted...)); got != want {
 			t.Errorf("toolAllowed(%q) = %v, want %v", name, got, want)
 		}
 	}
 	// The method rule for tools/call hides every tool from a token without mcp:tools.
-	if rs.toolAllowed("read_file", []string{"mcp:read"}) {
+	if rs.toolAllowed("read_file", scopesCaller("mcp:read")) {
 		t.Error("read_file allowed without mcp:tools")
 	}
 }
@@ -255,7 +255,7 @@ func toolsCallBody(tb testing.TB, name string, size int) []byte {
 func benchmarkPolicy(b *testing.B, size int) {
 	h := policyHandler(b, false)
 	body := toolsCallBody(b, "read_file", size)
-	granted := []string{"mcp:read", "mcp:tools"}
+	c := scopesCaller("mcp:read", "mcp:tools")
 	r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
 	r.Header.Set("Content-Type", "application/json")
 	w := httptest.NewRecorder()
@@ -267,7 +267,7 @@ func benchmarkPolicy(b *testing.B, size int) {
 		rd.Reset(body)
 		r.Body = io.NopCloser(rd)
 		r.ContentLength = int64(len(body))
-		if h.judgeOperation(w, r, granted).deny != denyNone {
+		if h.judgeOperation(w, r, c).deny != denyNone {
 			b.Fatal("denied")
 		}
 	}

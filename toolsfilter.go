@@ -105,10 +105,10 @@ type toolsFilter struct {
 	sseOnly bool
 }
 
-func newToolsFilter(w http.ResponseWriter, rules *ruleSet, granted []string) *toolsFilter {
+func newToolsFilter(w http.ResponseWriter, rules *ruleSet, c *caller) *toolsFilter {
 	return &toolsFilter{
 		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
-		allowed:               func(name string) bool { return rules.toolAllowed(name, granted) },
+		allowed:               func(name string) bool { return rules.toolAllowed(name, c) },
 	}
 }
 

@@ -37,6 +37,8 @@ const (
 	denyBodyNotAllowed
 	denyMethodOverride
 	denyResourceURI
+	denyClientNotAllowed
+	denyClaimNotSatisfied
 	numDenials
 )
 
@@ -46,6 +48,10 @@ const (
 	codeInvalidToken      = "invalid_token"
 	codeInsufficientScope = "insufficient_scope"
 	codeUnavailable       = "temporarily_unavailable"
+	// codeAccessDenied answers a failure no new token scope can fix (the client is not
+	// allowed, a claim is missing). It is deliberately not insufficient_scope: MCP clients
+	// answer that with a step-up authorization, which would loop here.
+	codeAccessDenied = "access_denied"
 )
 
 type denialInfo struct {
@@ -85,7 +91,14 @@ var denials = [numDenials]denialInfo{
 	denyBodyNotAllowed:  {http.StatusBadRequest, codeInvalidRequest, "Only POST requests may carry a body.", "body_not_allowed"},
 	denyMethodOverride:  {http.StatusBadRequest, codeInvalidRequest, "Method override headers are not accepted.", "method_override"},
 	denyResourceURI:     {http.StatusBadRequest, codeInvalidRequest, "The resource URI is not in normal form.", "resource_uri_not_normal"},
+
+	// Client and claim conditions: no scope fixes them, so the challenge names no scope.
+	denyClientNotAllowed:  {http.StatusForbidden, codeAccessDenied, "The client is not allowed to access this resource.", "client_not_allowed"},
+	denyClaimNotSatisfied: {http.StatusForbidden, codeAccessDenied, "The access token does not carry the claims this request requires.", "claim_not_satisfied"},
 }
+
+// isAccessDenial reports a denial that no new scope can fix: its challenge names no scope.
+func isAccessDenial(d denial) bool { return denials[d].code == codeAccessDenied }
 
 // hasChallenge reports whether the answer for d carries a WWW-Authenticate challenge: every
 // 400, 401 and 403 does (RFC 6750 §3); a 503, 413 or 415 is not about the credentials.
@@ -142,7 +155,10 @@ func newChallenges(scope []string, metaURL string, schemes ...scheme) challenges
 	}
 	for d := denial(0); d < numDenials; d++ {
 		info := denials[d]
-		if hasChallenge(d) {
+		switch {
+		case isAccessDenial(d):
+			c.header[d] = c.build(info.code, info.desc, nil)
+		case hasChallenge(d):
 			c.header[d] = c.build(info.code, info.desc, scope)
 		}
 		if info.code != "" {

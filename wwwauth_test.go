@@ -112,6 +112,8 @@ var wantDenials = map[denial]struct {
 	denyBodyNotAllowed:    {400, "invalid_request", "Only POST requests may carry a body."},
 	denyMethodOverride:    {400, "invalid_request", "Method override headers are not accepted."},
 	denyResourceURI:       {400, "invalid_request", "The resource URI is not in normal form."},
+	denyClientNotAllowed:  {403, "access_denied", "The client is not allowed to access this resource."},
+	denyClaimNotSatisfied: {403, "access_denied", "The access token does not carry the claims this request requires."},
 }
 
 func TestChallengesEveryDenial(t *testing.T) {
@@ -148,7 +150,12 @@ func TestChallengesEveryDenial(t *testing.T) {
 						t.Errorf("Retry-After %q, want a positive number of seconds", res.Header.Get("Retry-After"))
 					}
 				} else {
-					wantCh := wantChallenge(want.code, want.desc, strings.Join(scope, " "), testMetaURL)
+					wantScope := strings.Join(scope, " ")
+					if want.code == "access_denied" {
+						// No scope fixes it: naming one would invite a step-up loop.
+						wantScope = ""
+					}
+					wantCh := wantChallenge(want.code, want.desc, wantScope, testMetaURL)
 					if len(ch) != 1 || ch[0] != wantCh {
 						t.Errorf("WWW-Authenticate\n got %q\nwant %q", ch, wantCh)
 					}
@@ -229,6 +236,9 @@ func TestChallengeStatusCodes(t *testing.T) {
 			want = codeInvalidRequest
 		case http.StatusForbidden:
 			want = codeInsufficientScope
+			if d == denyClientNotAllowed || d == denyClaimNotSatisfied {
+				want = codeAccessDenied
+			}
 		case http.StatusServiceUnavailable:
 			want = codeUnavailable
 		default:

@@ -106,6 +106,13 @@ var subdirectives = map[string]string{
 	"method":                 "methods",
 	"filter_tools_list":      "filter_tools_list",
 	"max_body_size":          "max_body_size",
+
+	"clients":                    "clients",
+	"require_claim":              "require_claims",
+	"scope_implies":              "scope_implies",
+	"allow_missing_audience_for": "allow_missing_audience_for",
+	"scope_prefix":               "scope_prefix",
+	"tenants":                    "tenants",
 }
 
 // ruleDirectives are the subdirectives that each become one entry of "rules".

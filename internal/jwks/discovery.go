@@ -55,7 +55,16 @@ func DiscoveryURLs(issuer string) ([]string, error) {
 // discoverJWKSURL finds the issuer's jwks_uri. A document whose issuer differs from the
 // configured one is refused (RFC 8414 §3.3), and the next location is tried.
 func discoverJWKSURL(ctx context.Context, client *http.Client, issuer string, limit int64) (string, error) {
-	cands, err := DiscoveryURLs(issuer)
+	return discoverJWKSURLAt(ctx, client, "", issuer, limit)
+}
+
+// discoverJWKSURLAt is discoverJWKSURL with the metadata looked for at base ("" for the
+// issuer itself); the document must still name issuer.
+func discoverJWKSURLAt(ctx context.Context, client *http.Client, base, issuer string, limit int64) (string, error) {
+	if base == "" {
+		base = issuer
+	}
+	cands, err := DiscoveryURLs(base)
 	if err != nil {
 		return "", err
 	}

@@ -111,6 +111,7 @@ type Remote struct {
 	fetchers     sync.WaitGroup // running flights, waited for by Close
 	lastOnDemand time.Time
 	discovered   string // the jwks_uri found by discovery, until a fetch from it fails
+	metaBase     string // where the issuer's metadata is looked for, when not at the issuer
 
 	fetches atomic.Int64 // JWKS requests made, for tests
 }
@@ -126,6 +127,14 @@ func NewRemote(jwksURL string, opts Options) *Remote {
 // OpenID Connect Discovery metadata (see DiscoveryURLs).
 func NewDiscovered(issuer string, opts Options) *Remote {
 	return start(&Remote{issuer: issuer}, opts)
+}
+
+// NewDiscoveredAt is NewDiscovered for an issuer whose metadata is not at its own
+// well-known location: the metadata of base is read, and must name issuer. Entra's
+// multi-tenant issuer `https://login.microsoftonline.com/{tenantid}/v2.0` is such a one: it
+// is a template, published by the metadata of `.../organizations/v2.0` or `.../common/v2.0`.
+func NewDiscoveredAt(base, issuer string, opts Options) *Remote {
+	return start(&Remote{issuer: issuer, metaBase: base}, opts)
 }
 
 func start(r *Remote, opts Options) *Remote {
@@ -292,7 +301,7 @@ func (r *Remote) fetchOnce(ctx context.Context) error {
 		r.mu.Unlock()
 		if u == "" {
 			var err error
-			if u, err = discoverJWKSURL(ctx, r.opts.Client, r.issuer, r.opts.MaxDocBytes); err != nil {
+			if u, err = discoverJWKSURLAt(ctx, r.opts.Client, r.metaBase, r.issuer, r.opts.MaxDocBytes); err != nil {
 				return err
 			}
 			r.mu.Lock()

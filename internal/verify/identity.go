@@ -3,6 +3,9 @@ package verify
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -34,6 +37,10 @@ type lazyClaims struct {
 	src  string // base64url JWT payload, or raw JSON when json
 	json bool
 	m    map[string]any
+	// dups are the dotted paths of object members that the payload holds more than once.
+	// encoding/json keeps the last of them; another reader may keep the first, so a
+	// condition on such a claim cannot be judged with certainty (ClaimAt).
+	dups []string
 }
 
 // Confirmation holds the members of cnf that this module can check.
@@ -81,6 +88,7 @@ func (id *Identity) Claims() map[string]any {
 		var m map[string]any
 		if json.Unmarshal(src, &m) == nil {
 			lc.m = m
+			lc.dups = duplicatePaths(src, "", nil)
 		}
 		lc.src = ""
 	})
@@ -91,6 +99,86 @@ func (id *Identity) Claims() map[string]any {
 func (id *Identity) Claim(name string) (any, bool) {
 	v, ok := id.Claims()[name]
 	return v, ok
+}
+
+// ClaimPath is a claim name, or a dotted path into nested objects (realm_access.roles).
+type ClaimPath struct {
+	name string
+	segs []string
+}
+
+// NewClaimPath reads a claim name. Dots separate the members of nested objects, so a claim
+// whose own name contains a dot cannot be named; an empty segment ("a..b", ".a", "a.") is
+// refused.
+func NewClaimPath(name string) (ClaimPath, error) {
+	segs := strings.Split(name, ".")
+	for _, s := range segs {
+		if s == "" {
+			return ClaimPath{}, errors.New("empty member name in claim path")
+		}
+	}
+	return ClaimPath{name: name, segs: segs}, nil
+}
+
+// String is the path as written.
+func (p ClaimPath) String() string { return p.name }
+
+// ClaimAt returns the value at p. ambiguous is true when a member on the path occurs more
+// than once in the token's JSON (RFC 8259 §4: names SHOULD be unique, and readers disagree
+// on which duplicate counts); the caller then fails closed. It does not allocate once the
+// claims are decoded.
+func (id *Identity) ClaimAt(p ClaimPath) (v any, ok, ambiguous bool) {
+	m := id.Claims()
+	if m == nil {
+		return nil, false, false
+	}
+	for _, d := range id.claims.dups {
+		if d == "" || d == p.name || len(p.name) > len(d) && p.name[len(d)] == '.' && p.name[:len(d)] == d {
+			return nil, false, true
+		}
+	}
+	var cur any = m
+	for _, s := range p.segs {
+		obj, isObj := cur.(map[string]any)
+		if !isObj {
+			return nil, false, false
+		}
+		if cur, ok = obj[s]; !ok {
+			return nil, false, false
+		}
+	}
+	return cur, true, false
+}
+
+// duplicatePaths lists the dotted paths of members that occur twice in an object of data
+// (valid JSON), recursing into member values that are objects.
+func duplicatePaths(data []byte, prefix string, out []string) []string {
+	var seen map[string]bool
+	err := members(data, func(name string, val []byte) error {
+		if seen == nil {
+			seen = make(map[string]bool)
+		}
+		path := name
+		if prefix != "" {
+			path = prefix + "." + name
+		}
+		if seen[name] {
+			if !slices.Contains(out, path) {
+				out = append(out, path)
+			}
+		}
+		seen[name] = true
+		if len(val) > 0 && val[0] == '{' {
+			out = duplicatePaths(val, path, out)
+		}
+		return nil
+	})
+	if err != nil {
+		// A name this reader refuses (a lone surrogate escape, which encoding/json turns
+		// into U+FFFD, so that two such names collide): the whole object is ambiguous.
+		out = append(out, prefix)
+	}
+	return out
 }
 
 // WithClaims returns a copy of id whose Claims are decoded from the JSON object claimsJSON

@@ -35,7 +35,19 @@ type JWT struct {
 	// ScopeClaim names the claim holding scopes; "" reads `scope`, then `scp`.
 	ScopeClaim string
 	Now        func() time.Time
+	// AllowMissingAudience, when set, is asked about a token that has no `aud` at all, with
+	// the token's client (client_id, else azp): true accepts it without an audience. A token
+	// whose `aud` names another audience is never accepted through it (Cognito, Keycloak
+	// CIMD clients issue tokens without `aud`).
+	AllowMissingAudience func(clientID string) bool
+	// Tenants, when not empty, are the only `tid` values accepted from a token whose issuer
+	// matched an issuer template (TenantPlaceholder).
+	Tenants []string
 }
+
+// TenantPlaceholder in an accepted issuer stands for the token's `tid` claim, as Entra ID's
+// multi-tenant metadata writes its issuer: https://login.microsoftonline.com/{tenantid}/v2.0.
+const TenantPlaceholder = "{tenantid}"
 
 // KeySource finds the keys that may have verified a token of issuer iss with this kid and
 // alg. It returns ErrKeysUnavailable when no key could ever be loaded, ErrUnknownKey when the
@@ -78,6 +90,7 @@ type jwtClaims struct {
 	hasExp, hasNbf, hasIat       bool
 	scope                        any
 	cnf                          Confirmation
+	tid                          string
 }
 
 // Verify checks raw, a JWS compact serialization. The order of checks decides which reason
@@ -109,12 +122,13 @@ func (v *JWT) Verify(ctx context.Context, raw string, _ *http.Request) (*Identit
 	if v.RequireATJWT && !isATJWT(hdr.typ) {
 		return nil, fail(Type)
 	}
-	if !slices.Contains(v.Issuers, c.iss) {
+	issuer, ok := v.matchIssuer(&c)
+	if !ok {
 		return nil, fail(Issuer)
 	}
 
 	var keyBuf [4]VerificationKey
-	keys, err := v.Keys.Lookup(ctx, c.iss, hdr.kid, hdr.alg, keyBuf[:0])
+	keys, err := v.Keys.Lookup(ctx, issuer, hdr.kid, hdr.alg, keyBuf[:0])
 	switch {
 	case errors.Is(err, ErrKeysUnavailable):
 		return nil, failWith(Unavailable, err)
@@ -141,22 +155,28 @@ func (v *JWT) Verify(ctx context.Context, raw string, _ *http.Request) (*Identit
 	if err := v.checkDates(&c, now); err != nil {
 		return nil, err
 	}
+	clientID := c.clientID
+	if clientID == "" {
+		clientID = c.azp
+	}
 	if !v.AnyAudience && !audienceOK(c.aud, v.Audiences) {
-		return nil, fail(Audience)
+		// Only a token without any `aud` member may be let through, and only for the
+		// configured clients: one that names another audience was issued for another
+		// resource (RFC 8707, RFC 9068 §4).
+		if c.hasAud || v.AllowMissingAudience == nil || !v.AllowMissingAudience(clientID) {
+			return nil, fail(Audience)
+		}
 	}
 
 	id := &Identity{
 		Issuer:       c.iss,
 		Subject:      c.sub,
-		ClientID:     c.clientID,
+		ClientID:     clientID,
 		TokenID:      c.jti,
 		Scopes:       ParseScopes(c.scope),
 		Expiry:       numericTime(c.exp),
 		Confirmation: c.cnf,
 		claims:       &lazyClaims{src: p64},
-	}
-	if id.ClientID == "" {
-		id.ClientID = c.azp
 	}
 	if v.ScopeClaim != "" && v.ScopeClaim != "scope" && v.ScopeClaim != "scp" {
 		// A claim of another name (Auth0 permissions, custom) is read from the full claims.
@@ -167,6 +187,54 @@ func (v *JWT) Verify(ctx context.Context, raw string, _ *http.Request) (*Identit
 		id.keys[i] = k
 	}
 	return id, nil
+}
+
+// matchIssuer returns the configured issuer that the token's iss matches: the same string,
+// or a template with TenantPlaceholder that gives iss when the token's tid is put in. The
+// template is what keys are looked up by. The plain case costs one comparison per issuer
+// and no allocation.
+func (v *JWT) matchIssuer(c *jwtClaims) (string, bool) {
+	if slices.Contains(v.Issuers, c.iss) {
+		// A template matches only with a tenant put in, never as written.
+		if !strings.Contains(c.iss, TenantPlaceholder) {
+			return c.iss, true
+		}
+		return "", false
+	}
+	if !validTenantID(c.tid) {
+		return "", false
+	}
+	for _, tmpl := range v.Issuers {
+		i := strings.Index(tmpl, TenantPlaceholder)
+		if i < 0 {
+			continue
+		}
+		prefix, suffix := tmpl[:i], tmpl[i+len(TenantPlaceholder):]
+		if len(c.iss) == len(prefix)+len(c.tid)+len(suffix) && strings.HasPrefix(c.iss, prefix) &&
+			strings.HasSuffix(c.iss, suffix) && c.iss[len(prefix):len(prefix)+len(c.tid)] == c.tid {
+			if len(v.Tenants) > 0 && !slices.Contains(v.Tenants, c.tid) {
+				return "", false
+			}
+			return tmpl, true
+		}
+	}
+	return "", false
+}
+
+// validTenantID accepts what Entra tenant ids are (GUIDs): letters, digits and '-', at most
+// 64. Anything else in tid (a '/', a '.', an empty value) never completes an issuer: a tid
+// must not be able to reshape the URL it is put into.
+func validTenantID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *JWT) now() time.Time {
@@ -306,6 +374,9 @@ func (v *JWT) readClaims(p64 string, c *jwtClaims) error {
 		case "cnf":
 			bit = 1 << 11
 			err = readConfirmation(val, &c.cnf)
+		case "tid":
+			bit = 1 << 12
+			c.tid, err = jsonString(val)
 		default:
 			return nil
 		}

@@ -1,0 +1,361 @@
+package integration
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Who may call, through a real Caddy: clients, require_claim (base and in rules),
+// scope_implies, scope_prefix, allow_missing_audience_for, a {tenantid} issuer with tenants
+// (its host from {env.*}, which must still expand), from the Caddyfile and from JSON.
+
+const whoCaddyfile = `
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+
+:9080 {
+	reverse_proxy @UPSTREAM@
+	mcp_auth {
+		resource              https://mcp.example.com/mcp
+		authorization_servers https://auth.example.com
+		resource_name         "@NAME@"
+		issuers               https://auth.example.com https://{env.P8_TENANT_HOST}/{tenantid}/v2.0
+		tenants               tenant-a
+		jwks_url              @JWKS@
+		scopes                mcp:read
+		scope_prefix          api://app/
+		scope_implies         mcp:admin mcp:write
+		scope_implies         mcp:write mcp:read
+		clients               client-1 https://app.example.com/* cognito-client
+		require_claim         realm_access.roles mcp
+		allow_missing_audience_for cognito-client
+		tool delete_* {
+			scopes mcp:admin
+			require_claim groups admins
+		}
+		tool write_* {
+			scopes mcp:write
+		}
+		tool deploy {
+			clients https://app.example.com/deployer
+		}
+	}
+}
+`
+
+const whoJSON = `
+{
+	"admin": {"listen": "localhost:2999"},
+	"apps": {
+		"http": {
+			"http_port": 9080,
+			"https_port": 9443,
+			"grace_period": 1,
+			"servers": {
+				"mcp": {
+					"listen": [":9080"],
+					"routes": [{
+						"handle": [
+							{
+								"handler": "mcp_auth",
+								"resource": "https://mcp.example.com/mcp",
+								"authorization_servers": ["https://auth.example.com"],
+								"resource_name": "@NAME@",
+								"issuers": ["https://auth.example.com", "https://{env.P8_TENANT_HOST}/{tenantid}/v2.0"],
+								"tenants": ["tenant-a"],
+								"jwks_urls": ["@JWKS@"],
+								"scopes": ["mcp:read"],
+								"scope_prefix": "api://app/",
+								"scope_implies": {"mcp:admin": ["mcp:write"], "mcp:write": ["mcp:read"]},
+								"clients": ["client-1", "https://app.example.com/*", "cognito-client"],
+								"require_claims": [{"claim": "realm_access.roles", "values": ["mcp"]}],
+								"allow_missing_audience_for": ["cognito-client"],
+								"rules": [
+									{"tools": ["delete_*"], "scopes": ["mcp:admin"], "require_claims": [{"claim": "groups", "values": ["admins"]}]},
+									{"tools": ["write_*"], "scopes": ["mcp:write"]},
+									{"tools": ["deploy"], "clients": ["https://app.example.com/deployer"]}
+								]
+							},
+							{"handler": "reverse_proxy", "upstreams": [{"dial": "@UPSTREAM@"}]}
+						]
+					}]
+				}
+			}
+		}
+	}
+}
+`
+
+const (
+	descClient = "The client is not allowed to access this resource."
+	descClaim  = "The access token does not carry the claims this request requires."
+	descIss    = "The access token issuer is not accepted."
+	whoPrefix  = "api://app/"
+)
+
+// whoClaims are claims that pass the base policy: client-1, realm role mcp, scope mcp:read.
+func whoClaims(set map[string]any) jwt.MapClaims {
+	now := time.Now()
+	c := jwt.MapClaims{
+		"iss": issuer, "aud": resource, "sub": "user-1", "client_id": "client-1",
+		"scope": "mcp:read", "realm_access": map[string]any{"roles": []any{"mcp"}},
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+	}
+	for k, v := range set {
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+	}
+	return c
+}
+
+func toolCall(name string) string {
+	return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + name + `","arguments":{}}}`
+}
+
+// postRPC sends a JSON-RPC body with a bearer token.
+func postRPC(t *testing.T, tc *caddytest.Tester, token, body string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+token)
+	tc.Client.CloseIdleConnections()
+	resp, err := tc.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return resp.StatusCode, resp.Header, b.String()
+}
+
+type whoCase struct {
+	name   string
+	token  func(t *testing.T) string
+	body   string // default: a call of read_file
+	status int
+	// code and desc of a denial; scope of its challenge ("" for none)
+	code, desc, scope string
+}
+
+func TestWhoMayCallCaddyfile(t *testing.T) { runWhoMayCall(t, whoCaddyfile, "caddyfile") }
+func TestWhoMayCallJSON(t *testing.T)      { runWhoMayCall(t, whoJSON, "json") }
+
+func runWhoMayCall(t *testing.T, cfg, adapter string) {
+	t.Setenv("P8_TENANT_HOST", "login.example.com")
+	key := newRSAKey(t, "rsa-who")
+	js := newJWKSServer(t, key)
+	up := newUpstream(t)
+	name := "Who " + adapter
+	tc := startCaddy(t, render(cfg, map[string]string{"JWKS": js.URL, "UPSTREAM": up.dial(), "NAME": name}), adapter)
+	waitServed(t, tc, prmPath, name)
+
+	// The metadata advertises the prefixed scopes (Entra reads a bare one as Graph's).
+	_, _, prm := request(t, tc, http.MethodGet, prmPath, "")
+	var doc struct {
+		Scopes []string `json:"scopes_supported"`
+	}
+	if err := json.Unmarshal([]byte(prm), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{whoPrefix + "mcp:read", whoPrefix + "mcp:admin", whoPrefix + "mcp:write"}; strings.Join(doc.Scopes, " ") != strings.Join(want, " ") {
+		t.Errorf("scopes_supported = %q, want %q", doc.Scopes, want)
+	}
+
+	tok := func(set map[string]any) func(t *testing.T) string {
+		return func(t *testing.T) string { return key.sign(t, whoClaims(set)) }
+	}
+	raw := func(payload string) func(t *testing.T) string {
+		return func(t *testing.T) string {
+			return forge(t, key.Alg, key.Signer, mustJSON(t, joseHeader(key.Alg, key.KID, nil)), payload)
+		}
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	payload := func(members string) string {
+		return `{"iss":"` + issuer + `","aud":"` + resource + `","sub":"u","scope":"mcp:read","exp":` +
+			jsonNum(exp) + `,` + members + `}`
+	}
+	const access, insufficient = "access_denied", "insufficient_scope"
+	base := whoPrefix + "mcp:read"
+	cases := []whoCase{
+		{name: "allowed client, claim and scope", token: tok(nil), status: 200},
+		{name: "client via azp when no client_id", token: tok(map[string]any{"client_id": nil, "azp": "client-1"}), status: 200},
+		{name: "CIMD client URL under the glob", token: tok(map[string]any{"client_id": "https://app.example.com/client.json"}), status: 200},
+		{name: "client not in the list", token: tok(map[string]any{"client_id": "client-2"}), status: 403, code: access, desc: descClient},
+		{name: "client_id in another case", token: tok(map[string]any{"client_id": "CLIENT-1"}), status: 403, code: access, desc: descClient},
+		{name: "client_id wins over an allowed azp", token: tok(map[string]any{"client_id": "evil", "azp": "client-1"}), status: 403, code: access, desc: descClient},
+		{name: "glob does not reach another host", token: tok(map[string]any{"client_id": "https://app.example.com.evil.net/x"}), status: 403, code: access, desc: descClient},
+		{name: "no client at all", token: tok(map[string]any{"client_id": nil}), status: 403, code: access, desc: descClient},
+		{name: "client and scope both wrong: access_denied wins", token: tok(map[string]any{"client_id": "client-2", "scope": "other"}), status: 403, code: access, desc: descClient},
+		{name: "claim missing", token: tok(map[string]any{"realm_access": nil}), status: 403, code: access, desc: descClaim},
+		{name: "claim as a string", token: tok(map[string]any{"realm_access": map[string]any{"roles": "mcp"}}), status: 200},
+		{name: "claim array of non-strings", token: tok(map[string]any{"realm_access": map[string]any{"roles": []any{1, true, map[string]any{"mcp": 1}, []any{"mcp"}}}}), status: 403, code: access, desc: descClaim},
+		{name: "claim with another value", token: tok(map[string]any{"realm_access": map[string]any{"roles": []any{"MCP", "mcp "}}}), status: 403, code: access, desc: descClaim},
+		{name: "dotted name as a literal top-level claim", token: tok(map[string]any{"realm_access": nil, "realm_access.roles": []any{"mcp"}}), status: 403, code: access, desc: descClaim},
+		{name: "__proto__ holds nothing", token: tok(map[string]any{"realm_access": nil, "__proto__": map[string]any{"roles": []any{"mcp"}}}), status: 403, code: access, desc: descClaim},
+		{name: "claim given twice (last-wins readers would pass): refused",
+			token: raw(payload(`"client_id":"client-1","realm_access":{"roles":["mcp"]},"realm_access":{"roles":[]}`)), status: 403, code: access, desc: descClaim},
+		{name: "claim given twice, the allowed one last: refused",
+			token: raw(payload(`"client_id":"client-1","realm_access":{"roles":["x"]},"realm_access":{"roles":["mcp"]}`)), status: 403, code: access, desc: descClaim},
+		{name: "nested member given twice: refused",
+			token: raw(payload(`"client_id":"client-1","realm_access":{"roles":["x"],"roles":["mcp"]}`)), status: 403, code: access, desc: descClaim},
+		{name: "claim and scope both fail: access_denied wins", token: tok(map[string]any{"realm_access": nil, "scope": ""}), status: 403, code: access, desc: descClaim},
+		{name: "no scope: step-up names the prefixed scope", token: tok(map[string]any{"scope": "other"}), status: 403, code: insufficient, desc: descScope, scope: base},
+		{name: "prefixed scope granted", token: tok(map[string]any{"scope": whoPrefix + "mcp:read"}), status: 200},
+		{name: "parent scope implies the base one", token: tok(map[string]any{"scope": "mcp:admin"}), status: 200},
+		{name: "implied scope passes a rule", token: tok(map[string]any{"scope": "mcp:admin"}), body: toolCall("write_file"), status: 200},
+		{name: "rule scope missing: asks for the rule's scope, not its parent", token: tok(nil), body: toolCall("write_file"),
+			status: 403, code: insufficient, desc: descScope, scope: base + " " + whoPrefix + "mcp:write"},
+		{name: "rule with claim: met", token: tok(map[string]any{"scope": "mcp:admin", "groups": []any{"admins"}}), body: toolCall("delete_x"), status: 200},
+		{name: "rule with claim: claim missing, scope held", token: tok(map[string]any{"scope": "mcp:admin"}), body: toolCall("delete_x"), status: 403, code: access, desc: descClaim},
+		{name: "rule with claim: both missing, access_denied wins", token: tok(nil), body: toolCall("delete_x"), status: 403, code: access, desc: descClaim},
+		{name: "rule with claim: claim held, scope missing", token: tok(map[string]any{"groups": "admins"}), body: toolCall("delete_x"),
+			status: 403, code: insufficient, desc: descScope, scope: base + " " + whoPrefix + "mcp:admin"},
+		{name: "rule with clients: other client", token: tok(nil), body: toolCall("deploy"), status: 403, code: access, desc: descClient},
+		{name: "rule with clients: the client", token: tok(map[string]any{"client_id": "https://app.example.com/deployer"}), body: toolCall("deploy"), status: 200},
+		{name: "no aud, listed client", token: tok(map[string]any{"aud": nil, "client_id": "cognito-client"}), status: 200},
+		{name: "no aud, client not listed for it", token: tok(map[string]any{"aud": nil}), status: 401, code: "invalid_token", desc: descAudience, scope: base},
+		{name: "wrong aud, listed client", token: tok(map[string]any{"aud": "https://other.example.com", "client_id": "cognito-client"}), status: 401, code: "invalid_token", desc: descAudience, scope: base},
+		{name: "empty aud array, listed client", token: tok(map[string]any{"aud": []any{}, "client_id": "cognito-client"}), status: 401, code: "invalid_token", desc: descAudience, scope: base},
+		{name: "tenant issuer, allowed tenant", token: tok(map[string]any{"iss": "https://login.example.com/tenant-a/v2.0", "tid": "tenant-a"}), status: 200},
+		{name: "tenant issuer, other tenant", token: tok(map[string]any{"iss": "https://login.example.com/tenant-b/v2.0", "tid": "tenant-b"}), status: 401, code: "invalid_token", desc: descIss, scope: base},
+		{name: "tenant issuer, tid differs from iss", token: tok(map[string]any{"iss": "https://login.example.com/tenant-b/v2.0", "tid": "tenant-a"}), status: 401, code: "invalid_token", desc: descIss, scope: base},
+		{name: "tenant issuer, no tid", token: tok(map[string]any{"iss": "https://login.example.com/tenant-a/v2.0"}), status: 401, code: "invalid_token", desc: descIss, scope: base},
+		{name: "tenant issuer, literal template", token: tok(map[string]any{"iss": "https://login.example.com/{tenantid}/v2.0", "tid": "tenant-a"}), status: 401, code: "invalid_token", desc: descIss, scope: base},
+		{name: "tenant issuer, tid reshaping the URL", token: tok(map[string]any{"iss": "https://login.example.com/tenant-a/x/v2.0", "tid": "tenant-a/x"}), status: 401, code: "invalid_token", desc: descIss, scope: base},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			body := c.body
+			if body == "" {
+				body = toolCall("read_file")
+			}
+			before := up.hits.Load()
+			code, hdr, got := postRPC(t, tc, c.token(t), body)
+			if code != c.status {
+				t.Fatalf("status %d, want %d (body %.200q)", code, c.status, got)
+			}
+			reached := up.hits.Load() - before
+			if c.status == 200 {
+				if reached != 1 {
+					t.Errorf("upstream reached %d times, want 1", reached)
+				}
+				return
+			}
+			if reached != 0 {
+				t.Errorf("a denied request reached the upstream")
+			}
+			checkChallenge(t, hdr, challenge(c.code, c.desc, c.scope))
+			checkErrorBody(t, got, c.code, c.desc)
+		})
+	}
+}
+
+func jsonNum(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestTenantIssuerDiscoveredFromAuthorizationServer: an issuer template's keys come from the
+// metadata of the configured authorization server (Entra's .../organizations/v2.0 names
+// the issuer .../{tenantid}/v2.0); the template itself is never fetched.
+func TestTenantIssuerDiscoveredFromAuthorizationServer(t *testing.T) {
+	key := newRSAKey(t, "rsa-tenant")
+	js := newJWKSServer(t, key)
+	var literal bool
+	var as *httptest.Server
+	as = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "tenantid") || strings.Contains(r.URL.Path, "%7B") {
+			literal = true
+		}
+		if r.URL.Path == "/organizations/v2.0/.well-known/openid-configuration" {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]string{"issuer": as.URL + "/{tenantid}/v2.0", "jwks_uri": js.URL})
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(as.Close)
+	up := newUpstream(t)
+	cfg := render(`
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+:9080 {
+	reverse_proxy @UPSTREAM@
+	mcp_auth {
+		resource              https://mcp.example.com/mcp
+		authorization_servers @AS@/organizations/v2.0
+		resource_name         "Tenant discovery"
+		issuers               @AS@/{tenantid}/v2.0
+		scopes                mcp:read
+	}
+}`, map[string]string{"AS": as.URL, "UPSTREAM": up.dial()})
+	tc := startCaddy(t, cfg, "caddyfile")
+	waitServed(t, tc, prmPath, "Tenant discovery")
+	c := whoClaims(map[string]any{"iss": as.URL + "/t-123/v2.0", "tid": "t-123"})
+	var code int
+	for range 50 { // the key set loads in the background
+		if code, _, _ = postRPC(t, tc, key.sign(t, c), toolCall("read_file")); code != http.StatusServiceUnavailable {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code != http.StatusOK {
+		t.Fatalf("status %d, want 200", code)
+	}
+	if literal {
+		t.Error("the issuer template was fetched literally")
+	}
+}
+
+// TestPolicyRefusedConfigs: configurations the policy refuses at load, with the reason.
+func TestPolicyRefusedConfigs(t *testing.T) {
+	t.Setenv("P8_TENANT_HOST", "login.example.com")
+	startCaddy(t, render(whoCaddyfile, map[string]string{"JWKS": "http://127.0.0.1:1/jwks", "UPSTREAM": "127.0.0.1:1", "NAME": "refused"}), "caddyfile")
+	for _, c := range []struct{ name, cfg, want string }{
+		{"offline_access in a rule", `"rules":[{"tools":["x"],"scopes":["offline_access"]}]`, "offline_access is refused"},
+		{"offline_access in any_of", `"any_of":["offline_access"]`, "offline_access is refused"},
+		{"cycle", `"scope_implies":{"a":["b"],"b":["a"]}`, "scope_implies: cycle a -> b -> a"},
+		{"tenants without template", `"tenants":["t1"]`, "tenants: no issuer contains {tenantid}"},
+		{"empty claim segment", `"require_claims":[{"claim":"a..b","values":["x"]}]`, "empty member name"},
+		{"template as authorization server", `"issuers":["https://auth.example.com"],"authorization_servers":["https://login.example.com/{tenantid}/v2.0"]`, "{tenantid} belongs in issuers"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := `{"admin":{"listen":"localhost:2999"},"apps":{"http":{"http_port":9080,"servers":{"s":{"listen":[":9080"],"routes":[{"handle":[{"handler":"mcp_auth","resource":"https://mcp.example.com/mcp","authorization_servers":["https://auth.example.com"],"jwks_urls":["http://127.0.0.1:1/jwks"],"scopes":["mcp:read"],` + c.cfg + `}]}]}}}}}`
+			code, body := loadConfig(t, cfg, "application/json", true)
+			var answer struct{ Error string }
+			_ = json.Unmarshal([]byte(body), &answer)
+			if code == http.StatusOK || !strings.Contains(answer.Error, c.want) {
+				t.Errorf("load: status %d, body %q; want a refusal containing %q", code, body, c.want)
+			}
+		})
+	}
+}
