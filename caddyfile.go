@@ -61,6 +61,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		resource_uri <uri-pattern...>     { ... }
 //		method       <jsonrpc-method...>  { ... }
 //		filter_tools_list
+//		filter_lists
 //		max_body_size <size>
 //	}
 //
@@ -206,6 +207,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				h.MaxBodySize = int64(size)
 			}
+		case "filter_lists":
+			err = flag(&h.FilterLists)
 		default:
 			return d.Errf("unrecognized mcp_auth subdirective %q", name)
 		}

@@ -33,6 +33,7 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 			scopes mcp:admin
 		}
 		filter_tools_list
+		filter_lists
 		max_body_size 2MiB
 		token_cache_size 5
 	}`, `mcp_auth {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
 )
 
 // Fuzz targets. `go test` runs their seed corpora (f.Add and testdata/fuzz); explore with e.g.
@@ -225,8 +226,8 @@ func FuzzFilterToolsSSE(f *testing.F) {
 		ct := [...]string{"text/event-stream", "text/event-stream", "text/plain", "application/json", "application/json"}[how%5]
 		run := func(n int) (int, []byte) {
 			rec := httptest.NewRecorder()
-			tf := newToolsFilter(rec, nil, nil)
-			tf.allowed = allowed
+			tf := newToolsFilter(rec, nil, nil, mcpjson.Of(mcpjson.ListTools))
+			tf.lists.Allowed = func(_ mcpjson.ListKind, name string) bool { return allowed(name) }
 			tf.sseOnly = get
 			tf.Header().Set("Content-Type", ct)
 			tf.WriteHeader(http.StatusOK)

@@ -226,7 +226,10 @@ func policyHandler(tb testing.TB, filter bool) *Handler {
 	rs := testRuleSet()
 	h := &Handler{logger: zap.NewNop()}
 	h.policy = rs.base
-	h.ops = &operations{rules: rs, filterTools: filter, maxBody: defaultMaxBodySize}
+	h.ops = &operations{rules: rs, maxBody: defaultMaxBodySize}
+	if filter {
+		h.ops.lists = mcpjson.Of(mcpjson.ListTools)
+	}
 	h.meta.url = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
 	h.chall = newChallenges(h.policy.challengeScope(), h.meta.url)
 	return h
