@@ -385,7 +385,7 @@ func TestEntryAllowed(t *testing.T) {
 		{mcpjson.ListPrompts, "secret_plan", false},
 		{mcpjson.ListResources, "file:///pub/a", true},
 		{mcpjson.ListResources, "file:///private/a", false},
-		{mcpjson.ListResources, "file:///PRIVATE/a", false},  // the same file to the server
+		{mcpjson.ListResources, "file:///PRIVATE/a", false},   // the same file to the server
 		{mcpjson.ListResources, "file:///%70rivate/a", false}, // not in normal form: reading it is refused
 		{mcpjson.ListResources, "file:///one", false},
 		{mcpjson.ListResources, "file:///one/", false},
