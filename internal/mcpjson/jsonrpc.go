@@ -1,7 +1,7 @@
 // Package mcpjson reads MCP's JSON-RPC messages exactly as the MCP SDKs do: strictly for the
 // requests a policy judges (ReadRPC, CheckMCPHeaders), and leniently enough for the answers to
-// tools/list whose tools it removes (FilterToolsJSON, FilterJSONAnswer, FilterSSEEvent). It
-// knows nothing of Caddy or of HTTP handlers.
+// list requests whose entries it removes (FilterListsJSON, FilterJSONAnswer, FilterSSEEvent).
+// It knows nothing of Caddy or of HTTP handlers.
 package mcpjson
 
 import (
@@ -19,7 +19,8 @@ import (
 // This reader refuses every one of those, so that what it accepts has a single meaning that
 // every conforming parser agrees on: no request can be judged as one tool here and run as
 // another by the server. For key case that means refusing a key that equals one the policy
-// reads (jsonrpc, method, id, params, result, error; name and uri in params) under Unicode
+// reads (jsonrpc, method, id, params, result, error; name and uri in params; ref in params and
+// type, name and uri in params.ref of completion/complete) under Unicode
 // case folding without being byte-equal to it: "Method" or "Name" mean nothing to a
 // case-sensitive server but the same as "method" and "name" to encoding/json.
 
