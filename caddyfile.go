@@ -62,6 +62,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		resource_uri <uri-pattern...>     { ... }
 //		method       <jsonrpc-method...>  { ... }
 //		filter_tools_list
+//		filter_lists
 //		max_body_size <size>
 //
 //		clients                    <client-pattern...>
@@ -229,6 +230,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = single(&h.ScopePrefix)
 		case "tenants":
 			err = list(&h.Tenants)
+		case "filter_lists":
+			err = flag(&h.FilterLists)
 		default:
 			return d.Errf("unrecognized mcp_auth subdirective %q", name)
 		}

@@ -35,6 +35,7 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 			require_claim realm_access.roles admin
 		}
 		filter_tools_list
+		filter_lists
 		max_body_size 2MiB
 		token_cache_size 5
 		clients app-1 https://app.example.com/*

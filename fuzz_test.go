@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
 )
 
 // Fuzz targets. `go test` runs their seed corpora (f.Add and testdata/fuzz); explore with e.g.
@@ -185,8 +186,9 @@ func FuzzCaddyfile(f *testing.F) {
 	})
 }
 
-// FuzzFilterToolsSSE: whatever a server answers a tools/list with, no client reading what the
-// filter lets through finds the forbidden tool in a message: not the TypeScript SDK
+// FuzzFilterToolsSSE: whatever a server answers a list request with, no client reading what the
+// filter (filter_lists: every kind of list) lets through finds a forbidden entry in a message
+// (the tool or prompt delete, the resource file:///secret, the template file:///secret/{n}): not the TypeScript SDK
 // (TextDecoderStream, then eventsource-parser, whose first-chunk "ï»¿" check depends on how
 // the body arrives), not a WHATWG EventSource, not the Go SDK (its own line scanner, then a
 // JSON decoder that reads the first value and ignores what follows). The answer goes to a
@@ -214,20 +216,22 @@ func FuzzFilterToolsSSE(f *testing.F) {
 		"event: endpoint\ndata: /messages?sessionId=abc\n\n",
 		list,
 		"\xEF\xBB\xBF" + list,
+		"data: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"prompts\":[{\"name\":\"delete\"}],\"cacheScope\":\"public\",\"nextCursor\":\"x\"}}\n\n",
+		"data: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"resources\":[{\"uri\":\"file:///secret\",\"name\":\"s\"},{\"uri\":\"file:///pub\"}]}}\n\n",
+		"data: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"resourceTemplates\":[{\"uriTemplate\":\"file:///secret/{n}\"}]}}\r\n\r\n",
 	} {
 		for how := range uint8(5) {
 			f.Add([]byte(s), how, uint8(3))
 		}
 	}
-	forbidden := "delete"
-	allowed := func(name string) bool { return name != forbidden }
+	forbidden := [...]string{"delete", "delete", "file:///secret", "file:///secret/{n}"}
 	f.Fuzz(func(t *testing.T, answer []byte, how, chunk uint8) {
 		get := how%5 != 0 && how%5 != 4
 		ct := [...]string{"text/event-stream", "text/event-stream", "text/plain", "application/json", "application/json"}[how%5]
 		run := func(n int) (int, []byte) {
 			rec := httptest.NewRecorder()
-			tf := newToolsFilter(rec, nil, nil)
-			tf.allowed = allowed
+			tf := newToolsFilter(rec, nil, nil, mcpjson.AllLists)
+			tf.lists.Allowed = func(k mcpjson.ListKind, key string) bool { return key != forbidden[k] }
 			tf.sseOnly = get
 			tf.Header().Set("Content-Type", ct)
 			tf.WriteHeader(http.StatusOK)
@@ -250,8 +254,10 @@ func FuzzFilterToolsSSE(f *testing.F) {
 			t.Fatalf("status %d", code)
 		}
 		check := func(reader string, msg []byte, goJSON bool) {
-			if names := toolNamesRead(msg, goJSON); slices.Contains(names, forbidden) {
-				t.Fatalf("%s reads %q in %q\nfilter output %q\nfrom %q", reader, forbidden, msg, out, answer)
+			for kind, keys := range listEntriesRead(msg, goJSON) {
+				if slices.Contains(keys, forbidden[kind]) {
+					t.Fatalf("%s reads %q in %q\nfilter output %q\nfrom %q", reader, forbidden[kind], msg, out, answer)
+				}
 			}
 		}
 		// Every reader of an event stream: a GET answer is one whatever its type.
@@ -362,13 +368,15 @@ func goSDKEvents(b []byte) [][]byte {
 	}
 }
 
-// toolNamesRead returns the tool names a client reads from msg, a message or a batch.
-// JavaScript's JSON.parse reads a whole text with exact keys; the Go SDK decodes the first
-// value and ignores the rest, and clients built on encoding/json match keys in any case: with
-// goJSON, keys are matched case-insensitively. Of duplicate keys the last counts, in both.
-func toolNamesRead(msg []byte, goJSON bool) []string {
-	// UseNumber: JSON.parse reads 1E1000 as Infinity, so a number beyond float64 must not
-	// make a message unreadable here.
+// listKeys are the result key and the entry key of each kind of list, by mcpjson.ListKind.
+var listKeys = [...][2]string{{"tools", "name"}, {"prompts", "name"}, {"resources", "uri"}, {"resourceTemplates", "uriTemplate"}}
+
+// listEntriesRead returns, by kind of list, the entry keys (names, URIs, URI templates) a
+// client reads from msg, a message or a batch. JavaScript's JSON.parse reads a whole text
+// with exact keys; the Go SDK decodes the first value and ignores the rest, and clients built
+// on encoding/json match keys in any case: with goJSON, keys are matched case-insensitively.
+// Of duplicate keys the last counts, in both.
+func listEntriesRead(msg []byte, goJSON bool) [][]string {
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(msg))
 	dec.UseNumber()
@@ -385,23 +393,29 @@ func toolNamesRead(msg []byte, goJSON bool) []string {
 	if !ok {
 		msgs = []any{v}
 	}
-	var names []string
+	out := make([][]string, len(listKeys))
 	for _, m := range msgs {
 		obj, _ := m.(map[string]any)
 		for rk, res := range obj {
 			robj, _ := res.(map[string]any)
-			for tk, tools := range robj {
-				list, _ := tools.([]any)
-				for _, tool := range list {
-					tm, _ := tool.(map[string]any)
-					for nk, name := range tm {
-						if s, ok := name.(string); ok && key(rk, "result") && key(tk, "tools") && key(nk, "name") {
-							names = append(names, s)
+			for lk, entries := range robj {
+				list, _ := entries.([]any)
+				for _, entry := range list {
+					em, _ := entry.(map[string]any)
+					for ek, name := range em {
+						s, ok := name.(string)
+						if !ok || !key(rk, "result") {
+							continue
+						}
+						for kind, keys := range listKeys {
+							if key(lk, keys[0]) && key(ek, keys[1]) {
+								out[kind] = append(out[kind], s)
+							}
 						}
 					}
 				}
 			}
 		}
 	}
-	return names
+	return out
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
 	"github.com/mcpauth/caddy-mcp-auth/internal/tokencache"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
@@ -168,7 +169,8 @@ type Handler struct {
 	Rules []*Rule `json:"rules,omitempty"`
 
 	// FilterToolsList removes from the result of a `tools/list` request (JSON or an SSE
-	// stream) the tools that the token may not call under Rules.
+	// stream) the tools that the token may not call under Rules, and marks the result
+	// `cacheScope: "private"` (MCP 2026-07-28, "Caching").
 	//
 	// JSON: `filter_tools_list`. Caddyfile: `filter_tools_list`.
 	FilterToolsList bool `json:"filter_tools_list,omitempty"`
@@ -231,6 +233,15 @@ type Handler struct {
 	//
 	// JSON: `tenants`. Caddyfile: `tenants`.
 	Tenants []string `json:"tenants,omitempty"`
+
+	// FilterLists does for `prompts/list`, `resources/list` and `resources/templates/list`
+	// what FilterToolsList does for tools, and implies it: a prompt is hidden when the token
+	// may not get it, a resource when it may not read its URI, a resource template when it may
+	// read none of its expansions (docs/filter.md says how that is told). Every list filtered
+	// says `cacheScope: "private"`: it varies by caller (MCP 2026-07-28, "Caching").
+	//
+	// JSON: `filter_lists`. Caddyfile: `filter_lists`.
+	FilterLists bool `json:"filter_lists,omitempty"`
 
 	logger   *zap.Logger
 	leeway   time.Duration    // Leeway, or its default
@@ -345,8 +356,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.access = access
-	if len(h.Rules) > 0 || h.FilterToolsList {
-		h.ops = &operations{rules: rules, filterTools: h.FilterToolsList, maxBody: h.MaxBodySize}
+	var lists mcpjson.ListKinds
+	if h.FilterToolsList {
+		lists = mcpjson.Of(mcpjson.ListTools)
+	}
+	if h.FilterLists {
+		lists = mcpjson.AllLists
+	}
+	if len(h.Rules) > 0 || lists != 0 {
+		h.ops = &operations{rules: rules, lists: lists, maxBody: h.MaxBodySize}
 	}
 	if len(h.ScopesSupported) == 0 {
 		// Base scopes first, then the rules'; a scope in several places is advertised once.
@@ -413,7 +431,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			"behind forward_auth the body does not travel and only the base scopes apply, "+
 			"so run mcp_auth in the Caddy that proxies to the MCP server",
 			zap.String("resource", h.Resource), zap.Int("rules", len(h.Rules)),
-			zap.Bool("filter_tools_list", h.FilterToolsList))
+			zap.Bool("filter_tools_list", h.FilterToolsList), zap.Bool("filter_lists", h.FilterLists))
 	}
 	h.keySets.logStart(h.logger, h.Resource)
 	return nil

@@ -16,11 +16,28 @@ import (
 const defaultMaxBodySize = 1 << 20
 
 // operations is the per-operation policy of a handler. It is nil when no rule is
-// configured and filter_tools_list is off; then the body is never read.
+// configured and filter_tools_list and filter_lists are off; then the body is never read.
 type operations struct {
-	rules       *ruleSet
-	filterTools bool
-	maxBody     int64
+	rules *ruleSet
+	// lists are the kinds of list filtered: tools with filter_tools_list, all of them with
+	// filter_lists.
+	lists   mcpjson.ListKinds
+	maxBody int64
+}
+
+// listKind returns the kind of list a method asks for.
+func listKind(method string) (mcpjson.ListKind, bool) {
+	switch method {
+	case mcpjson.MethodToolsList:
+		return mcpjson.ListTools, true
+	case "prompts/list":
+		return mcpjson.ListPrompts, true
+	case "resources/list":
+		return mcpjson.ListResources, true
+	case "resources/templates/list":
+		return mcpjson.ListResourceTemplates, true
+	}
+	return 0, false
 }
 
 // errBodyTooLarge is the body read's own over-limit error.
@@ -37,15 +54,15 @@ type opDecision struct {
 	challenge string
 	// err says what went wrong, for the debug log only.
 	err error
-	// filter, when not nil, is the writer that filters a tools/list result; the next handler
+	// filter, when not nil, is the writer that filters a list result; the next handler
 	// writes through it.
 	filter *toolsFilter
 }
 
 // judgeOperation runs after the token verified. It judges the request by the base policy and
 // the rules that apply to the JSON-RPC messages of its body, and returns the denial when there
-// is one. For a tools/list request with filter_tools_list it returns the writer, wrapping w,
-// that filters the result.
+// is one. For a list request with filter_tools_list or filter_lists it returns the writer,
+// wrapping w, that filters the result.
 func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *caller) opDecision {
 	ops := h.ops
 	granted := c.granted()
@@ -65,11 +82,11 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 		if !ops.rules.base.satisfiedBy(granted) {
 			return opDecision{deny: denyInsufficientScope}
 		}
-		if ops.filterTools && r.Method == http.MethodGet {
-			// A GET stream can carry a tools/list result too: a client resuming a POST's
-			// stream with Last-Event-ID gets its events replayed there. Filter it as well.
+		if ops.lists != 0 && r.Method == http.MethodGet {
+			// A GET stream can carry a list result too: a client resuming a POST's stream
+			// with Last-Event-ID gets its events replayed there. Filter it as well.
 			r.Header.Del("Accept-Encoding")
-			tf := newToolsFilter(w, ops.rules, c)
+			tf := newToolsFilter(w, ops.rules, c, ops.lists)
 			tf.sseOnly = true // a GET is never answered with a JSON-RPC response in JSON
 			return opDecision{deny: denyNone, filter: tf}
 		}
@@ -100,10 +117,12 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 	}
 
 	var matched matchSet
-	toolsList := false
+	listed := false
 	for i := range msgs {
 		ops.rules.match(&msgs[i], &matched)
-		toolsList = toolsList || msgs[i].Method == mcpjson.MethodToolsList
+		if k, ok := listKind(msgs[i].Method); ok && ops.lists.Has(k) {
+			listed = true
+		}
 	}
 	// A client or claim condition no scope can fix wins over missing scopes: asking for a
 	// new token would not help (access_denied, no step-up).
@@ -122,11 +141,11 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 		}
 		return opDecision{deny: denyInsufficientScope, challenge: challenge}
 	}
-	if ops.filterTools && toolsList {
+	if listed {
 		// The result is rewritten here, so it must reach us uncompressed (encode runs after
 		// mcp_auth and would compress for the client otherwise).
 		r.Header.Del("Accept-Encoding")
-		return opDecision{deny: denyNone, filter: newToolsFilter(w, ops.rules, c)}
+		return opDecision{deny: denyNone, filter: newToolsFilter(w, ops.rules, c, ops.lists)}
 	}
 	return opDecision{deny: denyNone}
 }

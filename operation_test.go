@@ -673,3 +673,43 @@ func TestUnjudgeableAllocations(t *testing.T) {
 		}
 	}
 }
+
+// TestListsFilterAppliesToResumedStreams: with filter_lists, prompts, resources and templates
+// results replayed on a resumed GET stream are filtered and marked private too.
+func TestListsFilterAppliesToResumedStreams(t *testing.T) {
+	k := newRSAKey(t, "k1")
+	js := newJWKSServer(t, k)
+	h := &Handler{Resource: testResource, AuthorizationServers: []string{testIssuer},
+		JWKSURLs: []string{js.URL}, Scopes: []string{"mcp:read"}, FilterLists: true,
+		Rules: []*Rule{
+			{Prompts: []string{"secret_*"}, Scopes: []string{"mcp:admin"}},
+			{ResourceURIs: []string{"file:///private/*"}, Scopes: []string{"mcp:admin"}},
+		}}
+	provisionHandler(t, h)
+	waitKeysLoaded(t, h)
+
+	const replay = "id: 1_0\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"prompts\":[{\"name\":\"review\"},{\"name\":\"secret_plan\"}]}}\n\n" +
+		"id: 1_1\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"resources\":[{\"uri\":\"file:///pub/a\"},{\"uri\":\"file:///private/key\"}],\"cacheScope\":\"public\"}}\n\n" +
+		"id: 1_2\ndata: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"resourceTemplates\":[{\"uriTemplate\":\"file:///private/{n}\"},{\"uriTemplate\":\"file:///{p}\"}]}}\n\n"
+	const want = "id: 1_0\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"cacheScope\":\"private\",\"prompts\":[{\"name\":\"review\"}]}}\n\n" +
+		"id: 1_1\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"resources\":[{\"uri\":\"file:///pub/a\"}],\"cacheScope\":\"private\"}}\n\n" +
+		"id: 1_2\ndata: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"cacheScope\":\"private\",\"resourceTemplates\":[{\"uriTemplate\":\"file:///{p}\"}]}}\n\n"
+	r := httptest.NewRequest(http.MethodGet, "/mcp", nil)
+	r.Header.Set("Authorization", "Bearer "+k.sign(t, testClaims(testIssuer, testResource, "mcp:read"), nil))
+	r.Header.Set("Last-Event-ID", "1_0")
+	caddyhttp.NewTestReplacer(r)
+	w := httptest.NewRecorder()
+	err := h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		_, err := io.WriteString(w, replay)
+		w.(http.Flusher).Flush()
+		return err
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != http.StatusOK || w.Body.String() != want {
+		t.Fatalf("status %d, stream\n%q\nwant\n%q", w.Code, w.Body.String(), want)
+	}
+}

@@ -128,15 +128,81 @@ func compileURIPatterns(list []string) []uriPattern {
 	return out
 }
 
-// uriKey is the matching key of a resource URI, built once per message.
+// uriKey is the matching key of a resource URI, built once per message. For a URI template
+// (RFC 6570) it is the key of the template's literal prefix, the part before the first "{",
+// which every expansion starts with.
 type uriKey struct {
-	key  []byte
-	file bool
+	key      []byte
+	file     bool
+	template bool
+	prefix   string // the template's literal prefix
 }
 
 func newURIKey(buf []byte, uri string) uriKey {
 	file := strings.HasPrefix(uri, "file:")
+	if i := strings.IndexByte(uri, '{'); i >= 0 {
+		// The key of a prefix, without the trailing slash that a file: key drops from a
+		// whole URI: built for prefix+"x", then the "x" cut off.
+		p := uri[:i]
+		key := appendURIKey(buf, p+"x", file)
+		return uriKey{key: key[:len(key)-1], file: file, template: true, prefix: p}
+	}
 	return uriKey{key: appendURIKey(buf, uri, file), file: file}
+}
+
+// literalPrefix returns the part of a pattern before its first "*", and whether that is all
+// of it but one final "*".
+func literalPrefix(p pattern) (string, bool) {
+	i := strings.IndexByte(p.s, '*')
+	if i < 0 {
+		return p.s, false
+	}
+	return p.s[:i], i == len(p.s)-1
+}
+
+// mayMatchTemplate reports whether a pattern could match some expansion of the template k
+// stands for: its literal part before the first "*" and the template's literal prefix agree
+// as far as both go (for an exact pattern: the pattern starts with the prefix). It errs on
+// the side of matching: a completion on a template is judged by every rule that could name
+// one of its resources.
+func mayMatchTemplate(pats []uriPattern, k *uriKey) bool {
+	agrees := func(p pattern, prefix string) bool {
+		lit, _ := literalPrefix(p)
+		return strings.HasPrefix(lit, prefix) || p.glob && strings.HasPrefix(prefix, lit)
+	}
+	for i := range pats {
+		p := &pats[i]
+		key := p.key
+		if k.file {
+			key = p.fileKey
+		}
+		if agrees(p.raw, k.prefix) || agrees(key, string(k.key)) {
+			return true
+		}
+	}
+	return false
+}
+
+// coversTemplate reports whether a pattern matches every expansion of the template k stands
+// for: it is a literal part and one final "*", and the template's literal prefix starts with
+// that part. Every expansion starts with the prefix (RFC 6570 copies literals), and "*"
+// stands for any rest.
+func coversTemplate(pats []uriPattern, k *uriKey) bool {
+	covers := func(p pattern, prefix string) bool {
+		lit, starEnd := literalPrefix(p)
+		return starEnd && strings.HasPrefix(prefix, lit)
+	}
+	for i := range pats {
+		p := &pats[i]
+		key := p.key
+		if k.file {
+			key = p.fileKey
+		}
+		if covers(p.raw, k.prefix) || covers(key, string(k.key)) {
+			return true
+		}
+	}
+	return false
 }
 
 func matchURI(pats []uriPattern, uri string, k *uriKey) bool {
@@ -188,6 +254,19 @@ func (r *compiledRule) appliesTo(m *mcpjson.Message, k *uriKey) bool {
 		if k != nil && matchURI(r.uris, m.Name, k) {
 			return true
 		}
+	case mcpjson.MethodCompletionComplete:
+		// A completion suggests values of a prompt's arguments or of a resource template's
+		// variables: it is judged by the prompt, or the resources, it names.
+		switch m.Ref {
+		case mcpjson.RefPrompt:
+			if matchAny(r.prompts, m.Name) {
+				return true
+			}
+		case mcpjson.RefResource:
+			if k != nil && (k.template && mayMatchTemplate(r.uris, k) || !k.template && matchURI(r.uris, m.Name, k)) {
+				return true
+			}
+		}
 	}
 	return matchAny(r.methods, m.Method)
 }
@@ -232,13 +311,29 @@ func (rs *ruleSet) checkURIs(msgs []mcpjson.Message) error {
 		return nil
 	}
 	for i := range msgs {
-		if resourceURIMethod(msgs[i].Method) {
-			if err := checkResourceURI(msgs[i].Name); err != nil {
+		m := &msgs[i]
+		switch {
+		case resourceURIMethod(m.Method):
+			if err := checkResourceURI(m.Name); err != nil {
+				return err
+			}
+		case m.Method == mcpjson.MethodCompletionComplete && m.Ref == mcpjson.RefResource:
+			if err := checkRefURI(m.Name); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// checkRefURI checks the params.ref.uri of a completion: a URI in normal form, or a URI
+// template whose literal prefix is the start of one (checked with an "x" in place of the
+// first expression: an incomplete escape, authority or scheme before it is refused).
+func checkRefURI(s string) error {
+	if i := strings.IndexByte(s, '{'); i >= 0 {
+		return checkResourceURI(s[:i] + "x")
+	}
+	return checkResourceURI(s)
 }
 
 // matchSet records which rules apply to a request: the union over its messages. Up to 64
@@ -270,7 +365,7 @@ func (s *matchSet) has(i int) bool {
 
 // match adds the rules that apply to m.
 func (rs *ruleSet) match(m *mcpjson.Message, s *matchSet) {
-	if rs.uriRules && resourceURIMethod(m.Method) {
+	if rs.uriRules && (resourceURIMethod(m.Method) || m.Ref == mcpjson.RefResource) {
 		rs.matchResource(m, s)
 		return
 	}
@@ -374,16 +469,77 @@ func (rs *ruleSet) stepUpScopes(granted []string, s *matchSet) []string {
 // already passed the base policy: their scopes, clients and claims. It is what
 // filter_tools_list hides tools by.
 func (rs *ruleSet) toolAllowed(name string, c *caller) bool {
-	m := mcpjson.Message{Method: mcpjson.MethodToolsCall, HasMethod: true, Name: name}
+	return rs.allowed(&mcpjson.Message{Method: mcpjson.MethodToolsCall, HasMethod: true, Name: name}, nil, c)
+}
+
+// met reports whether the caller meets rule r: its scopes, and its client and claim
+// conditions.
+func (rs *ruleSet) met(r *compiledRule, c *caller) bool {
+	if !r.metBy(c.granted()) {
+		return false
+	}
+	return len(r.conds) == 0 || (rs.access != nil && rs.access.firstFailed(r.conds, &c.condOK) == denyNone)
+}
+
+// entryAllowed reports whether a list entry of kind named key stays in the list for a token
+// that already passed the base policy: filter_tools_list and filter_lists hide by it.
+func (rs *ruleSet) entryAllowed(kind mcpjson.ListKind, key string, c *caller) bool {
+	switch kind {
+	case mcpjson.ListTools:
+		return rs.toolAllowed(key, c)
+	case mcpjson.ListPrompts:
+		return rs.allowed(&mcpjson.Message{Method: mcpjson.MethodPromptsGet, HasMethod: true, Name: key}, nil, c)
+	case mcpjson.ListResources:
+		return rs.resourceAllowed(key, c)
+	case mcpjson.ListResourceTemplates:
+		return rs.templateAllowed(key, c)
+	}
+	return false
+}
+
+// allowed reports whether the caller meets every rule that applies to m.
+func (rs *ruleSet) allowed(m *mcpjson.Message, k *uriKey, c *caller) bool {
 	for i := range rs.rules {
-		r := &rs.rules[i]
-		if !r.appliesTo(&m, nil) {
-			continue
-		}
-		if !r.metBy(c.granted()) {
+		if rs.rules[i].appliesTo(m, k) && !rs.met(&rs.rules[i], c) {
 			return false
 		}
-		if len(r.conds) > 0 && (rs.access == nil || rs.access.firstFailed(r.conds, &c.condOK) != denyNone) {
+	}
+	return true
+}
+
+// resourceAllowed reports whether a resources/read of uri would pass the rules. A URI not in
+// normal form is hidden while resource_uri rules exist: reading it would be refused.
+func (rs *ruleSet) resourceAllowed(uri string, c *caller) bool {
+	m := mcpjson.Message{Method: mcpjson.MethodResourcesRead, HasMethod: true, Name: uri}
+	if !rs.uriRules {
+		return rs.allowed(&m, nil, c)
+	}
+	if checkResourceURI(uri) != nil {
+		return false
+	}
+	var buf [256]byte
+	k := newURIKey(buf[:0], uri)
+	return rs.allowed(&m, &k, c)
+}
+
+// templateAllowed reports whether a resource template stays in resources/templates/list: it
+// is hidden only when every resources/read of one of its expansions falls under a rule the
+// token fails, which is when such a rule names resources/read among its methods, or has a
+// resource_uri pattern that is a literal part and one final "*" which the template's literal
+// prefix (before its first "{") starts with. A template only partly covered stays: its
+// reads are judged one by one. A template without expressions is the one URI it names.
+func (rs *ruleSet) templateAllowed(tmpl string, c *caller) bool {
+	if strings.IndexByte(tmpl, '{') < 0 {
+		return rs.resourceAllowed(tmpl, c)
+	}
+	var buf [256]byte
+	k := newURIKey(buf[:0], tmpl)
+	for i := range rs.rules {
+		r := &rs.rules[i]
+		if rs.met(r, c) {
+			continue
+		}
+		if matchAny(r.methods, mcpjson.MethodResourcesRead) || coversTemplate(r.uris, &k) {
 			return false
 		}
 	}

@@ -226,7 +226,10 @@ func policyHandler(tb testing.TB, filter bool) *Handler {
 	rs := testRuleSet()
 	h := &Handler{logger: zap.NewNop()}
 	h.policy = rs.base
-	h.ops = &operations{rules: rs, filterTools: filter, maxBody: defaultMaxBodySize}
+	h.ops = &operations{rules: rs, maxBody: defaultMaxBodySize}
+	if filter {
+		h.ops.lists = mcpjson.Of(mcpjson.ListTools)
+	}
 	h.meta.url = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
 	h.chall = newChallenges(h.policy.challengeScope(), h.meta.url)
 	return h
@@ -353,5 +356,118 @@ func TestResourceURIMatchNoAlloc(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per match", allocs)
+	}
+}
+
+// listRuleSet has prompt and resource rules for the list filters.
+func listRuleSet() *ruleSet {
+	base := newPolicy([]string{"mcp:read"}, nil, "")
+	return newRuleSet(base, []*Rule{
+		{Prompts: []string{"secret_*"}, Scopes: []string{"prompts:secret"}},
+		{ResourceURIs: []string{"file:///private/*"}, Scopes: []string{"files:private"}},
+		{ResourceURIs: []string{"file:///mixed/a*", "file:///one"}, Scopes: []string{"files:private"}},
+		{Methods: []string{"prompts/get"}, AnyOf: []string{"prompts:read", "mcp:admin"}},
+	})
+}
+
+// TestEntryAllowed: what filter_lists keeps, per kind, for a read-only token and for one
+// with the scopes the rules name.
+func TestEntryAllowed(t *testing.T) {
+	rs := listRuleSet()
+	reader := scopesCaller("mcp:read", "prompts:read")
+	all := scopesCaller("mcp:read", "prompts:read", "prompts:secret", "files:private")
+	cases := []struct {
+		kind      mcpjson.ListKind
+		key       string
+		forReader bool
+	}{
+		{mcpjson.ListPrompts, "review", true},
+		{mcpjson.ListPrompts, "secret_plan", false},
+		{mcpjson.ListResources, "file:///pub/a", true},
+		{mcpjson.ListResources, "file:///private/a", false},
+		{mcpjson.ListResources, "file:///PRIVATE/a", false},   // the same file to the server
+		{mcpjson.ListResources, "file:///%70rivate/a", false}, // not in normal form: reading it is refused
+		{mcpjson.ListResources, "file:///one", false},
+		{mcpjson.ListResources, "file:///one/", false},
+		{mcpjson.ListResources, "file:///mixed/b", true},
+		// Templates: hidden only when a failing rule covers every expansion.
+		{mcpjson.ListResourceTemplates, "file:///private/{name}", false},
+		{mcpjson.ListResourceTemplates, "file:///private/sub/{+path}", false},
+		{mcpjson.ListResourceTemplates, "file:///Private/{name}", false}, // file: paths match in any case
+		{mcpjson.ListResourceTemplates, "file:///private{/name}", true},  // expands to file:///private too
+		{mcpjson.ListResourceTemplates, "file:///{path}", true},          // only partly covered
+		{mcpjson.ListResourceTemplates, "file:///mixed/{name}", true},    // file:///mixed/a* covers a part
+		{mcpjson.ListResourceTemplates, "file:///mixed/a{name}", false},  // ... but all of this one
+		{mcpjson.ListResourceTemplates, "file:///pub/{name}", true},
+		{mcpjson.ListResourceTemplates, "file:///one", false}, // no expression: the one URI
+		{mcpjson.ListResourceTemplates, "{+base}/private/x", true},
+	}
+	for _, tc := range cases {
+		if got := rs.entryAllowed(tc.kind, tc.key, reader); got != tc.forReader {
+			t.Errorf("kind %d %q for a reader: %v, want %v", tc.kind, tc.key, got, tc.forReader)
+		}
+		wantAll := tc.key != "file:///%70rivate/a"
+		if got := rs.entryAllowed(tc.kind, tc.key, all); got != wantAll {
+			t.Errorf("kind %d %q with every scope: %v, want %v", tc.kind, tc.key, got, wantAll)
+		}
+	}
+	// A method rule on prompts/get hides every prompt from a token short of it; one on
+	// resources/read every resource and template.
+	if rs.entryAllowed(mcpjson.ListPrompts, "review", scopesCaller("mcp:read")) {
+		t.Error("prompt listed to a token short of the prompts/get method rule")
+	}
+	rs2 := newRuleSet(newPolicy(nil, nil, ""), []*Rule{{Methods: []string{"resources/*"}, Scopes: []string{"mcp:resources"}}})
+	for _, k := range []mcpjson.ListKind{mcpjson.ListResources, mcpjson.ListResourceTemplates} {
+		if rs2.entryAllowed(k, "file:///pub/{x}", scopesCaller()) || !rs2.entryAllowed(k, "file:///pub/{x}", scopesCaller("mcp:resources")) {
+			t.Errorf("kind %d: the method rule on resources/read is not applied", k)
+		}
+	}
+}
+
+// TestCompletionMatching: completion/complete is judged by the prompt rule of the prompt its
+// ref names, and by the resource_uri rules that could name a resource of the URI or
+// template it names.
+func TestCompletionMatching(t *testing.T) {
+	rs := listRuleSet()
+	cases := []struct {
+		name string
+		msg  mcpjson.Message
+		want []int
+	}{
+		{"secret prompt", mcpjson.Message{Method: "completion/complete", HasMethod: true, Ref: mcpjson.RefPrompt, Name: "secret_plan"}, []int{0}},
+		{"open prompt", mcpjson.Message{Method: "completion/complete", HasMethod: true, Ref: mcpjson.RefPrompt, Name: "review"}, nil},
+		{"prompt named like a resource", mcpjson.Message{Method: "completion/complete", HasMethod: true, Ref: mcpjson.RefPrompt, Name: "file:///private/x"}, nil},
+		{"private template", mcpjson.Message{Method: "completion/complete", HasMethod: true, Ref: mcpjson.RefResource, Name: "file:///private/{name}"}, []int{1}},
+		{"template over private", mcpjson.Message{Method: "completion/complete", HasMethod: true, Ref: mcpjson.RefResource, Name: "file:///{path}"}, []int{1, 2}},
+		{"template partly private", mcpjson.Message{Method: "completion/complete", HasMethod: true, Ref: mcpjson.RefResource, Name: "file:///mixed/{name}"}, []int{2}},
+		{"template in other case", mcpjson.Message{Method: "completion/complete", HasMethod: true, Ref: mcpjson.RefResource, Name: "file:///PRIVATE/{name}"}, []int{1}},
+		{"public template", mcpjson.Message{Method: "completion/complete", HasMethod: true, Ref: mcpjson.RefResource, Name: "file:///pub/{name}"}, nil},
+		{"private URI", mcpjson.Message{Method: "completion/complete", HasMethod: true, Ref: mcpjson.RefResource, Name: "file:///private/key"}, []int{1}},
+		{"public URI", mcpjson.Message{Method: "completion/complete", HasMethod: true, Ref: mcpjson.RefResource, Name: "file:///pub/key"}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := rs.checkURIs([]mcpjson.Message{tc.msg}); err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			var s matchSet
+			rs.match(&tc.msg, &s)
+			var got []int
+			for i := range rs.rules {
+				if s.has(i) {
+					got = append(got, i)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("rules %v, want %v", got, tc.want)
+			}
+		})
+	}
+	// The URI or the template's literal prefix must be in normal form.
+	for _, uri := range []string{"FILE:///private/{x}", "file:///pub/../private/{x}", "file:///%70rivate/{x}", "file:///private/x/../y", "file:///a%{x}"} {
+		m := mcpjson.Message{Method: "completion/complete", HasMethod: true, Ref: mcpjson.RefResource, Name: uri}
+		if err := rs.checkURIs([]mcpjson.Message{m}); err == nil {
+			t.Errorf("%q not refused", uri)
+		}
 	}
 }

@@ -13,8 +13,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
-// filter_tools_list: the answer to a tools/list request reaches the client without the tools
-// the token may not call. The filter reads an answer the way the most lenient official client
+// filter_tools_list and filter_lists: the answer to a list request reaches the client without
+// the tools the token may not call (and, with filter_lists, the prompts it may not get, the
+// resources it may not read and the resource templates it may read nothing of), and with
+// cacheScope "private": the list varies by caller (MCP 2026-07-28, "Caching"). The filter reads an answer the way the most lenient official client
 // (the TypeScript SDK with eventsource-parser, the Go SDK) would, and whatever it cannot read
 // with certainty it refuses rather than passes; docs/filter.md has the table and the client
 // behaviour behind each rule:
@@ -28,15 +30,15 @@ import (
 //   - the answer to a GET (an event stream, resumed with Last-Event-ID) is read as an event
 //     stream whatever its type unless it is JSON: the TypeScript SDK never looks at it.
 //
-// Only responses (messages without a method) whose result holds a tools array are rewritten,
-// and of those only the array: the rest keeps its bytes.
+// Only responses (messages without a method) whose result holds a list array of a filtered
+// kind are rewritten, and of those only the array and cacheScope: the rest keeps its bytes.
 
 // maxToolsListJSON bounds how much of a tools/list answer is held to be filtered: a whole
 // JSON answer, or one event of a stream. A larger JSON answer is refused with 502 rather than
 // passed unfiltered; a stream is cut off.
 const maxToolsListJSON = 32 << 20
 
-var errSSEEventTooLarge = errors.New("tools filter: event stream event larger than 32 MiB")
+var errSSEEventTooLarge = errors.New("list filter: event stream event larger than 32 MiB")
 
 type filterMode uint8
 
@@ -91,10 +93,10 @@ func trimMediaType(s string) string {
 	}
 }
 
-// toolsFilter wraps the response writer of a tools/list request.
+// toolsFilter wraps the response writer of a list request.
 type toolsFilter struct {
 	*caddyhttp.ResponseWriterWrapper
-	allowed func(name string) bool
+	lists   *mcpjson.ListFilter
 	mode    filterMode
 	status  int
 	buf     []byte // JSON: the body so far; SSE: the incomplete event
@@ -105,10 +107,13 @@ type toolsFilter struct {
 	sseOnly bool
 }
 
-func newToolsFilter(w http.ResponseWriter, rules *ruleSet, c *caller) *toolsFilter {
+// newToolsFilter returns the writer that filters the lists of kinds for the caller.
+func newToolsFilter(w http.ResponseWriter, rules *ruleSet, c *caller, kinds mcpjson.ListKinds) *toolsFilter {
 	return &toolsFilter{
 		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
-		allowed:               func(name string) bool { return rules.toolAllowed(name, c) },
+		lists: &mcpjson.ListFilter{Kinds: kinds, Allowed: func(k mcpjson.ListKind, key string) bool {
+			return rules.entryAllowed(k, key, c)
+		}},
 	}
 }
 
@@ -165,7 +170,7 @@ func (f *toolsFilter) fail() {
 	for k := range h {
 		delete(h, k)
 	}
-	body := errorBody("server_error", "The tools/list result could not be filtered.")
+	body := errorBody("server_error", "The list result could not be filtered.")
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("Cache-Control", "no-store")
@@ -221,7 +226,7 @@ func (f *toolsFilter) finish() {
 		f.mode = modePass
 		f.ResponseWriter.WriteHeader(f.status)
 	case modeJSON:
-		out, err := mcpjson.FilterJSONAnswer(f.buf, f.allowed)
+		out, err := mcpjson.FilterJSONAnswer(f.buf, f.lists)
 		if err != nil {
 			f.fail()
 			return
@@ -272,7 +277,7 @@ func (f *toolsFilter) writeEvents(final bool) error {
 			}
 			start = next
 		case le == i: // an empty line ends the event
-			if ev := mcpjson.FilterSSEEvent(f.buf[start:next], f.allowed); len(ev) > 0 {
+			if ev := mcpjson.FilterSSEEvent(f.buf[start:next], f.lists); len(ev) > 0 {
 				if err := f.send(ev); err != nil {
 					return err
 				}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
 )
 
 // allowOnly allows the named tools.
@@ -34,8 +36,9 @@ func (f *flushRecorder) Flush() {
 
 func newFilterFor(allowed ...string) (*toolsFilter, *flushRecorder) {
 	rec := &flushRecorder{ResponseRecorder: httptest.NewRecorder()}
-	f := newToolsFilter(rec, nil, nil)
-	f.allowed = allowOnly(allowed...)
+	f := newToolsFilter(rec, nil, nil, mcpjson.Of(mcpjson.ListTools))
+	only := allowOnly(allowed...)
+	f.lists.Allowed = func(_ mcpjson.ListKind, name string) bool { return only(name) }
 	return f, rec
 }
 
@@ -51,7 +54,7 @@ func TestToolsFilterSSE(t *testing.T) {
 		": a comment\n" +
 		"id: 2\n" +
 		"data: {\"jsonrpc\":\"2.0\",\"id\":1,\n" +
-		"data: \"result\":{\"tools\":[{\"name\":\"read\"}]}}\n" +
+		"data: \"result\":{\"cacheScope\":\"private\",\"tools\":[{\"name\":\"read\"}]}}\n" +
 		"retry: 100\n\n" +
 		"id: 3\ndata:\n\n"
 	for _, chunk := range []int{1, 7, len(stream)} {
@@ -109,7 +112,7 @@ func TestToolsFilterJSON(t *testing.T) {
 		t.Fatal("JSON sent before the end")
 	}
 	f.finish()
-	want := `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read"}]}}`
+	want := `{"jsonrpc":"2.0","id":1,"result":{"cacheScope":"private","tools":[{"name":"read"}]}}`
 	if rec.Body.String() != want || rec.Header().Get("Content-Length") != strconv.Itoa(len(want)) || rec.Code != 200 {
 		t.Fatalf("got %d %q Content-Length %s", rec.Code, rec.Body.String(), rec.Header().Get("Content-Length"))
 	}
@@ -146,7 +149,7 @@ func TestToolsFilterFailsClosed(t *testing.T) {
 func TestToolsFilterAnswers(t *testing.T) {
 	const (
 		list     = `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read"},{"name":"delete"}]}}`
-		filtered = `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read"}]}}`
+		filtered = `{"jsonrpc":"2.0","id":1,"result":{"cacheScope":"private","tools":[{"name":"read"}]}}`
 		sse      = "event: message\ndata: " + list + "\n\n"
 		sseOut   = "event: message\ndata: " + filtered + "\n\n"
 		bom      = "\xEF\xBB\xBF"
@@ -237,7 +240,7 @@ func TestToolsFilterAnswers(t *testing.T) {
 func TestToolsFilterSSEFraming(t *testing.T) {
 	const (
 		list     = `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read"},{"name":"delete"}]}}`
-		filtered = `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read"}]}}`
+		filtered = `{"jsonrpc":"2.0","id":1,"result":{"cacheScope":"private","tools":[{"name":"read"}]}}`
 		note     = `{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"x"}}`
 	)
 	cases := []struct{ name, in, want string }{
@@ -260,7 +263,7 @@ func TestToolsFilterSSEFraming(t *testing.T) {
 		{"only unknown fields", "{\"a\":1}\n\n", ""},
 		{"data without space", "data:" + list + "\n\n", "data: " + filtered + "\n\n"},
 		{"multi-line data", "data: {\"jsonrpc\":\"2.0\",\"id\":1,\ndata:  \"result\":{\"tools\":[{\"name\":\"delete\"}]}}\n\n",
-			"data: {\"jsonrpc\":\"2.0\",\"id\":1,\ndata:  \"result\":{\"tools\":[]}}\n\n"},
+			"data: {\"jsonrpc\":\"2.0\",\"id\":1,\ndata:  \"result\":{\"cacheScope\":\"private\",\"tools\":[]}}\n\n"},
 		{"event names do not matter", "event: other\ndata: " + list + "\n\n", "event: other\ndata: " + filtered + "\n\n"},
 		// The Go SDK trims Unicode white space from data lines; JSON does not allow it.
 		{"NBSP before JSON", "data: \u00a0" + list + "\n\n", ""},

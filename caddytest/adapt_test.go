@@ -113,6 +113,7 @@ var subdirectives = map[string]string{
 	"allow_missing_audience_for": "allow_missing_audience_for",
 	"scope_prefix":               "scope_prefix",
 	"tenants":                    "tenants",
+	"filter_lists":               "filter_lists",
 }
 
 // ruleDirectives are the subdirectives that each become one entry of "rules".

@@ -84,6 +84,38 @@ func TestAttackJSONRPC(t *testing.T) {
 		})
 	})
 
+	t.Run("completion and subscription by resource URI", func(t *testing.T) {
+		complete := func(ref string) attackReq {
+			return call(`{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":` + ref + `,"argument":{"name":"name","value":""}}}`)
+		}
+		resourceRef := func(uri string) attackReq {
+			return complete(`{"type":"ref/resource","uri":` + mustJSON(t, uri) + `}`)
+		}
+		subscribe := func(method, uri string) attackReq {
+			return call(`{"jsonrpc":"2.0","id":1,"method":"` + method + `","params":{"uri":` + mustJSON(t, uri) + `}}`)
+		}
+		e.run(t, []attackCase{
+			{"completion on a protected template", resourceRef("file:///secret/{name}"), forbidden},
+			{"completion on a template over the protected files", resourceRef("file:///{path}"), forbidden},
+			{"completion on a protected URL template", resourceRef("https://internal.example.com/admin/{x}"), forbidden},
+			{"completion on the protected file", resourceRef(attackSecret), forbidden},
+			{"completion on a template in upper case", resourceRef("FILE:///secret/{name}"), badBody},
+			{"completion on a template with a dot segment", resourceRef("file:///public/../secret/{name}"), badBody},
+			{"completion on a template with an escaped letter", resourceRef("file:///%73ecret/{name}"), badBody},
+			{"completion with two uris", complete(`{"type":"ref/resource","uri":"file:///public/{n}","uri":"file:///secret/{n}"}`), badBody},
+			{"completion with URI beside uri", complete(`{"type":"ref/resource","uri":"file:///public/{n}","URI":"file:///secret/{n}"}`), badBody},
+			{"completion with Ref beside ref", call(`{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///public/{n}"},"Ref":{"type":"ref/resource","uri":"file:///secret/{n}"}}}`), badBody},
+			{"completion with two types", complete(`{"type":"ref/prompt","type":"ref/resource","name":"x","uri":"file:///secret/{n}"}`), badBody},
+			{"completion with an unknown ref type", complete(`{"type":"ref/Resource","uri":"file:///secret/{n}"}`), badBody},
+			{"subscribe to the protected file", subscribe("resources/subscribe", attackSecret), forbidden},
+			{"unsubscribe from the protected file", subscribe("resources/unsubscribe", attackSecret), forbidden},
+			{"subscribe to the protected file in upper case", subscribe("resources/subscribe", "FILE:///secret/key"), badBody},
+			{"subscribe with a duplicate uri", call(`{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///public/x","uri":"file:///secret/key"}}`), badBody},
+			{"control: completion on a public template", resourceRef("file:///public/{name}"), reached},
+			{"control: completion on a prompt", complete(`{"type":"ref/prompt","name":"p"}`), reached},
+		})
+	})
+
 	t.Run("resource URIs in normal form only", func(t *testing.T) {
 		// MCP servers resolve URIs with the WHATWG URL parser (and fileURLToPath): a URI
 		// that resolves to another one is refused rather than matched as written.
@@ -258,4 +290,65 @@ func decodeIfGzip(b []byte) []byte {
 		return b
 	}
 	return out.Bytes()
+}
+
+// TestAttackListAnswers: with filter_lists, a server answer that clients could read as a list
+// holding the protected resource (a key in another case, a duplicate key, a cacheScope that a
+// lenient client reads last) is refused with 502; the resource never reaches the caller.
+func TestAttackListAnswers(t *testing.T) {
+	var body atomic.Pointer[string]
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(*body.Load()))
+	}))
+	t.Cleanup(fake.Close)
+	key := newRSAKey(t, "rsa-1")
+	jwks := newJWKSServer(t, key)
+	const name = "Attack list answers"
+	tc := startCaddy(t, render(strings.Replace(attackCaddyfile, "filter_tools_list", "filter_lists", 1), map[string]string{
+		"JWKS": jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(fake.URL, "http://"), "NAME": name,
+	}), "caddyfile")
+	waitServed(t, tc, prmPath, name)
+	e := &attackEnv{tc: tc, key: key, jwks: jwks}
+
+	const pub, secret = `{"uri":"file:///public/readme","name":"readme"}`, `{"uri":"file:///secret/key","name":"key"}`
+	result := func(r string) string { return `{"jsonrpc":"2.0","id":3,"result":` + r + `}` }
+	cases := []struct{ name, method, answer string }{
+		{"Resources", "resources/list", result(`{"resources":[` + pub + `],"Resources":[` + secret + `]}`)},
+		{"RESOURCES alone", "resources/list", result(`{"RESOURCES":[` + secret + `]}`)},
+		{"Prompts", "prompts/list", result(`{"prompts":[],"Prompts":[{"name":"x"}],"resources":[` + secret + `]}`)},
+		{"ResourceTemplates", "resources/templates/list", result(`{"ResourceTemplates":[{"uriTemplate":"file:///secret/{n}"}],"resources":[` + secret + `]}`)},
+		{"duplicate uri", "resources/list", result(`{"resources":[{"uri":"file:///public/readme","uri":"file:///secret/key"}]}`)},
+		{"duplicate uri by escape", "resources/list", result(`{"resources":[{"uri":"file:///public/readme","u\u0072i":"file:///secret/key"}]}`)},
+		{"URI beside uri", "resources/list", result(`{"resources":[{"uri":"file:///public/readme","URI":"file:///secret/key"}]}`)},
+		{"duplicate resources", "resources/list", result(`{"resources":[` + pub + `],"resources":[` + secret + `]}`)},
+		{"duplicate uriTemplate", "resources/templates/list", result(`{"resourceTemplates":[{"uriTemplate":"file:///public/{n}","uriTemplate":"file:///secret/{n}"}]}`)},
+		{"uritemplate", "resources/templates/list", result(`{"resourceTemplates":[{"uriTemplate":"file:///public/{n}","uritemplate":"file:///secret/{n}"}]}`)},
+		{"CacheScope", "resources/list", result(`{"resources":[` + pub + `],"CacheScope":"public"}`)},
+		{"duplicate cacheScope", "resources/list", result(`{"resources":[` + pub + `],"cacheScope":"private","cacheScope":"public"}`)},
+		{"Result", "resources/list", `{"jsonrpc":"2.0","id":3,"result":{"resources":[]},"Result":{"resources":[` + secret + `]}}`},
+	}
+	read := e.token(t, baseScope)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			body.Store(&c.answer)
+			code, _, got := e.send(t, post(`{"jsonrpc":"2.0","id":3,"method":"`+c.method+`"}`, bearer(read)))
+			if code != http.StatusBadGateway || bytes.Contains(got, []byte("secret")) {
+				t.Errorf("status %d, answer %q: want 502 without the protected entry", code, got)
+			}
+		})
+	}
+	t.Run("control: the list filtered and marked private", func(t *testing.T) {
+		a := result(`{"resources":[` + pub + `,` + secret + `],"cacheScope":"public","nextCursor":"2"}`)
+		body.Store(&a)
+		code, _, got := e.send(t, post(`{"jsonrpc":"2.0","id":3,"method":"resources/list"}`, bearer(read)))
+		want := result(`{"resources":[` + pub + `],"cacheScope":"private","nextCursor":"2"}`)
+		if code != http.StatusOK || string(got) != want {
+			t.Errorf("status %d, answer %s; want 200 %s", code, got, want)
+		}
+		code, _, got = e.send(t, post(`{"jsonrpc":"2.0","id":3,"method":"resources/list"}`, bearer(e.token(t, stepUpScope))))
+		if code != http.StatusOK || !bytes.Contains(got, []byte("file:///secret/key")) || !bytes.Contains(got, []byte(`"cacheScope":"private"`)) {
+			t.Errorf("status %d, answer %s; want the protected entry for mcp:admin, private", code, got)
+		}
+	})
 }

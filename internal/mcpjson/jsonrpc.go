@@ -1,7 +1,7 @@
 // Package mcpjson reads MCP's JSON-RPC messages exactly as the MCP SDKs do: strictly for the
 // requests a policy judges (ReadRPC, CheckMCPHeaders), and leniently enough for the answers to
-// tools/list whose tools it removes (FilterToolsJSON, FilterJSONAnswer, FilterSSEEvent). It
-// knows nothing of Caddy or of HTTP handlers.
+// list requests whose entries it removes (FilterListsJSON, FilterJSONAnswer, FilterSSEEvent).
+// It knows nothing of Caddy or of HTTP handlers.
 package mcpjson
 
 import (
@@ -19,7 +19,8 @@ import (
 // This reader refuses every one of those, so that what it accepts has a single meaning that
 // every conforming parser agrees on: no request can be judged as one tool here and run as
 // another by the server. For key case that means refusing a key that equals one the policy
-// reads (jsonrpc, method, id, params, result, error; name and uri in params) under Unicode
+// reads (jsonrpc, method, id, params, result, error; name and uri in params; ref in params and
+// type, name and uri in params.ref of completion/complete) under Unicode
 // case folding without being byte-equal to it: "Method" or "Name" mean nothing to a
 // case-sensitive server but the same as "method" and "name" to encoding/json.
 
@@ -37,6 +38,7 @@ var (
 	errRPCParams      = errors.New("params of tools/call, prompts/get or resources/read, subscribe, unsubscribe must be an object with a string name or uri")
 	errRPCHeaderMatch = errors.New("Mcp-Method or Mcp-Name header does not match the body")
 	errRPCKeyCase     = errors.New("a key differs only in case from a JSON-RPC or MCP key")
+	errRPCRef         = errors.New(`params.ref of completion/complete must be an object with type "ref/prompt" and a string name, or "ref/resource" and a string uri`)
 )
 
 // maxJSONDepth bounds nesting. The Go MCP SDK refuses more than 1000 levels as well.
@@ -51,6 +53,18 @@ const (
 
 	MethodResourcesSubscribe   = "resources/subscribe"
 	MethodResourcesUnsubscribe = "resources/unsubscribe"
+
+	MethodCompletionComplete = "completion/complete"
+)
+
+// RefKind is what params.ref of a completion/complete names (MCP: PromptReference,
+// ResourceTemplateReference).
+type RefKind uint8
+
+const (
+	RefNone     RefKind = iota
+	RefPrompt           // "ref/prompt": Name is params.ref.name
+	RefResource         // "ref/resource": Name is params.ref.uri, a URI or a URI template
 )
 
 // Message is what the per-operation policy needs of one JSON-RPC message.
@@ -59,8 +73,11 @@ type Message struct {
 	Method    string
 	HasMethod bool
 	// Name is params.name of tools/call and prompts/get, params.uri of resources/read,
-	// resources/subscribe and resources/unsubscribe; "" for any other method.
+	// resources/subscribe and resources/unsubscribe, params.ref.name or params.ref.uri of
+	// completion/complete; "" for any other method.
 	Name string
+	// Ref says which of params.ref Name is, for completion/complete.
+	Ref RefKind
 }
 
 // paramKind records what the params member held, since its key may come before the method.
@@ -587,6 +604,7 @@ func (p *jsonReader) message(m *Message) error {
 		// name or uri the policy reads, known once the whole message is read
 		paramsCaseVariant bool
 		uri               string
+		ref               refParams
 	)
 	for {
 		key, ok, err := p.nextMember(&f)
@@ -635,7 +653,7 @@ func (p *jsonReader) message(m *Message) error {
 				continue
 			}
 			paramsObject = true
-			if err := p.params(&m.Name, &nameKind, &uri, &uriKind, &paramsCaseVariant); err != nil {
+			if err := p.params(&m.Name, &nameKind, &uri, &uriKind, &paramsCaseVariant, &ref); err != nil {
 				return err
 			}
 		default:
@@ -672,14 +690,98 @@ func (p *jsonReader) message(m *Message) error {
 			return errRPCParams
 		}
 		m.Name = uri
+	case MethodCompletionComplete:
+		// A completion reveals values of a prompt's arguments or a template's variables:
+		// it is judged by the prompt or resource it names, read as strictly as params.name.
+		if ref.caseVariant {
+			return errRPCKeyCase
+		}
+		if !ref.object || ref.typ.kind != paramString {
+			return errRPCRef
+		}
+		switch ref.typ.s {
+		case "ref/prompt":
+			if ref.name.kind != paramString {
+				return errRPCRef
+			}
+			m.Name, m.Ref = ref.name.s, RefPrompt
+		case "ref/resource":
+			if ref.uri.kind != paramString {
+				return errRPCRef
+			}
+			m.Name, m.Ref = ref.uri.s, RefResource
+		default:
+			return errRPCRef
+		}
 	default:
 		m.Name = ""
 	}
 	return nil
 }
 
+// refParams is what params.ref held.
+type refParams struct {
+	object         bool
+	typ, name, uri refString
+	// caseVariant: a key of params that folds to "ref", or of ref that folds to one of
+	// its keys without being it.
+	caseVariant bool
+}
+
+type refString struct {
+	s    string
+	kind paramKind
+}
+
+// ref reads params.ref, keeping its type, name and uri strings.
+func (p *jsonReader) ref(r *refParams) error {
+	f, err := p.beginObject()
+	if err != nil {
+		return err
+	}
+	r.object = true
+	for {
+		key, ok, err := p.nextMember(&f)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		var dst *refString
+		switch string(key) {
+		case "type":
+			dst = &r.typ
+		case "name":
+			dst = &r.name
+		case "uri":
+			dst = &r.uri
+		default:
+			if foldsTo(key, refKeys) {
+				r.caseVariant = true
+			}
+			if err := p.value(); err != nil {
+				return err
+			}
+			continue
+		}
+		if p.peek() != '"' {
+			dst.kind = paramOther
+			if err := p.value(); err != nil {
+				return err
+			}
+			continue
+		}
+		v, err := p.stringValue()
+		if err != nil {
+			return err
+		}
+		dst.s, dst.kind = string(v), paramString
+	}
+}
+
 // params reads a params object, keeping its top-level name and uri strings.
-func (p *jsonReader) params(name *string, nameKind *paramKind, uri *string, uriKind *paramKind, caseVariant *bool) error {
+func (p *jsonReader) params(name *string, nameKind *paramKind, uri *string, uriKind *paramKind, caseVariant *bool, ref *refParams) error {
 	f, err := p.beginObject()
 	if err != nil {
 		return err
@@ -699,9 +801,23 @@ func (p *jsonReader) params(name *string, nameKind *paramKind, uri *string, uriK
 			dst, kind = name, nameKind
 		case "uri":
 			dst, kind = uri, uriKind
+		case "ref":
+			if p.peek() != '{' {
+				if err := p.value(); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := p.ref(ref); err != nil {
+				return err
+			}
+			continue
 		default:
 			if foldsTo(key, paramsKeys) {
 				*caseVariant = true
+			}
+			if foldsTo(key, refParamKeys) {
+				ref.caseVariant = true
 			}
 			if err := p.value(); err != nil {
 				return err
@@ -750,6 +866,8 @@ func internMethod(b []byte) string {
 		return "resources/list"
 	case "resources/templates/list":
 		return "resources/templates/list"
+	case MethodCompletionComplete:
+		return MethodCompletionComplete
 	}
 	return string(b)
 }
@@ -782,8 +900,10 @@ func CheckMCPHeaders(method, name []string, msgs []Message, batch bool) error {
 
 // The keys whose case variants are refused, in a message and in its params.
 var (
-	messageKeys = []string{"jsonrpc", "method", "id", "params", "result", "error"}
-	paramsKeys  = []string{"name", "uri"}
+	messageKeys  = []string{"jsonrpc", "method", "id", "params", "result", "error"}
+	paramsKeys   = []string{"name", "uri"}
+	refParamKeys = []string{"ref"}
+	refKeys      = []string{"type", "name", "uri"}
 )
 
 // foldsTo reports whether key equals one of names under Unicode simple case folding (as

@@ -2,17 +2,66 @@ package mcpjson
 
 import (
 	"bytes"
+	"slices"
 	"unicode"
 	"unicode/utf8"
 )
 
-// Reading and rewriting the answer to a tools/list request for filter_tools_list: the answer
-// reaches the client without the tools the token may not call. The answer is read the way the
-// most lenient official client (the TypeScript SDK with eventsource-parser, the Go SDK) would,
-// and whatever cannot be read with certainty is an error rather than passed; docs/filter.md
-// has the table and the client behaviour behind each rule. Only responses (messages without a
-// method) whose result holds a tools array are rewritten, and of those only the array: the
-// rest keeps its bytes.
+// Reading and rewriting the answer to a list request for filter_tools_list and filter_lists:
+// the answer reaches the client without the tools, prompts, resources or resource templates
+// the token may not use. The answer is read the way the most lenient official client (the
+// TypeScript SDK with eventsource-parser, the Go SDK) would, and whatever cannot be read with
+// certainty is an error rather than passed; docs/filter.md has the table and the client
+// behaviour behind each rule. Only responses (messages without a method) whose result holds a
+// list array of a filtered kind are rewritten, and of those only the array and cacheScope:
+// the rest keeps its bytes.
+
+// ListKind is a kind of list a server answers with: each has its result key and the key of
+// the member that names an entry (MCP: ListToolsResult, ListPromptsResult,
+// ListResourcesResult, ListResourceTemplatesResult).
+type ListKind uint8
+
+const (
+	ListTools             ListKind = iota // result.tools[].name
+	ListPrompts                           // result.prompts[].name
+	ListResources                         // result.resources[].uri
+	ListResourceTemplates                 // result.resourceTemplates[].uriTemplate
+	numListKinds
+)
+
+// listKeys are the result key and the entry key of each kind.
+var listKeys = [numListKinds]struct{ result, entry string }{
+	ListTools:             {"tools", "name"},
+	ListPrompts:           {"prompts", "name"},
+	ListResources:         {"resources", "uri"},
+	ListResourceTemplates: {"resourceTemplates", "uriTemplate"},
+}
+
+// ListKinds is a set of list kinds.
+type ListKinds uint8
+
+// AllLists holds every kind: filter_lists.
+const AllLists = ListKinds(1<<numListKinds - 1)
+
+// Has reports whether k is in the set.
+func (s ListKinds) Has(k ListKind) bool { return s&(1<<k) != 0 }
+
+// Of returns the set holding k.
+func Of(k ListKind) ListKinds { return 1 << k }
+
+// ListFilter says which lists are filtered and what may stay in them.
+type ListFilter struct {
+	// Kinds are the lists filtered; results with other lists pass untouched.
+	Kinds ListKinds
+	// Allowed reports whether the entry of kind named key (a name, a URI, a URI template)
+	// stays in the list.
+	Allowed func(kind ListKind, key string) bool
+}
+
+// privateScope is what a filtered list's cacheScope says: the list varies by caller, and a
+// cache must not serve it to another authorization context (MCP 2026-07-28, "Caching",
+// "Cache Scope Field").
+const privateScope = `"private"`
 
 // The byte-order marks clients drop at the start of a stream: the TextDecoderStream in front
 // of eventsource-parser drops a UTF-8 BOM (WHATWG Encoding, "UTF-8 decode"), and
@@ -45,12 +94,12 @@ func TrimStreamBOMs(b []byte, final bool) ([]byte, bool) {
 // FilterJSONAnswer filters an application/json body. fetch's Response.json() drops a UTF-8
 // BOM before it parses (WHATWG Encoding, "UTF-8 decode"), so the JSON after one is filtered
 // and the mark kept; the Go SDK refuses such a body either way. An empty body holds nothing.
-func FilterJSONAnswer(body []byte, allowed func(string) bool) ([]byte, error) {
+func FilterJSONAnswer(body []byte, lf *ListFilter) ([]byte, error) {
 	if len(body) == 0 {
 		return body, nil
 	}
 	rest := bytes.TrimPrefix(body, utf8BOM)
-	out, changed, err := FilterToolsJSON(rest, allowed)
+	out, changed, err := FilterListsJSON(rest, lf)
 	if err != nil {
 		return nil, err
 	}
@@ -82,12 +131,12 @@ func SSETail(tail []byte) []byte {
 	return b
 }
 
-// FilterSSEEvent returns the event with the tools list of its data filtered, and without the
+// FilterSSEEvent returns the event with the lists of its data filtered, and without the
 // lines that are no field clients know: every client ignores those, and they are where a
 // client that splits lines another way could have found a message (a JSON line behind a lone
 // CR is its own line to eventsource-parser but data to the Go SDK). An event that needs no
 // change keeps its bytes. Its data lines are joined with "\n" as clients do.
-func FilterSSEEvent(ev []byte, allowed func(string) bool) []byte {
+func FilterSSEEvent(ev []byte, lf *ListFilter) []byte {
 	var data []byte
 	nData, unknown := 0, false
 	for rest := ev; len(rest) > 0; {
@@ -109,7 +158,7 @@ func FilterSSEEvent(ev []byte, allowed func(string) bool) []byte {
 	changed := false
 	if nData > 0 && opensJSON(data) {
 		var err error
-		if out, changed, err = FilterToolsJSON(data, allowed); err != nil {
+		if out, changed, err = FilterListsJSON(data, lf); err != nil {
 			// Not a message a client could read; dropped so nothing unfiltered gets through.
 			return nil
 		}
@@ -199,11 +248,12 @@ func sseField(line []byte, name string) ([]byte, bool) {
 	return bytes.TrimPrefix(value, []byte(" ")), true
 }
 
-// FilterToolsJSON removes the tools allowed refuses from every response in data (a message
-// or a batch of them) whose result has a tools array. Leading JSON white space is skipped
-// like clients do; any other byte before the value makes it invalid. A tool without a string name is
+// FilterListsJSON removes the entries lf refuses from every response in data (a message or a
+// batch of them) whose result has a list array of a kind lf filters, and marks that result
+// cacheScope "private". Leading JSON white space is skipped like clients do; any other byte
+// before the value makes it invalid. An entry without a string name (uri, uriTemplate) is
 // removed too. Invalid JSON is an error: the caller must not pass it on unfiltered.
-func FilterToolsJSON(data []byte, allowed func(string) bool) ([]byte, bool, error) {
+func FilterListsJSON(data []byte, lf *ListFilter) ([]byte, bool, error) {
 	p := readerPool.Get().(*jsonReader)
 	defer func() { p.data = nil; readerPool.Put(p) }()
 	p.reset(data)
@@ -212,16 +262,16 @@ func FilterToolsJSON(data []byte, allowed func(string) bool) ([]byte, bool, erro
 	var err error
 	switch p.peek() {
 	case '{':
-		err = p.filterMessage(&splices, allowed)
+		err = p.filterMessage(&splices, lf)
 	case '[':
 		err = p.array(func(int) error {
 			if p.peek() != '{' {
 				return p.value()
 			}
-			return p.filterMessage(&splices, allowed)
+			return p.filterMessage(&splices, lf)
 		})
 	default:
-		// A lone value that is no message (a string, a number) holds no tools: it stays.
+		// A lone value that is no message (a string, a number) holds no list: it stays.
 		err = p.value()
 	}
 	if err == nil {
@@ -233,7 +283,7 @@ func FilterToolsJSON(data []byte, allowed func(string) bool) ([]byte, bool, erro
 	if len(splices) == 0 {
 		return data, false, nil
 	}
-	out := make([]byte, 0, len(data))
+	out := make([]byte, 0, len(data)+len(splices)*len(`"cacheScope":"private",`))
 	at := 0
 	for _, s := range splices {
 		out = append(out, data[at:s.start]...)
@@ -249,15 +299,14 @@ type splice struct {
 	repl       []byte
 }
 
-// filterMessage reads one message; if it is a response with result.tools, the filtered
-// array is added to splices.
-func (p *jsonReader) filterMessage(splices *[]splice, allowed func(string) bool) error {
+// filterMessage reads one message; if it is a response whose result holds a filtered list,
+// the changes to that result are added to splices.
+func (p *jsonReader) filterMessage(splices *[]splice, lf *ListFilter) error {
 	f, err := p.beginObject()
 	if err != nil {
 		return err
 	}
-	have := false
-	var cand splice
+	var cand []splice
 	for {
 		key, ok, err := p.nextMember(&f)
 		if err != nil {
@@ -269,7 +318,7 @@ func (p *jsonReader) filterMessage(splices *[]splice, allowed func(string) bool)
 		switch string(key) {
 		case "result":
 			if p.peek() == '{' {
-				err = p.filterResult(&cand, &have, allowed)
+				cand, err = p.filterResult(lf)
 			} else {
 				err = p.value()
 			}
@@ -287,73 +336,130 @@ func (p *jsonReader) filterMessage(splices *[]splice, allowed func(string) bool)
 	}
 	// A message with both method and result is no valid JSON-RPC, but a lenient client
 	// might read its result: filtered whatever else it holds.
-	if have {
-		*splices = append(*splices, cand)
-	}
+	*splices = append(*splices, cand...)
 	return nil
 }
 
 // The keys of a server answer the filter reads; their case variants are refused.
 var (
-	responseKeys = []string{"result"}
-	resultKeys   = []string{"tools"}
-	toolKeys     = []string{"name"}
+	responseKeys   = []string{"result"}
+	scopeKeys      = []string{"cacheScope"}
+	resultKeyNames = [numListKinds][]string{{"tools"}, {"prompts"}, {"resources"}, {"resourceTemplates"}}
+	entryKeyNames  = [numListKinds][]string{{"name"}, {"name"}, {"uri"}, {"uriTemplate"}}
 )
 
-func (p *jsonReader) filterResult(cand *splice, have *bool, allowed func(string) bool) error {
+// filterResult reads a result object. When it holds a list of a kind lf filters, it returns
+// the splices that filter the list and set cacheScope to "private", in order.
+func (p *jsonReader) filterResult(lf *ListFilter) ([]splice, error) {
+	open := p.pos + 1 // just after '{'
 	f, err := p.beginObject()
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var out []splice
+	listed := false
+	scope := splice{start: -1}
 	for {
 		key, ok, err := p.nextMember(&f)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !ok {
-			return nil
+			break
 		}
-		if string(key) != "tools" || p.peek() != '[' {
-			if foldsTo(key, resultKeys) {
-				return errRPCKeyCase
-			}
+		if string(key) == "cacheScope" {
+			// Replaced unless it says "private" already; a client reads the last of two
+			// keys, and duplicates are refused by the reader.
+			p.skipSpace()
+			start := p.pos
 			if err := p.value(); err != nil {
-				return err
+				return nil, err
+			}
+			if string(p.data[start:p.pos]) != privateScope {
+				scope = splice{start: start, end: p.pos, repl: []byte(privateScope)}
+			} else {
+				scope = splice{start: start, end: start}
 			}
 			continue
 		}
-		start := p.pos
-		kept := []byte{'['}
-		removed := false
-		err = p.array(func(int) error {
-			p.skipSpace()
-			es := p.pos
-			name, named, err := p.toolName()
-			if err != nil {
-				return err
+		if foldsTo(key, scopeKeys) {
+			// "CacheScope" would set the same field as cacheScope in encoding/json.
+			return nil, errRPCKeyCase
+		}
+		kind, isList := numListKinds, false
+		for k := range numListKinds {
+			if !lf.Kinds.Has(k) {
+				continue
 			}
-			if named && allowed(name) {
-				if len(kept) > 1 {
-					kept = append(kept, ',')
-				}
-				kept = append(kept, p.data[es:p.pos]...)
-			} else {
-				removed = true
+			if string(key) == listKeys[k].result {
+				kind, isList = k, true
+				break
 			}
-			return nil
-		})
+			if foldsTo(key, resultKeyNames[k]) {
+				return nil, errRPCKeyCase
+			}
+		}
+		if !isList || p.peek() != '[' {
+			if err := p.value(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		listed = true
+		s, removed, err := p.filterList(kind, lf)
+		if err != nil {
+			return nil, err
+		}
+		if removed {
+			out = append(out, s)
+		}
+	}
+	if !listed {
+		return nil, nil
+	}
+	switch {
+	case scope.start < 0:
+		// The result holds the list's member, so a comma always follows.
+		out = append([]splice{{start: open, end: open, repl: []byte(`"cacheScope":"private",`)}}, out...)
+	case scope.end > scope.start:
+		out = append(out, scope)
+		slices.SortFunc(out, func(a, b splice) int { return a.start - b.start })
+	}
+	return out, nil
+}
+
+// filterList reads a list array of kind and returns the splice that replaces it with the
+// entries lf allows, and whether any was removed.
+func (p *jsonReader) filterList(kind ListKind, lf *ListFilter) (splice, bool, error) {
+	start := p.pos
+	kept := []byte{'['}
+	removed := false
+	err := p.array(func(int) error {
+		p.skipSpace()
+		es := p.pos
+		name, named, err := p.entryKey(kind)
 		if err != nil {
 			return err
 		}
-		if removed {
-			*cand = splice{start: start, end: p.pos, repl: append(kept, ']')}
-			*have = true
+		if named && lf.Allowed(kind, name) {
+			if len(kept) > 1 {
+				kept = append(kept, ',')
+			}
+			kept = append(kept, p.data[es:p.pos]...)
+		} else {
+			removed = true
 		}
+		return nil
+	})
+	if err != nil || !removed {
+		return splice{}, false, err
 	}
+	return splice{start: start, end: p.pos, repl: append(kept, ']')}, true, nil
 }
 
-// toolName reads a tool definition and returns its name.
-func (p *jsonReader) toolName() (string, bool, error) {
+// entryKey reads a list entry and returns its member named key, when a string.
+func (p *jsonReader) entryKey(kind ListKind) (string, bool, error) {
+	key := listKeys[kind].entry
 	if p.peek() != '{' {
 		return "", false, p.value()
 	}
@@ -361,19 +467,20 @@ func (p *jsonReader) toolName() (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
+	names := entryKeyNames[kind]
 	name, named := "", false
 	for {
-		key, ok, err := p.nextMember(&f)
+		k, ok, err := p.nextMember(&f)
 		if err != nil {
 			return "", false, err
 		}
 		if !ok {
 			return name, named, nil
 		}
-		if foldsTo(key, toolKeys) {
+		if foldsTo(k, names) {
 			return "", false, errRPCKeyCase
 		}
-		if string(key) == "name" && p.peek() == '"' {
+		if string(k) == key && p.peek() == '"' {
 			v, err := p.stringValue()
 			if err != nil {
 				return "", false, err
