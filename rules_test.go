@@ -471,3 +471,48 @@ func TestCompletionMatching(t *testing.T) {
 		}
 	}
 }
+
+// TestEntryAllowedConditions: list filtering judges an entry by its whole rule, client and
+// claim conditions included, not by its scopes alone.
+func TestEntryAllowedConditions(t *testing.T) {
+	rules := []*Rule{
+		{Prompts: []string{"secret"}, RequireClaims: []ClaimCondition{{Claim: "tier", Values: []string{"gold"}}}},
+		{ResourceURIs: []string{"file:///vip/*"}, Clients: []string{"app-vip"}},
+		{Tools: []string{"deploy"}, Scopes: []string{"mcp:read"}, Clients: []string{"app-*"}},
+	}
+	h := &Handler{Scopes: []string{"mcp:read"}, Rules: rules}
+	a, err := newAccessPolicy(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPolicy(h.Scopes, nil, "")
+	rs := newRuleSet(p, rules)
+	if err := rs.setAccess(a, rules); err != nil {
+		t.Fatal(err)
+	}
+	caller := func(client, payload string) *caller {
+		id := identity(client, payload)
+		id.Scopes = []string{"mcp:read"}
+		return newCaller(id, p, a, 0)
+	}
+	gold, plain := caller("app-vip", `{"tier":"gold"}`), caller("other", `{"tier":"silver"}`)
+	for _, tc := range []struct {
+		kind        mcpjson.ListKind
+		key         string
+		gold, plain bool
+	}{
+		{mcpjson.ListPrompts, "secret", true, false},
+		{mcpjson.ListPrompts, "open", true, true},
+		{mcpjson.ListResources, "file:///vip/a", true, false},
+		{mcpjson.ListResourceTemplates, "file:///vip/{name}", true, false},
+		{mcpjson.ListResources, "file:///pub/a", true, true},
+		{mcpjson.ListTools, "deploy", true, false},
+	} {
+		if got := rs.entryAllowed(tc.kind, tc.key, gold); got != tc.gold {
+			t.Errorf("%q for the gold app-vip caller: %v, want %v", tc.key, got, tc.gold)
+		}
+		if got := rs.entryAllowed(tc.kind, tc.key, plain); got != tc.plain {
+			t.Errorf("%q for the plain caller: %v, want %v", tc.key, got, tc.plain)
+		}
+	}
+}
