@@ -62,6 +62,19 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		method       <jsonrpc-method...>  { ... }
 //		filter_tools_list
 //		max_body_size <size>
+//
+//		introspection {
+//			endpoint      <url>
+//			client_id     <id>
+//			client_secret <secret>
+//			auth_method   client_secret_basic|client_secret_post|private_key_jwt
+//			private_key   <path>
+//			cache_ttl     <duration>
+//			negative_ttl  <duration>
+//			timeout       <duration>
+//			max_in_flight <n>
+//			jwt_too
+//		}
 //	}
 //
 // Lists may be given on one line or repeated over several. Each single-valued subdirective
@@ -206,6 +219,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				h.MaxBodySize = int64(size)
 			}
+		case "introspection":
+			if seen[name] {
+				return d.Errf("introspection: given more than once")
+			}
+			h.Introspection = new(Introspection)
+			err = h.Introspection.unmarshalCaddyfile(d)
 		default:
 			return d.Errf("unrecognized mcp_auth subdirective %q", name)
 		}

@@ -192,6 +192,15 @@ type Handler struct {
 	// JSON: `token_cache_size`. Caddyfile: `token_cache_size`.
 	TokenCacheSize *int `json:"token_cache_size,omitempty"`
 
+	// Introspection checks tokens that are not JWTs with the authorization server
+	// (RFC 7662), and JWTs too with its jwt_too. Off unless configured.
+	//
+	// JSON: `introspection`. Caddyfile: `introspection { ... }`.
+	Introspection *Introspection `json:"introspection,omitempty"`
+
+	// hashKeys: opaque tokens are cached under their SHA-256 (introspection is on).
+	hashKeys bool
+
 	logger   *zap.Logger
 	leeway   time.Duration    // Leeway, or its default
 	now      func() time.Time // the clock of verification and cache; tests replace it
@@ -241,6 +250,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if expandErr != nil {
 		return expandErr
+	}
+	if h.Introspection != nil {
+		if err := h.Introspection.Provision(repl); err != nil {
+			return err
+		}
 	}
 
 	// Validate runs after Provision, but the derived state below needs a sane config, so the
@@ -313,6 +327,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Leeway:       h.leeway,
 		ScopeClaim:   h.ScopeClaim,
 		Now:          h.now,
+	}
+	if h.Introspection != nil {
+		if h.Introspection.Endpoint == "" && len(h.AuthorizationServers) > 1 {
+			return errors.New("introspection endpoint: required with several authorization_servers (the endpoint is discovered only for one)")
+		}
+		h.verifier = &verify.Chain{
+			JWT:           h.verifier,
+			Introspection: h.Introspection.newVerifier(h, h.logger.Named("introspection")),
+			JWTToo:        h.Introspection.JWTToo,
+		}
+		h.hashKeys = true
+		ep := h.Introspection.Endpoint
+		if ep == "" {
+			ep = "(discovered from " + h.AuthorizationServers[0] + ")"
+		}
+		h.logger.Info("token introspection on", zap.String("resource", h.Resource),
+			zap.String("endpoint", ep), zap.String("client_id", h.Introspection.ClientID),
+			zap.String("auth_method", h.Introspection.authMethod()), zap.Bool("jwt_too", h.Introspection.JWTToo))
 	}
 	size := defaultTokenCacheSize
 	if h.TokenCacheSize != nil {
@@ -436,6 +468,11 @@ func (h *Handler) validateConfig() error {
 	}
 	if strings.ContainsAny(h.ScopeClaim, " \t") {
 		return fmt.Errorf("scope_claim: %q is not a claim name", h.ScopeClaim)
+	}
+	if h.Introspection != nil {
+		if err := h.Introspection.Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

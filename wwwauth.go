@@ -37,6 +37,9 @@ const (
 	denyBodyNotAllowed
 	denyMethodOverride
 	denyResourceURI
+	denyInactive
+	denyBadAnswer
+	denyIntrospectionUnavailable
 	numDenials
 )
 
@@ -85,6 +88,11 @@ var denials = [numDenials]denialInfo{
 	denyBodyNotAllowed:  {http.StatusBadRequest, codeInvalidRequest, "Only POST requests may carry a body.", "body_not_allowed"},
 	denyMethodOverride:  {http.StatusBadRequest, codeInvalidRequest, "Method override headers are not accepted.", "method_override"},
 	denyResourceURI:     {http.StatusBadRequest, codeInvalidRequest, "The resource URI is not in normal form.", "resource_uri_not_normal"},
+
+	// Token introspection (RFC 7662).
+	denyInactive:                 {http.StatusUnauthorized, codeInvalidToken, "The access token is not active.", "inactive_token"},
+	denyBadAnswer:                {http.StatusUnauthorized, codeInvalidToken, "The authorization server gave no usable answer about the access token.", "bad_introspection_answer"},
+	denyIntrospectionUnavailable: {http.StatusServiceUnavailable, codeUnavailable, "The authorization server cannot check the access token now.", "introspection_unavailable"},
 }
 
 // hasChallenge reports whether the answer for d carries a WWW-Authenticate challenge: every
@@ -236,7 +244,7 @@ func (c *challenges) writeWith(w http.ResponseWriter, d denial, challenge string
 		h["Access-Control-Expose-Headers"] = one(1)
 	}
 	h["Cache-Control"] = one(2)
-	if d == denyUnavailable {
+	if denials[d].status == http.StatusServiceUnavailable {
 		h["Retry-After"] = one(3)
 	}
 	body := c.body[d]
