@@ -106,6 +106,7 @@ var subdirectives = map[string]string{
 	"method":                 "methods",
 	"filter_tools_list":      "filter_tools_list",
 	"max_body_size":          "max_body_size",
+	"introspection":          "introspection",
 }
 
 // ruleDirectives are the subdirectives that each become one entry of "rules".
