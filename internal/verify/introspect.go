@@ -654,7 +654,15 @@ func (c *Chain) Verify(ctx context.Context, token string, r *http.Request) (*Ide
 // never holds the token itself. It writes into buf and returns the slice.
 func HashKey(buf *[HashKeyLen]byte, token string) []byte {
 	copy(buf[:], hashKeyPrefix)
-	sum := sha256.Sum256([]byte(token))
+	// Opaque tokens are short; copied to the stack, hashing one allocates nothing (a
+	// []byte(token) conversion would, beyond 32 bytes).
+	var sum [sha256.Size]byte
+	var tb [1024]byte
+	if len(token) <= len(tb) {
+		sum = sha256.Sum256(tb[:copy(tb[:], token)])
+	} else {
+		sum = sha256.Sum256([]byte(token))
+	}
 	copy(buf[len(hashKeyPrefix):], sum[:])
 	return buf[:]
 }
