@@ -17,12 +17,16 @@ import (
 // client credentials and answers per token.
 type introspectionAS struct {
 	*httptest.Server
-	issuer  string
-	jwks    *jwksServer
-	calls   atomic.Int64
-	down    atomic.Bool
-	mu      sync.Mutex
-	answers map[string]map[string]any
+	issuer   string
+	jwks     *jwksServer
+	calls    atomic.Int64
+	inFlight atomic.Int64
+	peak     atomic.Int64
+	down     atomic.Bool
+	delay    atomic.Int64 // nanoseconds each call takes
+	mu       sync.Mutex
+	answers  map[string]map[string]any
+	raw      map[string]string // answers written as is (malformed ones)
 }
 
 const (
@@ -32,7 +36,7 @@ const (
 
 func newIntrospectionAS(t *testing.T, key *signingKey) *introspectionAS {
 	t.Helper()
-	as := &introspectionAS{jwks: newJWKSServer(t, key), answers: map[string]map[string]any{}}
+	as := &introspectionAS{jwks: newJWKSServer(t, key), answers: map[string]map[string]any{}, raw: map[string]string{}}
 	as.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/.well-known/oauth-authorization-server":
@@ -44,6 +48,11 @@ func newIntrospectionAS(t *testing.T, key *signingKey) *introspectionAS {
 			})
 		case "/introspect":
 			as.calls.Add(1)
+			n := as.inFlight.Add(1)
+			defer as.inFlight.Add(-1)
+			for p := as.peak.Load(); n > p && !as.peak.CompareAndSwap(p, n); p = as.peak.Load() {
+			}
+			time.Sleep(time.Duration(as.delay.Load()))
 			if as.down.Load() {
 				http.Error(w, "down", http.StatusBadGateway)
 				return
@@ -66,7 +75,13 @@ func newIntrospectionAS(t *testing.T, key *signingKey) *introspectionAS {
 			}
 			as.mu.Lock()
 			ans, ok := as.answers[r.PostForm.Get("token")]
+			raw, isRaw := as.raw[r.PostForm.Get("token")]
 			as.mu.Unlock()
+			if isRaw {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(raw))
+				return
+			}
 			if !ok {
 				ans = map[string]any{"active": false}
 			}
