@@ -219,14 +219,16 @@ func (in *Introspection) newVerifier(h *Handler, logger *zap.Logger) *verify.Int
 	timeout := time.Duration(in.Timeout)
 	client := &http.Client{Timeout: timeout}
 	v := &verify.Introspection{
-		Endpoint:          in.Endpoint,
-		ClientID:          in.ClientID,
-		ClientSecret:      in.ClientSecret,
-		AuthMethod:        in.authMethod(),
-		PrivateKey:        in.key,
-		Issuers:           h.Issuers,
-		Audiences:         h.Audiences,
-		AnyAudience:       h.AllowAnyAudience,
+		Endpoint:     in.Endpoint,
+		ClientID:     in.ClientID,
+		ClientSecret: in.ClientSecret,
+		AuthMethod:   in.authMethod(),
+		PrivateKey:   in.key,
+		Issuers:      h.Issuers,
+		Audiences:    h.Audiences,
+		AnyAudience:  h.AllowAnyAudience,
+		// AllowMissingAudience stays nil (an answer without aud or resource is refused) until
+		// the allow_missing_audience_for policy sets it.
 		ScopeClaim:        h.ScopeClaim,
 		Leeway:            h.leeway,
 		CacheTTL:          time.Duration(in.CacheTTL),

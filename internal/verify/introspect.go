@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -47,6 +48,9 @@ const assertionLifetime = time.Minute
 // flood of tokens while the authorization server is down does not become a flood of
 // metadata requests.
 const discoveryRetry = 10 * time.Second
+
+// refusalLogEvery is the least time between two error logs for refused credentials.
+const refusalLogEvery = 10 * time.Second
 
 var (
 	errBusy          = errors.New("every slot for calls to the introspection endpoint stayed busy")
@@ -110,6 +114,10 @@ type Introspection struct {
 	slots  chan struct{}
 	flight singleflight.Group
 	neg    *tokencache.Cache[negative]
+
+	// lastRefusalLog rate-limits the error logged when the server refuses our credentials:
+	// every new token meets the same refusal.
+	lastRefusalLog atomic.Int64
 
 	epMu        sync.Mutex
 	endpoint    string
@@ -308,11 +316,14 @@ func (v *Introspection) call(token string) (*answer, error) {
 		// RFC 7662 §2.3: 401 means our client authentication failed. Nothing the caller can
 		// do about it; the operator must fix the configuration.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		v.Logger.Error("introspection: the authorization server refused the request; "+
-			"check introspection client_id, client_secret or private_key, and auth_method "+
-			"against the client registered at the authorization server",
-			zap.String("endpoint", endpoint), zap.Int("status", resp.StatusCode),
-			zap.String("client_id", v.ClientID), zap.String("auth_method", v.authMethod()))
+		if now, last := v.now().UnixNano(), v.lastRefusalLog.Load(); now-last >= int64(refusalLogEvery) &&
+			v.lastRefusalLog.CompareAndSwap(last, now) {
+			v.Logger.Error("introspection: the authorization server refused the request; "+
+				"check introspection client_id, client_secret or private_key, and auth_method "+
+				"against the client registered at the authorization server",
+				zap.String("endpoint", endpoint), zap.Int("status", resp.StatusCode),
+				zap.String("client_id", v.ClientID), zap.String("auth_method", v.authMethod()))
+		}
 		return nil, failWith(ASUnavailable, fmt.Errorf("introspection endpoint status %d", resp.StatusCode))
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))

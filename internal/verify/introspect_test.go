@@ -382,6 +382,9 @@ func TestIntrospectionLogsNoSecret(t *testing.T) {
 		if ReasonOf(err) != ASUnavailable {
 			t.Fatalf("reason %v", err)
 		}
+		for i := range 5 { // every new token meets the same refusal: logged once per 10s
+			_, _ = v.Verify(context.Background(), fmt.Sprint(token, i), nil)
+		}
 		errs := logs.FilterLevelExact(zap.ErrorLevel).All()
 		if len(errs) != 1 || !strings.Contains(errs[0].Message, "client_secret") {
 			t.Fatalf("want one error log that says what to fix, got %v", errs)
