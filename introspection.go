@@ -7,7 +7,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"strconv"
 	"time"
@@ -217,7 +216,7 @@ func loadPrivateKey(path string) (crypto.Signer, error) {
 // newVerifier builds the introspection verifier of handler h (provisioned up to policy).
 func (in *Introspection) newVerifier(h *Handler, logger *zap.Logger) *verify.Introspection {
 	timeout := time.Duration(in.Timeout)
-	client := &http.Client{Timeout: timeout}
+	client := verify.NewIntrospectionClient(timeout)
 	v := &verify.Introspection{
 		Endpoint:     in.Endpoint,
 		ClientID:     in.ClientID,

@@ -141,7 +141,7 @@ func (v *Introspection) setup() {
 		v.Timeout = 5 * time.Second
 	}
 	if v.Client == nil {
-		v.Client = &http.Client{Timeout: v.Timeout}
+		v.Client = NewIntrospectionClient(v.Timeout)
 	}
 	if v.Logger == nil {
 		v.Logger = zap.NewNop()
@@ -151,6 +151,16 @@ func (v *Introspection) setup() {
 		v.neg = tokencache.New[negative](v.NegativeCacheSize, v.now)
 	}
 	v.endpoint = v.Endpoint
+}
+
+// NewIntrospectionClient is an HTTP client for the introspection endpoint: bounded by
+// timeout, and never following a redirect, which would carry the token (and, to the same
+// host, the credentials) to where the configuration did not say.
+func NewIntrospectionClient(timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout:       timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 func (v *Introspection) now() time.Time {

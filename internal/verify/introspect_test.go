@@ -69,6 +69,11 @@ func (as *fakeAS) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	as.calls.Add(1)
+	if r.URL.Path == "/followed" {
+		// Reached only by following a redirect, which the verifier must not do.
+		_, _ = w.Write([]byte(active("")))
+		return
+	}
 	if as.hold != nil {
 		<-as.hold
 	}
@@ -97,6 +102,9 @@ func (as *fakeAS) serve(w http.ResponseWriter, r *http.Request) {
 		body = `{"active":false}`
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if status >= 300 && status < 400 {
+		w.Header().Set("Location", "/followed")
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(body))
 }
@@ -251,7 +259,8 @@ func TestIntrospectionAnswers(t *testing.T) {
 		{"status 500", `{}`, 500, nil, ASUnavailable},
 		{"status 503", ``, 503, nil, ASUnavailable},
 		{"status 400", `{"error":"invalid_request"}`, 400, nil, ASUnavailable},
-		{"status 302", ``, 302, nil, ASUnavailable},
+		{"redirect 302", ``, 302, nil, ASUnavailable},
+		{"redirect 307", ``, 307, nil, ASUnavailable},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
