@@ -1,15 +1,24 @@
 package integration
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // introspectionAS is an authorization server with RFC 8414 metadata (issuer, jwks_uri,
@@ -27,6 +36,20 @@ type introspectionAS struct {
 	mu       sync.Mutex
 	answers  map[string]map[string]any
 	raw      map[string]string // answers written as is (malformed ones)
+	// clientKey is the public key registered for private_key_jwt.
+	clientKey any
+}
+
+func (as *introspectionAS) validAssertion(assertion string) bool {
+	tok, err := jwt.Parse(assertion, func(*jwt.Token) (any, error) { return as.clientKey, nil },
+		jwt.WithAudience(as.issuer), jwt.WithIssuer(rsClientID), jwt.WithSubject(rsClientID),
+		jwt.WithExpirationRequired(), jwt.WithIssuedAt())
+	if err != nil {
+		return false
+	}
+	exp, _ := tok.Claims.GetExpirationTime()
+	jti, _ := tok.Claims.(jwt.MapClaims)["jti"].(string)
+	return jti != "" && time.Until(exp.Time) <= 5*time.Minute
 }
 
 const (
@@ -62,7 +85,15 @@ func newIntrospectionAS(t *testing.T, key *signingKey) *introspectionAS {
 				http.Error(w, "bad form", http.StatusBadRequest)
 				return
 			}
-			if r.PostForm.Has("client_secret") {
+			if r.PostForm.Has("client_assertion") {
+				// private_key_jwt (RFC 7523): the assertion verifies with the client's
+				// registered public key, names the client and this server, and is short-lived.
+				if as.clientKey == nil || !as.validAssertion(r.PostForm.Get("client_assertion")) {
+					http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+					return
+				}
+				id, secret = rsClientID, rsClientSecret
+			} else if r.PostForm.Has("client_secret") {
 				id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 			} else {
 				// RFC 6749 §2.3.1: form-urlencoded before base64.
@@ -263,5 +294,72 @@ func TestIntrospectionWrongCredentials(t *testing.T) {
 	code, hdr, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer("opaque-good"))
 	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
 		t.Errorf("credentials refused by the authorization server: status %d Retry-After %q, want 503 with it", code, hdr.Get("Retry-After"))
+	}
+}
+
+// TestIntrospectionPrivateKeyJWTAndJWTToo: client authentication with a private_key_jwt
+// assertion signed by a PKCS#8 key file (JSON config), and jwt_too: a JWT that verifies
+// locally is introspected too, and refused once the authorization server revokes it.
+func TestIntrospectionPrivateKeyJWTAndJWTToo(t *testing.T) {
+	key := newECKey(t, "ec-j")
+	as := newIntrospectionAS(t, key)
+	clientKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as.clientKey = clientKey.Public()
+	der, err := x509.MarshalPKCS8PrivateKey(clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPath := filepath.Join(t.TempDir(), "rs-key.pem")
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := `{
+	"admin": {"listen": "localhost:2999"},
+	"apps": {"http": {"http_port": 9080, "https_port": 9443, "grace_period": 1, "servers": {"mcp": {
+		"listen": [":9080"],
+		"routes": [{"handle": [
+			{"handler": "mcp_auth", "resource": "https://mcp.example.com/mcp",
+			 "authorization_servers": ["@ISSUER@"], "jwks_urls": ["@JWKS@"], "scopes": ["mcp:read"],
+			 "introspection": {"client_id": "mcp-rs", "auth_method": "private_key_jwt",
+			   "private_key": "@KEY@", "cache_ttl": "1s", "jwt_too": true}},
+			{"handler": "static_response", "body": "{http.auth.user.id}"}
+		]}]
+	}}}}
+}`
+	tc := startCaddy(t, render(cfg, map[string]string{"ISSUER": as.issuer, "JWKS": as.jwks.URL, "KEY": keyPath}), "json")
+
+	as.issue("opaque-pk", resource, "mcp:read", nil)
+	if code, _, body := request(t, tc, http.MethodPost, "/mcp", "", bearer("opaque-pk")); code != http.StatusOK || body != "opaque-user" {
+		t.Fatalf("opaque token with private_key_jwt: status %d body %q, want 200", code, body)
+	}
+
+	c := claims(resource, "mcp:read")
+	c["iss"] = as.issuer
+	jwtTok := key.sign(t, c)
+	as.issue(jwtTok, resource, "mcp:read", map[string]any{"sub": "user-1"})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(jwtTok))
+		if code == http.StatusOK {
+			break
+		}
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("active JWT with jwt_too: status %d, want 200", code)
+		}
+		time.Sleep(100 * time.Millisecond) // keys still loading
+	}
+	before := as.calls.Load()
+	as.revoke(jwtTok)
+	time.Sleep(1100 * time.Millisecond)
+	code, hdr, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(jwtTok))
+	if code != http.StatusUnauthorized {
+		t.Fatalf("JWT revoked at the authorization server, after cache_ttl: status %d, want 401", code)
+	}
+	checkChallenge(t, hdr, challenge("invalid_token", "The access token is not active.", "mcp:read"))
+	if as.calls.Load() == before {
+		t.Error("the JWT was not introspected again after cache_ttl")
 	}
 }
