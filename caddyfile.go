@@ -71,6 +71,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		allow_missing_audience_for <client-pattern...>
 //		scope_prefix               <prefix>
 //		tenants                    <tenant-id...>
+//		introspection {
+//			endpoint      <url>
+//			client_id     <id>
+//			client_secret <secret>
+//			auth_method   client_secret_basic|client_secret_post|private_key_jwt
+//			private_key   <path>
+//			cache_ttl     <duration>
+//			negative_ttl  <duration>
+//			timeout       <duration>
+//			max_in_flight <n>
+//			jwt_too
+//		}
 //	}
 //
 // Rule blocks also take clients and require_claim. require_claim and scope_implies may be
@@ -232,6 +244,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = list(&h.Tenants)
 		case "filter_lists":
 			err = flag(&h.FilterLists)
+		case "introspection":
+			if seen[name] {
+				return d.Errf("introspection: given more than once")
+			}
+			h.Introspection = new(Introspection)
+			err = h.Introspection.unmarshalCaddyfile(d)
 		default:
 			return d.Errf("unrecognized mcp_auth subdirective %q", name)
 		}

@@ -56,6 +56,26 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 		authorization_servers  https://auth.example.com
 		allow_any_audience
 		skip_scopes
+		introspection {
+			endpoint      https://auth.example.com/introspect
+			client_id     mcp-rs
+			client_secret {env.MCP_RS_SECRET}
+			auth_method   client_secret_post
+			cache_ttl     1m
+			negative_ttl  10s
+			timeout       2s
+			max_in_flight 8
+			jwt_too
+		}
+	}`, `mcp_auth {
+		resource               https://mcp.example.com/mcp
+		authorization_servers  https://auth.example.com
+		skip_scopes
+		introspection {
+			client_id   mcp-rs
+			auth_method private_key_jwt
+			private_key /etc/caddy/rs-key.pem
+		}
 	}`}
 	set := map[string]bool{}
 	for _, cf := range caddyfiles {
@@ -74,6 +94,15 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 		for k := range keys {
 			set[k] = true
 		}
+		if in, ok := keys["introspection"]; ok {
+			var sub map[string]json.RawMessage
+			if err := json.Unmarshal(in, &sub); err != nil {
+				t.Fatal(err)
+			}
+			for k := range sub {
+				set["introspection."+k] = true
+			}
+		}
 		back := new(Handler)
 		if err := json.Unmarshal(raw, back); err != nil {
 			t.Fatal(err)
@@ -91,6 +120,18 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 		}
 		if !set[name] {
 			t.Errorf("JSON field %q (%s) is set by no Caddyfile subdirective in this test", name, f.Name)
+		}
+	}
+	// The nested introspection group, likewise.
+	it := reflect.TypeFor[Introspection]()
+	for i := range it.NumField() {
+		f := it.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "" || name == "-" {
+			continue
+		}
+		if !set["introspection."+name] {
+			t.Errorf("JSON field introspection.%q (%s) is set by no Caddyfile subdirective in this test", name, f.Name)
 		}
 	}
 }

@@ -159,8 +159,23 @@ func isB64Token(s string) bool {
 // authenticate returns the caller of a valid token, from the cache when it was verified
 // before. Only tokens that verified are cached; a failure is never remembered as a success.
 func (h *Handler) authenticate(ctx context.Context, r *http.Request, raw string) (*caller, denial, error) {
+	// With introspection on, an opaque token is cached under its SHA-256, never as itself
+	// (a JWT stays its own key: hashing hundreds of bytes on every request costs more than
+	// the lookup). The key is built on the stack, so a cache hit costs no allocation.
+	var kb [verify.HashKeyLen]byte
+	var hashed []byte
+	if h.hashKeys && !verify.MaybeJWS(raw) {
+		hashed = verify.HashKey(&kb, raw)
+	}
 	if h.cache != nil {
-		if c, ok := h.cache.Get(raw); ok {
+		var c *caller
+		var ok bool
+		if hashed != nil {
+			c, ok = h.cache.GetBytes(hashed)
+		} else {
+			c, ok = h.cache.Get(raw)
+		}
+		if ok {
 			h.metrics.cacheHit.Inc()
 			return c, denyNone, nil
 		}
@@ -175,11 +190,20 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, raw string)
 	}
 	// A token bound to a key or certificate (cnf) is worthless without proof of possession;
 	// one presented as a plain bearer token may have been stolen (RFC 9449 §7.2, RFC 8705 §3).
+	// This holds for introspected tokens too: cnf comes from the answer then.
 	if id.Confirmation.Present {
 		return nil, denyBound, nil
 	}
 	c := newCaller(id, h.policy, h.access, h.leeway)
-	h.cache.Put(raw, c)
+	switch {
+	case hashed != nil:
+		h.cache.Put(string(hashed), c)
+	case h.hashKeys && !verify.IsJWS(raw):
+		// Shaped like a JWS but not one, so it was introspected: not cached, rather than
+		// cached as itself.
+	default:
+		h.cache.Put(raw, c)
+	}
 	return c, denyNone, nil
 }
 
@@ -199,6 +223,9 @@ var reasonDenials = [verify.NumReasons]denial{
 	verify.OtherKind:      denyType,
 	verify.Bound:          denyBound,
 	verify.Unavailable:    denyUnavailable,
+	verify.Inactive:       denyInactive,
+	verify.BadAnswer:      denyBadAnswer,
+	verify.ASUnavailable:  denyIntrospectionUnavailable,
 }
 
 // claimString formats a claim for a placeholder: strings as is, numbers and booleans

@@ -243,6 +243,15 @@ type Handler struct {
 	// JSON: `filter_lists`. Caddyfile: `filter_lists`.
 	FilterLists bool `json:"filter_lists,omitempty"`
 
+	// Introspection checks tokens that are not JWTs with the authorization server
+	// (RFC 7662), and JWTs too with its jwt_too. Off unless configured.
+	//
+	// JSON: `introspection`. Caddyfile: `introspection { ... }`.
+	Introspection *Introspection `json:"introspection,omitempty"`
+
+	// hashKeys: opaque tokens are cached under their SHA-256 (introspection is on).
+	hashKeys bool
+
 	logger   *zap.Logger
 	leeway   time.Duration    // Leeway, or its default
 	now      func() time.Time // the clock of verification and cache; tests replace it
@@ -313,6 +322,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if expandErr != nil {
 		return expandErr
+	}
+	if h.Introspection != nil {
+		if err := h.Introspection.Provision(repl); err != nil {
+			return err
+		}
 	}
 
 	// Validate runs after Provision, but the derived state below needs a sane config, so the
@@ -412,6 +426,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		jv.AllowMissingAudience = h.missingAudienceOK
 	}
 	h.verifier = jv
+	if h.Introspection != nil {
+		if h.Introspection.Endpoint == "" && len(h.AuthorizationServers) > 1 {
+			return errors.New("introspection endpoint: required with several authorization_servers (the endpoint is discovered only for one)")
+		}
+		h.verifier = &verify.Chain{
+			JWT:           h.verifier,
+			Introspection: h.Introspection.newVerifier(h, h.logger.Named("introspection")),
+			JWTToo:        h.Introspection.JWTToo,
+		}
+		h.hashKeys = true
+		ep := h.Introspection.Endpoint
+		if ep == "" {
+			ep = "(discovered from " + h.AuthorizationServers[0] + ")"
+		}
+		h.logger.Info("token introspection on", zap.String("resource", h.Resource),
+			zap.String("endpoint", ep), zap.String("client_id", h.Introspection.ClientID),
+			zap.String("auth_method", h.Introspection.authMethod()), zap.Bool("jwt_too", h.Introspection.JWTToo))
+	}
 	size := defaultTokenCacheSize
 	if h.TokenCacheSize != nil {
 		size = *h.TokenCacheSize
@@ -534,6 +566,11 @@ func (h *Handler) validateConfig() error {
 	}
 	if strings.ContainsAny(h.ScopeClaim, " \t") {
 		return fmt.Errorf("scope_claim: %q is not a claim name", h.ScopeClaim)
+	}
+	if h.Introspection != nil {
+		if err := h.Introspection.Validate(); err != nil {
+			return err
+		}
 	}
 	return h.validateAccess()
 }

@@ -39,6 +39,9 @@ const (
 	denyResourceURI
 	denyClientNotAllowed
 	denyClaimNotSatisfied
+	denyInactive
+	denyBadAnswer
+	denyIntrospectionUnavailable
 	numDenials
 )
 
@@ -95,6 +98,10 @@ var denials = [numDenials]denialInfo{
 	// Client and claim conditions: no scope fixes them, so the challenge names no scope.
 	denyClientNotAllowed:  {http.StatusForbidden, codeAccessDenied, "The client is not allowed to access this resource.", "client_not_allowed"},
 	denyClaimNotSatisfied: {http.StatusForbidden, codeAccessDenied, "The access token does not carry the claims this request requires.", "claim_not_satisfied"},
+	// Token introspection (RFC 7662).
+	denyInactive:                 {http.StatusUnauthorized, codeInvalidToken, "The access token is not active.", "inactive_token"},
+	denyBadAnswer:                {http.StatusUnauthorized, codeInvalidToken, "The authorization server gave no usable answer about the access token.", "bad_introspection_answer"},
+	denyIntrospectionUnavailable: {http.StatusServiceUnavailable, codeUnavailable, "The authorization server cannot check the access token now.", "introspection_unavailable"},
 }
 
 // isAccessDenial reports a denial that no new scope can fix: its challenge names no scope.
@@ -252,7 +259,7 @@ func (c *challenges) writeWith(w http.ResponseWriter, d denial, challenge string
 		h["Access-Control-Expose-Headers"] = one(1)
 	}
 	h["Cache-Control"] = one(2)
-	if d == denyUnavailable {
+	if denials[d].status == http.StatusServiceUnavailable {
 		h["Retry-After"] = one(3)
 	}
 	body := c.body[d]

@@ -86,34 +86,37 @@ var wantDenials = map[denial]struct {
 	code   string
 	desc   string
 }{
-	denyMissing:           {401, "", ""},
-	denyMultipleHeaders:   {400, "invalid_request", descMultiple},
-	denyMalformedHeader:   {400, "invalid_request", descBadHeader},
-	denyTooLarge:          {401, "invalid_token", descTooLarge},
-	denyMalformed:         {401, "invalid_token", descMalformed},
-	denySignature:         {401, "invalid_token", descSignature},
-	denyUnknownKey:        {401, "invalid_token", descUnknownKey},
-	denyAlgorithm:         {401, "invalid_token", descAlgorithm},
-	denyExpired:           {401, "invalid_token", descExpired},
-	denyNoExpiry:          {401, "invalid_token", descNoExpiry},
-	denyNotYetValid:       {401, "invalid_token", descNotYet},
-	denyIssuedInFuture:    {401, "invalid_token", descIatFuture},
-	denyIssuer:            {401, "invalid_token", descIssuer},
-	denyAudience:          {401, "invalid_token", descAudience},
-	denyType:              {401, "invalid_token", descType},
-	denyBound:             {401, "invalid_token", descBound},
-	denyInsufficientScope: {403, "insufficient_scope", descScope},
-	denyUnavailable:       {503, "temporarily_unavailable", descUnavailable},
-	denyBadMessage:        {400, "invalid_request", "The request body is not a valid JSON-RPC message."},
-	denyHeaderMismatch:    {400, "invalid_request", "The Mcp-Method or Mcp-Name header does not match the request body."},
-	denyBodyUnreadable:    {400, "invalid_request", "The request body could not be read."},
-	denyBodyTooLarge:      {413, "invalid_request", "The request body is larger than the server accepts."},
-	denyUnsupportedBody:   {415, "invalid_request", "The request body must be UTF-8 application/json without content coding."},
-	denyBodyNotAllowed:    {400, "invalid_request", "Only POST requests may carry a body."},
-	denyMethodOverride:    {400, "invalid_request", "Method override headers are not accepted."},
-	denyResourceURI:       {400, "invalid_request", "The resource URI is not in normal form."},
-	denyClientNotAllowed:  {403, "access_denied", "The client is not allowed to access this resource."},
-	denyClaimNotSatisfied: {403, "access_denied", "The access token does not carry the claims this request requires."},
+	denyMissing:                  {401, "", ""},
+	denyMultipleHeaders:          {400, "invalid_request", descMultiple},
+	denyMalformedHeader:          {400, "invalid_request", descBadHeader},
+	denyTooLarge:                 {401, "invalid_token", descTooLarge},
+	denyMalformed:                {401, "invalid_token", descMalformed},
+	denySignature:                {401, "invalid_token", descSignature},
+	denyUnknownKey:               {401, "invalid_token", descUnknownKey},
+	denyAlgorithm:                {401, "invalid_token", descAlgorithm},
+	denyExpired:                  {401, "invalid_token", descExpired},
+	denyNoExpiry:                 {401, "invalid_token", descNoExpiry},
+	denyNotYetValid:              {401, "invalid_token", descNotYet},
+	denyIssuedInFuture:           {401, "invalid_token", descIatFuture},
+	denyIssuer:                   {401, "invalid_token", descIssuer},
+	denyAudience:                 {401, "invalid_token", descAudience},
+	denyType:                     {401, "invalid_token", descType},
+	denyBound:                    {401, "invalid_token", descBound},
+	denyInsufficientScope:        {403, "insufficient_scope", descScope},
+	denyUnavailable:              {503, "temporarily_unavailable", descUnavailable},
+	denyBadMessage:               {400, "invalid_request", "The request body is not a valid JSON-RPC message."},
+	denyHeaderMismatch:           {400, "invalid_request", "The Mcp-Method or Mcp-Name header does not match the request body."},
+	denyBodyUnreadable:           {400, "invalid_request", "The request body could not be read."},
+	denyBodyTooLarge:             {413, "invalid_request", "The request body is larger than the server accepts."},
+	denyUnsupportedBody:          {415, "invalid_request", "The request body must be UTF-8 application/json without content coding."},
+	denyBodyNotAllowed:           {400, "invalid_request", "Only POST requests may carry a body."},
+	denyMethodOverride:           {400, "invalid_request", "Method override headers are not accepted."},
+	denyResourceURI:              {400, "invalid_request", "The resource URI is not in normal form."},
+	denyClientNotAllowed:         {403, "access_denied", "The client is not allowed to access this resource."},
+	denyClaimNotSatisfied:        {403, "access_denied", "The access token does not carry the claims this request requires."},
+	denyInactive:                 {401, "invalid_token", "The access token is not active."},
+	denyBadAnswer:                {401, "invalid_token", "The authorization server gave no usable answer about the access token."},
+	denyIntrospectionUnavailable: {503, "temporarily_unavailable", "The authorization server cannot check the access token now."},
 }
 
 func TestChallengesEveryDenial(t *testing.T) {
@@ -140,7 +143,7 @@ func TestChallengesEveryDenial(t *testing.T) {
 					if len(ch) != 0 {
 						t.Errorf("%d carries a challenge %q", want.status, ch)
 					}
-				} else if d == denyUnavailable {
+				} else if want.status == 503 {
 					// 503 is not a challenge: the token is not at fault.
 					if len(ch) != 0 {
 						t.Errorf("503 carries a challenge %q", ch)

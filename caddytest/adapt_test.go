@@ -114,6 +114,7 @@ var subdirectives = map[string]string{
 	"scope_prefix":               "scope_prefix",
 	"tenants":                    "tenants",
 	"filter_lists":               "filter_lists",
+	"introspection":              "introspection",
 }
 
 // ruleDirectives are the subdirectives that each become one entry of "rules".

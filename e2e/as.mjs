@@ -23,6 +23,8 @@ const clients = [
   { client_id: 'go-cc', client_secret: 'go-cc-secret', grant_types: ['client_credentials'], redirect_uris: [], response_types: [] },
   // Raw token requests from the Go test driver (step-up and wrong-audience cases).
   { client_id: 'raw-cc', client_secret: 'raw-cc-secret', grant_types: ['client_credentials'], redirect_uris: [], response_types: [] },
+  // The resource server itself, for RFC 7662 introspection (client_secret_basic).
+  { client_id: 'mcp-rs', client_secret: 'mcp-rs-secret', grant_types: [], redirect_uris: [], response_types: [] },
 ];
 
 const signingKey = {
@@ -44,6 +46,8 @@ server.listen(0, '127.0.0.1', () => {
     features: {
       clientCredentials: { enabled: true },
       registration: { enabled: true }, // dynamic client registration for the authorization_code flow
+      introspection: { enabled: true }, // RFC 7662, for the resources that get opaque tokens
+      revocation: { enabled: true }, // RFC 7009, to show revocation reaching the resource server
       devInteractions: { enabled: true }, // built-in login/consent pages, scripted by client-code.mjs
       resourceIndicators: {
         enabled: true,
@@ -59,6 +63,11 @@ server.listen(0, '127.0.0.1', () => {
           if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) {
             throw new Error('invalid resource');
           }
+          // Resources under /opaque get opaque access tokens, which only introspection
+          // can check (as Hydra, ZITADEL or Okta's org server issue them).
+          if (u.pathname.startsWith('/opaque/')) {
+            return { scope: 'mcp:read mcp:write', audience: resourceIndicator, accessTokenTTL: 300, accessTokenFormat: 'opaque' };
+          }
           return {
             scope: 'mcp:read mcp:write',
             audience: resourceIndicator,
@@ -70,6 +79,9 @@ server.listen(0, '127.0.0.1', () => {
       },
     },
     pkce: { required: () => true },
+    // Refresh tokens for every client allowed the grant (not only with offline_access), so
+    // that the test can present one as an access token.
+    issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
     // The resource-server tokens need no user claims; keep the account model minimal.
     findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
   });

@@ -5,12 +5,15 @@
 // oidc-provider's built-in development pages and catches the redirect with the code. Then the
 // SDK exchanges the code (with the PKCE verifier and the resource) and the client calls tools.
 //
-// Usage: node client-code.mjs <mcp-url> <user>
+// With a third argument `refresh-as-access`, the refresh token the AS issued is then sent to
+// the MCP URL as if it were an access token, and the status printed (never the token).
+//
+// Usage: node client-code.mjs <mcp-url> <user> [refresh-as-access]
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 
-const [url, user] = process.argv.slice(2);
+const [url, user, extra] = process.argv.slice(2);
 if (!user) {
   console.error('usage: node client-code.mjs <mcp-url> <user>');
   process.exit(2);
@@ -109,6 +112,17 @@ try {
     console.log(`${name}: ${res.content[0].text}`);
   }
   await client.close();
+  if (extra === 'refresh-as-access') {
+    const refresh = provider.tokens()?.refresh_token;
+    if (!refresh) throw new Error('no refresh token issued');
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${refresh}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'refresh', version: '1' } } }),
+    });
+    await res.body?.cancel();
+    console.log(`refresh token as access token: ${res.status} ${res.headers.get('www-authenticate')?.match(/error="([^"]+)"/)?.[1]}`);
+  }
 } catch (err) {
   console.error('client-code failed:', err);
   process.exit(1);

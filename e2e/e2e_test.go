@@ -179,6 +179,11 @@ func TestEndToEnd(t *testing.T) {
 		wantStatus(t, resp, http.StatusUnauthorized)
 		wantChallenge(t, resp, `error="invalid_token"`)
 	})
+
+	t.Run("introspection_opaque_tokens", func(t *testing.T) {
+		testIntrospection(ctx, t, introspectionEnv{node: node, bin: bin, tmp: tmp, issuer: issuer,
+			upstream: upstreamURL.Host, hc: hc, tokenEndpoint: tokenEndpoint})
+	})
 }
 
 // findNode returns a Node.js of version 22 or later (oidc-provider needs it) and checks that

@@ -52,8 +52,7 @@ func DiscoveryURLs(issuer string) ([]string, error) {
 	return cands, nil
 }
 
-// discoverJWKSURL finds the issuer's jwks_uri. A document whose issuer differs from the
-// configured one is refused (RFC 8414 §3.3), and the next location is tried.
+// discoverJWKSURL finds the issuer's jwks_uri.
 func discoverJWKSURL(ctx context.Context, client *http.Client, issuer string, limit int64) (string, error) {
 	return discoverJWKSURLAt(ctx, client, "", issuer, limit)
 }
@@ -61,6 +60,24 @@ func discoverJWKSURL(ctx context.Context, client *http.Client, issuer string, li
 // discoverJWKSURLAt is discoverJWKSURL with the metadata looked for at base ("" for the
 // issuer itself); the document must still name issuer.
 func discoverJWKSURLAt(ctx context.Context, client *http.Client, base, issuer string, limit int64) (string, error) {
+	u, err := DiscoverEndpointAt(ctx, client, base, issuer, "jwks_uri", limit)
+	if err != nil {
+		return "", fmt.Errorf("discovering the JWKS of issuer %s: %w", issuer, err)
+	}
+	return u, nil
+}
+
+// DiscoverEndpoint finds the URL member (jwks_uri, introspection_endpoint) of the issuer's
+// metadata, trying the DiscoveryURLs in order. A document whose issuer differs from the
+// configured one is refused (RFC 8414 §3.3), and so is one without the member, and the next
+// location is tried.
+func DiscoverEndpoint(ctx context.Context, client *http.Client, issuer, member string, limit int64) (string, error) {
+	return DiscoverEndpointAt(ctx, client, "", issuer, member, limit)
+}
+
+// DiscoverEndpointAt is DiscoverEndpoint with the metadata looked for at base ("" for the
+// issuer itself: an Entra {tenantid} issuer is found at its authorization server).
+func DiscoverEndpointAt(ctx context.Context, client *http.Client, base, issuer, member string, limit int64) (string, error) {
 	if base == "" {
 		base = issuer
 	}
@@ -78,25 +95,24 @@ func discoverJWKSURLAt(ctx context.Context, client *http.Client, base, issuer st
 			}
 			continue
 		}
-		var md struct {
-			Issuer  string `json:"issuer"`
-			JWKSURI string `json:"jwks_uri"`
-		}
+		var md map[string]any
 		if err := json.Unmarshal(raw, &md); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", c, err))
 			continue
 		}
-		if md.Issuer != issuer {
-			errs = append(errs, fmt.Errorf("%s: issuer %q does not match the configured %q", c, md.Issuer, issuer))
+		iss, _ := md["issuer"].(string)
+		if iss != issuer {
+			errs = append(errs, fmt.Errorf("%s: issuer %q does not match the configured %q", c, iss, issuer))
 			continue
 		}
-		if err := checkHTTPURL(md.JWKSURI); err != nil {
-			errs = append(errs, fmt.Errorf("%s: jwks_uri %q: %w", c, md.JWKSURI, err))
+		u, _ := md[member].(string)
+		if err := checkHTTPURL(u); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s %q: %w", c, member, u, err))
 			continue
 		}
-		return md.JWKSURI, nil
+		return u, nil
 	}
-	return "", fmt.Errorf("discovering the JWKS of issuer %s: %w", issuer, errors.Join(errs...))
+	return "", errors.Join(errs...)
 }
 
 // getDoc GETs a JSON document of at most limit bytes.

@@ -91,6 +91,31 @@ func (c *Cache[V]) Get(key string) (V, bool) {
 	return v, true
 }
 
+// GetBytes is Get for a key held in a byte slice (the hash of an opaque token, built on the
+// stack): looking it up costs no allocation.
+func (c *Cache[V]) GetBytes(key []byte) (V, bool) {
+	var zero V
+	if c == nil {
+		return zero, false
+	}
+	s := &c.shards[maphash.Bytes(seed, key[max(0, len(key)-16):])%uint64(len(c.shards))]
+	s.mu.RLock()
+	v, ok := s.m[string(key)]
+	s.mu.RUnlock()
+	if !ok {
+		return zero, false
+	}
+	if !v.StillValid(c.now()) {
+		s.mu.Lock()
+		if cur, ok := s.m[string(key)]; ok && any(cur) == any(v) {
+			delete(s.m, string(key))
+		}
+		s.mu.Unlock()
+		return zero, false
+	}
+	return v, true
+}
+
 // Put stores v under key, unless the key is too large or v is already invalid.
 func (c *Cache[V]) Put(key string, v V) {
 	if c == nil || len(key) > MaxKeyBytes || !v.StillValid(c.now()) {

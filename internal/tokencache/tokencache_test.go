@@ -79,3 +79,35 @@ func TestBoundReachedExactly(t *testing.T) {
 		}
 	}
 }
+
+// TestGetBytes: a key stored as a string is found from its bytes, in whichever shard it fell,
+// without allocating; an expired one is dropped.
+func TestGetBytes(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := New[*entry](10000, func() time.Time { return now }) // no shard fills up
+	e := &entry{until: now.Add(time.Minute)}
+	keys := make([][]byte, 50)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("sha256:%032d", i*7919))
+		c.Put(string(keys[i]), e)
+	}
+	for _, k := range keys {
+		if got, ok := c.GetBytes(k); !ok || got != e {
+			t.Fatalf("GetBytes(%q) did not find the entry Put stored", k)
+		}
+	}
+	if _, ok := c.GetBytes([]byte("sha256:unknown")); ok {
+		t.Fatal("unknown key served")
+	}
+	if n := testing.AllocsPerRun(100, func() { c.GetBytes(keys[3]) }); n != 0 {
+		t.Errorf("GetBytes allocates %v times", n)
+	}
+	now = now.Add(time.Minute)
+	if _, ok := c.GetBytes(keys[0]); ok || c.Len() != len(keys)-1 {
+		t.Fatal("expired entry served or kept")
+	}
+	var nilCache *Cache[*entry]
+	if _, ok := nilCache.GetBytes(keys[0]); ok {
+		t.Fatal("nil cache served")
+	}
+}

@@ -27,6 +27,11 @@ type Identity struct {
 
 	// keys are what vouched for the token; stillValid fails once one of them is withdrawn.
 	keys []Key
+	// servedUntil, when set, bounds how long the identity may be served without asking
+	// again: an introspection answer is remembered for min(exp, cache_ttl), so that a token
+	// revoked at the authorization server stops working within cache_ttl (RFC 7662 §4).
+	// No leeway applies to it.
+	servedUntil time.Time
 
 	// The full claims are decoded only when a placeholder or a rule asks for them.
 	claims *lazyClaims
@@ -61,6 +66,9 @@ type Key interface {
 // published.
 func (id *Identity) StillValid(now time.Time, leeway time.Duration) bool {
 	if id.Expiry.IsZero() || !now.Before(id.Expiry.Add(leeway)) {
+		return false
+	}
+	if !id.servedUntil.IsZero() && !now.Before(id.servedUntil) {
 		return false
 	}
 	for _, k := range id.keys {

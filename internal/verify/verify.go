@@ -47,6 +47,16 @@ const (
 	// Unavailable: the verifier cannot decide now (no signing keys could be loaded yet).
 	// The token is not at fault.
 	Unavailable
+	// Inactive: the authorization server says the token is not active (RFC 7662 §2.2):
+	// revoked, expired, or never issued.
+	Inactive
+	// BadAnswer: the introspection answer is not a JSON object of the RFC 7662 shape (too
+	// large, `active` or a date of the wrong type). The token is refused: nothing vouches for it.
+	BadAnswer
+	// ASUnavailable: the introspection endpoint cannot be reached, answers 5xx or refuses
+	// our client credentials, or every slot for calls to it stayed busy. The token is not at
+	// fault.
+	ASUnavailable
 	NumReasons
 )
 
@@ -56,7 +66,8 @@ var reasonNames = [NumReasons]string{
 	NotYetValid: "not valid yet", IssuedInFuture: "issued in the future",
 	Issuer: "issuer not accepted", Audience: "audience not accepted", Type: "typ is not at+jwt",
 	OtherKind: "not an access token", Bound: "bound token presented as bearer",
-	Unavailable: "keys unavailable",
+	Unavailable: "keys unavailable", Inactive: "token not active",
+	BadAnswer: "unusable introspection answer", ASUnavailable: "introspection unavailable",
 }
 
 func (r Reason) String() string {

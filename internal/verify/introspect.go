@@ -1,0 +1,694 @@
+package verify
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/tokencache"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+)
+
+// Client authentication methods at the introspection endpoint (RFC 7662 §2.1 asks for one;
+// the names are those of the OAuth Token Endpoint Authentication Methods registry).
+const (
+	AuthClientSecretBasic = "client_secret_basic"
+	AuthClientSecretPost  = "client_secret_post"
+	AuthPrivateKeyJWT     = "private_key_jwt"
+)
+
+// MaxAnswerBytes bounds an introspection answer; a larger one is refused unread.
+const MaxAnswerBytes = 64 << 10
+
+// assertionLifetime is the exp of a private_key_jwt client assertion: short, as RFC 7523
+// §3 advises, since it is made for one call.
+const assertionLifetime = time.Minute
+
+// discoveryRetry is how long a failed discovery of the endpoint is remembered, so that a
+// flood of tokens while the authorization server is down does not become a flood of
+// metadata requests.
+const discoveryRetry = 10 * time.Second
+
+// refusalLogEvery is the least time between two error logs for refused credentials.
+const refusalLogEvery = 10 * time.Second
+
+var (
+	errBusy          = errors.New("every slot for calls to the introspection endpoint stayed busy")
+	errActiveType    = errors.New("active is not a JSON boolean")
+	errAnswerTooBig  = fmt.Errorf("introspection answer larger than %d bytes", MaxAnswerBytes)
+	errAnswerNotJSON = errors.New("introspection answer is not a JSON object")
+)
+
+// Introspection verifies tokens by asking the authorization server about them (RFC 7662):
+// opaque tokens, and JWTs too when revocation must take effect before exp. Set the fields,
+// then call Verify; the fields must not change after the first call.
+//
+// Calls to the authorization server are bounded: one per new token however many requests
+// carry it (singleflight by the token's SHA-256), at most MaxInFlight at once (the others
+// wait for a slot at most Timeout, then get ASUnavailable), and refusals the answer
+// decides (inactive, refresh token, other audience) are remembered for NegativeTTL. Active
+// answers are remembered by the caller's cache: the Identity says how long (min(exp,
+// CacheTTL)). The token itself is never kept, logged or put in an error.
+type Introspection struct {
+	// Endpoint is the introspection endpoint URL. When empty, Discover finds it.
+	Endpoint string
+	// Discover finds the endpoint (introspection_endpoint of the issuer's RFC 8414
+	// metadata); called on first use and again after a failure, at most every 10s.
+	Discover func(ctx context.Context) (string, error)
+
+	ClientID     string
+	ClientSecret string
+	// AuthMethod is one of AuthClientSecretBasic (default), AuthClientSecretPost,
+	// AuthPrivateKeyJWT.
+	AuthMethod string
+	// PrivateKey signs the private_key_jwt client assertion (RSA: RS256, P-256/384/521:
+	// ES256/384/512, Ed25519: EdDSA).
+	PrivateKey crypto.Signer
+	// AssertionAudience is the aud of the client assertion: the authorization server's
+	// issuer identifier (RFC 7523 §3). Empty: the endpoint URL.
+	AssertionAudience string
+
+	Issuers   []string
+	Audiences []string
+	// AnyAudience skips the audience check (allow_any_audience).
+	AnyAudience bool
+	// AllowMissingAudience, when set, is asked about an answer without `aud` or `resource`
+	// for the answer's client_id; nil refuses every such answer. (Hook for the
+	// allow_missing_audience_for policy.)
+	AllowMissingAudience func(clientID string) bool
+	ScopeClaim           string
+	Leeway               time.Duration
+
+	CacheTTL    time.Duration
+	NegativeTTL time.Duration
+	Timeout     time.Duration
+	MaxInFlight int
+	// NegativeCacheSize bounds the remembered refusals; 0 remembers none.
+	NegativeCacheSize int
+
+	Client *http.Client
+	Logger *zap.Logger
+	Now    func() time.Time
+
+	once   sync.Once
+	slots  chan struct{}
+	flight singleflight.Group
+	neg    *tokencache.Cache[negative]
+
+	// lastRefusalLog rate-limits the error logged when the server refuses our credentials:
+	// every new token meets the same refusal.
+	lastRefusalLog atomic.Int64
+
+	epMu        sync.Mutex
+	endpoint    string
+	epRetryAt   time.Time
+	epLastError error
+}
+
+// negative is a remembered refusal.
+type negative struct {
+	reason Reason
+	until  time.Time
+}
+
+func (n negative) StillValid(now time.Time) bool { return now.Before(n.until) }
+
+func (v *Introspection) setup() {
+	if v.MaxInFlight <= 0 {
+		v.MaxInFlight = 16
+	}
+	if v.Timeout <= 0 {
+		v.Timeout = 5 * time.Second
+	}
+	if v.Client == nil {
+		v.Client = NewIntrospectionClient(v.Timeout)
+	}
+	if v.Logger == nil {
+		v.Logger = zap.NewNop()
+	}
+	v.slots = make(chan struct{}, v.MaxInFlight)
+	if v.NegativeTTL > 0 {
+		v.neg = tokencache.New[negative](v.NegativeCacheSize, v.now)
+	}
+	v.endpoint = v.Endpoint
+}
+
+// NewIntrospectionClient is an HTTP client for the introspection endpoint: bounded by
+// timeout, and never following a redirect, which would carry the token (and, to the same
+// host, the credentials) to where the configuration did not say.
+func NewIntrospectionClient(timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout:       timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+func (v *Introspection) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+// answer is an introspection response, read strictly.
+type answer struct {
+	active                 bool
+	iss, sub, clientID     string
+	jti, tokenType         string
+	aud                    []string // aud and resource together
+	hasAud                 bool
+	exp, nbf, iat          float64
+	hasExp, hasNbf, hasIat bool
+	scope                  any
+	cnf                    Confirmation
+	raw                    []byte
+}
+
+// Verify introspects an opaque token and returns the caller the answer describes.
+func (v *Introspection) Verify(ctx context.Context, token string, _ *http.Request) (*Identity, error) {
+	a, key, err := v.ask(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	now := v.now()
+	if err := v.judge(a, now, false); err != nil {
+		v.remember(key, err, now)
+		return nil, err
+	}
+	id := Identity{
+		Issuer:       a.iss,
+		Subject:      a.sub,
+		ClientID:     a.clientID,
+		TokenID:      a.jti,
+		Scopes:       ParseScopes(a.scope),
+		Confirmation: a.cnf,
+	}
+	if id.Issuer == "" && len(v.Issuers) == 1 {
+		// The answer comes from the one authorization server this resource trusts.
+		id.Issuer = v.Issuers[0]
+	}
+	id.servedUntil = v.servedUntil(a, now)
+	id.Expiry = id.servedUntil
+	if a.hasExp {
+		id.Expiry = numericTime(a.exp)
+	}
+	out := id.WithClaims(a.raw)
+	if v.ScopeClaim != "" && v.ScopeClaim != "scope" && v.ScopeClaim != "scp" {
+		out.Scopes = GrantedScopes(out.Claims(), v.ScopeClaim)
+	}
+	return out, nil
+}
+
+// Recheck introspects a JWT that verified locally (jwt_too): the authorization server must
+// still call it active. The local identity is returned, served no longer than the answer
+// allows; a cnf in the answer binds it too.
+func (v *Introspection) Recheck(ctx context.Context, token string, local *Identity) (*Identity, error) {
+	a, key, err := v.ask(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	now := v.now()
+	if err := v.judge(a, now, true); err != nil {
+		v.remember(key, err, now)
+		return nil, err
+	}
+	id := *local
+	id.servedUntil = v.servedUntil(a, now)
+	if a.cnf.Present && !id.Confirmation.Present {
+		id.Confirmation = a.cnf
+	}
+	return &id, nil
+}
+
+// servedUntil is how long an active answer may be trusted: CacheTTL, never past exp.
+func (v *Introspection) servedUntil(a *answer, now time.Time) time.Time {
+	t := now.Add(v.CacheTTL)
+	if a.hasExp {
+		if exp := numericTime(a.exp); exp.Before(t) {
+			t = exp
+		}
+	}
+	return t
+}
+
+// remember keeps a refusal that the answer decided, so that a token presented again is
+// refused without a call. A refusal that time may lift (nbf) is not kept.
+func (v *Introspection) remember(key string, err error, now time.Time) {
+	switch r := ReasonOf(err); r {
+	case Inactive, Expired, OtherKind, Issuer, Audience:
+		v.neg.Put(key, negative{reason: r, until: now.Add(v.NegativeTTL)})
+	}
+}
+
+// ask returns the answer about token: one call per token at a time, bounded in number.
+func (v *Introspection) ask(ctx context.Context, token string) (*answer, string, error) {
+	v.once.Do(v.setup)
+	sum := sha256.Sum256([]byte(token))
+	key := string(sum[:])
+	if n, ok := v.neg.Get(key); ok {
+		return nil, key, fail(n.reason)
+	}
+	ch := v.flight.DoChan(key, func() (any, error) { return v.call(token) })
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, key, res.Err
+		}
+		return res.Val.(*answer), key, nil
+	case <-ctx.Done():
+		return nil, key, failWith(ASUnavailable, ctx.Err())
+	}
+}
+
+// call asks the authorization server. It runs in a flight shared by every request with the
+// same token, so it does not use any one request's context.
+func (v *Introspection) call(token string) (*answer, error) {
+	wait := time.NewTimer(v.Timeout)
+	select {
+	case v.slots <- struct{}{}:
+		wait.Stop()
+	case <-wait.C:
+		if ce := v.Logger.Check(zap.WarnLevel, "introspection: every slot busy, answering 503"); ce != nil {
+			ce.Write(zap.Int("max_in_flight", v.MaxInFlight), zap.Duration("waited", v.Timeout))
+		}
+		return nil, failWith(ASUnavailable, errBusy)
+	}
+	defer func() { <-v.slots }()
+
+	ctx, cancel := context.WithTimeout(context.Background(), v.Timeout)
+	defer cancel()
+	endpoint, err := v.findEndpoint(ctx)
+	if err != nil {
+		return nil, failWith(ASUnavailable, err)
+	}
+	req, err := v.request(ctx, endpoint, token)
+	if err != nil {
+		// Only a broken private key gets here; the error names no secret.
+		v.Logger.Error("introspection: cannot build the request", zap.Error(err))
+		return nil, failWith(ASUnavailable, err)
+	}
+	resp, err := v.Client.Do(req)
+	if err != nil {
+		if ce := v.Logger.Check(zap.WarnLevel, "introspection endpoint unreachable"); ce != nil {
+			ce.Write(zap.String("endpoint", endpoint), zap.Error(err))
+		}
+		return nil, failWith(ASUnavailable, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode >= 500:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		if ce := v.Logger.Check(zap.WarnLevel, "introspection endpoint failed"); ce != nil {
+			ce.Write(zap.String("endpoint", endpoint), zap.Int("status", resp.StatusCode))
+		}
+		return nil, failWith(ASUnavailable, fmt.Errorf("introspection endpoint status %d", resp.StatusCode))
+	case resp.StatusCode != http.StatusOK:
+		// RFC 7662 §2.3: 401 means our client authentication failed. Nothing the caller can
+		// do about it; the operator must fix the configuration.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		if now, last := v.now().UnixNano(), v.lastRefusalLog.Load(); now-last >= int64(refusalLogEvery) &&
+			v.lastRefusalLog.CompareAndSwap(last, now) {
+			v.Logger.Error("introspection: the authorization server refused the request; "+
+				"check introspection client_id, client_secret or private_key, and auth_method "+
+				"against the client registered at the authorization server",
+				zap.String("endpoint", endpoint), zap.Int("status", resp.StatusCode),
+				zap.String("client_id", v.ClientID), zap.String("auth_method", v.authMethod()))
+		}
+		return nil, failWith(ASUnavailable, fmt.Errorf("introspection endpoint status %d", resp.StatusCode))
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
+	if err != nil {
+		return nil, failWith(ASUnavailable, fmt.Errorf("reading the introspection answer: %w", err))
+	}
+	a, err := parseAnswer(raw, v.ScopeClaim)
+	if err != nil {
+		if ce := v.Logger.Check(zap.WarnLevel, "introspection: unusable answer, token refused"); ce != nil {
+			ce.Write(zap.String("endpoint", endpoint), zap.Error(err))
+		}
+		return nil, failWith(BadAnswer, err)
+	}
+	return a, nil
+}
+
+func (v *Introspection) authMethod() string {
+	if v.AuthMethod == "" {
+		return AuthClientSecretBasic
+	}
+	return v.AuthMethod
+}
+
+// findEndpoint returns the configured or discovered endpoint.
+func (v *Introspection) findEndpoint(ctx context.Context) (string, error) {
+	v.epMu.Lock()
+	defer v.epMu.Unlock()
+	if v.endpoint != "" {
+		return v.endpoint, nil
+	}
+	if v.Discover == nil {
+		return "", errors.New("no introspection endpoint")
+	}
+	now := v.now()
+	if now.Before(v.epRetryAt) {
+		return "", v.epLastError
+	}
+	ep, err := v.Discover(ctx)
+	if err != nil {
+		v.epRetryAt, v.epLastError = now.Add(discoveryRetry), err
+		v.Logger.Error("introspection: cannot discover the introspection endpoint; "+
+			"set introspection endpoint, or publish introspection_endpoint in the issuer's metadata",
+			zap.Error(err))
+		return "", err
+	}
+	v.endpoint = ep
+	v.Logger.Info("introspection endpoint discovered", zap.String("endpoint", ep))
+	return ep, nil
+}
+
+// request builds the RFC 7662 §2.1 POST with the client authentication.
+func (v *Introspection) request(ctx context.Context, endpoint, token string) (*http.Request, error) {
+	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
+	basic := false
+	switch v.authMethod() {
+	case AuthClientSecretPost:
+		form.Set("client_id", v.ClientID)
+		form.Set("client_secret", v.ClientSecret)
+	case AuthPrivateKeyJWT:
+		assertion, err := v.assertion(endpoint)
+		if err != nil {
+			return nil, err
+		}
+		form.Set("client_id", v.ClientID)
+		form.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+		form.Set("client_assertion", assertion)
+	default:
+		basic = true
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if basic {
+		// RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined and
+		// base64-encoded (net/http's SetBasicAuth does not encode them).
+		cred := url.QueryEscape(v.ClientID) + ":" + url.QueryEscape(v.ClientSecret)
+		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(cred)))
+	}
+	return req, nil
+}
+
+// assertion makes an RFC 7523 §2.2 client assertion: iss = sub = client_id, aud = the
+// authorization server, a unique jti, and a short exp.
+func (v *Introspection) assertion(endpoint string) (string, error) {
+	method, err := SigningMethodFor(v.PrivateKey)
+	if err != nil {
+		return "", err
+	}
+	var jti [16]byte
+	if _, err := rand.Read(jti[:]); err != nil {
+		return "", err
+	}
+	aud := v.AssertionAudience
+	if aud == "" {
+		aud = endpoint
+	}
+	now := v.now()
+	claims := jwt.MapClaims{
+		"iss": v.ClientID,
+		"sub": v.ClientID,
+		"aud": aud,
+		"jti": hex.EncodeToString(jti[:]),
+		"iat": now.Unix(),
+		"exp": now.Add(assertionLifetime).Unix(),
+	}
+	return jwt.NewWithClaims(method, claims).SignedString(v.PrivateKey)
+}
+
+// SigningMethodFor picks the JWS algorithm for a private key: RS256 for RSA, ES256/384/512
+// by curve, EdDSA for Ed25519.
+func SigningMethodFor(k crypto.Signer) (jwt.SigningMethod, error) {
+	switch k := k.(type) {
+	case *rsa.PrivateKey:
+		return jwt.SigningMethodRS256, nil
+	case *ecdsa.PrivateKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return jwt.SigningMethodES256, nil
+		case elliptic.P384():
+			return jwt.SigningMethodES384, nil
+		case elliptic.P521():
+			return jwt.SigningMethodES512, nil
+		}
+	case ed25519.PrivateKey:
+		return jwt.SigningMethodEdDSA, nil
+	}
+	return nil, fmt.Errorf("private key of type %T: not RSA, ECDSA P-256/384/521 or Ed25519", k)
+}
+
+// parseAnswer reads an introspection response (RFC 7662 §2.2). Members this module acts on
+// must have their registered types, and appear once; `active` must be the JSON true or
+// false, not a string.
+func parseAnswer(raw []byte, scopeClaim string) (*answer, error) {
+	if len(raw) > MaxAnswerBytes {
+		return nil, errAnswerTooBig
+	}
+	if !json.Valid(raw) {
+		return nil, errAnswerNotJSON
+	}
+	a := &answer{raw: raw}
+	var seen uint16
+	hasActive := false
+	err := members(raw, func(name string, val []byte) error {
+		var bit uint16
+		var err error
+		switch name {
+		case "active":
+			bit = 1 << 0
+			switch string(val) {
+			case "true":
+				a.active = true
+			case "false":
+			default:
+				return errActiveType
+			}
+			hasActive = true
+		case "iss":
+			bit = 1 << 1
+			a.iss, err = jsonString(val)
+		case "sub":
+			bit = 1 << 2
+			a.sub, err = jsonString(val)
+		case "aud", "resource":
+			bit = 1 << 3
+			if name == "resource" {
+				bit = 1 << 4
+			}
+			a.aud, err = stringOrStrings(val, a.aud)
+			a.hasAud = true
+		case "exp":
+			bit = 1 << 5
+			a.exp, err = numericDate(val)
+			a.hasExp = true
+		case "nbf":
+			bit = 1 << 6
+			a.nbf, err = numericDate(val)
+			a.hasNbf = true
+		case "iat":
+			bit = 1 << 7
+			a.iat, err = numericDate(val)
+			a.hasIat = true
+		case "client_id":
+			bit = 1 << 8
+			a.clientID, err = jsonString(val)
+		case "jti":
+			bit = 1 << 9
+			a.jti, err = jsonString(val)
+		case "token_type":
+			bit = 1 << 10
+			a.tokenType, err = jsonString(val)
+		case "scope", "scp":
+			bit = 1 << 11
+			if name == "scp" {
+				bit = 1 << 12
+			}
+			switch scopeClaim {
+			case "":
+				if name == "scope" || seen&(1<<11) == 0 {
+					a.scope, err = scopeValue(val)
+				}
+			case name:
+				a.scope, err = scopeValue(val)
+			}
+		case "cnf":
+			bit = 1 << 13
+			err = readConfirmation(val, &a.cnf)
+		default:
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("member %s: %w", name, err)
+		}
+		if seen&bit != 0 {
+			return fmt.Errorf("member %s: %w", name, errDuplicate)
+		}
+		seen |= bit
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, errNotObject) {
+			return nil, errAnswerNotJSON
+		}
+		return nil, err
+	}
+	if !hasActive {
+		// RFC 7662 §2.2: active is REQUIRED. An answer without it vouches for nothing.
+		return nil, errors.New("member active: missing")
+	}
+	return a, nil
+}
+
+// judge applies the checks an active answer must pass. For a JWT that verified locally
+// (localJWT), the token's own aud was checked already; an aud in the answer must still match.
+func (v *Introspection) judge(a *answer, now time.Time, localJWT bool) error {
+	if !a.active {
+		return fail(Inactive)
+	}
+	if a.hasExp && !now.Before(numericTime(a.exp).Add(v.Leeway)) {
+		return fail(Expired)
+	}
+	if a.hasIat && now.Add(v.Leeway).Before(numericTime(a.iat)) {
+		return fail(IssuedInFuture)
+	}
+	if a.hasNbf && now.Add(v.Leeway).Before(numericTime(a.nbf)) {
+		return fail(NotYetValid)
+	}
+	if a.iss != "" && !slices.Contains(v.Issuers, a.iss) {
+		return fail(Issuer)
+	}
+	// A refresh token is never an access token, even though the authorization server calls
+	// it active (RFC 7662 §2.2 token_type; RFC 6749 §1.5).
+	if a.tokenType != "" && !strings.EqualFold(a.tokenType, "Bearer") && !strings.EqualFold(a.tokenType, "DPoP") {
+		return fail(OtherKind)
+	}
+	if !v.AnyAudience {
+		switch {
+		case a.hasAud && len(a.aud) > 0:
+			if !audienceOK(a.aud, v.Audiences) {
+				return fail(Audience)
+			}
+		case localJWT:
+		case v.AllowMissingAudience != nil && v.AllowMissingAudience(a.clientID):
+		default:
+			return failWith(Audience, errors.New("the answer has no aud or resource"))
+		}
+	}
+	return nil
+}
+
+// IsJWS reports whether token is a JWS compact serialization: three base64url parts, the
+// first a JSON object (RFC 7515 §7.1). Anything else is an opaque token.
+func IsJWS(token string) bool {
+	h64, rest, ok1 := strings.Cut(token, ".")
+	p64, s64, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || !base64URL(h64) || !base64URL(p64) || !base64URL(s64) {
+		return false
+	}
+	if len(h64) > 4096 {
+		return false
+	}
+	var buf [3072]byte
+	n, err := base64.RawURLEncoding.Decode(buf[:], []byte(h64))
+	if err != nil {
+		return false
+	}
+	hdr := buf[:n]
+	i := skipSpace(hdr, 0)
+	return i < len(hdr) && hdr[i] == '{' && json.Valid(hdr)
+}
+
+// MaybeJWS is the cheap test that every JWS passes (two dots, and the first part begins
+// with 'e', as the base64url of '{' does); a token that fails it is opaque.
+func MaybeJWS(token string) bool {
+	return len(token) > 0 && token[0] == 'e' && strings.Count(token, ".") == 2
+}
+
+func base64URL(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Chain routes a token to the mechanism that can verify it: a JWS to the JWT verifier, any
+// other token to introspection when it is configured (else it is Malformed, as before). With
+// JWTToo, a JWT that passed the local checks is introspected as well, so that revocation at
+// the authorization server takes effect.
+type Chain struct {
+	JWT           Verifier
+	Introspection *Introspection
+	JWTToo        bool
+}
+
+// Verify implements Verifier.
+func (c *Chain) Verify(ctx context.Context, token string, r *http.Request) (*Identity, error) {
+	if c.Introspection == nil {
+		return c.JWT.Verify(ctx, token, r)
+	}
+	if !IsJWS(token) {
+		return c.Introspection.Verify(ctx, token, r)
+	}
+	id, err := c.JWT.Verify(ctx, token, r)
+	if err != nil || !c.JWTToo {
+		return id, err
+	}
+	return c.Introspection.Recheck(ctx, token, id)
+}
+
+// HashKey is the cache key of an opaque token: "sha256:" and the raw digest, so the cache
+// never holds the token itself. It writes into buf and returns the slice.
+func HashKey(buf *[HashKeyLen]byte, token string) []byte {
+	copy(buf[:], hashKeyPrefix)
+	// Opaque tokens are short; copied to the stack, hashing one allocates nothing (a
+	// []byte(token) conversion would, beyond 32 bytes).
+	var sum [sha256.Size]byte
+	var tb [1024]byte
+	if len(token) <= len(tb) {
+		sum = sha256.Sum256(tb[:copy(tb[:], token)])
+	} else {
+		sum = sha256.Sum256([]byte(token))
+	}
+	copy(buf[len(hashKeyPrefix):], sum[:])
+	return buf[:]
+}
+
+const hashKeyPrefix = "sha256:"
+
+// HashKeyLen is the length of a HashKey.
+const HashKeyLen = len(hashKeyPrefix) + sha256.Size
