@@ -62,6 +62,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		method       <jsonrpc-method...>  { ... }
 //		filter_tools_list
 //		max_body_size <size>
+//
+//		dpop [{
+//			required
+//			algorithms   <alg...>
+//			max_age      <duration>
+//			nonce        [<key>]
+//			replay_cache <n>
+//		}]
+//		mtls_bound
 //	}
 //
 // Lists may be given on one line or repeated over several. Each single-valued subdirective
@@ -206,6 +215,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				h.MaxBodySize = int64(size)
 			}
+		case "dpop":
+			if seen[name] {
+				return d.Errf("dpop: given more than once")
+			}
+			if h.DPoP, err = unmarshalDPoP(d); err != nil {
+				return err
+			}
+			seen[name] = true
+			continue // the block is read
+		case "mtls_bound":
+			err = flag(&h.MTLSBound)
 		default:
 			return d.Errf("unrecognized mcp_auth subdirective %q", name)
 		}

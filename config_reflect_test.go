@@ -35,6 +35,14 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 		filter_tools_list
 		max_body_size 2MiB
 		token_cache_size 5
+		dpop {
+			required
+			algorithms ES256 EdDSA
+			max_age 1m
+			nonce {env.DPOP_NONCE_KEY}
+			replay_cache 50
+		}
+		mtls_bound
 	}`, `mcp_auth {
 		resource               https://mcp.example.com/mcp
 		authorization_servers  https://auth.example.com
@@ -58,6 +66,15 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 		for k := range keys {
 			set[k] = true
 		}
+		var nested struct {
+			DPoP map[string]json.RawMessage `json:"dpop"`
+		}
+		if err := json.Unmarshal(raw, &nested); err != nil {
+			t.Fatal(err)
+		}
+		for k := range nested.DPoP {
+			set["dpop."+k] = true
+		}
 		back := new(Handler)
 		if err := json.Unmarshal(raw, back); err != nil {
 			t.Fatal(err)
@@ -66,15 +83,16 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 			t.Errorf("JSON round trip changed the config:\n %+v\n %+v", h, back)
 		}
 	}
-	ht := reflect.TypeFor[Handler]()
-	for i := range ht.NumField() {
-		f := ht.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if !f.IsExported() || name == "" || name == "-" {
-			continue
-		}
-		if !set[name] {
-			t.Errorf("JSON field %q (%s) is set by no Caddyfile subdirective in this test", name, f.Name)
+	for prefix, ht := range map[string]reflect.Type{"": reflect.TypeFor[Handler](), "dpop.": reflect.TypeFor[DPoPConfig]()} {
+		for i := range ht.NumField() {
+			f := ht.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if !f.IsExported() || name == "" || name == "-" {
+				continue
+			}
+			if !set[prefix+name] {
+				t.Errorf("JSON field %q (%s) is set by no Caddyfile subdirective in this test", prefix+name, f.Name)
+			}
 		}
 	}
 }

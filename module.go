@@ -192,6 +192,20 @@ type Handler struct {
 	// JSON: `token_cache_size`. Caddyfile: `token_cache_size`.
 	TokenCacheSize *int `json:"token_cache_size,omitempty"`
 
+	// DPoP accepts DPoP-bound access tokens (RFC 9449) with the DPoP scheme and a proof on
+	// every request. Tokens bound to a key (cnf.jkt) are refused as bearer tokens whether or
+	// not this is set.
+	//
+	// JSON: `dpop`. Caddyfile: `dpop` (alone, or with a block).
+	DPoP *DPoPConfig `json:"dpop,omitempty"`
+
+	// MTLSBound honours certificate-bound access tokens (RFC 8705): a token with
+	// cnf.x5t#S256 passes only over TLS with the client certificate of that SHA-256
+	// thumbprint (Caddy's tls client_auth asks for it). Without it such tokens are refused.
+	//
+	// JSON: `mtls_bound`. Caddyfile: `mtls_bound`.
+	MTLSBound bool `json:"mtls_bound,omitempty"`
+
 	logger   *zap.Logger
 	leeway   time.Duration    // Leeway, or its default
 	now      func() time.Time // the clock of verification and cache; tests replace it
@@ -204,6 +218,9 @@ type Handler struct {
 	chall    challenges
 	keySets  *keySources
 	released bool
+
+	dpop         *verify.DPoP // nil when DPoP is off
+	dpopRequired bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -288,12 +305,25 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 
+	if h.DPoP != nil {
+		if err := h.DPoP.Provision(ctx); err != nil {
+			return err
+		}
+	}
+
 	var err error
 	h.meta, err = newMetadataDoc(h)
 	if err != nil {
 		return err
 	}
-	h.chall = newChallenges(h.policy.challengeScope(), h.meta.url)
+	var schemes []scheme
+	if h.DPoP != nil {
+		if !h.DPoP.Required {
+			schemes = append(schemes, bearerScheme)
+		}
+		schemes = append(schemes, dpopScheme(h.DPoP.Algorithms))
+	}
+	h.chall = newChallenges(h.policy.challengeScope(), h.meta.url, schemes...)
 	h.warnIfMisplaced(ctx)
 
 	h.keySets, err = acquireKeySources(h)
@@ -313,6 +343,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Leeway:       h.leeway,
 		ScopeClaim:   h.ScopeClaim,
 		Now:          h.now,
+	}
+	if h.DPoP != nil {
+		h.dpop = h.DPoP.newChecker(h.now)
+		h.dpopRequired = h.DPoP.Required
 	}
 	size := defaultTokenCacheSize
 	if h.TokenCacheSize != nil {
@@ -436,6 +470,11 @@ func (h *Handler) validateConfig() error {
 	}
 	if strings.ContainsAny(h.ScopeClaim, " \t") {
 		return fmt.Errorf("scope_claim: %q is not a claim name", h.ScopeClaim)
+	}
+	if h.DPoP != nil {
+		if err := h.DPoP.Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

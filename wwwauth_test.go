@@ -112,6 +112,12 @@ var wantDenials = map[denial]struct {
 	denyBodyNotAllowed:    {400, "invalid_request", "Only POST requests may carry a body."},
 	denyMethodOverride:    {400, "invalid_request", "Method override headers are not accepted."},
 	denyResourceURI:       {400, "invalid_request", "The resource URI is not in normal form."},
+	denyDPoPProof:         {401, "invalid_dpop_proof", "The DPoP proof is invalid."},
+	denyDPoPNonce:         {401, "use_dpop_nonce", "The DPoP proof must carry the nonce of the DPoP-Nonce header."},
+	denyNotBound:          {401, "invalid_token", "The access token is not bound to a DPoP key."},
+	denyWrongKey:          {401, "invalid_token", "The access token is bound to another key than the DPoP proof."},
+	denyWrongCert:         {401, "invalid_token", "The access token is bound to another client certificate."},
+	denyDPoPRequired:      {401, "invalid_token", "This resource accepts only DPoP-bound access tokens."},
 }
 
 func TestChallengesEveryDenial(t *testing.T) {
@@ -149,10 +155,18 @@ func TestChallengesEveryDenial(t *testing.T) {
 					}
 				} else {
 					wantCh := wantChallenge(want.code, want.desc, strings.Join(scope, " "), testMetaURL)
+					if dpopOnlyCode(want.code) {
+						// RFC 9449 §7.1: a DPoP error code never goes on a Bearer challenge.
+						wantCh = wantChallenge("", "", strings.Join(scope, " "), testMetaURL)
+					}
 					if len(ch) != 1 || ch[0] != wantCh {
 						t.Errorf("WWW-Authenticate\n got %q\nwant %q", ch, wantCh)
 					}
-					if got := res.Header.Get("Access-Control-Expose-Headers"); got != "WWW-Authenticate" {
+					wantExpose := "WWW-Authenticate"
+					if d == denyDPoPNonce {
+						wantExpose = "WWW-Authenticate, DPoP-Nonce"
+					}
+					if got := res.Header.Get("Access-Control-Expose-Headers"); got != wantExpose {
 						t.Errorf("Access-Control-Expose-Headers %q", got)
 					}
 					if res.Header.Get("Retry-After") != "" {
@@ -224,6 +238,12 @@ func TestChallengeStatusCodes(t *testing.T) {
 			want = codeInvalidToken
 			if d == denyMissing {
 				want = ""
+			}
+			if d == denyDPoPProof {
+				want = codeInvalidDPoPProof
+			}
+			if d == denyDPoPNonce {
+				want = codeUseDPoPNonce
 			}
 		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
 			want = codeInvalidRequest
