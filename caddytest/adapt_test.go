@@ -106,6 +106,8 @@ var subdirectives = map[string]string{
 	"method":                 "methods",
 	"filter_tools_list":      "filter_tools_list",
 	"max_body_size":          "max_body_size",
+	"dpop":                   "dpop",
+	"mtls_bound":             "mtls_bound",
 }
 
 // ruleDirectives are the subdirectives that each become one entry of "rules".
