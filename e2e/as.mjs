@@ -32,6 +32,12 @@ const signingKey = {
   alg: 'RS256',
 };
 
+// ---- DPoP (RFC 9449) -------------------------------------------------------------------
+// Token requests that carry a DPoP proof get access tokens bound to its key (cnf.jkt in the
+// JWT access token); the others stay bearer tokens. Used by client-dpop.mjs.
+const dpopFeatures = { dPoP: { enabled: true } };
+// ---- end DPoP ---------------------------------------------------------------------------
+
 const server = http.createServer();
 server.listen(0, '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
@@ -42,6 +48,7 @@ server.listen(0, '127.0.0.1', () => {
     // `scope`, which the SDK sends) and the discovery document advertises them.
     scopes: ['openid', 'offline_access', 'mcp:read', 'mcp:write'],
     features: {
+      ...dpopFeatures,
       clientCredentials: { enabled: true },
       registration: { enabled: true }, // dynamic client registration for the authorization_code flow
       devInteractions: { enabled: true }, // built-in login/consent pages, scripted by client-code.mjs
