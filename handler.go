@@ -166,6 +166,9 @@ func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, raw strin
 		if err := h.dpop.Remember(proof); err != nil {
 			return denyDPoPProof, err
 		}
+		if proof.NonceStale {
+			w.Header()["Dpop-Nonce"] = []string{h.dpop.Nonces.Current(h.now())}
+		}
 	}
 	return denyNone, nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 )
 
 // Presentation says how a request presented its access token, for CheckBinding.
@@ -39,7 +40,7 @@ func CheckBinding(c Confirmation, p Presentation) error {
 		if !p.CheckCert {
 			return fail(Bound)
 		}
-		if p.Cert == nil || CertThumbprint(p.Cert) != c.X5TS256 {
+		if p.Cert == nil || !certMatches(p.Cert, c.X5TS256) {
 			return fail(WrongCert)
 		}
 	}
@@ -49,8 +50,29 @@ func CheckBinding(c Confirmation, p Presentation) error {
 	return nil
 }
 
+// ParseConfirmation reads a cnf claim (RFC 7800 §3.1) given as raw JSON, as an
+// introspection answer carries it (RFC 7662 §2.2 with RFC 9449 §6.2, RFC 8705 §3.2), into the
+// Confirmation that CheckBinding checks. Any cnf, even one with no member this module knows,
+// is Present.
+func ParseConfirmation(raw []byte) (Confirmation, error) {
+	var c Confirmation
+	if !json.Valid(raw) {
+		return Confirmation{Present: true}, errNotObject
+	}
+	err := readConfirmation(raw, &c)
+	return c, err
+}
+
 // CertThumbprint is x5t#S256 of a certificate: base64url(SHA-256(DER)) (RFC 8705 §3.1).
 func CertThumbprint(cert *x509.Certificate) string {
 	sum := sha256.Sum256(cert.Raw)
 	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// certMatches reports whether cert's x5t#S256 is want, without allocating.
+func certMatches(cert *x509.Certificate, want string) bool {
+	sum := sha256.Sum256(cert.Raw)
+	var enc [43]byte // base64url of 32 bytes, unpadded
+	base64.RawURLEncoding.Encode(enc[:], sum[:])
+	return string(enc[:]) == want
 }

@@ -56,6 +56,9 @@ type Proof struct {
 	JKT   string
 	jti   string
 	until int64 // unix seconds after which the proof's iat is outside the window
+	// NonceStale: the proof's nonce is the previous step's; the answer should carry the
+	// current one (DPoP-Nonce on a success, RFC 9449 §8.2), so the next proof has it.
+	NonceStale bool
 }
 
 // Why a proof was refused, for debug logs. They never hold proof or token data.
@@ -101,20 +104,16 @@ func (d *DPoP) Check(proof, method, uri, accessToken string) (Proof, error) {
 	var jwk []byte
 	seen := 0
 	err = members(hb, func(name string, v []byte) error {
-		bit := 0
 		switch name {
 		case "alg":
-			bit = 1
-			return onceString(&seen, bit, v, &alg)
+			return onceString(&seen, 1, v, &alg)
 		case "typ":
-			bit = 2
-			return onceString(&seen, bit, v, &typ)
+			return onceString(&seen, 2, v, &typ)
 		case "jwk":
-			bit = 4
-			if seen&bit != 0 {
+			if seen&4 != 0 {
 				return errDuplicate
 			}
-			seen |= bit
+			seen |= 4
 			jwk = v
 		case "crit":
 			return ErrProofCrit
@@ -194,10 +193,14 @@ func (d *DPoP) Check(proof, method, uri, accessToken string) (Proof, error) {
 	if ath != tokenHash(accessToken) {
 		return Proof{}, failWith(BadProof, ErrProofATH)
 	}
-	if d.Nonces != nil && !d.Nonces.Valid(nonce, now) {
-		return Proof{}, failWith(UseNonce, ErrProofNonce)
+	stale := false
+	if d.Nonces != nil {
+		if !d.Nonces.Valid(nonce, now) {
+			return Proof{}, failWith(UseNonce, ErrProofNonce)
+		}
+		stale = nonce != d.Nonces.Current(now)
 	}
-	return Proof{JKT: jkt, jti: jti, until: int64(math.Ceil(iat + d.MaxAge.Seconds()))}, nil
+	return Proof{JKT: jkt, jti: jti, until: int64(math.Ceil(iat + d.MaxAge.Seconds())), NonceStale: stale}, nil
 }
 
 // Remember records the proof's jti and reports a replay: a proof whose jti was seen before

@@ -331,3 +331,47 @@ func testCert(t *testing.T) *x509.Certificate {
 	}
 	return cert
 }
+
+// TestDPoPNonceStale: a proof with the previous step's nonce passes and says so, so that the
+// handler hands out the current one with the answer.
+func TestDPoPNonceStale(t *testing.T) {
+	k := jwttest.New(t, "", "ES256")
+	d := newChecker(100)
+	d.Nonces = verify.NewNonces([]byte("0123456789abcdef0123"), 5*time.Minute)
+	n := d.Nonces.Current(testNow)
+	for _, tc := range []struct {
+		at    time.Time
+		stale bool
+	}{{testNow, false}, {testNow.Add(5 * time.Minute), true}} {
+		c := jwttest.ProofClaims("POST", testHTU, testToken, tc.at.Unix())
+		c["nonce"] = n
+		proof, _ := k.SignProof(c, nil)
+		d.Now = func() time.Time { return tc.at }
+		p, err := d.Check(proof, "POST", testHTU, testToken)
+		if err != nil || p.NonceStale != tc.stale {
+			t.Errorf("at %s: %v, stale %v, want %v", tc.at, err, p.NonceStale, tc.stale)
+		}
+	}
+}
+
+// TestParseConfirmation: introspection answers bind through the same Confirmation.
+func TestParseConfirmation(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string
+		want verify.Confirmation
+	}{
+		{`{"jkt":"abc"}`, verify.Confirmation{Present: true, JKT: "abc"}},
+		{`{"x5t#S256":"xyz"}`, verify.Confirmation{Present: true, X5TS256: "xyz"}},
+		{`{"jwk":{}}`, verify.Confirmation{Present: true}},
+		{`"x"`, verify.Confirmation{Present: true}},
+		{`{"jkt":7}`, verify.Confirmation{Present: true}},
+	} {
+		got, _ := verify.ParseConfirmation([]byte(tc.raw))
+		if got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.raw, got, tc.want)
+		}
+		if err := verify.CheckBinding(got, verify.Presentation{}); err == nil {
+			t.Errorf("%s: accepted as a bearer token", tc.raw)
+		}
+	}
+}
