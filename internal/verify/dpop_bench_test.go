@@ -3,8 +3,11 @@ package verify_test
 import (
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
 
@@ -44,5 +47,51 @@ func BenchmarkReplayCacheSeen(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		c.Seen("jkt", jtis[i&(len(jtis)-1)]+strconv.Itoa(i>>16), 2_000_000_000, 1_000_000_000)
+	}
+}
+
+// BenchmarkDPoPCheck is a whole proof check (Check and Remember) against golang-jwt's bare
+// signature check of the same proof: the difference is what the checks of RFC 9449 §4.3 add.
+func BenchmarkDPoPCheck(b *testing.B) {
+	for _, alg := range []string{"ES256", "EdDSA"} {
+		k := jwttest.New(b, "", alg)
+		pool := make([]string, 1024)
+		for i := range pool {
+			pool[i] = k.Proof(b, "POST", testHTU, testToken, testNow.Unix())
+		}
+		b.Run("check/"+alg, func(b *testing.B) {
+			d := newChecker(100_000)
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if i%len(pool) == 0 {
+					b.StopTimer()
+					d.Replay = verify.NewReplayCache(100_000)
+					b.StartTimer()
+				}
+				p, err := d.Check(pool[i%len(pool)], "POST", testHTU, testToken)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := d.Remember(p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("signature_only/"+alg, func(b *testing.B) {
+			p := pool[0]
+			i := strings.LastIndexByte(p, '.')
+			sig, err := jwt.NewParser().DecodeSegment(p[i+1:])
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := jwt.GetSigningMethod(alg)
+			pub := k.Signer.Public()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := m.Verify(p[:i], sig, pub); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
