@@ -415,3 +415,24 @@ func hs256Proof(t *testing.T, c jwt.MapClaims) string {
 	}
 	return s
 }
+
+// TestDPoPHTUBeforeRewrite: htu is the path the client addressed, also when a rewrite before
+// mcp_auth changed it.
+func TestDPoPHTUBeforeRewrite(t *testing.T) {
+	s := newSetup(t)
+	cfg, adapter := s.dpopConfig("caddyfile", "dpop", "", false)
+	cfg = strings.Replace(cfg, "\treverse_proxy ", "\trewrite /mcp /internal/mcp\n\treverse_proxy ", 1)
+	tc := startCaddy(t, cfg, adapter)
+	client := jwttest.New(t, "", "ES256")
+	c := claims(resource, "mcp:read")
+	c["cnf"] = map[string]any{"jkt": client.Thumbprint()}
+	token := s.rsaKey.sign(t, c)
+	if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token,
+		proofs: []string{client.Proof(t, http.MethodPost, dpopHTU, token, time.Now().Unix())}}); code != 200 {
+		t.Errorf("htu as addressed, path rewritten after: %d", code)
+	}
+	if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token,
+		proofs: []string{client.Proof(t, http.MethodPost, baseURL+"/internal/mcp", token, time.Now().Unix())}}); code != 401 {
+		t.Errorf("htu of the rewritten path: %d, want 401", code)
+	}
+}
