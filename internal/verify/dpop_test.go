@@ -375,3 +375,23 @@ func TestParseConfirmation(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDPoPCheck: no input makes the proof check panic, and nothing but a proof signed by the
+// key in its own header passes.
+func FuzzDPoPCheck(f *testing.F) {
+	k := jwttest.New(f, "", "ES256")
+	good, err := k.SignProof(jwttest.ProofClaims("POST", testHTU, testToken, testNow.Unix()), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add("a.b.c")
+	f.Add(b64(`{"typ":"dpop+jwt","alg":"ES256","jwk":{"kty":"EC","crv":"P-256","x":"","y":""}}`) + ".e30.AAAA")
+	f.Add(b64(`{"typ":"dpop+jwt","alg":"RS256","jwk":{"kty":"RSA","n":"AQAB","e":"AQAB"}}`) + ".e30.AAAA")
+	f.Fuzz(func(t *testing.T, proof string) {
+		p, err := newChecker(10).Check(proof, "POST", testHTU, testToken)
+		if err == nil && p.JKT == "" {
+			t.Fatal("accepted without a key thumbprint")
+		}
+	})
+}
