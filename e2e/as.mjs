@@ -35,7 +35,21 @@ const signingKey = {
 // ---- DPoP (RFC 9449) -------------------------------------------------------------------
 // Token requests that carry a DPoP proof get access tokens bound to its key (cnf.jkt in the
 // JWT access token); the others stay bearer tokens. Used by client-dpop.mjs.
-const dpopFeatures = { dPoP: { enabled: true } };
+const dpopFeatures = {
+  dPoP: { enabled: true },
+  // Certificate-bound tokens (RFC 8705) for the client mtls-cc. The token endpoint is plain
+  // HTTP here, so the test driver hands the client certificate over in a header (base64 DER),
+  // as a TLS-terminating proxy in front of an AS would; never do this without such a proxy.
+  mTLS: {
+    enabled: true,
+    certificateBoundAccessTokens: true,
+    getCertificate: (ctx) => ctx.get('x-e2e-client-cert') || undefined,
+  },
+};
+clients.push({
+  client_id: 'mtls-cc', client_secret: 'mtls-cc-secret', grant_types: ['client_credentials'],
+  redirect_uris: [], response_types: [], tls_client_certificate_bound_access_tokens: true,
+});
 // ---- end DPoP ---------------------------------------------------------------------------
 
 const server = http.createServer();

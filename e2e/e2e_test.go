@@ -95,6 +95,9 @@ func TestEndToEnd(t *testing.T) {
 	reverse_proxy %s
 }
 `, dpopBase, dpopResource, issuer, scopeRead, upstreamURL.Host)
+	// Certificate-bound tokens (RFC 8705): a third site, over TLS with client_auth.
+	mtls := newMTLSSite(t, tmp, issuer, upstreamURL.Host, freePort(t))
+	caddyfile += mtls.caddyfile
 	// ---- end DPoP
 	cfgPath := filepath.Join(tmp, "Caddyfile")
 	if err := os.WriteFile(cfgPath, []byte(caddyfile), 0o600); err != nil {
@@ -205,6 +208,12 @@ func TestEndToEnd(t *testing.T) {
 			"fresh proof: 200",
 			"as bearer: 401 invalid_token",
 		)
+	})
+	t.Run("certificate_bound_tokens", func(t *testing.T) {
+		waitFor(ctx, t, "caddy to load the signing keys of the mTLS site", func() bool {
+			return mcpInitialize(t, mtls.httpClient(&mtls.client), mtls.resource, good).StatusCode != http.StatusServiceUnavailable
+		})
+		testMTLSBound(t, hc, tokenEndpoint, mtls)
 	})
 	// ---- end DPoP
 
