@@ -83,6 +83,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			max_in_flight <n>
 //			jwt_too
 //		}
+//		dpop [{
+//			required
+//			algorithms   <alg...>
+//			max_age      <duration>
+//			nonce        [<key>]
+//			replay_cache <n>
+//		}]
+//		mtls_bound
 //	}
 //
 // Rule blocks also take clients and require_claim. require_claim and scope_implies may be
@@ -250,6 +258,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Introspection = new(Introspection)
 			err = h.Introspection.unmarshalCaddyfile(d)
+		case "dpop":
+			if seen[name] {
+				return d.Errf("dpop: given more than once")
+			}
+			if h.DPoP, err = unmarshalDPoP(d); err != nil {
+				return err
+			}
+			seen[name] = true
+			continue // the block is read
+		case "mtls_bound":
+			err = flag(&h.MTLSBound)
 		default:
 			return d.Errf("unrecognized mcp_auth subdirective %q", name)
 		}

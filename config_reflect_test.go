@@ -38,6 +38,14 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 		filter_lists
 		max_body_size 2MiB
 		token_cache_size 5
+		dpop {
+			required
+			algorithms ES256 EdDSA
+			max_age 1m
+			nonce {env.DPOP_NONCE_KEY}
+			replay_cache 50
+		}
+		mtls_bound
 		clients app-1 https://app.example.com/*
 		require_claim groups mcp-users
 		require_claim realm_access.roles mcp
@@ -103,6 +111,15 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 				set["introspection."+k] = true
 			}
 		}
+		var nested struct {
+			DPoP map[string]json.RawMessage `json:"dpop"`
+		}
+		if err := json.Unmarshal(raw, &nested); err != nil {
+			t.Fatal(err)
+		}
+		for k := range nested.DPoP {
+			set["dpop."+k] = true
+		}
 		back := new(Handler)
 		if err := json.Unmarshal(raw, back); err != nil {
 			t.Fatal(err)
@@ -111,15 +128,16 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 			t.Errorf("JSON round trip changed the config:\n %+v\n %+v", h, back)
 		}
 	}
-	ht := reflect.TypeFor[Handler]()
-	for i := range ht.NumField() {
-		f := ht.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if !f.IsExported() || name == "" || name == "-" {
-			continue
-		}
-		if !set[name] {
-			t.Errorf("JSON field %q (%s) is set by no Caddyfile subdirective in this test", name, f.Name)
+	for prefix, ht := range map[string]reflect.Type{"": reflect.TypeFor[Handler](), "dpop.": reflect.TypeFor[DPoPConfig]()} {
+		for i := range ht.NumField() {
+			f := ht.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if !f.IsExported() || name == "" || name == "-" {
+				continue
+			}
+			if !set[prefix+name] {
+				t.Errorf("JSON field %q (%s) is set by no Caddyfile subdirective in this test", prefix+name, f.Name)
+			}
 		}
 	}
 	// The nested introspection group, likewise.

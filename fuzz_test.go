@@ -34,7 +34,7 @@ func FuzzBearerToken(f *testing.F) {
 		if twice {
 			hdr["Authorization"] = append(hdr["Authorization"], v)
 		}
-		tok, d := bearerToken(hdr)
+		tok, _, d := bearerToken(hdr, false)
 		switch d {
 		case denyNone:
 			if twice {

@@ -1,7 +1,6 @@
 package mcpauth
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -29,11 +28,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 
-	raw, d := bearerToken(r.Header)
+	raw, viaDPoP, d := bearerToken(r.Header, h.dpop != nil)
 	if d != denyNone {
 		return h.deny(w, r, d, nil)
 	}
-	id, d, err := h.authenticate(r.Context(), r, raw)
+	if !viaDPoP && h.dpopRequired {
+		return h.deny(w, r, denyDPoPRequired, nil)
+	}
+	id, d, err := h.authenticate(w, r, raw, viaDPoP)
 	if d != denyNone {
 		return h.deny(w, r, d, err)
 	}
@@ -105,29 +107,76 @@ func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, cha
 	return nil
 }
 
-// bearerToken takes the token from the one Authorization header (RFC 6750 §2.1). Tokens in
-// the query string or body are never looked at.
-func bearerToken(hdr http.Header) (string, denial) {
+// bearerToken takes the token from the one Authorization header (RFC 6750 §2.1), with the
+// Bearer scheme, or the DPoP scheme when dpop is on (RFC 9449 §7.1); viaDPoP says which.
+// Tokens in the query string or body are never looked at.
+func bearerToken(hdr http.Header, dpop bool) (token string, viaDPoP bool, d denial) {
 	vals := hdr["Authorization"]
 	switch {
 	case len(vals) == 0:
-		return "", denyMissing
+		return "", false, denyMissing
 	case len(vals) > 1:
-		return "", denyMultipleHeaders
+		return "", false, denyMultipleHeaders
 	}
 	v := vals[0]
 	scheme, rest, _ := strings.Cut(v, " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		// Another scheme (or none): to a Bearer resource this request has no credentials.
-		return "", denyMissing
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+	case dpop && strings.EqualFold(scheme, "DPoP"):
+		viaDPoP = true
+	default:
+		// Another scheme (or none): to this resource the request has no credentials.
+		return "", false, denyMissing
 	}
 	rest = strings.TrimLeft(rest, " ")
 	if len(rest) > maxTokenBytes {
-		return "", denyTooLarge
+		return "", false, denyTooLarge
 	}
-	// The b64token grammar is checked by authenticate, after the cache: a cached token
-	// passed it already.
-	return rest, denyNone
+	// The b64token grammar (the same for DPoP, RFC 9449 §7.1) is checked by authenticate,
+	// after the cache: a cached token passed it already.
+	return rest, viaDPoP, denyNone
+}
+
+// checkBinding checks, on every request and for cached tokens too, that a token bound to a
+// key or certificate (cnf) comes with proof of possession: a DPoP proof (RFC 9449) or the TLS
+// client certificate (RFC 8705). The decision itself is verify.CheckBinding's, the same for
+// tokens of every mechanism. The replay check comes last, so that a request refused for
+// another reason does not use up its proof.
+func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, raw string, viaDPoP bool, cnf verify.Confirmation) (denial, error) {
+	if !viaDPoP && !cnf.Present {
+		return denyNone, nil // the bearer path of unbound tokens costs nothing here
+	}
+	p := verify.Presentation{DPoP: viaDPoP, CheckCert: h.MTLSBound}
+	var proof verify.Proof
+	if viaDPoP {
+		v, err := dpopProof(r.Header)
+		if err != nil {
+			return denyDPoPProof, err
+		}
+		proof, err = h.dpop.Check(v, r.Method, requestHTU(r), raw)
+		if err != nil {
+			if verify.ReasonOf(err) == verify.UseNonce {
+				w.Header()["Dpop-Nonce"] = []string{h.dpop.Nonces.Current(h.now())}
+			}
+			return reasonDenials[verify.ReasonOf(err)], err
+		}
+		p.ProofJKT = proof.JKT
+	}
+	if h.MTLSBound && cnf.X5TS256 != "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		p.Cert = r.TLS.PeerCertificates[0]
+	}
+	if err := verify.CheckBinding(cnf, p); err != nil {
+		return reasonDenials[verify.ReasonOf(err)], err
+	}
+	if viaDPoP {
+		if err := h.dpop.Remember(proof); err != nil {
+			return denyDPoPProof, err
+		}
+		if proof.NonceStale {
+			w.Header()["Dpop-Nonce"] = []string{h.dpop.Nonces.Current(h.now())}
+		}
+	}
+	return denyNone, nil
 }
 
 // b64tokenChars marks the characters of b64token before its '=' padding.
@@ -157,8 +206,10 @@ func isB64Token(s string) bool {
 }
 
 // authenticate returns the caller of a valid token, from the cache when it was verified
-// before. Only tokens that verified are cached; a failure is never remembered as a success.
-func (h *Handler) authenticate(ctx context.Context, r *http.Request, raw string) (*caller, denial, error) {
+// before, once its binding (if any) holds for this request. Only tokens that verified and
+// passed the binding check once are cached; a failure is never remembered as a success, and
+// the binding of a cached token is checked again on every request (proofs are per request).
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw string, viaDPoP bool) (*caller, denial, error) {
 	// With introspection on, an opaque token is cached under its SHA-256, never as itself
 	// (a JWT stays its own key: hashing hundreds of bytes on every request costs more than
 	// the lookup). The key is built on the stack, so a cache hit costs no allocation.
@@ -177,6 +228,9 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, raw string)
 		}
 		if ok {
 			h.metrics.cacheHit.Inc()
+			if d, err := h.checkBinding(w, r, raw, viaDPoP, c.id.Confirmation); d != denyNone {
+				return nil, d, err
+			}
 			return c, denyNone, nil
 		}
 		h.metrics.cacheMiss.Inc()
@@ -184,15 +238,15 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, raw string)
 	if !isB64Token(raw) {
 		return nil, denyMalformedHeader, nil
 	}
-	id, err := h.verifier.Verify(ctx, raw, r)
+	id, err := h.verifier.Verify(r.Context(), raw, r)
 	if err != nil {
 		return nil, reasonDenials[verify.ReasonOf(err)], err
 	}
-	// A token bound to a key or certificate (cnf) is worthless without proof of possession;
-	// one presented as a plain bearer token may have been stolen (RFC 9449 §7.2, RFC 8705 §3).
-	// This holds for introspected tokens too: cnf comes from the answer then.
-	if id.Confirmation.Present {
-		return nil, denyBound, nil
+	// A token bound to a key or certificate (cnf) passes only with its proof: a DPoP proof
+	// of that key, or that client certificate (RFC 9449 §7.2, RFC 8705 §3). This holds for
+	// introspected tokens too: cnf comes from the answer then.
+	if d, err := h.checkBinding(w, r, raw, viaDPoP, id.Confirmation); d != denyNone {
+		return nil, d, err
 	}
 	c := newCaller(id, h.policy, h.access, h.leeway)
 	switch {
@@ -222,6 +276,11 @@ var reasonDenials = [verify.NumReasons]denial{
 	verify.Type:           denyType,
 	verify.OtherKind:      denyType,
 	verify.Bound:          denyBound,
+	verify.BadProof:       denyDPoPProof,
+	verify.UseNonce:       denyDPoPNonce,
+	verify.NotBound:       denyNotBound,
+	verify.WrongKey:       denyWrongKey,
+	verify.WrongCert:      denyWrongCert,
 	verify.Unavailable:    denyUnavailable,
 	verify.Inactive:       denyInactive,
 	verify.BadAnswer:      denyBadAnswer,

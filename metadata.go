@@ -30,6 +30,10 @@ type prm struct {
 	ScopesSupported        []string `json:"scopes_supported,omitempty"`
 	ResourceName           string   `json:"resource_name,omitempty"`
 	ResourceDocumentation  string   `json:"resource_documentation,omitempty"`
+	// RFC 9728 §2 members for sender-constrained tokens (RFC 9449, RFC 8705).
+	DPoPAlgs        []string `json:"dpop_signing_alg_values_supported,omitempty"`
+	DPoPRequired    bool     `json:"dpop_bound_access_tokens_required,omitempty"`
+	CertBoundTokens bool     `json:"tls_client_certificate_bound_access_tokens,omitempty"`
 }
 
 func newMetadataDoc(h *Handler) (metadataDoc, error) {
@@ -37,14 +41,20 @@ func newMetadataDoc(h *Handler) (metadataDoc, error) {
 	if err != nil {
 		return metadataDoc{}, fmt.Errorf("resource %q: %w", h.Resource, err)
 	}
-	body, err := json.Marshal(prm{
+	doc := prm{
 		Resource:               h.Resource,
 		AuthorizationServers:   h.AuthorizationServers,
 		BearerMethodsSupported: []string{"header"},
 		ScopesSupported:        h.ScopesSupported,
 		ResourceName:           h.ResourceName,
 		ResourceDocumentation:  h.ResourceDocumentation,
-	})
+		CertBoundTokens:        h.MTLSBound,
+	}
+	if h.DPoP != nil {
+		doc.DPoPAlgs = h.DPoP.Algorithms
+		doc.DPoPRequired = h.DPoP.Required
+	}
+	body, err := json.Marshal(doc)
 	if err != nil {
 		return metadataDoc{}, err
 	}

@@ -252,6 +252,20 @@ type Handler struct {
 	// hashKeys: opaque tokens are cached under their SHA-256 (introspection is on).
 	hashKeys bool
 
+	// DPoP accepts DPoP-bound access tokens (RFC 9449) with the DPoP scheme and a proof on
+	// every request. Tokens bound to a key (cnf.jkt) are refused as bearer tokens whether or
+	// not this is set.
+	//
+	// JSON: `dpop`. Caddyfile: `dpop` (alone, or with a block).
+	DPoP *DPoPConfig `json:"dpop,omitempty"`
+
+	// MTLSBound honours certificate-bound access tokens (RFC 8705): a token with
+	// cnf.x5t#S256 passes only over TLS with the client certificate of that SHA-256
+	// thumbprint (Caddy's tls client_auth asks for it). Without it such tokens are refused.
+	//
+	// JSON: `mtls_bound`. Caddyfile: `mtls_bound`.
+	MTLSBound bool `json:"mtls_bound,omitempty"`
+
 	logger   *zap.Logger
 	leeway   time.Duration    // Leeway, or its default
 	now      func() time.Time // the clock of verification and cache; tests replace it
@@ -268,6 +282,9 @@ type Handler struct {
 	// missingAudienceOK is allow_missing_audience_for as a hook, nil when not set: every
 	// verifier (JWT, introspection) asks it about a token without `aud`.
 	missingAudienceOK func(clientID string) bool
+
+	dpop         *verify.DPoP // nil when DPoP is off
+	dpopRequired bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -392,11 +409,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// Microsoft Graph's): that is the form advertised.
 	h.ScopesSupported = access.advertised(h.ScopesSupported)
 
+	if h.DPoP != nil {
+		if err := h.DPoP.Provision(ctx); err != nil {
+			return err
+		}
+	}
+
 	h.meta, err = newMetadataDoc(h)
 	if err != nil {
 		return err
 	}
-	h.chall = newChallenges(access.advertised(h.policy.challengeScope()), h.meta.url)
+	var schemes []scheme
+	if h.DPoP != nil {
+		if !h.DPoP.Required {
+			schemes = append(schemes, bearerScheme)
+		}
+		schemes = append(schemes, dpopScheme(h.DPoP.Algorithms))
+	}
+	h.chall = newChallenges(access.advertised(h.policy.challengeScope()), h.meta.url, schemes...)
 	h.warnIfMisplaced(ctx)
 
 	h.keySets, err = acquireKeySources(h)
@@ -443,6 +473,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logger.Info("token introspection on", zap.String("resource", h.Resource),
 			zap.String("endpoint", ep), zap.String("client_id", h.Introspection.ClientID),
 			zap.String("auth_method", h.Introspection.authMethod()), zap.Bool("jwt_too", h.Introspection.JWTToo))
+	}
+	if h.DPoP != nil {
+		h.dpop = h.DPoP.newChecker(h.now)
+		h.dpopRequired = h.DPoP.Required
 	}
 	size := defaultTokenCacheSize
 	if h.TokenCacheSize != nil {
@@ -569,6 +603,11 @@ func (h *Handler) validateConfig() error {
 	}
 	if h.Introspection != nil {
 		if err := h.Introspection.Validate(); err != nil {
+			return err
+		}
+	}
+	if h.DPoP != nil {
+		if err := h.DPoP.Validate(); err != nil {
 			return err
 		}
 	}

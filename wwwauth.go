@@ -42,6 +42,13 @@ const (
 	denyInactive
 	denyBadAnswer
 	denyIntrospectionUnavailable
+	// Sender-constrained tokens (RFC 9449, RFC 8705).
+	denyDPoPProof
+	denyDPoPNonce
+	denyNotBound
+	denyWrongKey
+	denyWrongCert
+	denyDPoPRequired
 	numDenials
 )
 
@@ -55,6 +62,9 @@ const (
 	// allowed, a claim is missing). It is deliberately not insufficient_scope: MCP clients
 	// answer that with a step-up authorization, which would loop here.
 	codeAccessDenied = "access_denied"
+	// RFC 9449 §7.1 and §8: only ever on the DPoP challenge.
+	codeInvalidDPoPProof = "invalid_dpop_proof"
+	codeUseDPoPNonce     = "use_dpop_nonce"
 )
 
 type denialInfo struct {
@@ -102,6 +112,13 @@ var denials = [numDenials]denialInfo{
 	denyInactive:                 {http.StatusUnauthorized, codeInvalidToken, "The access token is not active.", "inactive_token"},
 	denyBadAnswer:                {http.StatusUnauthorized, codeInvalidToken, "The authorization server gave no usable answer about the access token.", "bad_introspection_answer"},
 	denyIntrospectionUnavailable: {http.StatusServiceUnavailable, codeUnavailable, "The authorization server cannot check the access token now.", "introspection_unavailable"},
+	// DPoP (RFC 9449) and certificate-bound tokens (RFC 8705).
+	denyDPoPProof:    {http.StatusUnauthorized, codeInvalidDPoPProof, "The DPoP proof is invalid.", "invalid_dpop_proof"},
+	denyDPoPNonce:    {http.StatusUnauthorized, codeUseDPoPNonce, "The DPoP proof must carry the nonce of the DPoP-Nonce header.", "use_dpop_nonce"},
+	denyNotBound:     {http.StatusUnauthorized, codeInvalidToken, "The access token is not bound to a DPoP key.", "unbound_token_as_dpop"},
+	denyWrongKey:     {http.StatusUnauthorized, codeInvalidToken, "The access token is bound to another key than the DPoP proof.", "dpop_key_mismatch"},
+	denyWrongCert:    {http.StatusUnauthorized, codeInvalidToken, "The access token is bound to another client certificate.", "certificate_mismatch"},
+	denyDPoPRequired: {http.StatusUnauthorized, codeInvalidToken, "This resource accepts only DPoP-bound access tokens.", "dpop_required"},
 }
 
 // isAccessDenial reports a denial that no new scope can fix: its challenge names no scope.
@@ -138,8 +155,19 @@ type scheme struct {
 	params string
 }
 
-// bearerScheme is RFC 6750's, always on.
+// bearerScheme is RFC 6750's, on unless DPoP is required.
 var bearerScheme = scheme{name: "Bearer"}
+
+// dpopScheme is RFC 9449 §7.1's, listing the proof algorithms accepted.
+func dpopScheme(algs []string) scheme {
+	return scheme{name: "DPoP", params: `algs="` + strings.Join(algs, " ") + `"`}
+}
+
+// dpopOnlyCode reports whether an error code belongs to the DPoP scheme alone: the Bearer
+// challenge beside it then carries no error (RFC 9449 §7.1).
+func dpopOnlyCode(code string) bool {
+	return code == codeInvalidDPoPProof || code == codeUseDPoPNonce
+}
 
 // challenges holds, per denial, the header and body written for it, built once at Provision.
 type challenges struct {
@@ -205,6 +233,9 @@ func (s scheme) challenge(code, desc string, scope []string, metaURL string) str
 	var b strings.Builder
 	b.WriteString(s.name)
 	sep := " "
+	if s.name != "DPoP" && dpopOnlyCode(code) {
+		code = ""
+	}
 	param := func(name, value string) {
 		b.WriteString(sep)
 		b.WriteString(name)
@@ -251,6 +282,9 @@ func (c *challenges) writeWith(w http.ResponseWriter, d denial, challenge string
 	// One backing array for all values, each header getting its own capped slice of it: a
 	// wrapper that appends to one cannot overwrite another.
 	v := [6]string{challenge, "WWW-Authenticate", "no-store", retryAfter, "application/json", "0"}
+	if d == denyDPoPNonce {
+		v[1] = "WWW-Authenticate, DPoP-Nonce"
+	}
 	vals := v[:]
 	one := func(i int) []string { return vals[i : i+1 : i+1] }
 	h := w.Header()

@@ -117,6 +117,12 @@ var wantDenials = map[denial]struct {
 	denyInactive:                 {401, "invalid_token", "The access token is not active."},
 	denyBadAnswer:                {401, "invalid_token", "The authorization server gave no usable answer about the access token."},
 	denyIntrospectionUnavailable: {503, "temporarily_unavailable", "The authorization server cannot check the access token now."},
+	denyDPoPProof:                {401, "invalid_dpop_proof", "The DPoP proof is invalid."},
+	denyDPoPNonce:                {401, "use_dpop_nonce", "The DPoP proof must carry the nonce of the DPoP-Nonce header."},
+	denyNotBound:                 {401, "invalid_token", "The access token is not bound to a DPoP key."},
+	denyWrongKey:                 {401, "invalid_token", "The access token is bound to another key than the DPoP proof."},
+	denyWrongCert:                {401, "invalid_token", "The access token is bound to another client certificate."},
+	denyDPoPRequired:             {401, "invalid_token", "This resource accepts only DPoP-bound access tokens."},
 }
 
 func TestChallengesEveryDenial(t *testing.T) {
@@ -159,10 +165,18 @@ func TestChallengesEveryDenial(t *testing.T) {
 						wantScope = ""
 					}
 					wantCh := wantChallenge(want.code, want.desc, wantScope, testMetaURL)
+					if dpopOnlyCode(want.code) {
+						// RFC 9449 §7.1: a DPoP error code never goes on a Bearer challenge.
+						wantCh = wantChallenge("", "", wantScope, testMetaURL)
+					}
 					if len(ch) != 1 || ch[0] != wantCh {
 						t.Errorf("WWW-Authenticate\n got %q\nwant %q", ch, wantCh)
 					}
-					if got := res.Header.Get("Access-Control-Expose-Headers"); got != "WWW-Authenticate" {
+					wantExpose := "WWW-Authenticate"
+					if d == denyDPoPNonce {
+						wantExpose = "WWW-Authenticate, DPoP-Nonce"
+					}
+					if got := res.Header.Get("Access-Control-Expose-Headers"); got != wantExpose {
 						t.Errorf("Access-Control-Expose-Headers %q", got)
 					}
 					if res.Header.Get("Retry-After") != "" {
@@ -234,6 +248,12 @@ func TestChallengeStatusCodes(t *testing.T) {
 			want = codeInvalidToken
 			if d == denyMissing {
 				want = ""
+			}
+			if d == denyDPoPProof {
+				want = codeInvalidDPoPProof
+			}
+			if d == denyDPoPNonce {
+				want = codeUseDPoPNonce
 			}
 		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
 			want = codeInvalidRequest

@@ -115,6 +115,8 @@ var subdirectives = map[string]string{
 	"tenants":                    "tenants",
 	"filter_lists":               "filter_lists",
 	"introspection":              "introspection",
+	"dpop":                       "dpop",
+	"mtls_bound":                 "mtls_bound",
 }
 
 // ruleDirectives are the subdirectives that each become one entry of "rules".

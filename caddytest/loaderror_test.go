@@ -90,6 +90,25 @@ func TestRefusedConfigs(t *testing.T) {
 			[]string{"leeway:", "outside"}},
 		{"json: allow_any_audience with audiences", "json", baseJSON + `, "scopes": ["mcp:read"], "allow_any_audience": true, "audiences": ["x"]`,
 			[]string{"allow_any_audience:", "cannot be combined"}},
+		// dpop (RFC 9449)
+		{"dpop: HS256 proofs", "caddyfile", base + "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\talgorithms ES256 HS256\n\t\t}\n",
+			[]string{"dpop algorithms:", "HS256", "symmetric"}},
+		{"dpop: unknown subdirective", "caddyfile", base + "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\tnonces\n\t\t}\n",
+			[]string{`dpop: unrecognized subdirective "nonces"`}},
+		{"dpop: max_age too long", "caddyfile", base + "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\tmax_age 2h\n\t\t}\n",
+			[]string{"dpop max_age:", "outside"}},
+		{"dpop: short nonce key", "caddyfile", base + "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\tnonce secret\n\t\t}\n",
+			[]string{"dpop nonce:", "shorter than 16 bytes"}},
+		{"dpop: nonce key from an unset variable", "caddyfile", base + "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\tnonce {env.MCPAUTH_TEST_UNSET_NONCE_KEY}\n\t\t}\n",
+			[]string{"dpop nonce_key", "{env.MCPAUTH_TEST_UNSET_NONCE_KEY}", "empty value"}},
+		{"dpop: value on the dpop line", "caddyfile", base + "\t\tscopes mcp:read\n\t\tdpop on\n",
+			[]string{"dpop: takes a block, not a value"}},
+		{"json: dpop alg none", "json", baseJSON + `, "scopes": ["mcp:read"], "dpop": {"algorithms": ["none"]}`,
+			[]string{"dpop algorithms:", `"none" is refused`}},
+		{"json: dpop negative replay_cache", "json", baseJSON + `, "scopes": ["mcp:read"], "dpop": {"replay_cache": -1}`,
+			[]string{"dpop replay_cache:", "negative"}},
+		{"json: dpop nonce_key without nonce", "json", baseJSON + `, "scopes": ["mcp:read"], "dpop": {"nonce_key": "0123456789abcdef0123"}`,
+			[]string{"dpop nonce_key:", "without nonce"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

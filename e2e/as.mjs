@@ -34,6 +34,26 @@ const signingKey = {
   alg: 'RS256',
 };
 
+// ---- DPoP (RFC 9449) -------------------------------------------------------------------
+// Token requests that carry a DPoP proof get access tokens bound to its key (cnf.jkt in the
+// JWT access token); the others stay bearer tokens. Used by client-dpop.mjs.
+const dpopFeatures = {
+  dPoP: { enabled: true },
+  // Certificate-bound tokens (RFC 8705) for the client mtls-cc. The token endpoint is plain
+  // HTTP here, so the test driver hands the client certificate over in a header (base64 DER),
+  // as a TLS-terminating proxy in front of an AS would; never do this without such a proxy.
+  mTLS: {
+    enabled: true,
+    certificateBoundAccessTokens: true,
+    getCertificate: (ctx) => ctx.get('x-e2e-client-cert') || undefined,
+  },
+};
+clients.push({
+  client_id: 'mtls-cc', client_secret: 'mtls-cc-secret', grant_types: ['client_credentials'],
+  redirect_uris: [], response_types: [], tls_client_certificate_bound_access_tokens: true,
+});
+// ---- end DPoP ---------------------------------------------------------------------------
+
 const server = http.createServer();
 server.listen(0, '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
@@ -44,6 +64,7 @@ server.listen(0, '127.0.0.1', () => {
     // `scope`, which the SDK sends) and the discovery document advertises them.
     scopes: ['openid', 'offline_access', 'mcp:read', 'mcp:write'],
     features: {
+      ...dpopFeatures,
       clientCredentials: { enabled: true },
       registration: { enabled: true }, // dynamic client registration for the authorization_code flow
       introspection: { enabled: true }, // RFC 7662, for the resources that get opaque tokens

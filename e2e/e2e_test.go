@@ -80,6 +80,25 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 `, base, resource, issuer, scopeRead, upstreamURL.Host)
+	// ---- DPoP (RFC 9449): a second site, dpop on with server nonces, same AS and upstream.
+	dpopBase := "http://127.0.0.1:" + strconv.Itoa(freePort(t))
+	dpopResource := dpopBase + "/mcp"
+	caddyfile += fmt.Sprintf(`%s {
+	mcp_auth {
+		resource %s
+		authorization_servers %s
+		scopes %s
+		dpop {
+			nonce
+		}
+	}
+	reverse_proxy %s
+}
+`, dpopBase, dpopResource, issuer, scopeRead, upstreamURL.Host)
+	// Certificate-bound tokens (RFC 8705): a third site, over TLS with client_auth.
+	mtls := newMTLSSite(t, tmp, issuer, upstreamURL.Host, freePort(t))
+	caddyfile += mtls.caddyfile
+	// ---- end DPoP
 	cfgPath := filepath.Join(tmp, "Caddyfile")
 	if err := os.WriteFile(cfgPath, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
@@ -171,6 +190,32 @@ func TestEndToEnd(t *testing.T) {
 		wantStatus(t, resp, http.StatusUnauthorized)
 		wantChallenge(t, resp, `error="invalid_token"`, `resource_metadata="`+prmURL+`"`)
 	})
+
+	// ---- DPoP (RFC 9449): oidc-provider binds the token to the client's key (features.dpop),
+	// the jose client makes real proofs, Caddy demands a nonce and refuses a replay.
+	t.Run("dpop_bound_tokens", func(t *testing.T) {
+		waitFor(ctx, t, "caddy to load the signing keys of the DPoP site", func() bool {
+			return mcpInitialize(t, hc, dpopResource, good).StatusCode != http.StatusServiceUnavailable
+		})
+		out := runClient(ctx, t, "client-dpop.mjs", exec.CommandContext(ctx, node, "client-dpop.mjs",
+			tokenEndpoint, "raw-cc", "raw-cc-secret", dpopResource, dpopResource))
+		wantLines(t, out,
+			"token_type: DPoP",
+			"cnf.jkt is the proof key: true",
+			"without nonce: 401 use_dpop_nonce nonce=given",
+			"with nonce: 200",
+			"replayed proof: 401 invalid_dpop_proof",
+			"fresh proof: 200",
+			"as bearer: 401 invalid_token",
+		)
+	})
+	t.Run("certificate_bound_tokens", func(t *testing.T) {
+		waitFor(ctx, t, "caddy to load the signing keys of the mTLS site", func() bool {
+			return mcpInitialize(t, mtls.httpClient(&mtls.client), mtls.resource, good).StatusCode != http.StatusServiceUnavailable
+		})
+		testMTLSBound(t, hc, tokenEndpoint, mtls)
+	})
+	// ---- end DPoP
 
 	t.Run("opaque_token_401", func(t *testing.T) {
 		// Without a resource indicator oidc-provider issues an opaque token, not a JWT.

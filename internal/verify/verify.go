@@ -44,6 +44,16 @@ const (
 	// Bound: the token is bound to a key or certificate (cnf) and was presented as a plain
 	// bearer token (RFC 9449 §7.2, RFC 8705 §3).
 	Bound
+	// BadProof: the DPoP proof failed a check of RFC 9449 §4.3 (invalid_dpop_proof).
+	BadProof
+	// UseNonce: the DPoP proof lacks the current server nonce (RFC 9449 §8).
+	UseNonce
+	// NotBound: a token not bound to a key was presented with the DPoP scheme.
+	NotBound
+	// WrongKey: the DPoP proof is signed by another key than the token's cnf.jkt.
+	WrongKey
+	// WrongCert: the TLS client certificate is not the token's cnf.x5t#S256, or absent.
+	WrongCert
 	// Unavailable: the verifier cannot decide now (no signing keys could be loaded yet).
 	// The token is not at fault.
 	Unavailable
@@ -66,6 +76,9 @@ var reasonNames = [NumReasons]string{
 	NotYetValid: "not valid yet", IssuedInFuture: "issued in the future",
 	Issuer: "issuer not accepted", Audience: "audience not accepted", Type: "typ is not at+jwt",
 	OtherKind: "not an access token", Bound: "bound token presented as bearer",
+	BadProof: "invalid DPoP proof", UseNonce: "DPoP nonce required",
+	NotBound: "unbound token presented with DPoP", WrongKey: "DPoP key is not the token's",
+	WrongCert:   "client certificate is not the token's",
 	Unavailable: "keys unavailable", Inactive: "token not active",
 	BadAnswer: "unusable introspection answer", ASUnavailable: "introspection unavailable",
 }

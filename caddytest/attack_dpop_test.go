@@ -1,0 +1,109 @@
+package integration
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
+)
+
+// TestAttackDPoP: what someone holding a stolen DPoP-bound token, or a captured request, can
+// try against a resource with dpop on. Every attempt gets 401 and never reaches the MCP
+// server.
+func TestAttackDPoP(t *testing.T) {
+	s := newSetup(t)
+	cfg, adapter := s.dpopConfig("caddyfile", "dpop", "", false)
+	tc := startCaddy(t, cfg, adapter)
+
+	victim := jwttest.New(t, "", "ES256")
+	attacker := jwttest.New(t, "", "ES256")
+	c := claims(resource, "mcp:read")
+	c["cnf"] = map[string]any{"jkt": victim.Thumbprint()}
+	stolen := s.rsaKey.sign(t, c)
+	now := func() int64 { return time.Now().Unix() }
+	good := func() jwt.MapClaims { return jwttest.ProofClaims(http.MethodPost, dpopHTU, stolen, now()) }
+	enc := base64.RawURLEncoding.EncodeToString
+
+	// The attacker signs with its own key but puts the victim's public key in the header.
+	victimJWKAttackerSig, err := attacker.SignProof(good(), map[string]any{"jwk": victim.PublicJWK()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A real proof of the victim with its payload swapped for the attacker's (other htm).
+	captured := victim.Proof(t, http.MethodPost, dpopHTU, stolen, now())
+	parts := strings.Split(captured, ".")
+	p2 := good()
+	p2["htm"] = "GET"
+	pb, _ := json.Marshal(p2)
+	swapped := parts[0] + "." + enc(pb) + "." + parts[2]
+	// Duplicate members: one reader could take the first jti, another the last.
+	h, _ := json.Marshal(map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": attacker.PublicJWK()})
+	dupPayload := `{"jti":"a","jti":"b","htm":"POST","htu":"` + dpopHTU + `","iat":` + jsonInt(now()) + `,"ath":"` + jwttest.ATH(stolen) + `"}`
+	dupSigned := signRaw(t, attacker, enc(h)+"."+enc([]byte(dupPayload)))
+	// A proof whose jwk also names a key elsewhere (x5u) and a kid: only jwk counts.
+	withX5U, _ := attacker.SignProof(good(), map[string]any{"x5u": "https://evil.example/cert", "kid": "victim"})
+	// The token inside the proof instead of the Authorization header.
+	noAuth := victim.Proof(t, http.MethodPost, dpopHTU, stolen, now())
+
+	tests := []struct {
+		name   string
+		r      dpopReq
+		status int
+	}{
+		{"stolen token, attacker's own proof key", dpopReq{auth: "DPoP " + stolen, proofs: []string{attacker.Proof(t, http.MethodPost, dpopHTU, stolen, now())}}, 401},
+		{"victim's jwk, attacker's signature", dpopReq{auth: "DPoP " + stolen, proofs: []string{victimJWKAttackerSig}}, 401},
+		{"captured proof with a swapped payload", dpopReq{auth: "DPoP " + stolen, proofs: []string{swapped}}, 401},
+		{"captured proof for POST used for GET", dpopReq{method: http.MethodGet, auth: "DPoP " + stolen, proofs: []string{victim.Proof(t, http.MethodPost, dpopHTU, stolen, now())}}, 401},
+		{"duplicate jti members", dpopReq{auth: "DPoP " + stolen, proofs: []string{dupSigned}}, 401},
+		{"x5u and kid beside jwk", dpopReq{auth: "DPoP " + stolen, proofs: []string{withX5U}}, 401},
+		{"stolen token as Bearer with the captured proof", dpopReq{auth: bearer(stolen), proofs: []string{noAuth}}, 401},
+		{"proof without the token", dpopReq{proofs: []string{noAuth}}, 401},
+		{"DPoP token over 16 KiB", dpopReq{auth: "DPoP " + strings.Repeat("a", 17<<10), proofs: []string{noAuth}}, 401},
+		{"proof in a second Authorization-like header", dpopReq{auth: "DPoP " + stolen, header: map[string]string{"Dpop-Proof": noAuth}}, 401},
+	}
+	before := s.up.hits.Load()
+	for _, tt := range tests {
+		if code, _, _ := sendDPoP(t, tc, tt.r); code != tt.status {
+			t.Errorf("%s: status %d, want %d", tt.name, code, tt.status)
+		}
+	}
+	if n := s.up.hits.Load() - before; n != 0 {
+		t.Errorf("%d attacks reached the MCP server", n)
+	}
+
+	// The scheme name is case-insensitive (RFC 9110 §11.1): the victim's own request passes.
+	if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "dpop " + stolen, proofs: []string{victim.Proof(t, http.MethodPost, dpopHTU, stolen, now())}}); code != 200 {
+		t.Errorf("scheme in lower case: %d", code)
+	}
+
+	// A flood of distinct proofs does not push a fresh jti out of the default cache.
+	first := victim.Proof(t, http.MethodPost, dpopHTU, stolen, now())
+	if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + stolen, proofs: []string{first}}); code != 200 {
+		t.Fatalf("first use: %d", code)
+	}
+	for range 200 {
+		if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + stolen, proofs: []string{victim.Proof(t, http.MethodPost, dpopHTU, stolen, now())}}); code != 200 {
+			t.Fatalf("flood request: %d", code)
+		}
+	}
+	if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + stolen, proofs: []string{first}}); code != 401 {
+		t.Errorf("replay after a flood: %d, want 401", code)
+	}
+}
+
+func jsonInt(v int64) string { b, _ := json.Marshal(v); return string(b) }
+
+// signRaw signs a JWS signing input as is (for payloads encoding/json would not write).
+func signRaw(t *testing.T, k *jwttest.Key, input string) string {
+	t.Helper()
+	sig, err := jwt.GetSigningMethod(k.Alg).Sign(input, k.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
