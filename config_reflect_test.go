@@ -35,11 +35,15 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 		filter_tools_list
 		max_body_size 2MiB
 		token_cache_size 5
+		bind_sessions {env.MCP_SESSION_KEY}
+		audit
+		close_streams_at_expiry
 	}`, `mcp_auth {
 		resource               https://mcp.example.com/mcp
 		authorization_servers  https://auth.example.com
 		allow_any_audience
 		skip_scopes
+		bind_sessions
 	}`}
 	set := map[string]bool{}
 	for _, cf := range caddyfiles {

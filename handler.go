@@ -42,12 +42,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// itself, so none is computed unless used.
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(id.provider)
+	if h.audit != nil {
+		repl.Set(auditCallerKey, id)
+	}
+
+	// out is what the next handler writes to; denials are written to w.
+	out := w
+	if h.sessions != nil {
+		if !h.sessions.checkSession(r, id.id) {
+			return h.deny(w, r, denySession, nil)
+		}
+		out = &sessionWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+			binder: h.sessions, id: id.id}
+	}
 
 	var tf *toolsFilter
 	if h.ops != nil {
 		// The base policy and the rules are judged together, so that a 403 names every
 		// scope this request needs.
-		dec := h.judgeOperation(w, r, id.granted())
+		dec := h.judgeOperation(out, r, id.granted())
 		if dec.deny != denyNone {
 			if dec.challenge != "" {
 				return h.denyWith(w, r, dec.deny, dec.challenge, dec.err)
@@ -60,15 +73,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	h.metrics.allowed.Inc()
+	if h.audit != nil {
+		h.auditDecision(r, denyNone)
+	}
 	if h.StripToken {
 		r.Header.Del("Authorization")
 	}
 	if tf != nil {
-		err := next.ServeHTTP(tf, r)
-		tf.finish()
+		out = tf
+	}
+	serve := func(w http.ResponseWriter, r *http.Request) error {
+		err := next.ServeHTTP(w, r)
+		if tf != nil {
+			tf.finish()
+		}
 		return err
 	}
-	return next.ServeHTTP(w, r)
+	if h.CloseStreamsAtExpiry && !id.id.Expiry.IsZero() {
+		return h.serveUntilExpiry(out, r, id.id.Expiry.Add(h.leeway), serve)
+	}
+	return serve(out, r)
 }
 
 // denyNone means no denial.
@@ -84,6 +108,9 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, d denial, err err
 func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, challenge string, err error) error {
 	info := denials[d]
 	h.metrics.byDenial[d].Inc()
+	if h.audit != nil {
+		h.auditDecision(r, d)
+	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.auth.mcp.error", denialVars[d][0])
 		repl.Set("http.auth.mcp.error_reason", denialVars[d][1])

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
 	"go.uber.org/zap"
 )
@@ -21,6 +22,9 @@ type operations struct {
 	rules       *ruleSet
 	filterTools bool
 	maxBody     int64
+	// audit asks for the deciding rule to be recorded; ruleLabels name the rules for it.
+	audit      bool
+	ruleLabels []string
 }
 
 // errBodyTooLarge is the body read's own over-limit error.
@@ -54,6 +58,9 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 	if d := unjudgeable(r); d != denyNone {
 		if !ops.rules.base.satisfiedBy(granted) {
 			d = denyInsufficientScope
+			if ops.audit {
+				setAuditRule(r, ruleBase)
+			}
 		}
 		return opDecision{deny: d}
 	}
@@ -61,6 +68,9 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 	// POST carries messages in Streamable HTTP, and unjudgeable refused any other method
 	// that carries a body.
 	if r.Method != http.MethodPost {
+		if ops.audit {
+			setAuditRule(r, ruleBase)
+		}
 		if !ops.rules.base.satisfiedBy(granted) {
 			return opDecision{deny: denyInsufficientScope}
 		}
@@ -89,6 +99,12 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 	if err != nil {
 		return opDecision{deny: denyBadMessage, err: err}
 	}
+	// {http.auth.mcp.method} and {http.auth.mcp.name}: the first message's, for limits and
+	// logs after this handler, whatever the decision.
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok && len(msgs) > 0 {
+		repl.Set(methodPlaceholder, msgs[0].Method)
+		repl.Set(namePlaceholder, msgs[0].Name)
+	}
 	if err := mcpjson.CheckMCPHeaders(r.Header["Mcp-Method"], r.Header["Mcp-Name"], msgs, batch); err != nil {
 		return opDecision{deny: denyHeaderMismatch, err: err}
 	}
@@ -104,7 +120,11 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 		ops.rules.match(&msgs[i], &matched)
 		toolsList = toolsList || msgs[i].Method == mcpjson.MethodToolsList
 	}
-	if !ops.rules.satisfiedBy(granted, &matched) {
+	ok := ops.rules.satisfiedBy(granted, &matched)
+	if ops.audit {
+		setAuditRule(r, ops.decidingRule(granted, &matched, ok))
+	}
+	if !ok {
 		challenge := h.chall.build(codeInsufficientScope, denials[denyInsufficientScope].desc,
 			ops.rules.stepUpScopes(granted, &matched))
 		if ce := h.logger.Check(zap.DebugLevel, "operation denied"); ce != nil {

@@ -37,6 +37,7 @@ const (
 	denyBodyNotAllowed
 	denyMethodOverride
 	denyResourceURI
+	denySession
 	numDenials
 )
 
@@ -85,7 +86,16 @@ var denials = [numDenials]denialInfo{
 	denyBodyNotAllowed:  {http.StatusBadRequest, codeInvalidRequest, "Only POST requests may carry a body.", "body_not_allowed"},
 	denyMethodOverride:  {http.StatusBadRequest, codeInvalidRequest, "Method override headers are not accepted.", "method_override"},
 	denyResourceURI:     {http.StatusBadRequest, codeInvalidRequest, "The resource URI is not in normal form.", "resource_uri_not_normal"},
+
+	// bind_sessions: an Mcp-Session-Id that is not the caller's is, to this caller, a session
+	// that does not exist. The transport answers those with 404 (MCP Streamable HTTP,
+	// "Session Management"), and the client starts a new session. No OAuth error: the token
+	// is fine.
+	denySession: {http.StatusNotFound, "", "", "session_not_found"},
 }
+
+// sessionNotFoundBody is the answer to an unknown session, as the SDK servers write it.
+var sessionNotFoundBody = []byte(`{"jsonrpc":"2.0","error":{"code":-32001,"message":"Session not found"},"id":null}`)
 
 // hasChallenge reports whether the answer for d carries a WWW-Authenticate challenge: every
 // 400, 401 and 403 does (RFC 6750 §3); a 503, 413 or 415 is not about the credentials.
@@ -102,8 +112,11 @@ func hasChallenge(d denial) bool {
 var denialVars = func() (v [numDenials][2]any) {
 	for d, info := range denials {
 		code := info.code
-		if code == "" {
+		switch {
+		case d == int(denyMissing):
 			code = "missing_token"
+		case code == "":
+			code = "access_denied"
 		}
 		v[d] = [2]any{code, info.label}
 	}
@@ -150,6 +163,8 @@ func newChallenges(scope []string, metaURL string, schemes ...scheme) challenges
 			c.bodyLen[d] = strconv.Itoa(len(c.body[d]))
 		}
 	}
+	c.body[denySession] = sessionNotFoundBody
+	c.bodyLen[denySession] = strconv.Itoa(len(sessionNotFoundBody))
 	return c
 }
 

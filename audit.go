@@ -1,0 +1,168 @@
+package mcpauth
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// audit: one structured event per decision, on the logger `http.handlers.mcp_auth.audit`, so
+// that Caddy's logging config routes it (`log { include http.handlers.mcp_auth.audit }`) to a
+// file or the network apart from the access log. The fields are a documented, stable schema
+// (docs/audit.md). The token never is one of them: token_id is its jti, else a hash prefix.
+
+// auditLoggerName is the name under the module's logger: Caddy names a module's logger after
+// its ID, so the events come out on `http.handlers.mcp_auth.audit`.
+const auditLoggerName = "audit"
+
+// Replacer keys the request path sets for the audit event. They are not documented
+// placeholders: auditCallerKey holds the *caller itself.
+const (
+	auditCallerKey = "http.auth.mcp.audit_caller"
+	auditRuleKey   = "http.auth.mcp.audit_rule"
+)
+
+// Placeholders of the JSON-RPC request, set whenever the body was read.
+const (
+	methodPlaceholder = "http.auth.mcp.method"
+	namePlaceholder   = "http.auth.mcp.name"
+)
+
+// ruleBase names the base policy (scopes, any_of) in the rule field.
+const ruleBase = "base"
+
+// String is what a *caller shows if someone logs the audit replacer key: the user, never
+// the claims.
+func (c *caller) String() string { return c.userID }
+
+// auditDecision writes the event for the decision on r: d is the denial, or denyNone when the
+// request passes on. Everything it needs is in the request: the replacer holds the caller and
+// the operation, the header holds the token.
+func (h *Handler) auditDecision(r *http.Request, d denial) {
+	ce := h.audit.Check(zapcore.InfoLevel, "decision")
+	if ce == nil {
+		return
+	}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	var c *caller
+	var fields [14]zap.Field
+	f := fields[:0]
+	if d == denyNone {
+		f = append(f, zap.String("decision", "allow"))
+	} else {
+		info := denials[d]
+		reason := info.code
+		if reason == "" {
+			reason = "access_denied"
+		}
+		f = append(f, zap.String("decision", "deny"), zap.Int("status", info.status),
+			zap.String("reason", reason), zap.String("detail", info.label))
+	}
+	str := func(key string) string {
+		if repl == nil {
+			return ""
+		}
+		v, _ := repl.Get(key)
+		s, _ := v.(string)
+		return s
+	}
+	if repl != nil {
+		if v, ok := repl.Get(auditCallerKey); ok {
+			c, _ = v.(*caller)
+		}
+	}
+	if c != nil {
+		f = append(f, zap.String("iss", c.id.Issuer), zap.String("sub", c.id.Subject),
+			zap.String("client_id", c.id.ClientID))
+	}
+	if m := str(methodPlaceholder); m != "" {
+		f = append(f, zap.String("method", m))
+		if n := str(namePlaceholder); n != "" {
+			f = append(f, zap.String("name", n))
+		}
+	}
+	if rule := str(auditRuleKey); rule != "" {
+		f = append(f, zap.String("rule", rule))
+	}
+	if c != nil && c.id.TokenID != "" {
+		f = append(f, zap.String("token_id", c.id.TokenID))
+	} else if raw, bd := bearerToken(r.Header); bd == denyNone && raw != "" {
+		f = append(f, zap.String("token_id", tokenHashID(raw)))
+	}
+	f = append(f, zap.String("remote_ip", remoteIP(r)))
+	if id := str("http.request.uuid"); id != "" {
+		f = append(f, zap.String("request_id", id))
+	}
+	ce.Write(f...)
+}
+
+// tokenHashID is the first 8 bytes of the token's SHA-256, in hex: it tells tokens apart in
+// the log without being usable as one.
+func tokenHashID(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return hex.EncodeToString(sum[:8])
+}
+
+// remoteIP is the client's address as Caddy determined it (trusted_proxies applied), else the
+// connection's.
+func remoteIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// ruleLabel names a rule in the audit event as the Caddyfile writes it: `tool delete_*`,
+// `method logging/setLevel`; a JSON rule with several lists names each, separated by "; ".
+func ruleLabel(r *Rule) string {
+	var b []byte
+	for _, l := range []struct {
+		kind string
+		pats []string
+	}{{"tool", r.Tools}, {"prompt", r.Prompts}, {"resource_uri", r.ResourceURIs}, {"method", r.Methods}} {
+		if len(l.pats) == 0 {
+			continue
+		}
+		if len(b) > 0 {
+			b = append(b, "; "...)
+		}
+		b = append(b, l.kind...)
+		for _, p := range l.pats {
+			b = append(b, ' ')
+			b = append(b, p...)
+		}
+	}
+	return string(b)
+}
+
+// decidingRule names the rule that decided a request that matched s: the first matched rule
+// the token does not meet (or the base policy) when it is refused, else the first matched
+// rule, or the base policy when none matched.
+func (ops *operations) decidingRule(granted []string, s *matchSet, allowed bool) string {
+	if !allowed && !ops.rules.base.satisfiedBy(granted) {
+		return ruleBase
+	}
+	for i := range ops.rules.rules {
+		if s.has(i) && (allowed || !ops.rules.rules[i].metBy(granted)) {
+			return ops.ruleLabels[i]
+		}
+	}
+	return ruleBase
+}
+
+// setAuditRule records for the audit event which rule decided.
+func setAuditRule(r *http.Request, rule string) {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set(auditRuleKey, rule)
+	}
+}
