@@ -397,7 +397,9 @@ func checkAuditLog(t *testing.T, dir string, tokens []string) {
 	if id, _ := allow["request_id"].(string); len(id) != 36 {
 		t.Errorf("allow event request_id = %q, want a UUID", id)
 	}
-	hijack := find(func(e map[string]any) bool { return e["decision"] == "deny" && e["sub"] == "bob" && e["status"] == 404.0 })
+	hijack := find(func(e map[string]any) bool {
+		return e["decision"] == "deny" && e["sub"] == "bob" && e["status"] == 404.0
+	})
 	if hijack == nil {
 		t.Fatalf("no deny event for bob's replayed session in %v", events)
 	}
