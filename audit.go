@@ -21,12 +21,30 @@ import (
 // its ID, so the events come out on `http.handlers.mcp_auth.audit`.
 const auditLoggerName = "audit"
 
-// Replacer keys the request path sets for the audit event. They are not documented
-// placeholders: auditCallerKey holds the *caller itself.
-const (
-	auditCallerKey = "http.auth.mcp.audit_caller"
-	auditRuleKey   = "http.auth.mcp.audit_rule"
-)
+// auditKey is the replacer key under which the request path leaves its auditRecord. It is no
+// documented placeholder.
+const auditKey = "http.auth.mcp.audit"
+
+// auditRecord is what the request path learns for the audit event after the token verified:
+// the caller, then the operation and the rule that decided. One per audited request.
+type auditRecord struct {
+	c                  *caller
+	method, name, rule string
+}
+
+// String is what the record shows should someone log its replacer key: the user only.
+func (a *auditRecord) String() string { return a.c.userID }
+
+// auditRecordOf returns the request's record, or nil before the token verified.
+func auditRecordOf(r *http.Request) *auditRecord {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return nil
+	}
+	v, _ := repl.Get(auditKey)
+	rec, _ := v.(*auditRecord)
+	return rec
+}
 
 // Placeholders of the JSON-RPC request, set whenever the body was read.
 const (
@@ -37,10 +55,6 @@ const (
 // ruleBase names the base policy (scopes, any_of) in the rule field.
 const ruleBase = "base"
 
-// String is what a *caller shows if someone logs the audit replacer key: the user, never
-// the claims.
-func (c *caller) String() string { return c.userID }
-
 // auditDecision writes the event for the decision on r: d is the denial, or denyNone when the
 // request passes on. Everything it needs is in the request: the replacer holds the caller and
 // the operation, the header holds the token.
@@ -49,8 +63,7 @@ func (h *Handler) auditDecision(r *http.Request, d denial) {
 	if ce == nil {
 		return
 	}
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	var c *caller
+	rec := auditRecordOf(r)
 	var fields [14]zap.Field
 	f := fields[:0]
 	if d == denyNone {
@@ -64,40 +77,34 @@ func (h *Handler) auditDecision(r *http.Request, d denial) {
 		f = append(f, zap.String("decision", "deny"), zap.Int("status", info.status),
 			zap.String("reason", reason), zap.String("detail", info.label))
 	}
-	str := func(key string) string {
-		if repl == nil {
-			return ""
+	tokenID := ""
+	if rec != nil {
+		id := rec.c.id
+		f = append(f, zap.String("iss", id.Issuer), zap.String("sub", id.Subject), zap.String("client_id", id.ClientID))
+		if rec.method != "" {
+			f = append(f, zap.String("method", rec.method))
+			if rec.name != "" {
+				f = append(f, zap.String("name", rec.name))
+			}
 		}
-		v, _ := repl.Get(key)
-		s, _ := v.(string)
-		return s
-	}
-	if repl != nil {
-		if v, ok := repl.Get(auditCallerKey); ok {
-			c, _ = v.(*caller)
+		if rec.rule != "" {
+			f = append(f, zap.String("rule", rec.rule))
 		}
-	}
-	if c != nil {
-		f = append(f, zap.String("iss", c.id.Issuer), zap.String("sub", c.id.Subject),
-			zap.String("client_id", c.id.ClientID))
-	}
-	if m := str(methodPlaceholder); m != "" {
-		f = append(f, zap.String("method", m))
-		if n := str(namePlaceholder); n != "" {
-			f = append(f, zap.String("name", n))
-		}
-	}
-	if rule := str(auditRuleKey); rule != "" {
-		f = append(f, zap.String("rule", rule))
-	}
-	if c != nil && c.id.TokenID != "" {
-		f = append(f, zap.String("token_id", c.id.TokenID))
+		tokenID = rec.c.tokenID()
 	} else if raw, bd := bearerToken(r.Header); bd == denyNone && raw != "" {
-		f = append(f, zap.String("token_id", tokenHashID(raw)))
+		tokenID = tokenHashID(raw)
+	}
+	if tokenID != "" {
+		f = append(f, zap.String("token_id", tokenID))
 	}
 	f = append(f, zap.String("remote_ip", remoteIP(r)))
-	if id := str("http.request.uuid"); id != "" {
-		f = append(f, zap.String("request_id", id))
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		// Caddy's request UUID: reading it also puts it in the access log entry ("uuid").
+		if id, ok := repl.Get("http.request.uuid"); ok {
+			if s, ok := id.(string); ok {
+				f = append(f, zap.String("request_id", s))
+			}
+		}
 	}
 	ce.Write(f...)
 }
@@ -160,9 +167,18 @@ func (ops *operations) decidingRule(granted []string, s *matchSet, allowed bool)
 	return ruleBase
 }
 
-// setAuditRule records for the audit event which rule decided.
-func setAuditRule(r *http.Request, rule string) {
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set(auditRuleKey, rule)
+// tokenID is the token's jti, else the hash the authenticate step noted for audit.
+func (c *caller) tokenID() string {
+	if c.id.TokenID != "" {
+		return c.id.TokenID
 	}
+	return c.tokenHash
+}
+
+// auditRecord returns the request's audit record when audit is on.
+func (ops *operations) auditRecord(r *http.Request) *auditRecord {
+	if !ops.audit {
+		return nil
+	}
+	return auditRecordOf(r)
 }

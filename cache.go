@@ -22,6 +22,8 @@ type caller struct {
 	userID string // sub, else client_id
 	baseOK bool   // the handler's base scope policy is met
 	leeway time.Duration
+	// tokenHash identifies a token without jti in audit events; set only when audit is on.
+	tokenHash string
 	// provider answers the placeholders; built once so a request only registers it.
 	provider caddy.ReplacerFunc
 }

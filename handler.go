@@ -43,7 +43,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(id.provider)
 	if h.audit != nil {
-		repl.Set(auditCallerKey, id)
+		repl.Set(auditKey, &auditRecord{c: id})
 	}
 
 	// out is what the next handler writes to; denials are written to w.
@@ -200,6 +200,9 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, raw string)
 		return nil, denyBound, nil
 	}
 	c := newCaller(id, h.policy, h.leeway)
+	if h.audit != nil && id.TokenID == "" {
+		c.tokenHash = tokenHashID(raw) // once per token, not per request
+	}
 	h.cache.Put(raw, c)
 	return c, denyNone, nil
 }

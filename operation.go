@@ -58,8 +58,8 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 	if d := unjudgeable(r); d != denyNone {
 		if !ops.rules.base.satisfiedBy(granted) {
 			d = denyInsufficientScope
-			if ops.audit {
-				setAuditRule(r, ruleBase)
+			if rec := ops.auditRecord(r); rec != nil {
+				rec.rule = ruleBase
 			}
 		}
 		return opDecision{deny: d}
@@ -68,8 +68,8 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 	// POST carries messages in Streamable HTTP, and unjudgeable refused any other method
 	// that carries a body.
 	if r.Method != http.MethodPost {
-		if ops.audit {
-			setAuditRule(r, ruleBase)
+		if rec := ops.auditRecord(r); rec != nil {
+			rec.rule = ruleBase
 		}
 		if !ops.rules.base.satisfiedBy(granted) {
 			return opDecision{deny: denyInsufficientScope}
@@ -105,6 +105,10 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 		repl.Set(methodPlaceholder, msgs[0].Method)
 		repl.Set(namePlaceholder, msgs[0].Name)
 	}
+	rec := ops.auditRecord(r)
+	if rec != nil && len(msgs) > 0 {
+		rec.method, rec.name = msgs[0].Method, msgs[0].Name
+	}
 	if err := mcpjson.CheckMCPHeaders(r.Header["Mcp-Method"], r.Header["Mcp-Name"], msgs, batch); err != nil {
 		return opDecision{deny: denyHeaderMismatch, err: err}
 	}
@@ -121,8 +125,8 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, granted
 		toolsList = toolsList || msgs[i].Method == mcpjson.MethodToolsList
 	}
 	ok := ops.rules.satisfiedBy(granted, &matched)
-	if ops.audit {
-		setAuditRule(r, ops.decidingRule(granted, &matched, ok))
+	if rec != nil {
+		rec.rule = ops.decidingRule(granted, &matched, ok)
 	}
 	if !ok {
 		challenge := h.chall.build(codeInsufficientScope, denials[denyInsufficientScope].desc,
