@@ -508,3 +508,71 @@ func TestStreamClosedAtTokenExpiry(t *testing.T) {
 	cancel()
 	resp.Body.Close()
 }
+
+// sessionsJSON is bind_sessions, audit and close_streams_at_expiry written by hand in JSON,
+// pinning the field names.
+const sessionsJSON = `
+{
+	"admin": {"listen": "localhost:2999"},
+	"apps": {
+		"http": {
+			"http_port": 9080,
+			"https_port": 9443,
+			"grace_period": 1,
+			"servers": {
+				"mcp": {
+					"listen": [":9080"],
+					"routes": [{
+						"handle": [
+							{
+								"handler": "mcp_auth",
+								"resource": "https://mcp.example.com/mcp",
+								"authorization_servers": ["https://auth.example.com"],
+								"jwks_urls": ["@JWKS@"],
+								"scopes": ["mcp:read"],
+								"bind_sessions": {"key": "{env.MCPAUTH_TEST_SESSION_KEY}"},
+								"audit": true,
+								"close_streams_at_expiry": true
+							},
+							{
+								"handler": "reverse_proxy",
+								"upstreams": [{"dial": "@UPSTREAM@"}]
+							}
+						]
+					}]
+				}
+			}
+		}
+	}
+}
+`
+
+func TestBoundSessionsJSON(t *testing.T) {
+	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
+	s := newSetup(t)
+	up := newSessionUpstream(t)
+	startCaddy(t, render(sessionsJSON, map[string]string{
+		"JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
+	}), "json")
+	alice := s.rsaKey.sign(t, userClaims("alice", "client-a", "mcp:read", time.Hour))
+	bob := s.rsaKey.sign(t, userClaims("bob", "client-b", "mcp:read", time.Hour))
+	code, hdr, body := rawCall(t, http.MethodPost, alice, "", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":`+
+		`{"protocolVersion":"`+protocolHeader+`","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`, nil)
+	session := hdr.Get("Mcp-Session-Id")
+	if code != http.StatusOK || !taggedID.MatchString(session) {
+		t.Fatalf("initialize: %d, Mcp-Session-Id %q, %q", code, session, body)
+	}
+	if code, _, body := rawCall(t, http.MethodPost, alice, session, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, nil); code != http.StatusAccepted {
+		t.Fatalf("initialized: %d %q", code, body)
+	}
+	before := up.count()
+	if code, _, _ := rawCall(t, http.MethodPost, bob, session, callReadFile, nil); code != http.StatusNotFound {
+		t.Errorf("bob in alice's session: %d, want 404", code)
+	}
+	if up.count() != before {
+		t.Error("bob's request reached the MCP server")
+	}
+	if code, _, body := rawCall(t, http.MethodPost, alice, session, callReadFile, nil); code != http.StatusOK || !strings.Contains(body, "read_file /x") {
+		t.Errorf("alice in her session: %d %q", code, body)
+	}
+}
