@@ -42,8 +42,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// itself, so none is computed unless used.
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(id.provider)
+	var rec *auditRecord
 	if h.audit != nil {
-		repl.Set(auditKey, &auditRecord{c: id})
+		rec = &auditRecord{c: id}
+		repl.Set(auditKey, rec)
 	}
 
 	// out is what the next handler writes to; denials are written to w.
@@ -73,8 +75,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	h.metrics.allowed.Inc()
-	if h.audit != nil {
-		h.auditDecision(r, denyNone)
+	if rec != nil {
+		if ce := h.audit.Check(zap.InfoLevel, "decision"); ce != nil {
+			h.writeAudit(ce, r, denyNone, rec)
+		}
 	}
 	if h.StripToken {
 		r.Header.Del("Authorization")
