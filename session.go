@@ -156,6 +156,14 @@ func (b *sessionBinder) unbind(sent string, id *verify.Identity) (string, bool) 
 // belongs to the caller, and reports false when it does not: the ID is unknown to this caller.
 // A request without the header passes (initialize opens a session).
 func (b *sessionBinder) checkSession(r *http.Request, id *verify.Identity) bool {
+	// Mcp_Session_Id is another header to net/http, passed on unchecked, but CGI-style servers
+	// (WSGI, Rack, PHP) read both spellings as HTTP_MCP_SESSION_ID: refuse it, as the
+	// method-override headers are refused.
+	for name := range r.Header {
+		if name != sessionHeader && len(name) == len(sessionHeader) && sameHeaderName(name, "mcp-session-id") {
+			return false
+		}
+	}
 	vals, ok := r.Header[sessionHeader]
 	if !ok {
 		return true

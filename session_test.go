@@ -281,3 +281,29 @@ func TestFeaturesOffAllocateNothing(t *testing.T) {
 		t.Errorf("the cached path allocates %v times per request with the features off", n)
 	}
 }
+
+// TestSessionHeaderSpellings: a header that CGI-style servers read as Mcp-Session-Id
+// (HTTP_MCP_SESSION_ID) but net/http keeps apart is refused, whatever else the request holds,
+// should Caddy be told to pass underscore headers on (expected_underscore_headers).
+func TestSessionHeaderSpellings(t *testing.T) {
+	b, _, _ := newSessionBinder(&SessionBinding{Key: testSessionKey})
+	alice := &verify.Identity{Issuer: "https://as", Subject: "alice"}
+	own := b.bind("S", alice)
+	for _, c := range []struct {
+		hdr  map[string][]string
+		pass bool
+	}{
+		{map[string][]string{"Mcp-Session-Id": {own}}, true},
+		{map[string][]string{}, true},
+		{map[string][]string{"Mcp_session_id": {"OTHER"}}, false},
+		{map[string][]string{"Mcp-Session-Id": {own}, "MCP_SESSION_ID": {"OTHER"}}, false},
+		{map[string][]string{"Mcp-Session_Id": {"OTHER"}}, false},
+		{map[string][]string{"Mcp-Session-Id": {own, own}}, false},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+		r.Header = c.hdr
+		if got := b.checkSession(r, alice); got != c.pass {
+			t.Errorf("%v: pass %v, want %v", c.hdr, got, c.pass)
+		}
+	}
+}
