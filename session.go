@@ -183,7 +183,7 @@ func (b *sessionBinder) checkSession(r *http.Request, id *verify.Identity) bool 
 // sessionWriter hands the client the tagged form of every session ID the MCP server answers
 // with, on the initialize response or any other.
 type sessionWriter struct {
-	*caddyhttp.ResponseWriterWrapper
+	caddyhttp.ResponseWriterWrapper // by value: one allocation for the wrapper
 	binder  *sessionBinder
 	id      *verify.Identity
 	written bool

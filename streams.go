@@ -22,7 +22,7 @@ import (
 
 // expiryWriter watches the response for the start of an event stream.
 type expiryWriter struct {
-	*caddyhttp.ResponseWriterWrapper
+	caddyhttp.ResponseWriterWrapper // by value: one allocation for the wrapper
 	until   time.Time
 	now     func() time.Time
 	cancel  context.CancelFunc
@@ -78,7 +78,7 @@ func (h *Handler) serveUntilExpiry(w http.ResponseWriter, r *http.Request, until
 	serve func(http.ResponseWriter, *http.Request) error) (err error) {
 	ctx, cancel := context.WithCancel(r.Context())
 	ew := &expiryWriter{
-		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+		ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		until:                 until, now: h.now, cancel: cancel,
 	}
 	defer func() {
