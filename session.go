@@ -183,7 +183,8 @@ func (b *sessionBinder) checkSession(r *http.Request, id *verify.Identity) bool 
 // sessionWriter hands the client the tagged form of every session ID the MCP server answers
 // with, on the initialize response or any other.
 type sessionWriter struct {
-	caddyhttp.ResponseWriterWrapper // by value: one allocation for the wrapper
+	// By value: the wrapper and this writer are one allocation.
+	caddyhttp.ResponseWriterWrapper
 	binder  *sessionBinder
 	id      *verify.Identity
 	written bool

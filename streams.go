@@ -22,7 +22,8 @@ import (
 
 // expiryWriter watches the response for the start of an event stream.
 type expiryWriter struct {
-	caddyhttp.ResponseWriterWrapper // by value: one allocation for the wrapper
+	// By value: the wrapper and this writer are one allocation.
+	caddyhttp.ResponseWriterWrapper
 	until   time.Time
 	now     func() time.Time
 	cancel  context.CancelFunc
