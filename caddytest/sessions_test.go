@@ -576,3 +576,15 @@ func TestBoundSessionsJSON(t *testing.T) {
 		t.Errorf("alice in her session: %d %q", code, body)
 	}
 }
+
+// The subdirectives of a shared MCP server, for the adapt tests (kept apart from the main
+// list in adapt_test.go so that its alignment stays as it is).
+func init() {
+	for sub, field := range map[string]string{
+		"bind_sessions":           "bind_sessions",
+		"audit":                   "audit",
+		"close_streams_at_expiry": "close_streams_at_expiry",
+	} {
+		subdirectives[sub] = field
+	}
+}
