@@ -28,6 +28,8 @@ type caller struct {
 	// meets; baseDeny is the denial of the first base condition it fails, or denyNone.
 	condOK   matchSet
 	baseDeny denial
+	// tokenHash identifies a token without jti in audit events; set only when audit is on.
+	tokenHash string
 	// provider answers the placeholders; built once so a request only registers it.
 	provider caddy.ReplacerFunc
 }

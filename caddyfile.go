@@ -91,6 +91,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			replay_cache <n>
 //		}]
 //		mtls_bound
+//		bind_sessions [<key>]
+//		audit
+//		close_streams_at_expiry
 //	}
 //
 // Rule blocks also take clients and require_claim. require_claim and scope_implies may be
@@ -99,7 +102,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // Lists may be given on one line or repeated over several. Each single-valued subdirective
 // and each flag may appear once. tool, prompt, resource_uri and method may appear any number
 // of times; each becomes one rule, in order, whose block sets scopes, any_of, or both.
-// max_body_size takes a size such as 512KiB or 2MB.
+// max_body_size takes a size such as 512KiB or 2MB. The bind_sessions key is best given as
+// {env.NAME} or {file.PATH}; a key written out must have 32 bytes or more.
 //
 // What Validate would refuse is refused here already, where the error can carry the file and
 // line and name the subdirective as the user wrote it; values with {env.*} placeholders are
@@ -269,6 +273,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			continue // the block is read
 		case "mtls_bound":
 			err = flag(&h.MTLSBound)
+		case "bind_sessions":
+			if seen[name] {
+				return d.Errf("%s: given more than once", name)
+			}
+			h.BindSessions = &SessionBinding{}
+			if d.NextArg() {
+				h.BindSessions.Key = d.Val()
+				if err := checkSessionKeyArg(h.BindSessions.Key); err != nil {
+					return d.WrapErr(err)
+				}
+				if d.NextArg() {
+					return d.Errf("%s: takes at most one value, the key", name)
+				}
+			}
+		case "audit":
+			err = flag(&h.Audit)
+		case "close_streams_at_expiry":
+			err = flag(&h.CloseStreamsAtExpiry)
 		default:
 			return d.Errf("unrecognized mcp_auth subdirective %q", name)
 		}
@@ -529,4 +551,19 @@ func parseScopeImplies(d *caddyfile.Dispenser, h *Handler) error {
 		}
 	}
 	return nil
+}
+
+// checkSessionKeyArg checks a bind_sessions key as written: placeholders known at load are
+// expanded and checked by Provision; anything else must already be long enough.
+func checkSessionKeyArg(key string) error {
+	phs := placeholders(key)
+	for _, ph := range phs {
+		if !loadTimePlaceholder(ph) {
+			return fmt.Errorf("bind_sessions: %w", errRequestPlaceholder(ph))
+		}
+	}
+	if len(phs) > 0 {
+		return nil
+	}
+	return checkSessionKey(key)
 }

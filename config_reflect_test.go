@@ -46,6 +46,9 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 			replay_cache 50
 		}
 		mtls_bound
+		bind_sessions {env.MCP_SESSION_KEY}
+		audit
+		close_streams_at_expiry
 		clients app-1 https://app.example.com/*
 		require_claim groups mcp-users
 		require_claim realm_access.roles mcp

@@ -44,6 +44,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// itself, so none is computed unless used.
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(id.provider)
+	var rec *auditRecord
+	if h.audit != nil {
+		rec = &auditRecord{c: id}
+		repl.Set(auditKey, rec)
+	}
+
+	// out is what the next handler writes to; denials are written to w.
+	out := w
+	if h.sessions != nil {
+		if !h.sessions.checkSession(r, id.id) {
+			return h.deny(w, r, denySession, nil)
+		}
+		out = &sessionWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+			binder: h.sessions, id: id.id}
+	}
 
 	// The base client and claim conditions: no request of this caller can pass, whatever
 	// its scopes, so nothing else is judged.
@@ -55,7 +70,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.ops != nil {
 		// The base policy and the rules are judged together, so that a 403 names every
 		// scope this request needs.
-		dec := h.judgeOperation(w, r, id)
+		dec := h.judgeOperation(out, r, id)
 		if dec.deny != denyNone {
 			if dec.challenge != "" {
 				return h.denyWith(w, r, dec.deny, dec.challenge, dec.err)
@@ -68,15 +83,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	h.metrics.allowed.Inc()
+	if rec != nil {
+		if ce := h.audit.Check(zap.InfoLevel, "decision"); ce != nil {
+			h.writeAudit(ce, r, denyNone, rec)
+		}
+	}
 	if h.StripToken {
 		r.Header.Del("Authorization")
 	}
 	if tf != nil {
-		err := next.ServeHTTP(tf, r)
-		tf.finish()
+		out = tf
+	}
+	serve := func(w http.ResponseWriter, r *http.Request) error {
+		err := next.ServeHTTP(w, r)
+		if tf != nil {
+			tf.finish()
+		}
 		return err
 	}
-	return next.ServeHTTP(w, r)
+	if h.CloseStreamsAtExpiry && !id.id.Expiry.IsZero() {
+		return h.serveUntilExpiry(out, r, id.id.Expiry.Add(h.leeway), serve)
+	}
+	return serve(out, r)
 }
 
 // denyNone means no denial.
@@ -92,6 +120,9 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, d denial, err err
 func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, challenge string, err error) error {
 	info := denials[d]
 	h.metrics.byDenial[d].Inc()
+	if h.audit != nil {
+		h.auditDecision(r, d)
+	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.auth.mcp.error", denialVars[d][0])
 		repl.Set("http.auth.mcp.error_reason", denialVars[d][1])
@@ -249,6 +280,9 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 		return nil, d, err
 	}
 	c := newCaller(id, h.policy, h.access, h.leeway)
+	if h.audit != nil && id.TokenID == "" {
+		c.tokenHash = tokenHashID(raw) // once per token, not per request
+	}
 	switch {
 	case hashed != nil:
 		h.cache.Put(string(hashed), c)

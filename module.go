@@ -266,6 +266,32 @@ type Handler struct {
 	// JSON: `mtls_bound`. Caddyfile: `mtls_bound`.
 	MTLSBound bool `json:"mtls_bound,omitempty"`
 
+	// BindSessions binds each MCP session to the caller who opened it (iss, sub and
+	// client_id): the client is handed the server's Mcp-Session-Id with an HMAC tag, and a
+	// request whose session ID does not carry the presenting caller's tag is answered 404, as
+	// a session the server does not know, without reaching the MCP server. A refreshed token
+	// of the same caller keeps the session. An empty object turns binding on with a key
+	// generated at start (sessions then end when Caddy restarts).
+	//
+	// JSON: `bind_sessions`. Caddyfile: `bind_sessions [<key>]`.
+	BindSessions *SessionBinding `json:"bind_sessions,omitempty"`
+
+	// Audit writes one structured event per decision (allow or deny) at info level on the
+	// logger `http.handlers.mcp_auth.audit`, for Caddy's `log` config to route. The JSON-RPC
+	// body of POSTs is then read, as with rules, so that events name the method and tool.
+	//
+	// JSON: `audit`. Caddyfile: `audit`.
+	Audit bool `json:"audit,omitempty"`
+
+	// CloseStreamsAtExpiry ends a streamed response (an SSE stream, GET or POST) when the
+	// token that opened it expires, plus the leeway; the client reconnects with a fresh token.
+	//
+	// JSON: `close_streams_at_expiry`. Caddyfile: `close_streams_at_expiry`.
+	CloseStreamsAtExpiry bool `json:"close_streams_at_expiry,omitempty"`
+
+	sessions *sessionBinder // nil unless bind_sessions
+	audit    *zap.Logger    // nil unless audit
+
 	logger   *zap.Logger
 	leeway   time.Duration    // Leeway, or its default
 	now      func() time.Time // the clock of verification and cache; tests replace it
@@ -394,8 +420,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.FilterLists {
 		lists = mcpjson.AllLists
 	}
-	if len(h.Rules) > 0 || lists != 0 {
+	if len(h.Rules) > 0 || lists != 0 || h.Audit {
 		h.ops = &operations{rules: rules, lists: lists, maxBody: h.MaxBodySize}
+	}
+	if err := h.provisionSessionsAudit(ctx); err != nil {
+		return err
 	}
 	if len(h.ScopesSupported) == 0 {
 		// Base scopes first, then the rules'; a scope in several places is advertised once.
@@ -611,7 +640,38 @@ func (h *Handler) validateConfig() error {
 			return err
 		}
 	}
+	if b := h.BindSessions; b != nil && b.Key != "" {
+		if err := checkSessionKeyArg(b.Key); err != nil {
+			return err
+		}
+	}
 	return h.validateAccess()
+}
+
+// provisionSessionsAudit sets up bind_sessions and audit.
+func (h *Handler) provisionSessionsAudit(ctx caddy.Context) error {
+	if h.BindSessions != nil {
+		b, generated, err := newSessionBinder(h.BindSessions)
+		if err != nil {
+			return err
+		}
+		h.sessions = b
+		if generated {
+			h.logger.Warn("bind_sessions has no key: one was generated for this process; "+
+				"MCP sessions end when Caddy restarts, and other instances cannot check them "+
+				"(set bind_sessions {env.NAME} with a key of 32 bytes or more)",
+				zap.String("resource", h.Resource))
+		}
+	}
+	if h.Audit {
+		h.audit = ctx.Logger().Named(auditLoggerName)
+		h.ops.audit = true
+		h.ops.ruleLabels = make([]string, len(h.Rules))
+		for i, r := range h.Rules {
+			h.ops.ruleLabels[i] = ruleLabel(r)
+		}
+	}
+	return nil
 }
 
 // Cleanup releases the key sets. Caddy calls it also when Provision failed halfway, so it

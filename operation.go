@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
 	"go.uber.org/zap"
 )
@@ -23,6 +24,9 @@ type operations struct {
 	// filter_lists.
 	lists   mcpjson.ListKinds
 	maxBody int64
+	// audit asks for the deciding rule to be recorded; ruleLabels name the rules for it.
+	audit      bool
+	ruleLabels []string
 }
 
 // listKind returns the kind of list a method asks for.
@@ -72,6 +76,9 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 	if d := unjudgeable(r); d != denyNone {
 		if !ops.rules.base.satisfiedBy(granted) {
 			d = denyInsufficientScope
+			if rec := ops.auditRecord(r); rec != nil {
+				rec.rule = ruleBase
+			}
 		}
 		return opDecision{deny: d}
 	}
@@ -79,6 +86,9 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 	// POST carries messages in Streamable HTTP, and unjudgeable refused any other method
 	// that carries a body.
 	if r.Method != http.MethodPost {
+		if rec := ops.auditRecord(r); rec != nil {
+			rec.rule = ruleBase
+		}
 		if !ops.rules.base.satisfiedBy(granted) {
 			return opDecision{deny: denyInsufficientScope}
 		}
@@ -107,6 +117,16 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 	if err != nil {
 		return opDecision{deny: denyBadMessage, err: err}
 	}
+	// {http.auth.mcp.method} and {http.auth.mcp.name}: the first message's, for limits and
+	// logs after this handler, whatever the decision.
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok && len(msgs) > 0 {
+		repl.Set(methodPlaceholder, msgs[0].Method)
+		repl.Set(namePlaceholder, msgs[0].Name)
+	}
+	rec := ops.auditRecord(r)
+	if rec != nil && len(msgs) > 0 {
+		rec.method, rec.name = msgs[0].Method, msgs[0].Name
+	}
 	if err := mcpjson.CheckMCPHeaders(r.Header["Mcp-Method"], r.Header["Mcp-Name"], msgs, batch); err != nil {
 		return opDecision{deny: denyHeaderMismatch, err: err}
 	}
@@ -129,7 +149,11 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 	if d := ops.rules.accessDenial(c, &matched); d != denyNone {
 		return opDecision{deny: d}
 	}
-	if !ops.rules.satisfiedBy(granted, &matched) {
+	ok := ops.rules.satisfiedBy(granted, &matched)
+	if rec != nil {
+		rec.rule = ops.decidingRule(granted, &matched, ok)
+	}
+	if !ok {
 		challenge := h.chall.build(codeInsufficientScope, denials[denyInsufficientScope].desc,
 			h.access.advertised(ops.rules.stepUpScopes(granted, &matched)))
 		if ce := h.logger.Check(zap.DebugLevel, "operation denied"); ce != nil {

@@ -49,6 +49,7 @@ const (
 	denyWrongKey
 	denyWrongCert
 	denyDPoPRequired
+	denySession
 	numDenials
 )
 
@@ -119,10 +120,18 @@ var denials = [numDenials]denialInfo{
 	denyWrongKey:     {http.StatusUnauthorized, codeInvalidToken, "The access token is bound to another key than the DPoP proof.", "dpop_key_mismatch"},
 	denyWrongCert:    {http.StatusUnauthorized, codeInvalidToken, "The access token is bound to another client certificate.", "certificate_mismatch"},
 	denyDPoPRequired: {http.StatusUnauthorized, codeInvalidToken, "This resource accepts only DPoP-bound access tokens.", "dpop_required"},
+	// bind_sessions: an Mcp-Session-Id that is not the caller's is, to this caller, a session
+	// that does not exist. The transport answers those with 404 (MCP Streamable HTTP,
+	// "Session Management"), and the client starts a new session. No OAuth error: the token
+	// is fine.
+	denySession: {http.StatusNotFound, "", "", "session_not_found"},
 }
 
 // isAccessDenial reports a denial that no new scope can fix: its challenge names no scope.
 func isAccessDenial(d denial) bool { return denials[d].code == codeAccessDenied }
+
+// sessionNotFoundBody is the answer to an unknown session, as the SDK servers write it.
+var sessionNotFoundBody = []byte(`{"jsonrpc":"2.0","error":{"code":-32001,"message":"Session not found"},"id":null}`)
 
 // hasChallenge reports whether the answer for d carries a WWW-Authenticate challenge: every
 // 400, 401 and 403 does (RFC 6750 §3); a 503, 413 or 415 is not about the credentials.
@@ -139,8 +148,11 @@ func hasChallenge(d denial) bool {
 var denialVars = func() (v [numDenials][2]any) {
 	for d, info := range denials {
 		code := info.code
-		if code == "" {
+		switch {
+		case d == int(denyMissing):
 			code = "missing_token"
+		case code == "":
+			code = "access_denied"
 		}
 		v[d] = [2]any{code, info.label}
 	}
@@ -201,6 +213,8 @@ func newChallenges(scope []string, metaURL string, schemes ...scheme) challenges
 			c.bodyLen[d] = strconv.Itoa(len(c.body[d]))
 		}
 	}
+	c.body[denySession] = sessionNotFoundBody
+	c.bodyLen[denySession] = strconv.Itoa(len(sessionNotFoundBody))
 	return c
 }
 

@@ -1,0 +1,191 @@
+package mcpauth
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// audit: one structured event per decision, on the logger `http.handlers.mcp_auth.audit`, so
+// that Caddy's logging config routes it (`log { include http.handlers.mcp_auth.audit }`) to a
+// file or the network apart from the access log. The fields are a documented, stable schema
+// (docs/audit.md). The token never is one of them: token_id is its jti, else a hash prefix.
+
+// auditLoggerName is the name under the module's logger: Caddy names a module's logger after
+// its ID, so the events come out on `http.handlers.mcp_auth.audit`.
+const auditLoggerName = "audit"
+
+// auditKey is the replacer key under which the request path leaves its auditRecord. It is no
+// documented placeholder.
+const auditKey = "http.auth.mcp.audit"
+
+// auditRecord is what the request path learns for the audit event after the token verified:
+// the caller, then the operation and the rule that decided. One per audited request.
+type auditRecord struct {
+	c                  *caller
+	method, name, rule string
+}
+
+// String is what the record shows should someone log its replacer key: the user only.
+func (a *auditRecord) String() string { return a.c.userID }
+
+// auditRecordOf returns the request's record, or nil before the token verified.
+func auditRecordOf(r *http.Request) *auditRecord {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return nil
+	}
+	v, _ := repl.Get(auditKey)
+	rec, _ := v.(*auditRecord)
+	return rec
+}
+
+// Placeholders of the JSON-RPC request, set whenever the body was read.
+const (
+	methodPlaceholder = "http.auth.mcp.method"
+	namePlaceholder   = "http.auth.mcp.name"
+)
+
+// ruleBase names the base policy (scopes, any_of) in the rule field.
+const ruleBase = "base"
+
+// auditDecision writes the event for the decision on r: d is the denial, or denyNone when the
+// request passes on. Everything it needs is in the request: the replacer holds the caller and
+// the operation, the header holds the token.
+func (h *Handler) auditDecision(r *http.Request, d denial) {
+	if ce := h.audit.Check(zapcore.InfoLevel, "decision"); ce != nil {
+		h.writeAudit(ce, r, d, auditRecordOf(r))
+	}
+}
+
+// writeAudit writes the event; rec is the request's record, nil before the token verified.
+func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial, rec *auditRecord) {
+	// The fields escape into zap's core; a pooled array spares an allocation of ~1 KiB.
+	fields := auditFields.Get().(*[14]zap.Field)
+	defer auditFields.Put(fields)
+	f := fields[:0]
+	if d == denyNone {
+		f = append(f, zap.String("decision", "allow"))
+	} else {
+		info := denials[d]
+		reason := info.code
+		if reason == "" {
+			reason = "access_denied"
+		}
+		f = append(f, zap.String("decision", "deny"), zap.Int("status", info.status),
+			zap.String("reason", reason), zap.String("detail", info.label))
+	}
+	tokenID := ""
+	if rec != nil {
+		id := rec.c.id
+		f = append(f, zap.String("iss", id.Issuer), zap.String("sub", id.Subject), zap.String("client_id", id.ClientID))
+		if rec.method != "" {
+			f = append(f, zap.String("method", rec.method))
+			if rec.name != "" {
+				f = append(f, zap.String("name", rec.name))
+			}
+		}
+		if rec.rule != "" {
+			f = append(f, zap.String("rule", rec.rule))
+		}
+		tokenID = rec.c.tokenID()
+	} else if raw, _, bd := bearerToken(r.Header, h.dpop != nil); bd == denyNone && raw != "" {
+		tokenID = tokenHashID(raw)
+	}
+	if tokenID != "" {
+		f = append(f, zap.String("token_id", tokenID))
+	}
+	f = append(f, zap.String("remote_ip", remoteIP(r)))
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		// Caddy's request UUID: reading it also puts it in the access log entry ("uuid").
+		if id, ok := repl.Get("http.request.uuid"); ok {
+			if s, ok := id.(string); ok {
+				f = append(f, zap.String("request_id", s))
+			}
+		}
+	}
+	ce.Write(f...)
+}
+
+var auditFields = sync.Pool{New: func() any { return new([14]zap.Field) }}
+
+// tokenHashID is the first 8 bytes of the token's SHA-256, in hex: it tells tokens apart in
+// the log without being usable as one.
+func tokenHashID(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return hex.EncodeToString(sum[:8])
+}
+
+// remoteIP is the client's address as Caddy determined it (trusted_proxies applied), else the
+// connection's.
+func remoteIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// ruleLabel names a rule in the audit event as the Caddyfile writes it: `tool delete_*`,
+// `method logging/setLevel`; a JSON rule with several lists names each, separated by "; ".
+func ruleLabel(r *Rule) string {
+	var b []byte
+	for _, l := range []struct {
+		kind string
+		pats []string
+	}{{"tool", r.Tools}, {"prompt", r.Prompts}, {"resource_uri", r.ResourceURIs}, {"method", r.Methods}} {
+		if len(l.pats) == 0 {
+			continue
+		}
+		if len(b) > 0 {
+			b = append(b, "; "...)
+		}
+		b = append(b, l.kind...)
+		for _, p := range l.pats {
+			b = append(b, ' ')
+			b = append(b, p...)
+		}
+	}
+	return string(b)
+}
+
+// decidingRule names the rule that decided a request that matched s: the first matched rule
+// the token does not meet (or the base policy) when it is refused, else the first matched
+// rule, or the base policy when none matched.
+func (ops *operations) decidingRule(granted []string, s *matchSet, allowed bool) string {
+	if !allowed && !ops.rules.base.satisfiedBy(granted) {
+		return ruleBase
+	}
+	for i := range ops.rules.rules {
+		if s.has(i) && (allowed || !ops.rules.rules[i].metBy(granted)) {
+			return ops.ruleLabels[i]
+		}
+	}
+	return ruleBase
+}
+
+// tokenID is the token's jti, else the hash the authenticate step noted for audit.
+func (c *caller) tokenID() string {
+	if c.id.TokenID != "" {
+		return c.id.TokenID
+	}
+	return c.tokenHash
+}
+
+// auditRecord returns the request's audit record when audit is on.
+func (ops *operations) auditRecord(r *http.Request) *auditRecord {
+	if !ops.audit {
+		return nil
+	}
+	return auditRecordOf(r)
+}

@@ -1,0 +1,590 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcptest"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// bind_sessions, audit, the operation placeholders and close_streams_at_expiry through a real
+// Caddy in front of a real MCP server (the official Go SDK's Streamable HTTP handler).
+
+// sessionsCaddyfile is the "shared MCP server" of docs/sessions.md: sessions bound to the
+// caller, audit events in their own file (and not in Caddy's default log), the operation
+// placeholders copied into response headers, streams closed at token expiry.
+const sessionsCaddyfile = `
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+	log default {
+		output file @DIR@/caddy.log
+		format json
+		level DEBUG
+		exclude http.handlers.mcp_auth.audit
+	}
+	log mcp_audit {
+		output file @DIR@/audit.log
+		format json
+		include http.handlers.mcp_auth.audit
+	}
+}
+
+:9080 {
+	header >X-MCP-Method "{http.auth.mcp.method}"
+	header >X-MCP-Name "{http.auth.mcp.name}"
+	mcp_auth {
+		resource              https://mcp.example.com/mcp
+		authorization_servers https://auth.example.com
+		jwks_url              @JWKS@
+		scopes                mcp:read
+		leeway                0s
+		tool delete_* {
+			scopes mcp:admin
+		}
+		bind_sessions {env.MCPAUTH_TEST_SESSION_KEY}
+		audit
+		close_streams_at_expiry
+	}
+	reverse_proxy @UPSTREAM@
+}
+`
+
+const testSessionKey = "0123456789abcdef0123456789abcdef-test-key"
+
+// sessionUpstream is a real MCP server that records every request with the Mcp-Session-Id
+// it carried.
+type sessionUpstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []seenRequest
+}
+
+type seenRequest struct {
+	method, session string
+	body            string
+}
+
+func newSessionUpstream(t *testing.T) *sessionUpstream {
+	t.Helper()
+	server := mcp.NewServer(&mcp.Implementation{Name: "sessions-test", Version: "1.0.0"}, nil)
+	type args struct {
+		Path string `json:"path"`
+	}
+	for _, name := range []string{"read_file", "delete_file"} {
+		mcp.AddTool(server, &mcp.Tool{Name: name, Description: name},
+			func(ctx context.Context, req *mcp.CallToolRequest, in args) (*mcp.CallToolResult, any, error) {
+				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: name + " " + in.Path}}}, nil, nil
+			})
+	}
+	sdk := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
+	u := &sessionUpstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body []byte
+		if r.Method == http.MethodPost {
+			body, _ = io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		u.mu.Lock()
+		u.seen = append(u.seen, seenRequest{r.Method, r.Header.Get("Mcp-Session-Id"), string(body)})
+		u.mu.Unlock()
+		sdk.ServeHTTP(w, r)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *sessionUpstream) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.seen)
+}
+
+func (u *sessionUpstream) since(n int) []seenRequest {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]seenRequest(nil), u.seen[n:]...)
+}
+
+// sessionRecorder adds a token to the SDK client's requests and records the session IDs
+// the client is handed and sends.
+type sessionRecorder struct {
+	tr    http.RoundTripper
+	token func() string
+	mu    sync.Mutex
+	got   []string // Mcp-Session-Id of answers
+	sent  []string // Mcp-Session-Id of requests
+}
+
+func (s *sessionRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", bearer(s.token()))
+	s.mu.Lock()
+	if v := r.Header.Get("Mcp-Session-Id"); v != "" {
+		s.sent = append(s.sent, v)
+	}
+	s.mu.Unlock()
+	resp, err := s.tr.RoundTrip(r)
+	if err == nil {
+		s.mu.Lock()
+		if v := resp.Header.Get("Mcp-Session-Id"); v != "" {
+			s.got = append(s.got, v)
+		}
+		s.mu.Unlock()
+	}
+	return resp, err
+}
+
+// rawCall sends one JSON-RPC message with a session ID and returns status, header and body.
+func rawCall(t *testing.T, method, token, session, body string, hdr map[string]string) (int, http.Header, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, baseURL+"/mcp", rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", protocolHeader)
+	if token != "" {
+		req.Header.Set("Authorization", bearer(token))
+	}
+	if session != "" {
+		req.Header.Set("Mcp-Session-Id", session)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	client := &http.Client{Timeout: 20 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s /mcp: %v", method, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// userClaims are the claims of a token for sub and client_id, with a fresh jti.
+func userClaims(sub, client, scope string, life time.Duration) jwt.MapClaims {
+	c := claims(resource, scope)
+	c["sub"] = sub
+	c["client_id"] = client
+	c["jti"] = sub + "-" + time.Now().Format("150405.000000000")
+	c["exp"] = time.Now().Add(life).Unix()
+	return c
+}
+
+const callReadFile = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/x"}}}`
+
+var taggedID = regexp.MustCompile(`^([\x21-\x7e]+)\.([A-Za-z0-9_-]{43})$`)
+
+func TestBoundSessionsThroughCaddy(t *testing.T) {
+	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
+	s := newSetup(t)
+	up := newSessionUpstream(t)
+	dir := t.TempDir()
+	startCaddy(t, render(sessionsCaddyfile, map[string]string{
+		"DIR": dir, "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
+	}), "caddyfile")
+
+	alice := s.rsaKey.sign(t, userClaims("alice", "client-a", "mcp:read", time.Hour))
+	bob := s.rsaKey.sign(t, userClaims("bob", "client-b", "mcp:read", time.Hour))
+
+	// Alice's official Go SDK client works unchanged: initialize, list, call, close.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	aliceToken := alice
+	var tokMu sync.Mutex
+	rec := &sessionRecorder{tr: tr, token: func() string { tokMu.Lock(); defer tokMu.Unlock(); return aliceToken }}
+	cs := mcptest.Connect(t, baseURL+"/mcp", rec)
+	if got := mcptest.ToolNames(t, cs); strings.Join(got, ",") != "delete_file,read_file" {
+		t.Errorf("tools/list through a bound session: %v", got)
+	}
+	if text, err := mcptest.CallText(t, cs, "read_file"); err != nil || text != "read_file /x" {
+		t.Fatalf("tools/call through a bound session: %q, %v", text, err)
+	}
+
+	rec.mu.Lock()
+	handed := rec.got[0]
+	rec.mu.Unlock()
+	m := taggedID.FindStringSubmatch(handed)
+	if m == nil {
+		t.Fatalf("Mcp-Session-Id handed to the client %q is not <id>.<43 base64url characters>", handed)
+	}
+	serverID := m[1]
+	// The MCP server only ever sees its own IDs.
+	for _, r := range up.since(0) {
+		if r.session != "" && r.session != serverID {
+			t.Errorf("the MCP server saw Mcp-Session-Id %q, want its own %q", r.session, serverID)
+		}
+	}
+
+	t.Run("placeholders", func(t *testing.T) {
+		code, hdr, body := rawCall(t, http.MethodPost, alice, handed, callReadFile, nil)
+		if code != http.StatusOK || !strings.Contains(body, "read_file /x") {
+			t.Fatalf("call in alice's session: %d %q", code, body)
+		}
+		if hdr.Get("X-MCP-Method") != "tools/call" || hdr.Get("X-MCP-Name") != "read_file" {
+			t.Errorf("{http.auth.mcp.method} = %q, {http.auth.mcp.name} = %q", hdr.Get("X-MCP-Method"), hdr.Get("X-MCP-Name"))
+		}
+	})
+
+	// Bob replays Alice's session ID, tagged or not, or forges a tag: the session does not
+	// exist for him, and the MCP server never hears of it.
+	forged := []byte(handed)
+	if forged[len(forged)-1] == 'A' {
+		forged[len(forged)-1] = 'B'
+	} else {
+		forged[len(forged)-1] = 'A'
+	}
+	replays := []struct {
+		name, method, token, session, body string
+	}{
+		{"bob replays alice's session", http.MethodPost, bob, handed, callReadFile},
+		{"bob opens a stream in alice's session", http.MethodGet, bob, handed, ""},
+		{"bob deletes alice's session", http.MethodDelete, bob, handed, ""},
+		{"alice's server ID without tag", http.MethodPost, alice, serverID, callReadFile},
+		{"bob with the server ID", http.MethodPost, bob, serverID, callReadFile},
+		{"forged tag", http.MethodPost, alice, string(forged), callReadFile},
+		{"tag without ID", http.MethodPost, alice, handed[len(serverID):], callReadFile},
+		{"other client of alice", http.MethodPost, s.rsaKey.sign(t, userClaims("alice", "client-x", "mcp:read", time.Hour)), handed, callReadFile},
+	}
+	for _, r := range replays {
+		t.Run(r.name, func(t *testing.T) {
+			before := up.count()
+			code, hdr, body := rawCall(t, r.method, r.token, r.session, r.body, nil)
+			if code != http.StatusNotFound {
+				t.Errorf("status %d, want 404; body %q", code, body)
+			}
+			if hdr.Get("WWW-Authenticate") != "" {
+				t.Errorf("404 carries a challenge %q", hdr.Get("WWW-Authenticate"))
+			}
+			if !strings.Contains(body, `"code":-32001`) {
+				t.Errorf("body %q, want the transport's session-not-found error", body)
+			}
+			if n := up.count(); n != before {
+				t.Errorf("the MCP server received %d requests: %+v", n-before, up.since(before))
+			}
+		})
+	}
+
+	t.Run("refreshed token keeps the session", func(t *testing.T) {
+		time.Sleep(1100 * time.Millisecond) // another iat
+		fresh := s.ecKey.sign(t, userClaims("alice", "client-a", "mcp:read", time.Hour))
+		if fresh == alice {
+			t.Fatal("the refreshed token is the same token")
+		}
+		tokMu.Lock()
+		aliceToken = fresh
+		tokMu.Unlock()
+		if text, err := mcptest.CallText(t, cs, "read_file"); err != nil || text != "read_file /x" {
+			t.Errorf("SDK call with the refreshed token: %q, %v", text, err)
+		}
+		code, _, body := rawCall(t, http.MethodPost, fresh, handed, callReadFile, nil)
+		if code != http.StatusOK || !strings.Contains(body, "read_file /x") {
+			t.Errorf("raw call with the refreshed token: %d %q", code, body)
+		}
+	})
+
+	t.Run("resume a stream", func(t *testing.T) {
+		// A GET with Last-Event-ID (Streamable HTTP resumability) in the bound session
+		// reaches the server with its own ID.
+		before := up.count()
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/mcp", nil)
+		req.Header.Set("Authorization", bearer(alice))
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Mcp-Session-Id", handed)
+		req.Header.Set("Mcp-Protocol-Version", protocolHeader)
+		req.Header.Set("Last-Event-ID", "0_0")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			t.Errorf("resuming in a bound session: 404")
+		}
+		seen := up.since(before)
+		if len(seen) != 1 || seen[0].method != http.MethodGet || seen[0].session != serverID {
+			t.Errorf("the MCP server saw %+v, want one GET with session %q", seen, serverID)
+		}
+	})
+
+	t.Run("insufficient scope", func(t *testing.T) {
+		code, _, _ := rawCall(t, http.MethodPost, bob, "", `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"/x"}}}`, nil)
+		if code != http.StatusForbidden {
+			t.Errorf("delete_file with mcp:read: %d, want 403", code)
+		}
+	})
+
+	// The SDK client's Close sends DELETE in the session: it reaches the server untagged.
+	before := up.count()
+	if err := cs.Close(); err != nil {
+		t.Errorf("closing the SDK session: %v", err)
+	}
+	for _, r := range up.since(before) {
+		if r.method == http.MethodDelete && r.session != serverID {
+			t.Errorf("DELETE reached the server with %q", r.session)
+		}
+	}
+
+	checkAuditLog(t, dir, []string{alice, bob})
+}
+
+// checkAuditLog reads the audit events and checks one allow, one session denial and one scope
+// denial field by field; no token may be anywhere in any log.
+func checkAuditLog(t *testing.T, dir string, tokens []string) {
+	t.Helper()
+	var events []map[string]any
+	for range 50 {
+		events = waitLogLines(t, filepath.Join(dir, "audit.log"), 1)
+		if len(events) >= 12 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	find := func(pred func(e map[string]any) bool) map[string]any {
+		for _, e := range events {
+			if pred(e) {
+				return e
+			}
+		}
+		return nil
+	}
+	for _, e := range events {
+		if e["logger"] != "http.handlers.mcp_auth.audit" || e["msg"] != "decision" {
+			t.Errorf("audit entry on logger %v with msg %v", e["logger"], e["msg"])
+		}
+	}
+	allow := find(func(e map[string]any) bool {
+		return e["decision"] == "allow" && e["method"] == "tools/call" && e["sub"] == "alice"
+	})
+	if allow == nil {
+		t.Fatalf("no allow event for alice's tools/call in %v", events)
+	}
+	want := map[string]any{"iss": issuer, "client_id": "client-a", "name": "read_file", "rule": "base", "remote_ip": "127.0.0.1"}
+	for k, v := range want {
+		if allow[k] != v {
+			t.Errorf("allow event %s = %v, want %v", k, allow[k], v)
+		}
+	}
+	if id, _ := allow["token_id"].(string); !strings.HasPrefix(id, "alice-") {
+		t.Errorf("allow event token_id = %q, want the jti", id)
+	}
+	if id, _ := allow["request_id"].(string); len(id) != 36 {
+		t.Errorf("allow event request_id = %q, want a UUID", id)
+	}
+	hijack := find(func(e map[string]any) bool {
+		return e["decision"] == "deny" && e["sub"] == "bob" && e["status"] == 404.0
+	})
+	if hijack == nil {
+		t.Fatalf("no deny event for bob's replayed session in %v", events)
+	}
+	if hijack["reason"] != "access_denied" || hijack["detail"] != "session_not_found" || hijack["client_id"] != "client-b" {
+		t.Errorf("session deny event: %v", hijack)
+	}
+	scope := find(func(e map[string]any) bool { return e["decision"] == "deny" && e["status"] == 403.0 })
+	if scope == nil {
+		t.Fatalf("no deny event for the 403 in %v", events)
+	}
+	if scope["reason"] != "insufficient_scope" || scope["rule"] != "tool delete_*" || scope["name"] != "delete_file" || scope["sub"] != "bob" {
+		t.Errorf("scope deny event: %v", scope)
+	}
+	// The default log excludes the audit logger; no log holds a token or the session key.
+	for _, name := range []string{"audit.log", "caddy.log"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tok := range tokens {
+			if bytes.Contains(b, []byte(tok)) || bytes.Contains(b, []byte(strings.Split(tok, ".")[2])) {
+				t.Errorf("%s contains a token", name)
+			}
+		}
+		if bytes.Contains(b, []byte(testSessionKey)) {
+			t.Errorf("%s contains the session key", name)
+		}
+		if name == "caddy.log" && bytes.Contains(b, []byte(`"http.handlers.mcp_auth.audit"`)) {
+			t.Errorf("the default log got audit events despite exclude")
+		}
+	}
+}
+
+// TestStreamClosedAtTokenExpiry opens the GET stream of a session with a token that expires
+// in 3 seconds: the stream ends when it expires (leeway 0s), cleanly, and a new stream
+// opened with a new token of the same caller works.
+func TestStreamClosedAtTokenExpiry(t *testing.T) {
+	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
+	s := newSetup(t)
+	up := newSessionUpstream(t)
+	dir := t.TempDir()
+	startCaddy(t, render(sessionsCaddyfile, map[string]string{
+		"DIR": dir, "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
+	}), "caddyfile")
+
+	long := s.rsaKey.sign(t, userClaims("carol", "client-c", "mcp:read", time.Hour))
+	code, hdr, body := rawCall(t, http.MethodPost, long, "", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":`+
+		`{"protocolVersion":"`+protocolHeader+`","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`, nil)
+	session := hdr.Get("Mcp-Session-Id")
+	if code != http.StatusOK || session == "" {
+		t.Fatalf("initialize: %d %q", code, body)
+	}
+	if code, _, body := rawCall(t, http.MethodPost, long, session, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, nil); code != http.StatusAccepted {
+		t.Fatalf("initialized: %d %q", code, body)
+	}
+
+	openStream := func(token string) (*http.Response, context.CancelFunc) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/mcp", nil)
+		req.Header.Set("Authorization", bearer(token))
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Mcp-Session-Id", session)
+		req.Header.Set("Mcp-Protocol-Version", protocolHeader)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+			cancel()
+			t.Fatalf("GET stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		return resp, cancel
+	}
+
+	short := s.rsaKey.sign(t, userClaims("carol", "client-c", "mcp:read", 3*time.Second))
+	exp, _, _ := jwt.NewParser().ParseUnverified(short, jwt.MapClaims{})
+	expiry, _ := exp.Claims.GetExpirationTime()
+	resp, cancel := openStream(short)
+	_, err := io.ReadAll(resp.Body) // blocks until the stream ends
+	ended := time.Now()
+	resp.Body.Close()
+	cancel()
+	if err != nil {
+		t.Errorf("the stream did not end cleanly: %v", err)
+	}
+	if ended.Before(expiry.Time) {
+		t.Errorf("the stream ended at %s, before the token expired at %s", ended.Format(time.StampMilli), expiry.Time.Format(time.StampMilli))
+	}
+	if late := ended.Sub(expiry.Time); late > 2*time.Second {
+		t.Errorf("the stream ended %s after the token expired", late)
+	}
+
+	// The client reconnects with its fresh token: the new stream is served, and stays open.
+	fresh := s.ecKey.sign(t, userClaims("carol", "client-c", "mcp:read", time.Hour))
+	resp, cancel = openStream(fresh)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := io.ReadAll(resp.Body); done <- err }()
+	select {
+	case err := <-done:
+		t.Errorf("the stream opened with a fresh token ended at once: %v", err)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	cancel()
+	resp.Body.Close()
+}
+
+// sessionsJSON is bind_sessions, audit and close_streams_at_expiry written by hand in JSON,
+// pinning the field names.
+const sessionsJSON = `
+{
+	"admin": {"listen": "localhost:2999"},
+	"apps": {
+		"http": {
+			"http_port": 9080,
+			"https_port": 9443,
+			"grace_period": 1,
+			"servers": {
+				"mcp": {
+					"listen": [":9080"],
+					"routes": [{
+						"handle": [
+							{
+								"handler": "mcp_auth",
+								"resource": "https://mcp.example.com/mcp",
+								"authorization_servers": ["https://auth.example.com"],
+								"jwks_urls": ["@JWKS@"],
+								"scopes": ["mcp:read"],
+								"bind_sessions": {"key": "{env.MCPAUTH_TEST_SESSION_KEY}"},
+								"audit": true,
+								"close_streams_at_expiry": true
+							},
+							{
+								"handler": "reverse_proxy",
+								"upstreams": [{"dial": "@UPSTREAM@"}]
+							}
+						]
+					}]
+				}
+			}
+		}
+	}
+}
+`
+
+func TestBoundSessionsJSON(t *testing.T) {
+	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
+	s := newSetup(t)
+	up := newSessionUpstream(t)
+	startCaddy(t, render(sessionsJSON, map[string]string{
+		"JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
+	}), "json")
+	alice := s.rsaKey.sign(t, userClaims("alice", "client-a", "mcp:read", time.Hour))
+	bob := s.rsaKey.sign(t, userClaims("bob", "client-b", "mcp:read", time.Hour))
+	code, hdr, body := rawCall(t, http.MethodPost, alice, "", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":`+
+		`{"protocolVersion":"`+protocolHeader+`","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`, nil)
+	session := hdr.Get("Mcp-Session-Id")
+	if code != http.StatusOK || !taggedID.MatchString(session) {
+		t.Fatalf("initialize: %d, Mcp-Session-Id %q, %q", code, session, body)
+	}
+	if code, _, body := rawCall(t, http.MethodPost, alice, session, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, nil); code != http.StatusAccepted {
+		t.Fatalf("initialized: %d %q", code, body)
+	}
+	before := up.count()
+	if code, _, _ := rawCall(t, http.MethodPost, bob, session, callReadFile, nil); code != http.StatusNotFound {
+		t.Errorf("bob in alice's session: %d, want 404", code)
+	}
+	if up.count() != before {
+		t.Error("bob's request reached the MCP server")
+	}
+	if code, _, body := rawCall(t, http.MethodPost, alice, session, callReadFile, nil); code != http.StatusOK || !strings.Contains(body, "read_file /x") {
+		t.Errorf("alice in her session: %d %q", code, body)
+	}
+}
+
+// The subdirectives of a shared MCP server, for the adapt tests (kept apart from the main
+// list in adapt_test.go so that its alignment stays as it is).
+func init() {
+	for sub, field := range map[string]string{
+		"bind_sessions":           "bind_sessions",
+		"audit":                   "audit",
+		"close_streams_at_expiry": "close_streams_at_expiry",
+	} {
+		subdirectives[sub] = field
+	}
+}

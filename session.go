@@ -1,0 +1,235 @@
+package mcpauth
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
+)
+
+// bind_sessions: the MCP server's session IDs are bound to the caller who opened them, so
+// that whoever learns another user's Mcp-Session-Id cannot use it with their own token (MCP
+// security best practices, "Session Hijacking"). The binding is stateless: the client is
+// handed `<server ID>.<tag>`, where tag is HMAC-SHA256 under the key of the server ID and the
+// caller's (iss, sub, client_id). Every request's Mcp-Session-Id is checked against the
+// caller presenting it and reaches the MCP server without the tag; any instance with the same
+// key checks it, and no store is needed. The binding is to the caller's identity, never to
+// the token: a refreshed token of the same caller keeps its session.
+
+// sessionHeader is the Streamable HTTP transport's session header.
+const sessionHeader = "Mcp-Session-Id"
+
+// minSessionKey is the shortest key accepted, in bytes: as long as the HMAC-SHA256 output
+// (RFC 2104 §3 advises no key shorter than the hash's output).
+const minSessionKey = 32
+
+// sessionTagLen is the length of the encoded tag: 32 bytes in unpadded base64url.
+var sessionTagLen = base64.RawURLEncoding.EncodedLen(sha256.Size)
+
+// SessionBinding configures bind_sessions.
+type SessionBinding struct {
+	// Key is the HMAC key, at least 32 bytes once its placeholders are expanded, taken as
+	// bytes as written; use `{env.NAME}` or `{file.PATH}` to keep it out of the config. All
+	// instances that serve the same MCP server need the same key. Without a key, one is
+	// generated when Caddy starts: sessions then end when Caddy restarts.
+	//
+	// JSON: `bind_sessions.key`. Caddyfile: `bind_sessions <key>`.
+	Key string `json:"key,omitempty"`
+}
+
+// processSessionKey is the key generated when none is configured, once per process: a config
+// reload keeps the sessions, a restart ends them.
+var processSessionKey = sync.OnceValues(func() ([]byte, error) {
+	k := make([]byte, minSessionKey)
+	_, err := rand.Read(k)
+	return k, err
+})
+
+// sessionBinder tags and checks session IDs under one key.
+type sessionBinder struct {
+	macs sync.Pool // of *sessionMAC
+}
+
+// sessionMAC is an HMAC-SHA256 under the key with its scratch space, reused between requests
+// so that tagging allocates nothing.
+type sessionMAC struct {
+	mac hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
+}
+
+// newSessionBinder expands the key's placeholders and checks its length; generated reports
+// that no key was configured.
+func newSessionBinder(cfg *SessionBinding) (b *sessionBinder, generated bool, err error) {
+	var key []byte
+	if cfg.Key == "" {
+		if key, err = processSessionKey(); err != nil {
+			return nil, false, fmt.Errorf("bind_sessions: generating a key: %w", err)
+		}
+		generated = true
+	} else {
+		s, err := expandAtLoad(caddy.NewReplacer(), "bind_sessions", cfg.Key)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := checkSessionKey(s); err != nil {
+			return nil, false, err
+		}
+		key = []byte(s)
+	}
+	b = &sessionBinder{}
+	b.macs.New = func() any { return &sessionMAC{mac: hmac.New(sha256.New, key), in: make([]byte, 0, 256)} }
+	return b, generated, nil
+}
+
+// checkSessionKey refuses a key too short to be a secret. The key is never part of the error.
+func checkSessionKey(s string) error {
+	if len(s) < minSessionKey {
+		return fmt.Errorf("bind_sessions: the key has %d bytes, fewer than %d; generate one with `openssl rand -base64 48`", len(s), minSessionKey)
+	}
+	return nil
+}
+
+// tag appends to dst the tag of the server's session ID for the caller id.
+func (b *sessionBinder) tag(dst []byte, sid string, id *verify.Identity) []byte {
+	m := b.macs.Get().(*sessionMAC)
+	m.mac.Reset()
+	// Each value is length-prefixed, so that no two tuples hash alike (("ab","c") and
+	// ("a","bc")), and the input starts with a label naming its use.
+	in := append(m.in[:0], "mcp_auth session v1"...)
+	for _, v := range [...]string{sid, id.Issuer, id.Subject, id.ClientID} {
+		n := len(v)
+		in = append(in, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+		in = append(in, v...)
+	}
+	m.mac.Write(in)
+	if cap(in) <= 4<<10 {
+		m.in = in // keep the grown buffer, unless an odd request made it huge
+	}
+	m.mac.Sum(m.sum[:0])
+	dst = base64.RawURLEncoding.AppendEncode(dst, m.sum[:])
+	b.macs.Put(m)
+	return dst
+}
+
+// bind returns the session ID the client is given: the server's, a '.', and the tag. Both
+// parts are visible ASCII (0x21–0x7E), as the transport requires of session IDs.
+func (b *sessionBinder) bind(sid string, id *verify.Identity) string {
+	out := make([]byte, 0, len(sid)+1+sessionTagLen)
+	out = append(out, sid...)
+	out = append(out, '.')
+	return string(b.tag(out, sid, id))
+}
+
+// unbind checks a session ID the client sent against the caller presenting it and returns
+// the server's session ID. The tag is compared in constant time.
+func (b *sessionBinder) unbind(sent string, id *verify.Identity) (string, bool) {
+	dot := strings.LastIndexByte(sent, '.')
+	if dot < 0 || len(sent)-dot-1 != sessionTagLen {
+		return "", false
+	}
+	sid := sent[:dot]
+	var buf [64]byte
+	want := b.tag(buf[:0], sid, id)
+	// Constant time, as crypto/subtle.ConstantTimeCompare, without copying sent to bytes.
+	var diff byte
+	for i := range want {
+		diff |= want[i] ^ sent[dot+1+i]
+	}
+	if diff != 0 {
+		return "", false
+	}
+	return sid, true
+}
+
+// checkSession replaces the request's Mcp-Session-Id by the server's own ID when its tag
+// belongs to the caller, and reports false when it does not: the ID is unknown to this caller.
+// A request without the header passes (initialize opens a session).
+func (b *sessionBinder) checkSession(r *http.Request, id *verify.Identity) bool {
+	// Mcp_Session_Id is another header to net/http, passed on unchecked, but CGI-style servers
+	// (WSGI, Rack, PHP) read both spellings as HTTP_MCP_SESSION_ID: refuse it, as the
+	// method-override headers are refused.
+	for name := range r.Header {
+		if name != sessionHeader && len(name) == len(sessionHeader) && sameHeaderName(name, "mcp-session-id") {
+			return false
+		}
+	}
+	vals, ok := r.Header[sessionHeader]
+	if !ok {
+		return true
+	}
+	if len(vals) != 1 {
+		// Which one the server reads is its business: refuse rather than guess.
+		return false
+	}
+	sid, ok := b.unbind(vals[0], id)
+	if !ok {
+		return false
+	}
+	vals[0] = sid
+	return true
+}
+
+// sessionWriter hands the client the tagged form of every session ID the MCP server answers
+// with, on the initialize response or any other.
+type sessionWriter struct {
+	// By value: the wrapper and this writer are one allocation.
+	caddyhttp.ResponseWriterWrapper
+	binder  *sessionBinder
+	id      *verify.Identity
+	written bool
+}
+
+func (w *sessionWriter) rewrite() {
+	if w.written {
+		return
+	}
+	w.written = true
+	hdr := w.Header()
+	vals := hdr[sessionHeader]
+	if len(vals) == 0 {
+		return
+	}
+	tagged := make([]string, len(vals))
+	for i, v := range vals {
+		tagged[i] = w.binder.bind(v, w.id)
+	}
+	hdr[sessionHeader] = tagged
+}
+
+// WriteHeader rewrites the session header of the final response; an informational one
+// passes untouched.
+func (w *sessionWriter) WriteHeader(status int) {
+	if status >= 200 {
+		w.rewrite()
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *sessionWriter) Write(p []byte) (int, error) {
+	w.rewrite()
+	return w.ResponseWriter.Write(p)
+}
+
+// FlushError flushes through the wrapped writer, after the header is rewritten: a flush
+// before WriteHeader sends the header.
+func (w *sessionWriter) FlushError() error {
+	w.rewrite()
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// ReadFrom keeps the wrapper's own header handling for io.Copy.
+func (w *sessionWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.rewrite()
+	return w.ResponseWriterWrapper.ReadFrom(r)
+}
