@@ -144,11 +144,23 @@ func (ks *keySources) logStart(logger *zap.Logger, resource string) {
 		logger.Info("signing keys loaded from file", zap.String("resource", resource),
 			zap.String("jwks_file", ks.file), zap.Int("keys", ks.File.Len()))
 	}
+	// A set still loading (the authorization server is slow or down) is a warning: until it
+	// loads, requests with a token get 503, and the set keeps trying in the background.
 	for _, rs := range ks.URLs {
+		if rs.Keys() == nil {
+			logger.Warn("signing keys not loaded yet: fetching in the background; requests with a token get 503 until they load",
+				zap.String("resource", resource), zap.String("jwks_url", rs.URL()))
+			continue
+		}
 		logger.Info("signing keys from JWKS URL", zap.String("resource", resource),
 			zap.String("jwks_url", rs.URL()), zap.Int("keys_loaded", rs.Keys().Len()))
 	}
 	for iss, rs := range ks.Issuers {
+		if rs.Keys() == nil {
+			logger.Warn("signing keys not loaded yet: fetching the issuer's metadata in the background; requests with a token get 503 until they load",
+				zap.String("resource", resource), zap.String("issuer", iss))
+			continue
+		}
 		logger.Info("signing keys discovered from issuer metadata", zap.String("resource", resource),
 			zap.String("issuer", iss), zap.Int("keys_loaded", rs.Keys().Len()))
 	}

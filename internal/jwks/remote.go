@@ -287,8 +287,14 @@ func (r *Remote) fetch() error {
 		r.opts.OnFetch(err)
 	}
 	if err != nil {
-		r.opts.Logger().Warn("refreshing signing keys failed; keeping the last good keys",
-			zap.String("key_set", r.name()), zap.Int("keys_kept", r.Keys().Len()), zap.Error(err))
+		// Before the first keys load there are none to keep: say so, and what requests get.
+		if kept := r.Keys(); kept == nil {
+			r.opts.Logger().Warn("loading signing keys failed; no keys loaded yet, requests with a token get 503 until they load",
+				zap.String("key_set", r.name()), zap.Error(err))
+		} else {
+			r.opts.Logger().Warn("refreshing signing keys failed; keeping the last good keys",
+				zap.String("key_set", r.name()), zap.Int("keys_kept", kept.Len()), zap.Error(err))
+		}
 	}
 	return err
 }

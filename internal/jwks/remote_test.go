@@ -463,3 +463,25 @@ func TestDiscoveryDoesNotBlockStart(t *testing.T) {
 		}
 	})
 }
+
+// TestOutageAtStartLogs: while no key was ever loaded, a failed fetch says that none is
+// loaded and what requests get, not that last good keys are kept.
+func TestOutageAtStartLogs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newFakeNet()
+		key := jwttest.New(t, "k1", "RS256")
+		ks := n.newKeyServer("keys.example", key)
+		ks.down.Store(true)
+		opts := n.options()
+		logs := observe(&opts)
+		url := ks.URL + "/jwks"
+		startSet(t, url, false, opts)
+		synctest.Wait()
+		if got := logFor(logs, "loading signing keys failed; no keys loaded yet", url); len(got) == 0 {
+			t.Fatalf("no 'no keys loaded yet' warning: %v", logs.All())
+		}
+		if got := logFor(logs, "refreshing signing keys failed; keeping the last good keys", url); len(got) != 0 {
+			t.Fatalf("claims to keep keys it never had: %v", got)
+		}
+	})
+}
