@@ -172,16 +172,10 @@ func (v *Introspection) now() time.Time {
 
 // answer is an introspection response, read strictly.
 type answer struct {
-	active                 bool
-	iss, sub, clientID     string
-	jti, tokenType         string
-	aud                    []string // aud and resource together
-	hasAud                 bool
-	exp, nbf, iat          float64
-	hasExp, hasNbf, hasIat bool
-	scope                  any
-	cnf                    Confirmation
-	raw                    []byte
+	registered // aud holds aud and resource together
+	active     bool
+	tokenType  string
+	raw        []byte
 }
 
 // Verify introspects an opaque token and returns the caller the answer describes.
@@ -477,82 +471,40 @@ func parseAnswer(raw []byte, scopeClaim string) (*answer, error) {
 		return nil, errAnswerNotJSON
 	}
 	a := &answer{raw: raw}
-	var seen uint16
+	var seen uint32
 	hasActive := false
 	err := members(raw, func(name string, val []byte) error {
-		var bit uint16
-		var err error
-		switch name {
-		case "active":
-			bit = 1 << 0
-			switch string(val) {
-			case "true":
-				a.active = true
-			case "false":
-			default:
-				return errActiveType
-			}
-			hasActive = true
-		case "iss":
-			bit = 1 << 1
-			a.iss, err = jsonString(val)
-		case "sub":
-			bit = 1 << 2
-			a.sub, err = jsonString(val)
-		case "aud", "resource":
-			bit = 1 << 3
-			if name == "resource" {
-				bit = 1 << 4
-			}
-			a.aud, err = stringOrStrings(val, a.aud)
-			a.hasAud = true
-		case "exp":
-			bit = 1 << 5
-			a.exp, err = numericDate(val)
-			a.hasExp = true
-		case "nbf":
-			bit = 1 << 6
-			a.nbf, err = numericDate(val)
-			a.hasNbf = true
-		case "iat":
-			bit = 1 << 7
-			a.iat, err = numericDate(val)
-			a.hasIat = true
-		case "client_id":
-			bit = 1 << 8
-			a.clientID, err = jsonString(val)
-		case "jti":
-			bit = 1 << 9
-			a.jti, err = jsonString(val)
-		case "token_type":
-			bit = 1 << 10
-			a.tokenType, err = jsonString(val)
-		case "scope", "scp":
-			bit = 1 << 11
-			if name == "scp" {
-				bit = 1 << 12
-			}
-			switch scopeClaim {
-			case "":
-				if name == "scope" || seen&(1<<11) == 0 {
-					a.scope, err = scopeValue(val)
+		known, err := a.read(name, val, scopeClaim, &seen)
+		if !known {
+			switch name {
+			case "active":
+				switch string(val) {
+				case "true":
+					a.active = true
+				case "false":
+				default:
+					return errActiveType
 				}
-			case name:
-				a.scope, err = scopeValue(val)
+				hasActive = true
+				err = mark(&seen, bitFree)
+			case "resource":
+				a.aud, err = stringOrStrings(val, a.aud)
+				a.hasAud = true
+				if err == nil {
+					err = mark(&seen, bitFree<<1)
+				}
+			case "token_type":
+				a.tokenType, err = jsonString(val)
+				if err == nil {
+					err = mark(&seen, bitFree<<2)
+				}
+			default:
+				return nil
 			}
-		case "cnf":
-			bit = 1 << 13
-			err = readConfirmation(val, &a.cnf)
-		default:
-			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("member %s: %w", name, err)
 		}
-		if seen&bit != 0 {
-			return fmt.Errorf("member %s: %w", name, errDuplicate)
-		}
-		seen |= bit
 		return nil
 	})
 	if err != nil {

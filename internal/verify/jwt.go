@@ -82,15 +82,9 @@ type jwtHeader struct {
 
 // jwtClaims are the registered claims an access token is judged by.
 type jwtClaims struct {
-	iss, sub, clientID, azp, jti string
-	aud                          []string
-	audBuf                       [2]string
-	hasAud                       bool
-	exp, nbf, iat                float64
-	hasExp, hasNbf, hasIat       bool
-	scope                        any
-	cnf                          Confirmation
-	tid                          string
+	registered
+	audBuf [2]string
+	tid    string
 }
 
 // Verify checks raw, a JWS compact serialization. The order of checks decides which reason
@@ -321,77 +315,28 @@ func (v *JWT) readClaims(p64 string, c *jwtClaims) error {
 	if err != nil {
 		return fail(Malformed)
 	}
-	var seen uint16
+	c.aud = c.audBuf[:0]
+	var seen uint32
 	err = members(b, func(name string, val []byte) error {
-		var bit uint16
-		var err error
-		switch name {
-		case "iss":
-			bit = 1 << 0
-			c.iss, err = jsonString(val)
-		case "sub":
-			bit = 1 << 1
-			c.sub, err = jsonString(val)
-		case "aud":
-			bit = 1 << 2
-			c.aud, err = stringOrStrings(val, c.audBuf[:0])
-			c.hasAud = true
-		case "exp":
-			bit = 1 << 3
-			c.exp, err = numericDate(val)
-			c.hasExp = c.exp != 0
-		case "nbf":
-			bit = 1 << 4
-			c.nbf, err = numericDate(val)
-			c.hasNbf = c.nbf != 0
-		case "iat":
-			bit = 1 << 5
-			c.iat, err = numericDate(val)
-			c.hasIat = c.iat != 0
-		case "client_id":
-			bit = 1 << 6
-			c.clientID, err = jsonString(val)
-		case "azp":
-			bit = 1 << 7
-			c.azp, err = jsonString(val)
-		case "jti":
-			bit = 1 << 8
-			c.jti, err = jsonString(val)
-		case "scope", "scp":
-			bit = 1 << 9
-			if name == "scp" {
-				bit = 1 << 10
-			}
-			switch v.ScopeClaim {
-			case "":
-				// `scope` wins over `scp` when both are present.
-				if name == "scope" || seen&(1<<9) == 0 {
-					c.scope, err = scopeValue(val)
-				}
-			case name:
-				c.scope, err = scopeValue(val)
-			}
-		case "cnf":
-			bit = 1 << 11
-			err = readConfirmation(val, &c.cnf)
-		case "tid":
-			bit = 1 << 12
-			c.tid, err = jsonString(val)
-		default:
-			return nil
-		}
-		if err != nil {
+		if known, err := c.read(name, val, v.ScopeClaim, &seen); known {
 			return err
 		}
-		if seen&bit != 0 {
-			return errDuplicate
+		if name == "tid" {
+			var err error
+			if c.tid, err = jsonString(val); err != nil {
+				return err
+			}
+			return mark(&seen, bitFree)
 		}
-		seen |= bit
 		return nil
 	})
 	if err != nil {
 		return failWith(Malformed, err)
 	}
+	// A NumericDate of 0 counts as absent, as golang-jwt reads it: exp 0 is no expiry.
+	c.hasExp = c.hasExp && c.exp != 0
+	c.hasNbf = c.hasNbf && c.nbf != 0
+	c.hasIat = c.hasIat && c.iat != 0
 	return nil
 }
 
