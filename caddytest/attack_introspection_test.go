@@ -79,6 +79,9 @@ func TestAttackIntrospection(t *testing.T) {
 			"no audience":        fmt.Sprintf(`{"active":true,"scope":"mcp:read","exp":%d}`, exp),
 			"other issuer":       fmt.Sprintf(`{"active":true,"iss":"https://evil.example","aud":%q,"scope":"mcp:read","exp":%d}`, resource, exp),
 			"expired":            fmt.Sprintf(`{"active":true,"aud":%q,"scope":"mcp:read","exp":%d}`, resource, time.Now().Add(-time.Hour).Unix()),
+			// RFC 9449 §6.2: a DPoP-bound token is described with token_type DPoP and cnf.jkt;
+			// without cnf the key is unknown, so the token cannot pass as a bearer token.
+			"DPoP token without cnf": fmt.Sprintf(`{"active":true,"aud":%q,"scope":"mcp:read","token_type":"DPoP","exp":%d}`, resource, exp),
 		} {
 			tok := "bad-answer-" + strings.ReplaceAll(name, " ", "-")
 			as.mu.Lock()
