@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"strings"
@@ -64,6 +65,26 @@ func TestAttackIntrospection(t *testing.T) {
 		// A cache key spelled as a token is not a b64token (':' is not allowed).
 		if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer("sha256:"+good)); code != http.StatusBadRequest {
 			t.Errorf("cache-key-shaped token: status %d, want 400", code)
+		}
+	})
+
+	// A token the authorization server calls active but shaped as a JWS (three base64url
+	// parts, a JSON object first) is verified locally, as every JWS is, and fails there: its
+	// shape never lets a string skip a check.
+	t.Run("jws_shaped_opaque_token", func(t *testing.T) {
+		enc := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+		for _, tok := range []string{
+			enc(`{"alg":"none"}`) + "." + enc(`{"sub":"x"}`) + ".c2ln",
+			enc(` {"alg":"ES256","kid":"ec-a"}`) + "." + enc(`{"sub":"x"}`) + ".c2ln", // no leading 'e'
+		} {
+			as.issue(tok, resource, "mcp:read", nil)
+			before := as.calls.Load()
+			if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(tok)); code != http.StatusUnauthorized {
+				t.Errorf("JWS-shaped token the authorization server knows: status %d, want 401", code)
+			}
+			if n := as.calls.Load() - before; n != 0 {
+				t.Errorf("JWS-shaped token introspected %d times", n)
+			}
 		}
 	})
 
