@@ -94,6 +94,25 @@ func TestAttackDPoP(t *testing.T) {
 	if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + stolen, proofs: []string{first}}); code != 401 {
 		t.Errorf("replay after a flood: %d, want 401", code)
 	}
+
+	// The token passed above, so it is in the cache now: presented as a bearer token, with or
+	// without a fresh proof beside it, it is still refused (RFC 9449 §7.2).
+	before = s.up.hits.Load()
+	for name, r := range map[string]dpopReq{
+		"cached bound token as Bearer":                 {auth: bearer(stolen)},
+		"cached bound token as Bearer, fresh proof":    {auth: bearer(stolen), proofs: []string{victim.Proof(t, http.MethodPost, dpopHTU, stolen, now())}},
+		"cached bound token as bearer, lower case":     {auth: "bearer " + stolen},
+		"cached bound token, scheme and token by tab":  {auth: "DPoP\t" + stolen, proofs: []string{victim.Proof(t, http.MethodPost, dpopHTU, stolen, now())}},
+		"cached bound token, comma-joined proofs":      {auth: "DPoP " + stolen, proofs: []string{victim.Proof(t, http.MethodPost, dpopHTU, stolen, now()) + ", " + victim.Proof(t, http.MethodPost, dpopHTU, stolen, now())}},
+		"cached bound token, proof for another method": {auth: "DPoP " + stolen, proofs: []string{victim.Proof(t, http.MethodGet, dpopHTU, stolen, now())}},
+	} {
+		if code, _, _ := sendDPoP(t, tc, r); code != 401 {
+			t.Errorf("%s: status %d, want 401", name, code)
+		}
+	}
+	if n := s.up.hits.Load() - before; n != 0 {
+		t.Errorf("%d attacks with the cached token reached the MCP server", n)
+	}
 }
 
 func jsonInt(v int64) string { b, _ := json.Marshal(v); return string(b) }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"strings"
@@ -67,6 +68,26 @@ func TestAttackIntrospection(t *testing.T) {
 		}
 	})
 
+	// A token the authorization server calls active but shaped as a JWS (three base64url
+	// parts, a JSON object first) is verified locally, as every JWS is, and fails there: its
+	// shape never lets a string skip a check.
+	t.Run("jws_shaped_opaque_token", func(t *testing.T) {
+		enc := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+		for _, tok := range []string{
+			enc(`{"alg":"none"}`) + "." + enc(`{"sub":"x"}`) + ".c2ln",
+			enc(` {"alg":"ES256","kid":"ec-a"}`) + "." + enc(`{"sub":"x"}`) + ".c2ln", // no leading 'e'
+		} {
+			as.issue(tok, resource, "mcp:read", nil)
+			before := as.calls.Load()
+			if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(tok)); code != http.StatusUnauthorized {
+				t.Errorf("JWS-shaped token the authorization server knows: status %d, want 401", code)
+			}
+			if n := as.calls.Load() - before; n != 0 {
+				t.Errorf("JWS-shaped token introspected %d times", n)
+			}
+		}
+	})
+
 	t.Run("bad_answers", func(t *testing.T) {
 		exp := time.Now().Add(time.Hour).Unix()
 		for name, ans := range map[string]string{
@@ -79,6 +100,9 @@ func TestAttackIntrospection(t *testing.T) {
 			"no audience":        fmt.Sprintf(`{"active":true,"scope":"mcp:read","exp":%d}`, exp),
 			"other issuer":       fmt.Sprintf(`{"active":true,"iss":"https://evil.example","aud":%q,"scope":"mcp:read","exp":%d}`, resource, exp),
 			"expired":            fmt.Sprintf(`{"active":true,"aud":%q,"scope":"mcp:read","exp":%d}`, resource, time.Now().Add(-time.Hour).Unix()),
+			// RFC 9449 §6.2: a DPoP-bound token is described with token_type DPoP and cnf.jkt;
+			// without cnf the key is unknown, so the token cannot pass as a bearer token.
+			"DPoP token without cnf": fmt.Sprintf(`{"active":true,"aud":%q,"scope":"mcp:read","token_type":"DPoP","exp":%d}`, resource, exp),
 		} {
 			tok := "bad-answer-" + strings.ReplaceAll(name, " ", "-")
 			as.mu.Lock()

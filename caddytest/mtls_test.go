@@ -223,11 +223,16 @@ func TestMTLSBoundThroughCaddy(t *testing.T) {
 			if code, _, body := get("/mcp", token, &alice); code != 200 || body != upstreamBody {
 				t.Errorf("bound token with its certificate: %d %q", code, body)
 			}
+			// Mallory's own certificate, with Alice's (public) certificate sent beside it in
+			// the chain: only the leaf, whose key signed the handshake, counts (RFC 8705 §3.1).
+			malloryChain := mallory
+			malloryChain.Certificate = [][]byte{mallory.Certificate[0], alice.Certificate[0]}
 			// Twice: the cached token is checked against the certificate again.
 			for _, tt := range []struct {
 				name string
 				cert *tls.Certificate
-			}{{"without a client certificate", nil}, {"with another certificate of the same CA", &mallory}} {
+			}{{"without a client certificate", nil}, {"with another certificate of the same CA", &mallory},
+				{"with another certificate, the bound one as a chain member", &malloryChain}} {
 				for i := range 2 {
 					code, hdr, _ := get("/mcp", token, tt.cert)
 					want := challenge("invalid_token", "The access token is bound to another client certificate.", "mcp:read")

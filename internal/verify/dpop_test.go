@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"math/big"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -394,4 +395,57 @@ func FuzzDPoPCheck(f *testing.F) {
 			t.Fatal("accepted without a key thumbprint")
 		}
 	})
+}
+
+// TestDPoPReplayBounds pins down what the replay check does not stop, as docs/dpop.md says:
+// a captured request (token and proof) replayed to another instance passes there even with
+// shared nonces, since the proof carries a nonce that is still valid (a key per instance stops
+// it); and a client holding a
+// bound token of its own can push a victim's jti out of a full cache by sending as many
+// accepted proofs as the cache holds, after which the victim's captured proof passes again.
+func TestDPoPReplayBounds(t *testing.T) {
+	victim := jwttest.New(t, "", "ES256")
+	key := []byte("0123456789abcdef0123")
+	instance := func(replay int) *verify.DPoP {
+		d := newChecker(replay)
+		d.Nonces = verify.NewNonces(key, 5*time.Minute)
+		return d
+	}
+	a, b := instance(100), instance(100)
+	c := jwttest.ProofClaims("POST", testHTU, testToken, testNow.Unix())
+	c["nonce"] = a.Nonces.Current(testNow)
+	proof, err := victim.SignProof(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	use := func(d *verify.DPoP) error {
+		p, err := d.Check(proof, "POST", testHTU, testToken)
+		if err != nil {
+			return err
+		}
+		return d.Remember(p)
+	}
+	if err := use(a); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	if err := use(a); !errors.Is(err, verify.ErrProofReplayed) {
+		t.Errorf("replay to the same instance: %v, want ErrProofReplayed", err)
+	}
+	if err := use(b); err != nil {
+		t.Errorf("replay to another instance sharing the nonce key: %v; docs/dpop.md says it passes", err)
+	}
+	// With a key of its own per instance, the other instance refuses the nonce.
+	own := newChecker(100)
+	own.Nonces = verify.NewNonces(nil, 5*time.Minute)
+	if err := use(own); verify.ReasonOf(err) != verify.UseNonce {
+		t.Errorf("replay to an instance with its own nonce key: %v, want UseNonce", err)
+	}
+
+	// The flood: accepted proofs of the attacker's own key, as many as the cache holds.
+	for i := range 100 * 20 {
+		a.Replay.Seen("attacker-jkt", strconv.Itoa(i), testNow.Unix()+300, testNow.Unix())
+	}
+	if err := use(a); err != nil {
+		t.Errorf("replay after a flood of %d proofs: %v; docs/dpop.md says it passes", 100*20, err)
+	}
 }

@@ -517,6 +517,12 @@ func parseAnswer(raw []byte, scopeClaim string) (*answer, error) {
 		// RFC 7662 §2.2: active is REQUIRED. An answer without it vouches for nothing.
 		return nil, errors.New("member active: missing")
 	}
+	if strings.EqualFold(a.tokenType, "DPoP") {
+		// RFC 9449 §6.2: the answer about a DPoP-bound token names its key in cnf.jkt. One
+		// that says DPoP without naming the key describes a binding that cannot be checked:
+		// the token is bound (never a bearer token), to no key a proof can match.
+		a.cnf.Present = true
+	}
 	return a, nil
 }
 
