@@ -13,14 +13,7 @@ import (
 
 // attackIntrospectionCaddyfile: opaque tokens are introspected with few slots and a short
 // timeout, so that a flood shows the bound.
-const attackIntrospectionCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+const attackIntrospectionCaddyfile = globalOptions + `
 
 :9080 {
 	mcp_auth {

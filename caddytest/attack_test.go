@@ -29,14 +29,7 @@ import (
 // attackCaddyfile: the base policy needs mcp:read; the tool delete_file and the resources
 // under file:///secret/ and https://internal.example.com/admin/ need mcp:admin as well; the
 // tools/list result is filtered.
-const attackCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+const attackCaddyfile = globalOptions + `
 
 :9080 {
 	reverse_proxy @UPSTREAM@

@@ -17,14 +17,7 @@ import (
 // and key-bound tokens (RFC 9449 §7.2, RFC 8705 §3) presented as plain bearer tokens.
 
 // claimsCaddyfile: the base policy needs mcp:read; delete_* tools need mcp:admin too.
-const claimsCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+const claimsCaddyfile = globalOptions + `
 
 :9080 {
 	reverse_proxy @UPSTREAM@

@@ -20,14 +20,7 @@ import (
 // official client reads as the result reaches it filtered, or is refused with 502. The token
 // has mcp:read; delete_* tools need mcp:admin, so delete_file must never reach the client.
 
-const filterCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+const filterCaddyfile = globalOptions + `
 
 :9080 {
 	reverse_proxy @UPSTREAM@

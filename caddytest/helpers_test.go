@@ -297,3 +297,15 @@ func waitServed(t *testing.T, tc *caddytest.Tester, path, want string) {
 	}
 	t.Fatalf("GET %s: body %q, want it to contain %q after the reload", path, body, want)
 }
+
+// globalOptions are the Caddyfile global options every test config starts with: caddytest's
+// fixed admin and HTTP ports, no trust-store install, no grace period.
+const globalOptions = `
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+`

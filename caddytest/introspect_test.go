@@ -149,14 +149,7 @@ func (as *introspectionAS) revoke(token string) {
 
 // introspectionCaddyfile discovers the endpoint from the issuer's metadata; the secret comes
 // from the environment.
-const introspectionCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+const introspectionCaddyfile = globalOptions + `
 
 :9080 {
 	mcp_auth {

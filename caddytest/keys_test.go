@@ -10,14 +10,7 @@ import (
 )
 
 // discoveryCaddyfile has no jwks_url: the JWKS is found through the issuer's metadata.
-const discoveryCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+const discoveryCaddyfile = globalOptions + `
 
 :9080 {
 	mcp_auth {

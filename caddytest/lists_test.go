@@ -18,14 +18,7 @@ import (
 
 // listsCaddyfile: the base policy needs mcp:read; secret_* prompts need prompts:secret,
 // resources under file:///private/ need files:private, delete_* tools need mcp:admin.
-const listsCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+const listsCaddyfile = globalOptions + `
 
 :9080 {
 	reverse_proxy @UPSTREAM@

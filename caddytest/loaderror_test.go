@@ -8,14 +8,7 @@ import (
 )
 
 // refusedCaddyfile is a site whose mcp_auth block is @BLOCK@.
-const refusedCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+const refusedCaddyfile = globalOptions + `
 
 :9080 {
 	mcp_auth {

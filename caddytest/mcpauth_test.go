@@ -11,14 +11,7 @@ import (
 // caddyfileConfig protects a reverse_proxy with mcp_auth. There is no global `order` option:
 // the directive places itself (before basic_auth), in the same site block as reverse_proxy.
 // The site answers every Host, so challenges can be shown to ignore it.
-const caddyfileConfig = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+const caddyfileConfig = globalOptions + `
 
 :9080 {
 	reverse_proxy @UPSTREAM@ {

@@ -25,14 +25,7 @@ import (
 // server certificate and two client certificates; Caddy asks for a client certificate
 // (client_auth) and mcp_auth matches it against the token's cnf.x5t#S256.
 
-const mtlsCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+const mtlsCaddyfile = globalOptions + `
 
 https://localhost:9443 {
 	tls @CERT@ @KEY@ {

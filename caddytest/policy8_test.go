@@ -16,14 +16,7 @@ import (
 // scope_implies, scope_prefix, allow_missing_audience_for, a {tenantid} issuer with tenants
 // (its host from {env.*}, which must still expand), from the Caddyfile and from JSON.
 
-const whoCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+const whoCaddyfile = globalOptions + `
 
 :9080 {
 	reverse_proxy @UPSTREAM@
@@ -300,14 +293,7 @@ func TestTenantIssuerDiscoveredFromAuthorizationServer(t *testing.T) {
 	}))
 	t.Cleanup(as.Close)
 	up := newUpstream(t)
-	cfg := render(`
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+	cfg := render(globalOptions+`
 :9080 {
 	reverse_proxy @UPSTREAM@
 	mcp_auth {

@@ -23,14 +23,7 @@ import (
 
 // policyCaddyfile: the base policy needs mcp:read; delete_* tools need mcp:admin too;
 // logging/setLevel needs mcp:admin or mcp:ops. Bodies are read up to 64 KiB.
-const policyCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+const policyCaddyfile = globalOptions + `
 
 :9080 {
 	reverse_proxy @UPSTREAM@
