@@ -196,6 +196,13 @@ func (b *sessionBinder) checkSession(r *http.Request, id *verify.Identity, ancho
 			return false
 		}
 	}
+	// A request that announces trailers (RFC 9110 §6.5) may send any field after the body,
+	// Mcp-Session-Id included: net/http takes every trailer field once one is announced, and
+	// reverse_proxy forwards them, unchecked, after this handler has run. MCP requests carry
+	// no trailers, so such a request is refused rather than judged on half its fields.
+	if r.Trailer != nil {
+		return false
+	}
 	vals, ok := r.Header[sessionHeader]
 	if !ok {
 		return true

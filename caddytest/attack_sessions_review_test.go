@@ -1,13 +1,19 @@
 package integration
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
-// Review attacks on bind_sessions: callers whose token names no user and no client,.
+// Review attacks on bind_sessions: callers whose token names no user and no client, and an
+// Mcp-Session-Id smuggled in a request trailer.
 
 // TestAttackSessionsOfTokensWithoutCaller: two tokens of the same issuer with neither sub
 // nor client_id (nor azp) are two callers the module cannot tell apart by identity. One must
@@ -49,3 +55,107 @@ func TestAttackSessionsOfTokensWithoutCaller(t *testing.T) {
 	}
 }
 
+// sessionTrailerCaddyfile: bind_sessions alone, so the body streams through unread.
+const sessionTrailerCaddyfile = `
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+
+:9080 {
+	mcp_auth {
+		resource              https://mcp.example.com/mcp
+		authorization_servers https://auth.example.com
+		jwks_url              @JWKS@
+		scopes                mcp:read
+		bind_sessions {env.MCPAUTH_TEST_SESSION_KEY}
+	}
+	reverse_proxy @UPSTREAM@
+}
+`
+
+// TestAttackSessionIDInTrailer: Caddy forwards request trailers, and once a client announces
+// one trailer, net/http takes any trailer field it sends. An Mcp-Session-Id sent as a trailer
+// is never checked against the caller; with bind_sessions, a request announcing trailers must
+// not reach the MCP server.
+func TestAttackSessionIDInTrailer(t *testing.T) {
+	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
+	s := newSetup(t)
+	var mu sync.Mutex
+	var trailers []http.Header
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		trailers = append(trailers, r.Trailer.Clone())
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":7,"result":{}}`)
+	}))
+	t.Cleanup(up.Close)
+	startCaddy(t, render(sessionTrailerCaddyfile, map[string]string{
+		"JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
+	}), "caddyfile")
+	bob := s.rsaKey.sign(t, userClaims("bob", "client-b", "mcp:read", time.Hour))
+
+	for _, declared := range []string{"Mcp-Session-Id", "X-Checksum", "mcp-session-id, X-Checksum", ""} {
+		t.Run("announced "+declared, func(t *testing.T) {
+			mu.Lock()
+			trailers = nil
+			mu.Unlock()
+			conn, err := net.DialTimeout("tcp", "localhost:9080", 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			req := "POST /mcp HTTP/1.1\r\nHost: localhost:9080\r\nAuthorization: Bearer " + bob + "\r\n" +
+				"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n" +
+				"Transfer-Encoding: chunked\r\nConnection: close\r\n"
+			if declared != "" {
+				req += "Trailer: " + declared + "\r\n"
+			}
+			req += "\r\n" +
+				hex(len(callReadFile)) + "\r\n" + callReadFile + "\r\n0\r\n" +
+				"Mcp-Session-Id: alices-server-session\r\n\r\n"
+			if _, err := conn.Write([]byte(req)); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			mu.Lock()
+			defer mu.Unlock()
+			for _, tr := range trailers {
+				if v := tr.Get("Mcp-Session-Id"); v != "" {
+					t.Errorf("the MCP server received Mcp-Session-Id %q in a trailer (status %d)", v, resp.StatusCode)
+				}
+			}
+			if declared != "" && resp.StatusCode != http.StatusNotFound {
+				t.Errorf("status %d, want 404", resp.StatusCode)
+			}
+		})
+	}
+	// Control: the same request without trailers passes.
+	if code, _, body := rawCall(t, http.MethodPost, bob, "", callReadFile, nil); code != http.StatusOK {
+		t.Errorf("control without trailers: %d %q", code, body)
+	}
+}
+
+func hex(n int) string {
+	const digits = "0123456789abcdef"
+	var b [16]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = digits[n%16]
+		n /= 16
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}
