@@ -271,6 +271,12 @@ func (h *Handler) validateAccess() error {
 		if len(list) == 0 {
 			return fmt.Errorf("scope_implies %s: names no implied scope", s)
 		}
+		// offline_access is what any client asks for to get a refresh token (OpenID Connect
+		// Core §11): were it to imply a scope, every such client would hold that scope; and
+		// as an implied scope it satisfies nothing, since no policy may require it.
+		if s == offlineAccess || slices.Contains(list, offlineAccess) {
+			return fmt.Errorf("scope_implies %s: %w", s, errOfflineAccess)
+		}
 		for _, im := range list {
 			if !validScopeToken(im) {
 				return fmt.Errorf("scope_implies %s: %q: %w", s, im, errBadScope)

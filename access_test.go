@@ -125,6 +125,10 @@ func TestValidateAccess(t *testing.T) {
 		{"offline_access in scopes", func(h *Handler) { h.Scopes = append(h.Scopes, "offline_access") }, "scopes: offline_access is refused"},
 		{"offline_access in scopes_supported", func(h *Handler) { h.ScopesSupported = []string{"offline_access"} }, "scopes_supported: offline_access"},
 		{"offline_access in a rule", func(h *Handler) { h.Rules = []*Rule{{Tools: []string{"x"}, AnyOf: []string{"offline_access"}}} }, "rules[0]: offline_access"},
+		// offline_access is granted to any client that asks for a refresh token: implying
+		// anything from it would hand that to every such client.
+		{"offline_access implying a scope", func(h *Handler) { h.ScopeImplies = map[string][]string{"offline_access": {"mcp:read"}} }, "scope_implies offline_access: offline_access is refused"},
+		{"offline_access implied", func(h *Handler) { h.ScopeImplies = map[string][]string{"mcp:admin": {"mcp:read", "offline_access"}} }, "scope_implies mcp:admin: offline_access is refused"},
 		{"empty client", func(h *Handler) { h.Clients = []string{""} }, "clients: empty client pattern"},
 		{"claim without value", func(h *Handler) { h.RequireClaims = []ClaimCondition{{Claim: "a"}} }, "names no value"},
 		{"cycle", func(h *Handler) { h.ScopeImplies = map[string][]string{"a": {"b"}, "b": {"a"}} }, "cycle a -> b -> a"},
