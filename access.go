@@ -101,7 +101,7 @@ func (a *accessPolicy) add(clients []string, claims []ClaimCondition) ([]int, er
 	var idx []int
 	if len(clients) > 0 {
 		idx = append(idx, len(a.conds))
-		a.conds = append(a.conds, condition{clients: compilePatterns(clients)})
+		a.conds = append(a.conds, condition{clients: compileClientPatterns(clients)})
 	}
 	for _, cc := range claims {
 		p, err := verify.NewClaimPath(cc.Claim)
@@ -338,6 +338,11 @@ func validateRuleAccess(i int, r *Rule) error {
 func checkClientPatterns(field string, list []string) error {
 	if slices.Contains(list, "") {
 		return fmt.Errorf("%s: %w", field, errEmptyClient)
+	}
+	for _, p := range list {
+		if err := checkClientPattern(p); err != nil {
+			return fmt.Errorf("%s: %w", field, err)
+		}
 	}
 	return nil
 }

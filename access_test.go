@@ -64,7 +64,7 @@ func identity(clientID, payload string) *verify.Identity {
 
 func TestConditions(t *testing.T) {
 	h := &Handler{
-		Clients: []string{"app-*", "https://cimd.example.com/*"},
+		Clients: []string{"app-*", "https://cimd.example.com/*", "https://*.tenants.example.com/*"},
 		RequireClaims: []ClaimCondition{
 			{Claim: "realm_access.roles", Values: []string{"mcp"}},
 			{Claim: "tier", Values: []string{"gold", "silver"}},
@@ -81,6 +81,13 @@ func TestConditions(t *testing.T) {
 	}{
 		{"all met", "app-1", ok, denyNone},
 		{"CIMD URL", "https://cimd.example.com/c.json", ok, denyNone},
+		// A host wildcard is one whole label: it reaches neither into the path, the userinfo
+		// nor another domain, any of which a client ID metadata document URL can choose.
+		{"CIMD URL, host wildcard", "https://a.tenants.example.com/c.json", ok, denyNone},
+		{"host wildcard reaching into the path", "https://evil.net/a.tenants.example.com/c.json", ok, denyClientNotAllowed},
+		{"host wildcard over two labels", "https://evil.net.a.tenants.example.com/c.json", ok, denyClientNotAllowed},
+		{"host wildcard over userinfo", "https://a.tenants.example.com@evil.net/c.json", ok, denyClientNotAllowed},
+		{"host wildcard, empty label", "https://.tenants.example.com/c.json", ok, denyClientNotAllowed},
 		{"client not listed", "other", ok, denyClientNotAllowed},
 		{"client in another case", "APP-1", ok, denyClientNotAllowed},
 		{"no client", "", ok, denyClientNotAllowed},
@@ -99,7 +106,7 @@ func TestConditions(t *testing.T) {
 			var held matchSet
 			a.evaluate(identity(tc.client, tc.payload), &held)
 			if got := a.firstFailed(a.base, &held); got != tc.want {
-				t.Errorf("denial %v, want %v", denials[got].label, denials[tc.want].label)
+				t.Errorf("denial %v, want %v", denialLabel(got), denialLabel(tc.want))
 			}
 		})
 	}
@@ -130,6 +137,15 @@ func TestValidateAccess(t *testing.T) {
 		{"offline_access implying a scope", func(h *Handler) { h.ScopeImplies = map[string][]string{"offline_access": {"mcp:read"}} }, "scope_implies offline_access: offline_access is refused"},
 		{"offline_access implied", func(h *Handler) { h.ScopeImplies = map[string][]string{"mcp:admin": {"mcp:read", "offline_access"}} }, "scope_implies mcp:admin: offline_access is refused"},
 		{"empty client", func(h *Handler) { h.Clients = []string{""} }, "clients: empty client pattern"},
+		// https://app.example.com* matches https://app.example.com.evil.net/ and
+		// https://app.example.community/: a wildcard in a host is only ever a leading label.
+		{"wildcard ending a host", func(h *Handler) { h.Clients = []string{"https://app.example.com*"} }, "clients"},
+		{"wildcard inside a host label", func(h *Handler) { h.Clients = []string{"https://app-*.example.com/*"} }, "clients"},
+		{"wildcard host in allow_missing_audience_for", func(h *Handler) { h.AllowMissingAudienceFor = []string{"https://*.com/*"} }, "allow_missing_audience_for"},
+		{"wildcard host in a rule", func(h *Handler) {
+			h.Rules = []*Rule{{Tools: []string{"x"}, Clients: []string{"https://x.*.example.com/"}}}
+		}, "rules[0].clients"},
+		{"leading wildcard label is fine", func(h *Handler) { h.Clients = []string{"https://*.example.com/*", "https://*.*.example.com/c.json"} }, ""},
 		{"claim without value", func(h *Handler) { h.RequireClaims = []ClaimCondition{{Claim: "a"}} }, "names no value"},
 		{"cycle", func(h *Handler) { h.ScopeImplies = map[string][]string{"a": {"b"}, "b": {"a"}} }, "cycle a -> b -> a"},
 		{"bad implied scope", func(h *Handler) { h.ScopeImplies = map[string][]string{"a": {"b c"}} }, "not a valid scope token"},
@@ -155,4 +171,12 @@ func TestValidateAccess(t *testing.T) {
 			}
 		})
 	}
+}
+
+// denialLabel names d, or "none" for denyNone.
+func denialLabel(d denial) string {
+	if d == denyNone {
+		return "none"
+	}
+	return denials[d].label
 }
