@@ -25,6 +25,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// authenticated, else a server that reads any method's body would get it unjudged.
 	if r.Method == http.MethodOptions && r.Header.Get("Origin") != "" &&
 		r.Header.Get("Access-Control-Request-Method") != "" && !requestHasBody(r) {
+		if h.sessions != nil {
+			// No caller proved to own a session ID a preflight carries (a browser's never
+			// carries one): the MCP server must not receive it.
+			dropSessionHeaders(r.Header)
+		}
 		return next.ServeHTTP(w, r)
 	}
 

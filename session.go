@@ -219,6 +219,15 @@ func (b *sessionBinder) checkSession(r *http.Request, id *verify.Identity, ancho
 	return true
 }
 
+// dropSessionHeaders removes Mcp-Session-Id in every spelling a server may read as it.
+func dropSessionHeaders(hdr http.Header) {
+	for name := range hdr {
+		if len(name) == len(sessionHeader) && sameHeaderName(name, "mcp-session-id") {
+			delete(hdr, name)
+		}
+	}
+}
+
 // sessionWriter hands the client the tagged form of every session ID the MCP server answers
 // with, on the initialize response or any other.
 type sessionWriter struct {

@@ -159,3 +159,28 @@ func hex(n int) string {
 		}
 	}
 }
+
+// TestAttackSessionIDOnPreflight: a CORS preflight passes without a token, so it is never
+// checked against a caller. A browser's preflight carries no Mcp-Session-Id (the header is
+// only named in Access-Control-Request-Headers); one that does must not hand the MCP server
+// a session ID nobody proved to own.
+func TestAttackSessionIDOnPreflight(t *testing.T) {
+	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
+	s := newSetup(t)
+	up := newSessionUpstream(t)
+	startCaddy(t, render(sessionsCaddyfile, map[string]string{
+		"DIR": t.TempDir(), "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
+	}), "caddyfile")
+	for _, sid := range []string{"alices-server-session", "alices-server-session.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"} {
+		before := up.count()
+		code, _, _ := rawCall(t, http.MethodOptions, "", sid, "", map[string]string{
+			"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+			"Access-Control-Request-Headers": "authorization, mcp-session-id",
+		})
+		for _, seen := range up.since(before) {
+			if seen.session != "" {
+				t.Errorf("preflight (status %d): the MCP server received Mcp-Session-Id %q", code, seen.session)
+			}
+		}
+	}
+}
