@@ -47,6 +47,8 @@ func TestEffectiveScopes(t *testing.T) {
 		{"", []string{"read"}, []string{"read"}},
 		{"api://x/", []string{"read"}, []string{"read", "api://x/read"}},
 		{"api://x/", []string{"api://x/write"}, []string{"api://x/write", "write", "read", "api://x/read"}},
+		// Another application's scope of the same name never counts as this one's.
+		{"api://x/", []string{"api://other/read"}, []string{"api://other/read", "api://x/api://other/read"}},
 		// The bare prefix is not a scope of its own.
 		{"api://x/", []string{"api://x/"}, []string{"api://x/", "api://x/api://x/"}},
 	} {
