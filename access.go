@@ -101,7 +101,7 @@ func (a *accessPolicy) add(clients []string, claims []ClaimCondition) ([]int, er
 	var idx []int
 	if len(clients) > 0 {
 		idx = append(idx, len(a.conds))
-		a.conds = append(a.conds, condition{clients: compilePatterns(clients)})
+		a.conds = append(a.conds, condition{clients: compileClientPatterns(clients)})
 	}
 	for _, cc := range claims {
 		p, err := verify.NewClaimPath(cc.Claim)
@@ -271,6 +271,12 @@ func (h *Handler) validateAccess() error {
 		if len(list) == 0 {
 			return fmt.Errorf("scope_implies %s: names no implied scope", s)
 		}
+		// offline_access is what any client asks for to get a refresh token (OpenID Connect
+		// Core §11): were it to imply a scope, every such client would hold that scope; and
+		// as an implied scope it satisfies nothing, since no policy may require it.
+		if s == offlineAccess || slices.Contains(list, offlineAccess) {
+			return fmt.Errorf("scope_implies %s: %w", s, errOfflineAccess)
+		}
 		for _, im := range list {
 			if !validScopeToken(im) {
 				return fmt.Errorf("scope_implies %s: %q: %w", s, im, errBadScope)
@@ -332,6 +338,11 @@ func validateRuleAccess(i int, r *Rule) error {
 func checkClientPatterns(field string, list []string) error {
 	if slices.Contains(list, "") {
 		return fmt.Errorf("%s: %w", field, errEmptyClient)
+	}
+	for _, p := range list {
+		if err := checkClientPattern(p); err != nil {
+			return fmt.Errorf("%s: %w", field, err)
+		}
 	}
 	return nil
 }

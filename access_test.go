@@ -47,6 +47,8 @@ func TestEffectiveScopes(t *testing.T) {
 		{"", []string{"read"}, []string{"read"}},
 		{"api://x/", []string{"read"}, []string{"read", "api://x/read"}},
 		{"api://x/", []string{"api://x/write"}, []string{"api://x/write", "write", "read", "api://x/read"}},
+		// Another application's scope of the same name never counts as this one's.
+		{"api://x/", []string{"api://other/read"}, []string{"api://other/read", "api://x/api://other/read"}},
 		// The bare prefix is not a scope of its own.
 		{"api://x/", []string{"api://x/"}, []string{"api://x/", "api://x/api://x/"}},
 	} {
@@ -64,7 +66,7 @@ func identity(clientID, payload string) *verify.Identity {
 
 func TestConditions(t *testing.T) {
 	h := &Handler{
-		Clients: []string{"app-*", "https://cimd.example.com/*"},
+		Clients: []string{"app-*", "https://cimd.example.com/*", "https://*.tenants.example.com/*"},
 		RequireClaims: []ClaimCondition{
 			{Claim: "realm_access.roles", Values: []string{"mcp"}},
 			{Claim: "tier", Values: []string{"gold", "silver"}},
@@ -81,6 +83,13 @@ func TestConditions(t *testing.T) {
 	}{
 		{"all met", "app-1", ok, denyNone},
 		{"CIMD URL", "https://cimd.example.com/c.json", ok, denyNone},
+		// A host wildcard is one whole label: it reaches neither into the path, the userinfo
+		// nor another domain, any of which a client ID metadata document URL can choose.
+		{"CIMD URL, host wildcard", "https://a.tenants.example.com/c.json", ok, denyNone},
+		{"host wildcard reaching into the path", "https://evil.net/a.tenants.example.com/c.json", ok, denyClientNotAllowed},
+		{"host wildcard over two labels", "https://evil.net.a.tenants.example.com/c.json", ok, denyClientNotAllowed},
+		{"host wildcard over userinfo", "https://a.tenants.example.com@evil.net/c.json", ok, denyClientNotAllowed},
+		{"host wildcard, empty label", "https://.tenants.example.com/c.json", ok, denyClientNotAllowed},
 		{"client not listed", "other", ok, denyClientNotAllowed},
 		{"client in another case", "APP-1", ok, denyClientNotAllowed},
 		{"no client", "", ok, denyClientNotAllowed},
@@ -99,7 +108,7 @@ func TestConditions(t *testing.T) {
 			var held matchSet
 			a.evaluate(identity(tc.client, tc.payload), &held)
 			if got := a.firstFailed(a.base, &held); got != tc.want {
-				t.Errorf("denial %v, want %v", denials[got].label, denials[tc.want].label)
+				t.Errorf("denial %v, want %v", denialLabel(got), denialLabel(tc.want))
 			}
 		})
 	}
@@ -125,7 +134,20 @@ func TestValidateAccess(t *testing.T) {
 		{"offline_access in scopes", func(h *Handler) { h.Scopes = append(h.Scopes, "offline_access") }, "scopes: offline_access is refused"},
 		{"offline_access in scopes_supported", func(h *Handler) { h.ScopesSupported = []string{"offline_access"} }, "scopes_supported: offline_access"},
 		{"offline_access in a rule", func(h *Handler) { h.Rules = []*Rule{{Tools: []string{"x"}, AnyOf: []string{"offline_access"}}} }, "rules[0]: offline_access"},
+		// offline_access is granted to any client that asks for a refresh token: implying
+		// anything from it would hand that to every such client.
+		{"offline_access implying a scope", func(h *Handler) { h.ScopeImplies = map[string][]string{"offline_access": {"mcp:read"}} }, "scope_implies offline_access: offline_access is refused"},
+		{"offline_access implied", func(h *Handler) { h.ScopeImplies = map[string][]string{"mcp:admin": {"mcp:read", "offline_access"}} }, "scope_implies mcp:admin: offline_access is refused"},
 		{"empty client", func(h *Handler) { h.Clients = []string{""} }, "clients: empty client pattern"},
+		// https://app.example.com* matches https://app.example.com.evil.net/ and
+		// https://app.example.community/: a wildcard in a host is only ever a leading label.
+		{"wildcard ending a host", func(h *Handler) { h.Clients = []string{"https://app.example.com*"} }, "clients"},
+		{"wildcard inside a host label", func(h *Handler) { h.Clients = []string{"https://app-*.example.com/*"} }, "clients"},
+		{"wildcard host in allow_missing_audience_for", func(h *Handler) { h.AllowMissingAudienceFor = []string{"https://*.com/*"} }, "allow_missing_audience_for"},
+		{"wildcard host in a rule", func(h *Handler) {
+			h.Rules = []*Rule{{Tools: []string{"x"}, Clients: []string{"https://x.*.example.com/"}}}
+		}, "rules[0].clients"},
+		{"leading wildcard label is fine", func(h *Handler) { h.Clients = []string{"https://*.example.com/*", "https://*.*.example.com/c.json"} }, ""},
 		{"claim without value", func(h *Handler) { h.RequireClaims = []ClaimCondition{{Claim: "a"}} }, "names no value"},
 		{"cycle", func(h *Handler) { h.ScopeImplies = map[string][]string{"a": {"b"}, "b": {"a"}} }, "cycle a -> b -> a"},
 		{"bad implied scope", func(h *Handler) { h.ScopeImplies = map[string][]string{"a": {"b c"}} }, "not a valid scope token"},
@@ -151,4 +173,12 @@ func TestValidateAccess(t *testing.T) {
 			}
 		})
 	}
+}
+
+// denialLabel names d, or "none" for denyNone.
+func denialLabel(d denial) string {
+	if d == denyNone {
+		return "none"
+	}
+	return denials[d].label
 }

@@ -30,6 +30,8 @@ type caller struct {
 	baseDeny denial
 	// tokenHash identifies a token without jti in audit events; set only when audit is on.
 	tokenHash string
+	// sessionAnchor binds the sessions of a token without sub and client (bind_sessions).
+	sessionAnchor string
 	// provider answers the placeholders; built once so a request only registers it.
 	provider caddy.ReplacerFunc
 }

@@ -25,6 +25,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// authenticated, else a server that reads any method's body would get it unjudged.
 	if r.Method == http.MethodOptions && r.Header.Get("Origin") != "" &&
 		r.Header.Get("Access-Control-Request-Method") != "" && !requestHasBody(r) {
+		if h.sessions != nil {
+			// No caller proved to own a session ID a preflight carries (a browser's never
+			// carries one): the MCP server must not receive it.
+			dropSessionHeaders(r.Header)
+		}
 		return next.ServeHTTP(w, r)
 	}
 
@@ -53,11 +58,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// out is what the next handler writes to; denials are written to w.
 	out := w
 	if h.sessions != nil {
-		if !h.sessions.checkSession(r, id.id) {
+		if !h.sessions.checkSession(r, id.id, id.sessionAnchor) {
 			return h.deny(w, r, denySession, nil)
 		}
 		out = &sessionWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
-			binder: h.sessions, id: id.id}
+			binder: h.sessions, id: id.id, anchor: id.sessionAnchor}
 	}
 
 	// The base client and claim conditions: no request of this caller can pass, whatever
@@ -282,6 +287,9 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 	c := newCaller(id, h.policy, h.access, h.leeway)
 	if h.audit != nil && id.TokenID == "" {
 		c.tokenHash = tokenHashID(raw) // once per token, not per request
+	}
+	if h.sessions != nil {
+		c.sessionAnchor = sessionAnchor(id, raw)
 	}
 	switch {
 	case hashed != nil:

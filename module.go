@@ -478,7 +478,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Tenants:      h.Tenants,
 	}
 	if len(h.AllowMissingAudienceFor) > 0 {
-		pats := compilePatterns(h.AllowMissingAudienceFor)
+		pats := compileClientPatterns(h.AllowMissingAudienceFor)
 		h.missingAudienceOK = func(clientID string) bool {
 			return clientID != "" && matchAny(pats, clientID)
 		}

@@ -54,6 +54,8 @@ type Rule struct {
 type pattern struct {
 	s    string
 	glob bool
+	// url is set for a client pattern with a wildcard in its host (newClientPattern).
+	url *hostPattern
 }
 
 func newPattern(s string) pattern {
@@ -63,6 +65,9 @@ func newPattern(s string) pattern {
 func (p pattern) match(s string) bool {
 	if !p.glob {
 		return p.s == s
+	}
+	if p.url != nil {
+		return p.url.match(s)
 	}
 	return globMatch(p.s, s)
 }
@@ -216,6 +221,104 @@ func matchURI(pats []uriPattern, uri string, k *uriKey) bool {
 		}
 	}
 	return false
+}
+
+// Client patterns (clients, allow_missing_audience_for) name client IDs, and clients that
+// use a client ID metadata document are URLs the client chooses: an attacker can publish one
+// at https://evil.net/a.example.com/c.json or https://app.example.com.evil.net/. So in the
+// host of a URL pattern, `*` is one whole leading DNS label (as in a TLS wildcard name,
+// RFC 6125 §6.4.3): https://*.example.com/* matches https://app.example.com/c.json and
+// nothing whose host is elsewhere. Elsewhere in the pattern, and in patterns that are not
+// URLs, `*` is as in other patterns.
+
+// hostPattern is a URL client pattern with wildcard labels in its host.
+type hostPattern struct {
+	scheme string   // up to and including "://"
+	labels []string // the host's labels, "*" for a wildcard; the port stays on the last
+	rest   pattern  // from the first '/', '?' or '#' after the host, or ""
+}
+
+// splitURLPattern cuts a URL pattern (or client ID) into scheme, authority and the rest.
+func splitURLPattern(s string) (scheme, authority, rest string, ok bool) {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return "", "", "", false
+	}
+	scheme, after := s[:i+3], s[i+3:]
+	end := strings.IndexAny(after, "/?#")
+	if end < 0 {
+		end = len(after)
+	}
+	return scheme, after[:end], after[end:], true
+}
+
+// checkClientPattern refuses a `*` in the host of a URL pattern other than whole leading
+// labels followed by at least two literal ones.
+func checkClientPattern(s string) error {
+	_, auth, _, ok := splitURLPattern(s)
+	if !ok || !strings.Contains(auth, "*") {
+		return nil
+	}
+	labels := strings.Split(auth, ".")
+	lead := 0
+	for lead < len(labels) && labels[lead] == "*" {
+		lead++
+	}
+	if len(labels)-lead < 2 || strings.Contains(strings.Join(labels[lead:], "."), "*") {
+		return fmt.Errorf("%q: in a host, * stands only for whole leading labels (https://*.example.com/*): "+
+			"a client chooses its URL, and https://app.example.com* also matches https://app.example.com.evil.net/", s)
+	}
+	return nil
+}
+
+// newClientPattern compiles a client pattern (checked by checkClientPattern).
+func newClientPattern(s string) pattern {
+	p := newPattern(s)
+	if scheme, auth, rest, ok := splitURLPattern(s); ok && strings.Contains(auth, "*") {
+		p.url = &hostPattern{scheme: scheme, labels: strings.Split(auth, "."), rest: newPattern(rest)}
+	}
+	return p
+}
+
+func (h *hostPattern) match(s string) bool {
+	scheme, auth, rest, ok := splitURLPattern(s)
+	if !ok || scheme != h.scheme || strings.Count(auth, ".") != len(h.labels)-1 || !h.rest.match(rest) {
+		return false
+	}
+	for _, want := range h.labels {
+		label, more, _ := strings.Cut(auth, ".")
+		auth = more
+		if want == "*" {
+			if !isHostLabel(label) {
+				return false
+			}
+		} else if label != want {
+			return false
+		}
+	}
+	return true
+}
+
+// isHostLabel reports an LDH label (RFC 1123 §2.1): letters, digits and '-', not empty.
+func isHostLabel(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func compileClientPatterns(list []string) []pattern {
+	out := make([]pattern, len(list))
+	for i, s := range list {
+		out[i] = newClientPattern(s)
+	}
+	return out
 }
 
 func compilePatterns(list []string) []pattern {

@@ -100,8 +100,10 @@ func checkSessionKey(s string) error {
 	return nil
 }
 
-// tag appends to dst the tag of the server's session ID for the caller id.
-func (b *sessionBinder) tag(dst []byte, sid string, id *verify.Identity) []byte {
+// tag appends to dst the tag of the server's session ID for the caller id. anchor is empty,
+// or for a caller that names neither a subject nor a client, the token's SHA-256 (see
+// sessionAnchor).
+func (b *sessionBinder) tag(dst []byte, sid string, id *verify.Identity, anchor string) []byte {
 	m := b.macs.Get().(*sessionMAC)
 	m.mac.Reset()
 	// Each value is length-prefixed, so that no two tuples hash alike (("ab","c") and
@@ -111,6 +113,13 @@ func (b *sessionBinder) tag(dst []byte, sid string, id *verify.Identity) []byte 
 		n := len(v)
 		in = append(in, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 		in = append(in, v...)
+	}
+	if anchor != "" {
+		// A fifth value: the input is then longer than that of any four-value tuple with
+		// the same prefix, so no caller with an identity shares these tags.
+		n := len(anchor)
+		in = append(in, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+		in = append(in, anchor...)
 	}
 	m.mac.Write(in)
 	if cap(in) <= 4<<10 {
@@ -125,22 +134,45 @@ func (b *sessionBinder) tag(dst []byte, sid string, id *verify.Identity) []byte 
 // bind returns the session ID the client is given: the server's, a '.', and the tag. Both
 // parts are visible ASCII (0x21–0x7E), as the transport requires of session IDs.
 func (b *sessionBinder) bind(sid string, id *verify.Identity) string {
+	return b.bindFor(sid, id, "")
+}
+
+// bindFor is bind for a caller with its session anchor.
+func (b *sessionBinder) bindFor(sid string, id *verify.Identity, anchor string) string {
 	out := make([]byte, 0, len(sid)+1+sessionTagLen)
 	out = append(out, sid...)
 	out = append(out, '.')
-	return string(b.tag(out, sid, id))
+	return string(b.tag(out, sid, id, anchor))
+}
+
+// sessionAnchor is what binds the sessions of a caller whose token names neither a subject
+// nor a client (no sub, client_id or azp): the token's SHA-256. Two such tokens of one issuer
+// are otherwise the same (iss, "", "") tuple, and each caller could use the other's sessions.
+// The session then lasts as long as the token; a caller with an identity gets "" and keeps
+// its sessions across refreshed tokens.
+func sessionAnchor(id *verify.Identity, raw string) string {
+	if id.Subject != "" || id.ClientID != "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(raw))
+	return string(sum[:])
 }
 
 // unbind checks a session ID the client sent against the caller presenting it and returns
 // the server's session ID. The tag is compared in constant time.
 func (b *sessionBinder) unbind(sent string, id *verify.Identity) (string, bool) {
+	return b.unbindFor(sent, id, "")
+}
+
+// unbindFor is unbind for a caller with its session anchor.
+func (b *sessionBinder) unbindFor(sent string, id *verify.Identity, anchor string) (string, bool) {
 	dot := strings.LastIndexByte(sent, '.')
 	if dot < 0 || len(sent)-dot-1 != sessionTagLen {
 		return "", false
 	}
 	sid := sent[:dot]
 	var buf [64]byte
-	want := b.tag(buf[:0], sid, id)
+	want := b.tag(buf[:0], sid, id, anchor)
 	// Constant time, as crypto/subtle.ConstantTimeCompare, without copying sent to bytes.
 	var diff byte
 	for i := range want {
@@ -155,7 +187,7 @@ func (b *sessionBinder) unbind(sent string, id *verify.Identity) (string, bool) 
 // checkSession replaces the request's Mcp-Session-Id by the server's own ID when its tag
 // belongs to the caller, and reports false when it does not: the ID is unknown to this caller.
 // A request without the header passes (initialize opens a session).
-func (b *sessionBinder) checkSession(r *http.Request, id *verify.Identity) bool {
+func (b *sessionBinder) checkSession(r *http.Request, id *verify.Identity, anchor string) bool {
 	// Mcp_Session_Id is another header to net/http, passed on unchecked, but CGI-style servers
 	// (WSGI, Rack, PHP) read both spellings as HTTP_MCP_SESSION_ID: refuse it, as the
 	// method-override headers are refused.
@@ -163,6 +195,13 @@ func (b *sessionBinder) checkSession(r *http.Request, id *verify.Identity) bool 
 		if name != sessionHeader && len(name) == len(sessionHeader) && sameHeaderName(name, "mcp-session-id") {
 			return false
 		}
+	}
+	// A request that announces trailers (RFC 9110 §6.5) may send any field after the body,
+	// Mcp-Session-Id included: net/http takes every trailer field once one is announced, and
+	// reverse_proxy forwards them, unchecked, after this handler has run. MCP requests carry
+	// no trailers, so such a request is refused rather than judged on half its fields.
+	if r.Trailer != nil {
+		return false
 	}
 	vals, ok := r.Header[sessionHeader]
 	if !ok {
@@ -172,12 +211,21 @@ func (b *sessionBinder) checkSession(r *http.Request, id *verify.Identity) bool 
 		// Which one the server reads is its business: refuse rather than guess.
 		return false
 	}
-	sid, ok := b.unbind(vals[0], id)
+	sid, ok := b.unbindFor(vals[0], id, anchor)
 	if !ok {
 		return false
 	}
 	vals[0] = sid
 	return true
+}
+
+// dropSessionHeaders removes Mcp-Session-Id in every spelling a server may read as it.
+func dropSessionHeaders(hdr http.Header) {
+	for name := range hdr {
+		if len(name) == len(sessionHeader) && sameHeaderName(name, "mcp-session-id") {
+			delete(hdr, name)
+		}
+	}
 }
 
 // sessionWriter hands the client the tagged form of every session ID the MCP server answers
@@ -187,6 +235,7 @@ type sessionWriter struct {
 	caddyhttp.ResponseWriterWrapper
 	binder  *sessionBinder
 	id      *verify.Identity
+	anchor  string
 	written bool
 }
 
@@ -202,7 +251,7 @@ func (w *sessionWriter) rewrite() {
 	}
 	tagged := make([]string, len(vals))
 	for i, v := range vals {
-		tagged[i] = w.binder.bind(v, w.id)
+		tagged[i] = w.binder.bindFor(v, w.id, w.anchor)
 	}
 	hdr[sessionHeader] = tagged
 }

@@ -302,7 +302,7 @@ func TestSessionHeaderSpellings(t *testing.T) {
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
 		r.Header = c.hdr
-		if got := b.checkSession(r, alice); got != c.pass {
+		if got := b.checkSession(r, alice, ""); got != c.pass {
 			t.Errorf("%v: pass %v, want %v", c.hdr, got, c.pass)
 		}
 	}
