@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -22,8 +23,8 @@ import (
 //
 //	go test -run '^$' -bench SessionsAudit -benchmem
 func BenchmarkSessionsAudit(b *testing.B) {
-	k := newRSAKey(b, "rs")
-	tok := k.sign(b, testClaims(cacheIss, cacheRes, "mcp:read"), nil)
+	k := jwttest.New(b, "rs", "RS256")
+	tok := k.Token(b, testClaims(cacheIss, cacheRes, "mcp:read"), nil)
 	body := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/x"}}}`)
 	discard := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
 		zapcore.AddSync(io.Discard), zapcore.InfoLevel))

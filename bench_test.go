@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"go.uber.org/zap"
 )
 
@@ -36,7 +37,7 @@ func (w *nopWriter) WriteHeader(int)             {}
 
 var nextOK = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
 
-func benchHandler(b *testing.B, k *testKey, cacheSize int) *Handler {
+func benchHandler(b *testing.B, k *jwttest.Key, cacheSize int) *Handler {
 	b.Helper()
 	js := newJWKSServer(b, k)
 	h := &Handler{
@@ -87,8 +88,8 @@ func runServe(b *testing.B, h *Handler, token string) {
 	}
 }
 
-func benchKeys(b *testing.B) []*testKey {
-	return []*testKey{newRSAKey(b, "rs"), newECKey(b, "es"), newEdKey(b, "ed")}
+func benchKeys(b *testing.B) []*jwttest.Key {
+	return []*jwttest.Key{jwttest.New(b, "rs", "RS256"), jwttest.New(b, "es", "ES256"), jwttest.New(b, "ed", "EdDSA")}
 }
 
 // benchCase is one handler and token, set up before the benchmark names are printed so that
@@ -104,17 +105,17 @@ func benchCases(b *testing.B) []benchCase {
 	claims := testClaims(cacheIss, cacheRes, "mcp:read")
 	cases := []benchCase{
 		{"no_token", benchHandler(b, keys[0], defaultTokenCacheSize), ""},
-		{"cached", benchHandler(b, keys[0], defaultTokenCacheSize), keys[0].sign(b, claims, nil)},
+		{"cached", benchHandler(b, keys[0], defaultTokenCacheSize), keys[0].Token(b, claims, nil)},
 		// An opaque token checked by RFC 7662 introspection, then served from the cache under
 		// its SHA-256 (the first request, before the timer, makes the one call).
 		{"cached_introspected", introspectingHandler(b, benchIntrospectionEndpoint(b)), benchOpaqueToken},
 	}
 	for _, k := range keys {
-		cases = append(cases, benchCase{"uncached_" + k.Alg, benchHandler(b, k, 0), k.sign(b, claims, nil)})
+		cases = append(cases, benchCase{"uncached_" + k.Alg, benchHandler(b, k, 0), k.Token(b, claims, nil)})
 	}
-	forged := newRSAKey(b, keys[0].KID)
+	forged := jwttest.New(b, keys[0].KID, "RS256")
 	cases = append(cases,
-		benchCase{"invalid_signature", benchHandler(b, keys[0], defaultTokenCacheSize), forged.sign(b, claims, nil)},
+		benchCase{"invalid_signature", benchHandler(b, keys[0], defaultTokenCacheSize), forged.Token(b, claims, nil)},
 		benchCase{"malformed_token", benchHandler(b, keys[0], defaultTokenCacheSize), "abc.def.ghi"},
 	)
 	return cases
@@ -158,7 +159,7 @@ func BenchmarkServeHTTPParallel(b *testing.B) {
 func BenchmarkBareJWT(b *testing.B) {
 	for _, k := range benchKeys(b) {
 		b.Run(k.Alg, func(b *testing.B) {
-			tok := k.sign(b, testClaims(cacheIss, cacheRes, "mcp:read"), nil)
+			tok := k.Token(b, testClaims(cacheIss, cacheRes, "mcp:read"), nil)
 			pub := k.Signer.Public()
 			p := jwt.NewParser(jwt.WithValidMethods([]string{k.Alg}), jwt.WithExpirationRequired())
 			kf := func(*jwt.Token) (any, error) { return pub, nil }
@@ -185,7 +186,7 @@ func BenchmarkCacheMemory(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	k := newEdKey(b, "ed")
+	k := jwttest.New(b, "ed", "EdDSA")
 	h := benchHandler(b, k, defaultTokenCacheSize)
 	claims := testClaims(cacheIss, cacheRes, "mcp:read")
 	w := &nopWriter{h: make(http.Header)}
@@ -194,7 +195,7 @@ func BenchmarkCacheMemory(b *testing.B) {
 	for b.Loop() {
 		for i := range n {
 			claims["jti"] = strconv.Itoa(i)
-			base.Header.Set("Authorization", "Bearer "+k.sign(b, claims, nil))
+			base.Header.Set("Authorization", "Bearer "+k.Token(b, claims, nil))
 			_ = h.ServeHTTP(w, withReplacer(base), nextOK)
 		}
 	}
@@ -232,11 +233,11 @@ func rssKiB() int {
 //
 //	go test -run '^$' -bench RuleConditions -benchmem
 func BenchmarkRuleConditions(b *testing.B) {
-	k := newEdKey(b, "ed")
+	k := jwttest.New(b, "ed", "EdDSA")
 	claims := testClaims(cacheIss, cacheRes, "mcp:read mcp:admin")
 	claims["client_id"] = "app-1"
 	claims["realm_access"] = map[string]any{"roles": []any{"user", "mcp-admin"}}
-	token := k.sign(b, claims, nil)
+	token := k.Token(b, claims, nil)
 	mk := func(cacheSize int, rule *Rule, top func(h *Handler)) *Handler {
 		js := newJWKSServer(b, k)
 		h := &Handler{

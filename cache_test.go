@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
 
@@ -73,10 +74,10 @@ func cachedHandler(t testing.TB, js *jwksServer, clock *fakeClock, size int) *Ha
 }
 
 func TestCacheServesVerifiedTokenWithoutVerifyingAgain(t *testing.T) {
-	k := newEdKey(t, "k1")
+	k := jwttest.New(t, "k1", "EdDSA")
 	js := newJWKSServer(t, k)
 	h := cachedHandler(t, js, nil, 100)
-	tok := k.sign(t, testClaims(cacheIss, cacheRes, "mcp:read"), nil)
+	tok := k.Token(t, testClaims(cacheIss, cacheRes, "mcp:read"), nil)
 
 	if code, ran := serve(t, h, tok); code != 200 || !ran {
 		t.Fatalf("first request: %d, next ran %v", code, ran)
@@ -93,12 +94,12 @@ func TestCacheServesVerifiedTokenWithoutVerifyingAgain(t *testing.T) {
 
 func TestCacheRefusesTokenOnceExpired(t *testing.T) {
 	clock := newFakeClock()
-	k := newEdKey(t, "k1")
+	k := jwttest.New(t, "k1", "EdDSA")
 	js := newJWKSServer(t, k)
 	h := cachedHandler(t, js, clock, 100)
 	claims := testClaims(cacheIss, cacheRes, "mcp:read")
 	claims["exp"] = clock.now().Add(2 * time.Minute).Unix()
-	tok := k.sign(t, claims, nil)
+	tok := k.Token(t, claims, nil)
 
 	if code, _ := serve(t, h, tok); code != 200 {
 		t.Fatalf("fresh token: %d", code)
@@ -117,7 +118,7 @@ func TestCacheRefusesTokenOnceExpired(t *testing.T) {
 }
 
 func TestCacheDropsTokenWhoseKeyLeftTheSet(t *testing.T) {
-	old, next := newRSAKey(t, "old"), newRSAKey(t, "new")
+	old, next := jwttest.New(t, "old", "RS256"), jwttest.New(t, "new", "RS256")
 	js := newJWKSServer(t, old, next)
 	h := cachedHandler(t, js, nil, 100)
 	oldTok := k2tok(t, old)
@@ -143,23 +144,23 @@ func TestCacheDropsTokenWhoseKeyLeftTheSet(t *testing.T) {
 	}
 }
 
-func k2tok(t testing.TB, k *testKey) string {
+func k2tok(t testing.TB, k *jwttest.Key) string {
 	t.Helper()
-	return k.sign(t, testClaims(cacheIss, cacheRes, "mcp:read"), nil)
+	return k.Token(t, testClaims(cacheIss, cacheRes, "mcp:read"), nil)
 }
 
 func TestCacheNeverStoresFailedTokens(t *testing.T) {
-	k, foreign := newEdKey(t, "k1"), newEdKey(t, "k1")
+	k, foreign := jwttest.New(t, "k1", "EdDSA"), jwttest.New(t, "k1", "EdDSA")
 	js := newJWKSServer(t, k)
 	h := cachedHandler(t, js, nil, 100)
 	bad := []string{
-		foreign.sign(t, testClaims(cacheIss, cacheRes, "mcp:read"), nil),          // bad signature
-		k.sign(t, testClaims("https://evil.example", cacheRes, "mcp:read"), nil),  // wrong issuer
-		k.sign(t, testClaims(cacheIss, "https://other.example", "mcp:read"), nil), // wrong audience
+		foreign.Token(t, testClaims(cacheIss, cacheRes, "mcp:read"), nil),          // bad signature
+		k.Token(t, testClaims("https://evil.example", cacheRes, "mcp:read"), nil),  // wrong issuer
+		k.Token(t, testClaims(cacheIss, "https://other.example", "mcp:read"), nil), // wrong audience
 	}
 	expired := testClaims(cacheIss, cacheRes, "mcp:read")
 	expired["exp"] = time.Now().Add(-time.Hour).Unix()
-	bad = append(bad, k.sign(t, expired, nil))
+	bad = append(bad, k.Token(t, expired, nil))
 	for i, tok := range bad {
 		for range 2 {
 			if code, ran := serve(t, h, tok); code != 401 || ran {
@@ -173,10 +174,10 @@ func TestCacheNeverStoresFailedTokens(t *testing.T) {
 }
 
 func TestCacheKeepsScopeDecision(t *testing.T) {
-	k := newEdKey(t, "k1")
+	k := jwttest.New(t, "k1", "EdDSA")
 	js := newJWKSServer(t, k)
 	h := cachedHandler(t, js, nil, 100)
-	tok := k.sign(t, testClaims(cacheIss, cacheRes, "other"), nil)
+	tok := k.Token(t, testClaims(cacheIss, cacheRes, "other"), nil)
 	for range 2 {
 		if code, ran := serve(t, h, tok); code != 403 || ran {
 			t.Fatalf("token without scope: %d, next ran %v", code, ran)
@@ -185,7 +186,7 @@ func TestCacheKeepsScopeDecision(t *testing.T) {
 }
 
 func TestCacheSizeNeverExceedsBound(t *testing.T) {
-	k := newEdKey(t, "k1")
+	k := jwttest.New(t, "k1", "EdDSA")
 	js := newJWKSServer(t, k)
 	for _, size := range []int{1, 10, 64} {
 		h := cachedHandler(t, js, nil, size)
@@ -197,7 +198,7 @@ func TestCacheSizeNeverExceedsBound(t *testing.T) {
 				for i := range 150 {
 					c := testClaims(cacheIss, cacheRes, "mcp:read")
 					c["jti"] = fmt.Sprintf("%d-%d", g, i)
-					if code, _ := serve(t, h, k.sign(t, c, nil)); code != 200 {
+					if code, _ := serve(t, h, k.Token(t, c, nil)); code != 200 {
 						t.Errorf("distinct token: %d", code)
 						return
 					}
@@ -214,7 +215,7 @@ func TestCacheSizeNeverExceedsBound(t *testing.T) {
 }
 
 func TestCacheOffWithZero(t *testing.T) {
-	k := newEdKey(t, "k1")
+	k := jwttest.New(t, "k1", "EdDSA")
 	js := newJWKSServer(t, k)
 	h := cachedHandler(t, js, nil, 0)
 	if h.cache != nil {

@@ -22,18 +22,18 @@ import (
 //
 //	go test -run '^$' -bench SenderConstrained -benchmem
 func BenchmarkSenderConstrained(b *testing.B) {
-	asKey := newRSAKey(b, "rs")
+	asKey := jwttest.New(b, "rs", "RS256")
 	client := jwttest.New(b, "", "ES256")
 	const htu = "http://example.com/mcp" // httptest.NewRequest's host
 
-	unbound := asKey.sign(b, testClaims(cacheIss, cacheRes, "mcp:read"), nil)
+	unbound := asKey.Token(b, testClaims(cacheIss, cacheRes, "mcp:read"), nil)
 	c := testClaims(cacheIss, cacheRes, "mcp:read")
 	c["cnf"] = map[string]any{"jkt": client.Thumbprint()}
-	dpopBound := asKey.sign(b, c, nil)
+	dpopBound := asKey.Token(b, c, nil)
 	cert := benchCert(b)
 	c = testClaims(cacheIss, cacheRes, "mcp:read")
 	c["cnf"] = map[string]any{"x5t#S256": verify.CertThumbprint(cert)}
-	certBound := asKey.sign(b, c, nil)
+	certBound := asKey.Token(b, c, nil)
 
 	bearerH := benchHandler(b, asKey, defaultTokenCacheSize)
 	dpopH := benchDPoPHandler(b, asKey)
@@ -111,7 +111,7 @@ func BenchmarkSenderConstrained(b *testing.B) {
 	})
 }
 
-func benchDPoPHandler(b *testing.B, k *testKey) *Handler {
+func benchDPoPHandler(b *testing.B, k *jwttest.Key) *Handler {
 	b.Helper()
 	size := defaultTokenCacheSize
 	js := newJWKSServer(b, k)

@@ -67,12 +67,12 @@ func serveRequest(t testing.TB, h *Handler, r *http.Request) served {
 
 // testKeyring holds one key of each family the default allowlist accepts.
 type testKeyring struct {
-	rsa, ec, ed *testKey
+	rsa, ec, ed *jwttest.Key
 }
 
 func newTestKeyring(t testing.TB) testKeyring {
 	t.Helper()
-	return testKeyring{rsa: newRSAKey(t, "rsa-1"), ec: newECKey(t, "ec-1"), ed: newEdKey(t, "ed-1")}
+	return testKeyring{rsa: jwttest.New(t, "rsa-1", "RS256"), ec: jwttest.New(t, "ec-1", "ES256"), ed: jwttest.New(t, "ed-1", "EdDSA")}
 }
 
 // newTestHandler provisions a handler for testResource whose keys come from jwks, with the
@@ -116,7 +116,7 @@ func claimsWith(set map[string]any) jwt.MapClaims {
 
 // hs256WithPublicPEM forges the classic key-confusion token: HS256 keyed with the PEM of the
 // RSA public key, naming the RSA key's kid.
-func hs256WithPublicPEM(t testing.TB, k *testKey, claims jwt.MapClaims) string {
+func hs256WithPublicPEM(t testing.TB, k *jwttest.Key, claims jwt.MapClaims) string {
 	t.Helper()
 	der, err := x509.MarshalPKIXPublicKey(k.Signer.Public())
 	if err != nil {
@@ -205,8 +205,8 @@ func runAuthCases(t *testing.T, cases []authCase) {
 
 func TestServeHTTPOutcomes(t *testing.T) {
 	keys := newTestKeyring(t)
-	foreign := newRSAKey(t, "rsa-1") // reuses the real kid, is not in the JWKS
-	stranger := newECKey(t, "stranger")
+	foreign := jwttest.New(t, "rsa-1", "RS256") // reuses the real kid, is not in the JWKS
+	stranger := jwttest.New(t, "stranger", "ES256")
 	jwks := newJWKSServer(t, keys.rsa, keys.ec, keys.ed)
 
 	base := newTestHandler(t, jwks, nil)
@@ -222,7 +222,7 @@ func TestServeHTTPOutcomes(t *testing.T) {
 	tight := newTestHandler(t, jwks, func(h *Handler) { h.Scopes = []string{"mcp:read", "mcp:write"} })
 
 	now := time.Now()
-	valid := keys.rsa.sign(t, claimsWith(nil), nil)
+	valid := keys.rsa.Token(t, claimsWith(nil), nil)
 	bearer := func(tok string) string { return "Bearer " + tok }
 	get := func(auth ...string) *http.Request { return bearerReq(http.MethodPost, "/mcp", auth...) }
 	ok := func(name string, h *Handler, tok string) authCase {
@@ -244,11 +244,11 @@ func TestServeHTTPOutcomes(t *testing.T) {
 
 	cases := []authCase{
 		ok("RS256", base, valid),
-		ok("ES256", base, keys.ec.sign(t, claimsWith(nil), nil)),
-		ok("EdDSA", base, keys.ed.sign(t, claimsWith(nil), nil)),
-		ok("no kid tries every compatible key", base, keys.ec.sign(t, claimsWith(nil), map[string]any{"kid": nil})),
-		ok("no typ without require_at_jwt", base, keys.rsa.sign(t, claimsWith(nil), map[string]any{"typ": nil})),
-		ok("typ JWT without require_at_jwt", base, keys.rsa.sign(t, claimsWith(nil), map[string]any{"typ": "JWT"})),
+		ok("ES256", base, keys.ec.Token(t, claimsWith(nil), nil)),
+		ok("EdDSA", base, keys.ed.Token(t, claimsWith(nil), nil)),
+		ok("no kid tries every compatible key", base, keys.ec.Token(t, claimsWith(nil), map[string]any{"kid": nil})),
+		ok("no typ without require_at_jwt", base, keys.rsa.Token(t, claimsWith(nil), map[string]any{"typ": nil})),
+		ok("typ JWT without require_at_jwt", base, keys.rsa.Token(t, claimsWith(nil), map[string]any{"typ": "JWT"})),
 		{name: "lower-case bearer", h: base, req: get("bearer " + valid), status: 200, nextRan: true},
 		{name: "upper-case BEARER", h: base, req: get("BEARER " + valid), status: 200, nextRan: true},
 
@@ -274,80 +274,80 @@ func TestServeHTTPOutcomes(t *testing.T) {
 		bad("JWT with two segments", base, strings.Join(strings.Split(valid, ".")[:2], "."), descMalformed),
 
 		// lifetime
-		bad("expired", base, keys.rsa.sign(t, claimsWith(map[string]any{"exp": now.Add(-time.Hour).Unix()}), nil), descExpired),
-		bad("nbf in the future", base, keys.rsa.sign(t, claimsWith(map[string]any{"nbf": now.Add(time.Hour).Unix()}), nil), descNotYet),
-		bad("iat in the future", base, keys.rsa.sign(t, claimsWith(map[string]any{"iat": now.Add(time.Hour).Unix()}), nil), descIatFuture),
-		ok("exp passed within leeway", base, keys.rsa.sign(t, claimsWith(map[string]any{"exp": now.Add(-10 * time.Second).Unix()}), nil)),
-		ok("nbf and iat ahead within leeway", base, keys.rsa.sign(t, claimsWith(map[string]any{
+		bad("expired", base, keys.rsa.Token(t, claimsWith(map[string]any{"exp": now.Add(-time.Hour).Unix()}), nil), descExpired),
+		bad("nbf in the future", base, keys.rsa.Token(t, claimsWith(map[string]any{"nbf": now.Add(time.Hour).Unix()}), nil), descNotYet),
+		bad("iat in the future", base, keys.rsa.Token(t, claimsWith(map[string]any{"iat": now.Add(time.Hour).Unix()}), nil), descIatFuture),
+		ok("exp passed within leeway", base, keys.rsa.Token(t, claimsWith(map[string]any{"exp": now.Add(-10 * time.Second).Unix()}), nil)),
+		ok("nbf and iat ahead within leeway", base, keys.rsa.Token(t, claimsWith(map[string]any{
 			"nbf": now.Add(10 * time.Second).Unix(), "iat": now.Add(10 * time.Second).Unix()}), nil)),
-		bad("no exp", base, keys.rsa.sign(t, claimsWith(map[string]any{"exp": nil}), nil), descNoExpiry),
-		ok("no nbf and no iat", base, keys.rsa.sign(t, claimsWith(map[string]any{"nbf": nil, "iat": nil}), nil)),
+		bad("no exp", base, keys.rsa.Token(t, claimsWith(map[string]any{"exp": nil}), nil), descNoExpiry),
+		ok("no nbf and no iat", base, keys.rsa.Token(t, claimsWith(map[string]any{"nbf": nil, "iat": nil}), nil)),
 
 		// audience
-		bad("no aud", base, keys.rsa.sign(t, claimsWith(map[string]any{"aud": nil}), nil), descAudience),
-		bad("wrong aud", base, keys.rsa.sign(t, claimsWith(map[string]any{"aud": "https://other.example.com/mcp"}), nil), descAudience),
-		bad("aud is the resource with a trailing slash", base, keys.rsa.sign(t, claimsWith(map[string]any{"aud": testResource + "/"}), nil), descAudience),
-		ok("aud array containing the resource", base, keys.rsa.sign(t, claimsWith(map[string]any{"aud": []any{"https://x", testResource}}), nil)),
-		bad("aud array without the resource", base, keys.rsa.sign(t, claimsWith(map[string]any{"aud": []any{"https://x", "https://y"}}), nil), descAudience),
-		ok("custom audiences accept a listed aud", customAud, keys.rsa.sign(t, claimsWith(map[string]any{"aud": "urn:other"}), nil)),
+		bad("no aud", base, keys.rsa.Token(t, claimsWith(map[string]any{"aud": nil}), nil), descAudience),
+		bad("wrong aud", base, keys.rsa.Token(t, claimsWith(map[string]any{"aud": "https://other.example.com/mcp"}), nil), descAudience),
+		bad("aud is the resource with a trailing slash", base, keys.rsa.Token(t, claimsWith(map[string]any{"aud": testResource + "/"}), nil), descAudience),
+		ok("aud array containing the resource", base, keys.rsa.Token(t, claimsWith(map[string]any{"aud": []any{"https://x", testResource}}), nil)),
+		bad("aud array without the resource", base, keys.rsa.Token(t, claimsWith(map[string]any{"aud": []any{"https://x", "https://y"}}), nil), descAudience),
+		ok("custom audiences accept a listed aud", customAud, keys.rsa.Token(t, claimsWith(map[string]any{"aud": "urn:other"}), nil)),
 		bad("custom audiences replace the resource", customAud, valid, descAudience),
-		ok("allow_any_audience accepts a foreign aud", anyAud, keys.rsa.sign(t, claimsWith(map[string]any{"aud": "https://other.example.com"}), nil)),
-		ok("allow_any_audience accepts no aud", anyAud, keys.rsa.sign(t, claimsWith(map[string]any{"aud": nil}), nil)),
+		ok("allow_any_audience accepts a foreign aud", anyAud, keys.rsa.Token(t, claimsWith(map[string]any{"aud": "https://other.example.com"}), nil)),
+		ok("allow_any_audience accepts no aud", anyAud, keys.rsa.Token(t, claimsWith(map[string]any{"aud": nil}), nil)),
 
 		// issuer
-		bad("wrong iss", base, keys.rsa.sign(t, claimsWith(map[string]any{"iss": "https://evil.example.com"}), nil), descIssuer),
-		bad("iss with trailing slash", base, keys.rsa.sign(t, claimsWith(map[string]any{"iss": testIssuer + "/"}), nil), descIssuer),
-		bad("no iss", base, keys.rsa.sign(t, claimsWith(map[string]any{"iss": nil}), nil), descIssuer),
-		ok("custom issuers accept a listed iss", customIss, keys.rsa.sign(t, claimsWith(map[string]any{"iss": "https://other-issuer.example.com/v2"}), nil)),
+		bad("wrong iss", base, keys.rsa.Token(t, claimsWith(map[string]any{"iss": "https://evil.example.com"}), nil), descIssuer),
+		bad("iss with trailing slash", base, keys.rsa.Token(t, claimsWith(map[string]any{"iss": testIssuer + "/"}), nil), descIssuer),
+		bad("no iss", base, keys.rsa.Token(t, claimsWith(map[string]any{"iss": nil}), nil), descIssuer),
+		ok("custom issuers accept a listed iss", customIss, keys.rsa.Token(t, claimsWith(map[string]any{"iss": "https://other-issuer.example.com/v2"}), nil)),
 		bad("custom issuers replace the authorization servers", customIss, valid, descIssuer),
 
 		// keys and algorithms
-		bad("unknown kid", base, stranger.sign(t, claimsWith(nil), nil), descUnknownKey),
-		bad("foreign key reusing a real kid", base, foreign.sign(t, claimsWith(nil), nil), descSignature),
-		bad("embedded jwk and jku headers are ignored", base, stranger.sign(t, claimsWith(nil), map[string]any{
-			"jwk": stranger.jwk(), "jku": jwks.URL, "x5u": jwks.URL}), descUnknownKey),
-		bad("RSA kid on an ES256 token", base, keys.ec.sign(t, claimsWith(nil), map[string]any{"kid": keys.rsa.KID}), descUnknownKey),
+		bad("unknown kid", base, stranger.Token(t, claimsWith(nil), nil), descUnknownKey),
+		bad("foreign key reusing a real kid", base, foreign.Token(t, claimsWith(nil), nil), descSignature),
+		bad("embedded jwk and jku headers are ignored", base, stranger.Token(t, claimsWith(nil), map[string]any{
+			"jwk": stranger.JWK(), "jku": jwks.URL, "x5u": jwks.URL}), descUnknownKey),
+		bad("RSA kid on an ES256 token", base, keys.ec.Token(t, claimsWith(nil), map[string]any{"kid": keys.rsa.KID}), descUnknownKey),
 		bad("tampered payload", base, tamper(t, valid), descSignature),
 		bad("alg none", base, unsignedToken(t, keys.rsa.KID, claimsWith(nil)), descAlgorithm),
 		bad("HS256 keyed with the RSA public key PEM", base, hs256WithPublicPEM(t, keys.rsa, claimsWith(nil)), descAlgorithm),
 		bad("unknown alg", base, withHeader(t, valid, `{"alg":"XS999","kid":"rsa-1","typ":"at+jwt"}`), descAlgorithm),
 		ok("RS256 in the algorithms allowlist", rsOnly, valid),
-		bad("ES256 not in the algorithms allowlist", rsOnly, keys.ec.sign(t, claimsWith(nil), nil), descAlgorithm),
-		bad("crit header", base, keys.rsa.sign(t, claimsWith(nil), map[string]any{"crit": []any{"exp"}}), descMalformed),
-		bad("kid not a string", base, keys.rsa.sign(t, claimsWith(nil), map[string]any{"kid": 7}), descMalformed),
+		bad("ES256 not in the algorithms allowlist", rsOnly, keys.ec.Token(t, claimsWith(nil), nil), descAlgorithm),
+		bad("crit header", base, keys.rsa.Token(t, claimsWith(nil), map[string]any{"crit": []any{"exp"}}), descMalformed),
+		bad("kid not a string", base, keys.rsa.Token(t, claimsWith(nil), map[string]any{"kid": 7}), descMalformed),
 
 		// require_at_jwt
-		bad("typ JWT under require_at_jwt", strict, keys.rsa.sign(t, claimsWith(nil), map[string]any{"typ": "JWT"}), descType),
-		bad("no typ under require_at_jwt", strict, keys.rsa.sign(t, claimsWith(nil), map[string]any{"typ": nil}), descType),
+		bad("typ JWT under require_at_jwt", strict, keys.rsa.Token(t, claimsWith(nil), map[string]any{"typ": "JWT"}), descType),
+		bad("no typ under require_at_jwt", strict, keys.rsa.Token(t, claimsWith(nil), map[string]any{"typ": nil}), descType),
 		ok("typ at+jwt under require_at_jwt", strict, valid),
-		ok("typ application/at+jwt under require_at_jwt", strict, keys.rsa.sign(t, claimsWith(nil), map[string]any{"typ": "application/at+jwt"})),
-		ok("typ AT+JWT under require_at_jwt", strict, keys.rsa.sign(t, claimsWith(nil), map[string]any{"typ": "AT+JWT"})),
+		ok("typ application/at+jwt under require_at_jwt", strict, keys.rsa.Token(t, claimsWith(nil), map[string]any{"typ": "application/at+jwt"})),
+		ok("typ AT+JWT under require_at_jwt", strict, keys.rsa.Token(t, claimsWith(nil), map[string]any{"typ": "AT+JWT"})),
 
 		// scopes
-		{name: "insufficient scope", h: base, req: get(bearer(keys.rsa.sign(t, claimsWith(map[string]any{"scope": "mcp:write"}), nil))),
+		{name: "insufficient scope", h: base, req: get(bearer(keys.rsa.Token(t, claimsWith(map[string]any{"scope": "mcp:write"}), nil))),
 			status: 403, code: "insufficient_scope", desc: descScope, scope: "mcp:read"},
-		{name: "no scope claim", h: base, req: get(bearer(keys.rsa.sign(t, claimsWith(map[string]any{"scope": nil}), nil))),
+		{name: "no scope claim", h: base, req: get(bearer(keys.rsa.Token(t, claimsWith(map[string]any{"scope": nil}), nil))),
 			status: 403, code: "insufficient_scope", desc: descScope, scope: "mcp:read"},
 		{name: "one of two required scopes", h: tight, req: get(bearer(valid)),
 			status: 403, code: "insufficient_scope", desc: descScope, scope: "mcp:read mcp:write"},
-		ok("both required scopes", tight, keys.rsa.sign(t, claimsWith(map[string]any{"scope": "mcp:write openid mcp:read"}), nil)),
+		ok("both required scopes", tight, keys.rsa.Token(t, claimsWith(map[string]any{"scope": "mcp:write openid mcp:read"}), nil)),
 		{name: "any_of: none of the alternatives", h: anyOf, req: get(bearer(valid)),
 			status: 403, code: "insufficient_scope", desc: descScope, scope: "mcp:read mcp:write"},
-		ok("any_of: second alternative", anyOf, keys.rsa.sign(t, claimsWith(map[string]any{"scope": "mcp:read mcp:admin"}), nil)),
+		ok("any_of: second alternative", anyOf, keys.rsa.Token(t, claimsWith(map[string]any{"scope": "mcp:read mcp:admin"}), nil)),
 		{name: "any_of: alternative without the required scope", h: anyOf,
-			req:    get(bearer(keys.rsa.sign(t, claimsWith(map[string]any{"scope": "mcp:admin"}), nil))),
+			req:    get(bearer(keys.rsa.Token(t, claimsWith(map[string]any{"scope": "mcp:admin"}), nil))),
 			status: 403, code: "insufficient_scope", desc: descScope, scope: "mcp:read mcp:write"},
-		ok("only any_of: first alternative", onlyAnyOf, keys.rsa.sign(t, claimsWith(map[string]any{"scope": "mcp:write"}), nil)),
-		ok("scp array", base, keys.rsa.sign(t, claimsWith(map[string]any{"scope": nil, "scp": []any{"openid", "mcp:read"}}), nil)),
-		ok("scp string", base, keys.rsa.sign(t, claimsWith(map[string]any{"scope": nil, "scp": "openid mcp:read"}), nil)),
+		ok("only any_of: first alternative", onlyAnyOf, keys.rsa.Token(t, claimsWith(map[string]any{"scope": "mcp:write"}), nil)),
+		ok("scp array", base, keys.rsa.Token(t, claimsWith(map[string]any{"scope": nil, "scp": []any{"openid", "mcp:read"}}), nil)),
+		ok("scp string", base, keys.rsa.Token(t, claimsWith(map[string]any{"scope": nil, "scp": "openid mcp:read"}), nil)),
 		{name: "scope preferred over scp", h: base,
-			req:    get(bearer(keys.rsa.sign(t, claimsWith(map[string]any{"scope": "openid", "scp": []any{"mcp:read"}}), nil))),
+			req:    get(bearer(keys.rsa.Token(t, claimsWith(map[string]any{"scope": "openid", "scp": []any{"mcp:read"}}), nil))),
 			status: 403, code: "insufficient_scope", desc: descScope, scope: "mcp:read"},
-		ok("custom scope_claim", scpClaim, keys.rsa.sign(t, claimsWith(map[string]any{"scope": nil, "permissions": []any{"mcp:read"}}), nil)),
+		ok("custom scope_claim", scpClaim, keys.rsa.Token(t, claimsWith(map[string]any{"scope": nil, "permissions": []any{"mcp:read"}}), nil)),
 		{name: "custom scope_claim ignores scope", h: scpClaim, req: get(bearer(valid)),
 			status: 403, code: "insufficient_scope", desc: descScope, scope: "mcp:read"},
-		ok("skip_scopes: no scope at all", skip, keys.rsa.sign(t, claimsWith(map[string]any{"scope": nil}), nil)),
-		{name: "skip_scopes still verifies", h: skip, req: get(bearer(keys.rsa.sign(t, claimsWith(map[string]any{"aud": "x"}), nil))),
+		ok("skip_scopes: no scope at all", skip, keys.rsa.Token(t, claimsWith(map[string]any{"scope": nil}), nil)),
+		{name: "skip_scopes still verifies", h: skip, req: get(bearer(keys.rsa.Token(t, claimsWith(map[string]any{"aud": "x"}), nil))),
 			status: 401, code: "invalid_token", desc: descAudience},
 		{name: "skip_scopes: no token, no scope param", h: skip, req: get(), status: 401},
 
@@ -448,7 +448,7 @@ func TestServeHTTPPRMWithoutAuth(t *testing.T) {
 func TestServeHTTPStripToken(t *testing.T) {
 	keys := newTestKeyring(t)
 	jwks := newJWKSServer(t, keys.ec)
-	tok := keys.ec.sign(t, claimsWith(nil), nil)
+	tok := keys.ec.Token(t, claimsWith(nil), nil)
 	for _, strip := range []bool{false, true} {
 		h := newTestHandler(t, jwks, func(h *Handler) { h.StripToken = strip })
 		res := serveRequest(t, h, bearerReq(http.MethodPost, "/mcp", "Bearer "+tok))
@@ -525,7 +525,7 @@ func TestServeHTTPPlaceholders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok := keys.rsa.sign(t, claimsWith(tt.claims), nil)
+			tok := keys.rsa.Token(t, claimsWith(tt.claims), nil)
 			res := serveRequest(t, h, bearerReq(http.MethodPost, "/mcp", "Bearer "+tok))
 			if !res.nextRan {
 				t.Fatalf("status %d, body %q", res.status, res.body)
@@ -561,7 +561,7 @@ func TestServeHTTPKeysNeverLoaded(t *testing.T) {
 		Scopes:               []string{"mcp:read"},
 	}
 	provisionHandler(t, h)
-	tok := keys.rsa.sign(t, claimsWith(nil), nil)
+	tok := keys.rsa.Token(t, claimsWith(nil), nil)
 
 	runAuthCases(t, []authCase{
 		{name: "token while no keys were ever loaded", h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer "+tok),
@@ -572,7 +572,7 @@ func TestServeHTTPKeysNeverLoaded(t *testing.T) {
 		{name: "malformed header", h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer a b"),
 			status: 400, code: "invalid_request", desc: descBadHeader, scope: "mcp:read"},
 		{name: "wrong issuer is still the token's fault", h: h,
-			req:    bearerReq(http.MethodPost, "/mcp", "Bearer "+keys.rsa.sign(t, claimsWith(map[string]any{"iss": "https://evil"}), nil)),
+			req:    bearerReq(http.MethodPost, "/mcp", "Bearer "+keys.rsa.Token(t, claimsWith(map[string]any{"iss": "https://evil"}), nil)),
 			status: 401, code: "invalid_token", desc: descIssuer, scope: "mcp:read"},
 	})
 	res := serveRequest(t, h, bearerReq(http.MethodPost, "/mcp", "Bearer "+tok))
@@ -588,30 +588,30 @@ func TestServeHTTPKeysNeverLoaded(t *testing.T) {
 // that no message or field holds the token or its signature.
 func TestServeHTTPNeverLogsToken(t *testing.T) {
 	keys := newTestKeyring(t)
-	foreign := newRSAKey(t, "rsa-1")
+	foreign := jwttest.New(t, "rsa-1", "RS256")
 	jwks := newJWKSServer(t, keys.rsa, keys.ec)
 	h := newTestHandler(t, jwks, func(h *Handler) { h.RequireATJWT = true })
 	core, logs := observer.New(zapcore.DebugLevel)
 	h.logger = zap.New(core)
 
 	now := time.Now()
-	valid := keys.rsa.sign(t, claimsWith(nil), nil)
+	valid := keys.rsa.Token(t, claimsWith(nil), nil)
 	tokens := map[string]string{
-		"expired":       keys.rsa.sign(t, claimsWith(map[string]any{"exp": now.Add(-time.Hour).Unix()}), nil),
-		"not yet valid": keys.rsa.sign(t, claimsWith(map[string]any{"nbf": now.Add(time.Hour).Unix()}), nil),
-		"iat future":    keys.rsa.sign(t, claimsWith(map[string]any{"iat": now.Add(time.Hour).Unix()}), nil),
-		"no exp":        keys.rsa.sign(t, claimsWith(map[string]any{"exp": nil}), nil),
-		"wrong aud":     keys.rsa.sign(t, claimsWith(map[string]any{"aud": "https://other"}), nil),
-		"wrong iss":     keys.rsa.sign(t, claimsWith(map[string]any{"iss": "https://evil"}), nil),
-		"unknown kid":   keys.rsa.sign(t, claimsWith(nil), map[string]any{"kid": "nope"}),
-		"bad signature": foreign.sign(t, claimsWith(nil), nil),
+		"expired":       keys.rsa.Token(t, claimsWith(map[string]any{"exp": now.Add(-time.Hour).Unix()}), nil),
+		"not yet valid": keys.rsa.Token(t, claimsWith(map[string]any{"nbf": now.Add(time.Hour).Unix()}), nil),
+		"iat future":    keys.rsa.Token(t, claimsWith(map[string]any{"iat": now.Add(time.Hour).Unix()}), nil),
+		"no exp":        keys.rsa.Token(t, claimsWith(map[string]any{"exp": nil}), nil),
+		"wrong aud":     keys.rsa.Token(t, claimsWith(map[string]any{"aud": "https://other"}), nil),
+		"wrong iss":     keys.rsa.Token(t, claimsWith(map[string]any{"iss": "https://evil"}), nil),
+		"unknown kid":   keys.rsa.Token(t, claimsWith(nil), map[string]any{"kid": "nope"}),
+		"bad signature": foreign.Token(t, claimsWith(nil), nil),
 		"tampered":      tamper(t, valid),
 		"alg none":      unsignedToken(t, keys.rsa.KID, claimsWith(nil)),
 		"hs256 pem":     hs256WithPublicPEM(t, keys.rsa, claimsWith(nil)),
 		"unknown alg":   withHeader(t, valid, `{"alg":"XS999","kid":"rsa-1","typ":"at+jwt"}`),
-		"typ JWT":       keys.rsa.sign(t, claimsWith(nil), map[string]any{"typ": "JWT"}),
-		"crit":          keys.rsa.sign(t, claimsWith(nil), map[string]any{"crit": []any{"exp"}}),
-		"bad scope":     keys.rsa.sign(t, claimsWith(map[string]any{"scope": "other"}), nil),
+		"typ JWT":       keys.rsa.Token(t, claimsWith(nil), map[string]any{"typ": "JWT"}),
+		"crit":          keys.rsa.Token(t, claimsWith(nil), map[string]any{"crit": []any{"exp"}}),
+		"bad scope":     keys.rsa.Token(t, claimsWith(map[string]any{"scope": "other"}), nil),
 		"malformed":     "eyJhbGciOiJSUzI1NiJ9.bm90IGpzb24.c2ln",
 		"bad header":    "e30gInsecret.e30.c2lnbmF0dXJl",
 		"too large":     valid + strings.Repeat("Q", 16<<10),
@@ -666,8 +666,8 @@ func TestServeHTTPKeyTypeMustMatchAlg(t *testing.T) {
 	keys := newTestKeyring(t)
 	jwks := newJWKSServer(t)
 	set := map[string]any{"keys": []any{}}
-	for _, k := range []*testKey{keys.rsa, keys.ec, keys.ed} {
-		m := k.jwk()
+	for _, k := range []*jwttest.Key{keys.rsa, keys.ec, keys.ed} {
+		m := k.JWK()
 		delete(m, "alg")
 		set["keys"] = append(set["keys"].([]any), m)
 	}
@@ -684,20 +684,20 @@ func TestServeHTTPKeyTypeMustMatchAlg(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signAs := func(kid, alg string, signer *testKey) string {
-		k := &testKey{jwttest.Key{KID: kid, Alg: alg, Signer: signer.Signer}}
-		return k.sign(t, claimsWith(nil), nil)
+	signAs := func(kid, alg string, signer *jwttest.Key) string {
+		k := &jwttest.Key{KID: kid, Alg: alg, Signer: signer.Signer}
+		return k.Token(t, claimsWith(nil), nil)
 	}
 	ps256 := signAs(keys.rsa.KID, "PS256", keys.rsa)
-	es384 := (&testKey{jwttest.Key{KID: keys.ec.KID, Alg: "ES384", Signer: p384}}).sign(t, claimsWith(nil), nil)
+	es384 := (&jwttest.Key{KID: keys.ec.KID, Alg: "ES384", Signer: p384}).Token(t, claimsWith(nil), nil)
 	bad := func(name, tok, desc string) authCase {
 		return authCase{name: name, h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer "+tok),
 			status: 401, code: "invalid_token", desc: desc, scope: "mcp:read"}
 	}
 	runAuthCases(t, []authCase{
-		{name: "RSA key without alg verifies RS256", h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer "+keys.rsa.sign(t, claimsWith(nil), nil)), status: 200, nextRan: true},
+		{name: "RSA key without alg verifies RS256", h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer "+keys.rsa.Token(t, claimsWith(nil), nil)), status: 200, nextRan: true},
 		{name: "RSA key without alg verifies PS256", h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer "+ps256), status: 200, nextRan: true},
-		{name: "EC key without alg verifies ES256", h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer "+keys.ec.sign(t, claimsWith(nil), nil)), status: 200, nextRan: true},
+		{name: "EC key without alg verifies ES256", h: h, req: bearerReq(http.MethodPost, "/mcp", "Bearer "+keys.ec.Token(t, claimsWith(nil), nil)), status: 200, nextRan: true},
 		bad("RS256 token naming the EC key", signAs(keys.ec.KID, "RS256", keys.rsa), descUnknownKey),
 		bad("RS256 token naming the Ed25519 key", signAs(keys.ed.KID, "RS256", keys.rsa), descUnknownKey),
 		bad("ES256 token naming the RSA key", signAs(keys.rsa.KID, "ES256", keys.ec), descUnknownKey),
@@ -709,14 +709,14 @@ func TestServeHTTPKeyTypeMustMatchAlg(t *testing.T) {
 // TestForbiddenShowsWhoWasRefused: a valid token without the scope gets 403, and the
 // identity placeholders are set, so the access log's user_id names the caller.
 func TestForbiddenShowsWhoWasRefused(t *testing.T) {
-	k := newEdKey(t, "k1")
+	k := jwttest.New(t, "k1", "EdDSA")
 	js := newJWKSServer(t, k)
 	h := &Handler{Resource: cacheRes, AuthorizationServers: []string{cacheIss},
 		JWKSURLs: []string{js.URL}, Scopes: []string{"mcp:read"}}
 	provisionHandler(t, h)
 	waitKeysLoaded(t, h)
 	r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
-	r.Header.Set("Authorization", "Bearer "+k.sign(t, testClaims(cacheIss, cacheRes, "other"), nil))
+	r.Header.Set("Authorization", "Bearer "+k.Token(t, testClaims(cacheIss, cacheRes, "other"), nil))
 	repl := caddyhttp.NewTestReplacer(r)
 	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
 	w := httptest.NewRecorder()
@@ -771,19 +771,19 @@ func TestServeHTTPRefusesOtherTokens(t *testing.T) {
 	// unchecked, so 1e20 used to become a date in the past (nbf, iat: accepted).
 	for _, name := range []string{"exp", "nbf", "iat"} {
 		for _, v := range []any{1e20, -1, 1e300, -1e300, 253402300800, 253402300799.5, "1700000000", true, []any{1}, map[string]any{}, json.RawMessage("null")} {
-			tok := keys.rsa.sign(t, claim(name, v), nil)
+			tok := keys.rsa.Token(t, claim(name, v), nil)
 			cases = append(cases,
 				bad(fmt.Sprintf("%s %v", name, v), base, tok, descMalformed),
 				bad(fmt.Sprintf("%s %v under allow_any_audience and skip_scopes", name, v), anyAud, tok, descMalformed))
 		}
 	}
 	cases = append(cases,
-		bad("nbf out of float64 range", base, keys.rsa.sign(t, claim("nbf", json.Number("1e400")), nil), descMalformed),
-		ok("iat -0 is the epoch", base, keys.rsa.sign(t, claim("iat", json.Number("-0")), nil)),
-		ok("exp at the end of year 9999", base, keys.rsa.sign(t, claim("exp", 253402300799), nil)),
-		ok("nbf and iat at the epoch", base, keys.rsa.sign(t, claimsWith(map[string]any{"nbf": 0, "iat": 1}), nil)),
-		ok("fractional dates", base, keys.rsa.sign(t, claimsWith(map[string]any{"nbf": 1.5, "iat": float64(time.Now().Unix()) - 0.25}), nil)),
-		bad("exp 0 is no expiry", base, keys.rsa.sign(t, claim("exp", 0), nil), descNoExpiry),
+		bad("nbf out of float64 range", base, keys.rsa.Token(t, claim("nbf", json.Number("1e400")), nil), descMalformed),
+		ok("iat -0 is the epoch", base, keys.rsa.Token(t, claim("iat", json.Number("-0")), nil)),
+		ok("exp at the end of year 9999", base, keys.rsa.Token(t, claim("exp", 253402300799), nil)),
+		ok("nbf and iat at the epoch", base, keys.rsa.Token(t, claimsWith(map[string]any{"nbf": 0, "iat": 1}), nil)),
+		ok("fractional dates", base, keys.rsa.Token(t, claimsWith(map[string]any{"nbf": 1.5, "iat": float64(time.Now().Unix()) - 0.25}), nil)),
+		bad("exp 0 is no expiry", base, keys.rsa.Token(t, claim("exp", 0), nil), descNoExpiry),
 	)
 
 	// Other kinds of JWT, signed by the same issuer with the same key: refused with or
@@ -794,29 +794,29 @@ func TestServeHTTPRefusesOtherTokens(t *testing.T) {
 		"token-introspection+jwt", "jwk-set+jwt", "at+jwt+jwt", "+jwt", "dpop+jwt; charset=utf-8", " dpop+jwt ",
 		"application/at+jwt+jwt", "dpop+jwt\x00", "text/at+jwt", "x-dpop+jwt-x",
 	} {
-		tok := keys.rsa.sign(t, claimsWith(nil), typ(v))
+		tok := keys.rsa.Token(t, claimsWith(nil), typ(v))
 		cases = append(cases,
 			bad("typ "+v, base, tok, descType),
 			bad("typ "+v+" under require_at_jwt", strict, tok, descType),
 			bad("typ "+v+" under allow_any_audience and skip_scopes", anyAud, tok, descType))
 	}
 	cases = append(cases,
-		bad("typ a number", base, keys.rsa.sign(t, claimsWith(nil), typ(7)), descMalformed),
-		bad("typ an array", base, keys.rsa.sign(t, claimsWith(nil), typ([]any{"at+jwt"})), descMalformed),
-		ok("typ AT+JWT", base, keys.rsa.sign(t, claimsWith(nil), typ("AT+JWT"))),
-		ok("typ application/at+jwt", base, keys.rsa.sign(t, claimsWith(nil), typ("application/at+jwt"))),
-		ok("typ application/jwt", base, keys.rsa.sign(t, claimsWith(nil), typ("application/jwt"))),
-		ok("typ JOSE", base, keys.rsa.sign(t, claimsWith(nil), typ("JOSE"))),
+		bad("typ a number", base, keys.rsa.Token(t, claimsWith(nil), typ(7)), descMalformed),
+		bad("typ an array", base, keys.rsa.Token(t, claimsWith(nil), typ([]any{"at+jwt"})), descMalformed),
+		ok("typ AT+JWT", base, keys.rsa.Token(t, claimsWith(nil), typ("AT+JWT"))),
+		ok("typ application/at+jwt", base, keys.rsa.Token(t, claimsWith(nil), typ("application/at+jwt"))),
+		ok("typ application/jwt", base, keys.rsa.Token(t, claimsWith(nil), typ("application/jwt"))),
+		ok("typ JOSE", base, keys.rsa.Token(t, claimsWith(nil), typ("JOSE"))),
 	)
 
 	// Key-bound tokens presented as bearer tokens.
 	for _, v := range []any{
 		map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},
 		map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"},
-		map[string]any{"jwk": keys.ec.jwk()},
+		map[string]any{"jwk": keys.ec.JWK()},
 		map[string]any{}, "x", json.RawMessage("null"),
 	} {
-		tok := keys.rsa.sign(t, claim("cnf", v), nil)
+		tok := keys.rsa.Token(t, claim("cnf", v), nil)
 		cases = append(cases,
 			bad(fmt.Sprintf("cnf %v", v), base, tok, descBound),
 			bad(fmt.Sprintf("cnf %v under allow_any_audience and skip_scopes", v), anyAud, tok, descBound))
@@ -828,22 +828,22 @@ func TestServeHTTPRefusesOtherTokens(t *testing.T) {
 		s := "mcp:read" + sep + "mcp:admin"
 		name := fmt.Sprintf("scope separated by %U", []rune(sep)[0])
 		cases = append(cases,
-			forbidden(name, admin, keys.rsa.sign(t, claim("scope", s), nil)),
-			forbidden(name+" in scp", admin, keys.rsa.sign(t, claimsWith(map[string]any{"scope": nil, "scp": s}), nil)),
-			forbidden(name+" in an scp element", admin, keys.rsa.sign(t, claimsWith(map[string]any{"scope": nil, "scp": []any{s}}), nil)),
-			forbidden(name+" in scope_claim", perms, keys.rsa.sign(t, claim("permissions", s), nil)),
-			forbidden(name+" in a scope_claim element", perms, keys.rsa.sign(t, claim("permissions", []any{s}), nil)),
+			forbidden(name, admin, keys.rsa.Token(t, claim("scope", s), nil)),
+			forbidden(name+" in scp", admin, keys.rsa.Token(t, claimsWith(map[string]any{"scope": nil, "scp": s}), nil)),
+			forbidden(name+" in an scp element", admin, keys.rsa.Token(t, claimsWith(map[string]any{"scope": nil, "scp": []any{s}}), nil)),
+			forbidden(name+" in scope_claim", perms, keys.rsa.Token(t, claim("permissions", s), nil)),
+			forbidden(name+" in a scope_claim element", perms, keys.rsa.Token(t, claim("permissions", []any{s}), nil)),
 		)
 	}
 	for _, s := range []string{"mcp:admin\t", "\tmcp:admin", "mcp:admin\u00a0", "mcp:admin\n", "mcp:\u0430dmin", `mcp:"admin`, `mcp:\admin`} {
-		cases = append(cases, forbidden(fmt.Sprintf("scope %q", s), admin, keys.rsa.sign(t, claim("scope", "mcp:read "+s), nil)))
+		cases = append(cases, forbidden(fmt.Sprintf("scope %q", s), admin, keys.rsa.Token(t, claim("scope", "mcp:read "+s), nil)))
 	}
 	cases = append(cases,
-		forbidden("scp element holding two scopes", admin, keys.rsa.sign(t, claimsWith(map[string]any{"scope": nil, "scp": []any{"mcp:read mcp:admin"}}), nil)),
-		forbidden("scope_claim element holding two scopes", perms, keys.rsa.sign(t, claim("permissions", []any{"mcp:read mcp:admin"}), nil)),
-		ok("double and outer spaces are skipped", admin, keys.rsa.sign(t, claim("scope", "  mcp:read   mcp:admin "), nil)),
-		ok("a bad item does not spoil the others", admin, keys.rsa.sign(t, claim("scope", "mcp:read\u00a0x mcp:admin"), nil)),
-		ok("scp array with a bad element and a good one", admin, keys.rsa.sign(t, claimsWith(map[string]any{"scope": nil, "scp": []any{"x\ty", "mcp:admin"}}), nil)),
+		forbidden("scp element holding two scopes", admin, keys.rsa.Token(t, claimsWith(map[string]any{"scope": nil, "scp": []any{"mcp:read mcp:admin"}}), nil)),
+		forbidden("scope_claim element holding two scopes", perms, keys.rsa.Token(t, claim("permissions", []any{"mcp:read mcp:admin"}), nil)),
+		ok("double and outer spaces are skipped", admin, keys.rsa.Token(t, claim("scope", "  mcp:read   mcp:admin "), nil)),
+		ok("a bad item does not spoil the others", admin, keys.rsa.Token(t, claim("scope", "mcp:read\u00a0x mcp:admin"), nil)),
+		ok("scp array with a bad element and a good one", admin, keys.rsa.Token(t, claimsWith(map[string]any{"scope": nil, "scp": []any{"x\ty", "mcp:admin"}}), nil)),
 	)
 
 	runAuthCases(t, cases)

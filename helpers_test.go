@@ -16,42 +16,11 @@ import (
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
 
-// testKey is a signing key generated for a test, with its kid and JWS alg.
-type testKey struct{ jwttest.Key }
-
-func newRSAKey(t testing.TB, kid string) *testKey {
-	t.Helper()
-	return &testKey{*jwttest.New(t, kid, "RS256")}
-}
-
-func newECKey(t testing.TB, kid string) *testKey {
-	t.Helper()
-	return &testKey{*jwttest.New(t, kid, "ES256")}
-}
-
-func newEdKey(t testing.TB, kid string) *testKey {
-	t.Helper()
-	return &testKey{*jwttest.New(t, kid, "EdDSA")}
-}
-
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
-// jwk returns the public JWK of the key, as an authorization server would publish it.
-func (k *testKey) jwk() map[string]any { return k.JWK() }
-
-func jwksJSON(t testing.TB, keys ...*testKey) []byte {
+func jwksJSON(t testing.TB, keys ...*jwttest.Key) []byte {
 	t.Helper()
-	set := make([]*jwttest.Key, len(keys))
-	for i, k := range keys {
-		set[i] = &k.Key
-	}
-	return jwttest.JWKS(set...)
-}
-
-// sign makes a token with the given claims and header overrides (a nil value removes one).
-func (k *testKey) sign(t testing.TB, claims jwt.MapClaims, header map[string]any) string {
-	t.Helper()
-	return k.Token(t, claims, header)
+	return jwttest.JWKS(keys...)
 }
 
 // jwksServer serves a JWK set that a test may swap, and counts the requests it gets.
@@ -63,7 +32,7 @@ type jwksServer struct {
 	count atomic.Int64
 }
 
-func newJWKSServer(t testing.TB, keys ...*testKey) *jwksServer {
+func newJWKSServer(t testing.TB, keys ...*jwttest.Key) *jwksServer {
 	t.Helper()
 	js := &jwksServer{body: jwksJSON(t, keys...)}
 	js.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -82,7 +51,7 @@ func newJWKSServer(t testing.TB, keys ...*testKey) *jwksServer {
 	return js
 }
 
-func (js *jwksServer) setKeys(t testing.TB, keys ...*testKey) {
+func (js *jwksServer) setKeys(t testing.TB, keys ...*jwttest.Key) {
 	t.Helper()
 	b := jwksJSON(t, keys...)
 	js.mu.Lock()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
 )
@@ -46,7 +47,7 @@ func newIntrospectionEndpoint(tb testing.TB, active ...string) (*httptest.Server
 
 func introspectingHandler(tb testing.TB, endpoint string) *Handler {
 	tb.Helper()
-	js := newJWKSServer(tb, newECKey(tb, "ec"))
+	js := newJWKSServer(tb, jwttest.New(tb, "ec", "ES256"))
 	h := &Handler{
 		Resource:             cacheRes,
 		AuthorizationServers: []string{cacheIss},

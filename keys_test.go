@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // newIssuerHandler is a handler for testResource requiring mcp:read, trusting these issuers
@@ -100,7 +101,7 @@ type authServer struct {
 	jwks []byte
 }
 
-func newAuthServer(t *testing.T, keys ...*testKey) *authServer {
+func newAuthServer(t *testing.T, keys ...*jwttest.Key) *authServer {
 	t.Helper()
 	as := &authServer{jwks: jwksJSON(t, keys...)}
 	as.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -122,7 +123,7 @@ func newAuthServer(t *testing.T, keys ...*testKey) *authServer {
 // leaves the set to the others, Cleanup twice releases once, and when the last lets go, the
 // set stops and its goroutines and connections are gone.
 func TestPoolSharing(t *testing.T) {
-	key := newECKey(t, "k1")
+	key := jwttest.New(t, "k1", "ES256")
 	js := newJWKSServer(t, key)
 	base := runtime.NumGoroutine()
 
@@ -142,7 +143,7 @@ func TestPoolSharing(t *testing.T) {
 	if refs, _ := keyPool.References(poolKey); refs != 3 {
 		t.Fatalf("pool references %d, want 3", refs)
 	}
-	tok := key.sign(t, testClaims("https://as.example.com", testResource, "mcp:read"), nil)
+	tok := key.Token(t, testClaims("https://as.example.com", testResource, "mcp:read"), nil)
 	for _, h := range []*Handler{h1, h2, h3} {
 		wantStatus(t, serveToken(h, tok), http.StatusOK, "")
 	}
@@ -183,8 +184,8 @@ func TestPoolSharing(t *testing.T) {
 // TestFailedProvisionReleases: a Provision that fails after taking key sets from the pool
 // leaves no entry (and no goroutine) behind, and the Cleanup Caddy calls next is harmless.
 func TestFailedProvisionReleases(t *testing.T) {
-	good := newAuthServer(t, newECKey(t, "k1"))
-	js := newJWKSServer(t, newECKey(t, "k2"))
+	good := newAuthServer(t, jwttest.New(t, "k1", "ES256"))
+	js := newJWKSServer(t, jwttest.New(t, "k2", "ES256"))
 	badFile := filepath.Join(t.TempDir(), "jwks.json")
 	if err := os.WriteFile(badFile, []byte(`{"keys": 1}`), 0o600); err != nil {
 		t.Fatal(err)
@@ -237,17 +238,17 @@ func TestFailedProvisionReleases(t *testing.T) {
 func TestCrossIssuerConfusion(t *testing.T) {
 	for _, sameKID := range []bool{false, true} {
 		t.Run(fmt.Sprintf("same kid %v", sameKID), func(t *testing.T) {
-			keyA, keyB := newRSAKey(t, "a"), newECKey(t, "b")
+			keyA, keyB := jwttest.New(t, "a", "RS256"), jwttest.New(t, "b", "ES256")
 			if sameKID {
-				keyB = newRSAKey(t, "a")
+				keyB = jwttest.New(t, "a", "RS256")
 			}
 			asA, asB := newAuthServer(t, keyA), newAuthServer(t, keyB)
 			h := newIssuerHandler(asA.URL, asB.URL)
 			provisionHandler(t, h)
 			waitKeysLoaded(t, h)
 
-			sign := func(k *testKey, iss string) string {
-				return k.sign(t, testClaims(iss, testResource, "mcp:read"), nil)
+			sign := func(k *jwttest.Key, iss string) string {
+				return k.Token(t, testClaims(iss, testResource, "mcp:read"), nil)
 			}
 			wantStatus(t, serveToken(h, sign(keyA, asA.URL)), http.StatusOK, "")
 			wantStatus(t, serveToken(h, sign(keyB, asB.URL)), http.StatusOK, "")
@@ -262,9 +263,9 @@ func TestCrossIssuerConfusion(t *testing.T) {
 // serving a request; then the same with a stop between (the old one cleaned up first).
 // Goroutines return to the baseline, and the JWKS is fetched once per set lifetime.
 func TestReloads50(t *testing.T) {
-	key := newECKey(t, "k1")
+	key := jwttest.New(t, "k1", "ES256")
 	js := newJWKSServer(t, key)
-	tok := key.sign(t, testClaims("https://as.example.com", testResource, "mcp:read"), nil)
+	tok := key.Token(t, testClaims("https://as.example.com", testResource, "mcp:read"), nil)
 	base := runtime.NumGoroutine()
 
 	provision := func() (*Handler, context.CancelFunc) {

@@ -10,10 +10,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // writeJWKSFile writes a JWK set of keys to a file in a test directory and returns its path.
-func writeJWKSFile(t testing.TB, keys ...*testKey) string {
+func writeJWKSFile(t testing.TB, keys ...*jwttest.Key) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "jwks.json")
 	if err := os.WriteFile(p, jwksJSON(t, keys...), 0o600); err != nil {
@@ -167,7 +169,7 @@ func TestMetadataServe(t *testing.T) {
 
 // TestMetadataDocument provisions handlers the way Caddy does and reads the document they serve.
 func TestMetadataDocument(t *testing.T) {
-	jwksFile := writeJWKSFile(t, newEdKey(t, "k1"))
+	jwksFile := writeJWKSFile(t, jwttest.New(t, "k1", "EdDSA"))
 	tests := []struct {
 		name string
 		h    Handler

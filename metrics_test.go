@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestMetricsCountDecisionsAndSurviveReprovision(t *testing.T) {
-	k := newEdKey(t, "k1")
+	k := jwttest.New(t, "k1", "EdDSA")
 	js := newJWKSServer(t, k)
 	const res = "https://metrics.example.com/mcp"
 	newH := func() *Handler {
@@ -30,12 +31,12 @@ func TestMetricsCountDecisionsAndSurviveReprovision(t *testing.T) {
 	}
 	hitsBefore := testutil.ToFloat64(metrics.cache.WithLabelValues(res, "hit"))
 
-	good := k.sign(t, testClaims(cacheIss, res, "mcp:read"), nil)
+	good := k.Token(t, testClaims(cacheIss, res, "mcp:read"), nil)
 	serve(t, h, good)
 	serve(t, h, good) // from the cache
 	serve(t, h, "")
-	serve(t, h, k.sign(t, testClaims(cacheIss, "https://other.example", "mcp:read"), nil))
-	serve(t, h, k.sign(t, testClaims(cacheIss, res, "nope"), nil))
+	serve(t, h, k.Token(t, testClaims(cacheIss, "https://other.example", "mcp:read"), nil))
+	serve(t, h, k.Token(t, testClaims(cacheIss, res, "nope"), nil))
 
 	// A second handler (as after a reload) registers into its own registry without error and
 	// counts into the same series.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 const fullJSONConfig = `{
@@ -183,7 +184,7 @@ func writeEmptyJWKSFile(t testing.TB) string {
 // TestCleanupReleasesOnce: a second Cleanup must not drop the reference another handler holds
 // on the same shared key set.
 func TestCleanupReleasesOnce(t *testing.T) {
-	key := newEdKey(t, "ed")
+	key := jwttest.New(t, "ed", "EdDSA")
 	jwks := newJWKSServer(t, key)
 	a := newTestHandler(t, jwks, nil)
 	b := newTestHandler(t, jwks, nil)
@@ -203,7 +204,7 @@ func TestCleanupReleasesOnce(t *testing.T) {
 		t.Fatalf("after a's cleanups: references %d (%v), want 1", refs, ok)
 	}
 	// b still verifies tokens with the shared set.
-	res := serveRequest(t, b, bearerReq("POST", "/mcp", "Bearer "+key.sign(t, claimsWith(nil), nil)))
+	res := serveRequest(t, b, bearerReq("POST", "/mcp", "Bearer "+key.Token(t, claimsWith(nil), nil)))
 	if !res.nextRan {
 		t.Errorf("b denied after a's cleanup: status %d", res.status)
 	}
@@ -217,7 +218,7 @@ func TestCleanupReleasesOnce(t *testing.T) {
 
 // Provision expands global placeholders in the URLs before deriving anything from them.
 func TestProvisionExpandsPlaceholders(t *testing.T) {
-	key := newEdKey(t, "ed")
+	key := jwttest.New(t, "ed", "EdDSA")
 	t.Setenv("MCP_AUTH_TEST_RESOURCE", testResource)
 	t.Setenv("MCP_AUTH_TEST_ISSUER", testIssuer)
 	h := &Handler{
@@ -230,7 +231,7 @@ func TestProvisionExpandsPlaceholders(t *testing.T) {
 	if h.Resource != testResource || h.AuthorizationServers[0] != testIssuer {
 		t.Fatalf("not expanded: %q %q", h.Resource, h.AuthorizationServers)
 	}
-	res := serveRequest(t, h, bearerReq("POST", "/mcp", "Bearer "+key.sign(t, claimsWith(nil), nil)))
+	res := serveRequest(t, h, bearerReq("POST", "/mcp", "Bearer "+key.Token(t, claimsWith(nil), nil)))
 	if !res.nextRan {
 		t.Errorf("valid token denied: status %d", res.status)
 	}
@@ -242,11 +243,11 @@ func TestProvisionExpandsPlaceholders(t *testing.T) {
 
 // TestLeewayZeroMeansZero: an explicit `leeway 0` is honoured, not replaced by the default.
 func TestLeewayZeroMeansZero(t *testing.T) {
-	k := newEdKey(t, "k1")
+	k := jwttest.New(t, "k1", "EdDSA")
 	js := newJWKSServer(t, k)
 	claims := testClaims(cacheIss, cacheRes, "mcp:read")
 	claims["exp"] = time.Now().Add(-5 * time.Second).Unix()
-	tok := k.sign(t, claims, nil)
+	tok := k.Token(t, claims, nil)
 	for _, tc := range []struct {
 		leeway *caddy.Duration
 		want   int

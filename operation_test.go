@@ -17,6 +17,7 @@ import (
 	"testing/iotest"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcptest"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -25,7 +26,7 @@ import (
 // httptest front: client → front → mcp_auth → reverse proxy → SDK server.
 type mcpStack struct {
 	front    *httptest.Server
-	key      *testKey
+	key      *jwttest.Key
 	issuer   string
 	resource string
 	mu       sync.Mutex
@@ -37,7 +38,7 @@ type mcpStack struct {
 
 func newMCPStack(t *testing.T, jsonResponse bool) *mcpStack {
 	t.Helper()
-	st := &mcpStack{key: newRSAKey(t, "k1"), issuer: "https://auth.example.com"}
+	st := &mcpStack{key: jwttest.New(t, "k1", "RS256"), issuer: "https://auth.example.com"}
 	jwks := newJWKSServer(t, st.key)
 
 	server := mcp.NewServer(&mcp.Implementation{Name: "test", Version: "1.0.0"}, nil)
@@ -98,7 +99,7 @@ func newMCPStack(t *testing.T, jsonResponse bool) *mcpStack {
 
 func (st *mcpStack) token(t *testing.T, scope string) string {
 	t.Helper()
-	return st.key.sign(t, testClaims(st.issuer, st.resource, scope), nil)
+	return st.key.Token(t, testClaims(st.issuer, st.resource, scope), nil)
 }
 
 // bearerTransport adds the token, and records the Content-Type of POST answers.
@@ -329,7 +330,7 @@ func (st *mcpStack) upstreamCount() int {
 // TestFilterAppliesToResumedStreams: a GET that resumes a stream (Last-Event-ID) replays the
 // events of an earlier POST, a tools/list result among them; the filter must apply there too.
 func TestFilterAppliesToResumedStreams(t *testing.T) {
-	k := newRSAKey(t, "k1")
+	k := jwttest.New(t, "k1", "RS256")
 	js := newJWKSServer(t, k)
 	h := &Handler{Resource: testResource, AuthorizationServers: []string{testIssuer},
 		JWKSURLs: []string{js.URL}, Scopes: []string{"mcp:read"}, FilterToolsList: true,
@@ -339,7 +340,7 @@ func TestFilterAppliesToResumedStreams(t *testing.T) {
 
 	const replay = "id: 1_0\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"tools\":[{\"name\":\"read_file\"},{\"name\":\"delete_file\"}]}}\n\n"
 	r := httptest.NewRequest(http.MethodGet, "/mcp", nil)
-	r.Header.Set("Authorization", "Bearer "+k.sign(t, testClaims(testIssuer, testResource, "mcp:read"), nil))
+	r.Header.Set("Authorization", "Bearer "+k.Token(t, testClaims(testIssuer, testResource, "mcp:read"), nil))
 	r.Header.Set("Last-Event-ID", "1_0")
 	caddyhttp.NewTestReplacer(r)
 	w := httptest.NewRecorder()
@@ -530,13 +531,13 @@ func TestRequestHasBody(t *testing.T) {
 // TestUnjudgeableRequests: with rules on, a request whose body the server could read
 // otherwise than the handler does never reaches next.
 func TestUnjudgeableRequests(t *testing.T) {
-	k := newRSAKey(t, "k1")
+	k := jwttest.New(t, "k1", "RS256")
 	h := newTestHandler(t, newJWKSServer(t, k), func(h *Handler) {
 		h.Rules = []*Rule{{Tools: []string{"delete_*"}, Scopes: []string{"mcp:admin"}}}
 	})
 	plain := newTestHandler(t, newJWKSServer(t, k), nil)
-	read := "Bearer " + k.sign(t, testClaims(testIssuer, testResource, "mcp:read"), nil)
-	none := "Bearer " + k.sign(t, testClaims(testIssuer, testResource, "other"), nil)
+	read := "Bearer " + k.Token(t, testClaims(testIssuer, testResource, "mcp:read"), nil)
+	none := "Bearer " + k.Token(t, testClaims(testIssuer, testResource, "other"), nil)
 	const utf7 = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"+AGQ-elete+AF8-file"}}`
 	const readFile = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}}`
 
@@ -677,7 +678,7 @@ func TestUnjudgeableAllocations(t *testing.T) {
 // TestListsFilterAppliesToResumedStreams: with filter_lists, prompts, resources and templates
 // results replayed on a resumed GET stream are filtered and marked private too.
 func TestListsFilterAppliesToResumedStreams(t *testing.T) {
-	k := newRSAKey(t, "k1")
+	k := jwttest.New(t, "k1", "RS256")
 	js := newJWKSServer(t, k)
 	h := &Handler{Resource: testResource, AuthorizationServers: []string{testIssuer},
 		JWKSURLs: []string{js.URL}, Scopes: []string{"mcp:read"}, FilterLists: true,
@@ -695,7 +696,7 @@ func TestListsFilterAppliesToResumedStreams(t *testing.T) {
 		"id: 1_1\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"resources\":[{\"uri\":\"file:///pub/a\"}],\"cacheScope\":\"private\"}}\n\n" +
 		"id: 1_2\ndata: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"cacheScope\":\"private\",\"resourceTemplates\":[{\"uriTemplate\":\"file:///{p}\"}]}}\n\n"
 	r := httptest.NewRequest(http.MethodGet, "/mcp", nil)
-	r.Header.Set("Authorization", "Bearer "+k.sign(t, testClaims(testIssuer, testResource, "mcp:read"), nil))
+	r.Header.Set("Authorization", "Bearer "+k.Token(t, testClaims(testIssuer, testResource, "mcp:read"), nil))
 	r.Header.Set("Last-Event-ID", "1_0")
 	caddyhttp.NewTestReplacer(r)
 	w := httptest.NewRecorder()

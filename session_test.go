@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -101,7 +102,7 @@ func TestSessionKeyConfig(t *testing.T) {
 	}
 
 	// The key is expanded at Provision and checked there; the error never shows it.
-	jwks := newJWKSServer(t, newRSAKey(t, "k"))
+	jwks := newJWKSServer(t, jwttest.New(t, "k", "RS256"))
 	h = &Handler{Resource: testResource, AuthorizationServers: []string{testIssuer}, JWKSURLs: []string{jwks.URL},
 		Scopes: []string{"mcp:read"}, BindSessions: &SessionBinding{Key: "{env.MCPAUTH_SHORT_KEY}"}}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
@@ -157,7 +158,7 @@ func TestStreamEndsAtExpiry(t *testing.T) {
 		start := time.Now()
 		claims := testClaims(testIssuer, testResource, "mcp:read")
 		claims["exp"] = start.Add(3 * time.Second).Unix()
-		tok := keys.ec.sign(t, claims, nil)
+		tok := keys.ec.Token(t, claims, nil)
 
 		serve := func(ctype string) (time.Duration, bool, string) {
 			var cut bool
@@ -191,7 +192,7 @@ func TestStreamEndsAtExpiry(t *testing.T) {
 		}
 		start = time.Now()
 		claims["exp"] = start.Add(3 * time.Second).Unix()
-		tok = keys.ec.sign(t, claims, nil)
+		tok = keys.ec.Token(t, claims, nil)
 		if took, cut, _ := serve("application/json"); cut || took != time.Minute {
 			t.Errorf("JSON answer: cut %v after %s; only streams end at expiry", cut, took)
 		}
@@ -210,7 +211,7 @@ func TestAuditEvents(t *testing.T) {
 	withJTI := testClaims(testIssuer, testResource, "mcp:read")
 	withJTI["jti"] = "jti-1"
 	noJTI := testClaims(testIssuer, testResource, "mcp:read")
-	tokJTI, tokNoJTI := keys.rsa.sign(t, withJTI, nil), keys.rsa.sign(t, noJTI, nil)
+	tokJTI, tokNoJTI := keys.rsa.Token(t, withJTI, nil), keys.rsa.Token(t, noJTI, nil)
 	call := func(tool string) string {
 		return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + tool + `"}}`
 	}
@@ -273,7 +274,7 @@ func TestFeaturesOffAllocateNothing(t *testing.T) {
 	keys := newTestKeyring(t)
 	h := newTestHandler(t, newJWKSServer(t, keys.rsa), nil)
 	h.logger = zap.NewNop()
-	tok := keys.rsa.sign(t, testClaims(testIssuer, testResource, "mcp:read"), nil)
+	tok := keys.rsa.Token(t, testClaims(testIssuer, testResource, "mcp:read"), nil)
 	r := withReplacer(newBenchRequest(tok))
 	w := &nopWriter{h: make(http.Header)}
 	_ = h.ServeHTTP(w, r, nextOK)

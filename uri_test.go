@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
 )
 
@@ -398,7 +399,7 @@ func asciiLower(s string) string {
 // serve posts a JSON-RPC body with a token holding scope.
 func uriHandler(t *testing.T, uriRule bool) (serve func(body, scope string) served) {
 	t.Helper()
-	key := newRSAKey(t, "k1")
+	key := jwttest.New(t, "k1", "RS256")
 	h := newTestHandler(t, newJWKSServer(t, key), func(h *Handler) {
 		h.Rules = []*Rule{{Tools: []string{"delete_*"}, Scopes: []string{"mcp:admin"}}}
 		if uriRule {
@@ -406,7 +407,7 @@ func uriHandler(t *testing.T, uriRule bool) (serve func(body, scope string) serv
 		}
 	})
 	return func(body, scope string) served {
-		r := bearerReq(http.MethodPost, "/mcp", "Bearer "+key.sign(t, testClaims(testIssuer, testResource, scope), nil))
+		r := bearerReq(http.MethodPost, "/mcp", "Bearer "+key.Token(t, testClaims(testIssuer, testResource, scope), nil))
 		r.Body = io.NopCloser(strings.NewReader(body))
 		r.ContentLength = int64(len(body))
 		r.Header.Set("Content-Type", "application/json")

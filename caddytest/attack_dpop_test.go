@@ -24,7 +24,7 @@ func TestAttackDPoP(t *testing.T) {
 	attacker := jwttest.New(t, "", "ES256")
 	c := claims(resource, "mcp:read")
 	c["cnf"] = map[string]any{"jkt": victim.Thumbprint()}
-	stolen := s.rsaKey.sign(t, c)
+	stolen := s.rsaKey.Token(t, c, nil)
 	now := func() int64 { return time.Now().Unix() }
 	good := func() jwt.MapClaims { return jwttest.ProofClaims(http.MethodPost, dpopHTU, stolen, now()) }
 	enc := base64.RawURLEncoding.EncodeToString

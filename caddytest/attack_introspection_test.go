@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // attackIntrospectionCaddyfile: opaque tokens are introspected with few slots and a short
@@ -38,7 +40,7 @@ const attackIntrospectionCaddyfile = globalOptions + `
 // differ from a valid one in any byte are other tokens.
 func TestAttackIntrospection(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
-	as := newIntrospectionAS(t, newECKey(t, "ec-a"))
+	as := newIntrospectionAS(t, jwttest.New(t, "ec-a", "ES256"))
 	tc := startCaddy(t, render(attackIntrospectionCaddyfile, map[string]string{"ISSUER": as.issuer}), "caddyfile")
 	const good = "Zk3vQ9mB7nR4tL1pW8sZ3yH6cF0jD5gA"
 	as.issue(good, resource, "mcp:read", nil)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // TestAttackJSONRPC: what a request body can carry. The module reads JSON-RPC exactly as the
@@ -202,7 +204,7 @@ func TestAttackToolsListAnswers(t *testing.T) {
 	}))
 	t.Cleanup(fake.Close)
 
-	key := newRSAKey(t, "rsa-1")
+	key := jwttest.New(t, "rsa-1", "RS256")
 	jwks := newJWKSServer(t, key)
 	const name = "Attack tools/list answers"
 	tc := startCaddy(t, render(attackCaddyfile, map[string]string{
@@ -302,7 +304,7 @@ func TestAttackListAnswers(t *testing.T) {
 		_, _ = w.Write([]byte(*body.Load()))
 	}))
 	t.Cleanup(fake.Close)
-	key := newRSAKey(t, "rsa-1")
+	key := jwttest.New(t, "rsa-1", "RS256")
 	jwks := newJWKSServer(t, key)
 	const name = "Attack list answers"
 	tc := startCaddy(t, render(strings.Replace(attackCaddyfile, "filter_tools_list", "filter_lists", 1), map[string]string{

@@ -31,7 +31,7 @@ func TestAttackSessionsOfTokensWithoutCaller(t *testing.T) {
 		delete(c, "client_id")
 		delete(c, "azp")
 		c["jti"] = jti
-		return s.rsaKey.sign(t, c)
+		return s.rsaKey.Token(t, c, nil)
 	}
 	first, second := anon("anon-1"), anon("anon-2")
 	code, hdr, body := rawCall(t, http.MethodPost, first, "", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":`+
@@ -98,7 +98,7 @@ func TestAttackSessionIDInTrailer(t *testing.T) {
 	startCaddy(t, render(sessionTrailerCaddyfile, map[string]string{
 		"JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
 	}), "caddyfile")
-	bob := s.rsaKey.sign(t, userClaims("bob", "client-b", "mcp:read", time.Hour))
+	bob := s.rsaKey.Token(t, userClaims("bob", "client-b", "mcp:read", time.Hour), nil)
 
 	for _, declared := range []string{"Mcp-Session-Id", "X-Checksum", "mcp-session-id, X-Checksum", ""} {
 		t.Run("announced "+declared, func(t *testing.T) {

@@ -21,8 +21,8 @@ func TestAttackBoundSessions(t *testing.T) {
 	startCaddy(t, render(sessionsCaddyfile, map[string]string{
 		"DIR": t.TempDir(), "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
 	}), "caddyfile")
-	alice := s.rsaKey.sign(t, userClaims("alice", "client-a", "mcp:read", time.Hour))
-	bob := s.rsaKey.sign(t, userClaims("bob", "client-b", "mcp:read", time.Hour))
+	alice := s.rsaKey.Token(t, userClaims("alice", "client-a", "mcp:read", time.Hour), nil)
+	bob := s.rsaKey.Token(t, userClaims("bob", "client-b", "mcp:read", time.Hour), nil)
 	open := func(tok string) string {
 		code, hdr, body := rawCall(t, http.MethodPost, tok, "", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":`+
 			`{"protocolVersion":"`+protocolHeader+`","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`, nil)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // The module's own attack suite: every request an attacker can shape, sent byte for byte over
@@ -69,14 +70,14 @@ const (
 type attackEnv struct {
 	tc         *caddytest.Tester
 	jwks       *jwksServer
-	key, ecKey *signingKey // published in the JWKS
+	key, ecKey *jwttest.Key // published in the JWKS
 	up         *mcpUpstream
 	session    string
 }
 
 func newAttackEnv(t *testing.T, name string) *attackEnv {
 	t.Helper()
-	e := &attackEnv{key: newRSAKey(t, "rsa-1"), ecKey: newECKey(t, "ec-1"), up: newMCPUpstream(t, true)}
+	e := &attackEnv{key: jwttest.New(t, "rsa-1", "RS256"), ecKey: jwttest.New(t, "ec-1", "ES256"), up: newMCPUpstream(t, true)}
 	e.jwks = newJWKSServer(t, e.key, e.ecKey)
 	name = "Attack " + name
 	e.tc = startCaddy(t, render(attackCaddyfile, map[string]string{
@@ -92,7 +93,7 @@ func newAttackEnv(t *testing.T, name string) *attackEnv {
 // token is a valid access token of the test issuer for this resource, with scope.
 func (e *attackEnv) token(t testing.TB, scope string) string {
 	t.Helper()
-	return e.key.sign(t, claims(resource, scope))
+	return e.key.Token(t, claims(resource, scope), nil)
 }
 
 // attackReq is one request, written on the wire as described: nothing is normalised.
@@ -371,7 +372,7 @@ func joseHeader(alg, kid string, extra map[string]any) map[string]any {
 }
 
 // signWith signs claims with k's own algorithm under a header of its kid with extra members.
-func signWith(t testing.TB, k *signingKey, c jwt.MapClaims, extra map[string]any) string {
+func signWith(t testing.TB, k *jwttest.Key, c jwt.MapClaims, extra map[string]any) string {
 	t.Helper()
 	return forge(t, k.Alg, k.Signer, mustJSON(t, joseHeader(k.Alg, k.KID, extra)), mustJSON(t, c))
 }

@@ -29,9 +29,9 @@ func TestAttackTokens(t *testing.T) {
 	e := newAttackEnv(t, "tokens")
 	// The attacker's keys: one with the kid of the authorization server's RSA key, one of
 	// its own.
-	evil := newRSAKey(t, "rsa-1")
-	evilOwn := newRSAKey(t, "evil-1")
-	evilEC := newECKey(t, "ec-1")
+	evil := jwttest.New(t, "rsa-1", "RS256")
+	evilOwn := jwttest.New(t, "evil-1", "RS256")
+	evilEC := jwttest.New(t, "ec-1", "ES256")
 
 	// The flood runs first, while no token has yet made the key set fetch on demand.
 	t.Run("flood of made-up kids", func(t *testing.T) {
@@ -94,7 +94,7 @@ func TestAttackTokens(t *testing.T) {
 
 	t.Run("header-embedded keys are never used", func(t *testing.T) {
 		var hits atomic.Int64
-		evilJWKS := jwttest.JWKS(&evil.Key, &evilOwn.Key)
+		evilJWKS := jwttest.JWKS(evil, evilOwn)
 		keyHost := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			hits.Add(1)
 			w.Header().Set("Content-Type", "application/json")
@@ -434,7 +434,7 @@ func without(c jwt.MapClaims, names ...string) jwt.MapClaims {
 
 // tokenOfSize is a valid token of the RSA key that is exactly size bytes long, grown with a
 // padding claim (and, where base64 cannot hit the length, a header member).
-func tokenOfSize(t *testing.T, k *signingKey, size int) string {
+func tokenOfSize(t *testing.T, k *jwttest.Key, size int) string {
 	t.Helper()
 	for hpad := range 4 {
 		for n := size*3/4 - 600; n < size*3/4; n++ {
@@ -454,7 +454,7 @@ func tokenOfSize(t *testing.T, k *signingKey, size int) string {
 }
 
 // selfSigned is a certificate for the attacker's key, as an x5c header would carry it.
-func selfSigned(t *testing.T, k *signingKey) []byte {
+func selfSigned(t *testing.T, k *jwttest.Key) []byte {
 	t.Helper()
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1),

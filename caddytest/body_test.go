@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf16"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // Request bodies the MCP server could read otherwise than mcp_auth judged them, through a
@@ -95,9 +97,9 @@ func checkRefused(t *testing.T, what string, a answer, status int, desc string) 
 }
 
 func TestBodiesThroughCaddy(t *testing.T) {
-	key := newRSAKey(t, "body-1")
+	key := jwttest.New(t, "body-1", "RS256")
 	jwks := newJWKSServer(t, key)
-	token := func(scope string) string { return key.sign(t, claims(resource, scope)) }
+	token := func(scope string) string { return key.Token(t, claims(resource, scope), nil) }
 	up := newMCPUpstream(t, true)
 	const name = "Body MCP"
 	tc := startCaddy(t, render(bodyCaddyfile, map[string]string{

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcptest"
 )
 
@@ -44,7 +45,7 @@ const (
 var deleteFile = []byte(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"/x"}}}`)
 
 func TestClaimsThroughCaddy(t *testing.T) {
-	key := newRSAKey(t, "claims-1")
+	key := jwttest.New(t, "claims-1", "RS256")
 	jwks := newJWKSServer(t, key)
 	up := newMCPUpstream(t, true)
 	tc := startCaddy(t, render(claimsCaddyfile, map[string]string{"JWKS": jwks.URL + "/jwks", "UPSTREAM": up.dial()}), "caddyfile")

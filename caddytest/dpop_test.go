@@ -169,10 +169,10 @@ func TestDPoPThroughCaddy(t *testing.T) {
 			bound := func(jkt string) string {
 				c := claims(resource, "mcp:read")
 				c["cnf"] = map[string]any{"jkt": jkt}
-				return s.rsaKey.sign(t, c)
+				return s.rsaKey.Token(t, c, nil)
 			}
 			token := bound(client.Thumbprint())
-			unbound := s.rsaKey.sign(t, claims(resource, "mcp:read"))
+			unbound := s.rsaKey.Token(t, claims(resource, "mcp:read"), nil)
 			now := func() int64 { return time.Now().Unix() }
 			proof := func() string { return client.Proof(t, http.MethodPost, dpopHTU, token, now()) }
 			signed := func(c jwt.MapClaims, hdr map[string]any) string {
@@ -297,14 +297,14 @@ func TestDPoPRequiredAndNonce(t *testing.T) {
 			client := jwttest.New(t, "", "EdDSA")
 			c := claims(resource, "mcp:read")
 			c["cnf"] = map[string]any{"jkt": client.Thumbprint()}
-			token := s.ecKey.sign(t, c)
+			token := s.ecKey.Token(t, c, nil)
 
 			_, _, body := request(t, tc, http.MethodGet, prmPath, "")
 			if !strings.Contains(body, `"dpop_bound_access_tokens_required":true`) {
 				t.Errorf("PRM %s lacks dpop_bound_access_tokens_required", body)
 			}
 
-			code, hdr, _ := sendDPoP(t, tc, dpopReq{auth: bearer(s.rsaKey.sign(t, claims(resource, "mcp:read")))})
+			code, hdr, _ := sendDPoP(t, tc, dpopReq{auth: bearer(s.rsaKey.Token(t, claims(resource, "mcp:read"), nil))})
 			if code != 401 || hdr.Get("WWW-Authenticate") != dpopChallenge("invalid_token", descRequired, true) {
 				t.Errorf("bearer token under required: %d %s", code, hdr.Get("WWW-Authenticate"))
 			}
@@ -351,7 +351,7 @@ func TestDPoPTrustedProxy(t *testing.T) {
 			client := jwttest.New(t, "", "ES256")
 			c := claims(resource, "mcp:read")
 			c["cnf"] = map[string]any{"jkt": client.Thumbprint()}
-			token := s.rsaKey.sign(t, c)
+			token := s.rsaKey.Token(t, c, nil)
 			fwd := map[string]string{"X-Forwarded-Host": "MCP.example.com", "X-Forwarded-Proto": "https"}
 			if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token, header: fwd,
 				proofs: []string{client.Proof(t, http.MethodPost, "https://mcp.example.com:443/mcp", token, time.Now().Unix())}}); code != 200 {
@@ -374,7 +374,7 @@ func TestDPoPOff(t *testing.T) {
 	client := jwttest.New(t, "", "ES256")
 	c := claims(resource, "mcp:read")
 	c["cnf"] = map[string]any{"jkt": client.Thumbprint()}
-	token := s.rsaKey.sign(t, c)
+	token := s.rsaKey.Token(t, c, nil)
 	code, hdr, _ := sendDPoP(t, tc, dpopReq{auth: bearer(token)})
 	if code != 401 || hdr.Get("WWW-Authenticate") != challenge("invalid_token", descBound, "mcp:read") {
 		t.Errorf("bound token as Bearer, dpop off: %d %s", code, hdr.Get("WWW-Authenticate"))
@@ -426,7 +426,7 @@ func TestDPoPHTUBeforeRewrite(t *testing.T) {
 	client := jwttest.New(t, "", "ES256")
 	c := claims(resource, "mcp:read")
 	c["cnf"] = map[string]any{"jkt": client.Thumbprint()}
-	token := s.rsaKey.sign(t, c)
+	token := s.rsaKey.Token(t, c, nil)
 	if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token,
 		proofs: []string{client.Proof(t, http.MethodPost, dpopHTU, token, time.Now().Unix())}}); code != 200 {
 		t.Errorf("htu as addressed, path rewritten after: %d", code)

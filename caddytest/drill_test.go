@@ -18,7 +18,7 @@ import (
 func TestReloadsUnderLoad(t *testing.T) {
 	s := newSetup(t)
 	tc := startCaddy(t, drillConfig(s, 0), "caddyfile")
-	tok := s.rsaKey.sign(t, claims(resource, "mcp:read"))
+	tok := s.rsaKey.Token(t, claims(resource, "mcp:read"), nil)
 	if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(tok)); code != http.StatusOK {
 		t.Fatalf("before the drill: status %d", code)
 	}

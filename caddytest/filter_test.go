@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcptest"
 )
 
@@ -157,9 +158,9 @@ func getStream(t *testing.T, c *mcpClient, token string) (int, []byte) {
 // filtered (the status kept, read_file still there) or refused with 502; delete_file never
 // appears in what the client gets.
 func TestToolsListAnswersThroughCaddy(t *testing.T) {
-	key := newRSAKey(t, "filter-1")
+	key := jwttest.New(t, "filter-1", "RS256")
 	jwks := newJWKSServer(t, key)
-	token := key.sign(t, claims(resource, "mcp:read"))
+	token := key.Token(t, claims(resource, "mcp:read"), nil)
 	up := newCraftedUpstream(t)
 	tc := startCaddy(t, render(filterCaddyfile, map[string]string{
 		"JWKS": jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),

@@ -57,25 +57,6 @@ func challenge(code, desc, scope string) string {
 	return "Bearer " + strings.Join(parts, ", ")
 }
 
-// signingKey is a key generated for the test, as an authorization server holds it.
-type signingKey struct{ jwttest.Key }
-
-func newRSAKey(t testing.TB, kid string) *signingKey {
-	t.Helper()
-	return &signingKey{*jwttest.New(t, kid, "RS256")}
-}
-
-func newECKey(t testing.TB, kid string) *signingKey {
-	t.Helper()
-	return &signingKey{*jwttest.New(t, kid, "ES256")}
-}
-
-// sign returns a signed access token (typ at+jwt) with the given claims.
-func (k *signingKey) sign(t testing.TB, claims jwt.MapClaims) string {
-	t.Helper()
-	return k.Token(t, claims, nil)
-}
-
 // claims are valid claims of the test issuer for audience aud, with scope, lasting an hour.
 func claims(aud, scope string) jwt.MapClaims {
 	now := time.Now()
@@ -99,13 +80,9 @@ type jwksServer struct {
 	down    atomic.Bool // answer 503, as an authorization server that is down
 }
 
-func newJWKSServer(t testing.TB, keys ...*signingKey) *jwksServer {
+func newJWKSServer(t testing.TB, keys ...*jwttest.Key) *jwksServer {
 	t.Helper()
-	set := make([]*jwttest.Key, len(keys))
-	for i, k := range keys {
-		set[i] = &k.Key
-	}
-	body := jwttest.JWKS(set...)
+	body := jwttest.JWKS(keys...)
 	js := &jwksServer{}
 	js.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		js.fetches.Add(1)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // introspectionAS is an authorization server with RFC 8414 metadata (issuer, jwks_uri,
@@ -57,7 +58,7 @@ const (
 	rsClientSecret = "rs-secret:with&odd chars"
 )
 
-func newIntrospectionAS(t *testing.T, key *signingKey) *introspectionAS {
+func newIntrospectionAS(t *testing.T, key *jwttest.Key) *introspectionAS {
 	t.Helper()
 	as := &introspectionAS{jwks: newJWKSServer(t, key), answers: map[string]map[string]any{}, raw: map[string]string{}}
 	as.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -192,7 +193,7 @@ func TestIntrospectionThroughCaddy(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
 	for _, format := range []string{"caddyfile", "json"} {
 		t.Run(format, func(t *testing.T) {
-			key := newECKey(t, "ec-i")
+			key := jwttest.New(t, "ec-i", "ES256")
 			as := newIntrospectionAS(t, key)
 			cfg := introspectionCaddyfile
 			if format == "json" {
@@ -242,7 +243,7 @@ func TestIntrospectionThroughCaddy(t *testing.T) {
 			before := as.calls.Load()
 			c := claims(resource, "mcp:read")
 			c["iss"] = as.issuer
-			jwtTok := key.sign(t, c)
+			jwtTok := key.Token(t, c, nil)
 			deadline := time.Now().Add(10 * time.Second)
 			for {
 				code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(jwtTok))
@@ -281,7 +282,7 @@ func TestIntrospectionThroughCaddy(t *testing.T) {
 // credentials: 503 (the caller's token is not at fault), never 401.
 func TestIntrospectionWrongCredentials(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", "not-the-secret")
-	as := newIntrospectionAS(t, newECKey(t, "ec-w"))
+	as := newIntrospectionAS(t, jwttest.New(t, "ec-w", "ES256"))
 	tc := startCaddy(t, render(introspectionCaddyfile, map[string]string{"ISSUER": as.issuer}), "caddyfile")
 	as.issue("opaque-good", resource, "mcp:read", nil)
 	code, hdr, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer("opaque-good"))
@@ -294,7 +295,7 @@ func TestIntrospectionWrongCredentials(t *testing.T) {
 // assertion signed by a PKCS#8 key file (JSON config), and jwt_too: a JWT that verifies
 // locally is introspected too, and refused once the authorization server revokes it.
 func TestIntrospectionPrivateKeyJWTAndJWTToo(t *testing.T) {
-	key := newECKey(t, "ec-j")
+	key := jwttest.New(t, "ec-j", "ES256")
 	as := newIntrospectionAS(t, key)
 	clientKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -331,7 +332,7 @@ func TestIntrospectionPrivateKeyJWTAndJWTToo(t *testing.T) {
 
 	c := claims(resource, "mcp:read")
 	c["iss"] = as.issuer
-	jwtTok := key.sign(t, c)
+	jwtTok := key.Token(t, c, nil)
 	as.issue(jwtTok, resource, "mcp:read", map[string]any{"sub": "user-1"})
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // discoveryCaddyfile has no jwks_url: the JWKS is found through the issuer's metadata.
@@ -25,7 +27,7 @@ const discoveryCaddyfile = globalOptions + `
 // TestDiscovery runs with an authorization server whose issuer has a path: the JWKS comes
 // from its RFC 8414 metadata, found with the well-known segment inserted before the path.
 func TestDiscovery(t *testing.T) {
-	key := newECKey(t, "ec-1")
+	key := jwttest.New(t, "ec-1", "ES256")
 	jwks := newJWKSServer(t, key)
 	var as *httptest.Server
 	as = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -46,14 +48,14 @@ func TestDiscovery(t *testing.T) {
 
 	c := claims(resource, "mcp:read")
 	c["iss"] = iss
-	code, _, body := request(t, tc, http.MethodPost, "/mcp", "", bearer(key.sign(t, c)))
+	code, _, body := request(t, tc, http.MethodPost, "/mcp", "", bearer(key.Token(t, c, nil)))
 	if want := "user-1 from " + iss; code != http.StatusOK || body != want {
 		t.Errorf("status %d body %q, want 200 %q", code, body, want)
 	}
 
 	// A token of another issuer is refused even when signed by the same key.
 	c["iss"] = issuer
-	code, hdr, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(key.sign(t, c)))
+	code, hdr, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(key.Token(t, c, nil)))
 	if code != http.StatusUnauthorized {
 		t.Errorf("token of another issuer: status %d, want 401", code)
 	}
@@ -71,7 +73,7 @@ func TestAuthorizationServerDown(t *testing.T) {
 	s.jwks.down.Store(true)
 	cfg, _ := s.config("json", []string{"mcp:read"}, true)
 	tc := startCaddy(t, cfg, "json")
-	tok := s.rsaKey.sign(t, claims(resource, "mcp:read"))
+	tok := s.rsaKey.Token(t, claims(resource, "mcp:read"), nil)
 
 	code, hdr, body := request(t, tc, http.MethodPost, "/mcp", "", bearer(tok))
 	if code != http.StatusServiceUnavailable {
@@ -141,7 +143,7 @@ func TestEnvPlaceholders(t *testing.T) {
 		t.Errorf("no token: status %d, want 401", code)
 	}
 	checkChallenge(t, hdr, challenge("", "", "mcp:read"))
-	if code, _, body := request(t, tc, http.MethodPost, "/mcp", "", bearer(s.rsaKey.sign(t, claims(resource, "mcp:read")))); code != http.StatusOK || body != "ok" {
+	if code, _, body := request(t, tc, http.MethodPost, "/mcp", "", bearer(s.rsaKey.Token(t, claims(resource, "mcp:read"), nil))); code != http.StatusOK || body != "ok" {
 		t.Errorf("valid token: status %d body %q, want 200 ok", code, body)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -172,9 +173,9 @@ func listed(t *testing.T, cs *mcp.ClientSession) (tools, prompts, resources, tem
 // resources and templates it may use, page after page, each page marked cacheScope
 // "private"; a completion on a prompt or template it may not use is refused with 403.
 func TestListsThroughCaddy(t *testing.T) {
-	key := newRSAKey(t, "lists-1")
+	key := jwttest.New(t, "lists-1", "RS256")
 	jwks := newJWKSServer(t, key)
-	token := func(scope string) string { return key.sign(t, claims(resource, scope)) }
+	token := func(scope string) string { return key.Token(t, claims(resource, scope), nil) }
 	reader := "mcp:read"
 	everything := "mcp:read mcp:admin prompts:secret files:private"
 

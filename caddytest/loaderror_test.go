@@ -39,7 +39,7 @@ func TestRefusedConfigs(t *testing.T) {
 	s := newSetup(t)
 	cfg, _ := s.config("caddyfile", []string{"mcp:read"}, true)
 	tc := startCaddy(t, cfg, "caddyfile")
-	tok := s.rsaKey.sign(t, claims(resource, "mcp:read"))
+	tok := s.rsaKey.Token(t, claims(resource, "mcp:read"), nil)
 
 	const base = "\t\tresource https://mcp.example.com/mcp\n\t\tauthorization_servers https://auth.example.com\n\t\tjwks_url @JWKS@\n"
 	const baseJSON = `"resource": "https://mcp.example.com/mcp", "authorization_servers": ["https://auth.example.com"], "jwks_urls": ["@JWKS@"]`

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // logsCaddyfile writes Caddy's own logs (at debug level) and the site's access log to files,
@@ -54,7 +56,7 @@ func TestLogsAndErrorPlaceholder(t *testing.T) {
 	})
 	tc := startCaddy(t, cfg, "caddyfile")
 
-	good := s.rsaKey.sign(t, claims(resource, "mcp:read"))
+	good := s.rsaKey.Token(t, claims(resource, "mcp:read"), nil)
 	cases := []struct {
 		name      string
 		token     string
@@ -64,9 +66,9 @@ func TestLogsAndErrorPlaceholder(t *testing.T) {
 	}{
 		{"valid", good, http.StatusOK, "", ""},
 		{"no token", "", http.StatusUnauthorized, "missing_token", "missing_token"},
-		{"wrong audience", s.ecKey.sign(t, claims("https://other.example.com", "mcp:read")),
+		{"wrong audience", s.ecKey.Token(t, claims("https://other.example.com", "mcp:read"), nil),
 			http.StatusUnauthorized, "invalid_token", "audience_not_accepted"},
-		{"insufficient scope", s.rsaKey.sign(t, claims(resource, "mcp:write")),
+		{"insufficient scope", s.rsaKey.Token(t, claims(resource, "mcp:write"), nil),
 			http.StatusForbidden, "insufficient_scope", "insufficient_scope"},
 		{"bad signature", good[:strings.LastIndexByte(good, '.')+1] + "AAAA",
 			http.StatusUnauthorized, "invalid_token", "bad_signature"},
@@ -177,7 +179,7 @@ func TestKeyWarningsFollowLogConfig(t *testing.T) {
 	s := newSetup(t)
 	cfg, _ := s.config("caddyfile", []string{"mcp:read"}, true)
 	tc := startCaddy(t, cfg, "caddyfile")
-	if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(s.rsaKey.sign(t, claims(resource, "mcp:read")))); code != http.StatusOK {
+	if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(s.rsaKey.Token(t, claims(resource, "mcp:read"), nil))); code != http.StatusOK {
 		t.Fatalf("first config: status %d, want 200", code)
 	}
 
@@ -188,8 +190,8 @@ func TestKeyWarningsFollowLogConfig(t *testing.T) {
 
 	// A token with an unknown kid makes the set fetch again; the server is down.
 	s.jwks.down.Store(true)
-	stranger := newECKey(t, "unknown-kid")
-	code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(stranger.sign(t, claims(resource, "mcp:read"))))
+	stranger := jwttest.New(t, "unknown-kid", "ES256")
+	code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(stranger.Token(t, claims(resource, "mcp:read"), nil)))
 	if code != http.StatusUnauthorized {
 		t.Errorf("token of an unknown key: status %d, want 401", code)
 	}

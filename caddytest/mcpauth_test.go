@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // caddyfileConfig protects a reverse_proxy with mcp_auth. There is no global `order` option:
@@ -81,14 +83,14 @@ const jsonConfig = `
 
 // setup is one running Caddy in front of an upstream, with the keys that sign its tokens.
 type setup struct {
-	rsaKey, ecKey *signingKey
+	rsaKey, ecKey *jwttest.Key
 	jwks          *jwksServer
 	up            *upstream
 }
 
 func newSetup(t *testing.T) *setup {
 	t.Helper()
-	s := &setup{rsaKey: newRSAKey(t, "rsa-1"), ecKey: newECKey(t, "ec-1"), up: newUpstream(t)}
+	s := &setup{rsaKey: jwttest.New(t, "rsa-1", "RS256"), ecKey: jwttest.New(t, "ec-1", "ES256"), up: newUpstream(t)}
 	s.jwks = newJWKSServer(t, s.rsaKey, s.ecKey)
 	return s
 }
@@ -220,9 +222,9 @@ func TestRequests(t *testing.T) {
 			})
 
 			t.Run("valid tokens reach the upstream", func(t *testing.T) {
-				for _, key := range []*signingKey{s.rsaKey, s.ecKey} {
+				for _, key := range []*jwttest.Key{s.rsaKey, s.ecKey} {
 					before := s.up.hits.Load()
-					tok := key.sign(t, claims(resource, "mcp:read mcp:write"))
+					tok := key.Token(t, claims(resource, "mcp:read mcp:write"), nil)
 					code, _, body := request(t, tc, http.MethodPost, "/mcp", "", bearer(tok))
 					if code != http.StatusOK || body != upstreamBody {
 						t.Fatalf("%s token: status %d body %q, want 200 %q", key.Alg, code, body, upstreamBody)
@@ -241,7 +243,7 @@ func TestRequests(t *testing.T) {
 			})
 
 			t.Run("placeholders in respond", func(t *testing.T) {
-				tok := s.ecKey.sign(t, claims(resource, "mcp:read"))
+				tok := s.ecKey.Token(t, claims(resource, "mcp:read"), nil)
 				code, _, body := request(t, tc, http.MethodGet, "/whoami", "", bearer(tok))
 				if want := "user-1|client-1|mcp:read|acme"; code != http.StatusOK || body != want {
 					t.Errorf("status %d body %q, want 200 %q", code, body, want)
@@ -249,7 +251,7 @@ func TestRequests(t *testing.T) {
 			})
 
 			t.Run("denials", func(t *testing.T) {
-				other := newRSAKey(t, "rsa-1") // same kid, key the JWKS does not hold
+				other := jwttest.New(t, "rsa-1", "RS256") // same kid, key the JWKS does not hold
 				cases := []struct {
 					name   string
 					auth   []string
@@ -257,17 +259,17 @@ func TestRequests(t *testing.T) {
 					code   string
 					desc   string
 				}{
-					{"insufficient scope", []string{bearer(s.rsaKey.sign(t, claims(resource, "mcp:write")))},
+					{"insufficient scope", []string{bearer(s.rsaKey.Token(t, claims(resource, "mcp:write"), nil))},
 						http.StatusForbidden, "insufficient_scope", descScope},
-					{"wrong audience", []string{bearer(s.rsaKey.sign(t, claims("https://other.example.com/mcp", "mcp:read")))},
+					{"wrong audience", []string{bearer(s.rsaKey.Token(t, claims("https://other.example.com/mcp", "mcp:read"), nil))},
 						http.StatusUnauthorized, "invalid_token", descAudience},
-					{"audience of the issuer, not this resource", []string{bearer(s.ecKey.sign(t, claims(issuer, "mcp:read")))},
+					{"audience of the issuer, not this resource", []string{bearer(s.ecKey.Token(t, claims(issuer, "mcp:read"), nil))},
 						http.StatusUnauthorized, "invalid_token", descAudience},
-					{"bad signature", []string{bearer(other.sign(t, claims(resource, "mcp:read")))},
+					{"bad signature", []string{bearer(other.Token(t, claims(resource, "mcp:read"), nil))},
 						http.StatusUnauthorized, "invalid_token", "The access token signature is invalid."},
 					{"two Authorization headers", []string{
-						bearer(s.rsaKey.sign(t, claims(resource, "mcp:read"))),
-						bearer(s.ecKey.sign(t, claims(resource, "mcp:read"))),
+						bearer(s.rsaKey.Token(t, claims(resource, "mcp:read"), nil)),
+						bearer(s.ecKey.Token(t, claims(resource, "mcp:read"), nil)),
 					}, http.StatusBadRequest, "invalid_request", descMultiple},
 				}
 				before := s.up.hits.Load()

@@ -212,7 +212,7 @@ func TestMTLSBoundThroughCaddy(t *testing.T) {
 
 			c := claims(resource, "mcp:read")
 			c["cnf"] = map[string]any{"x5t#S256": x5tS256(alice)}
-			token := s.rsaKey.sign(t, c)
+			token := s.rsaKey.Token(t, c, nil)
 			if code, _, body := get("/mcp", token, &alice); code != 200 || body != upstreamBody {
 				t.Errorf("bound token with its certificate: %d %q", code, body)
 			}
@@ -235,7 +235,7 @@ func TestMTLSBoundThroughCaddy(t *testing.T) {
 				}
 			}
 			// An unbound token needs no certificate.
-			if code, _, _ := get("/mcp", s.rsaKey.sign(t, claims(resource, "mcp:read")), nil); code != 200 {
+			if code, _, _ := get("/mcp", s.rsaKey.Token(t, claims(resource, "mcp:read"), nil), nil); code != 200 {
 				t.Errorf("unbound token: %d", code)
 			}
 			if n := s.up.hits.Load(); n != 2 {

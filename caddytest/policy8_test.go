@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // Who may call, through a real Caddy: clients, require_claim (base and in rules),
@@ -162,7 +163,7 @@ func TestWhoMayCallJSON(t *testing.T)      { runWhoMayCall(t, whoJSON, "json") }
 
 func runWhoMayCall(t *testing.T, cfg, adapter string) {
 	t.Setenv("P8_TENANT_HOST", "login.example.com")
-	key := newRSAKey(t, "rsa-who")
+	key := jwttest.New(t, "rsa-who", "RS256")
 	js := newJWKSServer(t, key)
 	up := newUpstream(t)
 	name := "Who " + adapter
@@ -182,7 +183,7 @@ func runWhoMayCall(t *testing.T, cfg, adapter string) {
 	}
 
 	tok := func(set map[string]any) func(t *testing.T) string {
-		return func(t *testing.T) string { return key.sign(t, whoClaims(set)) }
+		return func(t *testing.T) string { return key.Token(t, whoClaims(set), nil) }
 	}
 	raw := func(payload string) func(t *testing.T) string {
 		return func(t *testing.T) string {
@@ -276,7 +277,7 @@ func jsonNum(n int64) string { b, _ := json.Marshal(n); return string(b) }
 // metadata of the configured authorization server (Entra's .../organizations/v2.0 names
 // the issuer .../{tenantid}/v2.0); the template itself is never fetched.
 func TestTenantIssuerDiscoveredFromAuthorizationServer(t *testing.T) {
-	key := newRSAKey(t, "rsa-tenant")
+	key := jwttest.New(t, "rsa-tenant", "RS256")
 	js := newJWKSServer(t, key)
 	var literal bool
 	var as *httptest.Server
@@ -309,7 +310,7 @@ func TestTenantIssuerDiscoveredFromAuthorizationServer(t *testing.T) {
 	c := whoClaims(map[string]any{"iss": as.URL + "/t-123/v2.0", "tid": "t-123"})
 	var code int
 	for range 50 { // the key set loads in the background
-		if code, _, _ = postRPC(t, tc, key.sign(t, c), toolCall("read_file")); code != http.StatusServiceUnavailable {
+		if code, _, _ = postRPC(t, tc, key.Token(t, c, nil), toolCall("read_file")); code != http.StatusServiceUnavailable {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)

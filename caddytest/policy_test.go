@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcptest"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -349,9 +350,9 @@ func toolsCallOfSize(t *testing.T, name string, size int) []byte {
 // Caddyfile and by JSON) in front of a real go-sdk MCP server answering with JSON and with
 // SSE.
 func TestPolicyThroughCaddy(t *testing.T) {
-	key := newRSAKey(t, "policy-1")
+	key := jwttest.New(t, "policy-1", "RS256")
 	jwks := newJWKSServer(t, key)
-	token := func(scope string) string { return key.sign(t, claims(resource, scope)) }
+	token := func(scope string) string { return key.Token(t, claims(resource, scope), nil) }
 	forbidden := challenge("insufficient_scope", descScope, "mcp:read mcp:admin")
 	badMessage := challenge("invalid_request", descBadMessage, "mcp:read")
 

@@ -18,8 +18,8 @@ func TestReload(t *testing.T) {
 	cfg, _ := s.config("caddyfile", []string{"mcp:read"}, true)
 	tc := startCaddy(t, cfg, "caddyfile")
 
-	readTok := s.rsaKey.sign(t, claims(resource, "mcp:read"))
-	writeTok := s.ecKey.sign(t, claims(resource, "mcp:write"))
+	readTok := s.rsaKey.Token(t, claims(resource, "mcp:read"), nil)
+	writeTok := s.ecKey.Token(t, claims(resource, "mcp:write"), nil)
 
 	// Warm the key set with one request, then count fetches from here on.
 	if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(readTok)); code != http.StatusOK {
@@ -125,7 +125,7 @@ func TestKeySetLifecycle(t *testing.T) {
 	s := newSetup(t)
 	cfg, ct := s.config("caddyfile", []string{"mcp:read"}, true)
 	tc := startCaddy(t, cfg, "caddyfile")
-	tok := s.rsaKey.sign(t, claims(resource, "mcp:read"))
+	tok := s.rsaKey.Token(t, claims(resource, "mcp:read"), nil)
 	vars := map[string]string{"JWKS": s.jwks.URL + "/jwks"}
 
 	wantOK := func(step string) {

@@ -208,8 +208,8 @@ func TestBoundSessionsThroughCaddy(t *testing.T) {
 		"DIR": dir, "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
 	}), "caddyfile")
 
-	alice := s.rsaKey.sign(t, userClaims("alice", "client-a", "mcp:read", time.Hour))
-	bob := s.rsaKey.sign(t, userClaims("bob", "client-b", "mcp:read", time.Hour))
+	alice := s.rsaKey.Token(t, userClaims("alice", "client-a", "mcp:read", time.Hour), nil)
+	bob := s.rsaKey.Token(t, userClaims("bob", "client-b", "mcp:read", time.Hour), nil)
 
 	// Alice's official Go SDK client works unchanged: initialize, list, call, close.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -268,7 +268,7 @@ func TestBoundSessionsThroughCaddy(t *testing.T) {
 		{"bob with the server ID", http.MethodPost, bob, serverID, callReadFile},
 		{"forged tag", http.MethodPost, alice, string(forged), callReadFile},
 		{"tag without ID", http.MethodPost, alice, handed[len(serverID):], callReadFile},
-		{"other client of alice", http.MethodPost, s.rsaKey.sign(t, userClaims("alice", "client-x", "mcp:read", time.Hour)), handed, callReadFile},
+		{"other client of alice", http.MethodPost, s.rsaKey.Token(t, userClaims("alice", "client-x", "mcp:read", time.Hour), nil), handed, callReadFile},
 	}
 	for _, r := range replays {
 		t.Run(r.name, func(t *testing.T) {
@@ -291,7 +291,7 @@ func TestBoundSessionsThroughCaddy(t *testing.T) {
 
 	t.Run("refreshed token keeps the session", func(t *testing.T) {
 		time.Sleep(1100 * time.Millisecond) // another iat
-		fresh := s.ecKey.sign(t, userClaims("alice", "client-a", "mcp:read", time.Hour))
+		fresh := s.ecKey.Token(t, userClaims("alice", "client-a", "mcp:read", time.Hour), nil)
 		if fresh == alice {
 			t.Fatal("the refreshed token is the same token")
 		}
@@ -445,7 +445,7 @@ func TestStreamClosedAtTokenExpiry(t *testing.T) {
 		"DIR": dir, "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
 	}), "caddyfile")
 
-	long := s.rsaKey.sign(t, userClaims("carol", "client-c", "mcp:read", time.Hour))
+	long := s.rsaKey.Token(t, userClaims("carol", "client-c", "mcp:read", time.Hour), nil)
 	code, hdr, body := rawCall(t, http.MethodPost, long, "", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":`+
 		`{"protocolVersion":"`+protocolHeader+`","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`, nil)
 	session := hdr.Get("Mcp-Session-Id")
@@ -476,7 +476,7 @@ func TestStreamClosedAtTokenExpiry(t *testing.T) {
 		return resp, cancel
 	}
 
-	short := s.rsaKey.sign(t, userClaims("carol", "client-c", "mcp:read", 3*time.Second))
+	short := s.rsaKey.Token(t, userClaims("carol", "client-c", "mcp:read", 3*time.Second), nil)
 	exp, _, _ := jwt.NewParser().ParseUnverified(short, jwt.MapClaims{})
 	expiry, _ := exp.Claims.GetExpirationTime()
 	resp, cancel := openStream(short)
@@ -495,7 +495,7 @@ func TestStreamClosedAtTokenExpiry(t *testing.T) {
 	}
 
 	// The client reconnects with its fresh token: the new stream is served, and stays open.
-	fresh := s.ecKey.sign(t, userClaims("carol", "client-c", "mcp:read", time.Hour))
+	fresh := s.ecKey.Token(t, userClaims("carol", "client-c", "mcp:read", time.Hour), nil)
 	resp, cancel = openStream(fresh)
 	defer cancel()
 	done := make(chan error, 1)
@@ -554,8 +554,8 @@ func TestBoundSessionsJSON(t *testing.T) {
 	startCaddy(t, render(sessionsJSON, map[string]string{
 		"JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
 	}), "json")
-	alice := s.rsaKey.sign(t, userClaims("alice", "client-a", "mcp:read", time.Hour))
-	bob := s.rsaKey.sign(t, userClaims("bob", "client-b", "mcp:read", time.Hour))
+	alice := s.rsaKey.Token(t, userClaims("alice", "client-a", "mcp:read", time.Hour), nil)
+	bob := s.rsaKey.Token(t, userClaims("bob", "client-b", "mcp:read", time.Hour), nil)
 	code, hdr, body := rawCall(t, http.MethodPost, alice, "", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":`+
 		`{"protocolVersion":"`+protocolHeader+`","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`, nil)
 	session := hdr.Get("Mcp-Session-Id")
