@@ -192,7 +192,7 @@ func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, raw strin
 		proof, err = h.dpop.Check(v, r.Method, requestHTU(r), raw)
 		if err != nil {
 			if verify.ReasonOf(err) == verify.UseNonce {
-				w.Header()["Dpop-Nonce"] = []string{h.dpop.Nonces.Current(h.now())}
+				h.setDPoPNonce(w)
 			}
 			return reasonDenials[verify.ReasonOf(err)], err
 		}
@@ -209,10 +209,16 @@ func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, raw strin
 			return denyDPoPProof, err
 		}
 		if proof.NonceStale {
-			w.Header()["Dpop-Nonce"] = []string{h.dpop.Nonces.Current(h.now())}
+			h.setDPoPNonce(w)
 		}
 	}
 	return denyNone, nil
+}
+
+// setDPoPNonce hands the client the current server nonce (RFC 9449 §8), in canonical form
+// so that no allocation is spent on the header name.
+func (h *Handler) setDPoPNonce(w http.ResponseWriter) {
+	w.Header()["Dpop-Nonce"] = []string{h.dpop.Nonces.Current(h.now())}
 }
 
 // b64tokenChars marks the characters of b64token before its '=' padding.
