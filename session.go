@@ -131,13 +131,9 @@ func (b *sessionBinder) tag(dst []byte, sid string, id *verify.Identity, anchor 
 	return dst
 }
 
-// bind returns the session ID the client is given: the server's, a '.', and the tag. Both
-// parts are visible ASCII (0x21–0x7E), as the transport requires of session IDs.
-func (b *sessionBinder) bind(sid string, id *verify.Identity) string {
-	return b.bindFor(sid, id, "")
-}
-
-// bindFor is bind for a caller with its session anchor.
+// bindFor returns the session ID the client is given: the server's, a '.', and the tag of
+// the caller (with its session anchor). Both parts are visible ASCII (0x21–0x7E), as the
+// transport requires of session IDs.
 func (b *sessionBinder) bindFor(sid string, id *verify.Identity, anchor string) string {
 	out := make([]byte, 0, len(sid)+1+sessionTagLen)
 	out = append(out, sid...)
@@ -158,13 +154,8 @@ func sessionAnchor(id *verify.Identity, raw string) string {
 	return string(sum[:])
 }
 
-// unbind checks a session ID the client sent against the caller presenting it and returns
-// the server's session ID. The tag is compared in constant time.
-func (b *sessionBinder) unbind(sent string, id *verify.Identity) (string, bool) {
-	return b.unbindFor(sent, id, "")
-}
-
-// unbindFor is unbind for a caller with its session anchor.
+// unbindFor checks a session ID the client sent against the caller presenting it (with its
+// session anchor) and returns the server's session ID. The tag is compared in constant time.
 func (b *sessionBinder) unbindFor(sent string, id *verify.Identity, anchor string) (string, bool) {
 	dot := strings.LastIndexByte(sent, '.')
 	if dot < 0 || len(sent)-dot-1 != sessionTagLen {

@@ -308,3 +308,13 @@ func TestSessionHeaderSpellings(t *testing.T) {
 		}
 	}
 }
+
+// bind is bindFor for a caller without a session anchor; only tests call it.
+func (b *sessionBinder) bind(sid string, id *verify.Identity) string {
+	return b.bindFor(sid, id, "")
+}
+
+// unbind is unbindFor for a caller without a session anchor; only tests call it.
+func (b *sessionBinder) unbind(sent string, id *verify.Identity) (string, bool) {
+	return b.unbindFor(sent, id, "")
+}
