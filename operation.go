@@ -29,21 +29,6 @@ type operations struct {
 	ruleLabels []string
 }
 
-// listKind returns the kind of list a method asks for.
-func listKind(method string) (mcpjson.ListKind, bool) {
-	switch method {
-	case mcpjson.MethodToolsList:
-		return mcpjson.ListTools, true
-	case "prompts/list":
-		return mcpjson.ListPrompts, true
-	case "resources/list":
-		return mcpjson.ListResources, true
-	case "resources/templates/list":
-		return mcpjson.ListResourceTemplates, true
-	}
-	return 0, false
-}
-
 // errBodyTooLarge is the body read's own over-limit error.
 var errBodyTooLarge = errors.New("request body too large")
 
@@ -140,7 +125,7 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 	listed := false
 	for i := range msgs {
 		ops.rules.match(&msgs[i], &matched)
-		if k, ok := listKind(msgs[i].Method); ok && ops.lists.Has(k) {
+		if k, ok := mcpjson.ListKindOf(msgs[i].Method); ok && ops.lists.Has(k) {
 			listed = true
 		}
 	}

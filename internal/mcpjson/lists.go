@@ -37,6 +37,21 @@ var listKeys = [numListKinds]struct{ result, entry string }{
 	ListResourceTemplates: {"resourceTemplates", "uriTemplate"},
 }
 
+// ListKindOf returns the kind of list a method asks for: the list methods of MCP.
+func ListKindOf(method string) (ListKind, bool) {
+	switch method {
+	case MethodToolsList:
+		return ListTools, true
+	case "prompts/list":
+		return ListPrompts, true
+	case "resources/list":
+		return ListResources, true
+	case "resources/templates/list":
+		return ListResourceTemplates, true
+	}
+	return 0, false
+}
+
 // ListKinds is a set of list kinds.
 type ListKinds uint8
 
