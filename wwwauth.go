@@ -234,11 +234,6 @@ func (c *challenges) build(code, desc string, scope []string) string {
 	return b.String()
 }
 
-// buildChallenge writes one RFC 6750 Bearer challenge.
-func buildChallenge(code, desc string, scope []string, metaURL string) string {
-	return bearerScheme.challenge(code, desc, scope, metaURL)
-}
-
 // challenge writes this scheme's challenge with the parameters in the order error,
 // error_description, scope, resource_metadata, leaving out the empty ones, then the scheme's
 // own. The values are known not to need escaping: codes and descriptions are fixed, scopes
@@ -283,12 +278,8 @@ func errorBody(code, desc string) []byte {
 
 var retryAfter = strconv.Itoa(defaultRetryAfter)
 
-// write sends the precomputed answer for d.
-func (c *challenges) write(w http.ResponseWriter, d denial) {
-	c.writeWith(w, d, c.header[d])
-}
-
-// writeWith sends the answer for d with a challenge built for this request (step-up scopes).
+// writeWith sends the answer for d with its challenge: the precomputed header[d], or one
+// built for this request (step-up scopes).
 //
 // Header values are fresh slices: handlers that wrap the writer (Caddy's deferred `header`
 // operations) may edit them in place, which must not reach other responses.

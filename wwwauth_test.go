@@ -297,3 +297,13 @@ func TestChallengesPerScheme(t *testing.T) {
 		t.Errorf("default scheme: %s", got)
 	}
 }
+
+// buildChallenge writes one RFC 6750 Bearer challenge; only tests call it.
+func buildChallenge(code, desc string, scope []string, metaURL string) string {
+	return bearerScheme.challenge(code, desc, scope, metaURL)
+}
+
+// write sends the precomputed answer for d; only tests call it.
+func (c *challenges) write(w http.ResponseWriter, d denial) {
+	c.writeWith(w, d, c.header[d])
+}
