@@ -52,13 +52,8 @@ func DiscoveryURLs(issuer string) ([]string, error) {
 	return cands, nil
 }
 
-// discoverJWKSURL finds the issuer's jwks_uri.
-func discoverJWKSURL(ctx context.Context, client *http.Client, issuer string, limit int64) (string, error) {
-	return discoverJWKSURLAt(ctx, client, "", issuer, limit)
-}
-
-// discoverJWKSURLAt is discoverJWKSURL with the metadata looked for at base ("" for the
-// issuer itself); the document must still name issuer.
+// discoverJWKSURLAt finds the issuer's jwks_uri with the metadata looked for at base (""
+// for the issuer itself); the document must still name issuer.
 func discoverJWKSURLAt(ctx context.Context, client *http.Client, base, issuer string, limit int64) (string, error) {
 	u, err := DiscoverEndpointAt(ctx, client, base, issuer, "jwks_uri", limit)
 	if err != nil {

@@ -258,3 +258,8 @@ func TestDiscoveryRefusesBadJWKSURI(t *testing.T) {
 		t.Fatalf("got jwks_uri %q, want an error", got)
 	}
 }
+
+// discoverJWKSURL finds the issuer's jwks_uri at the issuer itself; only tests call it.
+func discoverJWKSURL(ctx context.Context, client *http.Client, issuer string, limit int64) (string, error) {
+	return discoverJWKSURLAt(ctx, client, "", issuer, limit)
+}
