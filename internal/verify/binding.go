@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 )
 
 // Presentation says how a request presented its access token, for CheckBinding.
@@ -48,19 +47,6 @@ func CheckBinding(c Confirmation, p Presentation) error {
 		return fail(Bound)
 	}
 	return nil
-}
-
-// ParseConfirmation reads a cnf claim (RFC 7800 §3.1) given as raw JSON, as an
-// introspection answer carries it (RFC 7662 §2.2 with RFC 9449 §6.2, RFC 8705 §3.2), into the
-// Confirmation that CheckBinding checks. Any cnf, even one with no member this module knows,
-// is Present.
-func ParseConfirmation(raw []byte) (Confirmation, error) {
-	var c Confirmation
-	if !json.Valid(raw) {
-		return Confirmation{Present: true}, errNotObject
-	}
-	err := readConfirmation(raw, &c)
-	return c, err
 }
 
 // CertThumbprint is x5t#S256 of a certificate: base64url(SHA-256(DER)) (RFC 8705 §3.1).
