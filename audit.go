@@ -31,6 +31,8 @@ const auditKey = "http.auth.mcp.audit"
 type auditRecord struct {
 	c                  *caller
 	method, name, rule string
+	// exchangeTarget names the token exchange target, exchangedID the new token's jti.
+	exchangeTarget, exchangedID string
 }
 
 // String is what the record shows should someone log its replacer key: the user only.
@@ -68,7 +70,7 @@ func (h *Handler) auditDecision(r *http.Request, d denial) {
 // writeAudit writes the event; rec is the request's record, nil before the token verified.
 func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial, rec *auditRecord) {
 	// The fields escape into zap's core; a pooled array spares an allocation of ~1 KiB.
-	fields := auditFields.Get().(*[14]zap.Field)
+	fields := auditFields.Get().(*[16]zap.Field)
 	defer auditFields.Put(fields)
 	f := fields[:0]
 	if d == denyNone {
@@ -95,6 +97,12 @@ func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial
 		if rec.rule != "" {
 			f = append(f, zap.String("rule", rec.rule))
 		}
+		if rec.exchangeTarget != "" {
+			f = append(f, zap.String("exchange_target", rec.exchangeTarget))
+			if rec.exchangedID != "" {
+				f = append(f, zap.String("exchanged_token_id", rec.exchangedID))
+			}
+		}
 		tokenID = rec.c.tokenID()
 	} else if raw, _, bd := bearerToken(r.Header, h.dpop != nil); bd == denyNone && raw != "" {
 		tokenID = tokenHashID(raw)
@@ -114,7 +122,7 @@ func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial
 	ce.Write(f...)
 }
 
-var auditFields = sync.Pool{New: func() any { return new([14]zap.Field) }}
+var auditFields = sync.Pool{New: func() any { return new([16]zap.Field) }}
 
 // tokenHashID is the first 8 bytes of the token's SHA-256, in hex: it tells tokens apart in
 // the log without being usable as one.

@@ -72,6 +72,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	var tf *toolsFilter
+	target := siteTarget
 	if h.ops != nil {
 		// The base policy and the rules are judged together, so that a 403 names every
 		// scope this request needs.
@@ -83,8 +84,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return h.deny(w, r, dec.deny, dec.err)
 		}
 		tf = dec.filter
+		target = dec.target
 	} else if !id.baseOK {
 		return h.deny(w, r, denyInsufficientScope, nil)
+	}
+	if h.TokenExchange != nil {
+		if d, err := h.TokenExchange.exchangeFor(r, id, raw, target); d != denyNone {
+			return h.deny(w, r, d, err)
+		}
 	}
 
 	h.metrics.allowed.Inc()
@@ -297,6 +304,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 	if h.sessions != nil {
 		c.sessionAnchor = sessionAnchor(id, raw)
 	}
+	c.exchanged = h.TokenExchange.newSlots()
 	switch {
 	case hashed != nil:
 		h.cache.Put(string(hashed), c)

@@ -289,6 +289,12 @@ type Handler struct {
 	// JSON: `close_streams_at_expiry`. Caddyfile: `close_streams_at_expiry`.
 	CloseStreamsAtExpiry bool `json:"close_streams_at_expiry,omitempty"`
 
+	// TokenExchange exchanges the incoming access token, once the request is allowed, for a
+	// token for the upstream (RFC 8693), which the upstream request carries instead.
+	//
+	// JSON: `token_exchange`. Caddyfile: `token_exchange { ... }`.
+	TokenExchange *TokenExchange `json:"token_exchange,omitempty"`
+
 	sessions *sessionBinder // nil unless bind_sessions
 	audit    *zap.Logger    // nil unless audit
 
@@ -528,6 +534,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			zap.String("resource", h.Resource), zap.Int("rules", len(h.Rules)),
 			zap.Bool("filter_tools_list", h.FilterToolsList), zap.Bool("filter_lists", h.FilterLists))
 	}
+	if h.TokenExchange != nil {
+		if err := h.TokenExchange.Provision(ctx, h); err != nil {
+			return err
+		}
+	}
 	h.keySets.logStart(h.logger, h.Resource)
 	return nil
 }
@@ -639,6 +650,9 @@ func (h *Handler) validateConfig() error {
 		if err := h.DPoP.Validate(); err != nil {
 			return err
 		}
+	}
+	if err := h.validateExchange(); err != nil {
+		return err
 	}
 	if b := h.BindSessions; b != nil && b.Key != "" {
 		if err := checkSessionKeyArg(b.Key); err != nil {
