@@ -504,7 +504,7 @@ func parseRule(d *caddyfile.Dispenser, h *Handler) error {
 			}
 			continue
 		default:
-			return d.Errf("%s: unrecognized subdirective %q (scopes, any_of, clients or require_claim)", kind, d.Val())
+			return d.Errf("%s: unrecognized subdirective %q (scopes, any_of, clients, require_claim or exchange)", kind, d.Val())
 		}
 		args := d.RemainingArgs()
 		if len(args) == 0 {
