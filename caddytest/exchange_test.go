@@ -401,20 +401,20 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 	t.Run("unavailable", func(t *testing.T) {
 		at := "urn:ietf:params:oauth:token-type:access_token"
 		for name, b := range map[string]string{
-			"invalid_client":          `401 {"error":"invalid_client"}`,
-			"unsupported_grant_type":  `400 {"error":"unsupported_grant_type"}`,
-			"5xx":                     `502 bad gateway`,
-			"connection closed":       "hangup",
-			"no access_token":         `200 {"issued_token_type":"` + at + `","token_type":"Bearer"}`,
-			"refresh token issued":    `200 {"access_token":"r","issued_token_type":"urn:ietf:params:oauth:token-type:refresh_token","token_type":"Bearer"}`,
-			"no issued_token_type":    `200 {"access_token":"r","token_type":"Bearer"}`,
-			"token_type DPoP":         `200 {"access_token":"r","issued_token_type":"` + at + `","token_type":"DPoP"}`,
-			"token_type MAC":          `200 {"access_token":"r","issued_token_type":"` + at + `","token_type":"mac"}`,
-			"duplicate access_token":  `200 {"access_token":"r","access_token":"s","issued_token_type":"` + at + `","token_type":"Bearer"}`,
-			"header injection":        `200 {"access_token":"r\r\nX-Admin: 1","issued_token_type":"` + at + `","token_type":"Bearer"}`,
-			"oversized":               `200 {"access_token":"r","issued_token_type":"` + at + `","token_type":"Bearer","pad":"` + strings.Repeat("x", 70000) + `"}`,
-			"not JSON":                `200 access_token=r`,
-			"expires_in string":       `200 {"access_token":"r","issued_token_type":"` + at + `","token_type":"Bearer","expires_in":"60"}`,
+			"invalid_client":         `401 {"error":"invalid_client"}`,
+			"unsupported_grant_type": `400 {"error":"unsupported_grant_type"}`,
+			"5xx":                    `502 bad gateway`,
+			"connection closed":      "hangup",
+			"no access_token":        `200 {"issued_token_type":"` + at + `","token_type":"Bearer"}`,
+			"refresh token issued":   `200 {"access_token":"r","issued_token_type":"urn:ietf:params:oauth:token-type:refresh_token","token_type":"Bearer"}`,
+			"no issued_token_type":   `200 {"access_token":"r","token_type":"Bearer"}`,
+			"token_type DPoP":        `200 {"access_token":"r","issued_token_type":"` + at + `","token_type":"DPoP"}`,
+			"token_type MAC":         `200 {"access_token":"r","issued_token_type":"` + at + `","token_type":"mac"}`,
+			"duplicate access_token": `200 {"access_token":"r","access_token":"s","issued_token_type":"` + at + `","token_type":"Bearer"}`,
+			"header injection":       `200 {"access_token":"r\r\nX-Admin: 1","issued_token_type":"` + at + `","token_type":"Bearer"}`,
+			"oversized":              `200 {"access_token":"r","issued_token_type":"` + at + `","token_type":"Bearer","pad":"` + strings.Repeat("x", 70000) + `"}`,
+			"not JSON":               `200 access_token=r`,
+			"expires_in string":      `200 {"access_token":"r","issued_token_type":"` + at + `","token_type":"Bearer","expires_in":"60"}`,
 		} {
 			tok := mint(claims(resource, "mcp:read"))
 			as.set(tok, b)
@@ -529,4 +529,3 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 		}
 	})
 }
-
