@@ -89,7 +89,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.deny(w, r, denyInsufficientScope, nil)
 	}
 	if h.TokenExchange != nil {
-		if d, err := h.TokenExchange.exchangeFor(r, id, raw, target); d != denyNone {
+		if d, err := h.TokenExchange.exchangeFor(r, repl, rec, id, raw, target); d != denyNone {
 			return h.deny(w, r, d, err)
 		}
 	}

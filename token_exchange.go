@@ -423,15 +423,9 @@ func (x *TokenExchange) targetOf(msgs []mcpjson.Message) (target int, ok bool) {
 }
 
 // exchangeFor puts the token exchanged for target in r's upstream header, in place of the
-// incoming one. raw is the incoming token, c its caller.
-func (x *TokenExchange) exchangeFor(r *http.Request, c *caller, raw string, target int) (denial, error) {
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	var rec *auditRecord
-	if repl != nil {
-		if v, _ := repl.Get(auditKey); v != nil {
-			rec, _ = v.(*auditRecord)
-		}
-	}
+// incoming one. raw is the incoming token, c its caller, rec the audit record (nil when
+// audit is off).
+func (x *TokenExchange) exchangeFor(r *http.Request, repl *caddy.Replacer, rec *auditRecord, c *caller, raw string, target int) (denial, error) {
 	if rec != nil {
 		// Named on a refusal too.
 		rec.exchangeTarget = x.label[target]
@@ -460,9 +454,7 @@ func (x *TokenExchange) exchangeFor(r *http.Request, c *caller, raw string, targ
 	delete(hdr, "Authorization")
 	delete(hdr, "Dpop")
 	hdr[x.header] = tok.Header()
-	if repl != nil {
-		repl.Set(exchangedAudiencePlaceholder, x.audience[target])
-	}
+	repl.Set(exchangedAudiencePlaceholder, x.audience[target])
 	if rec != nil {
 		rec.exchangedID = tok.JTI
 	}
