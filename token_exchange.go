@@ -307,6 +307,11 @@ func (h *Handler) validateExchange() error {
 		}
 	}
 	if h.TokenExchange != nil {
+		if h.StripToken {
+			// strip_token would remove the exchanged token from Authorization; the incoming
+			// one never reaches the upstream with token_exchange anyway.
+			return errors.New("strip_token: cannot be combined with token_exchange, which always removes the incoming token")
+		}
 		return h.TokenExchange.Validate(h)
 	}
 	return nil

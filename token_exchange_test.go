@@ -1,8 +1,20 @@
 package mcpauth
 
 import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // TestTokenExchangeConfigErrors: every bad token_exchange or exchange configuration is
@@ -35,6 +47,7 @@ func TestTokenExchangeConfigErrors(t *testing.T) {
 		{"exchange in a prompt rule", head + "prompt p {\n scopes a\n exchange {\n audience x\n }\n}\n}", "prompt: exchange: only in tool rules"},
 		{"exchange without target", head + "tool t {\n exchange {\n scope a\n }\n}\n}", "tool exchange: needs audience or resource"},
 		{"exchange unknown", head + "tool t {\n exchange {\n header X\n }\n}\n}", `tool exchange: unrecognized subdirective "header"`},
+		{"strip_token", head + "strip_token\ntoken_exchange {\n" + ok + "}\n}", "strip_token: cannot be combined with token_exchange"},
 		{"exchange without token_exchange", head + "tool t {\n exchange {\n audience x\n }\n}\n}", "rules[0].exchange: needs the token_exchange group"},
 	}
 	for _, tc := range cases {
@@ -58,5 +71,96 @@ func TestTokenExchangeConfigErrors(t *testing.T) {
 	}
 	if h.Rules[0].Exchange == nil || h.Rules[0].Exchange.Audience[0] != "https://gh.example.com" {
 		t.Fatalf("rule %+v", h.Rules[0])
+	}
+}
+
+// TestTokenExchangeLogsNoToken: with every log at debug level (a zap observer), exchanges that
+// succeed, are refused, fail, or get a malformed answer (one that echoes the subject token
+// back) write neither the incoming nor the exchanged token anywhere.
+func TestTokenExchangeLogsNoToken(t *testing.T) {
+	k := jwttest.New(t, "rs", "RS256")
+	var mu sync.Mutex
+	behaviour := map[string]string{}
+	as := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		subject := r.PostForm.Get("subject_token")
+		mu.Lock()
+		b := behaviour[subject]
+		mu.Unlock()
+		status, body, _ := strings.Cut(b, " ")
+		code, _ := strconv.Atoi(status)
+		body = strings.ReplaceAll(body, "SUBJECT", subject)
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(as.Close)
+	js := newJWKSServer(t, k)
+	h := &Handler{
+		Resource: cacheRes, AuthorizationServers: []string{cacheIss}, JWKSURLs: []string{js.URL},
+		Scopes: []string{"mcp:read"},
+		TokenExchange: &TokenExchange{Endpoint: as.URL, ClientID: "gw", ClientSecret: "s",
+			ExchangeTarget: ExchangeTarget{Audience: []string{"https://api.example.com"}}},
+	}
+	provisionHandler(t, h)
+	waitKeysLoaded(t, h)
+	core, logs := observer.New(zapcore.DebugLevel)
+	h.logger = zap.New(core)
+	h.TokenExchange.client.Logger = h.logger.Named("token_exchange")
+
+	at := `"issued_token_type":"urn:ietf:params:oauth:token-type:access_token"`
+	cases := []struct{ answer, wantReason string }{
+		{`200 {"access_token":"NEW-TOKEN-abc",` + at + `,"token_type":"Bearer"}`, ""},
+		{`400 {"error":"invalid_grant","error_description":"bad SUBJECT"}`, "exchange_refused"},
+		{`401 {"error":"invalid_client"}`, "exchange_unavailable"},
+		{`500 SUBJECT`, "exchange_unavailable"},
+		{`200 {"access_token":"SUBJECT",` + at + `,"token_type":"DPoP"}`, "exchange_unavailable"},
+		{`200 {"access_token":"NEW-TOKEN-def","access_token":"SUBJECT",` + at + `,"token_type":"Bearer"}`, "exchange_unavailable"},
+		{`200 {"access_token":"NEW-TOKEN\nSUBJECT",` + at + `,"token_type":"Bearer"}`, "exchange_unavailable"},
+	}
+	var tokens []string
+	for i, tc := range cases {
+		c := testClaims(cacheIss, cacheRes, "mcp:read")
+		c["jti"] = "in-" + strconv.Itoa(i)
+		tok := k.Token(t, c, nil)
+		tokens = append(tokens, tok)
+		mu.Lock()
+		behaviour[tok] = tc.answer
+		mu.Unlock()
+		r := withReplacer(newBenchRequest(tok))
+		w := httptest.NewRecorder()
+		ran := false
+		err := h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { ran = true; return nil }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.wantReason == "" {
+			if !ran || r.Header.Get("Authorization") != "Bearer NEW-TOKEN-abc" {
+				t.Fatalf("case %d: ran %v, upstream Authorization %q", i, ran, r.Header.Get("Authorization"))
+			}
+			continue
+		}
+		if ran || w.Code != denials[map[string]denial{"exchange_refused": denyExchangeRefused, "exchange_unavailable": denyExchangeUnavailable}[tc.wantReason]].status {
+			t.Fatalf("case %d: ran %v, status %d, want %s", i, ran, w.Code, tc.wantReason)
+		}
+	}
+	if logs.Len() == 0 {
+		t.Fatal("nothing was logged: the test would prove nothing")
+	}
+	for _, e := range logs.All() {
+		line := e.Message
+		for _, f := range e.Context {
+			line += " " + f.Key + "=" + f.String
+			if f.Interface != nil {
+				line += fmt.Sprint(f.Interface)
+			}
+		}
+		for _, tok := range tokens {
+			if strings.Contains(line, tok) || strings.Contains(line, tok[strings.LastIndexByte(tok, '.')+1:]) {
+				t.Fatalf("a log entry holds an incoming token: %q", e.Message)
+			}
+		}
+		if strings.Contains(line, "NEW-TOKEN") {
+			t.Fatalf("a log entry holds an exchanged token: %q", e.Message)
+		}
 	}
 }
