@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -29,12 +30,12 @@ const auditKey = "http.auth.mcp.audit"
 // auditRecord is what the request path learns for the audit event after the token verified:
 // the caller, then the operation and the rule that decided. One per audited request.
 type auditRecord struct {
-	c                  *caller
+	caller             *caller
 	method, name, rule string
 }
 
 // String is what the record shows should someone log its replacer key: the user only.
-func (a *auditRecord) String() string { return a.c.userID }
+func (a *auditRecord) String() string { return a.caller.userID }
 
 // auditRecordOf returns the request's record, or nil before the token verified.
 func auditRecordOf(r *http.Request) *auditRecord {
@@ -84,7 +85,7 @@ func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial
 	}
 	tokenID := ""
 	if rec != nil {
-		id := rec.c.id
+		id := rec.caller.identity
 		f = append(f, zap.String("iss", id.Issuer), zap.String("sub", id.Subject), zap.String("client_id", id.ClientID))
 		if rec.method != "" {
 			f = append(f, zap.String("method", rec.method))
@@ -95,7 +96,7 @@ func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial
 		if rec.rule != "" {
 			f = append(f, zap.String("rule", rec.rule))
 		}
-		tokenID = rec.c.tokenID()
+		tokenID = rec.caller.tokenID()
 	} else if raw, _, bd := bearerToken(r.Header, h.dpop != nil); bd == denyNone && raw != "" {
 		tokenID = tokenHashID(raw)
 	}
@@ -159,31 +160,24 @@ func ruleLabel(r *Rule) string {
 	return string(b)
 }
 
-// decidingRule names the rule that decided a request that matched s: the first matched rule
-// the token does not meet (or the base policy) when it is refused, else the first matched
-// rule, or the base policy when none matched.
-func (ops *operations) decidingRule(granted []string, s *matchSet, allowed bool) string {
-	if !allowed && !ops.rules.base.satisfiedBy(granted) {
+// ruleName names the rule that decided (policy.Verdict.Rule) in the audit event.
+func (ops *opPolicy) ruleName(rule int) string {
+	if rule == policy.BaseRule {
 		return ruleBase
 	}
-	for i := range ops.rules.rules {
-		if s.has(i) && (allowed || !ops.rules.rules[i].metBy(granted)) {
-			return ops.ruleLabels[i]
-		}
-	}
-	return ruleBase
+	return ops.ruleLabels[rule]
 }
 
 // tokenID is the token's jti, else the hash the authenticate step noted for audit.
 func (c *caller) tokenID() string {
-	if c.id.TokenID != "" {
-		return c.id.TokenID
+	if c.identity.TokenID != "" {
+		return c.identity.TokenID
 	}
 	return c.tokenHash
 }
 
 // auditRecord returns the request's audit record when audit is on.
-func (ops *operations) auditRecord(r *http.Request) *auditRecord {
+func (ops *opPolicy) auditRecord(r *http.Request) *auditRecord {
 	if !ops.audit {
 		return nil
 	}

@@ -99,7 +99,7 @@ func mustCaller(b *testing.B, h *Handler, tok string) *verify.Identity {
 	if d != denyNone {
 		b.Fatalf("authenticate: %v", err)
 	}
-	return c.id
+	return c.identity
 }
 
 // BenchmarkAuditZapOnly is the yardstick of audit_on: what zap alone costs to encode an event

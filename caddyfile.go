@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
 
@@ -397,7 +398,7 @@ func checkBlock(h *Handler, directive caddyfile.Token, at map[string]caddyfile.T
 	case h.AllowAnyAudience && len(h.AllowMissingAudienceFor) > 0:
 		return errAt(at["allow_missing_audience_for"], errors.New("allow_missing_audience_for: cannot be combined with allow_any_audience"))
 	}
-	if _, err := scopeClosure(h.ScopeImplies); err != nil {
+	if err := policy.CheckImplies(h.ScopeImplies); err != nil {
 		return errAt(at["scope_implies"], err)
 	}
 	return nil

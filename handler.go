@@ -1,13 +1,12 @@
 package mcpauth
 
 import (
-	"encoding/json"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
 )
@@ -40,7 +39,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !viaDPoP && h.dpopRequired {
 		return h.deny(w, r, denyDPoPRequired, nil)
 	}
-	id, d, err := h.authenticate(w, r, raw, viaDPoP)
+	c, d, err := h.authenticate(w, r, raw, viaDPoP)
 	if d != denyNone {
 		return h.deny(w, r, d, err)
 	}
@@ -48,43 +47,43 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// (the access log then shows who was refused). The identity answers the placeholders
 	// itself, so none is computed unless used.
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Map(id.provider)
+	repl.Map(c.provider)
 	var rec *auditRecord
 	if h.audit != nil {
-		rec = &auditRecord{c: id}
+		rec = &auditRecord{caller: c}
 		repl.Set(auditKey, rec)
 	}
 
 	// out is what the next handler writes to; denials are written to w.
 	out := w
 	if h.sessions != nil {
-		if !h.sessions.checkSession(r, id.id, id.sessionAnchor) {
+		if !h.sessions.checkSession(r, c.identity, c.sessionAnchor) {
 			return h.deny(w, r, denySession, nil)
 		}
 		out = &sessionWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
-			binder: h.sessions, id: id.id, anchor: id.sessionAnchor}
+			binder: h.sessions, id: c.identity, anchor: c.sessionAnchor}
 	}
 
 	// The base client and claim conditions: no request of this caller can pass, whatever
 	// its scopes, so nothing else is judged.
-	if id.baseDeny != denyNone {
-		return h.deny(w, r, id.baseDeny, nil)
+	if o := c.subject.BaseRefusal(); o != policy.Allow {
+		return h.deny(w, r, outcomeDenials[o], nil)
 	}
 
-	var tf *toolsFilter
+	var lf *listFilter
 	if h.ops != nil {
 		// The base policy and the rules are judged together, so that a 403 names every
 		// scope this request needs.
-		dec := h.judgeOperation(out, r, id)
+		dec := h.judgeOperation(out, r, c)
 		if dec.deny != denyNone {
-			if dec.challenge != "" {
-				return h.denyWith(w, r, dec.deny, dec.challenge, dec.err)
+			if dec.stepUp != nil {
+				return h.denyStepUp(w, r, dec.stepUp, dec.err)
 			}
 			return h.deny(w, r, dec.deny, dec.err)
 		}
-		tf = dec.filter
-	} else if !id.baseOK {
-		return h.deny(w, r, denyInsufficientScope, nil)
+		lf = dec.filter
+	} else if v := h.policy.Decide(&c.subject, nil); !v.Allowed() {
+		return h.deny(w, r, outcomeDenials[v.Outcome], nil)
 	}
 
 	h.metrics.allowed.Inc()
@@ -96,24 +95,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.StripToken {
 		r.Header.Del("Authorization")
 	}
-	if tf != nil {
-		out = tf
+	if lf != nil {
+		out = lf
 	}
 	serve := func(w http.ResponseWriter, r *http.Request) error {
 		err := next.ServeHTTP(w, r)
-		if tf != nil {
-			tf.finish()
+		if lf != nil {
+			lf.finish()
 		}
 		return err
 	}
-	if h.CloseStreamsAtExpiry && !id.id.Expiry.IsZero() {
-		return h.serveUntilExpiry(out, r, id.id.Expiry.Add(h.leeway), serve)
+	if h.CloseStreamsAtExpiry && !c.identity.Expiry.IsZero() {
+		return h.serveUntilExpiry(out, r, c.identity.Expiry.Add(h.leeway), serve)
 	}
 	return serve(out, r)
 }
-
-// denyNone means no denial.
-const denyNone = numDenials
 
 // deny writes the answer for d. It is written here, not returned as an error for
 // handle_errors, so that the challenge always reaches the client intact.
@@ -121,7 +117,13 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, d denial, err err
 	return h.denyWith(w, r, d, h.chall.header[d], err)
 }
 
-// denyWith is deny with a challenge built for this request (step-up scopes).
+// denyStepUp answers insufficient_scope with a challenge naming the scopes this request
+// needs (policy.Verdict.StepUp).
+func (h *Handler) denyStepUp(w http.ResponseWriter, r *http.Request, scopes []string, err error) error {
+	return h.denyWith(w, r, denyInsufficientScope, h.chall.stepUp(scopes), err)
+}
+
+// denyWith is deny with a challenge built for this request.
 func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, challenge string, err error) error {
 	info := denials[d]
 	h.metrics.byDenial[d].Inc()
@@ -270,7 +272,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 		}
 		if ok {
 			h.metrics.cacheHit.Inc()
-			if d, err := h.checkBinding(w, r, raw, viaDPoP, c.id.Confirmation); d != denyNone {
+			if d, err := h.checkBinding(w, r, raw, viaDPoP, c.identity.Confirmation); d != denyNone {
 				return nil, d, err
 			}
 			return c, denyNone, nil
@@ -290,7 +292,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 	if d, err := h.checkBinding(w, r, raw, viaDPoP, id.Confirmation); d != denyNone {
 		return nil, d, err
 	}
-	c := newCaller(id, h.policy, h.access, h.leeway)
+	c := newCaller(id, h.policy, h.leeway)
 	if h.audit != nil && id.TokenID == "" {
 		c.tokenHash = tokenHashID(raw) // once per token, not per request
 	}
@@ -307,55 +309,4 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 		h.cache.Put(raw, c)
 	}
 	return c, denyNone, nil
-}
-
-// reasonDenials maps why a verifier refused a token to the answer.
-var reasonDenials = [verify.NumReasons]denial{
-	verify.Malformed:      denyMalformed,
-	verify.Signature:      denySignature,
-	verify.UnknownKey:     denyUnknownKey,
-	verify.Algorithm:      denyAlgorithm,
-	verify.Expired:        denyExpired,
-	verify.NoExpiry:       denyNoExpiry,
-	verify.NotYetValid:    denyNotYetValid,
-	verify.IssuedInFuture: denyIssuedInFuture,
-	verify.Issuer:         denyIssuer,
-	verify.Audience:       denyAudience,
-	verify.Type:           denyType,
-	verify.OtherKind:      denyType,
-	verify.Bound:          denyBound,
-	verify.BadProof:       denyDPoPProof,
-	verify.UseNonce:       denyDPoPNonce,
-	verify.NotBound:       denyNotBound,
-	verify.WrongKey:       denyWrongKey,
-	verify.WrongCert:      denyWrongCert,
-	verify.Unavailable:    denyUnavailable,
-	verify.Inactive:       denyInactive,
-	verify.BadAnswer:      denyBadAnswer,
-	verify.ASUnavailable:  denyIntrospectionUnavailable,
-}
-
-// claimString formats a claim for a placeholder: strings as is, numbers and booleans
-// formatted, arrays space-joined.
-func claimString(v any) string {
-	switch v := v.(type) {
-	case string:
-		return v
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	case bool:
-		return strconv.FormatBool(v)
-	case nil:
-		return ""
-	case []any:
-		parts := make([]string, 0, len(v))
-		for _, e := range v {
-			parts = append(parts, claimString(e))
-		}
-		return strings.Join(parts, " ")
-	case map[string]any:
-		b, _ := json.Marshal(v)
-		return string(b)
-	}
-	return ""
 }

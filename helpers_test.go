@@ -117,7 +117,7 @@ func durationPtr(d time.Duration) *caddy.Duration {
 	return &c
 }
 
-// scopesCaller is a caller that holds scopes and nothing else (no client, no claims).
-func scopesCaller(scopes ...string) *caller {
-	return newCaller(&verify.Identity{Scopes: scopes}, policy{}, nil, 0)
+// scopesCaller is a caller of h that holds scopes and nothing else (no client, no claims).
+func scopesCaller(h *Handler, scopes ...string) *caller {
+	return newCaller(&verify.Identity{Scopes: scopes}, h.policy, 0)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"github.com/mcpauth/caddy-mcp-auth/internal/tokencache"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
@@ -298,13 +299,12 @@ type Handler struct {
 	cache    *tokenCache
 	metrics  *handlerMetrics
 	verifier verify.Verifier
-	policy   policy
-	ops      *operations
+	policy   *policy.Policy
+	ops      *opPolicy
 	meta     metadataDoc
 	chall    challenges
 	keySets  *keySources
 	released bool
-	access   *accessPolicy
 	// missingAudienceOK is allow_missing_audience_for as a hook, nil when not set: every
 	// verifier (JWT, introspection) asks it about a token without `aud`.
 	missingAudienceOK func(clientID string) bool
@@ -403,16 +403,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.metrics = newHandlerMetrics(h.Resource)
 
-	h.policy = newPolicy(h.Scopes, h.AnyOf, h.ScopeClaim)
-	rules := newRuleSet(h.policy, h.Rules)
-	access, err := newAccessPolicy(h)
-	if err != nil {
+	var err error
+	if h.policy, err = policy.Compile(h.policyConfig()); err != nil {
 		return err
 	}
-	if err := rules.setAccess(access, h.Rules); err != nil {
-		return err
-	}
-	h.access = access
 	var lists mcpjson.ListKinds
 	if h.FilterToolsList {
 		lists = mcpjson.Of(mcpjson.ListTools)
@@ -421,22 +415,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		lists = mcpjson.AllLists
 	}
 	if len(h.Rules) > 0 || lists != 0 || h.Audit {
-		h.ops = &operations{rules: rules, lists: lists, maxBody: h.MaxBodySize}
+		h.ops = &opPolicy{lists: lists, maxBody: h.MaxBodySize}
 	}
 	if err := h.provisionSessionsAudit(ctx); err != nil {
 		return err
 	}
 	if len(h.ScopesSupported) == 0 {
 		// Base scopes first, then the rules'; a scope in several places is advertised once.
-		for _, s := range slices.Concat(h.Scopes, h.AnyOf, rules.scopes()) {
-			if !slices.Contains(h.ScopesSupported, s) {
-				h.ScopesSupported = append(h.ScopesSupported, s)
-			}
-		}
+		h.ScopesSupported = h.policy.Scopes()
 	}
 	// With scope_prefix, clients must request the prefixed form (Entra reads a bare scope as
 	// Microsoft Graph's): that is the form advertised.
-	h.ScopesSupported = access.advertised(h.ScopesSupported)
+	h.ScopesSupported = h.policy.Advertised(h.ScopesSupported)
 
 	if h.DPoP != nil {
 		if err := h.DPoP.Provision(ctx); err != nil {
@@ -455,7 +445,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		schemes = append(schemes, dpopScheme(h.DPoP.Algorithms))
 	}
-	h.chall = newChallenges(access.advertised(h.policy.challengeScope()), h.meta.url, schemes...)
+	h.chall = newChallenges(h.policy.ChallengeScope(), h.meta.url, schemes...)
 	h.warnIfMisplaced(ctx)
 
 	h.keySets, err = acquireKeySources(h)
@@ -478,10 +468,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Tenants:      h.Tenants,
 	}
 	if len(h.AllowMissingAudienceFor) > 0 {
-		pats := compileClientPatterns(h.AllowMissingAudienceFor)
-		h.missingAudienceOK = func(clientID string) bool {
-			return clientID != "" && matchAny(pats, clientID)
-		}
+		h.missingAudienceOK = policy.MatchClients(h.AllowMissingAudienceFor)
 		jv.AllowMissingAudience = h.missingAudienceOK
 	}
 	h.verifier = jv

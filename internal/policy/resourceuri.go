@@ -1,12 +1,10 @@
-package mcpauth
+package policy
 
 import (
-	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
-
-	"errors"
-	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
 )
 
 // resource_uri patterns are matched against params.uri as a string, but MCP servers do not
@@ -35,21 +33,6 @@ import (
 // decoded, and for file: with ASCII letters folded and a trailing slash removed (path.resolve
 // drops it: an exact file: pattern covers the same path with a trailing slash). Matching more
 // URIs only ever adds requirements, so the extra matching fails closed.
-
-// Errors of the resource URI check. Each becomes a 400 invalid_request.
-var (
-	errURINotNormal = errors.New("resource URI is not in normal form")
-
-	errURIEmpty     = fmt.Errorf("%w: empty", errURINotNormal)
-	errURIChar      = fmt.Errorf("%w: a space, control, non-ASCII or unsafe character (\\ \" < > ` { }, or a second #)", errURINotNormal)
-	errURIScheme    = fmt.Errorf("%w: no scheme in lowercase", errURINotNormal)
-	errURIEscape    = fmt.Errorf("%w: a percent-escape that is malformed, in lowercase, or encodes an unreserved character, /, \\ or NUL", errURINotNormal)
-	errURIAuthority = fmt.Errorf("%w: host or port not in canonical form, or user information", errURINotNormal)
-	errURISlashes   = fmt.Errorf("%w: a special scheme without // and a host", errURINotNormal)
-	errURIPath      = fmt.Errorf("%w: a dot segment or an empty segment (//) in the path", errURINotNormal)
-	errURIFile      = fmt.Errorf("%w: a file: URI must be file:/// and a path, without host, query or fragment", errURINotNormal)
-	errURIQuote     = fmt.Errorf("%w: a ' in the query of a special scheme", errURINotNormal)
-)
 
 // resourceURIMethod reports whether params.uri of method names a resource that
 // resource_uri rules apply to (MCP: resources/read, resources/subscribe, resources/unsubscribe).
@@ -417,11 +400,11 @@ func hexVal(c byte) (byte, bool) {
 	return 0, false
 }
 
-// checkURIPattern refuses at load a resource_uri pattern that no URI in normal form could
+// CheckURIPattern refuses at load a resource_uri pattern that no URI in normal form could
 // match as written. An exact pattern must itself be in normal form. A glob is checked for
 // what can be judged piece by piece: characters, escapes, the scheme, and for file: the
 // file:/// prefix, empty and dot segments, query and fragment.
-func checkURIPattern(p string) error {
+func CheckURIPattern(p string) error {
 	if !strings.Contains(p, "*") {
 		return checkResourceURI(p)
 	}

@@ -1,8 +1,6 @@
 package mcpauth
 
 import (
-	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
-
 	"bytes"
 	"errors"
 	"io"
@@ -11,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 )
 
 // filter_tools_list and filter_lists: the answer to a list request reaches the client without
@@ -33,10 +33,10 @@ import (
 // Only responses (messages without a method) whose result holds a list array of a filtered
 // kind are rewritten, and of those only the array and cacheScope: the rest keeps its bytes.
 
-// maxToolsListJSON bounds how much of a tools/list answer is held to be filtered: a whole
+// maxListAnswer bounds how much of a tools/list answer is held to be filtered: a whole
 // JSON answer, or one event of a stream. A larger JSON answer is refused with 502 rather than
 // passed unfiltered; a stream is cut off.
-const maxToolsListJSON = 32 << 20
+const maxListAnswer = 32 << 20
 
 var errSSEEventTooLarge = errors.New("list filter: event stream event larger than 32 MiB")
 
@@ -93,8 +93,8 @@ func trimMediaType(s string) string {
 	}
 }
 
-// toolsFilter wraps the response writer of a list request.
-type toolsFilter struct {
+// listFilter wraps the response writer of a list request.
+type listFilter struct {
 	*caddyhttp.ResponseWriterWrapper
 	lists   *mcpjson.ListFilter
 	mode    filterMode
@@ -107,18 +107,19 @@ type toolsFilter struct {
 	sseOnly bool
 }
 
-// newToolsFilter returns the writer that filters the lists of kinds for the caller.
-func newToolsFilter(w http.ResponseWriter, rules *ruleSet, c *caller, kinds mcpjson.ListKinds) *toolsFilter {
-	return &toolsFilter{
+// newListFilter returns the writer that filters the lists of kinds for the caller: an
+// entry stays when the policy would let the caller use it.
+func newListFilter(w http.ResponseWriter, p *policy.Policy, c *caller, kinds mcpjson.ListKinds) *listFilter {
+	return &listFilter{
 		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		lists: &mcpjson.ListFilter{Kinds: kinds, Allowed: func(k mcpjson.ListKind, key string) bool {
-			return rules.entryAllowed(k, key, c)
+			return p.EntryAllowed(&c.subject, k, key)
 		}},
 	}
 }
 
 // WriteHeader decides from the status and headers whether and how the body is filtered.
-func (f *toolsFilter) WriteHeader(status int) {
+func (f *listFilter) WriteHeader(status int) {
 	if f.mode != modeUndecided {
 		return
 	}
@@ -157,13 +158,13 @@ func (f *toolsFilter) WriteHeader(status int) {
 	f.ResponseWriter.WriteHeader(status)
 }
 
-func (f *toolsFilter) pass(status int) {
+func (f *listFilter) pass(status int) {
 	f.mode = modePass
 	f.ResponseWriter.WriteHeader(status)
 }
 
 // fail answers 502: the result could not be filtered, and must not reach the client whole.
-func (f *toolsFilter) fail() {
+func (f *listFilter) fail() {
 	f.mode = modeFailed
 	f.buf = nil
 	h := f.Header()
@@ -178,7 +179,7 @@ func (f *toolsFilter) fail() {
 	_, _ = f.ResponseWriter.Write(body)
 }
 
-func (f *toolsFilter) Write(b []byte) (int, error) {
+func (f *listFilter) Write(b []byte) (int, error) {
 	if f.mode == modeUndecided {
 		f.WriteHeader(http.StatusOK)
 	}
@@ -190,7 +191,7 @@ func (f *toolsFilter) Write(b []byte) (int, error) {
 			f.fail()
 		}
 	case modeJSON:
-		if len(f.buf)+len(b) > maxToolsListJSON {
+		if len(f.buf)+len(b) > maxListAnswer {
 			f.fail()
 			return len(b), nil
 		}
@@ -205,21 +206,21 @@ func (f *toolsFilter) Write(b []byte) (int, error) {
 }
 
 // ReadFrom goes through Write, so that a copy cannot bypass the filter.
-func (f *toolsFilter) ReadFrom(r io.Reader) (int64, error) {
+func (f *listFilter) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(writerOnly{f}, r)
 }
 
 type writerOnly struct{ io.Writer }
 
 // Flush sends what is complete. A JSON answer is never partly sent.
-func (f *toolsFilter) Flush() {
+func (f *listFilter) Flush() {
 	if f.mode == modePass || f.mode == modeSSE {
 		_ = http.NewResponseController(f.ResponseWriter).Flush()
 	}
 }
 
 // finish sends what the filter still holds, once the next handler returned.
-func (f *toolsFilter) finish() {
+func (f *listFilter) finish() {
 	switch f.mode {
 	case modeHeld:
 		// No body came: there is nothing to read.
@@ -247,7 +248,7 @@ func (f *toolsFilter) finish() {
 // Clients split an event stream into lines differently: WHATWG parsers (eventsource-parser)
 // end a line at CR, LF or CRLF, the Go SDK at LF only, keeping a lone CR inside the line. A
 // lone CR is therefore sent as LF, so that every client sees the lines the filter read.
-func (f *toolsFilter) writeEvents(final bool) error {
+func (f *listFilter) writeEvents(final bool) error {
 	if !f.started && !f.dropBOMs(final) {
 		return nil
 	}
@@ -291,7 +292,7 @@ func (f *toolsFilter) writeEvents(final bool) error {
 		i -= start
 	}
 	f.evStart = i
-	if len(f.buf) > maxToolsListJSON {
+	if len(f.buf) > maxListAnswer {
 		// The status is sent: the stream can only be cut off.
 		f.mode = modeFailed
 		f.buf = nil
@@ -302,7 +303,7 @@ func (f *toolsFilter) writeEvents(final bool) error {
 
 // dropBOMs removes the byte-order marks at the start of the stream (mcpjson.TrimStreamBOMs).
 // It reports false while the start could still become a mark.
-func (f *toolsFilter) dropBOMs(final bool) bool {
+func (f *listFilter) dropBOMs(final bool) bool {
 	var ok bool
 	f.buf, ok = mcpjson.TrimStreamBOMs(f.buf, final)
 	f.started = ok
@@ -310,7 +311,7 @@ func (f *toolsFilter) dropBOMs(final bool) bool {
 }
 
 // send writes b to the client and flushes it.
-func (f *toolsFilter) send(b []byte) error {
+func (f *listFilter) send(b []byte) error {
 	if _, err := f.ResponseWriter.Write(b); err != nil {
 		return err
 	}
@@ -320,7 +321,7 @@ func (f *toolsFilter) send(b []byte) error {
 
 // writeTail deals with what is left when the stream ends: an event without its empty line
 // (mcpjson.SSETail says what of it may pass).
-func (f *toolsFilter) writeTail() {
+func (f *listFilter) writeTail() {
 	tail := f.buf
 	f.buf = nil
 	if b := mcpjson.SSETail(tail); len(b) > 0 {
