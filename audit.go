@@ -1,8 +1,6 @@
 package mcpauth
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"net"
 	"net/http"
 	"sync"
@@ -30,14 +28,21 @@ const auditKey = "http.auth.mcp.audit"
 // auditRecord is what the request path learns for the audit event after the token verified:
 // the caller, then the operation and the rule that decided. One per audited request.
 type auditRecord struct {
+	// caller is nil until the token verified; digest holds the token presented until then.
 	caller             *caller
+	digest             tokenDigest
 	method, name, rule string
 }
 
 // String is what the record shows should someone log its replacer key: the user only.
-func (a *auditRecord) String() string { return a.caller.userID }
+func (a *auditRecord) String() string {
+	if a.caller == nil {
+		return ""
+	}
+	return a.caller.userID
+}
 
-// auditRecordOf returns the request's record, or nil before the token verified.
+// auditRecordOf returns the request's record, or nil before a token was read.
 func auditRecordOf(r *http.Request) *auditRecord {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
@@ -66,7 +71,7 @@ func (h *Handler) auditDecision(r *http.Request, d denial) {
 	}
 }
 
-// writeAudit writes the event; rec is the request's record, nil before the token verified.
+// writeAudit writes the event; rec is the request's record, nil before a token was read.
 func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial, rec *auditRecord) {
 	// The fields escape into zap's core; a pooled array spares an allocation of ~1 KiB.
 	fields := auditFields.Get().(*[14]zap.Field)
@@ -84,7 +89,7 @@ func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial
 			zap.String("reason", reason), zap.String("detail", info.label))
 	}
 	tokenID := ""
-	if rec != nil {
+	if rec != nil && rec.caller != nil {
 		id := rec.caller.identity
 		f = append(f, zap.String("iss", id.Issuer), zap.String("sub", id.Subject), zap.String("client_id", id.ClientID))
 		if rec.method != "" {
@@ -97,8 +102,8 @@ func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial
 			f = append(f, zap.String("rule", rec.rule))
 		}
 		tokenID = rec.caller.tokenID()
-	} else if raw, _, bd := bearerToken(r.Header, h.dpop != nil); bd == denyNone && raw != "" {
-		tokenID = tokenHashID(raw)
+	} else if rec != nil && rec.digest.raw != "" {
+		tokenID = rec.digest.hash().ShortID()
 	}
 	if tokenID != "" {
 		f = append(f, zap.String("token_id", tokenID))
@@ -116,13 +121,6 @@ func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial
 }
 
 var auditFields = sync.Pool{New: func() any { return new([14]zap.Field) }}
-
-// tokenHashID is the first 8 bytes of the token's SHA-256, in hex: it tells tokens apart in
-// the log without being usable as one.
-func tokenHashID(raw string) string {
-	sum := sha256.Sum256([]byte(raw))
-	return hex.EncodeToString(sum[:8])
-}
 
 // remoteIP is the client's address as Caddy determined it (trusted_proxies applied), else the
 // connection's.

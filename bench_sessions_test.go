@@ -95,7 +95,7 @@ func BenchmarkSessionsAudit(b *testing.B) {
 
 func mustCaller(b *testing.B, h *Handler, tok string) *verify.Identity {
 	b.Helper()
-	c, d, err := h.authenticate(httptest.NewRecorder(), newBenchRequest(tok), tok, false)
+	c, d, err := h.authenticate(httptest.NewRecorder(), newBenchRequest(tok), &tokenDigest{raw: tok}, false)
 	if d != denyNone {
 		b.Fatalf("authenticate: %v", err)
 	}

@@ -127,6 +127,10 @@ func checkDPoPMaxAge(d time.Duration) error {
 	return nil
 }
 
+// dpopKeyCacheSize bounds the parsed proof keys remembered: one per client (key pair) active
+// at a time is what pays off.
+const dpopKeyCacheSize = 4096
+
 // newChecker builds the proof checker once provisioned.
 func (c *DPoPConfig) newChecker(now func() time.Time) *verify.DPoP {
 	size := defaultDPoPReplayCache
@@ -137,6 +141,7 @@ func (c *DPoPConfig) newChecker(now func() time.Time) *verify.DPoP {
 		Algorithms: c.Algorithms,
 		MaxAge:     time.Duration(c.MaxAge),
 		Replay:     verify.NewReplayCache(size),
+		Keys:       verify.NewProofKeyCache(dpopKeyCacheSize),
 		Now:        now,
 	}
 	if c.Nonce {

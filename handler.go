@@ -36,10 +36,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if d != denyNone {
 		return h.deny(w, r, d, nil)
 	}
+	// The token's digest, computed at most once for this request, whoever asks first. With
+	// audit on it lives in the request's audit record, which names the token also when the
+	// token is refused.
+	var digest tokenDigest
+	td := &digest
+	var rec *auditRecord
+	if h.audit != nil {
+		rec = &auditRecord{}
+		td = &rec.digest
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			repl.Set(auditKey, rec)
+		}
+	}
+	td.raw = raw
 	if !viaDPoP && h.dpopRequired {
 		return h.deny(w, r, denyDPoPRequired, nil)
 	}
-	c, d, err := h.authenticate(w, r, raw, viaDPoP)
+	c, d, err := h.authenticate(w, r, td, viaDPoP)
 	if d != denyNone {
 		return h.deny(w, r, d, err)
 	}
@@ -48,10 +62,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// itself, so none is computed unless used.
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(c.provider)
-	var rec *auditRecord
-	if h.audit != nil {
-		rec = &auditRecord{caller: c}
-		repl.Set(auditKey, rec)
+	if rec != nil {
+		rec.caller = c
 	}
 
 	// out is what the next handler writes to; denials are written to w.
@@ -180,7 +192,7 @@ func bearerToken(hdr http.Header, dpop bool) (token string, viaDPoP bool, d deni
 // client certificate (RFC 8705). The decision itself is verify.CheckBinding's, the same for
 // tokens of every mechanism. The replay check comes last, so that a request refused for
 // another reason does not use up its proof.
-func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, raw string, viaDPoP bool, cnf verify.Confirmation) (denial, error) {
+func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, td *tokenDigest, viaDPoP bool, cnf verify.Confirmation) (denial, error) {
 	if !viaDPoP && !cnf.Present {
 		return denyNone, nil // the bearer path of unbound tokens costs nothing here
 	}
@@ -191,7 +203,7 @@ func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, raw strin
 		if err != nil {
 			return denyDPoPProof, err
 		}
-		proof, err = h.dpop.Check(v, r.Method, requestHTU(r), raw)
+		proof, err = h.dpop.Check(v, r.Method, requestHTU(r), td.hash())
 		if err != nil {
 			if verify.ReasonOf(err) == verify.UseNonce {
 				h.setDPoPNonce(w)
@@ -253,14 +265,15 @@ func isB64Token(s string) bool {
 // before, once its binding (if any) holds for this request. Only tokens that verified and
 // passed the binding check once are cached; a failure is never remembered as a success, and
 // the binding of a cached token is checked again on every request (proofs are per request).
-func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw string, viaDPoP bool) (*caller, denial, error) {
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, td *tokenDigest, viaDPoP bool) (*caller, denial, error) {
+	raw := td.raw
 	// With introspection on, an opaque token is cached under its SHA-256, never as itself
 	// (a JWT stays its own key: hashing hundreds of bytes on every request costs more than
 	// the lookup). The key is built on the stack, so a cache hit costs no allocation.
-	var kb [verify.HashKeyLen]byte
+	var kb [verify.OpaqueCacheKeyLen]byte
 	var hashed []byte
 	if h.hashKeys && !verify.MaybeJWS(raw) {
-		hashed = verify.HashKey(&kb, raw)
+		hashed = td.hash().OpaqueCacheKey(&kb)
 	}
 	if h.cache != nil {
 		var c *caller
@@ -272,7 +285,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 		}
 		if ok {
 			h.metrics.cacheHit.Inc()
-			if d, err := h.checkBinding(w, r, raw, viaDPoP, c.identity.Confirmation); d != denyNone {
+			if d, err := h.checkBinding(w, r, td, viaDPoP, c.identity.Confirmation); d != denyNone {
 				return nil, d, err
 			}
 			return c, denyNone, nil
@@ -282,22 +295,28 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 	if !isB64Token(raw) {
 		return nil, denyMalformedHeader, nil
 	}
-	id, err := h.verifier.Verify(r.Context(), raw, r)
+	ctx := r.Context()
+	if h.hashKeys {
+		// Introspection keys its calls and refusals by the digest: hand it the one computed.
+		sum := *td.hash()
+		ctx = verify.WithTokenHash(ctx, &sum)
+	}
+	id, err := h.verifier.Verify(ctx, raw, r)
 	if err != nil {
 		return nil, reasonDenials[verify.ReasonOf(err)], err
 	}
 	// A token bound to a key or certificate (cnf) passes only with its proof: a DPoP proof
 	// of that key, or that client certificate (RFC 9449 §7.2, RFC 8705 §3). This holds for
 	// introspected tokens too: cnf comes from the answer then.
-	if d, err := h.checkBinding(w, r, raw, viaDPoP, id.Confirmation); d != denyNone {
+	if d, err := h.checkBinding(w, r, td, viaDPoP, id.Confirmation); d != denyNone {
 		return nil, d, err
 	}
 	c := newCaller(id, h.policy, h.leeway)
 	if h.audit != nil && id.TokenID == "" {
-		c.tokenHash = tokenHashID(raw) // once per token, not per request
+		c.tokenHash = td.hash().ShortID() // once per token, not per request
 	}
 	if h.sessions != nil {
-		c.sessionAnchor = sessionAnchor(id, raw)
+		c.sessionAnchor = sessionAnchor(id, td)
 	}
 	switch {
 	case hashed != nil:
@@ -309,4 +328,21 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 		h.cache.Put(raw, c)
 	}
 	return c, denyNone, nil
+}
+
+// tokenDigest is the SHA-256 of the request's raw token, computed at most once per request
+// and handed to whatever needs a digest of the token (verify.TokenHash says who).
+type tokenDigest struct {
+	raw  string
+	sum  verify.TokenHash
+	done bool
+}
+
+// hash returns the digest, computing it on the first call.
+func (d *tokenDigest) hash() *verify.TokenHash {
+	if !d.done {
+		d.sum = verify.HashToken(d.raw)
+		d.done = true
+	}
+	return &d.sum
 }

@@ -146,12 +146,11 @@ func (b *sessionBinder) bindFor(sid string, id *verify.Identity, anchor string) 
 // are otherwise the same (iss, "", "") tuple, and each caller could use the other's sessions.
 // The session then lasts as long as the token; a caller with an identity gets "" and keeps
 // its sessions across refreshed tokens.
-func sessionAnchor(id *verify.Identity, raw string) string {
+func sessionAnchor(id *verify.Identity, td *tokenDigest) string {
 	if id.Subject != "" || id.ClientID != "" {
 		return ""
 	}
-	sum := sha256.Sum256([]byte(raw))
-	return string(sum[:])
+	return string(td.hash()[:])
 }
 
 // unbindFor checks a session ID the client sent against the caller presenting it (with its
