@@ -58,12 +58,10 @@ type DPoPConfig struct {
 	//
 	// JSON: `replay_cache`. Caddyfile: `replay_cache`.
 	ReplayCache *int `json:"replay_cache,omitempty"`
-
-	checker *verify.DPoP
 }
 
-// Provision sets the defaults and expands the nonce key.
-func (c *DPoPConfig) Provision(caddy.Context) error {
+// Provision expands the nonce key, sets the defaults and builds the proof checker of h.
+func (c *DPoPConfig) Provision(_ caddy.Context, h *Handler) error {
 	if c.NonceKey != "" {
 		k, err := expandAtLoad(caddy.NewReplacer(), "dpop nonce_key", c.NonceKey)
 		if err != nil {
@@ -80,6 +78,8 @@ func (c *DPoPConfig) Provision(caddy.Context) error {
 	if c.MaxAge == 0 {
 		c.MaxAge = caddy.Duration(defaultDPoPMaxAge)
 	}
+	h.dpop = c.newChecker(h.now)
+	h.dpopRequired = c.Required
 	return nil
 }
 
@@ -149,7 +149,6 @@ func (c *DPoPConfig) newChecker(now func() time.Time) *verify.DPoP {
 		// younger than the proofs it may appear in need to be.
 		d.Nonces = verify.NewNonces([]byte(c.NonceKey), time.Duration(c.MaxAge))
 	}
-	c.checker = d
 	return d
 }
 

@@ -140,7 +140,7 @@ func TestIntrospectionConfig(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			in := c.in
-			err := in.Provision(caddy.NewReplacer())
+			err := in.prepare(caddy.NewReplacer())
 			if c.want == "" {
 				if err != nil {
 					t.Fatal(err)

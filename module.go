@@ -322,11 +322,80 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision sets defaults, prepares everything that does not depend on the request and
-// acquires the key sets.
+// acquires the key sets. Each config group (introspection, dpop, bind_sessions) provisions
+// itself, as reverse_proxy's health checks do.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	repl := caddy.NewReplacer()
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if err := h.expandPlaceholders(); err != nil {
+		return err
+	}
+	// Validate runs after Provision, but the derived state below needs a sane config, so the
+	// checks run here first; Validate repeats them for configs that skip Provision. The
+	// groups check themselves in their Provision, once their placeholders are expanded.
+	if err := h.validateOwn(); err != nil {
+		return err
+	}
+	h.setDefaults()
+	if err := initMetrics(ctx); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	h.metrics = newHandlerMetrics(h.Resource)
 
+	var err error
+	if h.policy, err = policy.Compile(h.policyConfig()); err != nil {
+		return err
+	}
+	h.ops = h.newOpPolicy()
+	if h.Audit {
+		h.audit = h.logger.Named(auditLoggerName)
+	}
+	if h.BindSessions != nil {
+		if err := h.BindSessions.Provision(ctx, h); err != nil {
+			return err
+		}
+	}
+	if len(h.ScopesSupported) == 0 {
+		// Base scopes first, then the rules'; a scope in several places is advertised once.
+		h.ScopesSupported = h.policy.Scopes()
+	}
+	// With scope_prefix, clients must request the prefixed form (Entra reads a bare scope as
+	// Microsoft Graph's): that is the form advertised.
+	h.ScopesSupported = h.policy.Advertised(h.ScopesSupported)
+	if h.DPoP != nil {
+		if err := h.DPoP.Provision(ctx, h); err != nil {
+			return err
+		}
+	}
+	if h.meta, err = newMetadataDoc(h); err != nil {
+		return err
+	}
+	h.chall = newChallenges(h.policy.ChallengeScope(), h.meta.url, h.challengeSchemes()...)
+	h.warnIfMisplaced(ctx)
+
+	if h.keySets, err = acquireKeySources(h); err != nil {
+		return err
+	}
+	h.verifier = h.newJWTVerifier()
+	if h.Introspection != nil {
+		if err := h.Introspection.Provision(ctx, h); err != nil {
+			return err
+		}
+	}
+	size := defaultTokenCacheSize
+	if h.TokenCacheSize != nil {
+		size = *h.TokenCacheSize
+	}
+	h.cache = tokencache.New[*caller](size, h.now)
+	h.logStart()
+	return nil
+}
+
+// expandPlaceholders replaces the placeholders known at load in the handler's own fields.
+func (h *Handler) expandPlaceholders() error {
+	repl := caddy.NewReplacer()
 	var expandErr error
 	expand := func(field string, v *string) {
 		if expandErr == nil {
@@ -363,21 +432,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			expand(l.field, &l.list[i])
 		}
 	}
-	if expandErr != nil {
-		return expandErr
-	}
-	if h.Introspection != nil {
-		if err := h.Introspection.Provision(repl); err != nil {
-			return err
-		}
-	}
+	return expandErr
+}
 
-	// Validate runs after Provision, but the derived state below needs a sane config, so the
-	// checks run here first; Validate repeats them for configs that skip Provision.
-	if err := h.validateConfig(); err != nil {
-		return err
-	}
-
+// setDefaults fills the defaults of the handler's own fields.
+func (h *Handler) setDefaults() {
 	if len(h.Issuers) == 0 {
 		h.Issuers = slices.Clone(h.AuthorizationServers)
 	}
@@ -397,16 +456,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxBodySize == 0 {
 		h.MaxBodySize = defaultMaxBodySize
 	}
-
-	if err := initMetrics(ctx); err != nil {
-		return fmt.Errorf("registering metrics: %w", err)
+	if len(h.AllowMissingAudienceFor) > 0 {
+		h.missingAudienceOK = policy.MatchClients(h.AllowMissingAudienceFor)
 	}
-	h.metrics = newHandlerMetrics(h.Resource)
+}
 
-	var err error
-	if h.policy, err = policy.Compile(h.policyConfig()); err != nil {
-		return err
-	}
+// newOpPolicy is how requests are read for the policy, or nil when their bodies need not be:
+// no rule, no list filtered, no audit.
+func (h *Handler) newOpPolicy() *opPolicy {
 	var lists mcpjson.ListKinds
 	if h.FilterToolsList {
 		lists = mcpjson.Of(mcpjson.ListTools)
@@ -414,47 +471,34 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.FilterLists {
 		lists = mcpjson.AllLists
 	}
-	if len(h.Rules) > 0 || lists != 0 || h.Audit {
-		h.ops = &opPolicy{lists: lists, maxBody: h.MaxBodySize}
+	if len(h.Rules) == 0 && lists == 0 && !h.Audit {
+		return nil
 	}
-	if err := h.provisionSessionsAudit(ctx); err != nil {
-		return err
-	}
-	if len(h.ScopesSupported) == 0 {
-		// Base scopes first, then the rules'; a scope in several places is advertised once.
-		h.ScopesSupported = h.policy.Scopes()
-	}
-	// With scope_prefix, clients must request the prefixed form (Entra reads a bare scope as
-	// Microsoft Graph's): that is the form advertised.
-	h.ScopesSupported = h.policy.Advertised(h.ScopesSupported)
-
-	if h.DPoP != nil {
-		if err := h.DPoP.Provision(ctx); err != nil {
-			return err
+	ops := &opPolicy{lists: lists, maxBody: h.MaxBodySize, audit: h.Audit}
+	if h.Audit {
+		ops.ruleLabels = make([]string, len(h.Rules))
+		for i, r := range h.Rules {
+			ops.ruleLabels[i] = ruleLabel(r)
 		}
 	}
+	return ops
+}
 
-	h.meta, err = newMetadataDoc(h)
-	if err != nil {
-		return err
+// challengeSchemes are the authentication schemes challenged, in order: Bearer unless DPoP
+// is required, then DPoP when it is on; none given means Bearer alone.
+func (h *Handler) challengeSchemes() []scheme {
+	if h.DPoP == nil {
+		return nil
 	}
 	var schemes []scheme
-	if h.DPoP != nil {
-		if !h.DPoP.Required {
-			schemes = append(schemes, bearerScheme)
-		}
-		schemes = append(schemes, dpopScheme(h.DPoP.Algorithms))
+	if !h.DPoP.Required {
+		schemes = append(schemes, bearerScheme)
 	}
-	h.chall = newChallenges(h.policy.ChallengeScope(), h.meta.url, schemes...)
-	h.warnIfMisplaced(ctx)
+	return append(schemes, dpopScheme(h.DPoP.Algorithms))
+}
 
-	h.keySets, err = acquireKeySources(h)
-	if err != nil {
-		return err
-	}
-	if h.now == nil {
-		h.now = time.Now
-	}
+// newJWTVerifier is the verifier of JWT access tokens (RFC 9068) under the key sets.
+func (h *Handler) newJWTVerifier() verify.Verifier {
 	jv := &verify.JWT{
 		Keys:         keyLookup{&h.keySets.Sources},
 		Algorithms:   h.Algorithms,
@@ -467,39 +511,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Now:          h.now,
 		Tenants:      h.Tenants,
 	}
-	if len(h.AllowMissingAudienceFor) > 0 {
-		h.missingAudienceOK = policy.MatchClients(h.AllowMissingAudienceFor)
+	if h.missingAudienceOK != nil {
 		jv.AllowMissingAudience = h.missingAudienceOK
 	}
-	h.verifier = jv
-	if h.Introspection != nil {
-		if h.Introspection.Endpoint == "" && len(h.AuthorizationServers) > 1 {
-			return errors.New("introspection endpoint: required with several authorization_servers (the endpoint is discovered only for one)")
-		}
-		h.verifier = &verify.Chain{
-			JWT:           h.verifier,
-			Introspection: h.Introspection.newVerifier(h, h.logger.Named("introspection")),
-			JWTToo:        h.Introspection.JWTToo,
-		}
-		h.hashKeys = true
-		ep := h.Introspection.Endpoint
-		if ep == "" {
-			ep = "(discovered from " + h.AuthorizationServers[0] + ")"
-		}
-		h.logger.Info("token introspection on", zap.String("resource", h.Resource),
-			zap.String("endpoint", ep), zap.String("client_id", h.Introspection.ClientID),
-			zap.String("auth_method", h.Introspection.authMethod()), zap.Bool("jwt_too", h.Introspection.JWTToo))
-	}
-	if h.DPoP != nil {
-		h.dpop = h.DPoP.newChecker(h.now)
-		h.dpopRequired = h.DPoP.Required
-	}
-	size := defaultTokenCacheSize
-	if h.TokenCacheSize != nil {
-		size = *h.TokenCacheSize
-	}
-	h.cache = tokencache.New[*caller](size, h.now)
+	return jv
+}
 
+// logStart says at load what of the configuration an operator should know.
+func (h *Handler) logStart() {
 	if h.AllowAnyAudience {
 		h.logger.Warn("allow_any_audience is set: tokens issued for any audience are accepted",
 			zap.String("resource", h.Resource))
@@ -516,7 +535,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			zap.Bool("filter_tools_list", h.FilterToolsList), zap.Bool("filter_lists", h.FilterLists))
 	}
 	h.keySets.logStart(h.logger, h.Resource)
-	return nil
 }
 
 // expandAtLoad replaces the placeholders known when the config loads ({env.*}, {file.*}, …)
@@ -541,7 +559,29 @@ func (h *Handler) Validate() error {
 	return h.validateConfig()
 }
 
+// validateConfig checks the handler's fields, then each config group's.
 func (h *Handler) validateConfig() error {
+	if err := h.validateOwn(); err != nil {
+		return err
+	}
+	if h.Introspection != nil {
+		if err := h.Introspection.Validate(); err != nil {
+			return err
+		}
+	}
+	if h.DPoP != nil {
+		if err := h.DPoP.Validate(); err != nil {
+			return err
+		}
+	}
+	if h.BindSessions != nil {
+		return h.BindSessions.Validate()
+	}
+	return nil
+}
+
+// validateOwn checks the handler's own fields, not the config groups'.
+func (h *Handler) validateOwn() error {
 	if h.Resource == "" {
 		return fmt.Errorf("resource: %w", errRequired)
 	}
@@ -617,48 +657,7 @@ func (h *Handler) validateConfig() error {
 	if strings.ContainsAny(h.ScopeClaim, " \t") {
 		return fmt.Errorf("scope_claim: %q is not a claim name", h.ScopeClaim)
 	}
-	if h.Introspection != nil {
-		if err := h.Introspection.Validate(); err != nil {
-			return err
-		}
-	}
-	if h.DPoP != nil {
-		if err := h.DPoP.Validate(); err != nil {
-			return err
-		}
-	}
-	if b := h.BindSessions; b != nil && b.Key != "" {
-		if err := checkSessionKeyArg(b.Key); err != nil {
-			return err
-		}
-	}
 	return h.validateAccess()
-}
-
-// provisionSessionsAudit sets up bind_sessions and audit.
-func (h *Handler) provisionSessionsAudit(ctx caddy.Context) error {
-	if h.BindSessions != nil {
-		b, generated, err := newSessionBinder(h.BindSessions)
-		if err != nil {
-			return err
-		}
-		h.sessions = b
-		if generated {
-			h.logger.Warn("bind_sessions has no key: one was generated for this process; "+
-				"MCP sessions end when Caddy restarts, and other instances cannot check them "+
-				"(set bind_sessions {env.NAME} with a key of 32 bytes or more)",
-				zap.String("resource", h.Resource))
-		}
-	}
-	if h.Audit {
-		h.audit = ctx.Logger().Named(auditLoggerName)
-		h.ops.audit = true
-		h.ops.ruleLabels = make([]string, len(h.Rules))
-		for i, r := range h.Rules {
-			h.ops.ruleLabels[i] = ruleLabel(r)
-		}
-	}
-	return nil
 }
 
 // Cleanup releases the key sets. Caddy calls it also when Provision failed halfway, so it

@@ -125,7 +125,7 @@ func TestSessionKeyConfig(t *testing.T) {
 			Scopes: []string{"mcp:read"}, BindSessions: &SessionBinding{}}
 		provisionHandler(t, h)
 		h.logger = zap.New(core)
-		if err := h.provisionSessionsAudit(ctx); err != nil {
+		if err := h.BindSessions.Provision(ctx, h); err != nil {
 			t.Fatal(err)
 		}
 		tags = append(tags, h.sessions.bind("S", alice))

@@ -109,7 +109,6 @@ type Introspection struct {
 	Logger *zap.Logger
 	Now    func() time.Time
 
-	once   sync.Once
 	slots  chan struct{}
 	flight singleflight.Group
 	neg    *tokencache.Cache[negative]
@@ -132,24 +131,25 @@ type negative struct {
 
 func (n negative) StillValid(now time.Time) bool { return now.Before(n.until) }
 
-func (v *Introspection) setup() {
-	if v.MaxInFlight <= 0 {
-		v.MaxInFlight = 16
+// errIntrospectionSetup refuses to Start an Introspection whose configuration lacks what
+// it needs: the caller sets every default (the handler's introspection group does).
+var errIntrospectionSetup = errors.New("introspection: MaxInFlight, Timeout, Client and Logger must be set before Start")
+
+// Start builds the state of a configured Introspection. It is called once, before the first
+// Verify; the exported fields must not change after.
+func (v *Introspection) Start() error {
+	if v.MaxInFlight <= 0 || v.Timeout <= 0 || v.Client == nil || v.Logger == nil {
+		return errIntrospectionSetup
 	}
-	if v.Timeout <= 0 {
-		v.Timeout = 5 * time.Second
-	}
-	if v.Client == nil {
-		v.Client = NewIntrospectionClient(v.Timeout)
-	}
-	if v.Logger == nil {
-		v.Logger = zap.NewNop()
+	if v.Now == nil {
+		v.Now = time.Now
 	}
 	v.slots = make(chan struct{}, v.MaxInFlight)
 	if v.NegativeTTL > 0 {
 		v.neg = tokencache.New[negative](v.NegativeCacheSize, v.now)
 	}
 	v.endpoint = v.Endpoint
+	return nil
 }
 
 // NewIntrospectionClient is an HTTP client for the introspection endpoint: bounded by
@@ -162,12 +162,7 @@ func NewIntrospectionClient(timeout time.Duration) *http.Client {
 	}
 }
 
-func (v *Introspection) now() time.Time {
-	if v.Now != nil {
-		return v.Now()
-	}
-	return time.Now()
-}
+func (v *Introspection) now() time.Time { return v.Now() }
 
 // answer is an introspection response, read strictly.
 type answer struct {
@@ -255,7 +250,6 @@ func (v *Introspection) remember(key string, err error, now time.Time) {
 
 // ask returns the answer about token: one call per token at a time, bounded in number.
 func (v *Introspection) ask(ctx context.Context, token string) (*answer, string, error) {
-	v.once.Do(v.setup)
 	sum := tokenHashOf(ctx, token)
 	key := string(sum[:])
 	if n, ok := v.neg.Get(key); ok {
