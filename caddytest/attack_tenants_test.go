@@ -135,7 +135,7 @@ func TestAttackTenantsIntrospection(t *testing.T) {
 			{"listed tid, iss names another listed tenant", []string{member("iss", tenantBIss), member("tid", "tenant-a")}, ""},
 			{"host in capitals", []string{member("iss", "https://LOGIN.example.com/tenant-a/v2.0"), member("tid", "tenant-a")}, ""},
 			{"tenant in capitals", []string{member("iss", "https://login.example.com/TENANT-A/v2.0"), member("tid", "TENANT-A")}, ""},
-			{"trailing slash", []string{member("iss", tenantAIss + "/"), member("tid", "tenant-a")}, ""},
+			{"trailing slash", []string{member("iss", tenantAIss+"/"), member("tid", "tenant-a")}, ""},
 			{"http scheme", []string{member("iss", "http://login.example.com/tenant-a/v2.0"), member("tid", "tenant-a")}, ""},
 			{"tid reshaping the path", []string{member("iss", "https://login.example.com/tenant-a/x/v2.0"), member("tid", "tenant-a/x")}, ""},
 			{"tid with a dot segment", []string{member("iss", "https://login.example.com/../v2.0"), member("tid", "..")}, ""},
