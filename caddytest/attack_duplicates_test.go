@@ -140,6 +140,8 @@ func TestAttackDuplicateMembers(t *testing.T) {
 	q := func(s string) string { return `"` + s + `"` }
 	perms := `"perms":"mcp:read"`
 
+	// Each duplicate is tried in both orders: this module's reader kept the last value, others
+	// keep the first; neither may decide.
 	cases := []struct {
 		name    string
 		members string
@@ -147,14 +149,14 @@ func TestAttackDuplicateMembers(t *testing.T) {
 		ok      bool // a control case that passes
 	}{
 		{"jkt once", perms + `,"cnf":{"jkt":` + q(jktC) + `}`, presentation{proof: client}, true},
-		{"jkt twice, the prover's last", perms + `,"cnf":{"jkt":` + q(jktO) + `,"jkt":` + q(jktC) + `}`, presentation{proof: client}, false},
-		{"jkt twice, the prover's first", perms + `,"cnf":{"jkt":` + q(jktC) + `,"jkt":` + q(jktO) + `}`, presentation{proof: other}, false},
+		{"jkt twice, the prover's key last", perms + `,"cnf":{"jkt":` + q(jktO) + `,"jkt":` + q(jktC) + `}`, presentation{proof: client}, false},
+		{"jkt twice, the prover's key first", perms + `,"cnf":{"jkt":` + q(jktC) + `,"jkt":` + q(jktO) + `}`, presentation{proof: client}, false},
 		{"jkt twice, the same", perms + `,"cnf":{"jkt":` + q(jktC) + `,"jkt":` + q(jktC) + `}`, presentation{proof: client}, false},
 		{"jkt twice, second name escaped", perms + `,"cnf":{"jkt":` + q(jktO) + `,"j\u006bt":` + q(jktC) + `}`, presentation{proof: client}, false},
 		{"jkt twice, one not a string", perms + `,"cnf":{"jkt":7,"jkt":` + q(jktC) + `}`, presentation{proof: client}, false},
 		{"x5t#S256 once", perms + `,"cnf":{"x5t#S256":` + q(x5tA) + `}`, presentation{cert: &alice}, true},
 		{"x5t#S256 twice, the presenter's last", perms + `,"cnf":{"x5t#S256":` + q(x5tM) + `,"x5t#S256":` + q(x5tA) + `}`, presentation{cert: &alice}, false},
-		{"x5t#S256 twice, the presenter's first", perms + `,"cnf":{"x5t#S256":` + q(x5tM) + `,"x5t#S256":` + q(x5tA) + `}`, presentation{cert: &mallory}, false},
+		{"x5t#S256 twice, the presenter's first", perms + `,"cnf":{"x5t#S256":` + q(x5tA) + `,"x5t#S256":` + q(x5tM) + `}`, presentation{cert: &alice}, false},
 		{"x5t#S256 twice, name escaped", perms + `,"cnf":{"x5t#S256":` + q(x5tM) + `,"x5t\u0023S256":` + q(x5tA) + `}`, presentation{cert: &alice}, false},
 		{"custom scope claim once", perms, presentation{}, true},
 		{"custom scope claim twice, granting last", `"perms":"none","perms":"mcp:read"`, presentation{}, false},
