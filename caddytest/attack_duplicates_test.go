@@ -19,7 +19,9 @@ import (
 // value by some readers and its last by others (RFC 8259 §4). Every member that decides
 // anything — the key (cnf.jkt) and certificate (cnf.x5t#S256) a token is bound to, and a
 // custom scope claim — refuses the token when it appears twice, in a JWT and in an
-// introspection answer, whichever value comes first, and however its name is spelled.
+// introspection answer, whichever value comes first, and however its name is spelled. A
+// claim handed on as a placeholder is handed on empty when the token names it (or a member
+// inside it) twice.
 
 const duplicatesCaddyfile = `
 {
@@ -42,7 +44,10 @@ https://localhost:9443 {
 			}
 		}
 	}
-	reverse_proxy @UPSTREAM@
+	reverse_proxy @UPSTREAM@ {
+		header_up X-Claim-Role {http.auth.mcp.claim.role}
+		header_up X-Claim-Org {http.auth.mcp.claim.org}
+	}
 	mcp_auth {
 		resource              https://mcp.example.com/mcp
 		authorization_servers @AS@
@@ -188,6 +193,37 @@ func TestAttackDuplicateMembers(t *testing.T) {
 				}
 				if up.hits.Load() != before {
 					t.Error("a token with a duplicate member reached the MCP server")
+				}
+			})
+		}
+	}
+
+	// Placeholders: a claim named twice is handed on empty, never as one reader's choice;
+	// the token itself decides nothing by it and passes.
+	for i, c := range []struct{ name, members, role, org string }{
+		{"role once", `"role":"admin","org":{"id":"o1"}`, "admin", `{"id":"o1"}`},
+		{"role twice", `"role":"user","role":"admin","org":{"id":"o1"}`, "", `{"id":"o1"}`},
+		{"role twice, name escaped", `"role":"user","r\u006fle":"admin"`, "", ""},
+		{"member inside org twice", `"role":"admin","org":{"id":"o1","id":"o2"}`, "admin", ""},
+	} {
+		for _, kind := range []string{"jwt", "introspection"} {
+			t.Run("placeholder/"+kind+"/"+c.name, func(t *testing.T) {
+				var token string
+				if kind == "jwt" {
+					token = forge(t, key.Alg, key.Signer, `{"alg":"RS256","kid":"rsa-dup","typ":"at+jwt"}`, jwtPayload(perms+","+c.members))
+				} else {
+					token = "dup-placeholder-" + itoa(i)
+					as.answerRaw(token, answer(perms+","+c.members))
+				}
+				if code, _, body := send(t, token, presentation{}); code != http.StatusOK {
+					t.Fatalf("status %d body %.200q", code, body)
+				}
+				hdr := up.lastHeader()
+				if got := hdr.Get("X-Claim-Role"); got != c.role {
+					t.Errorf("{http.auth.mcp.claim.role} = %q, want %q", got, c.role)
+				}
+				if got := hdr.Get("X-Claim-Org"); got != c.org {
+					t.Errorf("{http.auth.mcp.claim.org} = %q, want %q", got, c.org)
 				}
 			})
 		}
