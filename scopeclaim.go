@@ -21,11 +21,15 @@ import (
 // configurations and adapted Caddyfiles read the same.
 type ClaimNames []string
 
-// UnmarshalJSON reads a string or an array of strings.
+// UnmarshalJSON reads a string or an array of strings. null and "" are the default, as
+// they were when the field was a string.
 func (c *ClaimNames) UnmarshalJSON(b []byte) error {
 	var one string
 	if err := json.Unmarshal(b, &one); err == nil {
-		*c = ClaimNames{one}
+		*c = nil
+		if one != "" {
+			*c = ClaimNames{one}
+		}
 		return nil
 	}
 	var many []string

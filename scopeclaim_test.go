@@ -15,6 +15,8 @@ func TestScopeClaimJSON(t *testing.T) {
 		out  string
 	}{
 		{`"scp"`, ClaimNames{"scp"}, `"scp"`},
+		{`""`, nil, ``},
+		{`null`, nil, ``},
 		{`["scp"]`, ClaimNames{"scp"}, `"scp"`},
 		{`["scp","roles"]`, ClaimNames{"scp", "roles"}, `["scp","roles"]`},
 	} {
@@ -27,8 +29,12 @@ func TestScopeClaimJSON(t *testing.T) {
 		if !slices.Equal(h.ScopeClaim, tc.want) {
 			t.Errorf("%s: read %q, want %q", tc.in, h.ScopeClaim, tc.want)
 		}
+		want := `{}`
+		if tc.out != "" {
+			want = `{"scope_claim":` + tc.out + `}`
+		}
 		b, err := json.Marshal(h)
-		if err != nil || string(b) != `{"scope_claim":`+tc.out+`}` {
+		if err != nil || string(b) != want {
 			t.Errorf("%s: written %s %v, want %s", tc.in, b, err, tc.out)
 		}
 	}
