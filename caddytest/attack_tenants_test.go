@@ -140,6 +140,8 @@ func TestAttackTenantsIntrospection(t *testing.T) {
 			{"tid reshaping the path", []string{member("iss", "https://login.example.com/tenant-a/x/v2.0"), member("tid", "tenant-a/x")}, ""},
 			{"tid with a dot segment", []string{member("iss", "https://login.example.com/../v2.0"), member("tid", "..")}, ""},
 			{"tid percent-encoded", []string{member("iss", "https://login.example.com/tenant%2Da/v2.0"), member("tid", "tenant%2Da")}, ""},
+			{"tid with a Cyrillic letter", []string{member("iss", "https://login.example.com/tenant-\u0430/v2.0"), member("tid", "tenant-\u0430")}, ""},
+			{"tid of 65 characters", []string{member("iss", "https://login.example.com/"+strings.Repeat("a", 65)+"/v2.0"), member("tid", strings.Repeat("a", 65))}, ""},
 			{"tid with a space", []string{member("iss", "https://login.example.com/tenant-a /v2.0"), member("tid", "tenant-a ")}, ""},
 			{"tid as an array", []string{member("iss", tenantAIss), member("tid", []string{"tenant-a"})}, ""},
 			{"tid as a number", []string{member("iss", "https://login.example.com/1/v2.0"), member("tid", 1)}, ""},
