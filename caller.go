@@ -66,7 +66,7 @@ func (c *caller) placeholder(key string) (any, bool) {
 		return c.identity.Issuer, true
 	}
 	if name, ok := strings.CutPrefix(rest, "mcp.claim."); ok {
-		v, _ := c.identity.Claim(name)
+		v, _ := c.identity.ClaimOnce(name)
 		return claimString(v), true
 	}
 	return nil, false

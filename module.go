@@ -147,13 +147,15 @@ type Handler struct {
 	// JSON: `skip_scopes`. Caddyfile: `skip_scopes`.
 	SkipScopes bool `json:"skip_scopes,omitempty"`
 
-	// ScopeClaim is the claim that holds the granted scopes: a string of scopes separated by
-	// spaces (U+0020 only, RFC 6749 §3.3) or an array of strings, one scope per element.
-	// An item that is not an RFC 6749 scope-token grants nothing. By default `scope`, and
-	// `scp` when there is no `scope`.
+	// ScopeClaim names the claims that hold the granted scopes, each a string of scopes
+	// separated by spaces (U+0020 only, RFC 6749 §3.3) or an array of strings, one scope per
+	// element. An item that is not an RFC 6749 scope-token grants nothing; a claim that
+	// appears twice in a token refuses it. With several claims (Entra ID: `scp` for
+	// delegated tokens, `roles` for app-only ones), the granted scopes are the union. By
+	// default `scope`, and `scp` when there is no `scope`.
 	//
-	// JSON: `scope_claim`. Caddyfile: `scope_claim`.
-	ScopeClaim string `json:"scope_claim,omitempty"`
+	// JSON: `scope_claim`, a string or an array of strings. Caddyfile: `scope_claim`.
+	ScopeClaim ClaimNames `json:"scope_claim,omitempty"`
 
 	// StripToken removes the Authorization header before the request reaches the next
 	// handler, so the upstream never sees the token.
@@ -507,7 +509,7 @@ func (h *Handler) newJWTVerifier() verify.Verifier {
 		AnyAudience:  h.AllowAnyAudience,
 		RequireATJWT: h.RequireATJWT,
 		Leeway:       h.leeway,
-		ScopeClaim:   h.ScopeClaim,
+		ScopeClaims:  h.ScopeClaim,
 		Now:          h.now,
 		Tenants:      h.Tenants,
 	}
@@ -654,8 +656,8 @@ func (h *Handler) validateOwn() error {
 	if h.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size: %d is negative", h.MaxBodySize)
 	}
-	if strings.ContainsAny(h.ScopeClaim, " \t") {
-		return fmt.Errorf("scope_claim: %q is not a claim name", h.ScopeClaim)
+	if err := validateScopeClaims(h.ScopeClaim); err != nil {
+		return err
 	}
 	return h.validateAccess()
 }

@@ -16,7 +16,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,8 +94,12 @@ type Introspection struct {
 	// for the answer's client_id; nil refuses every such answer. (Hook for the
 	// allow_missing_audience_for policy.)
 	AllowMissingAudience func(clientID string) bool
-	ScopeClaim           string
-	Leeway               time.Duration
+	// ScopeClaims name the claims holding scopes, as JWT.ScopeClaims.
+	ScopeClaims []string
+	// Tenants limit the tid of an answer whose iss matched a {tenantid} issuer, as
+	// JWT.Tenants.
+	Tenants []string
+	Leeway  time.Duration
 
 	CacheTTL    time.Duration
 	NegativeTTL time.Duration
@@ -134,6 +137,10 @@ func (n negative) StillValid(now time.Time) bool { return now.Before(n.until) }
 // errIntrospectionSetup refuses to Start an Introspection whose configuration lacks what
 // it needs: the caller sets every default (the handler's introspection group does).
 var errIntrospectionSetup = errors.New("introspection: MaxInFlight, Timeout, Client and Logger must be set before Start")
+
+// errIntrospectionNotStarted refuses every token of an Introspection whose Start was not
+// called.
+var errIntrospectionNotStarted = errors.New("introspection: Verify before Start")
 
 // Start builds the state of a configured Introspection. It is called once, before the first
 // Verify; the exported fields must not change after.
@@ -179,7 +186,7 @@ func (v *Introspection) Verify(ctx context.Context, token string, _ *http.Reques
 		return nil, err
 	}
 	now := v.now()
-	if err := v.judge(a, now, false); err != nil {
+	if err := v.judge(a, now, nil); err != nil {
 		v.remember(key, err, now)
 		return nil, err
 	}
@@ -188,11 +195,12 @@ func (v *Introspection) Verify(ctx context.Context, token string, _ *http.Reques
 		Subject:      a.sub,
 		ClientID:     a.clientID,
 		TokenID:      a.jti,
-		Scopes:       ParseScopes(a.scope),
+		Scopes:       a.grantedScopes(len(v.ScopeClaims)),
 		Confirmation: a.cnf,
 	}
 	if id.Issuer == "" && len(v.Issuers) == 1 {
-		// The answer comes from the one authorization server this resource trusts.
+		// The answer comes from the one authorization server this resource trusts (never a
+		// {tenantid} template: checkIssuer refused such an answer).
 		id.Issuer = v.Issuers[0]
 	}
 	id.servedUntil = v.servedUntil(a, now)
@@ -200,11 +208,7 @@ func (v *Introspection) Verify(ctx context.Context, token string, _ *http.Reques
 	if a.hasExp {
 		id.Expiry = numericTime(a.exp)
 	}
-	out := id.WithClaims(a.raw)
-	if v.ScopeClaim != "" && v.ScopeClaim != "scope" && v.ScopeClaim != "scp" {
-		out.Scopes = GrantedScopes(out.Claims(), v.ScopeClaim)
-	}
-	return out, nil
+	return id.WithClaims(a.raw), nil
 }
 
 // Recheck introspects a JWT that verified locally (jwt_too): the authorization server must
@@ -216,7 +220,7 @@ func (v *Introspection) Recheck(ctx context.Context, token string, local *Identi
 		return nil, err
 	}
 	now := v.now()
-	if err := v.judge(a, now, true); err != nil {
+	if err := v.judge(a, now, local); err != nil {
 		v.remember(key, err, now)
 		return nil, err
 	}
@@ -250,6 +254,10 @@ func (v *Introspection) remember(key string, err error, now time.Time) {
 
 // ask returns the answer about token: one call per token at a time, bounded in number.
 func (v *Introspection) ask(ctx context.Context, token string) (*answer, string, error) {
+	if v.slots == nil {
+		// Fail closed, and say why, rather than wait for a slot that never frees.
+		return nil, "", failWith(ASUnavailable, errIntrospectionNotStarted)
+	}
 	sum := tokenHashOf(ctx, token)
 	key := string(sum[:])
 	if n, ok := v.neg.Get(key); ok {
@@ -327,7 +335,7 @@ func (v *Introspection) call(token string) (*answer, error) {
 	if err != nil {
 		return nil, failWith(ASUnavailable, fmt.Errorf("reading the introspection answer: %w", err))
 	}
-	a, err := parseAnswer(raw, v.ScopeClaim)
+	a, err := parseAnswer(raw, v.ScopeClaims)
 	if err != nil {
 		if ce := v.Logger.Check(zap.WarnLevel, "introspection: unusable answer, token refused"); ce != nil {
 			ce.Write(zap.String("endpoint", endpoint), zap.Error(err))
@@ -456,7 +464,7 @@ func SigningMethodFor(k crypto.Signer) (jwt.SigningMethod, error) {
 // parseAnswer reads an introspection response (RFC 7662 §2.2). Members this module acts on
 // must have their registered types, and appear once; `active` must be the JSON true or
 // false, not a string.
-func parseAnswer(raw []byte, scopeClaim string) (*answer, error) {
+func parseAnswer(raw []byte, scopeClaims []string) (*answer, error) {
 	if len(raw) > MaxAnswerBytes {
 		return nil, errAnswerTooBig
 	}
@@ -467,7 +475,7 @@ func parseAnswer(raw []byte, scopeClaim string) (*answer, error) {
 	var seen uint32
 	hasActive := false
 	err := members(raw, func(name string, val []byte) error {
-		known, err := a.read(name, val, scopeClaim, &seen)
+		known, err := a.read(name, val, scopeClaims, &seen)
 		if !known {
 			switch name {
 			case "active":
@@ -520,8 +528,8 @@ func parseAnswer(raw []byte, scopeClaim string) (*answer, error) {
 }
 
 // judge applies the checks an active answer must pass. For a JWT that verified locally
-// (localJWT), the token's own aud was checked already; an aud in the answer must still match.
-func (v *Introspection) judge(a *answer, now time.Time, localJWT bool) error {
+// (local), the token's own aud was checked already; an aud in the answer must still match.
+func (v *Introspection) judge(a *answer, now time.Time, local *Identity) error {
 	if !a.active {
 		return fail(Inactive)
 	}
@@ -534,8 +542,8 @@ func (v *Introspection) judge(a *answer, now time.Time, localJWT bool) error {
 	if a.hasNbf && now.Add(v.Leeway).Before(numericTime(a.nbf)) {
 		return fail(NotYetValid)
 	}
-	if a.iss != "" && !slices.Contains(v.Issuers, a.iss) {
-		return fail(Issuer)
+	if err := v.checkIssuer(a, local); err != nil {
+		return err
 	}
 	// A refresh token is never an access token, even though the authorization server calls
 	// it active (RFC 7662 §2.2 token_type; RFC 6749 §1.5).
@@ -548,7 +556,7 @@ func (v *Introspection) judge(a *answer, now time.Time, localJWT bool) error {
 			if !audienceOK(a.aud, v.Audiences) {
 				return fail(Audience)
 			}
-		case localJWT:
+		case local != nil:
 		case v.AllowMissingAudience != nil && v.AllowMissingAudience(a.clientID):
 		default:
 			return failWith(Audience, errors.New("the answer has no aud or resource"))
