@@ -1,7 +1,6 @@
 package mcpauth
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -27,12 +26,6 @@ type ClaimCondition struct {
 // offlineAccess is the scope that asks for a refresh token. MCP 2026-07-28: a resource never
 // asks for it; a client decides that with its authorization server.
 const offlineAccess = "offline_access"
-
-// Configuration errors of the access policy.
-var (
-	errOfflineAccess = errors.New("offline_access is refused: a resource never asks for a refresh token (MCP 2026-07-28); the client requests it from the authorization server itself")
-	errEmptyClient   = errors.New("empty client pattern")
-)
 
 // validateAccess checks the access-policy fields of the configuration.
 func (h *Handler) validateAccess() error {

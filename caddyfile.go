@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
 	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
@@ -335,7 +336,7 @@ func checkValue(name, v string) error {
 	case "resource":
 		err = checkResourceURL(v)
 	case "authorization_servers", "jwks_url", "resource_documentation":
-		err = checkHTTPURL(v)
+		err = jwks.CheckHTTPURL(v)
 	case "scopes", "any_of", "scopes_supported":
 		if !validScopeToken(v) {
 			err = errBadScope

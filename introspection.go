@@ -169,7 +169,7 @@ func (in *Introspection) prepare(repl *caddy.Replacer) error {
 // Validate checks the group. It is fast and has no side effects.
 func (in *Introspection) Validate() error {
 	if in.Endpoint != "" {
-		if err := checkHTTPURL(in.Endpoint); err != nil {
+		if err := jwks.CheckHTTPURL(in.Endpoint); err != nil {
 			return fmt.Errorf("introspection endpoint %q: %w", in.Endpoint, err)
 		}
 	}
@@ -321,7 +321,7 @@ func (in *Introspection) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "endpoint":
 			in.Endpoint = val
 			if len(placeholders(val)) == 0 {
-				if cerr := checkHTTPURL(val); cerr != nil {
+				if cerr := jwks.CheckHTTPURL(val); cerr != nil {
 					return d.Errf("introspection endpoint %q: %v", val, cerr)
 				}
 			}

@@ -2,7 +2,6 @@ package mcpauth
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -37,8 +36,6 @@ import (
 // JSON answer, or one event of a stream. A larger JSON answer is refused with 502 rather than
 // passed unfiltered; a stream is cut off.
 const maxListAnswer = 32 << 20
-
-var errSSEEventTooLarge = errors.New("list filter: event stream event larger than 32 MiB")
 
 type filterMode uint8
 

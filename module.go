@@ -1,19 +1,23 @@
 // Package mcpauth is a Caddy HTTP handler that makes Caddy the OAuth 2.1 resource server in
-// front of an MCP server: it publishes RFC 9728 protected resource metadata, verifies JWT
-// bearer tokens (signature, issuer, audience, lifetime) against the authorization server's
-// JWKS, applies a scope policy, and answers failures with RFC 6750 challenges.
+// front of an MCP server. It publishes RFC 9728 protected resource metadata; verifies access
+// tokens (JWTs against the authorization server's JWKS, opaque ones by RFC 7662
+// introspection), with their DPoP (RFC 9449) or certificate (RFC 8705) binding; decides who
+// may do what (internal/policy: scopes, clients, claims, per-tool/prompt/resource/method
+// rules) on the JSON-RPC body, filters list results, binds MCP sessions to their caller and
+// writes an audit event per decision; and answers failures with RFC 6750 challenges.
 //
 //	mcp_auth {
 //		resource              https://mcp.example.com/mcp
 //		authorization_servers https://auth.example.com
 //		scopes                mcp:read
+//		tool delete_* {
+//			scopes mcp:admin
+//		}
 //	}
 package mcpauth
 
 import (
-	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -21,6 +25,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
 	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"github.com/mcpauth/caddy-mcp-auth/internal/tokencache"
@@ -594,12 +599,12 @@ func (h *Handler) validateOwn() error {
 		return fmt.Errorf("authorization_servers: %w: at least one issuer URL", errRequired)
 	}
 	for _, as := range h.AuthorizationServers {
-		if err := checkHTTPURL(as); err != nil {
+		if err := jwks.CheckHTTPURL(as); err != nil {
 			return fmt.Errorf("authorization_servers %q: %w", as, err)
 		}
 	}
 	for _, u := range h.JWKSURLs {
-		if err := checkHTTPURL(u); err != nil {
+		if err := jwks.CheckHTTPURL(u); err != nil {
 			return fmt.Errorf("jwks_url (JSON jwks_urls) %q: %w", u, err)
 		}
 	}
@@ -609,7 +614,7 @@ func (h *Handler) validateOwn() error {
 		}
 	}
 	if h.ResourceDocumentation != "" {
-		if err := checkHTTPURL(h.ResourceDocumentation); err != nil {
+		if err := jwks.CheckHTTPURL(h.ResourceDocumentation); err != nil {
 			return fmt.Errorf("resource_documentation %q: %w", h.ResourceDocumentation, err)
 		}
 	}
@@ -675,36 +680,8 @@ func (h *Handler) Cleanup() error {
 	return nil
 }
 
-// Sentinel errors of configuration checks.
-var (
-	errRequired  = errors.New("required")
-	errNoPolicy  = errors.New("no scope policy: set scopes, any_of, or skip_scopes to require none")
-	errBadScope  = errors.New("not a valid scope token (RFC 6749 §3.3)")
-	errNotURL    = errors.New("not an absolute http or https URL")
-	errURIChars  = errors.New("contains a character not allowed in a URI (space, control, '\"', '<', '>', '\\', '^', '`', '{', '|', '}' or non-ASCII); use punycode and percent-encoding")
-	errFragment  = errors.New("must not have a fragment")
-	errSymmetric = errors.New("symmetric algorithms are refused: a public JWKS key would be usable as an HMAC secret")
-	errAlgNone   = errors.New(`"none" is refused: unsigned tokens are never accepted`)
-	errAlgUnk    = errors.New("unknown algorithm")
-)
-
-func checkHTTPURL(s string) error {
-	// Characters RFC 3986 allows nowhere in a URI; url.Parse lets some through (a '"' in
-	// the host), and these URLs end up in quoted-strings of challenges.
-	if strings.ContainsFunc(s, func(r rune) bool {
-		return r <= ' ' || r >= 0x7F || strings.ContainsRune("\"<>\\^`{|}", r)
-	}) {
-		return errURIChars
-	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return errNotURL
-	}
-	return nil
-}
-
 func checkResourceURL(s string) error {
-	if err := checkHTTPURL(s); err != nil {
+	if err := jwks.CheckHTTPURL(s); err != nil {
 		return err
 	}
 	if strings.Contains(s, "#") {

@@ -30,9 +30,6 @@ type opPolicy struct {
 	ruleLabels []string
 }
 
-// errBodyTooLarge is the body read's own over-limit error.
-var errBodyTooLarge = errors.New("request body too large")
-
 // opDecision is judgeOperation's verdict. ServeHTTP writes the denial, if any: it is the only
 // place that does.
 type opDecision struct {

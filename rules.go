@@ -1,7 +1,6 @@
 package mcpauth
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 
@@ -57,13 +56,6 @@ func (r *Rule) policyRule() policy.Rule {
 	return policy.Rule{Tools: r.Tools, Prompts: r.Prompts, ResourceURIs: r.ResourceURIs, Methods: r.Methods,
 		Scopes: r.Scopes, AnyOf: r.AnyOf, Clients: r.Clients, Claims: claims}
 }
-
-// Configuration errors of rules.
-var (
-	errRuleNoTarget   = errors.New("names no tools, prompts, resource_uris or methods")
-	errRuleNoScope    = errors.New("requires nothing: set scopes, any_of, clients or require_claim")
-	errRuleEmptyMatch = errors.New("empty pattern")
-)
 
 type namedList struct {
 	name string
