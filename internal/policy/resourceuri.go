@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
+	"github.com/mcpauth/caddy-mcp-auth/internal/rfc3986"
 )
 
 // resource_uri patterns are matched against params.uri as a string, but MCP servers do not
@@ -165,8 +166,8 @@ func checkEscapes(s string, file bool) error {
 		if i+2 >= len(s) {
 			return errURIEscape
 		}
-		hi, ok1 := upperHex(s[i+1])
-		lo, ok2 := upperHex(s[i+2])
+		hi, ok1 := rfc3986.UpperHexVal(s[i+1])
+		lo, ok2 := rfc3986.UpperHexVal(s[i+2])
 		if !ok1 || !ok2 {
 			return errURIEscape
 		}
@@ -178,28 +179,12 @@ func checkEscapes(s string, file bool) error {
 			if !file {
 				return errURIEscape
 			}
-		case unreserved(c):
+		case rfc3986.Unreserved(c):
 			return errURIEscape
 		}
 		i += 2
 	}
 	return nil
-}
-
-func upperHex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
-
-// unreserved is RFC 3986 §2.3 unreserved.
-func unreserved(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		c == '-' || c == '.' || c == '_' || c == '~'
 }
 
 // checkAuthority checks host and port of a URI other than file:. User information is refused:
@@ -320,7 +305,7 @@ func checkDomain(host string) error {
 func checkOpaqueHost(host string) error {
 	for i := 0; i < len(host); i++ {
 		c := host[i]
-		if unreserved(c) || c == '%' || strings.IndexByte("!$&'()*+,;=", c) >= 0 {
+		if rfc3986.Unreserved(c) || c == '%' || strings.IndexByte("!$&'()*+,;=", c) >= 0 {
 			continue
 		}
 		return errURIAuthority
@@ -375,8 +360,8 @@ func appendURIKey(dst []byte, s string, file bool) []byte {
 	for i := 0; i < n; i++ {
 		c := s[i]
 		if c == '%' && i+2 < n {
-			hi, ok1 := hexVal(s[i+1])
-			lo, ok2 := hexVal(s[i+2])
+			hi, ok1 := rfc3986.HexVal(s[i+1])
+			lo, ok2 := rfc3986.HexVal(s[i+2])
 			if ok1 && ok2 {
 				c = hi<<4 | lo
 				i += 2
@@ -388,16 +373,6 @@ func appendURIKey(dst []byte, s string, file bool) []byte {
 		dst = append(dst, c)
 	}
 	return dst
-}
-
-func hexVal(c byte) (byte, bool) {
-	if v, ok := upperHex(c); ok {
-		return v, true
-	}
-	if 'a' <= c && c <= 'f' {
-		return c - 'a' + 10, true
-	}
-	return 0, false
 }
 
 // CheckURIPattern refuses at load a resource_uri pattern that no URI in normal form could

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/rfc3986"
 )
 
 // DPoP checks DPoP proofs (RFC 9449 §4.3) presented with a DPoP-bound access token. It knows
@@ -434,80 +435,10 @@ func NormalizeHTU(s string) (string, bool) {
 		return "", false
 	}
 	host = strings.TrimSuffix(host, ":") // an empty port is the default one (RFC 3986 §6.2.3)
-	p := normalizePercent(u.EscapedPath())
-	p = removeDotSegments(p)
+	p := rfc3986.NormalizePercent(u.EscapedPath())
+	p = rfc3986.RemoveDotSegments(p)
 	if p == "" {
 		p = "/"
 	}
 	return scheme + "://" + host + p, true
-}
-
-// normalizePercent upper-cases percent-encodings and decodes those of unreserved characters
-// (RFC 3986 §6.2.2.1, §6.2.2.2).
-func normalizePercent(p string) string {
-	if strings.IndexByte(p, '%') < 0 {
-		return p
-	}
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		if p[i] == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]) {
-			c := unhex(p[i+1])<<4 | unhex(p[i+2])
-			if isUnreserved(c) {
-				b.WriteByte(c)
-			} else {
-				b.WriteByte('%')
-				b.WriteString(strings.ToUpper(p[i+1 : i+3]))
-			}
-			i += 2
-			continue
-		}
-		b.WriteByte(p[i])
-	}
-	return b.String()
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c >= 'a':
-		return c - 'a' + 10
-	}
-	return c - 'A' + 10
-}
-
-func isUnreserved(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		c == '-' || c == '.' || c == '_' || c == '~'
-}
-
-// removeDotSegments is RFC 3986 §5.2.4.
-func removeDotSegments(p string) string {
-	if !strings.Contains(p, ".") {
-		return p
-	}
-	var out []string
-	segs := strings.Split(p, "/")
-	for i, s := range segs {
-		switch s {
-		case ".":
-			if i == len(segs)-1 {
-				out = append(out, "")
-			}
-		case "..":
-			if len(out) > 1 {
-				out = out[:len(out)-1]
-			}
-			if i == len(segs)-1 {
-				out = append(out, "")
-			}
-		default:
-			out = append(out, s)
-		}
-	}
-	return strings.Join(out, "/")
 }
