@@ -1,7 +1,6 @@
 package mcpauth
 
 import (
-	"bytes"
 	"io"
 	"net/http"
 	"strconv"
@@ -93,12 +92,11 @@ func trimMediaType(s string) string {
 // listFilter wraps the response writer of a list request.
 type listFilter struct {
 	*caddyhttp.ResponseWriterWrapper
-	lists   *mcpjson.ListFilter
-	mode    filterMode
-	status  int
-	buf     []byte // JSON: the body so far; SSE: the incomplete event
-	evStart int    // SSE: start of the first line not yet scanned of buf
-	started bool   // SSE: the byte-order marks at the start are dealt with
+	lists  *mcpjson.ListFilter
+	mode   filterMode
+	status int
+	buf    []byte            // JSON: the body so far
+	sse    mcpjson.SSEStream // SSE: the stream's framing and its incomplete event
 	// sseOnly marks the answer to a GET: clients read it as an event stream whatever its type,
 	// unless it is JSON (a POST redirected with 303 reads the answer to the GET as its own).
 	sseOnly bool
@@ -107,12 +105,14 @@ type listFilter struct {
 // newListFilter returns the writer that filters the lists of kinds for the caller: an
 // entry stays when the policy would let the caller use it.
 func newListFilter(w http.ResponseWriter, p *policy.Policy, c *caller, kinds mcpjson.ListKinds) *listFilter {
-	return &listFilter{
+	f := &listFilter{
 		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		lists: &mcpjson.ListFilter{Kinds: kinds, Allowed: func(k mcpjson.ListKind, key string) bool {
 			return p.EntryAllowed(&c.subject, k, key)
 		}},
 	}
+	f.sse.Lists = f.lists
+	return f
 }
 
 // WriteHeader decides from the status and headers whether and how the body is filtered.
@@ -164,6 +164,7 @@ func (f *listFilter) pass(status int) {
 func (f *listFilter) fail() {
 	f.mode = modeFailed
 	f.buf = nil
+	f.sse.Drop()
 	h := f.Header()
 	for k := range h {
 		delete(h, k)
@@ -194,8 +195,7 @@ func (f *listFilter) Write(b []byte) (int, error) {
 		}
 		f.buf = append(f.buf, b...)
 	case modeSSE:
-		f.buf = append(f.buf, b...)
-		if err := f.writeEvents(false); err != nil {
+		if err := f.writeEvents(b, false); err != nil {
 			return 0, err
 		}
 	}
@@ -233,95 +233,35 @@ func (f *listFilter) finish() {
 		f.ResponseWriter.WriteHeader(f.status)
 		_, _ = f.ResponseWriter.Write(out)
 	case modeSSE:
-		if f.writeEvents(true) == nil {
-			f.writeTail()
+		if f.writeEvents(nil, true) == nil {
+			if b := f.sse.Tail(); len(b) > 0 {
+				_ = f.Send(b)
+			}
 		}
 	}
 }
 
-// writeEvents sends every complete event in buf, filtered, each flushed on its own so the
-// stream keeps its pace; the rest stays in buf.
-//
-// Clients split an event stream into lines differently: WHATWG parsers (eventsource-parser)
-// end a line at CR, LF or CRLF, the Go SDK at LF only, keeping a lone CR inside the line. A
-// lone CR is therefore sent as LF, so that every client sees the lines the filter read.
-func (f *listFilter) writeEvents(final bool) error {
-	if !f.started && !f.dropBOMs(final) {
-		return nil
+// writeEvents feeds b to the event stream, which sends every complete event, filtered; an
+// event that outgrows maxListAnswer cuts the stream off.
+func (f *listFilter) writeEvents(b []byte, final bool) error {
+	if err := f.sse.Feed(b, final, f); err != nil {
+		return err
 	}
-	start, i := 0, f.evStart
-	for i < len(f.buf) {
-		j := bytes.IndexAny(f.buf[i:], "\r\n")
-		if j < 0 {
-			break
-		}
-		le := i + j
-		next := le + 1
-		if f.buf[le] == '\r' {
-			if next == len(f.buf) && !final {
-				break // a '\n' may follow in the next write
-			}
-			if next < len(f.buf) && f.buf[next] == '\n' {
-				next++
-			} else {
-				f.buf[le] = '\n'
-			}
-		}
-		switch {
-		case i == start && le > i && f.buf[i] == ':':
-			// A comment outside an event (a keep-alive) carries no data: it passes at once.
-			if err := f.send(f.buf[i:next]); err != nil {
-				return err
-			}
-			start = next
-		case le == i: // an empty line ends the event
-			if ev := mcpjson.FilterSSEEvent(f.buf[start:next], f.lists); len(ev) > 0 {
-				if err := f.send(ev); err != nil {
-					return err
-				}
-			}
-			start = next
-		}
-		i = next
-	}
-	if start > 0 {
-		f.buf = append(f.buf[:0], f.buf[start:]...)
-		i -= start
-	}
-	f.evStart = i
-	if len(f.buf) > maxListAnswer {
+	if f.sse.Held() > maxListAnswer {
 		// The status is sent: the stream can only be cut off.
 		f.mode = modeFailed
-		f.buf = nil
+		f.sse.Drop()
 		return errSSEEventTooLarge
 	}
 	return nil
 }
 
-// dropBOMs removes the byte-order marks at the start of the stream (mcpjson.TrimStreamBOMs).
-// It reports false while the start could still become a mark.
-func (f *listFilter) dropBOMs(final bool) bool {
-	var ok bool
-	f.buf, ok = mcpjson.TrimStreamBOMs(f.buf, final)
-	f.started = ok
-	return ok
-}
-
-// send writes b to the client and flushes it.
-func (f *listFilter) send(b []byte) error {
+// Send writes b to the client and flushes it, each event on its own so the stream keeps
+// its pace.
+func (f *listFilter) Send(b []byte) error {
 	if _, err := f.ResponseWriter.Write(b); err != nil {
 		return err
 	}
 	_ = http.NewResponseController(f.ResponseWriter).Flush()
 	return nil
-}
-
-// writeTail deals with what is left when the stream ends: an event without its empty line
-// (mcpjson.SSETail says what of it may pass).
-func (f *listFilter) writeTail() {
-	tail := f.buf
-	f.buf = nil
-	if b := mcpjson.SSETail(tail); len(b) > 0 {
-		_ = f.send(b)
-	}
 }

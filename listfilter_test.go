@@ -36,7 +36,7 @@ func (f *flushRecorder) Flush() {
 
 func newFilterFor(allowed ...string) (*listFilter, *flushRecorder) {
 	rec := &flushRecorder{ResponseRecorder: httptest.NewRecorder()}
-	f := newListFilter(rec, nil, nil, mcpjson.Of(mcpjson.ListTools))
+	f := newListFilter(rec, nil, nil, mcpjson.KindsOf(mcpjson.ListTools))
 	only := allowOnly(allowed...)
 	f.lists.Allowed = func(_ mcpjson.ListKind, name string) bool { return only(name) }
 	return f, rec

@@ -473,7 +473,7 @@ func (h *Handler) setDefaults() {
 func (h *Handler) newOpPolicy() *opPolicy {
 	var lists mcpjson.ListKinds
 	if h.FilterToolsList {
-		lists = mcpjson.Of(mcpjson.ListTools)
+		lists = mcpjson.KindsOf(mcpjson.ListTools)
 	}
 	if h.FilterLists {
 		lists = mcpjson.AllLists

@@ -76,7 +76,7 @@ func policyHandler(tb testing.TB, filter bool) *Handler {
 	}
 	h.ops = &opPolicy{maxBody: defaultMaxBodySize}
 	if filter {
-		h.ops.lists = mcpjson.Of(mcpjson.ListTools)
+		h.ops.lists = mcpjson.KindsOf(mcpjson.ListTools)
 	}
 	h.meta.url = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
 	h.chall = newChallenges(h.policy.ChallengeScope(), h.meta.url)
