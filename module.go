@@ -613,8 +613,8 @@ func (h *Handler) validateConfig() error {
 	}
 	for field, list := range map[string][]string{"scopes": h.Scopes, "any_of": h.AnyOf, "scopes_supported": h.ScopesSupported} {
 		for _, s := range list {
-			if !validScopeToken(s) {
-				return fmt.Errorf("%s: %q: %w", field, s, errBadScope)
+			if err := checkScope(s); err != nil {
+				return fmt.Errorf("%s: %q: %w", field, s, err)
 			}
 		}
 	}

@@ -83,6 +83,16 @@ func TestRefusedConfigs(t *testing.T) {
 			[]string{"leeway:", "outside"}},
 		{"json: allow_any_audience with audiences", "json", baseJSON + `, "scopes": ["mcp:read"], "allow_any_audience": true, "audiences": ["x"]`,
 			[]string{"allow_any_audience:", "cannot be combined"}},
+		// A comma is legal in a scope-token, so `scopes a,b` would load as one scope and every
+		// token would get 403: refused, naming the field.
+		{"scopes joined by a comma", "caddyfile", base + "\t\tscopes mcp:read,mcp:write\n",
+			[]string{"scopes", `"mcp:read,mcp:write"`, "scopes are separated by spaces", "Caddyfile:"}},
+		{"rule scopes joined by a comma", "caddyfile", base + "\t\tscopes mcp:read\n\t\ttool delete_* {\n\t\t\tscopes mcp:admin,mcp:write\n\t\t}\n",
+			[]string{"tool", `"mcp:admin,mcp:write"`, "scopes are separated by spaces", "Caddyfile:"}},
+		{"json: scope_implies joined by a comma", "json", baseJSON + `, "scopes": ["mcp:read"], "scope_implies": {"mcp:admin": ["mcp:read,mcp:write"]}`,
+			[]string{"scope_implies mcp:admin", `"mcp:read,mcp:write"`, "scopes are separated by spaces"}},
+		{"json: scopes_supported joined by a comma", "json", baseJSON + `, "scopes": ["mcp:read"], "scopes_supported": ["mcp:read,mcp:write"]`,
+			[]string{"scopes_supported", "scopes are separated by spaces"}},
 		// dpop (RFC 9449)
 		{"dpop: HS256 proofs", "caddyfile", base + "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\talgorithms ES256 HS256\n\t\t}\n",
 			[]string{"dpop algorithms:", "HS256", "symmetric"}},
