@@ -206,6 +206,8 @@ func TestRefusedConfigurations(t *testing.T) {
 		{"resource not http", "resource ftp://h/mcp\n authorization_servers https://a\n scopes a", "resource", "absolute"},
 		{"resource without host", "resource https:///mcp\n authorization_servers https://a\n scopes a", "resource", "absolute"},
 		{"resource with fragment", "resource https://h/mcp#x\n authorization_servers https://a\n scopes a", "resource", "fragment"},
+		{"resource with user information", "resource https://user@h/mcp\n authorization_servers https://a\n scopes a", "resource", "no origin a DPoP proof can name"},
+		{"resource with a port out of range", "resource https://h:65536/mcp\n authorization_servers https://a\n scopes a", "resource", "no origin a DPoP proof can name"},
 		{"resource with empty fragment", "resource https://h/mcp#\n authorization_servers https://a\n scopes a", "resource", "fragment"},
 		{"no authorization_servers", "resource https://h/mcp\n scopes a", "authorization_servers", "required"},
 		{"authorization_servers not a URL", "resource https://h/mcp\n authorization_servers auth.example.com\n scopes a", "authorization_servers", "absolute"},

@@ -189,7 +189,7 @@ func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, raw strin
 		if err != nil {
 			return denyDPoPProof, err
 		}
-		proof, err = h.dpop.Check(v, r.Method, requestHTU(r), raw)
+		proof, err = h.dpop.Check(v, r.Method, h.DPoP.requestHTU(r), raw)
 		if err != nil {
 			if verify.ReasonOf(err) == verify.UseNonce {
 				h.setDPoPNonce(w)

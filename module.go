@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -439,7 +440,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.ScopesSupported = access.advertised(h.ScopesSupported)
 
 	if h.DPoP != nil {
-		if err := h.DPoP.Provision(ctx); err != nil {
+		if err := h.DPoP.Provision(ctx, h.Resource); err != nil {
 			return err
 		}
 	}
@@ -721,6 +722,16 @@ func checkResourceURL(s string) error {
 	}
 	if strings.Contains(s, "#") {
 		return errFragment
+	}
+	// A DPoP proof's htu names the resource's origin (RFC 9449 §4.3), and no client
+	// addresses a URL with user information or a port out of range.
+	if _, err := resourceOrigin(s); err != nil {
+		return err
+	}
+	if u, _ := url.Parse(s); u != nil && u.Port() != "" {
+		if p, err := strconv.Atoi(u.Port()); err != nil || p > 65535 {
+			return errNoOrigin
+		}
 	}
 	return nil
 }
