@@ -324,7 +324,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets defaults, prepares everything that does not depend on the request and
 // acquires the key sets.
-func (h *Handler) Provision(ctx caddy.Context) error {
+func (h *Handler) Provision(ctx caddy.Context) (err error) {
+	// Errors found here have no Caddyfile line (the Caddyfile is already JSON): name the
+	// site, so that a user with several sites knows which block to look at.
+	defer func() { err = inSite(err, h.Resource) }()
 	h.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
 
@@ -531,6 +534,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.keySets.logStart(h.logger, h.Resource)
 	return nil
+}
+
+// inSite appends to a provisioning error the resource of the site it belongs to.
+func inSite(err error, resource string) error {
+	if err == nil || resource == "" {
+		return err
+	}
+	return fmt.Errorf("%w (in the mcp_auth of resource %s)", err, resource)
 }
 
 // expandAtLoad replaces the placeholders known when the config loads ({env.*}, {file.*}, …)
