@@ -142,7 +142,7 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 		challenge := h.chall.build(codeInsufficientScope, denials[denyInsufficientScope].desc,
 			h.access.advertised(ops.rules.stepUpScopes(granted, &matched)))
 		if ce := h.logger.Check(zap.DebugLevel, "operation denied"); ce != nil {
-			fields := []zap.Field{zap.String("method", msgs[0].Method)}
+			fields := []zap.Field{zap.String("resource", h.Resource), zap.String("method", msgs[0].Method)}
 			if msgs[0].Name != "" {
 				fields = append(fields, zap.String("name", msgs[0].Name))
 			}
