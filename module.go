@@ -224,7 +224,8 @@ type Handler struct {
 	AllowMissingAudienceFor []string `json:"allow_missing_audience_for,omitempty"`
 
 	// ScopePrefix is put in front of every scope advertised (scopes_supported, challenges),
-	// while a token may hold the scope with or without it. Entra ID: the resource, an Application ID URI, and "/".
+	// while a token may hold the scope with or without it. Entra ID: the resource (an
+	// Application ID URI of the app) and "/".
 	//
 	// JSON: `scope_prefix`. Caddyfile: `scope_prefix`.
 	ScopePrefix string `json:"scope_prefix,omitempty"`
