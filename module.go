@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -225,7 +226,8 @@ type Handler struct {
 	AllowMissingAudienceFor []string `json:"allow_missing_audience_for,omitempty"`
 
 	// ScopePrefix is put in front of every scope advertised (scopes_supported, challenges),
-	// while a token may hold the scope with or without it. Entra ID: `api://<app-id>/`.
+	// while a token may hold the scope with or without it. Entra ID: the resource (an
+	// Application ID URI of the app) and "/".
 	//
 	// JSON: `scope_prefix`. Caddyfile: `scope_prefix`.
 	ScopePrefix string `json:"scope_prefix,omitempty"`
@@ -325,7 +327,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets defaults, prepares everything that does not depend on the request and
 // acquires the key sets.
-func (h *Handler) Provision(ctx caddy.Context) error {
+func (h *Handler) Provision(ctx caddy.Context) (err error) {
+	// Errors found here have no Caddyfile line (the Caddyfile is already JSON): name the
+	// site, so that a user with several sites knows which block to look at.
+	defer func() { err = inSite(err, h.Resource) }()
 	h.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
 
@@ -441,7 +446,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.ScopesSupported = access.advertised(h.ScopesSupported)
 
 	if h.DPoP != nil {
-		if err := h.DPoP.Provision(ctx); err != nil {
+		if err := h.DPoP.Provision(ctx, h.Resource); err != nil {
 			return err
 		}
 	}
@@ -534,6 +539,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// inSite appends to a provisioning error the resource of the site it belongs to.
+func inSite(err error, resource string) error {
+	if err == nil || resource == "" {
+		return err
+	}
+	return fmt.Errorf("%w (in the mcp_auth of resource %s)", err, resource)
+}
+
 // expandAtLoad replaces the placeholders known when the config loads ({env.*}, {file.*}, …)
 // and says which placeholder, as the user wrote it, left a value empty or unresolved, rather
 // than letting the check of the result report "required" or a stray '{'.
@@ -615,8 +628,8 @@ func (h *Handler) validateConfig() error {
 	}
 	for field, list := range map[string][]string{"scopes": h.Scopes, "any_of": h.AnyOf, "scopes_supported": h.ScopesSupported} {
 		for _, s := range list {
-			if !validScopeToken(s) {
-				return fmt.Errorf("%s: %q: %w", field, s, errBadScope)
+			if err := checkScope(s); err != nil {
+				return fmt.Errorf("%s: %q: %w", field, s, err)
 			}
 		}
 	}
@@ -723,6 +736,16 @@ func checkResourceURL(s string) error {
 	}
 	if strings.Contains(s, "#") {
 		return errFragment
+	}
+	// A DPoP proof's htu names the resource's origin (RFC 9449 §4.3), and no client
+	// addresses a URL with user information or a port out of range.
+	if _, err := resourceOrigin(s); err != nil {
+		return err
+	}
+	if u, _ := url.Parse(s); u != nil && u.Port() != "" {
+		if p, err := strconv.Atoi(u.Port()); err != nil || p > 65535 {
+			return errNoOrigin
+		}
 	}
 	return nil
 }
