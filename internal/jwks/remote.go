@@ -103,12 +103,12 @@ type Remote struct {
 	// One fetch at a time per set: callers join the flight in flight instead of starting
 	// their own. Starting and joining happen under mu, and a flight leaves the group under
 	// mu, so that flying says exactly whether there is one to join.
-	group        singleflight.Group
-	mu           sync.Mutex
-	flying       bool
-	flights      uint64 // flights started, numbering them
-	closed       bool
-	fetchers     sync.WaitGroup // running flights, waited for by Close
+	group    singleflight.Group
+	mu       sync.Mutex
+	flying   bool
+	flights  uint64 // flights started, numbering them
+	closed   bool
+	fetchers sync.WaitGroup // running flights, waited for by Close
 	// nextOnDemand is when a token with an unknown kid may make the set fetch again. A
 	// fetch that succeeded spends the budget (UnknownKIDInterval); one that failed does not:
 	// the next is allowed after onDemandBackoff, doubling from RetryMin, so that a key
@@ -116,8 +116,8 @@ type Remote struct {
 	// than a whole interval later (a 401 for a brand-new token sends clients to sign in).
 	nextOnDemand    time.Time
 	onDemandBackoff time.Duration
-	discovered   string // the jwks_uri found by discovery, until a fetch from it fails
-	metaBase     string // where the issuer's metadata is looked for, when not at the issuer
+	discovered      string // the jwks_uri found by discovery, until a fetch from it fails
+	metaBase        string // where the issuer's metadata is looked for, when not at the issuer
 
 	fetches atomic.Int64 // JWKS requests made, for tests
 }
