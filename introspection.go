@@ -256,12 +256,12 @@ func (in *Introspection) newVerifier(h *Handler, logger *zap.Logger) *verify.Int
 		MinTokenLen:          verify.MinTokenLen,
 		// Caddy's client IP: the forwarded address when the request came through one of
 		// the server's trusted_proxies, else the connection's.
-		ClientAddress: remoteIP,
-		Answers:       in.acquireAnswers(h),
-		NegativeCacheSize:    defaultTokenCacheSize,
-		Client:               client,
-		Logger:               logger,
-		Now:                  h.now,
+		ClientAddress:     remoteIP,
+		Answers:           in.acquireAnswers(h),
+		NegativeCacheSize: defaultTokenCacheSize,
+		Client:            client,
+		Logger:            logger,
+		Now:               h.now,
 	}
 	if len(h.AuthorizationServers) == 1 {
 		// RFC 7523 §3: the assertion's audience identifies the authorization server; its

@@ -23,9 +23,9 @@ type floodAS struct {
 	*httptest.Server
 	mu       sync.Mutex
 	real     map[string]bool // the tokens it calls active
-	gate     chan struct{} // closed to release the held calls
-	arrived  chan struct{} // one value per held call
-	delay    atomic.Int64  // when > 0, calls are answered after it instead of held
+	gate     chan struct{}   // closed to release the held calls
+	arrived  chan struct{}   // one value per held call
+	delay    atomic.Int64    // when > 0, calls are answered after it instead of held
 	down     atomic.Bool
 	calls    atomic.Int64 // calls received
 	realSeen atomic.Int64 // of which for the real token

@@ -129,7 +129,7 @@ type Introspection struct {
 	calls   *failureLog // failing calls, logged once then counted
 	shedLog *failureLog // shed calls, the same way
 	flight  singleflight.Group
-	neg    *tokencache.Cache[negative]
+	neg     *tokencache.Cache[negative]
 
 	// lastRefusalLog rate-limits the error logged when the server refuses our credentials:
 	// every new token meets the same refusal.
