@@ -19,14 +19,14 @@ import (
 // be a token is refused before a call.
 func TestWellFormedToken(t *testing.T) {
 	for _, tok := range []string{
-		"Zk3vQ9mB7nR4tL1pW8sZ3yH6cF0jD5gAxxxxxxxxxxx",                          // oidc-provider, Doorkeeper: 32 bytes base64url
+		"Zk3vQ9mB7nR4tL1pW8sZ3yH6cF0jD5gAxxxxxxxxxxx",                              // oidc-provider, Doorkeeper: 32 bytes base64url
 		"ory_at_Zk3vQ9mB7nR4tL1pW8sZ3yH6cF0jD5gA.Zk3vQ9mB7nR4tL1pW8sZ3yH6cF0jD5gA", // Hydra
-		"eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..aXY.Y2lwaGVy.dGFn",             // Auth0 JWE
-		"9f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b",                                 // WSO2 UUID
-		"gho_16C7e42F292c6912E7710c838347Ae178B4a",                             // GitHub
-		"ya29.a0AfH6SMBx-ab_cd~ef",                                             // Google
-		"dGhpcyBpcyBiYXNlNjQ+/w==",                                             // base64 with + / and padding
-		"opaque-1",                                                             // 8 characters
+		"eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..aXY.Y2lwaGVy.dGFn",               // Auth0 JWE
+		"9f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b",                                     // WSO2 UUID
+		"gho_16C7e42F292c6912E7710c838347Ae178B4a",                                 // GitHub
+		"ya29.a0AfH6SMBx-ab_cd~ef",                                                 // Google
+		"dGhpcyBpcyBiYXNlNjQ+/w==",                                                 // base64 with + / and padding
+		"opaque-1",                                                                 // 8 characters
 	} {
 		if !WellFormedToken(tok, MinTokenLen) {
 			t.Errorf("%q refused, want it sent to introspection", tok)
