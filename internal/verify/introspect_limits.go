@@ -23,9 +23,10 @@ import (
 //     503 and Retry-After: a queue without a bound would make every new token wait behind
 //     the flood, and hold a goroutine and a connection for each;
 //   - each client address (IPv4 /32, IPv6 /64) gets a bounded share of the slots and
-//     waiters together (a quarter of MaxInFlight) and of the rate (a quarter of MaxRate):
-//     one address alone can never take every slot or drain the bucket, so a real token's
-//     first request from anywhere else is still served while that address floods;
+//     waiters together (a quarter of MaxInFlight) and of the rate (a quarter of MaxRate,
+//     with a burst of one second of MaxRate, while the total bucket holds two): one address
+//     alone can never take every slot or drain the total bucket, so a real token's first
+//     request from anywhere else is still served while that address floods;
 //   - a token that cannot be one of the server's format (not an RFC 6750 b64token, or of a
 //     length no authorization server issues) is refused before any call, as invalid_token.
 //
@@ -140,8 +141,10 @@ type limiter struct {
 	slots      chan struct{}
 	maxWaiting int
 	rate       float64 // per second, in total
+	burst      float64 // the total bucket's size: two seconds of rate
 	perSlots   int     // slots with waiters, per client address
 	perRate    float64 // per second, per client address
+	perBurst   float64 // a client's bucket size: one second of rate, half the total
 	timeout    time.Duration
 
 	mu        sync.Mutex
@@ -156,8 +159,10 @@ func newLimiter(maxInFlight int, rate float64, timeout time.Duration) *limiter {
 		slots:      make(chan struct{}, maxInFlight),
 		maxWaiting: maxInFlight,
 		rate:       rate,
+		burst:      max(1, 2*rate),
 		perSlots:   max(1, maxInFlight/clientShare),
 		perRate:    max(1, rate/clientShare),
+		perBurst:   max(1, rate),
 		timeout:    timeout,
 		clients:    make(map[netip.Prefix]*clientState),
 	}
@@ -178,11 +183,11 @@ func (l *limiter) admit(client netip.Prefix, proven bool, now time.Time) (releas
 			l.mu.Unlock()
 			return nil, errShedClientShare
 		}
-		if !c.rate.take(now, l.perRate, l.perRate) {
+		if !c.rate.take(now, l.perRate, l.perBurst) {
 			l.mu.Unlock()
 			return nil, errShedClientRate
 		}
-		if !l.total.take(now, l.rate, l.rate) {
+		if !l.total.take(now, l.rate, l.burst) {
 			l.mu.Unlock()
 			return nil, errShedRate
 		}
@@ -246,7 +251,7 @@ func (l *limiter) client(p netip.Prefix, now time.Time) *clientState {
 		}
 		l.lastSweep = now
 		for k, c := range l.clients {
-			if c.active == 0 && c.rate.full(now, l.perRate, l.perRate) {
+			if c.active == 0 && c.rate.full(now, l.perRate, l.perBurst) {
 				delete(l.clients, k)
 			}
 		}

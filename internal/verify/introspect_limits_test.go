@@ -69,7 +69,7 @@ func TestLimiter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a := ClientPrefix(netip.MustParseAddr("203.0.113.7"))
 		b := ClientPrefix(netip.MustParseAddr("198.51.100.1"))
-		l := newLimiter(8, 20, time.Second) // per address: 2 slots, 5 a second
+		l := newLimiter(8, 20, time.Second) // per address: 2 slots, 5 a second after a burst of 20
 		now := time.Now()
 		var held []func()
 		for range 2 {
@@ -91,27 +91,39 @@ func TestLimiter(t *testing.T) {
 		for _, r := range held {
 			r()
 		}
-		// Rate: a has taken 2 of its 5; 3 more pass, the next is shed.
-		for i := range 3 {
+		// Rate: a's bucket holds one second of the total (20) and refills at a quarter (5 a
+		// second). a has taken 2: 18 more pass, the next is shed.
+		for i := range 18 {
 			rel, err := l.admit(a, false, now)
 			if err != nil {
-				t.Fatalf("call %d within the rate: %v", i, err)
+				t.Fatalf("call %d within the address's burst: %v", i, err)
 			}
 			rel()
 		}
 		if _, err := l.admit(a, false, now); !errors.Is(err, errShedClientRate) {
 			t.Fatalf("call over the address's rate: %v", err)
 		}
-		// A second later, a has 5 again.
-		now = now.Add(time.Second)
-		rel, err = l.admit(a, false, now)
+		// The total bucket holds two seconds: one address's burst leaves room for others.
+		rel, err = l.admit(b, false, now)
 		if err != nil {
-			t.Fatalf("after a second: %v", err)
+			t.Fatalf("another address after one address's burst: %v", err)
 		}
 		rel()
-		// Total rate 20: refilled to 20 after the second, 1 used; 19 other addresses take one
-		// each, the next is shed.
-		for i := range 19 {
+		// A second later, a has 5 more, not 20.
+		now = now.Add(time.Second)
+		for i := range 5 {
+			rel, err := l.admit(a, false, now)
+			if err != nil {
+				t.Fatalf("call %d a second later: %v", i, err)
+			}
+			rel()
+		}
+		if _, err := l.admit(a, false, now); !errors.Is(err, errShedClientRate) {
+			t.Fatalf("sixth call a second later: %v, want shed", err)
+		}
+		// Total: 40 - 22 = 18, plus 20 refilled (cap 40) = 38, minus 5 = 33 left: 33 other
+		// addresses take one each, the next is shed at the total rate.
+		for i := range 33 {
 			c := ClientPrefix(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}))
 			rel, err := l.admit(c, false, now)
 			if err != nil {
