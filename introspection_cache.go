@@ -30,11 +30,19 @@ func (in *Introspection) answerCacheKey(h *Handler) string {
 	return ep + "\x00" + in.ClientID + "\x00" + h.ScopeClaim
 }
 
-// acquireAnswers gets the shared cache of answers for h, making it on first use.
+// acquireAnswers gets the shared cache of answers for h, making it on first use (sized by
+// the first configuration's token_cache_size); nil when token_cache_size turns caching off.
 func (in *Introspection) acquireAnswers(h *Handler) *verify.AnswerCache {
+	size := defaultTokenCacheSize
+	if h.TokenCacheSize != nil {
+		size = *h.TokenCacheSize
+	}
+	if size <= 0 {
+		return nil
+	}
 	key := in.answerCacheKey(h)
 	v, _, _ := introspectionCaches.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return sharedAnswers{verify.NewAnswerCache(defaultTokenCacheSize, h.now)}, nil
+		return sharedAnswers{verify.NewAnswerCache(size, h.now)}, nil
 	})
 	in.cacheKey = key
 	return v.(sharedAnswers).AnswerCache

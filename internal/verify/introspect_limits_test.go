@@ -257,3 +257,43 @@ func TestIntrospectionFailureLogTimeout(t *testing.T) {
 		t.Fatalf("want one warning naming a timeout, got %v", logs.All())
 	}
 }
+
+// TestAnswerCacheSharedAndJudgedAgain: two verifiers (a config and the one that replaces it)
+// share an AnswerCache. The second gets the answer without a call, even with the server
+// gone, and judges it with its own configuration: one that no longer accepts the audience
+// refuses the token; a shorter cache_ttl applies from when the answer arrived.
+func TestAnswerCacheSharedAndJudgedAgain(t *testing.T) {
+	as := newFakeAS(t, AuthClientSecretBasic)
+	as.answer("real-token-1", active(""))
+	clk := &clock{t: testNow}
+	shared := NewAnswerCache(100, clk.now)
+	first := newIntrospection(as, clk, nil)
+	first.Answers = shared
+	if _, err := first.Verify(context.Background(), "real-token-1", nil); err != nil {
+		t.Fatal(err)
+	}
+	as.srv.Close()
+
+	second := newIntrospection(as, clk, nil)
+	second.Answers = shared
+	clk.add(time.Minute)
+	id, err := second.Verify(context.Background(), "real-token-1", nil)
+	if err != nil || id.Subject != "alice" {
+		t.Fatalf("second config, server gone: %v", err)
+	}
+	if n := as.calls.Load(); n != 1 {
+		t.Fatalf("%d calls, want 1", n)
+	}
+	other := newIntrospection(as, clk, nil)
+	other.Answers = shared
+	other.Audiences = []string{"https://other.example/mcp"}
+	if _, err := other.Verify(context.Background(), "real-token-1", nil); ReasonOf(err) != Audience {
+		t.Fatalf("config with another audience: %v, want Audience", err)
+	}
+	short := newIntrospection(as, clk, nil)
+	short.Answers = shared
+	short.CacheTTL = 30 * time.Second // the answer arrived a minute ago
+	if _, err := short.Verify(context.Background(), "real-token-1", nil); ReasonOf(err) != ASUnavailable {
+		t.Fatalf("config with a cache_ttl shorter than the answer's age: %v, want a new call (server gone: ASUnavailable)", err)
+	}
+}
