@@ -81,9 +81,9 @@ type Introspection struct {
 	// JSON: `timeout`. Caddyfile: `timeout`.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
-	// MaxInFlight is how many calls to the authorization server may run at once. As many
-	// requests may wait for a slot, at most Timeout; the excess, and those that find no slot
-	// in time, are answered 503 with Retry-After. Each client address may hold a quarter of
+	// MaxInFlight is how many calls to the authorization server may run at once. Four
+	// requests per slot may wait for one, at most Timeout; the excess, and those that find no
+	// slot in time, are answered 503 with Retry-After. Each client address may hold a quarter of
 	// the slots (with its waiters). Default 16.
 	//
 	// JSON: `max_in_flight`. Caddyfile: `max_in_flight`.

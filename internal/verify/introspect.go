@@ -66,7 +66,7 @@ var (
 //
 // Calls to the authorization server are bounded: one per new token however many requests
 // carry it (singleflight by the token's SHA-256), at most MaxInFlight at once and MaxRate
-// a second, with a share per client address and as many waiters as slots, at most Timeout
+// a second, with a share per client address and four waiters per slot, at most Timeout
 // (introspect_limits.go; the excess gets ASUnavailable at once), and refusals the answer
 // decides (inactive, refresh token, other audience) are remembered for NegativeTTL. Active
 // answers are remembered by the caller's cache: the Identity says how long (min(exp,

@@ -19,9 +19,10 @@ import (
 //   - concurrency (MaxInFlight) and the rate in total (MaxRate, a token bucket): the server
 //     never sees more than the configured load, however many tokens arrive — a bound on
 //     concurrency alone still lets a fast server receive one call per made-up token;
-//   - waiters are capped (as many as there are slots) and the excess is shed at once, with
-//     503 and Retry-After: a queue without a bound would make every new token wait behind
-//     the flood, and hold a goroutine and a connection for each;
+//   - waiters are capped (four per slot: a burst of real tokens waits its turn, and a
+//     server slower than Timeout/4 would not serve more in time anyway) and the excess is
+//     shed at once, with 503 and Retry-After: a queue without a bound would make every new
+//     token wait behind the flood, and hold a goroutine and a connection for each;
 //   - each client address (IPv4 /32, IPv6 /64) gets a bounded share of the slots and
 //     waiters together (a quarter of MaxInFlight) and of the rate (a quarter of MaxRate,
 //     with a burst of one second of MaxRate, while the total bucket holds two): one address
@@ -38,6 +39,8 @@ const (
 	// clientShare: each client address may hold 1/clientShare of the slots (with its
 	// waiters) and of the rate.
 	clientShare = 4
+	// waitersPerSlot bounds the requests waiting for a slot.
+	waitersPerSlot = 4
 	// maxClients bounds the per-address state; beyond it, addresses idle long enough to
 	// have a full bucket are forgotten, and if none is, the request is shed.
 	maxClients = 10000
@@ -57,7 +60,7 @@ var (
 	errShedClientShare = errors.New("this client address already has its share of calls in flight")
 	errShedClientRate  = errors.New("this client address made its share of new calls this second")
 	errShedRate        = errors.New("the rate of new calls to the introspection endpoint is at its bound")
-	errShedWaiters     = errors.New("as many calls wait for a slot as there are slots")
+	errShedWaiters     = errors.New("four calls per slot wait for a slot already")
 	errShedClients     = errors.New("too many client addresses are calling at once")
 )
 
@@ -157,7 +160,7 @@ type limiter struct {
 func newLimiter(maxInFlight int, rate float64, timeout time.Duration) *limiter {
 	return &limiter{
 		slots:      make(chan struct{}, maxInFlight),
-		maxWaiting: maxInFlight,
+		maxWaiting: waitersPerSlot * maxInFlight,
 		rate:       rate,
 		burst:      max(1, 2*rate),
 		perSlots:   max(1, maxInFlight/clientShare),

@@ -134,7 +134,7 @@ func TestLimiter(t *testing.T) {
 		if _, err := l.admit(ClientPrefix(netip.MustParseAddr("10.1.1.1")), false, now); !errors.Is(err, errShedRate) {
 			t.Fatalf("over the total rate: %v", err)
 		}
-		// Proven calls skip the rates: all 8 slots, then 8 waiters, then shed at once.
+		// Proven calls skip the rates: all 8 slots, then 32 waiters, then shed at once.
 		var proven []func()
 		for range 8 {
 			rel, err := l.admit(netip.Prefix{}, true, now)
@@ -143,8 +143,8 @@ func TestLimiter(t *testing.T) {
 			}
 			proven = append(proven, rel)
 		}
-		errs := make(chan error, 8)
-		for range 8 {
+		errs := make(chan error, 32)
+		for range 32 {
 			go func() {
 				rel, err := l.admit(netip.Prefix{}, true, now)
 				if err == nil {
@@ -153,14 +153,14 @@ func TestLimiter(t *testing.T) {
 				errs <- err
 			}()
 		}
-		synctest.Wait() // all eight wait for a slot
+		synctest.Wait() // all 32 wait for a slot
 		if _, err := l.admit(netip.Prefix{}, true, now); !errors.Is(err, errShedWaiters) {
-			t.Fatalf("ninth waiter: %v, want shed at once", err)
+			t.Fatalf("33rd waiter: %v, want shed at once", err)
 		}
 		for _, r := range proven {
 			r()
 		}
-		for range 8 {
+		for range 32 {
 			if err := <-errs; err != nil {
 				t.Fatalf("waiter: %v", err)
 			}
