@@ -286,7 +286,7 @@ func sendUntil(t *testing.T, token, want string) (int, string) {
 //     real token: the real token's status and latency;
 //   - a server that answers at once, 10 s of made-up tokens from 32 goroutines, from one
 //     address and from 64: how many calls reach the server, and a real token's status
-//     during it (from 64 addresses the total rate is used up: the real token may get 503).
+//     during it.
 func TestIntrospectionFloodFigures(t *testing.T) {
 	if os.Getenv("MCP_ITEST_FIGURES") == "" {
 		t.Skip("figures: set MCP_ITEST_FIGURES=1 (takes about 25 s; run on a quiet machine)")
@@ -394,10 +394,10 @@ func TestIntrospectionFloodFigures(t *testing.T) {
 		if let.Load() != 0 {
 			t.Errorf("%d made-up tokens let through", let.Load())
 		}
-		// From one address the real token must be served; from many, the total rate is
-		// used up and a new token may get 503 with Retry-After (documented): a figure.
-		if addrs == 1 && code != http.StatusOK {
-			t.Errorf("real token during the burst from one address: %d, want 200", code)
+		// From one address its share leaves the rest; from many, each is suspect after its
+		// first made-up token and cannot touch the half of the total kept for clean ones.
+		if code != http.StatusOK {
+			t.Errorf("real token during the burst from %d address(es): %d, want 200", addrs, code)
 		}
 	}
 }

@@ -28,6 +28,13 @@ import (
 //     with a burst of one second of MaxRate, while the total bucket holds two): one address
 //     alone can never take every slot or drain the total bucket, so a real token's first
 //     request from anywhere else is still served while that address floods;
+//   - an address whose call got an inactive answer (a made-up token) is suspect for a
+//     minute, and may use only the upper half of the total bucket: a flood from many
+//     addresses cannot use up the lower half, kept for addresses whose tokens were real.
+//     To drain it an attacker needs fresh addresses at half of MaxRate a second (1,500 a
+//     minute by default), each spent on one made-up token. A suspect address does not wait
+//     for a slot either: it takes a free one or gets 503, so a real token waiting for a
+//     slot gets the next one;
 //   - a token that cannot be one of the server's format (not an RFC 6750 b64token, or of a
 //     length no authorization server issues) is refused before any call, as invalid_token.
 //
@@ -115,13 +122,18 @@ type bucket struct {
 }
 
 func (b *bucket) take(now time.Time, rate, burst float64) bool {
+	return b.takeAbove(now, rate, burst, 0)
+}
+
+// takeAbove takes a token if floor tokens remain after it.
+func (b *bucket) takeAbove(now time.Time, rate, burst, floor float64) bool {
 	if b.last.IsZero() {
 		b.tokens = burst
 	} else if d := now.Sub(b.last); d > 0 {
 		b.tokens = min(burst, b.tokens+d.Seconds()*rate)
 	}
 	b.last = now
-	if b.tokens < 1 {
+	if b.tokens-1 < floor {
 		return false
 	}
 	b.tokens--
@@ -136,7 +148,16 @@ func (b *bucket) full(now time.Time, rate, burst float64) bool {
 type clientState struct {
 	active int // calls in flight or waiting for a slot
 	rate   bucket
+	// suspectUntil: a call from this address got an inactive answer lately (a made-up,
+	// revoked or expired token). Until then it may use only the upper half of the total
+	// bucket: the lower half is kept for addresses whose tokens were all real, so that a
+	// flood from many addresses — each of which is marked by its first made-up token —
+	// cannot use up what a real token's first request needs.
+	suspectUntil time.Time
 }
+
+// suspectFor is how long an inactive answer marks its client address.
+const suspectFor = time.Minute
 
 // limiter admits uncached calls. Counters live under one mutex: an admission is a few
 // comparisons, far cheaper than the call it admits.
@@ -177,6 +198,7 @@ func newLimiter(maxInFlight int, rate float64, timeout time.Duration) *limiter {
 func (l *limiter) admit(client netip.Prefix, proven bool, now time.Time) (release func(), err error) {
 	l.mu.Lock()
 	var c *clientState
+	suspect := false
 	if !proven {
 		if c = l.client(client, now); c == nil {
 			l.mu.Unlock()
@@ -190,7 +212,11 @@ func (l *limiter) admit(client netip.Prefix, proven bool, now time.Time) (releas
 			l.mu.Unlock()
 			return nil, errShedClientRate
 		}
-		if !l.total.take(now, l.rate, l.burst) {
+		floor := 0.0
+		if suspect = now.Before(c.suspectUntil); suspect {
+			floor = l.burst / 2
+		}
+		if !l.total.takeAbove(now, l.rate, l.burst, floor) {
 			l.mu.Unlock()
 			return nil, errShedRate
 		}
@@ -210,7 +236,9 @@ func (l *limiter) admit(client netip.Prefix, proven bool, now time.Time) (releas
 		return release, nil
 	default:
 	}
-	if l.waiting >= l.maxWaiting {
+	if l.waiting >= l.maxWaiting || suspect {
+		// A suspect address takes a free slot or none: it never queues ahead of the
+		// next real token.
 		if c != nil {
 			c.active--
 		}
@@ -254,7 +282,7 @@ func (l *limiter) client(p netip.Prefix, now time.Time) *clientState {
 		}
 		l.lastSweep = now
 		for k, c := range l.clients {
-			if c.active == 0 && c.rate.full(now, l.perRate, l.perBurst) {
+			if c.active == 0 && c.rate.full(now, l.perRate, l.perBurst) && !now.Before(c.suspectUntil) {
 				delete(l.clients, k)
 			}
 		}
@@ -265,6 +293,15 @@ func (l *limiter) client(p netip.Prefix, now time.Time) *clientState {
 	c := &clientState{}
 	l.clients[p] = c
 	return c
+}
+
+// suspect marks client after a call of its got an inactive answer.
+func (l *limiter) suspect(client netip.Prefix, now time.Time) {
+	l.mu.Lock()
+	if c := l.clients[client]; c != nil {
+		c.suspectUntil = now.Add(suspectFor)
+	}
+	l.mu.Unlock()
 }
 
 // clientOf is the client address of r, grouped (ClientPrefix). Unknown without r.
@@ -297,7 +334,11 @@ func (v *Introspection) limited(token string, client netip.Prefix, proven bool) 
 		return nil, failWith(ASUnavailable, err)
 	}
 	defer release()
-	return v.call(token)
+	a, err := v.call(token)
+	if err == nil && !a.active && !proven {
+		v.limits.suspect(client, v.now())
+	}
+	return a, err
 }
 
 func shedKind(err error) string {

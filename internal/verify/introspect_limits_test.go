@@ -297,3 +297,63 @@ func TestAnswerCacheSharedAndJudgedAgain(t *testing.T) {
 		t.Fatalf("config with a cache_ttl shorter than the answer's age: %v, want a new call (server gone: ASUnavailable)", err)
 	}
 }
+
+// TestLimiterSuspect: an address whose call got an inactive answer may use only the upper
+// half of the total bucket, and never waits for a slot; a clean address may use all of it,
+// and waits.
+func TestLimiterSuspect(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(2, 20, time.Second) // total bucket 40, floor for suspects 20
+		now := time.Now()
+		bad := make([]netip.Prefix, 30)
+		for i := range bad {
+			bad[i] = ClientPrefix(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}))
+			rel, err := l.admit(bad[i], false, now)
+			if err != nil {
+				t.Fatalf("first call of address %d: %v", i, err)
+			}
+			rel()
+			l.suspect(bad[i], now) // its token was made up
+		}
+		// 10 tokens left, below the floor: suspects are shed, a clean address is served.
+		for i, p := range bad {
+			if _, err := l.admit(p, false, now); !errors.Is(err, errShedRate) {
+				t.Fatalf("suspect %d below the floor: %v, want shed", i, err)
+			}
+		}
+		clean := ClientPrefix(netip.MustParseAddr("192.0.2.50"))
+		rel, err := l.admit(clean, false, now)
+		if err != nil {
+			t.Fatalf("clean address with the bucket below the floor: %v", err)
+		}
+		// Refilled past the floor, a suspect gets a free slot; with none free it is shed at
+		// once, while a clean address waits for one.
+		now = now.Add(2 * time.Second)
+		relBad, err := l.admit(bad[0], false, now)
+		if err != nil {
+			t.Fatalf("suspect with a free slot above the floor: %v", err)
+		}
+		if _, err := l.admit(bad[1], false, now); !errors.Is(err, errShedWaiters) {
+			t.Fatalf("suspect without a free slot: %v, want shed at once", err)
+		}
+		got := make(chan error, 1)
+		go func() {
+			r, err := l.admit(ClientPrefix(netip.MustParseAddr("192.0.2.51")), false, now)
+			if err == nil {
+				r()
+			}
+			got <- err
+		}()
+		synctest.Wait() // the clean request waits for a slot
+		relBad()
+		if err := <-got; err != nil {
+			t.Fatalf("clean address waiting for a slot: %v", err)
+		}
+		rel()
+		// A minute later the mark is gone.
+		now = now.Add(suspectFor)
+		if _, err := l.admit(bad[2], false, now); err != nil {
+			t.Fatalf("address a minute after its made-up token: %v", err)
+		}
+	})
+}
