@@ -401,3 +401,188 @@ func TestIntrospectionFloodFigures(t *testing.T) {
 		}
 	}
 }
+
+// heldAS is an introspection endpoint whose calls about made-up tokens are each held until
+// the test releases one (release), or answered at once while open is set; the real tokens
+// it knows are answered at once.
+type heldAS struct {
+	*httptest.Server
+	mu      sync.Mutex
+	real    map[string]bool
+	open    atomic.Bool
+	held    chan chan struct{} // one per held call, for the test to close
+	calls   atomic.Int64
+	realHit atomic.Int64
+}
+
+func newHeldAS(t *testing.T) *heldAS {
+	t.Helper()
+	as := &heldAS{real: map[string]bool{}, held: make(chan chan struct{}, 10000)}
+	done := make(chan struct{})
+	as.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/introspect" || r.ParseForm() != nil {
+			http.NotFound(w, r)
+			return
+		}
+		as.calls.Add(1)
+		tok := r.PostForm.Get("token")
+		as.mu.Lock()
+		isReal := as.real[tok]
+		as.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if isReal {
+			as.realHit.Add(1)
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"active": true, "iss": as.URL, "aud": resource, "sub": "real-user", "scope": "mcp:read",
+				"token_type": "Bearer", "exp": time.Now().Add(time.Hour).Unix(),
+			})
+			return
+		}
+		if !as.open.Load() {
+			gate := make(chan struct{})
+			as.held <- gate
+			select {
+			case <-gate:
+			case <-done:
+			case <-r.Context().Done():
+			}
+		}
+		_, _ = w.Write([]byte(`{"active":false}`))
+	}))
+	t.Cleanup(as.Close)
+	t.Cleanup(func() { close(done) })
+	return as
+}
+
+// TestIntrospectionFloodFromManyAddresses: eight addresses flood (more than four, so their
+// shares together cover every slot and the whole rate). Each first sends one made-up token
+// that comes back inactive, which makes it suspect; then each floods with 40 more, against a
+// server that holds every call. Suspect addresses take free slots but never wait: the four
+// slots are held, the rest of the flood (316 requests) is shed at once with 503, and only 4
+// calls reach the server. A real token's first request from a ninth address, while the
+// flood goes on and held calls end one at a time, is served (200). (That a waiting real
+// token gets the next free slot before any suspect is TestLimiterSuspect's, in
+// internal/verify, where the order can be seen.)
+func TestIntrospectionFloodFromManyAddresses(t *testing.T) {
+	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
+	as := newHeldAS(t)
+	startCaddy(t, render(floodCaddyfile, map[string]string{"ISSUER": as.URL, "TIMEOUT": "30s", "BODY": "ok"}), "caddyfile")
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 400}}
+	defer client.CloseIdleConnections()
+
+	var flooders []string
+	for i := range 8 {
+		flooders = append(flooders, fmt.Sprintf("203.0.113.%d", 10+i))
+	}
+	as.open.Store(true)
+	for _, from := range flooders {
+		if code, _, _ := floodSend(client, randomToken(), from); code != http.StatusUnauthorized {
+			t.Fatalf("first made-up token from %s: %d, want 401", from, code)
+		}
+	}
+	as.open.Store(false)
+	before := as.calls.Load()
+
+	results := make(chan int, len(flooders)*40)
+	var wg sync.WaitGroup
+	for _, from := range flooders {
+		for range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code, _, _ := floodSend(client, randomToken(), from)
+				results <- code
+			}()
+		}
+	}
+	guard := time.After(2 * time.Minute)
+	var gates []chan struct{}
+	for range 4 { // every slot held by the flood
+		select {
+		case g := <-as.held:
+			gates = append(gates, g)
+		case <-guard:
+			t.Fatal("the flood did not take the slots")
+		}
+	}
+	for i := range len(flooders)*40 - 4 {
+		select {
+		case code := <-results:
+			if code != http.StatusServiceUnavailable {
+				t.Fatalf("flood request %d: %d while every slot is held, want 503 at once", i, code)
+			}
+		case <-guard:
+			t.Fatalf("only %d flood requests answered; the rest wait", i)
+		}
+	}
+	if n := as.calls.Load() - before; n != 4 {
+		t.Fatalf("%d calls reached the server during the flood, want 4 (the slots)", n)
+	}
+
+	// The real token's first request, from a ninth address: it waits for a slot. A flood
+	// that keeps going takes whatever slot is free when it asks, so the test keeps the flood
+	// going and frees one held call at a time: the real token gets the first freed slot
+	// after it started waiting.
+	real := randomToken()
+	as.mu.Lock()
+	as.real[real] = true
+	as.mu.Unlock()
+	realDone := make(chan int, 1)
+	go func() {
+		code, _, _ := floodSend(client, real, "192.0.2.50")
+		realDone <- code
+	}()
+	released := 0
+	var code int
+	for code == 0 {
+		select {
+		case code = <-realDone:
+		case g := <-as.held: // a flood request took a freed slot before the real one waited
+			gates = append(gates, g)
+		case <-guard:
+			t.Fatal("the real token was not served")
+		default:
+			if len(gates) > 0 && released < 1000 {
+				close(gates[0])
+				gates = gates[1:]
+				released++
+				// Keep the flood on: one more made-up token per freed slot.
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c, _, _ := floodSend(client, randomToken(), flooders[released%len(flooders)])
+					results <- c
+				}()
+			} else {
+				select {
+				case code = <-realDone:
+				case g := <-as.held:
+					gates = append(gates, g)
+				case <-guard:
+					t.Fatal("the real token was not served")
+				}
+			}
+		}
+	}
+	t.Logf("8 addresses × 41 made-up tokens, every slot held: the real token's first request got %d after %d held call(s) ended; %d calls at the server",
+		code, released, as.calls.Load())
+	if code != http.StatusOK || as.realHit.Load() != 1 {
+		t.Fatalf("real token's first request during a flood from 8 addresses: %d (%d calls for it), want 200 after one call", code, as.realHit.Load())
+	}
+	stopDrain := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case g := <-as.held:
+				close(g)
+			case <-stopDrain:
+				return
+			}
+		}
+	}()
+	for _, g := range gates {
+		close(g)
+	}
+	wg.Wait()
+	close(stopDrain)
+}
