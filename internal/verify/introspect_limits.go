@@ -48,9 +48,10 @@ const (
 	clientShare = 4
 	// waitersPerSlot bounds the requests waiting for a slot.
 	waitersPerSlot = 4
-	// maxClients bounds the per-address state; beyond it, addresses idle long enough to
-	// have a full bucket are forgotten, and if none is, the request is shed.
-	maxClients = 10000
+	// maxClients bounds the per-address state (about 100 bytes each); beyond it, addresses
+	// idle long enough to have a full bucket are forgotten, and if none is, the request is
+	// shed.
+	maxClients = 1 << 16
 	// MinTokenLen and MaxTokenLen bound the tokens sent to introspection. RFC 6749 §10.10
 	// requires access tokens that cannot be guessed (2^-128), which no token of a handful
 	// of characters meets; the shortest in the wild are UUIDs (36, WSO2), 30 (Django OAuth
@@ -282,7 +283,9 @@ func (l *limiter) client(p netip.Prefix, now time.Time) *clientState {
 		}
 		l.lastSweep = now
 		for k, c := range l.clients {
-			if c.active == 0 && c.rate.full(now, l.perRate, l.perBurst) && !now.Before(c.suspectUntil) {
+			// A suspect mark goes with its entry: forgetting it (the address may then use
+			// the lower half of the rate again) is better than shedding new addresses.
+			if c.active == 0 && c.rate.full(now, l.perRate, l.perBurst) {
 				delete(l.clients, k)
 			}
 		}

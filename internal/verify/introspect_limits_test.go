@@ -357,3 +357,33 @@ func TestLimiterSuspect(t *testing.T) {
 		}
 	})
 }
+
+// TestLimiterClientsBounded: the per-address state holds at most maxClients addresses; a new
+// one beyond is shed until the idle ones can be forgotten.
+func TestLimiterClientsBounded(t *testing.T) {
+	l := newLimiter(16, 1e9, time.Second) // a total rate that never binds here
+	now := time.Now()
+	for i := range maxClients {
+		p := ClientPrefix(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
+		rel, err := l.admit(p, false, now)
+		if err != nil {
+			t.Fatalf("address %d: %v", i, err)
+		}
+		rel()
+	}
+	fresh := ClientPrefix(netip.MustParseAddr("192.0.2.1"))
+	l.lastSweep = now // a sweep just ran: the next is a second away
+	if _, err := l.admit(fresh, false, now); !errors.Is(err, errShedClients) {
+		t.Fatalf("address beyond the bound: %v, want shed", err)
+	}
+	// A second later the sweep may run, and the idle addresses are forgotten.
+	now = now.Add(time.Second)
+	rel, err := l.admit(fresh, false, now)
+	if err != nil {
+		t.Fatalf("address once the others are idle: %v", err)
+	}
+	rel()
+	if n := len(l.clients); n != 1 {
+		t.Fatalf("%d addresses held after the sweep, want 1", n)
+	}
+}
