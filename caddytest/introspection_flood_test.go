@@ -221,8 +221,8 @@ func TestIntrospectionFloodDoesNotStarveRealTokens(t *testing.T) {
 }
 
 // TestIntrospectionCacheSurvivesReload: an opaque token accepted once keeps passing after
-// a config reload, with the authorization server down, and a reload sends no token back to
-// it.
+// a config reload, also with the authorization server stopped, and a reload sends no token
+// back to it.
 func TestIntrospectionCacheSurvivesReload(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
 	real := randomToken()
@@ -247,8 +247,8 @@ func TestIntrospectionCacheSurvivesReload(t *testing.T) {
 		t.Fatalf("the reload sent the token back to the authorization server: %d calls, want 1", n)
 	}
 
-	// The server goes down, the config is reloaded again: the token still passes.
-	as.down.Store(true)
+	// The server stops, the config is reloaded again: the token still passes.
+	as.Close()
 	vars["BODY"] = "third"
 	tc.InitServer(render(floodCaddyfile, vars), "caddyfile")
 	code, body = sendUntil(t, real, "third")
@@ -547,10 +547,11 @@ func TestIntrospectionFloodFromManyAddresses(t *testing.T) {
 				gates = gates[1:]
 				released++
 				// Keep the flood on: one more made-up token per freed slot.
+				from := flooders[released%len(flooders)]
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					c, _, _ := floodSend(client, randomToken(), flooders[released%len(flooders)])
+					c, _, _ := floodSend(client, randomToken(), from)
 					results <- c
 				}()
 			} else {
