@@ -52,7 +52,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		scopes                 <scope...>
 //		any_of                 <scope...>
 //		skip_scopes
-//		scope_claim            <claim>
+//		scope_claim            <claim...>
 //
 //		strip_token
 //		token_cache_size       <n>
@@ -218,7 +218,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "skip_scopes":
 			err = flag(&h.SkipScopes)
 		case "scope_claim":
-			err = single(&h.ScopeClaim)
+			err = parseScopeClaim(d, h)
 		case "strip_token":
 			err = flag(&h.StripToken)
 		case "token_cache_size":
@@ -353,10 +353,6 @@ func checkValue(name, v string) error {
 	case "algorithms":
 		if err := checkAlgorithm(v); err != nil {
 			return fmt.Errorf("algorithms: %w", err) // the error names the algorithm
-		}
-	case "scope_claim":
-		if strings.ContainsAny(v, " \t") {
-			return fmt.Errorf("scope_claim: %q is not a claim name", v)
 		}
 	}
 	if err != nil {

@@ -58,7 +58,7 @@ func TestUnmarshalCaddyfileEverySubdirective(t *testing.T) {
 		RequireATJWT:          true,
 		Scopes:                []string{"mcp:read"},
 		AnyOf:                 []string{"mcp:write", "mcp:admin"},
-		ScopeClaim:            "scp",
+		ScopeClaim:            ClaimNames{"scp"},
 		StripToken:            true,
 	}
 	if !reflect.DeepEqual(h, want) {
@@ -143,6 +143,9 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"resource_documentation twice", "mcp_auth {\n resource_documentation https://a\n resource_documentation https://b\n}", "resource_documentation: given more than once"},
 		{"jwks_file twice", "mcp_auth {\n jwks_file a\n jwks_file b\n}", "jwks_file: given more than once"},
 		{"scope_claim twice", "mcp_auth {\n scope_claim a\n scope_claim b\n}", "scope_claim: given more than once"},
+		{"scope_claim naming a claim twice", "mcp_auth {\n scope_claim scp roles scp\n}", `scope_claim: "scp" is named twice`},
+		{"scope_claim naming a registered claim", "mcp_auth {\n scope_claim scp aud\n}", `scope_claim: "aud" is a registered claim`},
+		{"scope_claim naming too many claims", "mcp_auth {\n scope_claim a b c d e f g h i\n}", "scope_claim: 9 claims, at most 8"},
 		{"leeway twice", "mcp_auth {\n leeway 1s\n leeway 2s\n}", "leeway: given more than once"},
 		{"jwks_refresh twice", "mcp_auth {\n jwks_refresh 1h\n jwks_refresh 2h\n}", "jwks_refresh: given more than once"},
 		{"require_at_jwt twice", "mcp_auth {\n require_at_jwt\n require_at_jwt\n}", "require_at_jwt: given more than once"},

@@ -246,7 +246,8 @@ func (in *Introspection) newVerifier(h *Handler, logger *zap.Logger) *verify.Int
 		// allow_missing_audience_for: nil (an answer without aud or resource is refused)
 		// unless clients are listed.
 		AllowMissingAudience: h.missingAudienceOK,
-		ScopeClaim:           h.ScopeClaim,
+		ScopeClaims:          h.ScopeClaim,
+		Tenants:              h.Tenants,
 		Leeway:               h.leeway,
 		CacheTTL:             time.Duration(in.CacheTTL),
 		NegativeTTL:          time.Duration(in.NegativeTTL),

@@ -1,6 +1,8 @@
 package mcpauth
 
 import (
+	"strings"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
@@ -13,7 +15,7 @@ import (
 // answer again on every use, with the configuration in force), so two configurations may
 // share one when the server would answer them alike: the same endpoint (or the issuer it is
 // discovered from), the same client_id (servers answer per client: Keycloak and others
-// report a token active only to a client of its audience), and the same scope claim (read
+// report a token active only to a client of its audience), and the same scope claims (read
 // from the answer when it is stored).
 var introspectionCaches = caddy.NewUsagePool()
 
@@ -27,7 +29,7 @@ func (in *Introspection) answerCacheKey(h *Handler) string {
 	if ep == "" {
 		ep = "discovered from " + h.AuthorizationServers[0]
 	}
-	return ep + "\x00" + in.ClientID + "\x00" + h.ScopeClaim
+	return ep + "\x00" + in.ClientID + "\x00" + strings.Join(h.ScopeClaim, " ")
 }
 
 // acquireAnswers gets the shared cache of answers for h, making it on first use (sized by

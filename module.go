@@ -146,13 +146,15 @@ type Handler struct {
 	// JSON: `skip_scopes`. Caddyfile: `skip_scopes`.
 	SkipScopes bool `json:"skip_scopes,omitempty"`
 
-	// ScopeClaim is the claim that holds the granted scopes: a string of scopes separated by
-	// spaces (U+0020 only, RFC 6749 §3.3) or an array of strings, one scope per element.
-	// An item that is not an RFC 6749 scope-token grants nothing. By default `scope`, and
-	// `scp` when there is no `scope`.
+	// ScopeClaim names the claims that hold the granted scopes, each a string of scopes
+	// separated by spaces (U+0020 only, RFC 6749 §3.3) or an array of strings, one scope per
+	// element. An item that is not an RFC 6749 scope-token grants nothing; a claim that
+	// appears twice in a token refuses it. With several claims (Entra ID: `scp` for
+	// delegated tokens, `roles` for app-only ones), the granted scopes are the union. By
+	// default `scope`, and `scp` when there is no `scope`.
 	//
-	// JSON: `scope_claim`. Caddyfile: `scope_claim`.
-	ScopeClaim string `json:"scope_claim,omitempty"`
+	// JSON: `scope_claim`, a string or an array of strings. Caddyfile: `scope_claim`.
+	ScopeClaim ClaimNames `json:"scope_claim,omitempty"`
 
 	// StripToken removes the Authorization header before the request reaches the next
 	// handler, so the upstream never sees the token.
@@ -403,7 +405,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.metrics = newHandlerMetrics(h.Resource)
 
-	h.policy = newPolicy(h.Scopes, h.AnyOf, h.ScopeClaim)
+	h.policy = newPolicy(h.Scopes, h.AnyOf, strings.Join(h.ScopeClaim, " "))
 	rules := newRuleSet(h.policy, h.Rules)
 	access, err := newAccessPolicy(h)
 	if err != nil {
@@ -473,7 +475,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		AnyAudience:  h.AllowAnyAudience,
 		RequireATJWT: h.RequireATJWT,
 		Leeway:       h.leeway,
-		ScopeClaim:   h.ScopeClaim,
+		ScopeClaims:  h.ScopeClaim,
 		Now:          h.now,
 		Tenants:      h.Tenants,
 	}
@@ -627,8 +629,8 @@ func (h *Handler) validateConfig() error {
 	if h.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size: %d is negative", h.MaxBodySize)
 	}
-	if strings.ContainsAny(h.ScopeClaim, " \t") {
-		return fmt.Errorf("scope_claim: %q is not a claim name", h.ScopeClaim)
+	if err := validateScopeClaims(h.ScopeClaim); err != nil {
+		return err
 	}
 	if h.Introspection != nil {
 		if err := h.Introspection.Validate(); err != nil {

@@ -17,7 +17,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,8 +97,12 @@ type Introspection struct {
 	// for the answer's client_id; nil refuses every such answer. (Hook for the
 	// allow_missing_audience_for policy.)
 	AllowMissingAudience func(clientID string) bool
-	ScopeClaim           string
-	Leeway               time.Duration
+	// ScopeClaims name the claims holding scopes, as JWT.ScopeClaims.
+	ScopeClaims []string
+	// Tenants limit the tid of an answer whose iss matched a {tenantid} issuer, as
+	// JWT.Tenants.
+	Tenants []string
+	Leeway  time.Duration
 
 	CacheTTL    time.Duration
 	NegativeTTL time.Duration
@@ -207,7 +210,7 @@ func (v *Introspection) Verify(ctx context.Context, token string, r *http.Reques
 		return nil, err
 	}
 	now := v.now()
-	if err := v.judge(a, now, false); err != nil {
+	if err := v.judge(a, now, nil); err != nil {
 		v.remember(key, err, now)
 		return nil, err
 	}
@@ -216,11 +219,12 @@ func (v *Introspection) Verify(ctx context.Context, token string, r *http.Reques
 		Subject:      a.sub,
 		ClientID:     a.clientID,
 		TokenID:      a.jti,
-		Scopes:       ParseScopes(a.scope),
+		Scopes:       a.grantedScopes(len(v.ScopeClaims)),
 		Confirmation: a.cnf,
 	}
 	if id.Issuer == "" && len(v.Issuers) == 1 {
-		// The answer comes from the one authorization server this resource trusts.
+		// The answer comes from the one authorization server this resource trusts (never a
+		// {tenantid} template: checkIssuer refused such an answer).
 		id.Issuer = v.Issuers[0]
 	}
 	id.servedUntil = v.servedUntil(a, now)
@@ -228,11 +232,7 @@ func (v *Introspection) Verify(ctx context.Context, token string, r *http.Reques
 	if a.hasExp {
 		id.Expiry = numericTime(a.exp)
 	}
-	out := id.WithClaims(a.raw)
-	if v.ScopeClaim != "" && v.ScopeClaim != "scope" && v.ScopeClaim != "scp" {
-		out.Scopes = GrantedScopes(out.Claims(), v.ScopeClaim)
-	}
-	return out, nil
+	return id.WithClaims(a.raw), nil
 }
 
 // Recheck introspects a JWT that verified locally (jwt_too): the authorization server must
@@ -244,7 +244,7 @@ func (v *Introspection) Recheck(ctx context.Context, token string, local *Identi
 		return nil, err
 	}
 	now := v.now()
-	if err := v.judge(a, now, true); err != nil {
+	if err := v.judge(a, now, local); err != nil {
 		v.remember(key, err, now)
 		return nil, err
 	}
@@ -371,7 +371,7 @@ func (v *Introspection) call(token string) (*answer, error) {
 		return nil, failWith(ASUnavailable, fmt.Errorf("reading the introspection answer: %w", err))
 	}
 	v.calls.succeeded(v.Logger, v.now())
-	a, err := parseAnswer(raw, v.ScopeClaim)
+	a, err := parseAnswer(raw, v.ScopeClaims)
 	if err != nil {
 		if ce := v.Logger.Check(zap.WarnLevel, "introspection: unusable answer, token refused"); ce != nil {
 			ce.Write(zap.String("endpoint", endpoint), zap.Error(err))
@@ -501,7 +501,7 @@ func SigningMethodFor(k crypto.Signer) (jwt.SigningMethod, error) {
 // parseAnswer reads an introspection response (RFC 7662 §2.2). Members this module acts on
 // must have their registered types, and appear once; `active` must be the JSON true or
 // false, not a string.
-func parseAnswer(raw []byte, scopeClaim string) (*answer, error) {
+func parseAnswer(raw []byte, scopeClaims []string) (*answer, error) {
 	if len(raw) > MaxAnswerBytes {
 		return nil, errAnswerTooBig
 	}
@@ -512,7 +512,7 @@ func parseAnswer(raw []byte, scopeClaim string) (*answer, error) {
 	var seen uint32
 	hasActive := false
 	err := members(raw, func(name string, val []byte) error {
-		known, err := a.read(name, val, scopeClaim, &seen)
+		known, err := a.read(name, val, scopeClaims, &seen)
 		if !known {
 			switch name {
 			case "active":
@@ -565,8 +565,8 @@ func parseAnswer(raw []byte, scopeClaim string) (*answer, error) {
 }
 
 // judge applies the checks an active answer must pass. For a JWT that verified locally
-// (localJWT), the token's own aud was checked already; an aud in the answer must still match.
-func (v *Introspection) judge(a *answer, now time.Time, localJWT bool) error {
+// (local), the token's own aud was checked already; an aud in the answer must still match.
+func (v *Introspection) judge(a *answer, now time.Time, local *Identity) error {
 	if !a.active {
 		return fail(Inactive)
 	}
@@ -579,8 +579,8 @@ func (v *Introspection) judge(a *answer, now time.Time, localJWT bool) error {
 	if a.hasNbf && now.Add(v.Leeway).Before(numericTime(a.nbf)) {
 		return fail(NotYetValid)
 	}
-	if a.iss != "" && !slices.Contains(v.Issuers, a.iss) {
-		return fail(Issuer)
+	if err := v.checkIssuer(a, local); err != nil {
+		return err
 	}
 	// A refresh token is never an access token, even though the authorization server calls
 	// it active (RFC 7662 §2.2 token_type; RFC 6749 §1.5).
@@ -593,7 +593,7 @@ func (v *Introspection) judge(a *answer, now time.Time, localJWT bool) error {
 			if !audienceOK(a.aud, v.Audiences) {
 				return fail(Audience)
 			}
-		case localJWT:
+		case local != nil:
 		case v.AllowMissingAudience != nil && v.AllowMissingAudience(a.clientID):
 		default:
 			return failWith(Audience, errors.New("the answer has no aud or resource"))

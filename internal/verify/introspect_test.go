@@ -321,7 +321,7 @@ func TestIntrospectionIdentity(t *testing.T) {
 		t.Errorf("scp: %v %v", id, err)
 	}
 	v2 := newIntrospection(as, &clock{t: testNow}, zap.NewNop())
-	v2.ScopeClaim = "permissions"
+	v2.ScopeClaims = []string{"permissions"}
 	as.answer("perm", `{"active":true,"aud":"`+testRes+`","scope":"x","permissions":["p:1"],"exp":`+itoa(testNow.Add(time.Hour).Unix())+`}`)
 	id, err = v2.Verify(context.Background(), "perm", nil)
 	if err != nil || strings.Join(id.Scopes, " ") != "p:1" {
