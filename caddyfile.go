@@ -81,6 +81,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			negative_ttl  <duration>
 //			timeout       <duration>
 //			max_in_flight <n>
+//			max_rate      <n>
 //			jwt_too
 //		}
 //		dpop [{

@@ -696,6 +696,9 @@ func (h *Handler) Cleanup() error {
 		return nil
 	}
 	h.released = true
+	if h.Introspection != nil {
+		h.Introspection.releaseAnswers()
+	}
 	if h.keySets != nil {
 		return h.keySets.release()
 	}
