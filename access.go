@@ -41,8 +41,8 @@ func (h *Handler) validateAccess() error {
 		return err
 	}
 	for s, list := range h.ScopeImplies {
-		if !validScopeToken(s) {
-			return fmt.Errorf("scope_implies: %q: %w", s, errBadScope)
+		if err := checkScope(s); err != nil {
+			return fmt.Errorf("scope_implies: %q: %w", s, err)
 		}
 		if len(list) == 0 {
 			return fmt.Errorf("scope_implies %s: names no implied scope", s)
@@ -54,8 +54,8 @@ func (h *Handler) validateAccess() error {
 			return fmt.Errorf("scope_implies %s: %w", s, errOfflineAccess)
 		}
 		for _, im := range list {
-			if !validScopeToken(im) {
-				return fmt.Errorf("scope_implies %s: %q: %w", s, im, errBadScope)
+			if err := checkScope(im); err != nil {
+				return fmt.Errorf("scope_implies %s: %q: %w", s, im, err)
 			}
 		}
 	}
@@ -165,3 +165,16 @@ func (h *Handler) policyConfig() policy.Config {
 
 // validScopeToken checks RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
 func validScopeToken(s string) bool { return verify.ValidScopeToken(s) }
+
+// checkScope checks a configured scope. A comma is legal in a scope-token, but no
+// authorization server we know of puts one in a scope name, while `scopes a,b` is a common
+// slip for `scopes a b`: loaded as one scope, it would refuse every token with 403.
+func checkScope(s string) error {
+	switch {
+	case !validScopeToken(s):
+		return errBadScope
+	case strings.IndexByte(s, ',') >= 0:
+		return errScopeComma
+	}
+	return nil
+}

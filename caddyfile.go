@@ -83,6 +83,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			negative_ttl  <duration>
 //			timeout       <duration>
 //			max_in_flight <n>
+//			max_rate      <n>
 //			jwt_too
 //		}
 //		dpop [{
@@ -338,9 +339,8 @@ func checkValue(name, v string) error {
 	case "authorization_servers", "jwks_url", "resource_documentation":
 		err = jwks.CheckHTTPURL(v)
 	case "scopes", "any_of", "scopes_supported":
-		if !validScopeToken(v) {
-			err = errBadScope
-		} else if v == offlineAccess {
+		err = checkScope(v)
+		if err == nil && v == offlineAccess {
 			return fmt.Errorf("%s: %w", name, errOfflineAccess)
 		}
 	case "scope_prefix":
@@ -498,8 +498,8 @@ func parseRule(d *caddyfile.Dispenser, h *Handler) error {
 			return d.ArgErr()
 		}
 		for _, s := range args {
-			if !validScopeToken(s) {
-				return d.Errf("%s: %q: %v", kind, s, errBadScope)
+			if err := checkScope(s); err != nil {
+				return d.Errf("%s: %q: %v", kind, s, err)
 			}
 			if s == offlineAccess {
 				return d.Errf("%s: %v", kind, errOfflineAccess)
@@ -536,8 +536,8 @@ func parseScopeImplies(d *caddyfile.Dispenser, h *Handler) error {
 		return d.Errf("scope_implies: needs a scope and at least one implied scope")
 	}
 	for _, s := range args {
-		if !validScopeToken(s) {
-			return d.Errf("scope_implies: %q: %v", s, errBadScope)
+		if err := checkScope(s); err != nil {
+			return d.Errf("scope_implies: %q: %v", s, err)
 		}
 	}
 	if h.ScopeImplies == nil {

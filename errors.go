@@ -16,6 +16,12 @@ var (
 	errAlgUnk    = errors.New("unknown algorithm")
 )
 
+// errNoOrigin refuses a resource whose origin a proof's htu cannot name.
+var errNoOrigin = errors.New("has no origin a DPoP proof can name (an absolute http or https URL with a host and no user information)")
+
+// errScopeComma names the slip `scopes a,b`.
+var errScopeComma = errors.New("contains a comma: scopes are separated by spaces, not commas")
+
 // Configuration errors of rules.
 var (
 	errRuleNoTarget   = errors.New("names no tools, prompts, resource_uris or methods")
@@ -34,3 +40,6 @@ var errBodyTooLarge = errors.New("request body too large")
 
 // errSSEEventTooLarge cuts off a filtered event stream whose event outgrows maxListAnswer.
 var errSSEEventTooLarge = errors.New("list filter: event stream event larger than 32 MiB")
+
+// errNoHijack refuses to hand over the connection of a filtered answer.
+var errNoHijack = errors.New("list filter: the connection of a filtered answer cannot be taken over")

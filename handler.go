@@ -147,7 +147,8 @@ func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, cha
 		repl.Set("http.auth.mcp.error_reason", denialVars[d][1])
 	}
 	if ce := h.logger.Check(zap.DebugLevel, "request denied"); ce != nil {
-		fields := []zap.Field{zap.String("reason", info.label), zap.Int("status", info.status)}
+		// The resource names the site: a Caddy with several mcp_auth sites logs them all here.
+		fields := []zap.Field{zap.String("resource", h.Resource), zap.String("reason", info.label), zap.Int("status", info.status)}
 		if err != nil {
 			fields = append(fields, zap.Error(err))
 		}
@@ -203,7 +204,7 @@ func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, td *token
 		if err != nil {
 			return denyDPoPProof, err
 		}
-		proof, err = h.dpop.Check(v, r.Method, requestHTU(r), td.hash())
+		proof, err = h.dpop.Check(v, r.Method, h.DPoP.requestHTU(r), td.hash())
 		if err != nil {
 			if verify.ReasonOf(err) == verify.UseNonce {
 				h.setDPoPNonce(w)

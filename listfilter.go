@@ -1,7 +1,9 @@
 package mcpauth
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -120,6 +122,12 @@ func (f *listFilter) WriteHeader(status int) {
 	if f.mode != modeUndecided {
 		return
 	}
+	if status == http.StatusSwitchingProtocols {
+		// The connection would become a tunnel (reverse_proxy hijacks it next) whose bytes
+		// the filter never reads: the result must not reach the client that way.
+		f.fail()
+		return
+	}
 	if status >= 100 && status < 200 {
 		f.ResponseWriter.WriteHeader(status)
 		return
@@ -208,6 +216,13 @@ func (f *listFilter) ReadFrom(r io.Reader) (int64, error) {
 }
 
 type writerOnly struct{ io.Writer }
+
+// Hijack refuses: a hijacked connection is written to past the filter (reverse_proxy does so
+// after a 101). http.ResponseController asks the outermost writer first, so the refusal holds
+// for every handler below this one.
+func (f *listFilter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, errNoHijack
+}
 
 // Flush sends what is complete. A JSON answer is never partly sent.
 func (f *listFilter) Flush() {

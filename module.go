@@ -18,7 +18,9 @@ package mcpauth
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -231,7 +233,8 @@ type Handler struct {
 	AllowMissingAudienceFor []string `json:"allow_missing_audience_for,omitempty"`
 
 	// ScopePrefix is put in front of every scope advertised (scopes_supported, challenges),
-	// while a token may hold the scope with or without it. Entra ID: `api://<app-id>/`.
+	// while a token may hold the scope with or without it. Entra ID: the resource (an
+	// Application ID URI of the app) and "/".
 	//
 	// JSON: `scope_prefix`. Caddyfile: `scope_prefix`.
 	ScopePrefix string `json:"scope_prefix,omitempty"`
@@ -331,7 +334,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision sets defaults, prepares everything that does not depend on the request and
 // acquires the key sets. Each config group (introspection, dpop, bind_sessions) provisions
 // itself, as reverse_proxy's health checks do.
-func (h *Handler) Provision(ctx caddy.Context) error {
+func (h *Handler) Provision(ctx caddy.Context) (err error) {
+	// Errors found here have no Caddyfile line (the Caddyfile is already JSON): name the
+	// site, so that a user with several sites knows which block to look at.
+	defer func() { err = inSite(err, h.Resource) }()
 	h.logger = ctx.Logger()
 	if h.now == nil {
 		h.now = time.Now
@@ -351,7 +357,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.metrics = newHandlerMetrics(h.Resource)
 
-	var err error
 	if h.policy, err = policy.Compile(h.policyConfig()); err != nil {
 		return err
 	}
@@ -544,6 +549,14 @@ func (h *Handler) logStart() {
 	h.keySets.logStart(h.logger, h.Resource)
 }
 
+// inSite appends to a provisioning error the resource of the site it belongs to.
+func inSite(err error, resource string) error {
+	if err == nil || resource == "" {
+		return err
+	}
+	return fmt.Errorf("%w (in the mcp_auth of resource %s)", err, resource)
+}
+
 // expandAtLoad replaces the placeholders known when the config loads ({env.*}, {file.*}, …)
 // and says which placeholder, as the user wrote it, left a value empty or unresolved, rather
 // than letting the check of the result report "required" or a stray '{'.
@@ -647,8 +660,8 @@ func (h *Handler) validateOwn() error {
 	}
 	for field, list := range map[string][]string{"scopes": h.Scopes, "any_of": h.AnyOf, "scopes_supported": h.ScopesSupported} {
 		for _, s := range list {
-			if !validScopeToken(s) {
-				return fmt.Errorf("%s: %q: %w", field, s, errBadScope)
+			if err := checkScope(s); err != nil {
+				return fmt.Errorf("%s: %q: %w", field, s, err)
 			}
 		}
 	}
@@ -674,6 +687,9 @@ func (h *Handler) Cleanup() error {
 		return nil
 	}
 	h.released = true
+	if h.Introspection != nil {
+		h.Introspection.releaseAnswers()
+	}
 	if h.keySets != nil {
 		return h.keySets.release()
 	}
@@ -686,6 +702,16 @@ func checkResourceURL(s string) error {
 	}
 	if strings.Contains(s, "#") {
 		return errFragment
+	}
+	// A DPoP proof's htu names the resource's origin (RFC 9449 §4.3), and no client
+	// addresses a URL with user information or a port out of range.
+	if _, err := resourceOrigin(s); err != nil {
+		return err
+	}
+	if u, _ := url.Parse(s); u != nil && u.Port() != "" {
+		if p, err := strconv.Atoi(u.Port()); err != nil || p > 65535 {
+			return errNoOrigin
+		}
 	}
 	return nil
 }

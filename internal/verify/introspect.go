@@ -52,6 +52,7 @@ const refusalLogEvery = 10 * time.Second
 
 var (
 	errBusy          = errors.New("every slot for calls to the introspection endpoint stayed busy")
+	errNotB64Token   = errors.New("not a token of any authorization server's format (RFC 6750 b64token, up to 8192 characters, not shorter than any real one)")
 	errActiveType    = errors.New("active is not a JSON boolean")
 	errAnswerTooBig  = fmt.Errorf("introspection answer larger than %d bytes", MaxAnswerBytes)
 	errAnswerNotJSON = errors.New("introspection answer is not a JSON object")
@@ -62,8 +63,9 @@ var (
 // then call Verify; the fields must not change after the first call.
 //
 // Calls to the authorization server are bounded: one per new token however many requests
-// carry it (singleflight by the token's SHA-256), at most MaxInFlight at once (the others
-// wait for a slot at most Timeout, then get ASUnavailable), and refusals the answer
+// carry it (singleflight by the token's SHA-256), at most MaxInFlight at once and MaxRate
+// a second, with a share per client address and four waiters per slot, at most Timeout
+// (introspect_limits.go; the excess gets ASUnavailable at once), and refusals the answer
 // decides (inactive, refresh token, other audience) are remembered for NegativeTTL. Active
 // answers are remembered by the caller's cache: the Identity says how long (min(exp,
 // CacheTTL)). The token itself is never kept, logged or put in an error.
@@ -107,14 +109,29 @@ type Introspection struct {
 	MaxInFlight int
 	// NegativeCacheSize bounds the remembered refusals; 0 remembers none.
 	NegativeCacheSize int
+	// MaxRate bounds the uncached calls per second, in total (DefaultMaxRate when 0); each
+	// client address gets a quarter of it, and of MaxInFlight (see introspect_limits.go).
+	MaxRate float64
+	// MinTokenLen: shorter tokens are refused before any call (MinTokenLen is the
+	// module's; 0 refuses only the empty token).
+	MinTokenLen int
+	// ClientAddress returns the client's address of a request ("ip" or "ip:port"), as the
+	// server determined it (behind trusted proxies, the forwarded one). By default the
+	// connection's RemoteAddr.
+	ClientAddress func(r *http.Request) string
+	// Answers, when set, holds the server's answers, shared with other verifiers that ask
+	// the same server the same way (across configuration reloads).
+	Answers *AnswerCache
 
 	Client *http.Client
 	Logger *zap.Logger
 	Now    func() time.Time
 
-	slots  chan struct{}
-	flight singleflight.Group
-	neg    *tokencache.Cache[negative]
+	limits  *limiter
+	calls   *failureLog // failing calls, logged once then counted
+	shedLog *failureLog // shed calls, the same way
+	flight  singleflight.Group
+	neg     *tokencache.Cache[negative]
 
 	// lastRefusalLog rate-limits the error logged when the server refuses our credentials:
 	// every new token meets the same refusal.
@@ -151,7 +168,11 @@ func (v *Introspection) Start() error {
 	if v.Now == nil {
 		v.Now = time.Now
 	}
-	v.slots = make(chan struct{}, v.MaxInFlight)
+	if v.MaxRate <= 0 {
+		v.MaxRate = DefaultMaxRate
+	}
+	v.limits = newLimiter(v.MaxInFlight, v.MaxRate, v.Timeout)
+	v.calls, v.shedLog = callFailures(), shedCalls()
 	if v.NegativeTTL > 0 {
 		v.neg = tokencache.New[negative](v.NegativeCacheSize, v.now)
 	}
@@ -177,11 +198,12 @@ type answer struct {
 	active     bool
 	tokenType  string
 	raw        []byte
+	received   time.Time // when the server gave it
 }
 
 // Verify introspects an opaque token and returns the caller the answer describes.
-func (v *Introspection) Verify(ctx context.Context, token string, _ *http.Request) (*Identity, error) {
-	a, key, err := v.ask(ctx, token)
+func (v *Introspection) Verify(ctx context.Context, token string, r *http.Request) (*Identity, error) {
+	a, key, err := v.askFor(ctx, token, r, false)
 	if err != nil {
 		return nil, err
 	}
@@ -232,8 +254,12 @@ func (v *Introspection) Recheck(ctx context.Context, token string, local *Identi
 	return &id, nil
 }
 
-// servedUntil is how long an active answer may be trusted: CacheTTL, never past exp.
+// servedUntil is how long an active answer may be trusted: CacheTTL from its arrival, never
+// past exp.
 func (v *Introspection) servedUntil(a *answer, now time.Time) time.Time {
+	if !a.received.IsZero() {
+		now = a.received
+	}
 	t := now.Add(v.CacheTTL)
 	if a.hasExp {
 		if exp := numericTime(a.exp); exp.Before(t) {
@@ -252,18 +278,39 @@ func (v *Introspection) remember(key string, err error, now time.Time) {
 	}
 }
 
-// ask returns the answer about token: one call per token at a time, bounded in number.
+// ask returns the answer about a token that proved itself already (a JWT that verified
+// locally): it is not held to the per-client shares and rates.
 func (v *Introspection) ask(ctx context.Context, token string) (*answer, string, error) {
-	if v.slots == nil {
-		// Fail closed, and say why, rather than wait for a slot that never frees.
+	return v.askFor(ctx, token, nil, true)
+}
+
+// askFor returns the answer about token: one call per token at a time, bounded in number
+// and rate (introspect_limits.go). r is the request, for its client address.
+func (v *Introspection) askFor(ctx context.Context, token string, r *http.Request, proven bool) (*answer, string, error) {
+	if v.limits == nil {
+		// Fail closed, and say why, rather than use state that was never built.
 		return nil, "", failWith(ASUnavailable, errIntrospectionNotStarted)
+	}
+	if !proven && !WellFormedToken(token, v.MinTokenLen) {
+		// Nothing that can never be a token is sent to the server (no key: not remembered).
+		return nil, "", failWith(Malformed, errNotB64Token)
 	}
 	sum := tokenHashOf(ctx, token)
 	key := string(sum[:])
 	if n, ok := v.neg.Get(key); ok {
 		return nil, key, fail(n.reason)
 	}
-	ch := v.flight.DoChan(key, func() (any, error) { return v.call(token) })
+	if a, ok := v.cached(key, v.now()); ok {
+		return a, key, nil
+	}
+	client := v.clientOf(r)
+	ch := v.flight.DoChan(key, func() (any, error) {
+		a, err := v.limited(token, client, proven)
+		if err == nil {
+			v.keep(key, a)
+		}
+		return a, err
+	})
 	select {
 	case res := <-ch:
 		if res.Err != nil {
@@ -277,19 +324,10 @@ func (v *Introspection) ask(ctx context.Context, token string) (*answer, string,
 
 // call asks the authorization server. It runs in a flight shared by every request with the
 // same token, so it does not use any one request's context.
+//
+// Failures are logged once when they start, then counted (introspect_log.go): one line per
+// failed call would flood the log during an outage, in proportion to traffic.
 func (v *Introspection) call(token string) (*answer, error) {
-	wait := time.NewTimer(v.Timeout)
-	select {
-	case v.slots <- struct{}{}:
-		wait.Stop()
-	case <-wait.C:
-		if ce := v.Logger.Check(zap.WarnLevel, "introspection: every slot busy, answering 503"); ce != nil {
-			ce.Write(zap.Int("max_in_flight", v.MaxInFlight), zap.Duration("waited", v.Timeout))
-		}
-		return nil, failWith(ASUnavailable, errBusy)
-	}
-	defer func() { <-v.slots }()
-
 	ctx, cancel := context.WithTimeout(context.Background(), v.Timeout)
 	defer cancel()
 	endpoint, err := v.findEndpoint(ctx)
@@ -304,23 +342,20 @@ func (v *Introspection) call(token string) (*answer, error) {
 	}
 	resp, err := v.Client.Do(req)
 	if err != nil {
-		if ce := v.Logger.Check(zap.WarnLevel, "introspection endpoint unreachable"); ce != nil {
-			ce.Write(zap.String("endpoint", endpoint), zap.Error(err))
-		}
+		v.calls.failed(v.Logger, v.now(), failureKind(err), zap.String("endpoint", endpoint), zap.Error(err))
 		return nil, failWith(ASUnavailable, err)
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode >= 500:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		if ce := v.Logger.Check(zap.WarnLevel, "introspection endpoint failed"); ce != nil {
-			ce.Write(zap.String("endpoint", endpoint), zap.Int("status", resp.StatusCode))
-		}
+		v.calls.failed(v.Logger, v.now(), "status 5xx", zap.String("endpoint", endpoint), zap.Int("status", resp.StatusCode))
 		return nil, failWith(ASUnavailable, fmt.Errorf("introspection endpoint status %d", resp.StatusCode))
 	case resp.StatusCode != http.StatusOK:
 		// RFC 7662 §2.3: 401 means our client authentication failed. Nothing the caller can
 		// do about it; the operator must fix the configuration.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		v.calls.failed(v.Logger, v.now(), "credentials refused (4xx)", zap.String("endpoint", endpoint), zap.Int("status", resp.StatusCode))
 		if now, last := v.now().UnixNano(), v.lastRefusalLog.Load(); now-last >= int64(refusalLogEvery) &&
 			v.lastRefusalLog.CompareAndSwap(last, now) {
 			v.Logger.Error("introspection: the authorization server refused the request; "+
@@ -333,8 +368,10 @@ func (v *Introspection) call(token string) (*answer, error) {
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
 	if err != nil {
+		v.calls.failed(v.Logger, v.now(), failureKind(err), zap.String("endpoint", endpoint), zap.Error(err))
 		return nil, failWith(ASUnavailable, fmt.Errorf("reading the introspection answer: %w", err))
 	}
+	v.calls.succeeded(v.Logger, v.now())
 	a, err := parseAnswer(raw, v.ScopeClaims)
 	if err != nil {
 		if ce := v.Logger.Check(zap.WarnLevel, "introspection: unusable answer, token refused"); ce != nil {
@@ -342,6 +379,7 @@ func (v *Introspection) call(token string) (*answer, error) {
 		}
 		return nil, failWith(BadAnswer, err)
 	}
+	a.received = v.now()
 	return a, nil
 }
 

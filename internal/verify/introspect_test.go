@@ -176,6 +176,9 @@ func mustStart(t testing.TB, v *Introspection) {
 	if v.Client == nil {
 		v.Client = NewIntrospectionClient(v.Timeout)
 	}
+	if v.Logger == nil {
+		v.Logger = zap.NewNop()
+	}
 	if err := v.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -262,6 +265,13 @@ func TestIntrospectionAnswers(t *testing.T) {
 		{"no aud, client allowed by the hook", `{"active":true,"client_id":"app"}`, 200,
 			func(v *Introspection) { v.AllowMissingAudience = func(c string) bool { return c == "app" } }, NumReasons},
 		{"no aud, client not allowed by the hook", `{"active":true,"client_id":"other"}`, 200,
+			func(v *Introspection) { v.AllowMissingAudience = func(c string) bool { return c == "app" } }, Audience},
+		// An answer's empty aud (Ory Hydra's for a token issued without its audience
+		// parameter) names no audience: the hook decides, as for a missing one. (A JWT's
+		// empty aud array is refused whatever the hook says: verify.JWT.)
+		{"empty aud array, client allowed by the hook", `{"active":true,"aud":[],"client_id":"app"}`, 200,
+			func(v *Introspection) { v.AllowMissingAudience = func(c string) bool { return c == "app" } }, NumReasons},
+		{"empty aud array, client not allowed by the hook", `{"active":true,"aud":[],"client_id":"other"}`, 200,
 			func(v *Introspection) { v.AllowMissingAudience = func(c string) bool { return c == "app" } }, Audience},
 		{"refresh token", `{"active":true,"aud":"` + testRes + `","token_type":"refresh_token"}`, 200, nil, OtherKind},
 		{"token_type bearer, lowercase", `{"active":true,"aud":"` + testRes + `","token_type":"bearer"}`, 200, nil, NumReasons},
