@@ -67,14 +67,6 @@ func TestValidateAccess(t *testing.T) {
 	}
 }
 
-// denialLabel names d, or "none" for denyNone.
-func denialLabel(d denial) string {
-	if d == denyNone {
-		return "none"
-	}
-	return denials[d].label
-}
-
 func TestValidScopeToken(t *testing.T) {
 	valid := []string{
 		"a", "mcp:read", "https://graph.microsoft.com/.default", "api://x/y.z", "!", "~",
