@@ -81,11 +81,21 @@ type Introspection struct {
 	// JSON: `timeout`. Caddyfile: `timeout`.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
-	// MaxInFlight is how many calls to the authorization server may run at once; requests
-	// that find no free slot within Timeout are answered 503 with Retry-After. Default 16.
+	// MaxInFlight is how many calls to the authorization server may run at once. Four
+	// requests per slot may wait for one, at most Timeout; the excess, and those that find no
+	// slot in time, are answered 503 with Retry-After. Each client address may hold a quarter of
+	// the slots (with its waiters). Default 16.
 	//
 	// JSON: `max_in_flight`. Caddyfile: `max_in_flight`.
 	MaxInFlight int `json:"max_in_flight,omitempty"`
+
+	// MaxRate bounds the calls to the authorization server per second for tokens no cache
+	// answers, in total; each client address may make a quarter of them. Beyond it requests
+	// get 503 with Retry-After at once, so a flood of made-up tokens is not a flood at the
+	// server, and one address cannot use up what real tokens from others need. Default 50.
+	//
+	// JSON: `max_rate`. Caddyfile: `max_rate`.
+	MaxRate int `json:"max_rate,omitempty"`
 
 	// JWTToo introspects JWTs as well, after the local checks pass, so that a JWT revoked
 	// at the authorization server is refused within CacheTTL.
@@ -93,11 +103,39 @@ type Introspection struct {
 	// JSON: `jwt_too`. Caddyfile: `jwt_too`.
 	JWTToo bool `json:"jwt_too,omitempty"`
 
-	key crypto.Signer
+	key      crypto.Signer
+	cacheKey string // of the shared answer cache, while held
 }
 
-// Provision expands placeholders, sets defaults and reads the private key.
-func (in *Introspection) Provision(repl *caddy.Replacer) error {
+// Provision expands placeholders, sets defaults, reads the private key and puts the
+// introspection verifier behind h's verifier (a JWS still goes to the JWT verifier). It runs
+// once h's issuers, audiences, leeway, clock and JWT verifier are provisioned.
+func (in *Introspection) Provision(_ caddy.Context, h *Handler) error {
+	if err := in.prepare(caddy.NewReplacer()); err != nil {
+		return err
+	}
+	if in.Endpoint == "" && len(h.AuthorizationServers) > 1 {
+		return errors.New("introspection endpoint: required with several authorization_servers (the endpoint is discovered only for one)")
+	}
+	logger := h.logger.Named("introspection")
+	iv := in.newVerifier(h, logger)
+	if err := iv.Start(); err != nil {
+		return err
+	}
+	h.verifier = &verify.Chain{JWT: h.verifier, Introspection: iv, JWTToo: in.JWTToo}
+	h.hashKeys = true
+	ep := in.Endpoint
+	if ep == "" {
+		ep = "(discovered from " + h.AuthorizationServers[0] + ")"
+	}
+	h.logger.Info("token introspection on", zap.String("resource", h.Resource),
+		zap.String("endpoint", ep), zap.String("client_id", in.ClientID),
+		zap.String("auth_method", in.authMethod()), zap.Bool("jwt_too", in.JWTToo))
+	return nil
+}
+
+// prepare expands placeholders, sets defaults, validates and reads the private key.
+func (in *Introspection) prepare(repl *caddy.Replacer) error {
 	var err error
 	for _, f := range []struct {
 		name string
@@ -128,6 +166,9 @@ func (in *Introspection) Provision(repl *caddy.Replacer) error {
 	if in.MaxInFlight == 0 {
 		in.MaxInFlight = defaultIntrospectionMaxInFlight
 	}
+	if in.MaxRate == 0 {
+		in.MaxRate = verify.DefaultMaxRate
+	}
 	if err := in.Validate(); err != nil {
 		return err
 	}
@@ -142,7 +183,7 @@ func (in *Introspection) Provision(repl *caddy.Replacer) error {
 // Validate checks the group. It is fast and has no side effects.
 func (in *Introspection) Validate() error {
 	if in.Endpoint != "" {
-		if err := checkHTTPURL(in.Endpoint); err != nil {
+		if err := jwks.CheckHTTPURL(in.Endpoint); err != nil {
 			return fmt.Errorf("introspection endpoint %q: %w", in.Endpoint, err)
 		}
 	}
@@ -178,6 +219,9 @@ func (in *Introspection) Validate() error {
 	}
 	if in.MaxInFlight < 0 {
 		return fmt.Errorf("introspection max_in_flight: %d is negative", in.MaxInFlight)
+	}
+	if in.MaxRate < 0 {
+		return fmt.Errorf("introspection max_rate: %d is negative", in.MaxRate)
 	}
 	return nil
 }
@@ -229,16 +273,23 @@ func (in *Introspection) newVerifier(h *Handler, logger *zap.Logger) *verify.Int
 		// allow_missing_audience_for: nil (an answer without aud or resource is refused)
 		// unless clients are listed.
 		AllowMissingAudience: h.missingAudienceOK,
-		ScopeClaim:           h.ScopeClaim,
+		ScopeClaims:          h.ScopeClaim,
+		Tenants:              h.Tenants,
 		Leeway:               h.leeway,
 		CacheTTL:             time.Duration(in.CacheTTL),
 		NegativeTTL:          time.Duration(in.NegativeTTL),
 		Timeout:              timeout,
 		MaxInFlight:          in.MaxInFlight,
-		NegativeCacheSize:    defaultTokenCacheSize,
-		Client:               client,
-		Logger:               logger,
-		Now:                  h.now,
+		MaxRate:              float64(in.MaxRate),
+		MinTokenLen:          verify.MinTokenLen,
+		// Caddy's client IP: the forwarded address when the request came through one of
+		// the server's trusted_proxies, else the connection's.
+		ClientAddress:     remoteIP,
+		Answers:           in.acquireAnswers(h),
+		NegativeCacheSize: defaultTokenCacheSize,
+		Client:            client,
+		Logger:            logger,
+		Now:               h.now,
 	}
 	if len(h.AuthorizationServers) == 1 {
 		// RFC 7523 §3: the assertion's audience identifies the authorization server; its
@@ -293,7 +344,7 @@ func (in *Introspection) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "endpoint":
 			in.Endpoint = val
 			if len(placeholders(val)) == 0 {
-				if cerr := checkHTTPURL(val); cerr != nil {
+				if cerr := jwks.CheckHTTPURL(val); cerr != nil {
 					return d.Errf("introspection endpoint %q: %v", val, cerr)
 				}
 			}
@@ -322,6 +373,12 @@ func (in *Introspection) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("introspection max_in_flight: %q is not a whole number >= 1", val)
 			}
 			in.MaxInFlight = n
+		case "max_rate":
+			n, cerr := strconv.Atoi(val)
+			if cerr != nil || n < 1 {
+				return d.Errf("introspection max_rate: %q is not a whole number of calls per second >= 1", val)
+			}
+			in.MaxRate = n
 		default:
 			return d.Errf("unrecognized introspection subdirective %q", name)
 		}

@@ -2,6 +2,7 @@ package mcpauth
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/mcpauth/caddy-mcp-auth/internal/exchange"
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
 )
@@ -126,6 +128,8 @@ type TokenExchange struct {
 	header string // canonical form of Header
 	// rules are the `tool` rules with an exchange target, in config order: target i+1.
 	rules []exchangeRule
+	// policy tells which rules a message matches: the rule's patterns, read as its scopes are.
+	policy *policy.Policy
 	// audience is {http.auth.mcp.exchanged_audience} per target, boxed once; label names
 	// the target in the audit event.
 	audience []any
@@ -135,7 +139,7 @@ type TokenExchange struct {
 
 // exchangeRule is a `tool` rule's target.
 type exchangeRule struct {
-	tools  []pattern
+	rule   int // index into Handler.Rules (and policy.Config.Rules)
 	target int
 }
 
@@ -143,7 +147,8 @@ type exchangeRule struct {
 const siteTarget = 0
 
 // Provision expands placeholders, sets defaults, reads the private key and builds the
-// exchange client. It runs after the handler's verification is set up (h.now, h.leeway).
+// exchange client. It runs after the handler's verification and policy are set up (h.now,
+// h.leeway, h.policy).
 func (x *TokenExchange) Provision(_ caddy.Context, h *Handler) error {
 	repl := caddy.NewReplacer()
 	var err error
@@ -176,7 +181,7 @@ func (x *TokenExchange) Provision(_ caddy.Context, h *Handler) error {
 	if x.MaxInFlight == 0 {
 		x.MaxInFlight = defaultExchangeMaxInFlight
 	}
-	if err := x.Validate(h); err != nil {
+	if err := x.Validate(); err != nil {
 		return err
 	}
 	if x.Endpoint == "" && len(h.AuthorizationServers) != 1 {
@@ -197,13 +202,14 @@ func (x *TokenExchange) Provision(_ caddy.Context, h *Handler) error {
 
 	x.header = textproto.CanonicalMIMEHeaderKey(x.Header)
 	x.now = h.now
+	x.policy = h.policy
 	targets := []exchange.Target{x.target(&x.ExchangeTarget)}
 	x.label = []string{"site"}
-	for _, r := range h.Rules {
+	for i, r := range h.Rules {
 		if r.Exchange == nil {
 			continue
 		}
-		x.rules = append(x.rules, exchangeRule{tools: compilePatterns(r.Tools), target: len(targets)})
+		x.rules = append(x.rules, exchangeRule{rule: i, target: len(targets)})
 		targets = append(targets, x.target(r.Exchange))
 		x.label = append(x.label, ruleLabel(r))
 	}
@@ -255,10 +261,10 @@ func (x *TokenExchange) target(t *ExchangeTarget) exchange.Target {
 	return exchange.Target{Audiences: t.Audience, Resource: t.Resource, Scopes: t.Scope}
 }
 
-// Validate checks the group and the rules' targets. It is fast and has no side effects.
-func (x *TokenExchange) Validate(h *Handler) error {
+// Validate checks the group. It is fast and has no side effects.
+func (x *TokenExchange) Validate() error {
 	if x.Endpoint != "" {
-		if err := checkHTTPURL(x.Endpoint); err != nil {
+		if err := jwks.CheckHTTPURL(x.Endpoint); err != nil {
 			return fmt.Errorf("token_exchange endpoint %q: %w", x.Endpoint, err)
 		}
 	}
@@ -290,8 +296,9 @@ func (x *TokenExchange) Validate(h *Handler) error {
 	return nil
 }
 
-// validateExchange checks the rules' exchange targets, with or without token_exchange.
-func (h *Handler) validateExchange() error {
+// validateExchangeRules checks the rules' exchange targets, with or without token_exchange,
+// and what the handler's own fields must be with token_exchange. The group checks itself.
+func (h *Handler) validateExchangeRules() error {
 	for i, r := range h.Rules {
 		if r == nil || r.Exchange == nil {
 			continue
@@ -306,13 +313,10 @@ func (h *Handler) validateExchange() error {
 			return err
 		}
 	}
-	if h.TokenExchange != nil {
-		if h.StripToken {
-			// strip_token would remove the exchanged token from Authorization; the incoming
-			// one never reaches the upstream with token_exchange anyway.
-			return errors.New("strip_token: cannot be combined with token_exchange, which always removes the incoming token")
-		}
-		return h.TokenExchange.Validate(h)
+	if h.TokenExchange != nil && h.StripToken {
+		// strip_token would remove the exchanged token from Authorization; the incoming
+		// one never reaches the upstream with token_exchange anyway.
+		return errors.New("strip_token: cannot be combined with token_exchange, which always removes the incoming token")
 	}
 	return nil
 }
@@ -406,14 +410,16 @@ func (x *TokenExchange) newSlots() exchangeSlots {
 }
 
 // targetOf picks the target of a request's messages: a tools/call the first `tool` rule
-// with an exchange target (in config order) matching its name, any other message the
-// site's. ok is false when the messages of a batch need different targets.
+// with an exchange target (in config order) that matches it, any other message the
+// site's. Which rule matches a message is the policy's answer (the same patterns its scopes
+// apply by); which upstream token follows is routing, decided here. ok is false when the
+// messages of a batch need different targets.
 func (x *TokenExchange) targetOf(msgs []mcpjson.Message) (target int, ok bool) {
 	for i := range msgs {
 		t := siteTarget
-		if msgs[i].Method == "tools/call" {
+		if msgs[i].HasMethod && msgs[i].Method == mcpjson.MethodToolsCall {
 			for _, r := range x.rules {
-				if matchAny(r.tools, msgs[i].Name) {
+				if x.policy.RuleMatches(r.rule, &msgs[i]) {
 					t = r.target
 					break
 				}
@@ -428,9 +434,10 @@ func (x *TokenExchange) targetOf(msgs []mcpjson.Message) (target int, ok bool) {
 }
 
 // exchangeFor puts the token exchanged for target in r's upstream header, in place of the
-// incoming one. raw is the incoming token, c its caller, rec the audit record (nil when
-// audit is off).
-func (x *TokenExchange) exchangeFor(r *http.Request, repl *caddy.Replacer, rec *auditRecord, c *caller, raw string, target int) (denial, error) {
+// incoming one. td is the incoming token with its digest (computed here only if no one
+// needed it before, and only when the caller holds no valid exchanged token), c its
+// caller, rec the audit record (nil when audit is off).
+func (x *TokenExchange) exchangeFor(r *http.Request, repl *caddy.Replacer, rec *auditRecord, c *caller, td *tokenDigest, target int) (denial, error) {
 	if rec != nil {
 		// Named on a refusal too.
 		rec.exchangeTarget = x.label[target]
@@ -441,7 +448,7 @@ func (x *TokenExchange) exchangeFor(r *http.Request, repl *caddy.Replacer, rec *
 	}
 	if tok == nil || !tok.StillValid(x.now()) {
 		var err error
-		tok, err = x.client.Exchange(r.Context(), raw, c.id.Expiry, target)
+		tok, err = x.client.Exchange(r.Context(), td.raw, (*[sha256.Size]byte)(td.hash()), c.identity.Expiry, target)
 		if err != nil {
 			if exchange.KindOf(err) == exchange.Refused {
 				return denyExchangeRefused, err
@@ -505,7 +512,7 @@ func (x *TokenExchange) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "endpoint":
 			x.Endpoint = val
 			if len(placeholders(val)) == 0 {
-				if cerr := checkHTTPURL(val); cerr != nil {
+				if cerr := jwks.CheckHTTPURL(val); cerr != nil {
 					return d.Errf("token_exchange endpoint %q: %v", val, cerr)
 				}
 			}

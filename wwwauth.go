@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
+	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
 
 // denial is why a request was refused. Each has one status, one RFC 6750 error code and one
@@ -36,6 +39,7 @@ const (
 	denyUnsupportedBody
 	denyBodyNotAllowed
 	denyMethodOverride
+	denyUpgrade
 	denyResourceURI
 	denyClientNotAllowed
 	denyClaimNotSatisfied
@@ -56,6 +60,9 @@ const (
 	denyExchangeMixed
 	numDenials
 )
+
+// denyNone is the denial of a request that passes: none. It is no index into denials.
+const denyNone = numDenials
 
 // RFC 6750 §3.1 error codes, and the one for 503.
 const (
@@ -108,6 +115,7 @@ var denials = [numDenials]denialInfo{
 	denyUnsupportedBody: {http.StatusUnsupportedMediaType, codeInvalidRequest, "The request body must be UTF-8 application/json without content coding.", "unsupported_body"},
 	denyBodyNotAllowed:  {http.StatusBadRequest, codeInvalidRequest, "Only POST requests may carry a body.", "body_not_allowed"},
 	denyMethodOverride:  {http.StatusBadRequest, codeInvalidRequest, "Method override headers are not accepted.", "method_override"},
+	denyUpgrade:         {http.StatusBadRequest, codeInvalidRequest, "Connection upgrades are not accepted.", "upgrade_not_allowed"},
 	denyResourceURI:     {http.StatusBadRequest, codeInvalidRequest, "The resource URI is not in normal form.", "resource_uri_not_normal"},
 
 	// Client and claim conditions: no scope fixes them, so the challenge names no scope.
@@ -133,6 +141,41 @@ var denials = [numDenials]denialInfo{
 	denyExchangeRefused:     {http.StatusForbidden, codeAccessDenied, "The authorization server refused a token for the upstream of this request.", "exchange_refused"},
 	denyExchangeUnavailable: {http.StatusServiceUnavailable, codeUnavailable, "The authorization server cannot issue a token for the upstream now.", "exchange_unavailable"},
 	denyExchangeMixed:       {http.StatusBadRequest, codeInvalidRequest, "The messages of this batch need tokens for different upstreams.", "exchange_mixed_targets"},
+}
+
+// reasonDenials maps why a verifier refused a token to the answer.
+var reasonDenials = [verify.NumReasons]denial{
+	verify.Malformed:      denyMalformed,
+	verify.Signature:      denySignature,
+	verify.UnknownKey:     denyUnknownKey,
+	verify.Algorithm:      denyAlgorithm,
+	verify.Expired:        denyExpired,
+	verify.NoExpiry:       denyNoExpiry,
+	verify.NotYetValid:    denyNotYetValid,
+	verify.IssuedInFuture: denyIssuedInFuture,
+	verify.Issuer:         denyIssuer,
+	verify.Audience:       denyAudience,
+	verify.Type:           denyType,
+	verify.OtherKind:      denyType,
+	verify.Bound:          denyBound,
+	verify.BadProof:       denyDPoPProof,
+	verify.UseNonce:       denyDPoPNonce,
+	verify.NotBound:       denyNotBound,
+	verify.WrongKey:       denyWrongKey,
+	verify.WrongCert:      denyWrongCert,
+	verify.Unavailable:    denyUnavailable,
+	verify.Inactive:       denyInactive,
+	verify.BadAnswer:      denyBadAnswer,
+	verify.ASUnavailable:  denyIntrospectionUnavailable,
+}
+
+// outcomeDenials maps what the policy refused a request for to the answer.
+var outcomeDenials = [...]denial{
+	policy.Allow:                denyNone,
+	policy.InsufficientScope:    denyInsufficientScope,
+	policy.ClientNotAllowed:     denyClientNotAllowed,
+	policy.ClaimNotSatisfied:    denyClaimNotSatisfied,
+	policy.ResourceURINotNormal: denyResourceURI,
 }
 
 // isAccessDenial reports a denial that no new scope can fix: its challenge names no scope.
@@ -224,6 +267,11 @@ func newChallenges(scope []string, metaURL string, schemes ...scheme) challenges
 	c.body[denySession] = sessionNotFoundBody
 	c.bodyLen[denySession] = strconv.Itoa(len(sessionNotFoundBody))
 	return c
+}
+
+// stepUp is the insufficient_scope challenge naming the scopes one request needs.
+func (c *challenges) stepUp(scopes []string) string {
+	return c.build(codeInsufficientScope, denials[denyInsufficientScope].desc, scopes)
 }
 
 // build writes the WWW-Authenticate value for a denial: one challenge per scheme that is on,

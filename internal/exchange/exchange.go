@@ -226,16 +226,17 @@ func (c *Client) Calls() int64 { return c.calls.Load() }
 const keyLen = sha256.Size + 2
 
 // Exchange returns a token for target (an index into Targets) in exchange for subject, the
-// verified incoming access token, which expires at subjectExp (zero: unknown). The result
-// is cached until the earliest of its own exp minus Leeway, CacheTTL and subjectExp.
-func (c *Client) Exchange(ctx context.Context, subject string, subjectExp time.Time, target int) (*Token, error) {
+// verified incoming access token, whose SHA-256 is digest (the caller's, computed once per
+// request: it keys the cache, so the token is not hashed again here) and which expires at
+// subjectExp (zero: unknown). The result is cached until the earliest of its own exp minus
+// Leeway, CacheTTL and subjectExp.
+func (c *Client) Exchange(ctx context.Context, subject string, digest *[sha256.Size]byte, subjectExp time.Time, target int) (*Token, error) {
 	c.once.Do(c.setup)
 	if target < 0 || target >= len(c.Targets) {
 		return nil, &Error{Kind: Unavailable, Err: fmt.Errorf("no target %d", target)}
 	}
 	var kb [keyLen]byte
-	sum := sha256.Sum256([]byte(subject))
-	copy(kb[:], sum[:])
+	copy(kb[:], digest[:])
 	binary.BigEndian.PutUint16(kb[sha256.Size:], uint16(target))
 	if t, ok := c.cache.GetBytes(kb[:]); ok {
 		return t, nil

@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -79,14 +80,14 @@ func newClient(as *fakeAS) *Client {
 func TestRequestParameters(t *testing.T) {
 	as := &fakeAS{answer: func(url.Values) (int, string) { return 200, ok("new-token", 600) }}
 	c := newClient(as)
-	tok, err := c.Exchange(context.Background(), "incoming.token", time.Now().Add(time.Hour), 0)
+	tok, err := exchangeOf(c, context.Background(), "incoming.token", time.Now().Add(time.Hour), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := tok.Header(); len(got) != 1 || got[0] != "Bearer new-token" {
 		t.Fatalf("header %q", got)
 	}
-	if _, err := c.Exchange(context.Background(), "incoming.token", time.Now().Add(time.Hour), 1); err != nil {
+	if _, err := exchangeOf(c, context.Background(), "incoming.token", time.Now().Add(time.Hour), 1); err != nil {
 		t.Fatal(err)
 	}
 	f0, f1 := as.forms[0], as.forms[1]
@@ -114,7 +115,7 @@ func TestCacheLifetime(t *testing.T) {
 		ctx := context.Background()
 		far := time.Now().Add(time.Hour)
 		for range 10 {
-			if _, err := c.Exchange(ctx, "a", far, 0); err != nil {
+			if _, err := exchangeOf(c, ctx, "a", far, 0); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -122,26 +123,26 @@ func TestCacheLifetime(t *testing.T) {
 			t.Fatalf("10 exchanges of one token: %d calls, want 1", n)
 		}
 		time.Sleep(89 * time.Second) // 120s - 30s leeway not reached
-		c.Exchange(ctx, "a", far, 0)
+		exchangeOf(c, ctx, "a", far, 0)
 		if n := as.calls.Load(); n != 1 {
 			t.Fatalf("before exp-leeway: %d calls", n)
 		}
 		time.Sleep(2 * time.Second)
-		c.Exchange(ctx, "a", far, 0)
+		exchangeOf(c, ctx, "a", far, 0)
 		if n := as.calls.Load(); n != 2 {
 			t.Fatalf("after exp-leeway: %d calls, want 2", n)
 		}
 
 		// The incoming token's exp, without leeway.
 		soon := time.Now().Add(10 * time.Second)
-		c.Exchange(ctx, "b", soon, 0)
+		exchangeOf(c, ctx, "b", soon, 0)
 		time.Sleep(9 * time.Second)
-		c.Exchange(ctx, "b", soon, 0)
+		exchangeOf(c, ctx, "b", soon, 0)
 		if n := as.calls.Load(); n != 3 {
 			t.Fatalf("before the incoming exp: %d calls, want 3", n)
 		}
 		time.Sleep(time.Second)
-		tok, _ := c.Exchange(ctx, "b", soon, 0)
+		tok, _ := exchangeOf(c, ctx, "b", soon, 0)
 		if n := as.calls.Load(); n != 4 {
 			t.Fatalf("at the incoming exp: %d calls, want 4", n)
 		}
@@ -155,7 +156,7 @@ func TestCacheLifetime(t *testing.T) {
 				`","issued_token_type":"` + AccessTokenType + `","token_type":"N_A"}`
 		}})
 		c2.Now, c2.CacheTTL = time.Now, time.Hour
-		tok, err := c2.Exchange(ctx, "c", far, 0)
+		tok, err := exchangeOf(c2, ctx, "c", far, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +169,7 @@ func TestCacheLifetime(t *testing.T) {
 		c.CacheTTL = time.Minute
 		c3 := newClient(&fakeAS{answer: func(url.Values) (int, string) { return 200, ok("x", 3600) }})
 		c3.Now, c3.CacheTTL = time.Now, time.Minute
-		tok, _ = c3.Exchange(ctx, "d", far, 0)
+		tok, _ = exchangeOf(c3, ctx, "d", far, 0)
 		if want := time.Now().Add(time.Minute); !tok.Until().Equal(want) {
 			t.Fatalf("cache_ttl: served until %v, want %v", tok.Until(), want)
 		}
@@ -194,7 +195,7 @@ func TestBounded(t *testing.T) {
 		errs := make(chan error, 100)
 		for i := range 100 {
 			wg.Go(func() {
-				_, err := c.Exchange(ctx, "tok-"+string(rune('a'+i%10)), time.Now().Add(time.Hour), 0)
+				_, err := exchangeOf(c, ctx, "tok-"+string(rune('a'+i%10)), time.Now().Add(time.Hour), 0)
 				errs <- err
 			})
 		}
@@ -268,7 +269,7 @@ func TestErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			as := &fakeAS{answer: func(url.Values) (int, string) { return tc.status, tc.body }}
 			c := newClient(as)
-			tok, err := c.Exchange(context.Background(), "subject-token", time.Now().Add(time.Hour), 0)
+			tok, err := exchangeOf(c, context.Background(), "subject-token", time.Now().Add(time.Hour), 0)
 			if err == nil {
 				t.Fatalf("got a token %q, want %v", tok.Header(), tc.kind)
 			}
@@ -287,14 +288,14 @@ func TestErrors(t *testing.T) {
 		`{"access_token":"t==","issued_token_type":"` + at + `","token_type":"n_a","expires_in":60,"scope":"a b","refresh_token":"r"}`,
 	} {
 		c := newClient(&fakeAS{answer: func(url.Values) (int, string) { return 200, body }})
-		if _, err := c.Exchange(context.Background(), "s", time.Now().Add(time.Hour), 0); err != nil {
+		if _, err := exchangeOf(c, context.Background(), "s", time.Now().Add(time.Hour), 0); err != nil {
 			t.Errorf("%s: %v", body, err)
 		}
 	}
 	// Our client refused: the fake AS wants other credentials.
 	c := newClient(&fakeAS{answer: func(url.Values) (int, string) { return 200, ok("x", 60) }})
 	c.Credentials.ClientSecret = "wrong"
-	if _, err := c.Exchange(context.Background(), "s", time.Now().Add(time.Hour), 0); KindOf(err) != ClientRefused {
+	if _, err := exchangeOf(c, context.Background(), "s", time.Now().Add(time.Hour), 0); KindOf(err) != ClientRefused {
 		t.Fatalf("wrong secret: %v", err)
 	}
 }
@@ -303,4 +304,10 @@ func asError(err error, e **Error) bool {
 	x, ok := err.(*Error)
 	*e = x
 	return ok
+}
+
+// exchangeOf is Exchange with the digest the handler computes once per request.
+func exchangeOf(c *Client, ctx context.Context, subject string, subjectExp time.Time, target int) (*Token, error) {
+	sum := sha256.Sum256([]byte(subject))
+	return c.Exchange(ctx, subject, &sum, subjectExp, target)
 }

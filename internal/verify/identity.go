@@ -26,7 +26,7 @@ type Identity struct {
 	Confirmation Confirmation
 
 	// keys are what vouched for the token; stillValid fails once one of them is withdrawn.
-	keys []Key
+	keys []Retirable
 	// servedUntil, when set, bounds how long the identity may be served without asking
 	// again: an introspection answer is remembered for min(exp, cache_ttl), so that a token
 	// revoked at the authorization server stops working within cache_ttl (RFC 7662 §4).
@@ -55,9 +55,9 @@ type Confirmation struct {
 	X5TS256 string // RFC 8705 §3.1: SHA-256 thumbprint of the client certificate
 }
 
-// Key is a verification key as the token cache sees it: withdrawn keys invalidate what they
-// verified.
-type Key interface {
+// Retirable is a verification key as the token cache sees it: a key that can be withdrawn,
+// and withdrawn keys invalidate what they verified.
+type Retirable interface {
 	Retired() bool
 }
 
@@ -106,6 +106,23 @@ func (id *Identity) Claims() map[string]any {
 // Claim returns one top-level claim.
 func (id *Identity) Claim(name string) (any, bool) {
 	v, ok := id.Claims()[name]
+	return v, ok
+}
+
+// ClaimOnce returns one top-level claim, or nothing when the token names it, or a member
+// inside it, more than once: readers disagree on which duplicate counts, so a placeholder
+// must not hand one of them on as the claim's value.
+func (id *Identity) ClaimOnce(name string) (any, bool) {
+	m := id.Claims()
+	if m == nil {
+		return nil, false
+	}
+	for _, d := range id.claims.dups {
+		if d == "" || d == name || len(d) > len(name) && d[len(name)] == '.' && d[:len(name)] == name {
+			return nil, false
+		}
+	}
+	v, ok := m[name]
 	return v, ok
 }
 
