@@ -396,6 +396,37 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 				t.Errorf("%s: the upstream was reached", code)
 			}
 		}
+		// A refusal is remembered for this token and target: the client retrying gets the
+		// same answer without a call to the AS. Another target is asked on its own.
+		tok := mint(claims(resource, "mcp:read"))
+		as.set(tok, `400 {"error":"invalid_grant"}`)
+		before := as.calls.Load()
+		for i := range 3 {
+			if st, _, _ := post(tok, call("search")); st != 403 {
+				t.Fatalf("refused token, call %d: %d, want 403", i, st)
+			}
+		}
+		if n := as.calls.Load() - before; n != 1 {
+			t.Fatalf("3 calls with a refused token: %d exchanges, want 1 (the refusal remembered)", n)
+		}
+		if st, _, _ := post(tok, call("github_search")); st != 403 || as.calls.Load()-before != 2 {
+			t.Fatalf("the refused token for another target: %d after %d exchanges, want 403 after 2", st, as.calls.Load()-before)
+		}
+		// Once the AS grants it, the remembered refusal still answers until it lapses, and
+		// never for a token past its exp: that one is asked every time.
+		c := claims(resource, "mcp:read")
+		c["exp"] = time.Now().Add(-5 * time.Second).Unix()
+		late := mint(c)
+		as.set(late, `400 {"error":"invalid_grant"}`)
+		before = as.calls.Load()
+		for range 2 {
+			if st, _, _ := post(late, call("search")); st != 403 {
+				t.Fatalf("refused token in its leeway: %d, want 403", st)
+			}
+		}
+		if n := as.calls.Load() - before; n != 2 {
+			t.Fatalf("refused token past its exp: %d exchanges for 2 calls, want 2 (no refusal remembered past exp)", n)
+		}
 	})
 
 	t.Run("unavailable", func(t *testing.T) {
@@ -436,8 +467,10 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 		}
 	})
 
-	t.Run("1000 distinct tokens, bounded exchanges", func(t *testing.T) {
-		const total, limit = 1000, 4
+	t.Run("1000 distinct tokens: bounded exchanges, excess waiters shed at once", func(t *testing.T) {
+		// max_in_flight 4: four exchanges in flight, four per slot waiting (16), and every
+		// other request is answered 503 with Retry-After at once, while the four are held.
+		const total, limit, waiters = 1000, 4, 16
 		toks := make([]string, total)
 		for i := range toks {
 			toks[i] = mint(claims(resource, "mcp:read"))
@@ -445,10 +478,20 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 		as.peak.Store(0)
 		as.gate, as.entered = make(chan struct{}), make(chan struct{}, total)
 		defer func() { as.gate, as.entered = nil, nil }()
+		gateOpen := false
+		defer func() {
+			if !gateOpen {
+				close(as.gate)
+			}
+		}()
 		before := as.calls.Load()
 		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100, MaxConnsPerHost: 200}}
+		type result struct {
+			status     int
+			retryAfter string
+		}
+		results := make(chan result, total)
 		var wg sync.WaitGroup
-		var okN atomic.Int64
 		for i := range total {
 			wg.Go(func() {
 				req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(call("search")))
@@ -456,36 +499,55 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 				req.Header.Set("Authorization", "Bearer "+toks[i])
 				resp, err := hc.Do(req)
 				if err != nil {
+					results <- result{}
 					return
 				}
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					okN.Add(1)
-				}
+				results <- result{resp.StatusCode, resp.Header.Get("Retry-After")}
 			})
 		}
-		// Let calls finish only when `limit` of them are in flight at once (or all that
-		// remain), so that any call beyond the bound would be seen at the AS.
-		entered := 0
-		for released := 0; released < total; released++ {
-			for entered-released < min(limit, total-released) {
-				select {
-				case <-as.entered:
-					entered++
-				case <-time.After(time.Minute): // a guard against a hang, not a timing
-					close(as.gate)
-					t.Fatalf("after %d exchanges, no call reaches the AS (%d in flight)", released, as.inFlight.Load())
+		// While the AS holds the four calls, every request beyond them and their waiters is
+		// answered: 503 with Retry-After.
+		guard := time.After(2 * time.Minute) // against a hang, not a timing
+		for i := range total - limit - waiters {
+			select {
+			case r := <-results:
+				if r.status != 503 || r.retryAfter == "" {
+					t.Fatalf("answer %d while every slot and waiter is taken: %d, Retry-After %q; want 503 with Retry-After", i, r.status, r.retryAfter)
 				}
+			case <-guard:
+				t.Fatalf("only %d of %d requests answered while the AS holds its calls: waiters are not capped", i, total-limit-waiters)
 			}
-			as.gate <- struct{}{}
 		}
-		wg.Wait()
-		if p := as.peak.Load(); p > limit || p < 1 {
+		for range limit {
+			select {
+			case <-as.entered:
+			case <-guard:
+				t.Fatal("the calls in flight never reached the AS")
+			}
+		}
+		if p := as.peak.Load(); p > limit {
 			t.Fatalf("peak %d exchanges at once, want at most max_in_flight %d", p, limit)
 		}
-		if n := as.calls.Load() - before; n != total || okN.Load() != total {
-			t.Fatalf("%d exchanges, %d answered 200; want %d each", n, okN.Load(), total)
+		gateOpen = true
+		close(as.gate)
+		wg.Wait()
+		close(results)
+		for r := range results {
+			if r.status != 200 {
+				t.Fatalf("a request in flight or waiting: %d, want 200", r.status)
+			}
+		}
+		if n := as.calls.Load() - before; n != limit+waiters {
+			t.Fatalf("%d exchanges, want %d (the calls in flight and their waiters)", n, limit+waiters)
+		}
+		if p := as.peak.Load(); p > limit {
+			t.Fatalf("peak %d exchanges at once, want at most max_in_flight %d", p, limit)
+		}
+		logs, _ := os.ReadFile(filepath.Join(dir, "caddy.log"))
+		if n := strings.Count(string(logs), "wait for a slot, answering 503 at once"); n < 1 || n > 2 {
+			t.Fatalf("%d warnings of shed exchanges in the log, want one (at most one per 10s)", n)
 		}
 	})
 

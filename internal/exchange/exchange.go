@@ -42,6 +42,18 @@ const discoveryRetry = 10 * time.Second
 // meets the same misconfiguration.
 const errorLogEvery = 10 * time.Second
 
+// waitersPerSlot bounds the exchanges waiting for a slot, as for introspection: a burst of
+// first calls waits its turn, but a queue without a bound would make every new token wait
+// behind a flood (and hold a goroutine and a connection each), and a token endpoint slower
+// than Timeout/4 would not serve more in time anyway. The excess is shed at once.
+const waitersPerSlot = 4
+
+// DefaultNegativeTTL is how long a refusal of the authorization server is remembered for
+// one incoming token and target: a client retrying a refused call does not make a call to
+// the token endpoint each time, and an authorization server that changes its mind (a grant
+// added) is heard within it.
+const DefaultNegativeTTL = 30 * time.Second
+
 // Kind says what a failed exchange means for the request.
 type Kind uint8
 
@@ -99,7 +111,10 @@ func KindOf(err error) Kind {
 	return Unavailable
 }
 
-var errBusy = errors.New("every slot for calls to the token endpoint stayed busy")
+var (
+	errBusy = errors.New("every slot for calls to the token endpoint stayed busy")
+	errShed = errors.New("as many exchanges as allowed wait for a slot already")
+)
 
 // Target is what a token is asked for: the upstream's audience(s) (RFC 8693 §2.1
 // `audience`), its resource (RFC 8707 `resource`), and scopes.
@@ -152,21 +167,29 @@ type Client struct {
 	// Timeout bounds each call, and the wait for a slot among MaxInFlight.
 	Timeout     time.Duration
 	MaxInFlight int
-	// CacheSize bounds the cached tokens; 0 caches none.
+	// CacheSize bounds the cached tokens, and apart the remembered refusals; 0 caches none.
 	CacheSize int
+	// NegativeTTL is how long a refusal (Kind Refused) is remembered per incoming token and
+	// target, never past the incoming token's exp; 0 is DefaultNegativeTTL.
+	NegativeTTL time.Duration
 
 	HTTP   *http.Client
 	Logger *zap.Logger
 	Now    func() time.Time
 
-	once   sync.Once
-	slots  chan struct{}
-	flight singleflight.Group
-	cache  *tokencache.Cache[*Token]
-	forms  []url.Values // per target, the parameters other than the subject token
+	once     sync.Once
+	slots    chan struct{}
+	waiting  atomic.Int64 // exchanges waiting for a slot, at most maxWait
+	maxWait  int64
+	flight   singleflight.Group
+	cache    *tokencache.Cache[*Token]
+	refusals *tokencache.Cache[*refusal]
+	forms    []url.Values // per target, the parameters other than the subject token
 
 	lastClientLog atomic.Int64
 	lastAnswerLog atomic.Int64
+	lastBusyLog   atomic.Int64
+	busySinceLog  atomic.Int64 // calls shed or timed out since the last busy log
 
 	epMu        sync.Mutex
 	endpoint    string
@@ -189,8 +212,13 @@ func (c *Client) setup() {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
+	if c.NegativeTTL <= 0 {
+		c.NegativeTTL = DefaultNegativeTTL
+	}
 	c.slots = make(chan struct{}, c.MaxInFlight)
+	c.maxWait = int64(waitersPerSlot * c.MaxInFlight)
 	c.cache = tokencache.New[*Token](c.CacheSize, c.now)
+	c.refusals = tokencache.New[*refusal](c.CacheSize, c.now)
 	c.endpoint = c.Endpoint
 	c.forms = make([]url.Values, len(c.Targets))
 	for i, t := range c.Targets {
@@ -241,14 +269,24 @@ func (c *Client) Exchange(ctx context.Context, subject string, digest *[sha256.S
 	if t, ok := c.cache.GetBytes(kb[:]); ok {
 		return t, nil
 	}
+	if r, ok := c.refusals.GetBytes(kb[:]); ok {
+		return nil, r.err
+	}
 	key := string(kb[:])
 	ch := c.flight.DoChan(key, func() (any, error) {
 		// Another flight may have just stored it.
 		if t, ok := c.cache.Get(key); ok {
 			return t, nil
 		}
+		if r, ok := c.refusals.Get(key); ok {
+			return nil, r.err
+		}
 		t, err := c.call(subject, subjectExp, target)
 		if err != nil {
+			var e *Error
+			if errors.As(err, &e) && e.Kind == Refused {
+				c.refusals.Put(key, c.refusalOf(e, subjectExp))
+			}
 			return nil, err
 		}
 		c.cache.Put(key, t)
@@ -265,18 +303,74 @@ func (c *Client) Exchange(ctx context.Context, subject string, digest *[sha256.S
 	}
 }
 
+// refusal is a remembered refusal of one incoming token for one target.
+type refusal struct {
+	err   *Error
+	until time.Time
+}
+
+func (r *refusal) StillValid(now time.Time) bool { return now.Before(r.until) }
+
+// refusalOf makes the entry of a refusal received now: remembered for NegativeTTL, never
+// past the incoming token's exp.
+func (c *Client) refusalOf(e *Error, subjectExp time.Time) *refusal {
+	until := c.now().Add(c.NegativeTTL)
+	if !subjectExp.IsZero() && subjectExp.Before(until) {
+		until = subjectExp
+	}
+	return &refusal{err: e, until: until}
+}
+
+// acquire takes a slot for a call: a free one at once, else a place among the waiters
+// until one frees within Timeout. With every waiter's place taken it sheds the call at
+// once.
+func (c *Client) acquire() error {
+	select {
+	case c.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	for {
+		n := c.waiting.Load()
+		if n >= c.maxWait {
+			c.logBusy("token exchange: as many calls as allowed wait for a slot, answering 503 at once", errShed)
+			return &Error{Kind: Unavailable, Err: errShed}
+		}
+		if c.waiting.CompareAndSwap(n, n+1) {
+			break
+		}
+	}
+	defer c.waiting.Add(-1)
+	// A sender blocked on a full channel gets the next free slot before any later
+	// non-blocking attempt: waiters are served in order, not overtaken.
+	wait := time.NewTimer(c.Timeout)
+	defer wait.Stop()
+	select {
+	case c.slots <- struct{}{}:
+		return nil
+	case <-wait.C:
+		c.logBusy("token exchange: every slot busy, answering 503", errBusy)
+		return &Error{Kind: Unavailable, Err: errBusy}
+	}
+}
+
+// logBusy warns of calls shed or timed out, at most every errorLogEvery, with how many
+// there were since the last warning: a flood is one line every few seconds, not one a call.
+func (c *Client) logBusy(msg string, err error) {
+	n := c.busySinceLog.Add(1)
+	if now, last := c.now().UnixNano(), c.lastBusyLog.Load(); now-last >= int64(errorLogEvery) &&
+		c.lastBusyLog.CompareAndSwap(last, now) {
+		c.busySinceLog.Add(-n)
+		c.Logger.Warn(msg, zap.Int("max_in_flight", c.MaxInFlight), zap.Int64("waiters_max", c.maxWait),
+			zap.Duration("timeout", c.Timeout), zap.Int64("calls_refused", n), zap.NamedError("reason", err))
+	}
+}
+
 // call asks the token endpoint. It runs in a flight shared by every request with the same
 // key, so it does not use any one request's context.
 func (c *Client) call(subject string, subjectExp time.Time, target int) (*Token, error) {
-	wait := time.NewTimer(c.Timeout)
-	select {
-	case c.slots <- struct{}{}:
-		wait.Stop()
-	case <-wait.C:
-		if ce := c.Logger.Check(zap.WarnLevel, "token exchange: every slot busy, answering 503"); ce != nil {
-			ce.Write(zap.Int("max_in_flight", c.MaxInFlight), zap.Duration("waited", c.Timeout))
-		}
-		return nil, &Error{Kind: Unavailable, Err: errBusy}
+	if err := c.acquire(); err != nil {
+		return nil, err
 	}
 	defer func() { <-c.slots }()
 

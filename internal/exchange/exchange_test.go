@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -310,4 +311,98 @@ func asError(err error, e **Error) bool {
 func exchangeOf(c *Client, ctx context.Context, subject string, subjectExp time.Time, target int) (*Token, error) {
 	sum := sha256.Sum256([]byte(subject))
 	return c.Exchange(ctx, subject, &sum, subjectExp, target)
+}
+
+// TestWaitersCapped: with every slot busy, four calls per slot wait for one; any further
+// call is shed at once (Unavailable), without waiting for the timeout.
+func TestWaitersCapped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		as := &fakeAS{release: make(chan struct{}), answer: func(url.Values) (int, string) { return 200, ok("n", 600) }}
+		c := newClient(as)
+		c.Now, c.MaxInFlight = time.Now, 1
+		const total, admitted = 10, 1 + waitersPerSlot
+		errs := make(chan error, total)
+		var wg sync.WaitGroup
+		for i := range total {
+			wg.Go(func() {
+				_, err := exchangeOf(c, context.Background(), "tok-"+string(rune('a'+i)), time.Now().Add(time.Hour), 0)
+				errs <- err
+			})
+		}
+		// Every goroutine is blocked now: in the call, waiting for its slot, or done.
+		synctest.Wait()
+		if len(errs) != total-admitted {
+			t.Fatalf("%d calls answered while the slot is busy, want the %d beyond the waiters", len(errs), total-admitted)
+		}
+		for range total - admitted {
+			if err := <-errs; KindOf(err) != Unavailable || !errors.Is(err, errShed) {
+				t.Fatalf("shed call: %v, want Unavailable (shed)", err)
+			}
+		}
+		close(as.release)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("a waiter: %v", err)
+			}
+		}
+		if n := as.calls.Load(); n != admitted {
+			t.Fatalf("%d calls, want %d", n, admitted)
+		}
+	})
+}
+
+// TestRefusalRemembered: a refusal is remembered per incoming token and target for
+// NegativeTTL, never past the incoming token's exp; other failures are not remembered.
+func TestRefusalRemembered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		as := &fakeAS{answer: func(f url.Values) (int, string) {
+			switch f.Get("subject_token") {
+			case "down":
+				return 502, `oops`
+			case "ok":
+				return 200, ok("n", 600)
+			}
+			return 400, `{"error":"invalid_grant"}`
+		}}
+		c := newClient(as)
+		c.Now = time.Now
+		ctx := context.Background()
+		far := time.Now().Add(time.Hour)
+		expect := func(what, subject string, exp time.Time, target int, kind Kind, calls int64) {
+			t.Helper()
+			_, err := exchangeOf(c, ctx, subject, exp, target)
+			if kind == 0 && err != nil || kind != 0 && KindOf(err) != kind {
+				t.Fatalf("%s: %v, want kind %d", what, err, kind)
+			}
+			if kind == Refused {
+				var e *Error
+				if !errors.As(err, &e) || e.Code != "invalid_grant" {
+					t.Fatalf("%s: %v, want the server's code", what, err)
+				}
+			}
+			if n := as.calls.Load(); n != calls {
+				t.Fatalf("%s: %d calls, want %d", what, n, calls)
+			}
+		}
+		expect("refused", "r", far, 0, Refused, 1)
+		expect("refused again", "r", far, 0, Refused, 1)
+		expect("another target", "r", far, 1, Refused, 2)
+		expect("another token", "r2", far, 0, Refused, 3)
+		time.Sleep(DefaultNegativeTTL - time.Second)
+		expect("within the negative TTL", "r", far, 0, Refused, 3)
+		time.Sleep(time.Second)
+		expect("after the negative TTL", "r", far, 0, Refused, 4)
+
+		soon := time.Now().Add(5 * time.Second)
+		expect("incoming token near exp", "s", soon, 0, Refused, 5)
+		expect("again", "s", soon, 0, Refused, 5)
+		time.Sleep(5 * time.Second)
+		expect("past the incoming exp", "s", soon, 0, Refused, 6)
+
+		expect("unavailable", "down", far, 0, Unavailable, 7)
+		expect("unavailable again: asked again", "down", far, 0, Unavailable, 8)
+		expect("a granted token", "ok", far, 0, 0, 9)
+	})
 }
