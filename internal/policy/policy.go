@@ -18,6 +18,10 @@
 //	v.Rule                            // which rule decided (an index into Config.Rules, or BaseRule)
 //	p.EntryAllowed(&s, kind, name)    // per list entry: does it stay in a filtered list?
 //
+// Beside them, RuleMatches(i, msg) says whether rule i names a message, for what a rule
+// configures that is not policy (the upstream token a tool gets, token exchange): it matches
+// as Decide does, and decides nothing.
+//
 // Decide with no messages judges the base policy alone (a GET stream, a DELETE, a request
 // whose body is not read). The caller maps the Outcome to its answer (403 insufficient_scope
 // with a step-up challenge, 403 access_denied, 400 invalid_request); nothing here writes one.
