@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"testing"
 )
@@ -75,5 +76,203 @@ func TestAttackFloodFromFreshIPv6Prefixes(t *testing.T) {
 	code, _, body := floodSend(http.DefaultClient, real, "192.0.2.80")
 	if code != http.StatusOK || body != "ok real-user" {
 		t.Fatalf("real token during the flood: %d %q, want 200: the flood from one /48 drained the rate kept for real tokens", code, body)
+	}
+}
+
+// rejudgeCaddyfile is one site whose resource, accepted issuers and token cache a reload
+// changes; the introspection group (endpoint, client_id, scope claim) stays, so the answers
+// are shared across the reloads.
+const rejudgeCaddyfile = `
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+
+:9080 {
+	mcp_auth {
+		resource @RESOURCE@
+		authorization_servers @ISSUER@
+		issuers @ISSUERS@
+		scopes mcp:read
+		@CACHE@
+		introspection {
+			endpoint @ISSUER@/introspect
+			client_id mcp-rs
+			client_secret {env.MCP_ITEST_RS_SECRET}
+		}
+	}
+	respond "@BODY@ {http.auth.user.id}"
+}
+`
+
+// TestAttackReloadRejudgesSharedAnswers: the introspection answers outlive a reload, so a
+// reload that narrows what is accepted must apply to them at once: the answer accepted under
+// config A is judged again under config B (another audience; then another issuer) and
+// refused, without a new call; config A again accepts it, still from the shared answer. A
+// made-up token's inactive answer stays a refusal across a reload.
+func TestAttackReloadRejudgesSharedAnswers(t *testing.T) {
+	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
+	real := randomToken()
+	as := newFloodAS(t, real)
+	as.delay.Store(1) // made-up tokens are answered inactive at once
+	vars := func(body, res, iss string) string {
+		return render(rejudgeCaddyfile, map[string]string{
+			"ISSUER": as.URL, "ISSUERS": iss, "RESOURCE": res, "BODY": body, "CACHE": "",
+		})
+	}
+	tc := startCaddy(t, vars("a", resource, as.URL), "caddyfile")
+	if code, _, body := floodSend(http.DefaultClient, real, ""); code != http.StatusOK || body != "a real-user" {
+		t.Fatalf("config A: %d %q", code, body)
+	}
+	madeUp := randomToken()
+	if code, _, _ := floodSend(http.DefaultClient, madeUp, ""); code != http.StatusUnauthorized {
+		t.Fatalf("made-up token under config A: %d, want 401", code)
+	}
+	calls := as.calls.Load()
+
+	for _, c := range []struct{ name, res, iss string }{
+		{"another audience", "https://other.example.com/mcp", as.URL},
+		{"another issuer", resource, "https://issuer.example.net"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tc.InitServer(vars("b", c.res, c.iss), "caddyfile")
+			code, body := sendUntil(t, real, "b")
+			if code != http.StatusUnauthorized {
+				t.Fatalf("the answer accepted under config A, under config B (%s): %d %q, want 401", c.name, code, body)
+			}
+			if n := as.calls.Load(); n != calls {
+				t.Errorf("%d calls at the authorization server, want %d: the shared answer was not the one judged", n, calls)
+			}
+		})
+	}
+
+	tc.InitServer(vars("a2", resource, as.URL), "caddyfile")
+	if code, body := sendUntil(t, real, "a2"); code != http.StatusOK || body != "a2 real-user" {
+		t.Fatalf("config A again: %d %q, want 200", code, body)
+	}
+	if code, _, _ := floodSend(http.DefaultClient, madeUp, ""); code != http.StatusUnauthorized {
+		t.Fatalf("made-up token after the reloads: %d, want 401", code)
+	}
+	if n := as.calls.Load(); n != calls {
+		t.Errorf("%d calls at the authorization server, want %d (both answers shared)", n, calls)
+	}
+}
+
+// TestAttackTokenCacheSizeZeroAsksEveryTime: token_cache_size 0 turns the verified-token
+// cache off, and the shared answers with it: every request asks the authorization server
+// (revocation takes effect at once), across a reload too.
+func TestAttackTokenCacheSizeZeroAsksEveryTime(t *testing.T) {
+	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
+	real := randomToken()
+	as := newFloodAS(t, real)
+	cfg := func(body string) string {
+		return render(rejudgeCaddyfile, map[string]string{
+			"ISSUER": as.URL, "ISSUERS": as.URL, "RESOURCE": resource, "BODY": body, "CACHE": "token_cache_size 0",
+		})
+	}
+	tc := startCaddy(t, cfg("a"), "caddyfile")
+	for i := range 3 {
+		if code, _, body := floodSend(http.DefaultClient, real, ""); code != http.StatusOK || body != "a real-user" {
+			t.Fatalf("request %d: %d %q", i, code, body)
+		}
+		if n := as.realSeen.Load(); n != int64(i+1) {
+			t.Fatalf("after %d requests, %d calls: an answer was cached with token_cache_size 0", i+1, n)
+		}
+	}
+	tc.InitServer(cfg("b"), "caddyfile")
+	if code, body := sendUntil(t, real, "b"); code != http.StatusOK {
+		t.Fatalf("after the reload: %d %q", code, body)
+	}
+	seen := as.realSeen.Load()
+	if code, _, _ := floodSend(http.DefaultClient, real, ""); code != http.StatusOK || as.realSeen.Load() != seen+1 {
+		t.Fatalf("after the reload: %d, calls %d then %d: want one call per request", code, seen, as.realSeen.Load())
+	}
+}
+
+// twoSitesCaddyfile: two sites of different resources ask one authorization server as one
+// client, so they share the answers.
+const twoSitesCaddyfile = `
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+
+http://one.localhost:9080 {
+	mcp_auth {
+		resource https://mcp.example.com/mcp
+		authorization_servers @ISSUER@
+		scopes mcp:read
+		introspection {
+			endpoint @ISSUER@/introspect
+			client_id mcp-rs
+			client_secret {env.MCP_ITEST_RS_SECRET}
+		}
+	}
+	respond "one {http.auth.user.id}"
+}
+
+http://two.localhost:9080 {
+	mcp_auth {
+		resource https://two.example.com/mcp
+		authorization_servers @ISSUER@
+		scopes mcp:read
+		introspection {
+			endpoint @ISSUER@/introspect
+			client_id mcp-rs
+			client_secret {env.MCP_ITEST_RS_SECRET}
+		}
+	}
+	respond "two {http.auth.user.id}"
+}
+`
+
+// hostSend sends a token to /mcp of the site named host.
+func hostSend(t *testing.T, host, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", nil)
+	req.Host = host
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestAttackSharedAnswersAcrossSites: an answer that site one accepted (its aud is site one's
+// resource) is held in the cache both sites share; at site two it is judged with site two's
+// audience and refused, in either order of first use.
+func TestAttackSharedAnswersAcrossSites(t *testing.T) {
+	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
+	real := randomToken()
+	as := newFloodAS(t, real)
+	startCaddy(t, render(twoSitesCaddyfile, map[string]string{"ISSUER": as.URL}), "caddyfile")
+	if code, body := hostSend(t, "one.localhost:9080", real); code != http.StatusOK || body != "one real-user" {
+		t.Fatalf("site one: %d %q", code, body)
+	}
+	if code, body := hostSend(t, "two.localhost:9080", real); code != http.StatusUnauthorized {
+		t.Fatalf("site two, with the answer site one cached: %d %q, want 401 (aud is site one's)", code, body)
+	}
+	if n := as.realSeen.Load(); n != 1 {
+		t.Errorf("%d calls, want 1: the sites do not share the answer, so this test proves nothing", n)
+	}
+
+	other := randomToken()
+	as.mu.Lock()
+	as.real[other] = true
+	as.mu.Unlock()
+	if code, body := hostSend(t, "two.localhost:9080", other); code != http.StatusUnauthorized {
+		t.Fatalf("site two first: %d %q, want 401", code, body)
+	}
+	if code, body := hostSend(t, "one.localhost:9080", other); code != http.StatusOK || body != "one real-user" {
+		t.Fatalf("site one after site two refused the answer: %d %q, want 200", code, body)
 	}
 }
