@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 )
 
 // The red team's review of issue 18 as merged: attacks on the introspection flood limits,
@@ -275,4 +276,98 @@ func TestAttackSharedAnswersAcrossSites(t *testing.T) {
 	if code, body := hostSend(t, "one.localhost:9080", other); code != http.StatusOK || body != "one real-user" {
 		t.Fatalf("site one after site two refused the answer: %d %q, want 200", code, body)
 	}
+}
+
+// xffCaddyfile: max_in_flight 4, so each client address holds one slot.
+const xffCaddyfile = `
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+	@SERVERS@
+}
+
+:9080 {
+	mcp_auth {
+		resource https://mcp.example.com/mcp
+		authorization_servers @ISSUER@
+		scopes mcp:read
+		introspection {
+			endpoint @ISSUER@/introspect
+			client_id mcp-rs
+			client_secret {env.MCP_ITEST_RS_SECRET}
+			max_in_flight 4
+			timeout 30s
+		}
+	}
+	respond "ok {http.auth.user.id}"
+}
+`
+
+// TestAttackForwardedForSpoofing: the per-address shares are only as good as the client
+// address. Without trusted_proxies, X-Forwarded-For is the client's own say and is not read:
+// made-up tokens "from" fresh addresses all count against the connection's address, whose
+// share (one slot) the first one holds. Behind a proxy that appends the address it saw,
+// Caddy's default reading of X-Forwarded-For takes the left-most entry, which the client
+// wrote (then the attacker's second made-up token below takes a fresh share, and the first
+// one spends the victim's); trusted_proxies_strict takes the right-most untrusted one, which
+// the proxy wrote, so an attacker can neither spread its flood over made-up addresses nor
+// spend a victim's share by naming its address. (docs/configuration.md says to set it.)
+func TestAttackForwardedForSpoofing(t *testing.T) {
+	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
+	client := &http.Client{Timeout: time.Minute}
+	hold := func(t *testing.T, as *floodAS, xff string) {
+		t.Helper()
+		done := make(chan int, 1)
+		go func() {
+			code, _, _ := floodSend(client, randomToken(), xff)
+			done <- code
+		}()
+		select {
+		case <-as.arrived:
+		case code := <-done:
+			t.Fatalf("made-up token from %q: %d, want its call held at the server", xff, code)
+		case <-time.After(time.Minute):
+			t.Fatal("the made-up token's call never reached the server")
+		}
+	}
+
+	t.Run("no_trusted_proxies", func(t *testing.T) {
+		real := randomToken()
+		as := newFloodAS(t, real)
+		startCaddy(t, render(xffCaddyfile, map[string]string{"ISSUER": as.URL, "SERVERS": ""}), "caddyfile")
+		hold(t, as, "198.51.100.1")
+		before := as.calls.Load()
+		for i := range 5 {
+			code, retry, _ := floodSend(client, randomToken(), fmt.Sprintf("198.51.100.%d", 10+i))
+			if code != http.StatusServiceUnavailable || retry == "" {
+				t.Fatalf("made-up token %d from a forwarded address: %d (Retry-After %q), want 503 at once: X-Forwarded-For gave a fresh share", i, code, retry)
+			}
+		}
+		if n := as.calls.Load() - before; n != 0 {
+			t.Errorf("%d more calls reached the server", n)
+		}
+		as.release()
+	})
+
+	t.Run("trusted_proxies_strict", func(t *testing.T) {
+		real := randomToken()
+		as := newFloodAS(t, real)
+		servers := "servers {\n\t\ttrusted_proxies static 127.0.0.0/8\n\t\ttrusted_proxies_strict\n\t}"
+		startCaddy(t, render(xffCaddyfile, map[string]string{"ISSUER": as.URL, "SERVERS": servers}), "caddyfile")
+		// The attacker (203.0.113.7, appended by the proxy) names the victim's address first.
+		hold(t, as, "192.0.2.66, 203.0.113.7")
+		before := as.calls.Load()
+		code, _, _ := floodSend(client, randomToken(), "192.0.2.67, 203.0.113.7")
+		if code != http.StatusServiceUnavailable || as.calls.Load() != before {
+			t.Fatalf("second made-up token from the attacker, naming another address: %d, want 503 at once (its share is held)", code)
+		}
+		// The victim's real token, through the same proxy.
+		if code, _, body := floodSend(client, real, "192.0.2.66"); code != http.StatusOK || body != "ok real-user" {
+			t.Fatalf("victim's real token: %d %q, want 200: the attacker spent the victim's share", code, body)
+		}
+		as.release()
+	})
 }
