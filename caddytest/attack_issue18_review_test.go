@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -370,4 +371,67 @@ func TestAttackForwardedForSpoofing(t *testing.T) {
 		}
 		as.release()
 	})
+}
+
+// preflightUpgradeCaddyfile: mcp_auth without rules (@RULES@ adds them) in front of an
+// upstream that switches protocols when asked, as a server with a WebSocket transport, or
+// Go's h2c handler, does.
+const preflightUpgradeCaddyfile = globalOptions + `
+
+:9080 {
+	mcp_auth {
+		resource              https://mcp.example.com/mcp
+		authorization_servers https://auth.example.com
+		jwks_url              @JWKS@
+		scopes                mcp:read
+		@RULES@
+	}
+	reverse_proxy @UPSTREAM@
+}
+`
+
+// TestAttackPreflightUpgrade: a CORS preflight passes to the next handler without a token,
+// and reverse_proxy carries an Upgrade on any method. An OPTIONS request with Origin and
+// Access-Control-Request-Method that also asks to upgrade was let through unauthenticated,
+// and the upstream's 101 gave the client a tunnel to the MCP server with no token at all
+// (WebSocket, or h2c: then any request inside it). No browser's preflight asks to upgrade
+// (or carries a method override), so such a request is not a preflight: it is authenticated
+// like any other, and without a token it gets 401.
+func TestAttackPreflightUpgrade(t *testing.T) {
+	s := newSetup(t)
+	for _, rules := range []string{"", "tool delete_* {\n\t\t\tscopes mcp:admin\n\t\t}\n\t\tfilter_tools_list"} {
+		name := "no_rules"
+		if rules != "" {
+			name = "rules"
+		}
+		t.Run(name, func(t *testing.T) {
+			up, hits := switchingUpstream(t)
+			startCaddy(t, render(preflightUpgradeCaddyfile, map[string]string{"JWKS": s.jwks.URL + "/jwks",
+				"UPSTREAM": strings.TrimPrefix(up.URL, "http://"), "RULES": rules}), "caddyfile")
+			for _, c := range []struct{ name, extra string }{
+				{"websocket", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"},
+				{"h2c", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"},
+				{"method override", "X-HTTP-Method-Override: GET\r\nConnection: close\r\n"},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					before := hits.Load()
+					req := "OPTIONS /mcp HTTP/1.1\r\nHost: localhost:9080\r\nOrigin: https://evil.example\r\n" +
+						"Access-Control-Request-Method: POST\r\n" + c.extra + "\r\n"
+					resp, raw := rawExchange(t, req, false)
+					if resp.StatusCode != http.StatusUnauthorized {
+						t.Fatalf("preflight that asks for %s: %d, want 401\n%.300q", c.name, resp.StatusCode, raw)
+					}
+					if n := hits.Load() - before; n != 0 {
+						t.Fatalf("the upstream got %d unauthenticated requests", n)
+					}
+				})
+			}
+			// Control: a real preflight still passes without a token.
+			resp, raw := rawExchange(t, "OPTIONS /mcp HTTP/1.1\r\nHost: localhost:9080\r\nOrigin: https://app.example\r\n"+
+				"Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n", true)
+			if resp.StatusCode == http.StatusUnauthorized || hits.Load() == 0 {
+				t.Fatalf("a plain preflight: %d, upstream hits %d: want it passed on\n%.300q", resp.StatusCode, hits.Load(), raw)
+			}
+		})
+	}
 }
