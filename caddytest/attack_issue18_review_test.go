@@ -435,3 +435,39 @@ func TestAttackPreflightUpgrade(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackRealTokenShapesPassTheShapeCheck: the shape check refuses what cannot be a token
+// before any call; the opaque tokens real authorization servers issue must all reach the
+// server and pass, through Caddy.
+func TestAttackRealTokenShapesPassTheShapeCheck(t *testing.T) {
+	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
+	shapes := map[string]string{
+		"hydra":          "ory_at_" + randomToken() + "." + randomToken()[:43],
+		"oidc-provider":  randomToken(), // 32 random bytes, base64url: 43 characters
+		"github":         "gho_" + strings.Repeat("A1b2C3d4", 4) + "e5F6",
+		"uuid (WSO2)":    "3f2504e0-4f89-41d3-9a0c-0305e82c3301",
+		"google":         "ya29.a0AfB_byC" + randomToken() + "-" + randomToken(),
+		"zitadel base64": "dGhpcyBpcyBhIHRva2Vu+/" + randomToken() + "==",
+		"doorkeeper":     randomToken(),
+		"django (30)":    "aB3dE5gH7jK9mN1pQ3rS5tU7wX9yZ1",
+		"auth0 JWE":      "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0.." + randomToken() + "." + strings.Repeat(randomToken(), 8) + "." + randomToken()[:22],
+		"tilde":          "tok~" + randomToken(),
+	}
+	as := newFloodAS(t, "unused-real-token")
+	as.mu.Lock()
+	for _, tok := range shapes {
+		as.real[tok] = true
+	}
+	as.mu.Unlock()
+	startCaddy(t, render(floodCaddyfile, map[string]string{"ISSUER": as.URL, "TIMEOUT": "5s", "BODY": "ok"}), "caddyfile")
+	for name, tok := range shapes {
+		t.Run(name, func(t *testing.T) {
+			if code, _, body := floodSend(http.DefaultClient, tok, ""); code != http.StatusOK || body != "ok real-user" {
+				t.Fatalf("%d %q, want 200", code, body)
+			}
+		})
+	}
+	if n := as.realSeen.Load(); n != int64(len(shapes)) {
+		t.Errorf("%d calls for %d tokens", n, len(shapes))
+	}
+}
