@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // The red team's review of issue 18 as merged: attacks on the introspection flood limits,
@@ -469,5 +471,33 @@ func TestAttackRealTokenShapesPassTheShapeCheck(t *testing.T) {
 	}
 	if n := as.realSeen.Load(); n != int64(len(shapes)) {
 		t.Errorf("%d calls for %d tokens", n, len(shapes))
+	}
+}
+
+// TestAttackDPoPResourcePortLeadingZeros: a resource written with a port such as "0443"
+// loads, and clients (the WHATWG URL parser of browser and Node SDKs) read it as 443, the
+// default, and write htu without it; every proof was refused, so DPoP never worked for that
+// resource. The port is compared as a number.
+func TestAttackDPoPResourcePortLeadingZeros(t *testing.T) {
+	s := newSetup(t)
+	cfg, _ := s.dpopConfig("caddyfile", "dpop", "", false)
+	const res = "https://mcp.example.com:0443/mcp"
+	cfg = strings.Replace(cfg, "resource              "+resource, "resource              "+res, 1)
+	tc := startCaddy(t, cfg, "caddyfile")
+	client := jwttest.New(t, "", "ES256")
+	c := claims(res, "mcp:read")
+	c["cnf"] = map[string]any{"jkt": client.Thumbprint()}
+	token := s.rsaKey.Token(t, c, nil)
+	for _, htu := range []string{"https://mcp.example.com/mcp", "https://mcp.example.com:443/mcp", res} {
+		if code, _, body := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token,
+			proofs: []string{client.Proof(t, http.MethodPost, htu, token, time.Now().Unix())}}); code != http.StatusOK {
+			t.Errorf("proof with htu %s: %d %q, want 200", htu, code, body)
+		}
+	}
+	for _, htu := range []string{"https://mcp.example.com:4430/mcp", "https://mcp.example.com:1443/mcp", "http://mcp.example.com:0443/mcp"} {
+		if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token,
+			proofs: []string{client.Proof(t, http.MethodPost, htu, token, time.Now().Unix())}}); code != http.StatusUnauthorized {
+			t.Errorf("proof with htu %s: %d, want 401", htu, code)
+		}
 	}
 }
