@@ -198,6 +198,7 @@ func TestIntrospectionFailureLog(t *testing.T) {
 			clk := &clock{t: testNow}
 			v := newIntrospection(as, clk, zap.New(core))
 			v.MaxRate = 1e6
+			mustStart(t, v)
 			heal := tc.break_(as)
 			for i := range 100 {
 				if _, err := v.Verify(context.Background(), fmt.Sprintf("made-up-token-%03d", i), nil); ReasonOf(err) != ASUnavailable {
@@ -249,6 +250,7 @@ func TestIntrospectionFailureLogTimeout(t *testing.T) {
 	t.Cleanup(func() { close(as.hold) })
 	v := newIntrospection(as, &clock{t: testNow}, zap.New(core))
 	v.Timeout = 50 * time.Millisecond
+	mustStart(t, v)
 	if _, err := v.Verify(context.Background(), "made-up-token-1", nil); ReasonOf(err) != ASUnavailable {
 		t.Fatalf("%v, want ASUnavailable", err)
 	}
@@ -269,6 +271,7 @@ func TestAnswerCacheSharedAndJudgedAgain(t *testing.T) {
 	shared := NewAnswerCache(100, clk.now)
 	first := newIntrospection(as, clk, nil)
 	first.Answers = shared
+	mustStart(t, first)
 	if _, err := first.Verify(context.Background(), "real-token-1", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -276,6 +279,7 @@ func TestAnswerCacheSharedAndJudgedAgain(t *testing.T) {
 
 	second := newIntrospection(as, clk, nil)
 	second.Answers = shared
+	mustStart(t, second)
 	clk.add(time.Minute)
 	id, err := second.Verify(context.Background(), "real-token-1", nil)
 	if err != nil || id.Subject != "alice" {
@@ -287,12 +291,14 @@ func TestAnswerCacheSharedAndJudgedAgain(t *testing.T) {
 	other := newIntrospection(as, clk, nil)
 	other.Answers = shared
 	other.Audiences = []string{"https://other.example/mcp"}
+	mustStart(t, other)
 	if _, err := other.Verify(context.Background(), "real-token-1", nil); ReasonOf(err) != Audience {
 		t.Fatalf("config with another audience: %v, want Audience", err)
 	}
 	short := newIntrospection(as, clk, nil)
 	short.Answers = shared
 	short.CacheTTL = 30 * time.Second // the answer arrived a minute ago
+	mustStart(t, short)
 	if _, err := short.Verify(context.Background(), "real-token-1", nil); ReasonOf(err) != ASUnavailable {
 		t.Fatalf("config with a cache_ttl shorter than the answer's age: %v, want a new call (server gone: ASUnavailable)", err)
 	}
