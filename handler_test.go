@@ -374,6 +374,12 @@ func TestServeHTTPOutcomes(t *testing.T) {
 			r.Header["Upgrade"] = []string{""}
 			return r
 		}()),
+		{name: "OPTIONS preflight with credentials is authenticated", h: base, status: 401, code: "invalid_token", desc: descMalformed, scope: "mcp:read",
+			req: func() *http.Request {
+				r := preflight(nil, nil)
+				r.Header.Set("Authorization", "Bearer forged-token-never-verified")
+				return r
+			}()},
 		noCreds("OPTIONS preflight with a method override", func() *http.Request {
 			r := preflight(nil, nil)
 			r.Header.Set("X-Http-Method-Override", "GET")

@@ -397,8 +397,8 @@ const preflightUpgradeCaddyfile = globalOptions + `
 // Access-Control-Request-Method that also asks to upgrade was let through unauthenticated,
 // and the upstream's 101 gave the client a tunnel to the MCP server with no token at all
 // (WebSocket, or h2c: then any request inside it). No browser's preflight asks to upgrade
-// (or carries a method override), so such a request is not a preflight: it is authenticated
-// like any other, and without a token it gets 401.
+// (or carries a method override, or credentials), so such a request is not a preflight: it
+// is authenticated like any other, and without a valid token it gets 401.
 func TestAttackPreflightUpgrade(t *testing.T) {
 	s := newSetup(t)
 	for _, rules := range []string{"", "tool delete_* {\n\t\t\tscopes mcp:admin\n\t\t}\n\t\tfilter_tools_list"} {
@@ -414,6 +414,7 @@ func TestAttackPreflightUpgrade(t *testing.T) {
 				{"websocket", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"},
 				{"h2c", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"},
 				{"method override", "X-HTTP-Method-Override: GET\r\nConnection: close\r\n"},
+				{"credentials", "Authorization: Bearer forged-token-never-verified\r\nConnection: close\r\n"},
 			} {
 				t.Run(c.name, func(t *testing.T) {
 					before := hits.Load()
@@ -421,7 +422,7 @@ func TestAttackPreflightUpgrade(t *testing.T) {
 						"Access-Control-Request-Method: POST\r\n" + c.extra + "\r\n"
 					resp, raw := rawExchange(t, req, false)
 					if resp.StatusCode != http.StatusUnauthorized {
-						t.Fatalf("preflight that asks for %s: %d, want 401\n%.300q", c.name, resp.StatusCode, raw)
+						t.Fatalf("preflight with %s: %d, want 401\n%.300q", c.name, resp.StatusCode, raw)
 					}
 					if n := hits.Load() - before; n != 0 {
 						t.Fatalf("the upstream got %d unauthenticated requests", n)
