@@ -21,9 +21,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// A CORS preflight (Fetch standard: OPTIONS with Origin and Access-Control-Request-Method)
 	// never carries credentials; the MCP server or a cors handler after this one answers it.
 	// Nor does it carry a body: an OPTIONS with one is an ordinary request and is
-	// authenticated, else a server that reads any method's body would get it unjudged.
+	// authenticated, else a server that reads any method's body would get it unjudged. Nor
+	// does it ask to switch protocols or override its method: reverse_proxy carries an
+	// Upgrade on any method, and the upstream's 101 would open a tunnel with no token. Nor
+	// credentials (Fetch standard: a preflight never has them): the MCP server must not get
+	// an Authorization header that nothing verified, and strip_token would not remove.
 	if r.Method == http.MethodOptions && r.Header.Get("Origin") != "" &&
-		r.Header.Get("Access-Control-Request-Method") != "" && !requestHasBody(r) {
+		r.Header.Get("Access-Control-Request-Method") != "" && !requestHasBody(r) &&
+		!asksUpgrade(r) && !hasMethodOverride(r.Header) && len(r.Header["Authorization"]) == 0 {
 		if h.sessions != nil {
 			// No caller proved to own a session ID a preflight carries (a browser's never
 			// carries one): the MCP server must not receive it.

@@ -426,6 +426,15 @@ func NormalizeHTU(s string) (string, bool) {
 	}
 	scheme := strings.ToLower(u.Scheme)
 	host := strings.ToLower(u.Host)
+	if port := u.Port(); port != "" {
+		// A port is a decimal number (RFC 3986 §3.2.3): "0443" is 443, and the WHATWG URL
+		// parser of browser and Node clients writes it so (then drops it as the default).
+		p := strings.TrimLeft(port, "0")
+		if p == "" {
+			p = "0"
+		}
+		host = host[:len(host)-len(port)] + p
+	}
 	switch scheme {
 	case "https":
 		host = strings.TrimSuffix(host, ":443")

@@ -126,6 +126,7 @@ func TestDPoPProofChecks(t *testing.T) {
 		{"htu other host", sign(good(), nil), "", "https://evil.example.com/mcp", "", verify.ErrProofURI},
 		{"htu other scheme", sign(good(), nil), "", "http://mcp.example.com/mcp", "", verify.ErrProofURI},
 		{"htu relative", sign(with("htu", "/mcp"), nil), "", "", "", verify.ErrProofURI},
+		{"htu other port, leading zeros", sign(with("htu", "https://mcp.example.com:04430/mcp"), nil), "", "", "", verify.ErrProofURI},
 		{"iat too old", sign(with("iat", now-301), nil), "", "", "", verify.ErrProofIAT},
 		{"iat too far ahead", sign(with("iat", now+301), nil), "", "", "", verify.ErrProofIAT},
 		{"ath missing", sign(without("ath"), nil), "", "", "", verify.ErrProofATH},
@@ -179,7 +180,7 @@ func TestDPoPProofAccepted(t *testing.T) {
 	}
 	for _, htu := range []string{
 		"HTTPS://MCP.Example.com:443/mcp", "https://mcp.example.com/mcp?x=1#f", "https://mcp.example.com/./a/../mcp",
-		"https://mcp.example.com/%6Dcp",
+		"https://mcp.example.com/%6Dcp", "https://mcp.example.com:0443/mcp", "https://mcp.example.com:000443/mcp",
 	} {
 		proof, err := k.SignProof(jwttest.ProofClaims("POST", htu, testToken, now), nil)
 		if err != nil {

@@ -393,3 +393,49 @@ func TestLimiterClientsBounded(t *testing.T) {
 		t.Fatalf("%d addresses held after the sweep, want 1", n)
 	}
 }
+
+// TestLimiterSuspectIPv6Wide: fresh /64s of one /48 are suspect once two of its /64s are
+// (each marked once, however often): the third fresh /64 meets the floor; /64s of another
+// /48 and IPv4 addresses do not; the mark ends with the minute.
+func TestLimiterSuspectIPv6Wide(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(16, 4, time.Second) // total bucket 8, floor for suspects 4
+		now := time.Now()
+		p := func(s string) netip.Prefix { return ClientPrefix(netip.MustParseAddr(s)) }
+		take := func(c netip.Prefix) error {
+			rel, err := l.admit(c, false, now)
+			if err == nil {
+				rel()
+			}
+			return err
+		}
+		first := p("2001:db8:77:1::1")
+		for range 3 { // one /64 marked three times counts once
+			if err := take(first); err != nil {
+				t.Fatal(err)
+			}
+			l.suspect(first, now)
+		}
+		if l.wideSuspect(p("2001:db8:77:2::1"), now) {
+			t.Fatal("one suspect /64 made its /48 suspect")
+		}
+		if err := take(p("2001:db8:77:2::1")); err != nil {
+			t.Fatal(err)
+		}
+		l.suspect(p("2001:db8:77:2::1"), now)
+		// 8-4 = 4 tokens left: at the floor, a fresh /64 of the /48 is shed, others are not.
+		if err := take(p("2001:db8:77:3::1")); !errors.Is(err, errShedRate) {
+			t.Fatalf("fresh /64 of a suspect /48: %v, want shed", err)
+		}
+		if err := take(p("2001:db8:78:3::1")); err != nil {
+			t.Fatalf("/64 of another /48: %v", err)
+		}
+		if err := take(p("192.0.2.7")); err != nil {
+			t.Fatalf("IPv4 address: %v", err)
+		}
+		now = now.Add(suspectFor + 2*time.Second)
+		if err := take(p("2001:db8:77:4::1")); err != nil {
+			t.Fatalf("fresh /64 a minute later: %v", err)
+		}
+	})
+}
