@@ -32,6 +32,8 @@ type auditRecord struct {
 	caller             *caller
 	digest             tokenDigest
 	method, name, rule string
+	// exchangeTarget names the token exchange target, exchangedID the new token's jti.
+	exchangeTarget, exchangedID string
 }
 
 // String is what the record shows should someone log its replacer key: the user only.
@@ -74,7 +76,7 @@ func (h *Handler) auditDecision(r *http.Request, d denial) {
 // writeAudit writes the event; rec is the request's record, nil before a token was read.
 func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial, rec *auditRecord) {
 	// The fields escape into zap's core; a pooled array spares an allocation of ~1 KiB.
-	fields := auditFields.Get().(*[14]zap.Field)
+	fields := auditFields.Get().(*[16]zap.Field)
 	defer auditFields.Put(fields)
 	f := fields[:0]
 	if d == denyNone {
@@ -101,6 +103,12 @@ func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial
 		if rec.rule != "" {
 			f = append(f, zap.String("rule", rec.rule))
 		}
+		if rec.exchangeTarget != "" {
+			f = append(f, zap.String("exchange_target", rec.exchangeTarget))
+			if rec.exchangedID != "" {
+				f = append(f, zap.String("exchanged_token_id", rec.exchangedID))
+			}
+		}
 		tokenID = rec.caller.tokenID()
 	} else if rec != nil && rec.digest.raw != "" {
 		tokenID = rec.digest.hash().ShortID()
@@ -120,7 +128,7 @@ func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial
 	ce.Write(f...)
 }
 
-var auditFields = sync.Pool{New: func() any { return new([14]zap.Field) }}
+var auditFields = sync.Pool{New: func() any { return new([16]zap.Field) }}
 
 // remoteIP is the client's address as Caddy determined it (trusted_proxies applied), else the
 // connection's.

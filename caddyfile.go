@@ -265,6 +265,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Introspection = new(Introspection)
 			err = h.Introspection.unmarshalCaddyfile(d)
+		case "token_exchange":
+			if seen[name] {
+				return d.Errf("token_exchange: given more than once")
+			}
+			h.TokenExchange = new(TokenExchange)
+			err = h.TokenExchange.unmarshalCaddyfile(d)
 		case "dpop":
 			if seen[name] {
 				return d.Errf("dpop: given more than once")
@@ -490,8 +496,13 @@ func parseRule(d *caddyfile.Dispenser, h *Handler) error {
 				return err
 			}
 			continue
+		case "exchange":
+			if err := parseRuleExchange(d, kind, r); err != nil {
+				return err
+			}
+			continue
 		default:
-			return d.Errf("%s: unrecognized subdirective %q (scopes, any_of, clients or require_claim)", kind, d.Val())
+			return d.Errf("%s: unrecognized subdirective %q (scopes, any_of, clients, require_claim or exchange)", kind, d.Val())
 		}
 		args := d.RemainingArgs()
 		if len(args) == 0 {
@@ -507,7 +518,7 @@ func parseRule(d *caddyfile.Dispenser, h *Handler) error {
 		}
 		*dst = append(*dst, args...)
 	}
-	if len(r.Scopes)+len(r.AnyOf)+len(r.Clients)+len(r.RequireClaims) == 0 {
+	if len(r.Scopes)+len(r.AnyOf)+len(r.Clients)+len(r.RequireClaims) == 0 && r.Exchange == nil {
 		return d.Errf("%s %s: %v", kind, strings.Join(patterns, " "), errRuleNoScope)
 	}
 	h.Rules = append(h.Rules, r)

@@ -33,6 +33,8 @@ type caller struct {
 	sessionAnchor string
 	// provider answers the placeholders; built once so a request only registers it.
 	provider caddy.ReplacerFunc
+	// exchanged are the tokens exchanged for this caller, per target (token_exchange).
+	exchanged exchangeSlots
 }
 
 func newCaller(id *verify.Identity, p *policy.Policy, leeway time.Duration) *caller {

@@ -88,6 +88,39 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 			auth_method private_key_jwt
 			private_key /etc/caddy/rs-key.pem
 		}
+	}`, `mcp_auth {
+		resource               https://mcp.example.com/mcp
+		authorization_servers  https://auth.example.com
+		scopes                 mcp:read
+		token_exchange {
+			endpoint      https://auth.example.com/token
+			client_id     mcp-gw
+			auth_method   private_key_jwt
+			private_key   /etc/caddy/gw-key.pem
+			audience      https://api.example.com urn:example:api
+			resource      https://api.example.com/
+			scope         api:read api:write
+			header        X-Upstream-Token
+			cache_ttl     2m
+			timeout       3s
+			max_in_flight 4
+		}
+		tool github_* {
+			exchange {
+				audience https://api.github.com
+				resource https://api.github.com/
+				scope    repo
+			}
+		}
+	}`, `mcp_auth {
+		resource               https://mcp.example.com/mcp
+		authorization_servers  https://auth.example.com
+		scopes                 mcp:read
+		token_exchange {
+			client_id     mcp-gw
+			client_secret {env.MCP_GW_SECRET}
+			audience      https://api.example.com
+		}
 	}`}
 	set := map[string]bool{}
 	for _, cf := range caddyfiles {
@@ -116,13 +149,17 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 			}
 		}
 		var nested struct {
-			DPoP map[string]json.RawMessage `json:"dpop"`
+			DPoP          map[string]json.RawMessage `json:"dpop"`
+			TokenExchange map[string]json.RawMessage `json:"token_exchange"`
 		}
 		if err := json.Unmarshal(raw, &nested); err != nil {
 			t.Fatal(err)
 		}
 		for k := range nested.DPoP {
 			set["dpop."+k] = true
+		}
+		for k := range nested.TokenExchange {
+			set["token_exchange."+k] = true
 		}
 		back := new(Handler)
 		if err := json.Unmarshal(raw, back); err != nil {
@@ -132,7 +169,12 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 			t.Errorf("JSON round trip changed the config:\n %+v\n %+v", h, back)
 		}
 	}
-	for prefix, ht := range map[string]reflect.Type{"": reflect.TypeFor[Handler](), "dpop.": reflect.TypeFor[DPoPConfig]()} {
+	for _, g := range []struct {
+		prefix string
+		ht     reflect.Type
+	}{{"", reflect.TypeFor[Handler]()}, {"dpop.", reflect.TypeFor[DPoPConfig]()},
+		{"token_exchange.", reflect.TypeFor[TokenExchange]()}, {"token_exchange.", reflect.TypeFor[ExchangeTarget]()}} {
+		prefix, ht := g.prefix, g.ht
 		for i := range ht.NumField() {
 			f := ht.Field(i)
 			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")

@@ -88,6 +88,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	var lf *listFilter
+	target := siteTarget
 	if h.ops != nil {
 		// The base policy and the rules are judged together, so that a 403 names every
 		// scope this request needs.
@@ -99,8 +100,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return h.deny(w, r, dec.deny, dec.err)
 		}
 		lf = dec.filter
+		target = dec.target
 	} else if v := h.policy.Decide(&c.subject, nil); !v.Allowed() {
 		return h.deny(w, r, outcomeDenials[v.Outcome], nil)
+	}
+	if h.TokenExchange != nil {
+		if d, err := h.TokenExchange.exchangeFor(r, repl, rec, c, td, target); d != denyNone {
+			return h.deny(w, r, d, err)
+		}
 	}
 
 	h.metrics.allowed.Inc()
@@ -328,6 +335,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, td *token
 	if h.sessions != nil {
 		c.sessionAnchor = sessionAnchor(id, td)
 	}
+	c.exchanged = h.TokenExchange.newSlots()
 	// With a cache, the lookup above set hashed for every opaque token (JWS-shaped or not),
 	// so only a JWT is kept as itself.
 	if hashed != nil {

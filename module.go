@@ -300,6 +300,12 @@ type Handler struct {
 	// JSON: `close_streams_at_expiry`. Caddyfile: `close_streams_at_expiry`.
 	CloseStreamsAtExpiry bool `json:"close_streams_at_expiry,omitempty"`
 
+	// TokenExchange exchanges the incoming access token, once the request is allowed, for a
+	// token for the upstream (RFC 8693), which the upstream request carries instead.
+	//
+	// JSON: `token_exchange`. Caddyfile: `token_exchange { ... }`.
+	TokenExchange *TokenExchange `json:"token_exchange,omitempty"`
+
 	sessions *sessionBinder // nil unless bind_sessions
 	audit    *zap.Logger    // nil unless audit
 
@@ -393,6 +399,11 @@ func (h *Handler) Provision(ctx caddy.Context) (err error) {
 	h.verifier = h.newJWTVerifier()
 	if h.Introspection != nil {
 		if err := h.Introspection.Provision(ctx, h); err != nil {
+			return err
+		}
+	}
+	if h.TokenExchange != nil {
+		if err := h.TokenExchange.Provision(ctx, h); err != nil {
 			return err
 		}
 	}
@@ -594,6 +605,11 @@ func (h *Handler) validateConfig() error {
 			return err
 		}
 	}
+	if h.TokenExchange != nil {
+		if err := h.TokenExchange.Validate(); err != nil {
+			return err
+		}
+	}
 	if h.BindSessions != nil {
 		return h.BindSessions.Validate()
 	}
@@ -675,6 +691,9 @@ func (h *Handler) validateOwn() error {
 		return fmt.Errorf("max_body_size: %d is negative", h.MaxBodySize)
 	}
 	if err := validateScopeClaims(h.ScopeClaim); err != nil {
+		return err
+	}
+	if err := h.validateExchangeRules(); err != nil {
 		return err
 	}
 	return h.validateAccess()

@@ -44,6 +44,8 @@ type opDecision struct {
 	// filter, when not nil, is the writer that filters a list result; the next handler
 	// writes through it.
 	filter *listFilter
+	// target is the token exchange target of the messages (token_exchange).
+	target int
 }
 
 // judgeOperation runs after the token verified. It reads the JSON-RPC messages of the body,
@@ -133,15 +135,22 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 		}
 		return opDecision{deny: denyInsufficientScope, stepUp: v.StepUp}
 	}
+	target := siteTarget
+	if x := h.TokenExchange; x != nil {
+		var same bool
+		if target, same = x.targetOf(msgs); !same {
+			return opDecision{deny: denyExchangeMixed}
+		}
+	}
 	for i := range msgs {
 		if k, ok := mcpjson.ListKindOf(msgs[i].Method); ok && ops.lists.Has(k) {
 			// The result is rewritten here, so it must reach us uncompressed (encode runs
 			// after mcp_auth and would compress for the client otherwise).
 			r.Header.Del("Accept-Encoding")
-			return opDecision{deny: denyNone, filter: newListFilter(w, h.policy, c, ops.lists)}
+			return opDecision{deny: denyNone, filter: newListFilter(w, h.policy, c, ops.lists), target: target}
 		}
 	}
-	return opDecision{deny: denyNone}
+	return opDecision{deny: denyNone, target: target}
 }
 
 // hasContentCoding reports a Content-Encoding other than identity: a compressed answer cannot

@@ -45,6 +45,13 @@ type Rule struct {
 	// RequireClaims are claim conditions that must all hold when the rule applies; a
 	// failing one is answered 403 access_denied.
 	RequireClaims []ClaimCondition `json:"require_claims,omitempty"`
+
+	// Exchange, in a rule with tools only, is the token exchange target of the tools the
+	// rule names: a `tools/call` the rule matches (the first such rule in config order)
+	// gets a token for it rather than for the site's target (see token_exchange).
+	//
+	// JSON: `exchange`. Caddyfile: `exchange` in a `tool` block.
+	Exchange *ExchangeTarget `json:"exchange,omitempty"`
 }
 
 // policyRule is the rule as internal/policy compiles it.
@@ -81,7 +88,7 @@ func validateRules(rules []*Rule) error {
 				return fmt.Errorf("rules[%d].resource_uris: %q: write patterns in the normal form of the URIs they name: %w", i, p, err)
 			}
 		}
-		if len(r.Scopes)+len(r.AnyOf)+len(r.Clients)+len(r.RequireClaims) == 0 {
+		if len(r.Scopes)+len(r.AnyOf)+len(r.Clients)+len(r.RequireClaims) == 0 && r.Exchange == nil {
 			return fmt.Errorf("rules[%d]: %w", i, errRuleNoScope)
 		}
 		if err := validateRuleAccess(i, r); err != nil {

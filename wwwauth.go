@@ -54,6 +54,10 @@ const (
 	denyWrongCert
 	denyDPoPRequired
 	denySession
+	// Token exchange toward the upstream (RFC 8693).
+	denyExchangeRefused
+	denyExchangeUnavailable
+	denyExchangeMixed
 	numDenials
 )
 
@@ -133,6 +137,10 @@ var denials = [numDenials]denialInfo{
 	// "Session Management"), and the client starts a new session. No OAuth error: the token
 	// is fine.
 	denySession: {http.StatusNotFound, "", "", "session_not_found"},
+	// Token exchange (RFC 8693): a refusal no new scope fixes (access_denied, no step-up).
+	denyExchangeRefused:     {http.StatusForbidden, codeAccessDenied, "The authorization server refused a token for the upstream of this request.", "exchange_refused"},
+	denyExchangeUnavailable: {http.StatusServiceUnavailable, codeUnavailable, "The authorization server cannot issue a token for the upstream now.", "exchange_unavailable"},
+	denyExchangeMixed:       {http.StatusBadRequest, codeInvalidRequest, "The messages of this batch need tokens for different upstreams.", "exchange_mixed_targets"},
 }
 
 // reasonDenials maps why a verifier refused a token to the answer.

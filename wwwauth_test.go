@@ -125,6 +125,9 @@ var wantDenials = map[denial]struct {
 	denyWrongCert:                {401, "invalid_token", "The access token is bound to another client certificate."},
 	denyDPoPRequired:             {401, "invalid_token", "This resource accepts only DPoP-bound access tokens."},
 	denySession:                  {404, "", ""},
+	denyExchangeRefused:          {403, "access_denied", "The authorization server refused a token for the upstream of this request."},
+	denyExchangeUnavailable:      {503, "temporarily_unavailable", "The authorization server cannot issue a token for the upstream now."},
+	denyExchangeMixed:            {400, "invalid_request", "The messages of this batch need tokens for different upstreams."},
 }
 
 func TestChallengesEveryDenial(t *testing.T) {
@@ -266,7 +269,7 @@ func TestChallengeStatusCodes(t *testing.T) {
 			want = codeInvalidRequest
 		case http.StatusForbidden:
 			want = codeInsufficientScope
-			if d == denyClientNotAllowed || d == denyClaimNotSatisfied {
+			if d == denyClientNotAllowed || d == denyClaimNotSatisfied || d == denyExchangeRefused {
 				want = codeAccessDenied
 			}
 		case http.StatusServiceUnavailable:

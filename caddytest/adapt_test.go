@@ -115,6 +115,7 @@ var subdirectives = map[string]string{
 	"tenants":                    "tenants",
 	"filter_lists":               "filter_lists",
 	"introspection":              "introspection",
+	"token_exchange":             "token_exchange",
 	"dpop":                       "dpop",
 	"mtls_bound":                 "mtls_bound",
 }

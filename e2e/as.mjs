@@ -2,11 +2,13 @@
 // OAuth 2.0 server) on 127.0.0.1, issuing RFC 9068 JWT access tokens whose `aud` is the
 // RFC 8707 resource indicator the client asked for.
 //
-// Usage: node as.mjs <mcp-resource-url>
+// Usage: node as.mjs <mcp-resource-url> [<exchange-audience,...>]
+// With exchange audiences, the AS also has an RFC 8693 token exchange grant (see below).
 // Prints one line `AS_READY <issuer>` on stdout once it listens, then serves until killed.
 import crypto from 'node:crypto';
 import http from 'node:http';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
+import { SignJWT, jwtVerify } from 'jose';
 
 const resource = process.argv[2];
 if (!resource || !URL.canParse(resource)) {
@@ -33,6 +35,22 @@ const signingKey = {
   use: 'sig',
   alg: 'RS256',
 };
+
+// ---- Token exchange (RFC 8693) ------------------------------------------------------------
+// oidc-provider has no token exchange grant; it registers extra grants through its documented
+// registerGrantType API. This one takes an access token this AS issued for the MCP resource
+// (the subject token) and issues a JWT access token for one of the audiences given on the
+// command line, for the same user and client, to the client mcp-gw (mcp_auth's).
+const exchangeAudiences = (process.argv[3] ?? '').split(',').filter(Boolean);
+const tokenExchange = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const accessTokenType = 'urn:ietf:params:oauth:token-type:access_token';
+if (exchangeAudiences.length > 0) {
+  clients.push({
+    client_id: 'mcp-gw', client_secret: 'mcp-gw-secret', grant_types: [tokenExchange],
+    redirect_uris: [], response_types: [],
+  });
+}
+// ---- end token exchange ---------------------------------------------------------------------
 
 // ---- DPoP (RFC 9449) -------------------------------------------------------------------
 // Token requests that carry a DPoP proof get access tokens bound to its key (cnf.jkt in the
@@ -106,10 +124,50 @@ server.listen(0, '127.0.0.1', () => {
     // The resource-server tokens need no user claims; keep the account model minimal.
     findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
   });
+  if (exchangeAudiences.length > 0) registerTokenExchange(provider, issuer);
   provider.on('server_error', (ctx, err) => console.error('AS server_error:', err));
   server.on('request', provider.callback());
   console.log(`AS_READY ${issuer}`);
 });
+
+function registerTokenExchange(provider, issuer) {
+  const publicKey = crypto.createPublicKey({ key: signingKey, format: 'jwk' });
+  const privateKey = crypto.createPrivateKey({ key: signingKey, format: 'jwk' });
+  const one = (v) => (Array.isArray(v) ? v : v ? [v] : []);
+  provider.registerGrantType(tokenExchange, async (ctx) => {
+    const p = ctx.oidc.params;
+    if (p.subject_token_type !== accessTokenType || !p.subject_token) {
+      throw new errors.InvalidRequest('subject_token_type must be the access token type');
+    }
+    if (p.requested_token_type && p.requested_token_type !== accessTokenType) {
+      throw new errors.InvalidRequest('only access tokens are issued');
+    }
+    let subject;
+    try {
+      // The subject token must be one of ours, valid, and issued for the MCP resource.
+      ({ payload: subject } = await jwtVerify(p.subject_token, publicKey, {
+        issuer, audience: resource, typ: 'at+jwt', algorithms: ['RS256'],
+      }));
+    } catch (err) {
+      throw new errors.InvalidGrant(`subject token refused: ${err.code ?? err.message}`);
+    }
+    const audience = one(p.audience);
+    if (audience.length !== 1 || !exchangeAudiences.includes(audience[0]) || one(p.resource).length > 0) {
+      throw new errors.InvalidTarget('exactly one known audience, and no resource');
+    }
+    const now = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({
+      client_id: subject.client_id,
+      scope: p.scope ?? subject.scope,
+      act: { sub: ctx.oidc.client.clientId }, // RFC 8693 §4.1: who acts for the subject
+    })
+      .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: signingKey.kid })
+      .setIssuer(issuer).setSubject(subject.sub).setAudience(audience[0])
+      .setIssuedAt(now).setExpirationTime(now + 300).setJti(crypto.randomUUID())
+      .sign(privateKey);
+    ctx.body = { access_token: token, issued_token_type: accessTokenType, token_type: 'Bearer', expires_in: 300 };
+  }, ['subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'resource', 'scope'], ['audience', 'resource']);
+}
 
 for (const sig of ['SIGTERM', 'SIGINT']) {
   process.on(sig, () => process.exit(0));

@@ -16,9 +16,10 @@ import (
 // The functions that read the mcp_auth block and its nested blocks; every string a case of
 // theirs (or a `name == "…"` test) accepts is a subdirective.
 var parserFuncs = map[string][]string{
-	"caddyfile.go":     {"UnmarshalCaddyfile", "parseRule"},
-	"introspection.go": {"unmarshalCaddyfile"},
-	"dpop.go":          {"unmarshalDPoP"},
+	"caddyfile.go":      {"UnmarshalCaddyfile", "parseRule"},
+	"introspection.go":  {"unmarshalCaddyfile"},
+	"dpop.go":           {"unmarshalDPoP"},
+	"token_exchange.go": {"unmarshalCaddyfile", "parseRuleExchange", "parseExchangeTargetLine"},
 }
 
 // TestSyntaxBlockListsEverySubdirective: the syntax block at the top of

@@ -18,6 +18,10 @@
 //	v.Rule                            // which rule decided (an index into Config.Rules, or BaseRule)
 //	p.EntryAllowed(&s, kind, name)    // per list entry: does it stay in a filtered list?
 //
+// Beside them, RuleMatches(i, msg) says whether rule i names a message, for what a rule
+// configures that is not policy (the upstream token a tool gets, token exchange): it matches
+// as Decide does, and decides nothing.
+//
 // Decide with no messages judges the base policy alone (a GET stream, a DELETE, a request
 // whose body is not read). The caller maps the Outcome to its answer (403 insufficient_scope
 // with a step-up challenge, 403 access_denied, 400 invalid_request); nothing here writes one.
@@ -225,6 +229,22 @@ func (p *Policy) EntryAllowed(s *Subject, kind mcpjson.ListKind, key string) boo
 		return p.templateAllowed(key, s)
 	}
 	return false
+}
+
+// RuleMatches reports whether rule i (an index into Config.Rules) names message m: the
+// matching Decide applies, without judging anything. It serves what a rule configures
+// beside the policy (which upstream token a tools/call gets), so that it names the same
+// messages the rule's scopes do. It does not allocate.
+func (p *Policy) RuleMatches(i int, m *mcpjson.Message) bool {
+	if i < 0 || i >= len(p.rules) {
+		return false
+	}
+	if p.uriRules && (resourceURIMethod(m.Method) || m.Ref == mcpjson.RefResource) {
+		var buf [256]byte
+		k := newURIKey(buf[:0], m.Name)
+		return p.rules[i].appliesTo(m, &k)
+	}
+	return p.rules[i].appliesTo(m, nil)
 }
 
 // Scopes lists every scope the policy names, base first and then the rules', each once:

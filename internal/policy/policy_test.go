@@ -117,7 +117,21 @@ func TestRuleMatching(t *testing.T) {
 			if !slices.Equal(got, tc.want) {
 				t.Fatalf("matched rules %v, want %v", got, tc.want)
 			}
+			// RuleMatches, asked rule by rule, names the same rules.
+			got = nil
+			for i := -1; i <= len(rs.rules); i++ {
+				if rs.RuleMatches(i, &tc.msg) {
+					got = append(got, i)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("RuleMatches names rules %v, want %v", got, tc.want)
+			}
 		})
+	}
+	msg := mcpjson.Message{Method: "resources/read", HasMethod: true, Name: "file:///private/key"}
+	if allocs := testing.AllocsPerRun(100, func() { rs.RuleMatches(3, &msg) }); allocs != 0 {
+		t.Fatalf("RuleMatches: %v allocations", allocs)
 	}
 }
 

@@ -3,13 +3,6 @@ package verify
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +15,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/clientauth"
 	"github.com/mcpauth/caddy-mcp-auth/internal/tokencache"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
@@ -30,17 +24,13 @@ import (
 // Client authentication methods at the introspection endpoint (RFC 7662 §2.1 asks for one;
 // the names are those of the OAuth Token Endpoint Authentication Methods registry).
 const (
-	AuthClientSecretBasic = "client_secret_basic"
-	AuthClientSecretPost  = "client_secret_post"
-	AuthPrivateKeyJWT     = "private_key_jwt"
+	AuthClientSecretBasic = clientauth.ClientSecretBasic
+	AuthClientSecretPost  = clientauth.ClientSecretPost
+	AuthPrivateKeyJWT     = clientauth.PrivateKeyJWT
 )
 
 // MaxAnswerBytes bounds an introspection answer; a larger one is refused unread.
 const MaxAnswerBytes = 64 << 10
-
-// assertionLifetime is the exp of a private_key_jwt client assertion: short, as RFC 7523
-// §3 advises, since it is made for one call.
-const assertionLifetime = time.Minute
 
 // discoveryRetry is how long a failed discovery of the endpoint is remembered, so that a
 // flood of tokens while the authorization server is down does not become a flood of
@@ -184,10 +174,7 @@ func (v *Introspection) Start() error {
 // timeout, and never following a redirect, which would carry the token (and, to the same
 // host, the credentials) to where the configuration did not say.
 func NewIntrospectionClient(timeout time.Duration) *http.Client {
-	return &http.Client{
-		Timeout:       timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	return clientauth.NewHTTPClient(timeout)
 }
 
 func (v *Introspection) now() time.Time { return v.Now() }
@@ -420,83 +407,17 @@ func (v *Introspection) findEndpoint(ctx context.Context) (string, error) {
 // request builds the RFC 7662 §2.1 POST with the client authentication.
 func (v *Introspection) request(ctx context.Context, endpoint, token string) (*http.Request, error) {
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
-	basic := false
-	switch v.authMethod() {
-	case AuthClientSecretPost:
-		form.Set("client_id", v.ClientID)
-		form.Set("client_secret", v.ClientSecret)
-	case AuthPrivateKeyJWT:
-		assertion, err := v.assertion(endpoint)
-		if err != nil {
-			return nil, err
-		}
-		form.Set("client_id", v.ClientID)
-		form.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
-		form.Set("client_assertion", assertion)
-	default:
-		basic = true
+	cred := clientauth.Credentials{
+		ClientID: v.ClientID, ClientSecret: v.ClientSecret, Method: v.AuthMethod,
+		PrivateKey: v.PrivateKey, AssertionAudience: v.AssertionAudience, Now: v.now,
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if basic {
-		// RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined and
-		// base64-encoded (net/http's SetBasicAuth does not encode them).
-		cred := url.QueryEscape(v.ClientID) + ":" + url.QueryEscape(v.ClientSecret)
-		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(cred)))
-	}
-	return req, nil
-}
-
-// assertion makes an RFC 7523 §2.2 client assertion: iss = sub = client_id, aud = the
-// authorization server, a unique jti, and a short exp.
-func (v *Introspection) assertion(endpoint string) (string, error) {
-	method, err := SigningMethodFor(v.PrivateKey)
-	if err != nil {
-		return "", err
-	}
-	var jti [16]byte
-	if _, err := rand.Read(jti[:]); err != nil {
-		return "", err
-	}
-	aud := v.AssertionAudience
-	if aud == "" {
-		aud = endpoint
-	}
-	now := v.now()
-	claims := jwt.MapClaims{
-		"iss": v.ClientID,
-		"sub": v.ClientID,
-		"aud": aud,
-		"jti": hex.EncodeToString(jti[:]),
-		"iat": now.Unix(),
-		"exp": now.Add(assertionLifetime).Unix(),
-	}
-	return jwt.NewWithClaims(method, claims).SignedString(v.PrivateKey)
+	return cred.NewRequest(ctx, endpoint, form)
 }
 
 // SigningMethodFor picks the JWS algorithm for a private key: RS256 for RSA, ES256/384/512
 // by curve, EdDSA for Ed25519.
 func SigningMethodFor(k crypto.Signer) (jwt.SigningMethod, error) {
-	switch k := k.(type) {
-	case *rsa.PrivateKey:
-		return jwt.SigningMethodRS256, nil
-	case *ecdsa.PrivateKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return jwt.SigningMethodES256, nil
-		case elliptic.P384():
-			return jwt.SigningMethodES384, nil
-		case elliptic.P521():
-			return jwt.SigningMethodES512, nil
-		}
-	case ed25519.PrivateKey:
-		return jwt.SigningMethodEdDSA, nil
-	}
-	return nil, fmt.Errorf("private key of type %T: not RSA, ECDSA P-256/384/521 or Ed25519", k)
+	return clientauth.SigningMethodFor(k)
 }
 
 // parseAnswer reads an introspection response (RFC 7662 §2.2). Members this module acts on
