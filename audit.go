@@ -31,6 +31,8 @@ const auditKey = "http.auth.mcp.audit"
 type auditRecord struct {
 	c                  *caller
 	method, name, rule string
+	// anonymous: the request carried no token (public).
+	anonymous bool
 }
 
 // String is what the record shows should someone log its replacer key: the user only.
@@ -84,8 +86,12 @@ func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial
 	}
 	tokenID := ""
 	if rec != nil {
-		id := rec.c.id
-		f = append(f, zap.String("iss", id.Issuer), zap.String("sub", id.Subject), zap.String("client_id", id.ClientID))
+		if rec.anonymous {
+			f = append(f, zap.Bool("anonymous", true))
+		} else {
+			id := rec.c.id
+			f = append(f, zap.String("iss", id.Issuer), zap.String("sub", id.Subject), zap.String("client_id", id.ClientID))
+		}
 		if rec.method != "" {
 			f = append(f, zap.String("method", rec.method))
 			if rec.name != "" {

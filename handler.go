@@ -35,6 +35,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	raw, viaDPoP, d := bearerToken(r.Header, h.dpop != nil)
 	if d != denyNone {
+		if d == denyMissing && h.ops != nil && (h.Public != nil || h.inResult != nil) && isAnonymous(r) {
+			return h.serveAnonymous(w, r, next)
+		}
 		return h.deny(w, r, d, nil)
 	}
 	if !viaDPoP && h.dpopRequired {
@@ -58,11 +61,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// out is what the next handler writes to; denials are written to w.
 	out := w
 	if h.sessions != nil {
-		if !h.sessions.checkSession(r, id.id, id.sessionAnchor) {
+		ok, anonymous := h.sessions.checkCallerSession(r, id.id, id.sessionAnchor)
+		if !ok {
 			return h.deny(w, r, denySession, nil)
 		}
 		out = &sessionWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
-			binder: h.sessions, id: id.id, anchor: id.sessionAnchor}
+			binder: h.sessions, id: id.id, anchor: id.sessionAnchor, anonymous: anonymous}
 	}
 
 	// The base client and claim conditions: no request of this caller can pass, whatever
@@ -77,6 +81,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// scope this request needs.
 		dec := h.judgeOperation(out, r, id)
 		if dec.deny != denyNone {
+			if h.inResultForSignedIn(w, r, id, dec.deny, dec.challenge) {
+				return nil
+			}
 			if dec.challenge != "" {
 				return h.denyWith(w, r, dec.deny, dec.challenge, dec.err)
 			}
@@ -123,6 +130,13 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, d denial, err err
 
 // denyWith is deny with a challenge built for this request (step-up scopes).
 func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, challenge string, err error) error {
+	h.recordDenial(r, d, err)
+	h.chall.writeWith(w, d, challenge)
+	return nil
+}
+
+// recordDenial counts, audits and logs the denial d, and sets its placeholders.
+func (h *Handler) recordDenial(r *http.Request, d denial, err error) {
 	info := denials[d]
 	h.metrics.byDenial[d].Inc()
 	if h.audit != nil {
@@ -139,8 +153,6 @@ func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, cha
 		}
 		ce.Write(fields...)
 	}
-	h.chall.writeWith(w, d, challenge)
-	return nil
 }
 
 // bearerToken takes the token from the one Authorization header (RFC 6750 §2.1), with the

@@ -289,6 +289,26 @@ type Handler struct {
 	// JSON: `close_streams_at_expiry`. Caddyfile: `close_streams_at_expiry`.
 	CloseStreamsAtExpiry bool `json:"close_streams_at_expiry,omitempty"`
 
+	// Public lists what a caller without a token may do; lifecycle and discovery
+	// (initialize, notifications, ping, server/discover and the list methods) are then
+	// always allowed without one. With it, tools/list answers carry every tool's
+	// securitySchemes, computed from the rules. Without it every request needs a token.
+	//
+	// JSON: `public`. Caddyfile: `public { tool|prompt|resource_uri|method <pattern...> }`.
+	Public *PublicOps `json:"public,omitempty"`
+
+	// ChallengeInResult lists clients (globs on the User-Agent, or on the client_id of the
+	// token) that act only on a challenge inside a tool result: their single tools/call
+	// refused for lack of a token or of scopes gets 200 and a result with isError and
+	// _meta["mcp/www_authenticate"]. The Caddyfile subdirective alone lists `openai-mcp/*`
+	// (ChatGPT).
+	//
+	// JSON: `challenge_in_result`. Caddyfile: `challenge_in_result [<client-glob...>]`.
+	ChallengeInResult []string `json:"challenge_in_result,omitempty"`
+
+	inResult *inResultClients // nil unless challenge_in_result
+	schemes  *toolSchemes     // nil unless public
+
 	sessions *sessionBinder // nil unless bind_sessions
 	audit    *zap.Logger    // nil unless audit
 
@@ -420,12 +440,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.FilterLists {
 		lists = mcpjson.AllLists
 	}
-	if len(h.Rules) > 0 || lists != 0 || h.Audit {
+	if h.Public != nil {
+		lists |= mcpjson.Of(mcpjson.ListTools) // securitySchemes on every tools/list answer
+	}
+	if len(h.Rules) > 0 || lists != 0 || h.Audit || len(h.ChallengeInResult) > 0 {
 		h.ops = &operations{rules: rules, lists: lists, maxBody: h.MaxBodySize}
+	}
+	if err := h.provisionPublic(ctx, rules, access); err != nil {
+		return err
 	}
 	if err := h.provisionSessionsAudit(ctx); err != nil {
 		return err
 	}
+	h.provisionPublicSessions()
 	if len(h.ScopesSupported) == 0 {
 		// Base scopes first, then the rules'; a scope in several places is advertised once.
 		for _, s := range slices.Concat(h.Scopes, h.AnyOf, rules.scopes()) {
@@ -639,6 +666,14 @@ func (h *Handler) validateConfig() error {
 		if err := h.DPoP.Validate(); err != nil {
 			return err
 		}
+	}
+	if h.Public != nil {
+		if err := h.Public.Validate(); err != nil {
+			return err
+		}
+	}
+	if err := checkInResultClients(h.ChallengeInResult); err != nil {
+		return err
 	}
 	if b := h.BindSessions; b != nil && b.Key != "" {
 		if err := checkSessionKeyArg(b.Key); err != nil {

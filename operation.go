@@ -82,6 +82,7 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 			// with Last-Event-ID gets its events replayed there. Filter it as well.
 			r.Header.Del("Accept-Encoding")
 			tf := newToolsFilter(w, ops.rules, c, ops.lists)
+			h.decorateListWriter(tf)
 			tf.sseOnly = true // a GET is never answered with a JSON-RPC response in JSON
 			return opDecision{deny: denyNone, filter: tf}
 		}
@@ -154,7 +155,9 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 		// The result is rewritten here, so it must reach us uncompressed (encode runs after
 		// mcp_auth and would compress for the client otherwise).
 		r.Header.Del("Accept-Encoding")
-		return opDecision{deny: denyNone, filter: newToolsFilter(w, ops.rules, c, ops.lists)}
+		tf := newToolsFilter(w, ops.rules, c, ops.lists)
+		h.decorateListWriter(tf)
+		return opDecision{deny: denyNone, filter: tf}
 	}
 	return opDecision{deny: denyNone}
 }

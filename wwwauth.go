@@ -50,6 +50,7 @@ const (
 	denyWrongCert
 	denyDPoPRequired
 	denySession
+	denyNotOffered
 	numDenials
 )
 
@@ -125,6 +126,9 @@ var denials = [numDenials]denialInfo{
 	// "Session Management"), and the client starts a new session. No OAuth error: the token
 	// is fine.
 	denySession: {http.StatusNotFound, "", "", "session_not_found"},
+	// public: a GET or DELETE without a token and without an anonymous session. 405 is the
+	// transport's "not offered" (MCP Streamable HTTP): no client starts a sign-in for it.
+	denyNotOffered: {http.StatusMethodNotAllowed, "", "", "anonymous_stream_not_offered"},
 }
 
 // isAccessDenial reports a denial that no new scope can fix: its challenge names no scope.

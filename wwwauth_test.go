@@ -124,6 +124,7 @@ var wantDenials = map[denial]struct {
 	denyWrongCert:                {401, "invalid_token", "The access token is bound to another client certificate."},
 	denyDPoPRequired:             {401, "invalid_token", "This resource accepts only DPoP-bound access tokens."},
 	denySession:                  {404, "", ""},
+	denyNotOffered:               {405, "", ""},
 }
 
 func TestChallengesEveryDenial(t *testing.T) {
@@ -145,7 +146,7 @@ func TestChallengesEveryDenial(t *testing.T) {
 					t.Errorf("Cache-Control %q, want no-store", got)
 				}
 				ch := res.Header.Values("WWW-Authenticate")
-				if want.status == 413 || want.status == 415 || want.status == 404 {
+				if want.status == 413 || want.status == 415 || want.status == 404 || want.status == 405 {
 					// Not about the credentials: no challenge.
 					if len(ch) != 0 {
 						t.Errorf("%d carries a challenge %q", want.status, ch)
@@ -272,6 +273,8 @@ func TestChallengeStatusCodes(t *testing.T) {
 			want = codeUnavailable
 		case http.StatusNotFound:
 			want = "" // an unknown session: the token is fine
+		case http.StatusMethodNotAllowed:
+			want = "" // no anonymous stream offered (public): not about a token
 		default:
 			t.Errorf("%s: unexpected status %d", info.label, info.status)
 		}

@@ -71,6 +71,9 @@ type ListFilter struct {
 	// Allowed reports whether the entry of kind named key (a name, a URI, a URI template)
 	// stays in the list.
 	Allowed func(kind ListKind, key string) bool
+	// Schemes, when set, returns the securitySchemes value (JSON) of a tool by name: every
+	// tool kept in a tools list is rewritten to carry it (schemes.go).
+	Schemes func(name string) []byte
 }
 
 // privateScope is what a filtered list's cacheScope says: the list varies by caller, and a
@@ -449,9 +452,25 @@ func (p *jsonReader) filterList(kind ListKind, lf *ListFilter) (splice, bool, er
 	start := p.pos
 	kept := []byte{'['}
 	removed := false
+	rewrite := kind == ListTools && lf.Schemes != nil
 	err := p.array(func(int) error {
 		p.skipSpace()
 		es := p.pos
+		if rewrite {
+			name, named, entry, err := p.toolEntry(lf.Schemes)
+			if err != nil {
+				return err
+			}
+			if named && lf.Allowed(kind, name) {
+				if len(kept) > 1 {
+					kept = append(kept, ',')
+				}
+				kept = append(kept, entry...)
+			} else {
+				removed = true
+			}
+			return nil
+		}
 		name, named, err := p.entryKey(kind)
 		if err != nil {
 			return err
@@ -466,7 +485,7 @@ func (p *jsonReader) filterList(kind ListKind, lf *ListFilter) (splice, bool, er
 		}
 		return nil
 	})
-	if err != nil || !removed {
+	if err != nil || !removed && !rewrite {
 		return splice{}, false, err
 	}
 	return splice{start: start, end: p.pos, repl: append(kept, ']')}, true, nil

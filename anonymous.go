@@ -1,0 +1,184 @@
+package mcpauth
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
+	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
+	"go.uber.org/zap"
+)
+
+// anonymousCaller stands for a request without a token in audit records: no issuer, subject
+// or client, and the record says `anonymous`.
+var anonymousCaller = &caller{id: new(verify.Identity)}
+
+// isAnonymous reports a request that carries no Authorization header at all. A header that is
+// present, even empty or with another scheme, is a credential attempt: it is never downgraded
+// to anonymous, and is answered as without `public` (401, or 400 for a malformed Bearer).
+func isAnonymous(r *http.Request) bool {
+	_, present := r.Header["Authorization"]
+	return !present
+}
+
+// serveAnonymous judges a request without an Authorization header, with `public` or
+// `challenge_in_result` on. Only the POSTs whose every message is lifecycle, discovery or a
+// public operation pass, judged by every guard a signed-in request's body meets; any other
+// gets the 401 that names what its messages need. No identity placeholder is set.
+func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.audit != nil {
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			repl.Set(auditKey, &auditRecord{c: anonymousCaller, anonymous: true})
+		}
+	}
+	if d := unjudgeable(r); d != denyNone {
+		return h.deny(w, r, d, nil)
+	}
+	switch r.Method {
+	case http.MethodPost:
+		return h.serveAnonymousPost(w, r, next)
+	case http.MethodGet, http.MethodDelete:
+		return h.serveAnonymousStream(w, r, next)
+	}
+	return h.deny(w, r, denyMissing, nil)
+}
+
+// serveAnonymousStream: a GET (event stream) or DELETE (end of session) without a token
+// passes only on a session opened without one (bind_sessions); on a session bound to a
+// caller it is 404, as for anyone else not its owner; otherwise 405, the transport's "not
+// offered", so that no client starts a sign-in for its background stream.
+func (h *Handler) serveAnonymousStream(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.Public == nil || h.sessions == nil {
+		return h.denyNotOffered(w, r)
+	}
+	present, ok := h.sessions.checkAnonymousSession(r)
+	switch {
+	case !present:
+		return h.denyNotOffered(w, r)
+	case !ok:
+		return h.deny(w, r, denySession, nil)
+	}
+	var out http.ResponseWriter = &sessionWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+		binder: h.sessions, anonymous: true}
+	var tf *toolsFilter
+	if r.Method == http.MethodGet && h.ops.lists != 0 {
+		// A resumed POST stream may replay a list result here: rewritten as on the POST.
+		r.Header.Del("Accept-Encoding")
+		tf = h.anonymousListWriter(out)
+		tf.sseOnly = true
+		out = tf
+	}
+	return h.passAnonymous(out, r, next, tf)
+}
+
+// denyNotOffered answers 405 with the one method the transport always offers.
+func (h *Handler) denyNotOffered(w http.ResponseWriter, r *http.Request) error {
+	w.Header()["Allow"] = []string{http.MethodPost}
+	return h.deny(w, r, denyNotOffered, nil)
+}
+
+// serveAnonymousPost reads and judges the body of a POST without a token.
+func (h *Handler) serveAnonymousPost(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	ops := h.ops
+	body, err := readBody(r, ops.maxBody)
+	if err != nil {
+		if errors.Is(err, errBodyTooLarge) {
+			return h.deny(w, r, denyBodyTooLarge, nil)
+		}
+		return h.deny(w, r, denyBodyUnreadable, err)
+	}
+	setBody(r, body)
+	var buf [4]mcpjson.Message
+	msgs, batch, err := mcpjson.ReadRPC(body, buf[:0])
+	if err != nil {
+		return h.deny(w, r, denyBadMessage, err)
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set(methodPlaceholder, msgs[0].Method)
+		repl.Set(namePlaceholder, msgs[0].Name)
+	}
+	if rec := auditRecordOf(r); rec != nil {
+		rec.method, rec.name = msgs[0].Method, msgs[0].Name
+	}
+	if err := mcpjson.CheckMCPHeaders(r.Header["Mcp-Method"], r.Header["Mcp-Name"], msgs, batch); err != nil {
+		return h.deny(w, r, denyHeaderMismatch, err)
+	}
+	if err := ops.rules.checkURIs(msgs); err != nil {
+		return h.deny(w, r, denyResourceURI, err)
+	}
+	allowed := h.Public != nil
+	if allowed {
+		if err := h.Public.checkURIs(msgs); err != nil {
+			return h.deny(w, r, denyResourceURI, err)
+		}
+		for i := range msgs {
+			if !h.Public.anonymousAllows(&msgs[i]) {
+				allowed = false
+				break
+			}
+		}
+	}
+	if !allowed {
+		challenge := h.chall.build("", "", h.access.advertised(anonymousScopes(ops.rules, msgs)))
+		if ce := h.logger.Check(zap.DebugLevel, "anonymous request refused"); ce != nil {
+			ce.Write(zap.String("method", msgs[0].Method), zap.Int("messages", len(msgs)))
+		}
+		if h.inResult != nil && !batch && h.inResult.matches(r, nil) {
+			if done := h.answerInResult(w, r, msgs, body, denyMissing, challenge); done {
+				return nil
+			}
+		}
+		return h.denyWith(w, r, denyMissing, challenge, nil)
+	}
+
+	var out http.ResponseWriter = w
+	if h.sessions != nil {
+		present, ok := h.sessions.checkAnonymousSession(r)
+		if present && !ok {
+			return h.deny(w, r, denySession, nil)
+		}
+		out = &sessionWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+			binder: h.sessions, anonymous: true}
+	}
+	var tf *toolsFilter
+	for i := range msgs {
+		if k, ok := mcpjson.ListKindOf(msgs[i].Method); ok && ops.lists.Has(k) {
+			r.Header.Del("Accept-Encoding")
+			tf = h.anonymousListWriter(out)
+			out = tf
+			break
+		}
+	}
+	return h.passAnonymous(out, r, next, tf)
+}
+
+// passAnonymous hands an allowed anonymous request to the next handler.
+func (h *Handler) passAnonymous(out http.ResponseWriter, r *http.Request, next caddyhttp.Handler, tf *toolsFilter) error {
+	h.metrics.allowed.Inc()
+	if h.audit != nil {
+		h.auditDecision(r, denyNone)
+	}
+	err := next.ServeHTTP(out, r)
+	if tf != nil {
+		tf.finish()
+	}
+	return err
+}
+
+// anonymousListWriter is the list writer for a caller without a token: every tool carries
+// its securitySchemes; with filter_lists (filter_tools_list, for tools) only the public
+// entries and those a plain sign-in unlocks stay.
+func (h *Handler) anonymousListWriter(w http.ResponseWriter) *toolsFilter {
+	ops := h.ops
+	tf := newToolsFilter(w, ops.rules, anonymousCaller, ops.lists)
+	tf.lists.Allowed = func(k mcpjson.ListKind, key string) bool {
+		if k == mcpjson.ListTools && !h.Public.filterTools {
+			return true
+		}
+		return h.Public.entryVisible(ops.rules, k, key)
+	}
+	tf.lists.Schemes = h.schemes.rewrite
+	return tf
+}
