@@ -15,6 +15,9 @@ import (
 // or client, and the record says `anonymous`.
 var anonymousCaller = &caller{id: new(verify.Identity)}
 
+// anonymousPlaceholders are the identity placeholders, empty for a request without a token.
+var anonymousPlaceholders = []string{"http.auth.user.id", "http.auth.user.client_id", "http.auth.user.scope", "http.auth.user.iss"}
+
 // isAnonymous reports a request that carries no Authorization header at all. A header that is
 // present, even empty or with another scheme, is a credential attempt: it is never downgraded
 // to anonymous, and is answered as without `public` (401, or 400 for a malformed Bearer).
@@ -28,8 +31,14 @@ func isAnonymous(r *http.Request) bool {
 // public operation pass, judged by every guard a signed-in request's body meets; any other
 // gets the 401 that names what its messages need. No identity placeholder is set.
 func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if h.audit != nil {
-		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		// The identity placeholders are empty, not unknown: Caddy leaves an unknown
+		// placeholder as its own text ("{http.auth.user.id}"), which a server reading a
+		// header_up value would take for a user name.
+		for _, k := range anonymousPlaceholders {
+			repl.Set(k, "")
+		}
+		if h.audit != nil {
 			repl.Set(auditKey, &auditRecord{c: anonymousCaller, anonymous: true})
 		}
 	}
