@@ -676,3 +676,8 @@ func TestWithoutPublic(t *testing.T) {
 	}
 }
 
+// The subdirectives of public operations, for the adapt tests.
+func init() {
+	subdirectives["public"] = "public"
+	subdirectives["challenge_in_result"] = "challenge_in_result"
+}
