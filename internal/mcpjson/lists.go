@@ -453,23 +453,28 @@ func (p *jsonReader) filterList(kind ListKind, lf *ListFilter) (splice, bool, er
 	kept := []byte{'['}
 	removed := false
 	rewrite := kind == ListTools && lf.Schemes != nil
+	if rewrite {
+		// Every entry is written again, a little longer: room for the rest of the answer
+		// and the schemes, so that the list is built without growing.
+		kept = make([]byte, 1, len(p.data)-start+len(p.data)/4+64)
+		kept[0] = '['
+	}
 	err := p.array(func(int) error {
 		p.skipSpace()
 		es := p.pos
 		if rewrite {
-			name, named, entry, err := p.toolEntry(lf.Schemes)
-			if err != nil {
-				return err
+			n := len(kept)
+			if n > 1 {
+				kept = append(kept, ',')
 			}
-			if named && lf.Allowed(kind, name) {
-				if len(kept) > 1 {
-					kept = append(kept, ',')
-				}
-				kept = append(kept, entry...)
-			} else {
+			var appended bool
+			var err error
+			kept, appended, err = p.appendToolEntry(kept, lf.Schemes, func(name string) bool { return lf.Allowed(kind, name) })
+			if !appended {
+				kept = kept[:n]
 				removed = true
 			}
-			return nil
+			return err
 		}
 		name, named, err := p.entryKey(kind)
 		if err != nil {

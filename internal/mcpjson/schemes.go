@@ -13,140 +13,121 @@ var (
 	metaKeys    = []string{"_meta"}
 )
 
-// member is one member of an object being rewritten: its decoded key and where its value
-// lies in the data.
+// member is one member of an object being rewritten: its key (a view into the data, or into
+// the reader's arena, which is not reset while the answer's outer object is open) and where
+// its value lies in the data.
 type member struct {
 	key        []byte
 	start, end int
 }
 
-// readMembers reads an object and returns its members. Keys are copied: the reader's key
-// storage is reused once the object closes.
-func (p *jsonReader) readMembers(visit func(key []byte) error) ([]member, error) {
+// appendToolEntry reads a tool entry of a tools/list result and appends to dst the entry
+// rewritten with the securitySchemes schemes(name) returns, when the entry is an object with
+// a string name; keep decides, by name, whether it is appended at all. It returns dst and
+// whether the entry was appended.
+func (p *jsonReader) appendToolEntry(dst []byte, schemes func(name string) []byte, keep func(name string) bool) ([]byte, bool, error) {
+	if p.peek() != '{' {
+		return dst, false, p.value()
+	}
 	f, err := p.beginObject()
 	if err != nil {
-		return nil, err
+		return dst, false, err
 	}
-	var out []member
+	var mbuf, metaBuf [16]member
+	members, meta := mbuf[:0], metaBuf[:0]
+	metaObject := false
+	name, named := "", false
 	for {
 		key, ok, err := p.nextMember(&f)
 		if err != nil {
-			return nil, err
+			return dst, false, err
 		}
 		if !ok {
-			return out, nil
+			break
 		}
-		if visit != nil {
-			if err := visit(key); err != nil {
-				return nil, err
-			}
+		if foldsTo(key, entryKeyNames[ListTools]) || foldsTo(key, schemesKeys) || foldsTo(key, metaKeys) {
+			return dst, false, errRPCKeyCase
 		}
 		p.skipSpace()
-		m := member{key: append([]byte(nil), key...), start: p.pos}
+		m := member{key: key, start: p.pos}
+		switch {
+		case string(key) == "name" && p.peek() == '"':
+			v, err := p.stringValue()
+			if err != nil {
+				return dst, false, err
+			}
+			name, named = string(v), true
+		case string(key) == "_meta" && p.peek() == '{':
+			metaObject = true
+			if meta, err = p.readMeta(meta); err != nil {
+				return dst, false, err
+			}
+		default:
+			if err := p.value(); err != nil {
+				return dst, false, err
+			}
+		}
+		m.end = p.pos
+		members = append(members, m)
+	}
+	if !named || !keep(name) {
+		return dst, false, nil
+	}
+	value := schemes(name)
+	dst = append(dst, '{')
+	first := true
+	wroteMeta := false
+	for _, m := range members {
+		if string(m.key) == "securitySchemes" {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = appendJSONString(dst, m.key)
+		dst = append(dst, ':')
+		if string(m.key) == "_meta" {
+			dst = p.appendMeta(dst, metaObject, meta, value)
+			wroteMeta = true
+			continue
+		}
+		dst = append(dst, p.data[m.start:m.end]...)
+	}
+	if !first {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"securitySchemes":`...)
+	dst = append(dst, value...)
+	if !wroteMeta {
+		dst = append(dst, `,"_meta":`...)
+		dst = p.appendMeta(dst, false, nil, value)
+	}
+	return append(dst, '}'), true, nil
+}
+
+// readMeta reads a tool's _meta object, appending its members to out.
+func (p *jsonReader) readMeta(out []member) ([]member, error) {
+	f, err := p.beginObject()
+	if err != nil {
+		return out, err
+	}
+	for {
+		key, ok, err := p.nextMember(&f)
+		if err != nil || !ok {
+			return out, err
+		}
+		if foldsTo(key, schemesKeys) {
+			return out, errRPCKeyCase
+		}
+		p.skipSpace()
+		m := member{key: key, start: p.pos}
 		if err := p.value(); err != nil {
-			return nil, err
+			return out, err
 		}
 		m.end = p.pos
 		out = append(out, m)
 	}
-}
-
-// toolEntry reads a tool entry of a tools/list result and returns its name (when a string)
-// and the entry rewritten with the securitySchemes schemes(name) returns. An entry that is
-// not an object has no name, and is dropped by the caller.
-func (p *jsonReader) toolEntry(schemes func(name string) []byte) (string, bool, []byte, error) {
-	if p.peek() != '{' {
-		return "", false, nil, p.value()
-	}
-	var metaMembers []member
-	metaObject := false
-	start := p.pos
-	members, err := p.readMembers(func(key []byte) error {
-		if foldsTo(key, entryKeyNames[ListTools]) || foldsTo(key, schemesKeys) || foldsTo(key, metaKeys) {
-			return errRPCKeyCase
-		}
-		return nil
-	})
-	if err != nil {
-		return "", false, nil, err
-	}
-	name, named := "", false
-	for _, m := range members {
-		switch string(m.key) {
-		case "name":
-			if p.data[m.start] == '"' {
-				sub := readerPool.Get().(*jsonReader)
-				sub.reset(p.data[m.start:m.end])
-				sub.loneSurrogates = p.loneSurrogates
-				v, err := sub.stringValue()
-				if err == nil {
-					name, named = string(v), true
-				}
-				sub.data = nil
-				readerPool.Put(sub)
-				if err != nil {
-					return "", false, nil, err
-				}
-			}
-		case "_meta":
-			if p.data[m.start] == '{' {
-				sub := readerPool.Get().(*jsonReader)
-				sub.reset(p.data[:m.end])
-				sub.loneSurrogates = p.loneSurrogates
-				sub.pos = m.start
-				metaMembers, err = sub.readMembers(func(key []byte) error {
-					if foldsTo(key, schemesKeys) {
-						return errRPCKeyCase
-					}
-					return nil
-				})
-				sub.data = nil
-				readerPool.Put(sub)
-				if err != nil {
-					return "", false, nil, err
-				}
-				metaObject = true
-			}
-		}
-	}
-	if !named {
-		return "", false, nil, nil
-	}
-	value := schemes(name)
-	out := make([]byte, 0, p.pos-start+2*len(value)+32)
-	out = append(out, '{')
-	first := true
-	sep := func() {
-		if !first {
-			out = append(out, ',')
-		}
-		first = false
-	}
-	wroteMeta := false
-	for _, m := range members {
-		switch string(m.key) {
-		case "securitySchemes":
-			continue
-		case "_meta":
-			sep()
-			out = append(out, `"_meta":`...)
-			out = p.appendMeta(out, metaObject, metaMembers, value)
-			wroteMeta = true
-			continue
-		}
-		sep()
-		out = appendJSONString(out, m.key)
-		out = append(out, ':')
-		out = append(out, p.data[m.start:m.end]...)
-	}
-	sep()
-	out = append(out, `"securitySchemes":`...)
-	out = append(out, value...)
-	if !wroteMeta {
-		out = append(out, `,"_meta":`...)
-		out = p.appendMeta(out, false, nil, value)
-	}
-	return name, true, append(out, '}'), nil
 }
 
 // appendMeta writes _meta with securitySchemes set: the server's other _meta members kept
