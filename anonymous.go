@@ -42,6 +42,11 @@ func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next ca
 			repl.Set(auditKey, &auditRecord{c: anonymousCaller, anonymous: true})
 		}
 	}
+	if h.Public == nil {
+		// challenge_in_result alone: nothing is allowed without a token and every answer
+		// is today's 401, but a matched client's single tools/call gets it in a result.
+		return h.inResultWithoutPublic(w, r)
+	}
 	if d := unjudgeable(r); d != denyNone {
 		return h.deny(w, r, d, nil)
 	}
@@ -59,7 +64,7 @@ func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next ca
 // caller it is 404, as for anyone else not its owner; otherwise 405, the transport's "not
 // offered", so that no client starts a sign-in for its background stream.
 func (h *Handler) serveAnonymousStream(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if h.Public == nil || h.sessions == nil {
+	if h.sessions == nil {
 		return h.denyNotOffered(w, r)
 	}
 	present, ok := h.sessions.checkAnonymousSession(r)
@@ -117,16 +122,14 @@ func (h *Handler) serveAnonymousPost(w http.ResponseWriter, r *http.Request, nex
 	if err := ops.rules.checkURIs(msgs); err != nil {
 		return h.deny(w, r, denyResourceURI, err)
 	}
-	allowed := h.Public != nil
-	if allowed {
-		if err := h.Public.checkURIs(msgs); err != nil {
-			return h.deny(w, r, denyResourceURI, err)
-		}
-		for i := range msgs {
-			if !h.Public.anonymousAllows(&msgs[i]) {
-				allowed = false
-				break
-			}
+	if err := h.Public.checkURIs(msgs); err != nil {
+		return h.deny(w, r, denyResourceURI, err)
+	}
+	allowed := true
+	for i := range msgs {
+		if !h.Public.anonymousAllows(&msgs[i]) {
+			allowed = false
+			break
 		}
 	}
 	if !allowed {
@@ -190,4 +193,27 @@ func (h *Handler) anonymousListWriter(w http.ResponseWriter) *toolsFilter {
 	}
 	tf.lists.Schemes = h.schemes.rewrite
 	return tf
+}
+
+// inResultWithoutPublic answers a request without a token when challenge_in_result is on and
+// public is not: as without either (401 with the base challenge), except that a matched
+// client's single tools/call, read with every body guard, gets that challenge in a result.
+func (h *Handler) inResultWithoutPublic(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost || unjudgeable(r) != denyNone || !h.inResult.matches(r, nil) {
+		return h.deny(w, r, denyMissing, nil)
+	}
+	body, err := readBody(r, h.ops.maxBody)
+	if err != nil {
+		return h.deny(w, r, denyMissing, nil)
+	}
+	setBody(r, body)
+	var buf [1]mcpjson.Message
+	msgs, batch, err := mcpjson.ReadRPC(body, buf[:0])
+	if err != nil || batch || mcpjson.CheckMCPHeaders(r.Header["Mcp-Method"], r.Header["Mcp-Name"], msgs, batch) != nil {
+		return h.deny(w, r, denyMissing, nil)
+	}
+	if h.answerInResult(w, r, msgs, body, denyMissing, h.chall.header[denyMissing]) {
+		return nil
+	}
+	return h.deny(w, r, denyMissing, nil)
 }

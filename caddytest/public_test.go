@@ -681,3 +681,50 @@ func init() {
 	subdirectives["public"] = "public"
 	subdirectives["challenge_in_result"] = "challenge_in_result"
 }
+
+// TestInResultWithoutPublic: challenge_in_result alone allows nothing without a token and
+// keeps today's 401 with the base challenge, which a matched client gets inside a result.
+func TestInResultWithoutPublic(t *testing.T) {
+	key := jwttest.New(t, "rsa-public", "RS256")
+	js := newJWKSServer(t, key)
+	up := newPublicUpstream(t, true)
+	cfg := strings.Replace(publicCaddyfile, "public {\n\t\t\ttool search docs_*\n\t\t}\n", "", 1)
+	if cfg == publicCaddyfile {
+		t.Fatal("the public block was not removed from the configuration")
+	}
+	name := "In result alone"
+	tc := startCaddy(t, render(cfg, map[string]string{"JWKS": js.URL, "UPSTREAM": up.dial(), "NAME": name,
+		"KEY": publicSessionKey, "FILTER": "", "FILTERJSON": ""}), "caddyfile")
+	waitServed(t, tc, prmPath, name)
+	ua := map[string]string{"User-Agent": openAIUA}
+	base := challenge("", "", "mcp:read")
+	for _, tool := range []string{"search", "delete_file"} {
+		a := sendPublic(t, publicReq{body: toolCall(tool), hdr: ua})
+		if a.status != http.StatusOK {
+			t.Fatalf("%s: status %d, want 200; body %s", tool, a.status, a.body)
+		}
+		m := rpcAnswer(t, a.hdr, a.body)
+		res, _ := m["result"].(map[string]any)
+		meta, _ := res["_meta"].(map[string]any)
+		if chs, _ := meta["mcp/www_authenticate"].([]any); len(chs) != 1 || chs[0] != base || res["isError"] != true {
+			t.Errorf("%s: result %v, want the base challenge %q", tool, res, base)
+		}
+	}
+	for _, r := range []publicReq{
+		{body: toolCall("search")},
+		{body: `[` + toolCall("search") + `]`, hdr: ua},
+		{body: initBody, hdr: ua},
+		{method: http.MethodGet, hdr: ua},
+		{body: toolCall("search"), hdr: map[string]string{"User-Agent": openAIUA, "Content-Type": "text/plain"}},
+	} {
+		a := sendPublic(t, r)
+		if a.status != http.StatusUnauthorized {
+			t.Errorf("%s %s: status %d, want 401", r.method, r.body, a.status)
+			continue
+		}
+		checkChallenge(t, a.hdr, base)
+	}
+	if hits, _ := up.state(); hits != 0 {
+		t.Errorf("%d requests without a token reached the MCP server", hits)
+	}
+}
