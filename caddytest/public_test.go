@@ -255,7 +255,7 @@ func openSession(t *testing.T, auth []string, hdr map[string]string) string {
 // and _meta.securitySchemes (as JSON), and the result's cacheScope.
 func listedSchemes(t *testing.T, a publicAnswer) (top, meta map[string]string, vendor map[string]string, cacheScope string) {
 	t.Helper()
-	if a.status != http.StatusOK {
+	if a.status/100 != 2 {
 		t.Fatalf("tools/list: status %d, body %s", a.status, a.body)
 	}
 	m := rpcAnswer(t, a.hdr, a.body)
@@ -726,5 +726,88 @@ func TestInResultWithoutPublic(t *testing.T) {
 	}
 	if hits, _ := up.state(); hits != 0 {
 		t.Errorf("%d requests without a token reached the MCP server", hits)
+	}
+}
+
+// TestPublicToolsListAnswers: the securitySchemes rewrite reads server answers with every
+// guard of the list filter (docs/filter.md): each answer a client reads as the result reaches
+// it rewritten, or is refused with 502; what the server said about securitySchemes never
+// reaches the client.
+func TestPublicToolsListAnswers(t *testing.T) {
+	key := jwttest.New(t, "rsa-public", "RS256")
+	js := newJWKSServer(t, key)
+	up := newCraftedUpstream(t)
+	cfg := strings.Replace(filterCaddyfile, "\t\tfilter_tools_list\n", "\t\tpublic {\n\t\t\ttool read_*\n\t\t}\n", 1)
+	if cfg == filterCaddyfile {
+		t.Fatal("filter_tools_list was not replaced by public")
+	}
+	tc := startCaddy(t, render(cfg, map[string]string{"JWKS": js.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://")}), "caddyfile")
+	waitServed(t, tc, prmPath, "Filter MCP")
+	read := []string{bearer(key.Token(t, publicClaims("mcp:read", nil), nil))}
+
+	// The server claims both tools are public, in both places, and in a _meta that is no object.
+	const list = `{"jsonrpc":"2.0","id":2,"result":{"tools":[` +
+		`{"name":"read_file","securitySchemes":[{"type":"bogus"}],"inputSchema":{"type":"object"},"_meta":null},` +
+		`{"securitySchemes":[{"type":"bogus"}],"_meta":{"securitySchemes":[{"type":"bogus"}],"vendor":"kept"},"name":"delete_file","inputSchema":{"type":"object"}}]}}`
+	want := map[string]string{"read_file": `[{"type":"noauth"}]`, "delete_file": `[{"scopes":["mcp:read","mcp:admin"],"type":"oauth2"}]`}
+	rewritten := []struct {
+		what string
+		a    crafted
+	}{
+		{"JSON", crafted{status: 200, ctype: "application/json", body: list}},
+		{"JSON with a charset", crafted{status: 200, ctype: "application/json; charset=utf-8", body: list}},
+		{"201", crafted{status: 201, ctype: "application/json", body: list}},
+		{"SSE", crafted{status: 200, ctype: "text/event-stream", body: "event: message\ndata: " + list + "\n\n"}},
+		{"SSE with a BOM", crafted{status: 200, ctype: "text/event-stream", body: "\uFEFFdata: " + list + "\n\n"}},
+		{"SSE with CR framing", crafted{status: 200, ctype: "text/event-stream", body: "data: " + list + "\r\r"}},
+		{"SSE with the list split over data lines", crafted{status: 200, ctype: "text/event-stream",
+			body: "data: " + strings.Replace(list, `"tools":[`, "\"tools\":[\ndata: ", 1) + "\n\n"}},
+	}
+	for _, auth := range [][]string{nil, read} {
+		who := "anonymous"
+		if auth != nil {
+			who = "signed in"
+		}
+		const sid = "" // the crafted server keeps no session
+		for _, c := range rewritten {
+			t.Run(who+"/"+c.what, func(t *testing.T) {
+				up.set(c.a, false)
+				a := sendPublic(t, publicReq{body: toolsListBody, auth: auth, session: sid})
+				if bytes.Contains(a.body, []byte("bogus")) {
+					t.Fatalf("the server's securitySchemes reached the client: %s", a.body)
+				}
+				top, meta, vendor, scope := listedSchemes(t, a)
+				for name, w := range want {
+					if top[name] != w || meta[name] != w {
+						t.Errorf("%s: securitySchemes %s, _meta %s, want %s", name, top[name], meta[name], w)
+					}
+				}
+				if vendor["delete_file"] != "kept" || scope != "private" {
+					t.Errorf("_meta.vendor %q, cacheScope %q", vendor["delete_file"], scope)
+				}
+			})
+		}
+		for _, c := range []struct {
+			what string
+			a    crafted
+		}{
+			{"a content coding", crafted{status: 200, ctype: "application/json", body: list, coding: "br"}},
+			{"text/plain with a body", crafted{status: 200, ctype: "text/plain", body: list}},
+			{"a case variant of securitySchemes", crafted{status: 200, ctype: "application/json",
+				body: strings.Replace(list, `"securitySchemes":[{"type":"bogus"}],"inputSchema"`, `"SecuritySchemes":[{"type":"bogus"}],"inputSchema"`, 1)}},
+			{"a case variant of _meta", crafted{status: 200, ctype: "application/json", body: strings.Replace(list, `"_meta":null`, `"_META":null`, 1)}},
+			{"a case variant in _meta", crafted{status: 200, ctype: "application/json",
+				body: strings.Replace(list, `"_meta":{"securitySchemes"`, `"_meta":{"securityschemes"`, 1)}},
+			{"a duplicate key", crafted{status: 200, ctype: "application/json", body: strings.Replace(list, `"_meta":null`, `"_meta":null,"_meta":{}`, 1)}},
+			{"not JSON", crafted{status: 200, ctype: "application/json", body: list[:len(list)-3]}},
+		} {
+			t.Run(who+"/"+c.what, func(t *testing.T) {
+				up.set(c.a, false)
+				a := sendPublic(t, publicReq{body: toolsListBody, auth: auth, session: sid})
+				if a.status != http.StatusBadGateway || bytes.Contains(a.body, []byte("bogus")) {
+					t.Errorf("status %d, body %s: want 502", a.status, a.body)
+				}
+			})
+		}
 	}
 }
