@@ -811,3 +811,59 @@ func TestPublicToolsListAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestPublicAudit: the audit events of anonymous requests say so and name no caller; the
+// identity placeholders are empty in Caddy's access log too.
+func TestPublicAudit(t *testing.T) {
+	dir := t.TempDir()
+	key := jwttest.New(t, "rsa-public", "RS256")
+	js := newJWKSServer(t, key)
+	up := newPublicUpstream(t, true)
+	cfg := strings.Replace(publicCaddyfile, "grace_period 1ns\n", "grace_period 1ns\n\tlog mcp_audit {\n\t\toutput file "+dir+
+		"/audit.log\n\t\tformat json\n\t\tinclude http.handlers.mcp_auth.audit\n\t}\n", 1)
+	cfg = strings.Replace(cfg, "\t\t@FILTER@\n", "\t\taudit\n", 1)
+	name := "Public audit"
+	tc := startCaddy(t, render(cfg, map[string]string{"JWKS": js.URL, "UPSTREAM": up.dial(), "NAME": name,
+		"KEY": publicSessionKey}), "caddyfile")
+	waitServed(t, tc, prmPath, name)
+	sid := openSession(t, nil, nil)
+	if a := sendPublic(t, publicReq{body: toolCall("search"), session: sid}); a.status != http.StatusOK {
+		t.Fatalf("search: status %d", a.status)
+	}
+	if a := sendPublic(t, publicReq{body: toolCall("delete_file"), session: sid}); a.status != http.StatusUnauthorized {
+		t.Fatalf("delete_file: status %d", a.status)
+	}
+	var events []map[string]any
+	for range 50 {
+		if events = waitLogLines(t, dir+"/audit.log", 1); len(events) >= 4 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var allow, deny map[string]any
+	for _, e := range events {
+		if e["name"] == "search" && e["decision"] == "allow" {
+			allow = e
+		}
+		if e["name"] == "delete_file" && e["decision"] == "deny" {
+			deny = e
+		}
+	}
+	for what, e := range map[string]map[string]any{"allow search": allow, "deny delete_file": deny} {
+		if e == nil {
+			t.Errorf("no audit event for %s in %v", what, events)
+			continue
+		}
+		if e["anonymous"] != true || e["method"] != "tools/call" {
+			t.Errorf("%s: %v, want anonymous true and method tools/call", what, e)
+		}
+		for _, k := range []string{"iss", "sub", "client_id", "token_id"} {
+			if _, ok := e[k]; ok {
+				t.Errorf("%s: an anonymous event has %s: %v", what, k, e)
+			}
+		}
+	}
+	if deny != nil && (deny["status"] != float64(401) || deny["reason"] != "access_denied" || deny["detail"] != "missing_token") {
+		t.Errorf("deny event %v, want status 401, detail missing_token", deny)
+	}
+}
