@@ -166,7 +166,9 @@ func zeroQ(params string) bool {
 // tools/call refused for its scopes gets the challenge in a result. It re-reads the body,
 // which judgeOperation handed on unchanged.
 func (h *Handler) inResultForSignedIn(w http.ResponseWriter, r *http.Request, c *caller, d denial, challenge string) bool {
-	if h.inResult == nil || d != denyInsufficientScope || r.Method != http.MethodPost || !h.inResult.matches(r, c.id) {
+	if h.inResult == nil || d != denyInsufficientScope || r.Method != http.MethodPost || !h.inResult.matches(r, c.id) ||
+		unjudgeable(r) != denyNone {
+		// A body the resource refuses to read is no tools/call it judged: the status stays.
 		return false
 	}
 	body, err := readBody(r, h.ops.maxBody)
