@@ -1,0 +1,79 @@
+package mcpjson
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestSchemesRewrite: every tool kept carries the resource's securitySchemes at its top level
+// and in _meta, whatever the server wrote there and however it spaced it; the rest of the
+// entry is kept.
+func TestSchemesRewrite(t *testing.T) {
+	const s = `[{"type":"noauth"}]`
+	lf := &ListFilter{Kinds: Of(ListTools), Allowed: func(_ ListKind, name string) bool { return name != "hidden" },
+		Schemes: func(string) []byte { return []byte(s) }}
+	want := func(extra string) string {
+		return `{"name":"t","securitySchemes":` + s + `,"_meta":{` + extra + `"securitySchemes":` + s + `}}`
+	}
+	for _, c := range []struct{ entry, want string }{
+		{`{"name":"t"}`, want("")},
+		{`{ "name" : "t" }`, want("")},
+		{`{"securitySchemes":[{"type":"x"}],"name":"t"}`, want("")},
+		{`{"securitySchemes" : [{"type":"x"}] , "name":"t"}`, want("")},
+		{`{"name":"t","securitySchemes":[{"type":"x"}]}`, want("")},
+		{`{"name":"t" , "securitySchemes":[] }`, want("")},
+		{`{"name":"t","_meta":null}`, want("")},
+		{`{"name":"t","_meta":[1,2]}`, want("")},
+		{`{"name":"t","_meta":{}}`, want("")},
+		{`{"name":"t","_meta":{"securitySchemes":[{"type":"x"}]}}`, want("")},
+		{`{"name":"t","_meta":{"securitySchemes":[{"type":"x"}],"v":1}}`, want(`"v":1,`)},
+		{`{"name":"t","_meta":{"v":1 , "securitySchemes":[{"type":"x"}]}}`, want(`"v":1,`)},
+		{`{"n\u0061me":"t","_meta":{"a":{"securitySchemes":1}}}`, want(`"a":{"securitySchemes":1},`)},
+	} {
+		body := `{"jsonrpc":"2.0","id":1,"result":{"tools":[` + c.entry + `,{"name":"hidden"},{"nameless":1}]}}`
+		out, changed, err := FilterListsJSON([]byte(body), lf)
+		if err != nil || !changed {
+			t.Errorf("%s: changed %v, error %v", c.entry, changed, err)
+			continue
+		}
+		var got struct {
+			Result struct {
+				CacheScope string            `json:"cacheScope"`
+				Tools      []json.RawMessage `json:"tools"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Errorf("%s: output %s is not JSON: %v", c.entry, out, err)
+			continue
+		}
+		if got.Result.CacheScope != "private" || len(got.Result.Tools) != 1 {
+			t.Errorf("%s: output %s: want one tool and cacheScope private", c.entry, out)
+			continue
+		}
+		var g, w any
+		_ = json.Unmarshal(got.Result.Tools[0], &g)
+		_ = json.Unmarshal([]byte(c.want), &w)
+		if !reflect.DeepEqual(g, w) {
+			t.Errorf("%s:\n got %s\nwant %s", c.entry, got.Result.Tools[0], c.want)
+		}
+	}
+	for _, bad := range []string{
+		`{"name":"t","SecuritySchemes":[]}`, `{"name":"t","_Meta":{}}`, `{"Name":"t"}`,
+		`{"name":"t","_meta":{"securityschemes":[]}}`, `{"name":"t","securitySchemes":[],"securitySchemes":[]}`,
+		`{"name":"t","_meta":{"securitySchemes":[],"securitySchemes":[]}}`, `{"name":"t",}`,
+	} {
+		body := `{"jsonrpc":"2.0","id":1,"result":{"tools":[` + bad + `]}}`
+		if out, _, err := FilterListsJSON([]byte(body), lf); err == nil {
+			t.Errorf("%s: rewritten to %s, want an error", bad, out)
+		}
+	}
+	// Without Schemes, nothing of an entry changes (filter_lists as before).
+	lf.Schemes = nil
+	body := `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"t","securitySchemes":[1]}]}}`
+	out, _, err := FilterListsJSON([]byte(body), lf)
+	if err != nil || !strings.Contains(string(out), `{"name":"t","securitySchemes":[1]}`) {
+		t.Errorf("without Schemes: %s, %v", out, err)
+	}
+}
