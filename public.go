@@ -226,7 +226,8 @@ func unmarshalPublic(d *caddyfile.Dispenser) (*PublicOps, error) {
 		return nil, d.Errf("public: takes no value, only a block")
 	}
 	p := new(PublicOps)
-	for d.NextBlock(1) {
+	nesting := d.Nesting()
+	for d.NextBlock(nesting) {
 		kind := d.Val()
 		var dst *[]string
 		switch kind {
@@ -248,7 +249,7 @@ func unmarshalPublic(d *caddyfile.Dispenser) (*PublicOps, error) {
 		if slices.Contains(args, "") {
 			return nil, d.Errf("public: %s: empty pattern", kind)
 		}
-		if d.NextBlock(2) {
+		if d.NextBlock(nesting + 1) {
 			return nil, d.Errf("public: %s: takes no block", kind)
 		}
 		*dst = append(*dst, args...)
