@@ -77,3 +77,61 @@ func TestSchemesRewrite(t *testing.T) {
 		t.Errorf("without Schemes: %s, %v", out, err)
 	}
 }
+
+// FuzzSchemesRewrite: whatever a server answers, what the rewrite lets through is valid JSON
+// in which every tool of a tools list (as encoding/json reads it: keys in any case) carries
+// the resource's securitySchemes at its top level and in _meta, and never the server's.
+func FuzzSchemesRewrite(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","securitySchemes":[{"type":"bogus"}]},{"name":"b","_meta":{"securitySchemes":1,"x":2}}]}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{ "securitySchemes" : 1 , "name":"a" , "_meta" : null }]}}`,
+		`[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}],"nextCursor":"c"}},{"jsonrpc":"2.0","method":"m"}]`,
+		`{"result":{"tools":[{"name":"a","_meta":{"securitySchemes":[],"securitySchemes":[]}}]}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	const want = `[{"type":"noauth"}]`
+	lf := &ListFilter{Kinds: Of(ListTools), Allowed: func(ListKind, string) bool { return true },
+		Schemes: func(string) []byte { return []byte(want) }}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, _, err := FilterListsJSON(data, lf)
+		if err != nil {
+			return // refused: 502, nothing passes
+		}
+		if !json.Valid(out) {
+			t.Fatalf("output is not valid JSON: %q from %q", out, data)
+		}
+		var v any
+		dec := json.NewDecoder(strings.NewReader(string(out)))
+		dec.UseNumber()
+		if err := dec.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		msgs, ok := v.([]any)
+		if !ok {
+			msgs = []any{v}
+		}
+		for _, m := range msgs {
+			obj, _ := m.(map[string]any)
+			res, _ := obj["result"].(map[string]any)
+			tools, _ := res["tools"].([]any)
+			for _, e := range tools {
+				tool, _ := e.(map[string]any)
+				for k, val := range tool {
+					if strings.EqualFold(k, "securitySchemes") {
+						if b, _ := json.Marshal(val); string(b) != want || k != "securitySchemes" {
+							t.Fatalf("tool %v keeps %s=%s: %q from %q", tool, k, b, out, data)
+						}
+					}
+				}
+				meta, _ := tool["_meta"].(map[string]any)
+				if b, _ := json.Marshal(meta["securitySchemes"]); string(b) != want {
+					t.Fatalf("tool %v: _meta.securitySchemes %s: %q from %q", tool, b, out, data)
+				}
+				if b, _ := json.Marshal(tool["securitySchemes"]); string(b) != want {
+					t.Fatalf("tool %v: securitySchemes %s: %q from %q", tool, b, out, data)
+				}
+			}
+		}
+	})
+}
