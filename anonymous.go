@@ -3,6 +3,7 @@ package mcpauth
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -15,8 +16,22 @@ import (
 // or client, and the record says `anonymous`.
 var anonymousCaller = &caller{id: new(verify.Identity)}
 
-// anonymousPlaceholders are the identity placeholders, empty for a request without a token.
-var anonymousPlaceholders = []string{"http.auth.user.id", "http.auth.user.client_id", "http.auth.user.scope", "http.auth.user.iss"}
+// anonymousPlaceholder answers the identity placeholders of a request without a token: the
+// caller's ({http.auth.user.id}, client_id, scope, iss) and every claim, all empty.
+func anonymousPlaceholder(key string) (any, bool) {
+	rest, ok := strings.CutPrefix(key, "http.auth.")
+	if !ok {
+		return nil, false
+	}
+	switch rest {
+	case "user.id", "user.client_id", "user.scope", "user.iss":
+		return "", true
+	}
+	if strings.HasPrefix(rest, "mcp.claim.") {
+		return "", true
+	}
+	return nil, false
+}
 
 // isAnonymous reports a request that carries no Authorization header at all. A header that is
 // present, even empty or with another scheme, is a credential attempt: it is never downgraded
@@ -35,9 +50,7 @@ func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next ca
 		// The identity placeholders are empty, not unknown: Caddy leaves an unknown
 		// placeholder as its own text ("{http.auth.user.id}"), which a server reading a
 		// header_up value would take for a user name.
-		for _, k := range anonymousPlaceholders {
-			repl.Set(k, "")
-		}
+		repl.Map(anonymousPlaceholder)
 		if h.audit != nil {
 			repl.Set(auditKey, &auditRecord{c: anonymousCaller, anonymous: true})
 		}

@@ -28,6 +28,7 @@ const publicCaddyfile = globalOptions + `
 :9080 {
 	reverse_proxy @UPSTREAM@ {
 		header_up X-User "{http.auth.user.id}"
+		header_up X-Tenant "{http.auth.mcp.claim.tenant}"
 	}
 	mcp_auth {
 		resource              https://mcp.example.com/mcp
@@ -82,7 +83,7 @@ const publicJSON = `
 							},
 							{
 								"handler": "reverse_proxy",
-								"headers": {"request": {"set": {"X-User": ["{http.auth.user.id}"]}}},
+								"headers": {"request": {"set": {"X-User": ["{http.auth.user.id}"], "X-Tenant": ["{http.auth.mcp.claim.tenant}"]}}},
 								"upstreams": [{"dial": "@UPSTREAM@"}]
 							}
 						]
@@ -99,8 +100,8 @@ const publicSessionKey = "0123456789abcdef0123456789abcdef-public"
 // publicTools are the upstream's tools.
 var publicTools = []string{"search", "docs_page", "read_file", "delete_file", "pay_bill"}
 
-// publicUpstream is the MCP server: it records the tools it ran and the X-User header of
-// every request (the identity placeholder the route hands on).
+// publicUpstream is the MCP server: it records the tools it ran and the X-User and X-Tenant
+// headers of every request (the identity placeholders the route hands on).
 type publicUpstream struct {
 	*httptest.Server
 	mu    sync.Mutex
@@ -129,7 +130,7 @@ func newPublicUpstream(t *testing.T, jsonResponse bool) *publicUpstream {
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
 		u.hits++
-		u.users = append(u.users, r.Header.Get("X-User"))
+		u.users = append(u.users, r.Header.Get("X-User")+"|"+r.Header.Get("X-Tenant"))
 		u.mu.Unlock()
 		sdk.ServeHTTP(w, r)
 	}))
@@ -352,8 +353,8 @@ func runPublic(t *testing.T, cfg, adapter string, sse bool) {
 			if a.status != http.StatusOK || toolText(t, a.hdr, a.body) != "ran "+tool {
 				t.Errorf("%s: status %d, body %s", tool, a.status, a.body)
 			}
-			if u := up.lastUser(); u != "" {
-				t.Errorf("an anonymous request has {http.auth.user.id} %q, want empty", u)
+			if u := up.lastUser(); u != "|" {
+				t.Errorf("an anonymous request has {http.auth.user.id}|{http.auth.mcp.claim.tenant} %q, want both empty", u)
 			}
 		}
 		for _, body := range []string{`{"jsonrpc":"2.0","id":3,"method":"ping"}`, `{"jsonrpc":"2.0","id":4,"method":"prompts/list"}`} {
@@ -456,8 +457,8 @@ func runPublic(t *testing.T, cfg, adapter string, sse bool) {
 
 	t.Run("signed-in callers", func(t *testing.T) {
 		sid := openSession(t, read, nil)
-		if u := up.lastUser(); u != "user-1" {
-			t.Errorf("X-User %q for a signed-in caller, want user-1", u)
+		if u := up.lastUser(); u != "user-1|acme" {
+			t.Errorf("X-User|X-Tenant %q for a signed-in caller, want user-1|acme", u)
 		}
 		top, meta, _, _ := listedSchemes(t, sendPublic(t, publicReq{body: toolsListBody, auth: read, session: sid}))
 		for _, tool := range publicTools {
