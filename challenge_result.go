@@ -34,11 +34,12 @@ func newInResultClients(list []string) *inResultClients {
 	if len(list) == 0 {
 		return nil
 	}
-	return &inResultClients{pats: compilePatterns(list)}
+	// Client patterns: a URL pattern (a CIMD client_id) has * stand for whole host labels.
+	return &inResultClients{pats: compileClientPatterns(list)}
 }
 
 // matches reports a client listed: by its User-Agent, or by the client_id of its token
-// (id nil for a request without one). Matched byte for byte, as rule patterns are.
+// (id nil for a request without one). Matched byte for byte, as `clients` patterns are.
 func (c *inResultClients) matches(r *http.Request, id *verify.Identity) bool {
 	if ua := r.Header["User-Agent"]; len(ua) == 1 && matchAny(c.pats, ua[0]) {
 		return true
@@ -46,10 +47,15 @@ func (c *inResultClients) matches(r *http.Request, id *verify.Identity) bool {
 	return id != nil && id.ClientID != "" && matchAny(c.pats, id.ClientID)
 }
 
-// checkInResultClients refuses empty patterns.
+// checkInResultClients refuses empty patterns, and URL patterns with * inside a host label.
 func checkInResultClients(list []string) error {
 	if slices.Contains(list, "") {
 		return fmt.Errorf("challenge_in_result: %w", errRuleEmptyMatch)
+	}
+	for _, p := range list {
+		if err := checkClientPattern(p); err != nil {
+			return fmt.Errorf("challenge_in_result: %w", err)
+		}
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package mcpauth
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -8,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
+	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
 
 // publicHandler: base mcp:read; delete_* needs mcp:admin; admin_prompt needs mcp:admin;
@@ -177,5 +180,42 @@ func TestAcceptable(t *testing.T) {
 		if j != c.json || s != c.sse {
 			t.Errorf("%q: json %v sse %v, want %v %v", c.accept, j, s, c.json, c.sse)
 		}
+	}
+}
+
+func TestInResultClientsMatch(t *testing.T) {
+	c := newInResultClients([]string{"openai-mcp/*", "https://chatgpt.example/*", "https://*.apps.example/*"})
+	for _, tc := range []struct {
+		ua, clientID string
+		want         bool
+	}{
+		{"openai-mcp/1.0.0", "", true},
+		{"openai-mcp/1.0.0 (+https://openai.com/bot)", "", true},
+		{"Openai-mcp/1.0.0", "", false},
+		{"x openai-mcp/1.0.0", "", false},
+		{"claude-code/2.1.0", "https://chatgpt.example/client.json", true},
+		{"claude-code/2.1.0", "https://chatgpt.example.evil/client.json", false},
+		{"", "", false},
+		{"", "https://a.apps.example/c.json", true},
+		{"", "https://evil.net/.apps.example/c.json", false},
+		{"", "https://a.apps.example.evil.net/c.json", false},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+		if tc.ua != "" {
+			r.Header.Set("User-Agent", tc.ua)
+		}
+		var id *verify.Identity
+		if tc.clientID != "" {
+			id = &verify.Identity{ClientID: tc.clientID}
+		}
+		if got := c.matches(r, id); got != tc.want {
+			t.Errorf("User-Agent %q, client_id %q: matched %v, want %v", tc.ua, tc.clientID, got, tc.want)
+		}
+	}
+	if err := checkInResultClients([]string{"https://app*.example/*"}); err == nil {
+		t.Error("a * inside a host label was accepted")
+	}
+	if newInResultClients(nil) != nil {
+		t.Error("no challenge_in_result must mean no matcher")
 	}
 }
