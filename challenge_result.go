@@ -93,7 +93,7 @@ func (h *Handler) answerInResult(w http.ResponseWriter, r *http.Request, msgs []
 	}
 	// The body passed the strict reader: no duplicate or case-variant "id" is left for
 	// encoding/json to pick among.
-	if err := json.Unmarshal(body, &env); err != nil || len(env.ID) == 0 || string(env.ID) == "null" {
+	if err := json.Unmarshal(body, &env); err != nil || !rpcIDShape(env.ID) {
 		return false
 	}
 	jsonOK, sseOK := acceptable(r.Header["Accept"])
@@ -128,6 +128,18 @@ func (h *Handler) answerInResult(w http.ResponseWriter, r *http.Request, msgs []
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(msg)
 	return true
+}
+
+// rpcIDShape reports an id the answer may carry back as written: a JSON string or number
+// (JSON-RPC 2.0 §4; null and absent ids are no request to answer). An object, array or boolean
+// id is no JSON-RPC request, and it may hold line breaks between its tokens that would split
+// the SSE event; a string or number, as encoding/json hands it over, holds none.
+func rpcIDShape(id json.RawMessage) bool {
+	if len(id) == 0 {
+		return false
+	}
+	c := id[0]
+	return c == '"' || c == '-' || '0' <= c && c <= '9'
 }
 
 // acceptable reads the Accept header values: whether application/json, and whether

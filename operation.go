@@ -173,7 +173,11 @@ func hasContentCoding(h http.Header) bool {
 	return false
 }
 
-// readBody reads the whole body, refusing more than limit bytes without reading them all.
+// errRequestTrailers refuses a request body followed by trailer fields.
+var errRequestTrailers = errors.New("request trailer fields are not accepted")
+
+// readBody reads the whole body, refusing more than limit bytes without reading them all, and
+// a body followed by trailer fields.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, errBodyTooLarge
@@ -200,6 +204,13 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 			return nil, errBodyTooLarge
 		}
 		if err == io.EOF {
+			// Trailer fields (RFC 9110 §6.5) arrive after the body, announced or not (net/http
+			// takes undeclared ones too), and reverse_proxy forwards them unchecked: an
+			// Authorization, DPoP or Mcp-Session-Id there would reach the server unjudged.
+			// MCP requests carry none.
+			if len(r.Trailer) != 0 {
+				return nil, errRequestTrailers
+			}
 			return buf, nil
 		}
 		if err != nil {

@@ -1,0 +1,214 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
+)
+
+// Attacks on the anonymous path (public, challenge_in_result) from outside: a raw client
+// against a real Caddy in front of a recording server.
+
+const attackPublicCaddyfile = globalOptions + `
+
+:9080 {
+	reverse_proxy @UPSTREAM@
+	mcp_auth {
+		resource              https://mcp.example.com/mcp
+		authorization_servers https://auth.example.com
+		resource_name         "Attack public"
+		jwks_url              @JWKS@
+		scopes                mcp:read
+		tool delete_* {
+			scopes mcp:admin
+		}
+		public {
+			tool search
+		}
+		challenge_in_result
+	}
+}
+`
+
+// recordingUpstream records what reached it: the request bodies and the trailers.
+type recordingUpstream struct {
+	*httptest.Server
+	mu       sync.Mutex
+	hits     int
+	trailers []string
+}
+
+func newRecordingUpstream(t *testing.T) *recordingUpstream {
+	t.Helper()
+	u := &recordingUpstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.hits++
+		for k, v := range r.Trailer {
+			u.trailers = append(u.trailers, k+": "+strings.Join(v, ","))
+		}
+		u.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ran"}]}}`)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *recordingUpstream) seen() (int, []string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.hits, append([]string(nil), u.trailers...)
+}
+
+// rawPublicExchange writes req on a new connection to Caddy and returns the status line, the
+// headers and the body of the answer.
+func rawPublicExchange(t *testing.T, req string) (*http.Response, string) {
+	t.Helper()
+	var c net.Conn
+	var err error
+	for attempt := 1; ; attempt++ {
+		c, err = net.DialTimeout("tcp", "127.0.0.1:9080", 10*time.Second)
+		if err == nil {
+			break
+		}
+		if attempt == 10 {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func startAttackPublic(t *testing.T) *recordingUpstream {
+	t.Helper()
+	key := jwttest.New(t, "rsa-attack-public", "RS256")
+	js := newJWKSServer(t, key)
+	up := newRecordingUpstream(t)
+	tc := startCaddy(t, render(attackPublicCaddyfile, map[string]string{"JWKS": js.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://")}), "caddyfile")
+	waitServed(t, tc, prmPath, "Attack public")
+	return up
+}
+
+// TestAttackPublicInResultID: a matched client's refused tools/call gets its challenge in a
+// result whose id is the request's, byte for byte; an id that JSON-RPC does not allow (an
+// object, an array, a boolean) is no request to answer in a result: the 401 stays, and
+// nothing the caller wrote (a line break splitting the SSE event) is reflected.
+func TestAttackPublicInResultID(t *testing.T) {
+	up := startAttackPublic(t)
+	call := func(id string) string {
+		return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"delete_file","arguments":{}}}`
+	}
+	for _, accept := range []string{"application/json, text/event-stream", "text/event-stream"} {
+		for _, id := range []string{`7`, `-0.5e3`, `"a\"b\u2028"`, `"x\nevent: evil"`} {
+			t.Run(accept+"/"+id, func(t *testing.T) {
+				a := sendPublic(t, publicReq{body: call(id), hdr: map[string]string{"User-Agent": openAIUA, "Accept": accept}})
+				if a.status != http.StatusOK {
+					t.Fatalf("status %d, body %s", a.status, a.body)
+				}
+				body := string(a.body)
+				if accept == "text/event-stream" {
+					data, ok := strings.CutPrefix(body, "event: message\ndata: ")
+					if !ok || !strings.HasSuffix(data, "\n\n") || strings.Count(data, "\n") != 2 {
+						t.Fatalf("not one SSE event: %q", body)
+					}
+					body = strings.TrimSuffix(data, "\n\n")
+				}
+				if want := `{"jsonrpc":"2.0","id":` + id + `,"result":`; !strings.HasPrefix(body, want) {
+					t.Errorf("answer %q does not start with %q", body, want)
+				}
+			})
+		}
+		for _, id := range []string{"{\"a\"\n:1}", "[1,\n2]", `true`, `{"jsonrpc":"2.0"}`, `null`} {
+			t.Run(accept+"/refused "+id, func(t *testing.T) {
+				before, _ := up.seen()
+				a := sendPublic(t, publicReq{body: call(id), hdr: map[string]string{"User-Agent": openAIUA, "Accept": accept}})
+				if a.status != http.StatusUnauthorized {
+					t.Errorf("status %d, body %q: want 401", a.status, a.body)
+				}
+				checkChallenge(t, a.hdr, challenge("", "", "mcp:read mcp:admin"))
+				if after, _ := up.seen(); after != before {
+					t.Errorf("the refused call reached the server")
+				}
+			})
+		}
+	}
+	t.Run("a notification (no id) keeps the 401", func(t *testing.T) {
+		a := sendPublic(t, publicReq{body: `{"jsonrpc":"2.0","method":"tools/call","params":{"name":"delete_file"}}`,
+			hdr: map[string]string{"User-Agent": openAIUA}})
+		if a.status != http.StatusUnauthorized {
+			t.Errorf("status %d, body %s: want 401", a.status, a.body)
+		}
+	})
+	t.Run("a batch of one keeps the 401", func(t *testing.T) {
+		a := sendPublic(t, publicReq{body: `[` + call("1") + `]`, hdr: map[string]string{"User-Agent": openAIUA}})
+		if a.status != http.StatusUnauthorized {
+			t.Errorf("status %d, body %s: want 401", a.status, a.body)
+		}
+	})
+}
+
+// TestAttackPublicTrailers: a request without a token that announces trailers could send
+// Authorization (a token this resource would refuse: expired, for another audience, bound to a
+// key it does not hold) after the body, where reverse_proxy forwards it unchecked. Such a
+// request is refused, never passed as anonymous.
+func TestAttackPublicTrailers(t *testing.T) {
+	up := startAttackPublic(t)
+	body := toolCall("search")
+	for _, c := range []struct{ trailer, announce string }{
+		{"Authorization", "Trailer: Authorization\r\n"}, {"DPoP", "Trailer: DPoP\r\n"}, {"Mcp-Method", "Trailer: Mcp-Method\r\n"},
+		// Not announced: net/http drops it; the call passes, without it.
+		{"Authorization", ""}, {"Mcp-Session-Id", ""},
+	} {
+		trailer := c.trailer
+		t.Run(trailer+" announced "+fmt.Sprint(c.announce != ""), func(t *testing.T) {
+			req := "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" +
+				"Accept: application/json, text/event-stream\r\nTransfer-Encoding: chunked\r\n" + c.announce + "\r\n" +
+				fmt.Sprintf("%x\r\n%s\r\n0\r\n", len(body), body) + trailer + ": Bearer stolen.token.value\r\n\r\n"
+			before, _ := up.seen()
+			resp, b := rawPublicExchange(t, req)
+			hits, trailers := up.seen()
+			if len(trailers) != 0 {
+				t.Fatalf("trailers reached the server: %q", trailers)
+			}
+			if c.announce == "" {
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("status %d (body %q): want 200, the unannounced trailer dropped", resp.StatusCode, b)
+				}
+				return
+			}
+			if resp.StatusCode != http.StatusBadRequest || hits != before {
+				t.Errorf("status %d (body %q), server hits %d → %d: want 400, untouched", resp.StatusCode, b, before, hits)
+			}
+		})
+	}
+	t.Run("without trailers the public call passes", func(t *testing.T) {
+		req := "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" +
+			"Accept: application/json, text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+		if resp, b := rawPublicExchange(t, req); resp.StatusCode != http.StatusOK {
+			t.Errorf("status %d, body %q", resp.StatusCode, b)
+		}
+	})
+}
