@@ -32,7 +32,7 @@ const attackPublicCaddyfile = globalOptions + `
 			scopes mcp:admin
 		}
 		public {
-			tool search
+			tool search delete_public
 		}
 		challenge_in_result
 	}
@@ -103,12 +103,18 @@ func rawPublicExchange(t *testing.T, req string) (*http.Response, string) {
 
 func startAttackPublic(t *testing.T) *recordingUpstream {
 	t.Helper()
+	up, _ := startAttackPublicKey(t)
+	return up
+}
+
+func startAttackPublicKey(t *testing.T) (*recordingUpstream, *jwttest.Key) {
+	t.Helper()
 	key := jwttest.New(t, "rsa-attack-public", "RS256")
 	js := newJWKSServer(t, key)
 	up := newRecordingUpstream(t)
 	tc := startCaddy(t, render(attackPublicCaddyfile, map[string]string{"JWKS": js.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://")}), "caddyfile")
 	waitServed(t, tc, prmPath, "Attack public")
-	return up
+	return up, key
 }
 
 // TestAttackPublicInResultID: a matched client's refused tools/call gets its challenge in a
@@ -211,4 +217,41 @@ func TestAttackPublicTrailers(t *testing.T) {
 			t.Errorf("status %d, body %q", resp.StatusCode, b)
 		}
 	})
+}
+
+// TestAttackPublicOverlapAndBatches: a public tool that a protected rule's glob also matches
+// (delete_public, under delete_*) is public to callers without a token, and judged by the
+// rules for callers with one, as public is what a caller without a token may do; a batch of
+// a thousand pings passes as one request, and one protected call among them gets the 401.
+func TestAttackPublicOverlapAndBatches(t *testing.T) {
+	up, key := startAttackPublicKey(t)
+	read := []string{bearer(key.Token(t, publicClaims("mcp:read", nil), nil))}
+	if a := sendPublic(t, publicReq{body: toolCall("delete_public")}); a.status != http.StatusOK {
+		t.Errorf("anonymous delete_public: status %d, body %s", a.status, a.body)
+	}
+	a := sendPublic(t, publicReq{body: toolCall("delete_public"), auth: read})
+	if a.status != http.StatusForbidden {
+		t.Errorf("signed-in delete_public without mcp:admin: status %d, body %s: want 403", a.status, a.body)
+	}
+	pings := make([]string, 1000)
+	for i := range pings {
+		pings[i] = fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"ping"}`, i)
+	}
+	before, _ := up.seen()
+	if a := sendPublic(t, publicReq{body: "[" + strings.Join(pings, ",") + "]"}); a.status != http.StatusOK {
+		t.Errorf("a batch of 1000 pings: status %d", a.status)
+	}
+	if after, _ := up.seen(); after != before+1 {
+		t.Errorf("the batch of pings reached the server %d times, want once", after-before)
+	}
+	pings[500] = toolCall("delete_file")
+	before, _ = up.seen()
+	a = sendPublic(t, publicReq{body: "[" + strings.Join(pings, ",") + "]", hdr: map[string]string{"User-Agent": openAIUA}})
+	if a.status != http.StatusUnauthorized {
+		t.Errorf("a protected call among 999 pings, ChatGPT's User-Agent: status %d: want 401", a.status)
+	}
+	checkChallenge(t, a.hdr, challenge("", "", "mcp:read mcp:admin"))
+	if after, _ := up.seen(); after != before {
+		t.Errorf("the refused batch reached the server")
+	}
 }
