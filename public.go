@@ -76,8 +76,24 @@ func (p *PublicOps) Validate() error {
 			return fmt.Errorf("public.resource_uris: %q: write patterns in the normal form of the URIs they name: %w", u, err)
 		}
 	}
+	for _, m := range p.Methods {
+		pat := compilePatterns([]string{m})
+		for _, named := range namedMethods {
+			if matchAny(pat, named) {
+				// `method tools/call` (or `*`, `tools/*`) would let every tool be called without
+				// a token while the tools list still advertised them as oauth2: the names of
+				// these methods are what tool, prompt and resource_uri are for.
+				return fmt.Errorf("public.methods: %q matches %s, whose names are judged: list them with tool, prompt or resource_uri (tool * for every tool)", m, named)
+			}
+		}
+	}
 	return nil
 }
+
+// namedMethods are the methods whose tool, prompt or resource the policy reads: public only
+// through the tool, prompt and resource_uri patterns, never through a method pattern.
+var namedMethods = []string{mcpjson.MethodToolsCall, mcpjson.MethodPromptsGet, mcpjson.MethodResourcesRead,
+	mcpjson.MethodResourcesSubscribe, mcpjson.MethodResourcesUnsubscribe, mcpjson.MethodCompletionComplete}
 
 // Provision compiles the patterns and the plain signed-in caller. It runs once the access
 // policy and the rules are built (h.access, h.ops).
