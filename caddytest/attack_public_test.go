@@ -255,3 +255,51 @@ func TestAttackPublicOverlapAndBatches(t *testing.T) {
 		t.Errorf("the refused batch reached the server")
 	}
 }
+
+// TestAttackPublicNeverIntrospects: no request without a token reaches the introspection
+// endpoint, whatever it carries instead (a DPoP proof, another scheme, a public or protected
+// call, a batch, a stream): the flood limits of introspection are never spent on anonymous
+// callers, and an anonymous flood never marks an address suspect. A real token is then
+// introspected once.
+func TestAttackPublicNeverIntrospects(t *testing.T) {
+	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
+	real := randomToken()
+	as := newFloodAS(t, real)
+	cfg := strings.Replace(floodCaddyfile, "\t\tscopes mcp:read\n", "\t\tscopes mcp:read\n\t\ttool delete_* {\n\t\t\tscopes mcp:admin\n\t\t}\n\t\tpublic {\n\t\t\ttool search\n\t\t}\n", 1)
+	if cfg == floodCaddyfile {
+		t.Fatal("public was not added")
+	}
+	startCaddy(t, render(cfg, map[string]string{"ISSUER": as.URL, "TIMEOUT": "10s", "BODY": "ok"}), "caddyfile")
+	for _, c := range []struct {
+		what   string
+		r      publicReq
+		status int
+	}{
+		{"a public call", publicReq{body: toolCall("search")}, 200},
+		{"a public call with a DPoP proof and no Authorization", publicReq{body: toolCall("search"), hdr: map[string]string{"DPoP": "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"}}, 200},
+		{"a protected call", publicReq{body: toolCall("delete_file")}, 401},
+		{"a protected call with a DPoP proof", publicReq{body: toolCall("delete_file"), hdr: map[string]string{"DPoP": "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"}}, 401},
+		{"a batch", publicReq{body: "[" + toolCall("search") + "," + toolCall("read_file") + "]"}, 401},
+		{"a GET", publicReq{method: http.MethodGet}, 405},
+		{"another scheme", publicReq{body: toolCall("search"), auth: []string{"Basic " + randomToken()}}, 401},
+		{"an empty Authorization", publicReq{body: toolCall("search"), auth: []string{""}}, 401},
+		{"Authorization twice", publicReq{body: toolCall("search"), auth: []string{"Bearer " + randomToken(), "Bearer " + real}}, 400},
+	} {
+		t.Run(c.what, func(t *testing.T) {
+			for range 20 {
+				if a := sendPublic(t, c.r); a.status != c.status {
+					t.Fatalf("status %d, want %d; body %s", a.status, c.status, a.body)
+				}
+			}
+			if n := as.calls.Load(); n != 0 {
+				t.Fatalf("%d introspection calls for requests without a token", n)
+			}
+		})
+	}
+	if a := sendPublic(t, publicReq{body: toolCall("search"), auth: []string{"Bearer " + real}}); a.status != http.StatusOK {
+		t.Errorf("the real token: status %d, body %s", a.status, a.body)
+	}
+	if n := as.calls.Load(); n != 1 {
+		t.Errorf("%d introspection calls for one real token, want 1", n)
+	}
+}
