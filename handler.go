@@ -61,12 +61,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// out is what the next handler writes to; denials are written to w.
 	out := w
 	if h.sessions != nil {
-		ok, anonymous := h.sessions.checkCallerSession(r, id.id, id.sessionAnchor)
+		ok, anonymous, anonSID := h.sessions.checkCallerSession(r, id.id, id.sessionAnchor)
 		if !ok {
 			return h.deny(w, r, denySession, nil)
 		}
 		out = &sessionWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
-			binder: h.sessions, id: id.id, anchor: id.sessionAnchor, anonymous: anonymous}
+			binder: h.sessions, id: id.id, anchor: id.sessionAnchor, anonymous: anonymous, anonSID: anonSID}
 	}
 
 	// The base client and claim conditions: no request of this caller can pass, whatever

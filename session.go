@@ -242,8 +242,11 @@ type sessionWriter struct {
 	anchor  string
 	written bool
 	// anonymous: the session was opened, or is used, without a token (public); IDs are
-	// tagged as anonymous.
+	// tagged as anonymous. For a caller with a token (id set) in an anonymous session, only
+	// that session's own ID, anonSID, is: any other the server hands back is a session
+	// opened with a token, bound to the caller.
 	anonymous bool
+	anonSID   string
 }
 
 func (w *sessionWriter) rewrite() {
@@ -258,7 +261,7 @@ func (w *sessionWriter) rewrite() {
 	}
 	tagged := make([]string, len(vals))
 	for i, v := range vals {
-		if w.anonymous {
+		if w.anonymous && (w.id == nil || v == w.anonSID) {
 			tagged[i] = w.binder.bindAnonymous(v)
 		} else {
 			tagged[i] = w.binder.bindFor(v, w.id, w.anchor)

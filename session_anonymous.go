@@ -86,15 +86,16 @@ func (b *sessionBinder) checkAnonymousSession(r *http.Request) (present, ok bool
 }
 
 // checkCallerSession is checkSession for a caller with a token, that also accepts, with
-// public on, a session opened without a token; anonymous reports that one.
-func (b *sessionBinder) checkCallerSession(r *http.Request, id *verify.Identity, anchor string) (ok, anonymous bool) {
+// public on, a session opened without a token; anonymous reports that one, and sid is the
+// server's ID of it.
+func (b *sessionBinder) checkCallerSession(r *http.Request, id *verify.Identity, anchor string) (ok, anonymous bool, sid string) {
 	if b.anonymousOK {
 		if vals, present, fine := sentSessionID(r); present && fine {
 			if sid, ok := b.unbindAnonymous(vals[0]); ok {
 				vals[0] = sid
-				return true, true
+				return true, true, sid
 			}
 		}
 	}
-	return b.checkSession(r, id, anchor), false
+	return b.checkSession(r, id, anchor), false, ""
 }

@@ -303,3 +303,64 @@ func TestAttackPublicNeverIntrospects(t *testing.T) {
 		t.Errorf("%d introspection calls for one real token, want 1", n)
 	}
 }
+
+// TestAttackPublicSessionHandedToSignedIn: a session the server opens for a request that
+// carries a token is bound to that caller, also when the request came in an anonymous
+// session (a client that signs in and initializes again; a server that opens a new session
+// for a request in an old one): a new session ID is never tagged anonymous because the
+// request's old one was, so no caller without a token can use it.
+func TestAttackPublicSessionHandedToSignedIn(t *testing.T) {
+	key := jwttest.New(t, "rsa-attack-public", "RS256")
+	js := newJWKSServer(t, key)
+	var mu sync.Mutex
+	opened := 0
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		if strings.Contains(string(body), `"initialize"`) {
+			// A new session for every initialize, whatever session the request named.
+			mu.Lock()
+			opened++
+			w.Header().Set("Mcp-Session-Id", fmt.Sprintf("server-session-%d", opened))
+			mu.Unlock()
+		} else if sid := r.Header.Get("Mcp-Session-Id"); sid != "" {
+			// Answers in a session name it again, as some servers do on every response.
+			w.Header().Set("Mcp-Session-Id", sid)
+		}
+		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":0,"result":{}}`)
+	}))
+	t.Cleanup(up.Close)
+	cfg := strings.Replace(attackPublicCaddyfile, "\t\tchallenge_in_result\n", "\t\tchallenge_in_result\n\t\tbind_sessions "+publicSessionKey+"\n", 1)
+	tc := startCaddy(t, render(cfg, map[string]string{"JWKS": js.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://")}), "caddyfile")
+	waitServed(t, tc, prmPath, "Attack public")
+	read := []string{bearer(key.Token(t, publicClaims("mcp:read", nil), nil))}
+
+	a := sendPublic(t, publicReq{body: initBody})
+	anon := a.hdr.Get("Mcp-Session-Id")
+	if a.status != http.StatusOK || !strings.HasPrefix(anon, "server-session-1.") {
+		t.Fatalf("anonymous initialize: status %d, session %q", a.status, anon)
+	}
+	// The same session, used with a token: its ID stays the anonymous one.
+	a = sendPublic(t, publicReq{body: toolCall("search"), auth: read, session: anon})
+	if a.status != http.StatusOK || a.hdr.Get("Mcp-Session-Id") != anon {
+		t.Fatalf("signed-in call in the anonymous session: status %d, session %q, want %q", a.status, a.hdr.Get("Mcp-Session-Id"), anon)
+	}
+	// A new session opened for the signed-in caller from within the anonymous one.
+	a = sendPublic(t, publicReq{body: initBody, auth: read, session: anon})
+	signed := a.hdr.Get("Mcp-Session-Id")
+	if a.status != http.StatusOK || !strings.HasPrefix(signed, "server-session-2.") {
+		t.Fatalf("signed-in initialize in the anonymous session: status %d, session %q", a.status, signed)
+	}
+	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
+		r := publicReq{method: m, session: signed}
+		if m == http.MethodPost {
+			r.body = toolCall("search")
+		}
+		if b := sendPublic(t, r); b.status != http.StatusNotFound {
+			t.Errorf("anonymous %s in the session opened with a token: status %d, want 404", m, b.status)
+		}
+	}
+	if b := sendPublic(t, publicReq{body: toolCall("search"), auth: read, session: signed}); b.status != http.StatusOK {
+		t.Errorf("its owner: status %d, body %s", b.status, b.body)
+	}
+}
