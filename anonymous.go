@@ -3,6 +3,7 @@ package mcpauth
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -55,6 +56,9 @@ func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next ca
 			repl.Set(auditKey, &auditRecord{c: anonymousCaller, anonymous: true})
 		}
 	}
+	if tokenInQuery(r.URL.RawQuery) {
+		return h.deny(w, r, denyTokenInQuery, nil)
+	}
 	if h.Public == nil {
 		// challenge_in_result alone: nothing is allowed without a token and every answer
 		// is today's 401, but a matched client's single tools/call gets it in a result.
@@ -70,6 +74,28 @@ func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next ca
 		return h.serveAnonymousStream(w, r, next)
 	}
 	return h.deny(w, r, denyMissing, nil)
+}
+
+// tokenInQuery reports a query that names an access token (RFC 6750 §2.3, which the MCP
+// authorization specification forbids clients to use). A request without an Authorization
+// header that carries one is a credential attempt this resource does not judge: passed as
+// anonymous, it would reach a server that may accept such tokens, expired or for another
+// audience. Matched loosely (percent-decoded, any case, anywhere in the query), since
+// frameworks split and decode queries differently; no MCP client sends such a query.
+func tokenInQuery(raw string) bool {
+	if raw == "" {
+		return false
+	}
+	if dec, err := url.QueryUnescape(raw); err == nil {
+		raw = dec
+	}
+	const name = "access_token"
+	for i := 0; i+len(name) <= len(raw); i++ {
+		if strings.EqualFold(raw[i:i+len(name)], name) {
+			return true
+		}
+	}
+	return false
 }
 
 // serveAnonymousStream: a GET (event stream) or DELETE (end of session) without a token

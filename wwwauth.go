@@ -52,6 +52,7 @@ const (
 	denyDPoPRequired
 	denySession
 	denyNotOffered
+	denyTokenInQuery
 	numDenials
 )
 
@@ -131,6 +132,9 @@ var denials = [numDenials]denialInfo{
 	// public: a GET or DELETE without a token and without an anonymous session. 405 is the
 	// transport's "not offered" (MCP Streamable HTTP): no client starts a sign-in for it.
 	denyNotOffered: {http.StatusMethodNotAllowed, "", "", "anonymous_stream_not_offered"},
+	// public: a request without an Authorization header whose query names an access token
+	// (RFC 6750 §2.3): it is not anonymous, and it never reaches a server that might read it.
+	denyTokenInQuery: {http.StatusBadRequest, codeInvalidRequest, "Access tokens are accepted only in the Authorization header.", "token_in_query"},
 }
 
 // isAccessDenial reports a denial that no new scope can fix: its challenge names no scope.

@@ -126,6 +126,7 @@ var wantDenials = map[denial]struct {
 	denyDPoPRequired:             {401, "invalid_token", "This resource accepts only DPoP-bound access tokens."},
 	denySession:                  {404, "", ""},
 	denyNotOffered:               {405, "", ""},
+	denyTokenInQuery:             {400, "invalid_request", "Access tokens are accepted only in the Authorization header."},
 }
 
 func TestChallengesEveryDenial(t *testing.T) {

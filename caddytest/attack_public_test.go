@@ -364,3 +364,43 @@ func TestAttackPublicSessionHandedToSignedIn(t *testing.T) {
 		t.Errorf("its owner: status %d, body %s", b.status, b.body)
 	}
 }
+
+// TestAttackPublicTokenInQuery: a request without an Authorization header that names an
+// access token in its query (RFC 6750 §2.3, forbidden to MCP clients) is a credential
+// attempt, not an anonymous request: 400, and the server, which might accept such a token
+// (expired, for another audience), never sees it. A public call with any other query passes.
+func TestAttackPublicTokenInQuery(t *testing.T) {
+	up := startAttackPublic(t)
+	post := func(t *testing.T, query string) publicAnswer {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, baseURL+"/mcp?"+query, strings.NewReader(toolCall("search")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return publicAnswer{status: resp.StatusCode, hdr: resp.Header, body: b}
+	}
+	for _, q := range []string{"access_token=stolen", "x=1&access_token=stolen", "access%5Ftoken=stolen", "ACCESS_TOKEN=stolen", "x=1;access_token=stolen"} {
+		t.Run(q, func(t *testing.T) {
+			before, _ := up.seen()
+			a := post(t, q)
+			if a.status != http.StatusBadRequest {
+				t.Errorf("status %d, body %s: want 400", a.status, a.body)
+			}
+			checkChallenge(t, a.hdr, challenge("invalid_request", "Access tokens are accepted only in the Authorization header.", "mcp:read"))
+			if after, _ := up.seen(); after != before {
+				t.Errorf("the request reached the server")
+			}
+		})
+	}
+	if a := post(t, "session=1&token_hint=x"); a.status != http.StatusOK {
+		t.Errorf("a public call with another query: status %d, body %s", a.status, a.body)
+	}
+}
