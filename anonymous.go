@@ -9,13 +9,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
-	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"go.uber.org/zap"
 )
-
-// anonymousCaller stands for a request without a token in audit records: no issuer, subject
-// or client, and the record says `anonymous`.
-var anonymousCaller = &caller{id: new(verify.Identity)}
 
 // anonymousPlaceholder answers the identity placeholders of a request without a token: the
 // caller's ({http.auth.user.id}, client_id, scope, iss) and every claim, all empty.
@@ -53,7 +49,7 @@ func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next ca
 		// header_up value would take for a user name.
 		repl.Map(anonymousPlaceholder)
 		if h.audit != nil {
-			repl.Set(auditKey, &auditRecord{c: anonymousCaller, anonymous: true})
+			repl.Set(auditKey, &auditRecord{anonymous: true})
 		}
 	}
 	if tokenInQuery(r.URL.RawQuery) {
@@ -115,15 +111,15 @@ func (h *Handler) serveAnonymousStream(w http.ResponseWriter, r *http.Request, n
 	}
 	var out http.ResponseWriter = &sessionWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		binder: h.sessions, anonymous: true}
-	var tf *toolsFilter
+	var lf *listFilter
 	if r.Method == http.MethodGet && h.ops.lists != 0 {
 		// A resumed POST stream may replay a list result here: rewritten as on the POST.
 		r.Header.Del("Accept-Encoding")
-		tf = h.anonymousListWriter(out)
-		tf.sseOnly = true
-		out = tf
+		lf = h.anonymousListWriter(out)
+		lf.sseOnly = true
+		out = lf
 	}
-	return h.passAnonymous(out, r, next, tf)
+	return h.passAnonymous(out, r, next, lf)
 }
 
 // denyNotOffered answers 405 with the one method the transport always offers.
@@ -158,21 +154,16 @@ func (h *Handler) serveAnonymousPost(w http.ResponseWriter, r *http.Request, nex
 	if err := mcpjson.CheckMCPHeaders(r.Header["Mcp-Method"], r.Header["Mcp-Name"], msgs, batch); err != nil {
 		return h.deny(w, r, denyHeaderMismatch, err)
 	}
-	if err := ops.rules.checkURIs(msgs); err != nil {
-		return h.deny(w, r, denyResourceURI, err)
-	}
-	if err := h.Public.checkURIs(msgs); err != nil {
-		return h.deny(w, r, denyResourceURI, err)
-	}
-	allowed := true
-	for i := range msgs {
-		if !h.Public.anonymousAllows(&msgs[i]) {
-			allowed = false
-			break
-		}
-	}
-	if !allowed {
-		challenge := h.chall.build("", "", h.access.advertised(anonymousScopes(ops.rules, msgs)))
+	v := h.policy.DecideAnonymous(msgs)
+	switch v.Outcome {
+	case policy.Allow:
+	case policy.ResourceURINotNormal:
+		return h.deny(w, r, denyResourceURI, v.Err)
+	default: // MissingToken: no other refusal is made without a token
+
+		// The 401 names what these messages need (RFC 6750 §3: no error code without
+		// credentials), so a client asks for enough in one sign-in.
+		challenge := h.chall.build("", "", v.StepUp)
 		if ce := h.logger.Check(zap.DebugLevel, "anonymous request refused"); ce != nil {
 			ce.Write(zap.String("method", msgs[0].Method), zap.Int("messages", len(msgs)))
 		}
@@ -193,27 +184,27 @@ func (h *Handler) serveAnonymousPost(w http.ResponseWriter, r *http.Request, nex
 		out = &sessionWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 			binder: h.sessions, anonymous: true}
 	}
-	var tf *toolsFilter
+	var lf *listFilter
 	for i := range msgs {
 		if k, ok := mcpjson.ListKindOf(msgs[i].Method); ok && ops.lists.Has(k) {
 			r.Header.Del("Accept-Encoding")
-			tf = h.anonymousListWriter(out)
-			out = tf
+			lf = h.anonymousListWriter(out)
+			out = lf
 			break
 		}
 	}
-	return h.passAnonymous(out, r, next, tf)
+	return h.passAnonymous(out, r, next, lf)
 }
 
 // passAnonymous hands an allowed anonymous request to the next handler.
-func (h *Handler) passAnonymous(out http.ResponseWriter, r *http.Request, next caddyhttp.Handler, tf *toolsFilter) error {
+func (h *Handler) passAnonymous(out http.ResponseWriter, r *http.Request, next caddyhttp.Handler, lf *listFilter) error {
 	h.metrics.allowed.Inc()
 	if h.audit != nil {
 		h.auditDecision(r, denyNone)
 	}
 	err := next.ServeHTTP(out, r)
-	if tf != nil {
-		tf.finish()
+	if lf != nil {
+		lf.finish()
 	}
 	return err
 }
@@ -221,17 +212,14 @@ func (h *Handler) passAnonymous(out http.ResponseWriter, r *http.Request, next c
 // anonymousListWriter is the list writer for a caller without a token: every tool carries
 // its securitySchemes; with filter_lists (filter_tools_list, for tools) only the public
 // entries and those a plain sign-in unlocks stay.
-func (h *Handler) anonymousListWriter(w http.ResponseWriter) *toolsFilter {
-	ops := h.ops
-	tf := newToolsFilter(w, ops.rules, anonymousCaller, ops.lists)
-	tf.lists.Allowed = func(k mcpjson.ListKind, key string) bool {
-		if k == mcpjson.ListTools && !h.Public.filterTools {
-			return true
-		}
-		return h.Public.entryVisible(ops.rules, k, key)
+func (h *Handler) anonymousListWriter(w http.ResponseWriter) *listFilter {
+	allowed := h.policy.EntryVisibleAnonymous
+	if !h.Public.filterTools {
+		allowed = keepTools(allowed)
 	}
-	tf.lists.Schemes = h.schemes.rewrite
-	return tf
+	lf := newEntryFilter(w, h.ops.lists, allowed)
+	lf.lists.Schemes = h.policy.ToolSchemes
+	return lf
 }
 
 // inResultWithoutPublic answers a request without a token when challenge_in_result is on and

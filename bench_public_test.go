@@ -9,6 +9,8 @@ import (
 
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
+	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
 )
 
@@ -86,17 +88,18 @@ func BenchmarkSecuritySchemesRewrite(b *testing.B) {
 	sb.WriteString(`]}}`)
 	answer := []byte(sb.String())
 
-	rules := newRuleSet(newPolicy([]string{"mcp:read"}, nil, ""), []*Rule{{Tools: []string{"delete_*"}, Scopes: []string{"mcp:admin"}}})
-	access := &accessPolicy{}
-	public := &PublicOps{}
-	public.tools = compilePatterns([]string{"tool_1*"})
-	schemes := newToolSchemes(rules, public, access)
-	c := &caller{effective: []string{"mcp:read"}}
-	filter := &mcpjson.ListFilter{Kinds: mcpjson.Of(mcpjson.ListTools), Allowed: func(k mcpjson.ListKind, key string) bool {
-		return rules.entryAllowed(k, key, c)
+	p, err := policy.Compile(policy.Config{AllOf: []string{"mcp:read"},
+		Rules:  []policy.Rule{{Tools: []string{"delete_*"}, Scopes: []string{"mcp:admin"}}},
+		Public: &policy.Public{Tools: []string{"tool_1*"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := p.NewSubject(&verify.Identity{Scopes: []string{"mcp:read"}})
+	filter := &mcpjson.ListFilter{Kinds: mcpjson.KindsOf(mcpjson.ListTools), Allowed: func(k mcpjson.ListKind, key string) bool {
+		return p.EntryAllowed(&s, k, key)
 	}}
-	rewrite := &mcpjson.ListFilter{Kinds: mcpjson.Of(mcpjson.ListTools), Allowed: func(mcpjson.ListKind, string) bool { return true },
-		Schemes: schemes.rewrite}
+	rewrite := &mcpjson.ListFilter{Kinds: mcpjson.KindsOf(mcpjson.ListTools), Allowed: func(mcpjson.ListKind, string) bool { return true },
+		Schemes: p.ToolSchemes}
 	for _, lf := range []struct {
 		name string
 		lf   *mcpjson.ListFilter

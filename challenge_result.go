@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
 
@@ -27,7 +28,7 @@ var defaultInResultClients = []string{"openai-mcp/*"}
 
 // inResultClients is the compiled challenge_in_result list.
 type inResultClients struct {
-	pats []pattern
+	match func(string) bool
 }
 
 func newInResultClients(list []string) *inResultClients {
@@ -35,16 +36,16 @@ func newInResultClients(list []string) *inResultClients {
 		return nil
 	}
 	// Client patterns: a URL pattern (a CIMD client_id) has * stand for whole host labels.
-	return &inResultClients{pats: compileClientPatterns(list)}
+	return &inResultClients{match: policy.MatchClients(list)}
 }
 
 // matches reports a client listed: by its User-Agent, or by the client_id of its token
 // (id nil for a request without one). Matched byte for byte, as `clients` patterns are.
 func (c *inResultClients) matches(r *http.Request, id *verify.Identity) bool {
-	if ua := r.Header["User-Agent"]; len(ua) == 1 && matchAny(c.pats, ua[0]) {
+	if ua := r.Header["User-Agent"]; len(ua) == 1 && c.match(ua[0]) {
 		return true
 	}
-	return id != nil && id.ClientID != "" && matchAny(c.pats, id.ClientID)
+	return id != nil && c.match(id.ClientID)
 }
 
 // checkInResultClients refuses empty patterns, and URL patterns with * inside a host label.
@@ -53,7 +54,7 @@ func checkInResultClients(list []string) error {
 		return fmt.Errorf("challenge_in_result: %w", errRuleEmptyMatch)
 	}
 	for _, p := range list {
-		if err := checkClientPattern(p); err != nil {
+		if err := policy.CheckClientPattern(p); err != nil {
 			return fmt.Errorf("challenge_in_result: %w", err)
 		}
 	}
@@ -183,8 +184,8 @@ func zeroQ(params string) bool {
 // inResultForSignedIn is the hook of the signed-in path: a matched client's single
 // tools/call refused for its scopes gets the challenge in a result. It re-reads the body,
 // which judgeOperation handed on unchanged.
-func (h *Handler) inResultForSignedIn(w http.ResponseWriter, r *http.Request, c *caller, d denial, challenge string) bool {
-	if h.inResult == nil || d != denyInsufficientScope || r.Method != http.MethodPost || !h.inResult.matches(r, c.id) ||
+func (h *Handler) inResultForSignedIn(w http.ResponseWriter, r *http.Request, c *caller, d denial, stepUp []string) bool {
+	if h.inResult == nil || d != denyInsufficientScope || r.Method != http.MethodPost || !h.inResult.matches(r, c.identity) ||
 		unjudgeable(r) != denyNone {
 		// A body the resource refuses to read is no tools/call it judged: the status stays.
 		return false
@@ -199,8 +200,9 @@ func (h *Handler) inResultForSignedIn(w http.ResponseWriter, r *http.Request, c 
 	if err != nil || batch {
 		return false
 	}
-	if challenge == "" {
-		challenge = h.chall.header[d]
+	challenge := h.chall.header[d]
+	if stepUp != nil {
+		challenge = h.chall.stepUp(stepUp)
 	}
 	return h.answerInResult(w, r, msgs, body, d, challenge)
 }

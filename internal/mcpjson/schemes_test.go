@@ -12,7 +12,7 @@ import (
 // entry is kept.
 func TestSchemesRewrite(t *testing.T) {
 	const s = `[{"type":"noauth"}]`
-	lf := &ListFilter{Kinds: Of(ListTools), Allowed: func(_ ListKind, name string) bool { return name != "hidden" },
+	lf := &ListFilter{Kinds: KindsOf(ListTools), Allowed: func(_ ListKind, name string) bool { return name != "hidden" },
 		Schemes: func(string) []byte { return []byte(s) }}
 	want := func(extra string) string {
 		return `{"name":"t","securitySchemes":` + s + `,"_meta":{` + extra + `"securitySchemes":` + s + `}}`
@@ -91,7 +91,7 @@ func FuzzSchemesRewrite(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	const want = `[{"type":"noauth"}]`
-	lf := &ListFilter{Kinds: Of(ListTools), Allowed: func(ListKind, string) bool { return true },
+	lf := &ListFilter{Kinds: KindsOf(ListTools), Allowed: func(ListKind, string) bool { return true },
 		Schemes: func(string) []byte { return []byte(want) }}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		out, _, err := FilterListsJSON(data, lf)
