@@ -102,8 +102,10 @@ func FilterJSONAnswer(body []byte, lf *ListFilter) ([]byte, error) {
 	if !changed {
 		return body, nil
 	}
-	bom := body[: len(body)-len(rest) : len(body)-len(rest)]
-	return append(bom, out...), nil
+	if len(rest) == len(body) {
+		return out, nil
+	}
+	return append(slices.Clip(body[:len(body)-len(rest)]), out...), nil
 }
 
 // FilterListsJSON removes the entries lf refuses from every response in data (a message or a
@@ -116,7 +118,8 @@ func FilterListsJSON(data []byte, lf *ListFilter) ([]byte, bool, error) {
 	defer func() { p.data = nil; readerPool.Put(p) }()
 	p.reset(data)
 	p.loneSurrogates = true
-	var splices []splice
+	splices := p.splices[:0]
+	defer func() { clear(splices); p.splices = splices[:0] }()
 	var err error
 	switch p.peek() {
 	case '{':
@@ -141,7 +144,11 @@ func FilterListsJSON(data []byte, lf *ListFilter) ([]byte, bool, error) {
 	if len(splices) == 0 {
 		return data, false, nil
 	}
-	out := make([]byte, 0, len(data)+len(splices)*len(`"cacheScope":"private",`))
+	size := len(data)
+	for _, s := range splices {
+		size += len(s.repl) - (s.end - s.start)
+	}
+	out := make([]byte, 0, size)
 	at := 0
 	for _, s := range splices {
 		out = append(out, data[at:s.start]...)
@@ -164,7 +171,6 @@ func (p *jsonReader) filterMessage(splices *[]splice, lf *ListFilter) error {
 	if err != nil {
 		return err
 	}
-	var cand []splice
 	for {
 		key, ok, err := p.nextMember(&f)
 		if err != nil {
@@ -176,7 +182,7 @@ func (p *jsonReader) filterMessage(splices *[]splice, lf *ListFilter) error {
 		switch string(key) {
 		case "result":
 			if p.peek() == '{' {
-				cand, err = p.filterResult(lf)
+				err = p.filterResult(splices, lf)
 			} else {
 				err = p.value()
 			}
@@ -194,7 +200,6 @@ func (p *jsonReader) filterMessage(splices *[]splice, lf *ListFilter) error {
 	}
 	// A message with both method and result is no valid JSON-RPC, but a lenient client
 	// might read its result: filtered whatever else it holds.
-	*splices = append(*splices, cand...)
 	return nil
 }
 
@@ -206,21 +211,26 @@ var (
 	entryKeyNames  = [numListKinds][]string{{"name"}, {"name"}, {"uri"}, {"uriTemplate"}}
 )
 
-// filterResult reads a result object. When it holds a list of a kind lf filters, it returns
-// the splices that filter the list and set cacheScope to "private", in order.
-func (p *jsonReader) filterResult(lf *ListFilter) ([]splice, error) {
+// cacheScopeMember is inserted first in a filtered result without cacheScope.
+var cacheScopeMember = []byte(`"cacheScope":"private",`)
+
+// filterResult reads a result object. When it holds a list of a kind lf filters, it appends
+// to out the splices that filter the list and set cacheScope to "private", in order.
+func (p *jsonReader) filterResult(out *[]splice, lf *ListFilter) error {
 	open := p.pos + 1 // just after '{'
 	f, err := p.beginObject()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var out []splice
+	// The first splice of the result is the one for cacheScope, known only at its end.
+	mark := len(*out)
+	*out = append(*out, splice{start: open, end: open})
 	listed := false
 	scope := splice{start: -1}
 	for {
 		key, ok, err := p.nextMember(&f)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if !ok {
 			break
@@ -231,7 +241,7 @@ func (p *jsonReader) filterResult(lf *ListFilter) ([]splice, error) {
 			p.skipSpace()
 			start := p.pos
 			if err := p.value(); err != nil {
-				return nil, err
+				return err
 			}
 			if string(p.data[start:p.pos]) != privateScope {
 				scope = splice{start: start, end: p.pos, repl: []byte(privateScope)}
@@ -242,7 +252,7 @@ func (p *jsonReader) filterResult(lf *ListFilter) ([]splice, error) {
 		}
 		if foldsTo(key, scopeKeys) {
 			// "CacheScope" would set the same field as cacheScope in encoding/json.
-			return nil, errRPCKeyCase
+			return errRPCKeyCase
 		}
 		kind, isList := numListKinds, false
 		for k := range numListKinds {
@@ -254,36 +264,51 @@ func (p *jsonReader) filterResult(lf *ListFilter) ([]splice, error) {
 				break
 			}
 			if foldsTo(key, resultKeyNames[k]) {
-				return nil, errRPCKeyCase
+				return errRPCKeyCase
 			}
 		}
 		if !isList || p.peek() != '[' {
 			if err := p.value(); err != nil {
-				return nil, err
+				return err
 			}
 			continue
 		}
 		listed = true
+		if kind == ListTools && lf.Schemes != nil {
+			if err := p.rewriteTools(out, lf); err != nil {
+				return err
+			}
+			continue
+		}
 		s, removed, err := p.filterList(kind, lf)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if removed {
-			out = append(out, s)
+			*out = append(*out, s)
 		}
 	}
 	if !listed {
-		return nil, nil
+		*out = (*out)[:mark]
+		return nil
 	}
-	switch {
-	case scope.start < 0:
+	if scope.start < 0 {
 		// The result holds the list's member, so a comma always follows.
-		out = append([]splice{{start: open, end: open, repl: []byte(`"cacheScope":"private",`)}}, out...)
-	case scope.end > scope.start:
-		out = append(out, scope)
-		slices.SortFunc(out, func(a, b splice) int { return a.start - b.start })
+		(*out)[mark].repl = cacheScopeMember
+		return nil
 	}
-	return out, nil
+	// cacheScope is there: the first splice is not needed.
+	*out = append((*out)[:mark], (*out)[mark+1:]...)
+	if scope.end > scope.start {
+		// In its place among the list's splices, which are in order and apart from it (a
+		// list's may share a start among themselves, so no sort).
+		i := mark
+		for i < len(*out) && (*out)[i].start < scope.start {
+			i++
+		}
+		*out = slices.Insert(*out, i, scope)
+	}
+	return nil
 }
 
 // filterList reads a list array of kind and returns the splice that replaces it with the
@@ -292,30 +317,9 @@ func (p *jsonReader) filterList(kind ListKind, lf *ListFilter) (splice, bool, er
 	start := p.pos
 	kept := []byte{'['}
 	removed := false
-	rewrite := kind == ListTools && lf.Schemes != nil
-	if rewrite {
-		// Every entry is written again, a little longer: room for the rest of the answer
-		// and the schemes, so that the list is built without growing.
-		kept = make([]byte, 1, len(p.data)-start+len(p.data)/4+64)
-		kept[0] = '['
-	}
 	err := p.array(func(int) error {
 		p.skipSpace()
 		es := p.pos
-		if rewrite {
-			n := len(kept)
-			if n > 1 {
-				kept = append(kept, ',')
-			}
-			var appended bool
-			var err error
-			kept, appended, err = p.appendToolEntry(kept, lf.Schemes, func(name string) bool { return lf.Allowed(kind, name) })
-			if !appended {
-				kept = kept[:n]
-				removed = true
-			}
-			return err
-		}
 		name, named, err := p.entryKey(kind)
 		if err != nil {
 			return err
@@ -330,7 +334,7 @@ func (p *jsonReader) filterList(kind ListKind, lf *ListFilter) (splice, bool, er
 		}
 		return nil
 	})
-	if err != nil || !removed && !rewrite {
+	if err != nil || !removed {
 		return splice{}, false, err
 	}
 	return splice{start: start, end: p.pos, repl: append(kept, ']')}, true, nil

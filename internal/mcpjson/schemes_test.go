@@ -90,9 +90,19 @@ func FuzzSchemesRewrite(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	// Tools whose name starts with "h" are hidden, others kept, entries without a string name
+	// dropped: removals at the start, middle and end of a list keep it valid JSON.
+	for _, s := range []string{
+		`{"result":{"tools":[{"name":"h1"},{"name":"a"},{"name":"h2"},{"name":"b"},{"name":"h3"}]}}`,
+		`{"result":{"tools":[ {"name":"h"} , {"name":"h"} ],"cacheScope":"public"}}`,
+		`{"result":{"cacheScope":"private","tools":[1,{"name":"a","_meta":[]},2, {"name":"h"} ]}}`,
+	} {
+		f.Add([]byte(s))
+	}
 	const want = `[{"type":"noauth"}]`
-	lf := &ListFilter{Kinds: KindsOf(ListTools), Allowed: func(ListKind, string) bool { return true },
-		Schemes: func(string) []byte { return []byte(want) }}
+	wantBytes := []byte(want) // one shared value, as the policy returns them
+	lf := &ListFilter{Kinds: KindsOf(ListTools), Allowed: func(_ ListKind, name string) bool { return !strings.HasPrefix(name, "h") },
+		Schemes: func(string) []byte { return wantBytes }}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		out, _, err := FilterListsJSON(data, lf)
 		if err != nil {
@@ -111,10 +121,40 @@ func FuzzSchemesRewrite(f *testing.F) {
 		if !ok {
 			msgs = []any{v}
 		}
-		for _, m := range msgs {
+		var in any
+		inDec := json.NewDecoder(strings.NewReader(string(data)))
+		inDec.UseNumber()
+		if err := inDec.Decode(&in); err != nil {
+			t.Fatalf("input %q refused by encoding/json but filtered: %v", data, err)
+		}
+		inMsgs, ok := in.([]any)
+		if !ok {
+			inMsgs = []any{in}
+		}
+		for i, m := range msgs {
 			obj, _ := m.(map[string]any)
 			res, _ := obj["result"].(map[string]any)
 			tools, _ := res["tools"].([]any)
+			// The tools kept are exactly the named ones not hidden, in order.
+			inObj, _ := inMsgs[i].(map[string]any)
+			inRes, _ := inObj["result"].(map[string]any)
+			if inTools, isList := inRes["tools"].([]any); isList {
+				var wantNames, gotNames []string
+				for _, e := range inTools {
+					tool, _ := e.(map[string]any)
+					if name, ok := tool["name"].(string); ok && !strings.HasPrefix(name, "h") {
+						wantNames = append(wantNames, name)
+					}
+				}
+				for _, e := range tools {
+					tool, _ := e.(map[string]any)
+					name, _ := tool["name"].(string)
+					gotNames = append(gotNames, name)
+				}
+				if !reflect.DeepEqual(wantNames, gotNames) && (len(wantNames) > 0 || len(gotNames) > 0) {
+					t.Fatalf("tools %q kept, want %q: %q from %q", gotNames, wantNames, out, data)
+				}
+			}
 			for _, e := range tools {
 				tool, _ := e.(map[string]any)
 				for k, val := range tool {
