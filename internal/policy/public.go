@@ -2,9 +2,11 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
 )
@@ -67,9 +69,10 @@ type publicOps struct {
 	// without a token sees what such a caller may use, besides the public operations.
 	plain Subject
 	// schemes caches the oauth2 securitySchemes by the set of rules a tool matches (up to
-	// 64 rules): the tools of one list mostly share a few sets.
-	mu      sync.RWMutex
-	schemes map[uint64][]byte
+	// 64 rules): the tools of one list mostly share a few sets. Read without a lock (every
+	// tool of every tools/list answer asks), replaced whole under mu when a set is added.
+	mu      sync.Mutex
+	schemes atomic.Pointer[map[uint64][]byte]
 }
 
 // maxSchemesCache bounds the cached securitySchemes values: one per set of matching rules.
@@ -82,8 +85,8 @@ func (p *Policy) compilePublic(c *Public) {
 		prompts: compilePatterns(c.Prompts),
 		methods: compilePatterns(c.Methods),
 		uris:    compileURIPatterns(c.ResourceURIs),
-		schemes: make(map[uint64][]byte),
 	}
+	pub.schemes.Store(new(map[uint64][]byte))
 	pub.plain = p.plainSubject()
 	p.public = pub
 }
@@ -215,18 +218,18 @@ func (p *Policy) ToolSchemes(name string) []byte {
 	p.match(&mcpjson.Message{Method: mcpjson.MethodToolsCall, HasMethod: true, Name: name}, &matched)
 	cached := pub != nil && matched.hi == nil
 	if cached {
-		pub.mu.RLock()
-		v, ok := pub.schemes[matched.lo]
-		pub.mu.RUnlock()
-		if ok {
+		if v, ok := (*pub.schemes.Load())[matched.lo]; ok {
 			return v
 		}
 	}
 	v := oauth2Schemes(p.Advertised(p.stepUpScopes(nil, &matched)))
 	if cached {
 		pub.mu.Lock()
-		if len(pub.schemes) < maxSchemesCache {
-			pub.schemes[matched.lo] = v
+		if old := *pub.schemes.Load(); len(old) < maxSchemesCache {
+			m := make(map[uint64][]byte, len(old)+1)
+			maps.Copy(m, old)
+			m[matched.lo] = v
+			pub.schemes.Store(&m)
 		}
 		pub.mu.Unlock()
 	}
