@@ -56,6 +56,13 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 		scope_implies mcp:write mcp:read
 		allow_missing_audience_for cognito-client
 		scope_prefix api://1234/
+		public {
+			tool search_*
+			prompt greet
+			resource_uri https://docs.example.com/*
+			method logging/setLevel
+		}
+		challenge_in_result openai-mcp/*
 	}`, `mcp_auth {
 		resource               https://mcp.example.com/mcp
 		authorization_servers  https://login.microsoftonline.com/organizations/v2.0

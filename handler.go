@@ -39,6 +39,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	raw, viaDPoP, d := bearerToken(r.Header, h.dpop != nil)
 	if d != denyNone {
+		if d == denyMissing && h.ops != nil && (h.Public != nil || h.inResult != nil) && isAnonymous(r) {
+			return h.serveAnonymous(w, r, next)
+		}
 		return h.deny(w, r, d, nil)
 	}
 	// The token's digest, computed at most once for this request, whoever asks first. With
@@ -74,11 +77,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// out is what the next handler writes to; denials are written to w.
 	out := w
 	if h.sessions != nil {
-		if !h.sessions.checkSession(r, c.identity, c.sessionAnchor) {
+		ok, anonymous, anonSID := h.sessions.checkCallerSession(r, c.identity, c.sessionAnchor)
+		if !ok {
 			return h.deny(w, r, denySession, nil)
 		}
 		out = &sessionWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
-			binder: h.sessions, id: c.identity, anchor: c.sessionAnchor}
+			binder: h.sessions, id: c.identity, anchor: c.sessionAnchor, anonymous: anonymous, anonSID: anonSID}
 	}
 
 	// The base client and claim conditions: no request of this caller can pass, whatever
@@ -94,6 +98,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// scope this request needs.
 		dec := h.judgeOperation(out, r, c)
 		if dec.deny != denyNone {
+			if h.inResultForSignedIn(w, r, c, dec.deny, dec.stepUp) {
+				return nil
+			}
 			if dec.stepUp != nil {
 				return h.denyStepUp(w, r, dec.stepUp, dec.err)
 			}
@@ -149,6 +156,13 @@ func (h *Handler) denyStepUp(w http.ResponseWriter, r *http.Request, scopes []st
 
 // denyWith is deny with a challenge built for this request.
 func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, challenge string, err error) error {
+	h.recordDenial(r, d, err)
+	h.chall.writeWith(w, d, challenge)
+	return nil
+}
+
+// recordDenial counts, audits and logs the denial d, and sets its placeholders.
+func (h *Handler) recordDenial(r *http.Request, d denial, err error) {
 	info := denials[d]
 	h.metrics.byDenial[d].Inc()
 	if h.audit != nil {
@@ -166,8 +180,6 @@ func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, cha
 		}
 		ce.Write(fields...)
 	}
-	h.chall.writeWith(w, d, challenge)
-	return nil
 }
 
 // bearerToken takes the token from the one Authorization header (RFC 6750 §2.1), with the

@@ -305,6 +305,24 @@ type Handler struct {
 	//
 	// JSON: `token_exchange`. Caddyfile: `token_exchange { ... }`.
 	TokenExchange *TokenExchange `json:"token_exchange,omitempty"`
+	// Public lists what a caller without a token may do; lifecycle and discovery
+	// (initialize, notifications, ping, server/discover and the list methods) are then
+	// always allowed without one. With it, tools/list answers carry every tool's
+	// securitySchemes, computed from the rules. Without it every request needs a token.
+	//
+	// JSON: `public`. Caddyfile: `public { tool|prompt|resource_uri|method <pattern...> }`.
+	Public *PublicOps `json:"public,omitempty"`
+
+	// ChallengeInResult lists clients (globs on the User-Agent, or on the client_id of the
+	// token) that act only on a challenge inside a tool result: their single tools/call
+	// refused for lack of a token or of scopes gets 200 and a result with isError and
+	// _meta["mcp/www_authenticate"]. The Caddyfile subdirective alone lists `openai-mcp/*`
+	// (ChatGPT).
+	//
+	// JSON: `challenge_in_result`. Caddyfile: `challenge_in_result [<client-glob...>]`.
+	ChallengeInResult []string `json:"challenge_in_result,omitempty"`
+
+	inResult *inResultClients // nil unless challenge_in_result
 
 	sessions *sessionBinder // nil unless bind_sessions
 	audit    *zap.Logger    // nil unless audit
@@ -363,9 +381,15 @@ func (h *Handler) Provision(ctx caddy.Context) (err error) {
 	}
 	h.metrics = newHandlerMetrics(h.Resource)
 
+	if h.Public != nil {
+		if err := h.Public.Provision(ctx, h); err != nil {
+			return err
+		}
+	}
 	if h.policy, err = policy.Compile(h.policyConfig()); err != nil {
 		return err
 	}
+	h.inResult = newInResultClients(h.ChallengeInResult)
 	h.ops = h.newOpPolicy()
 	if h.Audit {
 		h.audit = h.logger.Named(auditLoggerName)
@@ -494,7 +518,10 @@ func (h *Handler) newOpPolicy() *opPolicy {
 	if h.FilterLists {
 		lists = mcpjson.AllLists
 	}
-	if len(h.Rules) == 0 && lists == 0 && !h.Audit {
+	if h.Public != nil {
+		lists |= mcpjson.KindsOf(mcpjson.ListTools) // securitySchemes on every tools/list answer
+	}
+	if len(h.Rules) == 0 && lists == 0 && !h.Audit && len(h.ChallengeInResult) == 0 {
 		return nil
 	}
 	ops := &opPolicy{lists: lists, maxBody: h.MaxBodySize, audit: h.Audit}
@@ -610,6 +637,11 @@ func (h *Handler) validateConfig() error {
 			return err
 		}
 	}
+	if h.Public != nil {
+		if err := h.Public.Validate(); err != nil {
+			return err
+		}
+	}
 	if h.BindSessions != nil {
 		return h.BindSessions.Validate()
 	}
@@ -694,6 +726,9 @@ func (h *Handler) validateOwn() error {
 		return err
 	}
 	if err := h.validateExchangeRules(); err != nil {
+		return err
+	}
+	if err := checkInResultClients(h.ChallengeInResult); err != nil {
 		return err
 	}
 	return h.validateAccess()

@@ -284,9 +284,18 @@ func rpcAnswer(t *testing.T, hdr http.Header, body []byte) map[string]any {
 	case strings.HasPrefix(ct, "application/json"):
 		datas = [][]byte{body}
 	case strings.HasPrefix(ct, "text/event-stream"):
-		for line := range strings.Lines(string(body)) {
-			if d, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "data:"); ok {
-				datas = append(datas, []byte(strings.TrimPrefix(d, " ")))
+		// As a client reads it (WHATWG HTML, "Server-sent events"): lines end at CRLF, LF or
+		// CR, and an event's data lines are joined with LF.
+		norm := strings.ReplaceAll(strings.ReplaceAll(strings.TrimPrefix(string(body), "\uFEFF"), "\r\n", "\n"), "\r", "\n")
+		var event []string
+		for line := range strings.SplitSeq(norm+"\n", "\n") {
+			if line == "" {
+				if len(event) > 0 {
+					datas = append(datas, []byte(strings.Join(event, "\n")))
+				}
+				event = nil
+			} else if d, ok := strings.CutPrefix(line, "data:"); ok {
+				event = append(event, strings.TrimPrefix(d, " "))
 			}
 		}
 	default:
