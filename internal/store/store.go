@@ -1,0 +1,333 @@
+// Package store keeps the state that instances behind a load balancer must share (the DPoP
+// proofs already used, cached introspection answers and exchanged tokens) in a Redis or
+// Valkey server: standalone, Sentinel or Cluster. It knows nothing of Caddy.
+//
+// The client is github.com/redis/go-redis/v9 rather than valkey-go. Each request makes at
+// most one call (a DPoP proof is one SET NX PX), never a batch, so valkey-go's automatic
+// pipelining would only pay at call rates far above what one instance checking proof
+// signatures reaches; its client-side caching does not help either: proof keys are written
+// once and never read back, and token answers are already cached in process in front of the
+// store. go-redis speaks RESP2 (so a minimal ACL needs no HELLO and works through proxies
+// that do not speak RESP3), covers the three topologies behind one UniversalClient, is
+// maintained by Redis with a long release history, is the client Caddy's own Redis storage
+// module uses, and adds little to the build (xxhash is already in Caddy's graph; it brings
+// zeebo/xxh3 and go.uber.org/atomic).
+//
+// The interfaces are small: Replay claims a key once (SET NX PX), Sealed gets and sets
+// values sealed with AES-256-GCM under a key derived from the operator's secret, by
+// (namespace, SHA-256 key). Every call is bounded by Options.Timeout; the client tracks
+// whether the server answers (Up), logs each transition once, and reconnects by itself.
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.uber.org/zap"
+)
+
+// Defaults of Options.
+const (
+	DefaultTimeout   = 100 * time.Millisecond
+	DefaultKeyPrefix = "mcp_auth:"
+	// probeEvery is how often a store marked down is pinged until it answers again.
+	probeEvery = time.Second
+)
+
+// Options configure a Client. A zero field takes its default.
+type Options struct {
+	// Addrs: one address for a standalone server (or, with MasterName, Sentinels); several
+	// for a Cluster's seeds (or Sentinels).
+	Addrs []string
+	// MasterName names the Sentinel master set; empty for standalone and Cluster.
+	MasterName string
+	// Cluster forces Cluster mode with a single seed address.
+	Cluster  bool
+	Username string
+	Password string
+	DB       int
+	TLS      *tls.Config
+	// KeyPrefix starts every key. Default "mcp_auth:".
+	KeyPrefix string
+	// Timeout bounds every call. Default 100ms.
+	Timeout time.Duration
+	// Logger returns the logger to write health transitions to (the one of the config
+	// running now: a client outlives the config that created it).
+	Logger func() *zap.Logger
+	// Observe, when set, is told of every call: its operation ("claim", "get", "set",
+	// "ping"), how long it took, and its error (nil for a success or a miss).
+	Observe func(op string, took time.Duration, err error)
+	// OnHealth, when set, is told of every transition: false when the store stops
+	// answering, true when it answers again.
+	OnHealth func(up bool)
+}
+
+// Client is a connection to one store, safe for concurrent use.
+type Client struct {
+	rdb     redis.UniversalClient
+	prefix  string
+	timeout time.Duration
+	logger  func() *zap.Logger
+	observe func(string, time.Duration, error)
+	health  func(bool)
+
+	// ctx is the client's own, cancelled by Close: the prober outlives any one request.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	down    atomic.Bool
+	probing atomic.Bool
+}
+
+// ErrUnavailable wraps every failure to reach the store or get an answer in time.
+var ErrUnavailable = errors.New("store unavailable")
+
+// New makes a client. It does not connect: the first call does, and a store that is down at
+// start is reported by the first call that needs it.
+func New(o Options) (*Client, error) {
+	if len(o.Addrs) == 0 {
+		return nil, errors.New("store: no address")
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.KeyPrefix == "" {
+		o.KeyPrefix = DefaultKeyPrefix
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop
+	}
+	dial := max(o.Timeout, time.Second)
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:         o.Addrs,
+		MasterName:    o.MasterName,
+		IsClusterMode: o.Cluster,
+		Username:      o.Username,
+		Password:      o.Password,
+		DB:            o.DB,
+		TLSConfig:     o.TLS,
+		// RESP2 and no CLIENT SETINFO: the commands on the wire are AUTH, SELECT, PING, SET
+		// and GET only, which a minimal ACL allows (docs/fleet.md).
+		Protocol:                 2,
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		DialTimeout:              dial,
+		ReadTimeout:              o.Timeout,
+		WriteTimeout:             o.Timeout,
+		ContextTimeoutEnabled:    true,
+		// Never retried: a SET NX that reached the server before its answer was lost would,
+		// retried, read as "seen" and refuse a fresh proof.
+		MaxRetries: -1,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Client{
+		rdb: rdb, prefix: o.KeyPrefix, timeout: o.Timeout, logger: o.Logger,
+		observe: o.Observe, health: o.OnHealth, ctx: ctx, cancel: cancel,
+	}, nil
+}
+
+// Close stops the prober and closes the connections.
+func (c *Client) Close() error {
+	c.cancel()
+	c.wg.Wait()
+	return c.rdb.Close()
+}
+
+// Up reports whether the last call reached the store.
+func (c *Client) Up() bool { return !c.down.Load() }
+
+// Prefix is the key prefix.
+func (c *Client) Prefix() string { return c.prefix }
+
+// Ping asks the store once, within the timeout.
+func (c *Client) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	start := time.Now()
+	err := c.rdb.Ping(ctx).Err()
+	return c.done("ping", start, err)
+}
+
+// Outcome is the answer to a claim.
+type Outcome int
+
+// Claim outcomes.
+const (
+	// Fresh: the key was not there; it is now, until its TTL.
+	Fresh Outcome = iota
+	// Seen: the key was there already.
+	Seen
+)
+
+// Replay claims keys once, across every instance that shares the store.
+type Replay interface {
+	ClaimProof(ctx context.Context, jkt, jti string, ttl time.Duration) (Outcome, error)
+}
+
+// ProofKey is the key of a DPoP proof: the prefix and the lowercase hex SHA-256 of the
+// proof key's RFC 7638 thumbprint (base64url), a 0x00 byte and the jti. The jti is
+// hashed, never stored: it is the client's and may carry anything.
+func (c *Client) ProofKey(jkt, jti string) string {
+	h := sha256.New()
+	h.Write([]byte(jkt))
+	h.Write([]byte{0})
+	h.Write([]byte(jti))
+	var sum [sha256.Size]byte
+	return c.prefix + hex.EncodeToString(h.Sum(sum[:0]))
+}
+
+// ClaimProof records a DPoP proof as used, for ttl, with one atomic SET NX PX (RFC 9449
+// §11.1 asks that a proof be accepted once; behind a load balancer "once" spans every
+// instance). Seen means another request, on any instance, used it first.
+func (c *Client) ClaimProof(ctx context.Context, jkt, jti string, ttl time.Duration) (Outcome, error) {
+	return c.Claim(ctx, c.ProofKey(jkt, jti), ttl)
+}
+
+// Claim sets key (already prefixed) if it is absent, expiring after ttl (at least 1ms).
+func (c *Client) Claim(ctx context.Context, key string, ttl time.Duration) (Outcome, error) {
+	ms := ttl.Milliseconds()
+	if ms < 1 {
+		ms = 1
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	start := time.Now()
+	err := c.rdb.Do(ctx, "SET", key, "1", "PX", ms, "NX").Err()
+	if errors.Is(err, redis.Nil) {
+		// NX refused: the key exists.
+		return Seen, c.done("claim", start, nil)
+	}
+	if err := c.done("claim", start, err); err != nil {
+		return Fresh, err
+	}
+	return Fresh, nil
+}
+
+// get reads a raw value; ok is false on a miss.
+func (c *Client) get(ctx context.Context, key string) ([]byte, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	start := time.Now()
+	v, err := c.rdb.Get(ctx, key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, c.done("get", start, nil)
+	}
+	if err := c.done("get", start, err); err != nil {
+		return nil, false, err
+	}
+	return v, true, nil
+}
+
+// set writes a raw value with a TTL (at least 1ms).
+func (c *Client) set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	ms := ttl.Milliseconds()
+	if ms < 1 {
+		ms = 1
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	start := time.Now()
+	err := c.rdb.Do(ctx, "SET", key, val, "PX", ms).Err()
+	return c.done("set", start, err)
+}
+
+// done records a call: metrics, health, and the error the caller sees (wrapping
+// ErrUnavailable; the error text holds addresses and causes, never keys or values).
+func (c *Client) done(op string, start time.Time, err error) error {
+	if c.observe != nil {
+		c.observe(op, time.Since(start), err)
+	}
+	if err == nil {
+		c.markUp()
+		return nil
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) && !isConnError(err) {
+		// The server answered with an error (ACL refusal, wrong type, read-only replica):
+		// it is up but cannot serve us; still unavailable to the caller.
+		return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
+	}
+	c.markDown(err)
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
+}
+
+// isConnError: errors that say nothing reached the server or came back in time. A server
+// reply that is an error (redis.Error) but names a state where it cannot serve (LOADING,
+// MASTERDOWN, CLUSTERDOWN, TRYAGAIN) counts as down as well.
+func isConnError(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, redis.ErrClosed) {
+		return true
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		for _, p := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"} {
+			if len(msg) >= len(p) && msg[:len(p)] == p {
+				return true
+			}
+		}
+		return false
+	}
+	return true // io.EOF, connection reset and the like
+}
+
+func (c *Client) markUp() {
+	if c.down.CompareAndSwap(true, false) {
+		c.logger().Info("store reachable again", zap.Strings("addresses", c.addrs()))
+		if c.health != nil {
+			c.health(true)
+		}
+	}
+}
+
+func (c *Client) markDown(err error) {
+	if c.down.CompareAndSwap(false, true) {
+		c.logger().Error("store unreachable", zap.Strings("addresses", c.addrs()), zap.Error(err))
+		if c.health != nil {
+			c.health(false)
+		}
+	}
+	if c.probing.CompareAndSwap(false, true) {
+		c.wg.Add(1)
+		go c.probe()
+	}
+}
+
+// probe pings a store marked down until it answers, so that health comes back (and is
+// logged) even when no request needs the store meanwhile. It ends with the client.
+func (c *Client) probe() {
+	defer c.wg.Done()
+	defer c.probing.Store(false)
+	t := time.NewTicker(probeEvery)
+	defer t.Stop()
+	for c.down.Load() {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		_ = c.Ping(c.ctx)
+	}
+}
+
+func (c *Client) addrs() []string {
+	switch r := c.rdb.(type) {
+	case *redis.Client:
+		return []string{r.Options().Addr}
+	case *redis.ClusterClient:
+		return r.Options().Addrs
+	}
+	return nil
+}
