@@ -262,6 +262,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Introspection = new(Introspection)
 			err = h.Introspection.unmarshalCaddyfile(d)
+		case "store":
+			if seen[name] {
+				return d.Errf("store: given more than once")
+			}
+			if h.Store, err = unmarshalStore(d); err != nil {
+				return err
+			}
+			seen[name] = true
+			continue // the block is read
 		case "dpop":
 			if seen[name] {
 				return d.Errf("dpop: given more than once")

@@ -87,6 +87,22 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 			auth_method private_key_jwt
 			private_key /etc/caddy/rs-key.pem
 		}
+	}`, `mcp_auth {
+		resource               https://mcp.example.com/mcp
+		authorization_servers  https://auth.example.com
+		skip_scopes
+		store redis {
+			address        redis-1:26379 redis-2:26379
+			master_name    mymaster
+			username       mcp
+			password       {env.REDIS_PASSWORD}
+			tls            ca /etc/caddy/redis-ca.pem
+			db             2
+			key_prefix     fleet-a:
+			timeout        250ms
+			on_error       open
+			encryption_key {env.MCP_STORE_KEY}
+		}
 	}`}
 	set := map[string]bool{}
 	for _, cf := range caddyfiles {
@@ -112,6 +128,20 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 			}
 			for k := range sub {
 				set["introspection."+k] = true
+			}
+		}
+		var st struct {
+			Store struct {
+				Redis map[string]json.RawMessage `json:"redis"`
+			} `json:"store"`
+		}
+		if err := json.Unmarshal(raw, &st); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range st.Store.Redis {
+			set["store."+k] = true
+			if k == "tls" && strings.Contains(string(v), `"ca"`) {
+				set["store.ca"] = true
 			}
 		}
 		var nested struct {
@@ -140,6 +170,16 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 			}
 			if !set[prefix+name] {
 				t.Errorf("JSON field %q (%s) is set by no Caddyfile subdirective in this test", prefix+name, f.Name)
+			}
+		}
+	}
+	// The store group, likewise.
+	for _, ht := range []reflect.Type{reflect.TypeFor[RedisStore](), reflect.TypeFor[StoreTLS]()} {
+		for i := range ht.NumField() {
+			f := ht.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if f.IsExported() && name != "" && !set["store."+name] {
+				t.Errorf("JSON field store.%q (%s) is set by no Caddyfile subdirective in this test", name, f.Name)
 			}
 		}
 	}

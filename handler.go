@@ -208,6 +208,11 @@ func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, raw strin
 		if err := h.dpop.Remember(proof); err != nil {
 			return denyDPoPProof, err
 		}
+		if h.Store != nil {
+			if d, err := h.Store.claimProof(r.Context(), proof, h.leeway, h.now()); d != denyNone {
+				return d, err
+			}
+		}
 		if proof.NonceStale {
 			h.setDPoPNonce(w)
 		}

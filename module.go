@@ -289,6 +289,13 @@ type Handler struct {
 	// JSON: `close_streams_at_expiry`. Caddyfile: `close_streams_at_expiry`.
 	CloseStreamsAtExpiry bool `json:"close_streams_at_expiry,omitempty"`
 
+	// Store shares state with the other instances behind a load balancer, in Redis or
+	// Valkey: every DPoP proof is claimed there once, and with its encryption_key the
+	// introspection answers are cached there too.
+	//
+	// JSON: `store`. Caddyfile: `store redis { ... }`.
+	Store *StoreConfig `json:"store,omitempty"`
+
 	sessions *sessionBinder // nil unless bind_sessions
 	audit    *zap.Logger    // nil unless audit
 
@@ -507,6 +514,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.dpop = h.DPoP.newChecker(h.now)
 		h.dpopRequired = h.DPoP.Required
 	}
+	if h.Store != nil {
+		if err := h.Store.Provision(ctx, h); err != nil {
+			return err
+		}
+		h.shareIntrospection()
+	}
 	size := defaultTokenCacheSize
 	if h.TokenCacheSize != nil {
 		size = *h.TokenCacheSize
@@ -640,6 +653,11 @@ func (h *Handler) validateConfig() error {
 			return err
 		}
 	}
+	if h.Store != nil {
+		if err := h.Store.Validate(); err != nil {
+			return err
+		}
+	}
 	if b := h.BindSessions; b != nil && b.Key != "" {
 		if err := checkSessionKeyArg(b.Key); err != nil {
 			return err
@@ -681,10 +699,11 @@ func (h *Handler) Cleanup() error {
 		return nil
 	}
 	h.released = true
+	storeErr := h.Store.release()
 	if h.keySets != nil {
-		return h.keySets.release()
+		return errors.Join(h.keySets.release(), storeErr)
 	}
-	return nil
+	return storeErr
 }
 
 // Sentinel errors of configuration checks.

@@ -50,6 +50,7 @@ const (
 	denyWrongCert
 	denyDPoPRequired
 	denySession
+	denyStoreUnavailable
 	numDenials
 )
 
@@ -125,6 +126,8 @@ var denials = [numDenials]denialInfo{
 	// "Session Management"), and the client starts a new session. No OAuth error: the token
 	// is fine.
 	denySession: {http.StatusNotFound, "", "", "session_not_found"},
+	// The shared store (on_error closed) cannot say whether a DPoP proof was used already.
+	denyStoreUnavailable: {http.StatusServiceUnavailable, codeUnavailable, "The DPoP proof cannot be checked for replay now.", "store_unavailable"},
 }
 
 // isAccessDenial reports a denial that no new scope can fix: its challenge names no scope.

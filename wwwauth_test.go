@@ -124,6 +124,7 @@ var wantDenials = map[denial]struct {
 	denyWrongCert:                {401, "invalid_token", "The access token is bound to another client certificate."},
 	denyDPoPRequired:             {401, "invalid_token", "This resource accepts only DPoP-bound access tokens."},
 	denySession:                  {404, "", ""},
+	denyStoreUnavailable:         {503, "temporarily_unavailable", "The DPoP proof cannot be checked for replay now."},
 }
 
 func TestChallengesEveryDenial(t *testing.T) {

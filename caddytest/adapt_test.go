@@ -117,6 +117,7 @@ var subdirectives = map[string]string{
 	"introspection":              "introspection",
 	"dpop":                       "dpop",
 	"mtls_bound":                 "mtls_bound",
+	"store":                      "store",
 }
 
 // ruleDirectives are the subdirectives that each become one entry of "rules".

@@ -109,6 +109,8 @@ type Introspection struct {
 	Client *http.Client
 	Logger *zap.Logger
 	Now    func() time.Time
+	// Shared, when set, holds active answers for the other instances (introspect_shared.go).
+	Shared SharedAnswers
 
 	once   sync.Once
 	slots  chan struct{}
@@ -176,6 +178,7 @@ type answer struct {
 	active     bool
 	tokenType  string
 	raw        []byte
+	fetched    time.Time // when the authorization server gave it; zero: now
 }
 
 // Verify introspects an opaque token and returns the caller the answer describes.
@@ -237,6 +240,9 @@ func (v *Introspection) Recheck(ctx context.Context, token string, local *Identi
 // servedUntil is how long an active answer may be trusted: CacheTTL, never past exp.
 func (v *Introspection) servedUntil(a *answer, now time.Time) time.Time {
 	t := now.Add(v.CacheTTL)
+	if !a.fetched.IsZero() {
+		t = a.fetched.Add(v.CacheTTL)
+	}
 	if a.hasExp {
 		if exp := numericTime(a.exp); exp.Before(t) {
 			t = exp
@@ -262,7 +268,7 @@ func (v *Introspection) ask(ctx context.Context, token string) (*answer, string,
 	if n, ok := v.neg.Get(key); ok {
 		return nil, key, fail(n.reason)
 	}
-	ch := v.flight.DoChan(key, func() (any, error) { return v.call(token) })
+	ch := v.flight.DoChan(key, func() (any, error) { return v.callShared(token, key) })
 	select {
 	case res := <-ch:
 		if res.Err != nil {

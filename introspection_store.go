@@ -1,0 +1,58 @@
+package mcpauth
+
+import (
+	"context"
+	"time"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/store"
+	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
+	"go.uber.org/zap"
+)
+
+// Introspection answers in the shared store: the hook between the introspection verifier
+// and the sealed store, kept apart from introspection.go.
+
+// storeNSIntrospection is the namespace of introspection answers in the store.
+const storeNSIntrospection = "introspection"
+
+// shareIntrospection puts the store behind the introspection cache, when both are on and
+// the store has an encryption key (without one nothing about tokens goes there).
+func (h *Handler) shareIntrospection() {
+	if h.Store.sealed == nil || h.Introspection == nil {
+		return
+	}
+	c, ok := h.verifier.(*verify.Chain)
+	if !ok {
+		return
+	}
+	if iv := c.Introspection; iv != nil {
+		iv.Shared = sealedAnswers{c: h.Store.sealed, ns: storeNSIntrospection, logger: h.Store.logger}
+	}
+}
+
+// sealedAnswers adapts a SealedCache namespace to verify.SharedAnswers. A store that cannot
+// answer is a miss: the authorization server is asked, whatever on_error says.
+type sealedAnswers struct {
+	c      store.SealedCache
+	ns     string
+	logger *zap.Logger
+}
+
+func (s sealedAnswers) Get(ctx context.Context, key [32]byte) ([]byte, bool) {
+	v, ok, err := s.c.Get(ctx, s.ns, key)
+	if err != nil {
+		if ce := s.logger.Check(zap.DebugLevel, "store read failed, asking the authorization server"); ce != nil {
+			ce.Write(zap.String("namespace", s.ns), zap.Error(err))
+		}
+		return nil, false
+	}
+	return v, ok
+}
+
+func (s sealedAnswers) Set(ctx context.Context, key [32]byte, val []byte, ttl time.Duration) {
+	if err := s.c.Set(ctx, s.ns, key, val, ttl); err != nil {
+		if ce := s.logger.Check(zap.DebugLevel, "store write failed"); ce != nil {
+			ce.Write(zap.String("namespace", s.ns), zap.Error(err))
+		}
+	}
+}
