@@ -19,6 +19,7 @@ var parserFuncs = map[string][]string{
 	"caddyfile.go":     {"UnmarshalCaddyfile", "parseRule"},
 	"introspection.go": {"unmarshalCaddyfile"},
 	"dpop.go":          {"unmarshalDPoP"},
+	"store.go":         {"unmarshalStore"},
 }
 
 // TestSyntaxBlockListsEverySubdirective: the syntax block at the top of
