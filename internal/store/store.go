@@ -26,7 +26,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,11 +151,11 @@ func (c *Client) Prefix() string { return c.prefix }
 
 // Ping asks the store once, within the timeout.
 func (c *Client) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	start := time.Now()
-	err := c.rdb.Ping(ctx).Err()
-	return c.done("ping", start, err)
+	err := c.rdb.Ping(cctx).Err()
+	return c.done(ctx, "ping", start, err)
 }
 
 // Outcome is the answer to a claim.
@@ -200,15 +199,15 @@ func (c *Client) Claim(ctx context.Context, key string, ttl time.Duration) (Outc
 	if ms < 1 {
 		ms = 1
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	start := time.Now()
-	err := c.rdb.Do(ctx, "SET", key, "1", "PX", ms, "NX").Err()
+	err := c.rdb.Do(cctx, "SET", key, "1", "PX", ms, "NX").Err()
 	if errors.Is(err, redis.Nil) {
 		// NX refused: the key exists.
-		return Seen, c.done("claim", start, nil)
+		return Seen, c.done(ctx, "claim", start, nil)
 	}
-	if err := c.done("claim", start, err); err != nil {
+	if err := c.done(ctx, "claim", start, err); err != nil {
 		return Fresh, err
 	}
 	return Fresh, nil
@@ -216,14 +215,14 @@ func (c *Client) Claim(ctx context.Context, key string, ttl time.Duration) (Outc
 
 // get reads a raw value; ok is false on a miss.
 func (c *Client) get(ctx context.Context, key string) ([]byte, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	start := time.Now()
-	v, err := c.rdb.Get(ctx, key).Bytes()
+	v, err := c.rdb.Get(cctx, key).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, false, c.done("get", start, nil)
+		return nil, false, c.done(ctx, "get", start, nil)
 	}
-	if err := c.done("get", start, err); err != nil {
+	if err := c.done(ctx, "get", start, err); err != nil {
 		return nil, false, err
 	}
 	return v, true, nil
@@ -235,16 +234,21 @@ func (c *Client) set(ctx context.Context, key string, val []byte, ttl time.Durat
 	if ms < 1 {
 		ms = 1
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	start := time.Now()
-	err := c.rdb.Do(ctx, "SET", key, val, "PX", ms).Err()
-	return c.done("set", start, err)
+	err := c.rdb.Do(cctx, "SET", key, val, "PX", ms).Err()
+	return c.done(ctx, "set", start, err)
 }
 
 // done records a call: metrics, health, and the error the caller sees (wrapping
 // ErrUnavailable; the error text holds addresses and causes, never keys or values).
-func (c *Client) done(op string, start time.Time, err error) error {
+func (c *Client) done(ctx context.Context, op string, start time.Time, err error) error {
+	if err != nil && ctx.Err() != nil {
+		// The caller gave up (the client went away, the server shuts down): that says
+		// nothing about the store.
+		return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
+	}
 	if c.observe != nil {
 		c.observe(op, time.Since(start), err)
 	}
@@ -252,35 +256,11 @@ func (c *Client) done(op string, start time.Time, err error) error {
 		c.markUp()
 		return nil
 	}
-	var rerr redis.Error
-	if errors.As(err, &rerr) && !isConnError(err) {
-		// The server answered with an error (ACL refusal, wrong type, read-only replica):
-		// it is up but cannot serve us; still unavailable to the caller.
-		return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
-	}
+	// Every failure counts as down, also an error the server answered (a refused password
+	// or ACL, a read-only replica, LOADING): the store cannot serve us, and the operator
+	// must hear of it once.
 	c.markDown(err)
 	return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
-}
-
-// isConnError: errors that say nothing reached the server or came back in time. A server
-// reply that is an error (redis.Error) but names a state where it cannot serve (LOADING,
-// MASTERDOWN, CLUSTERDOWN, TRYAGAIN) counts as down as well.
-func isConnError(err error) bool {
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, redis.ErrClosed) {
-		return true
-	}
-	var rerr redis.Error
-	if errors.As(err, &rerr) {
-		msg := rerr.Error()
-		for _, p := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"} {
-			if len(msg) >= len(p) && msg[:len(p)] == p {
-				return true
-			}
-		}
-		return false
-	}
-	return true // io.EOF, connection reset and the like
 }
 
 func (c *Client) markUp() {

@@ -275,3 +275,43 @@ func TestACLUser(t *testing.T) {
 		t.Errorf("wrong password: err = %v; want ErrUnavailable", err)
 	}
 }
+
+// Through a Sentinel: the client asks it for the master and claims there.
+func TestSentinel(t *testing.T) {
+	master := storetest.Start(t)
+	sentinel := storetest.StartSentinel(t, master, "mymaster")
+	c, err := store.New(store.Options{Addrs: []string{sentinel.Addr}, MasterName: "mymaster"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if got, err := c.ClaimProof(ctx, "k", "j", time.Minute); err != nil || got != store.Fresh {
+		t.Fatalf("claim through Sentinel: %v, %v", got, err)
+	}
+	if n := admin(t, master.Addr).Exists(ctx, c.ProofKey("k", "j")).Val(); n != 1 {
+		t.Error("the key is not on the master")
+	}
+	if got, err := c.ClaimProof(ctx, "k", "j", time.Minute); err != nil || got != store.Seen {
+		t.Fatalf("second claim through Sentinel: %v, %v", got, err)
+	}
+}
+
+// A caller that gave up (its request ended) gets an error, but the store is not marked down.
+func TestCallerCancelIsNotStoreDown(t *testing.T) {
+	srv := storetest.Start(t)
+	c, health := newClient(t, srv.Addr, store.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.ClaimProof(ctx, "k", "j", time.Minute); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("cancelled caller: err = %v", err)
+	}
+	if !c.Up() {
+		t.Error("a cancelled caller marked the store down")
+	}
+	select {
+	case up := <-health:
+		t.Errorf("a health transition (%v) for a cancelled caller", up)
+	default:
+	}
+}

@@ -28,6 +28,8 @@ type Server struct {
 	Addr string
 	dir  string
 	args []string
+	// sentinel: the server runs as a Sentinel with this config file.
+	sentinel string
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -65,6 +67,23 @@ func Start(t testing.TB, extra ...string) *Server {
 	return s
 }
 
+// StartSentinel runs a Sentinel that monitors master under the name masterName (quorum 1).
+func StartSentinel(t testing.TB, master *Server, masterName string) *Server {
+	t.Helper()
+	bin := Find(t)
+	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	s.Port = freePort(t)
+	s.Addr = "127.0.0.1:" + strconv.Itoa(s.Port)
+	s.sentinel = s.dir + "/sentinel.conf"
+	conf := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\n", masterName, master.Port)
+	if err := os.WriteFile(s.sentinel, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
 // freePort picks a port the kernel says is free now.
 func freePort(t testing.TB) int {
 	t.Helper()
@@ -85,6 +104,13 @@ func (s *Server) start() {
 		"--dir", s.dir, "--daemonize", "no", "--loglevel", "notice", "--logfile", "",
 		"--protected-mode", "yes",
 	}, s.args...)
+	readyLine := "Ready to accept connections"
+	if s.sentinel != "" {
+		// A Sentinel has no "ready" line; it is ready once it monitors its master.
+		args = []string{s.sentinel, "--sentinel", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+			"--daemonize", "no", "--logfile", ""}
+		readyLine = "+monitor master"
+	}
 	cmd := exec.Command(s.bin, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -104,7 +130,7 @@ func (s *Server) start() {
 			logMu.Lock()
 			log.WriteString(sc.Text() + "\n")
 			logMu.Unlock()
-			if !signalled && strings.Contains(sc.Text(), "Ready to accept connections") {
+			if !signalled && strings.Contains(sc.Text(), readyLine) {
 				signalled = true
 				close(ready)
 			}
