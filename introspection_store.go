@@ -18,7 +18,8 @@ const storeNSIntrospection = "introspection"
 // shareIntrospection puts the store behind the introspection cache, when both are on and
 // the store has an encryption key (without one nothing about tokens goes there).
 func (h *Handler) shareIntrospection() {
-	if h.Store.sealed == nil || h.Introspection == nil {
+	sc := h.sealedCache()
+	if sc == nil || h.Introspection == nil {
 		return
 	}
 	c, ok := h.verifier.(*verify.Chain)
@@ -26,7 +27,7 @@ func (h *Handler) shareIntrospection() {
 		return
 	}
 	if iv := c.Introspection; iv != nil {
-		iv.Shared = sealedAnswers{c: h.Store.sealed, ns: storeNSIntrospection, logger: h.Store.logger}
+		iv.Shared = sealedAnswers{c: sc, ns: storeNSIntrospection, logger: h.Store.logger}
 	}
 }
 
@@ -55,4 +56,14 @@ func (s sealedAnswers) Set(ctx context.Context, key [32]byte, val []byte, ttl ti
 			ce.Write(zap.String("namespace", s.ns), zap.Error(err))
 		}
 	}
+}
+
+// sealedCache is the store's sealed cache for other caches that follow the introspection
+// one (exchanged tokens, namespace "exchange"): nil without a store or an encryption_key, in
+// which case those caches stay per instance.
+func (h *Handler) sealedCache() store.SealedCache {
+	if h.Store == nil || h.Store.sealed == nil {
+		return nil
+	}
+	return h.Store.sealed
 }
