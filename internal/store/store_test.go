@@ -315,3 +315,30 @@ func TestCallerCancelIsNotStoreDown(t *testing.T) {
 	default:
 	}
 }
+
+// Against a Cluster (one node holding every slot): the cluster client claims there.
+func TestCluster(t *testing.T) {
+	srv := storetest.Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+	ctx := context.Background()
+	if err := admin(t, srv.Addr).Do(ctx, "CLUSTER", "ADDSLOTSRANGE", "0", "16383").Err(); err != nil {
+		t.Fatal(err)
+	}
+	srv.WaitLog("Cluster state changed: ok")
+	c, err := store.New(store.Options{Addrs: []string{srv.Addr}, Cluster: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, want := range []store.Outcome{store.Fresh, store.Seen} {
+		if got, err := c.ClaimProof(ctx, "k", "j", time.Minute); err != nil || got != want {
+			t.Fatalf("claim on the Cluster: %v, %v; want %v", got, err, want)
+		}
+	}
+	s, _ := c.Sealed(bytes.Repeat([]byte("c"), 32))
+	if err := s.Set(ctx, "ns", [32]byte{2}, []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, err := s.Get(ctx, "ns", [32]byte{2}); err != nil || !ok || string(v) != "v" {
+		t.Fatalf("sealed get on the Cluster: %q %v %v", v, ok, err)
+	}
+}

@@ -31,8 +31,11 @@ type Server struct {
 	// sentinel: the server runs as a Sentinel with this config file.
 	sentinel string
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	logs []string // the output of the running process, by line
+	gone bool     // its output ended
+	cond *sync.Cond
 }
 
 var announce sync.Once
@@ -121,15 +124,20 @@ func (s *Server) start() {
 		s.t.Fatalf("starting redis-server: %v", err)
 	}
 	ready := make(chan struct{})
-	var log strings.Builder
-	var logMu sync.Mutex
+	s.mu.Lock()
+	if s.cond == nil {
+		s.cond = sync.NewCond(&s.mu)
+	}
+	s.logs, s.gone = nil, false
+	s.mu.Unlock()
 	go func() {
 		sc := bufio.NewScanner(out)
 		signalled := false
 		for sc.Scan() {
-			logMu.Lock()
-			log.WriteString(sc.Text() + "\n")
-			logMu.Unlock()
+			s.mu.Lock()
+			s.logs = append(s.logs, sc.Text())
+			s.cond.Broadcast()
+			s.mu.Unlock()
 			if !signalled && strings.Contains(sc.Text(), readyLine) {
 				signalled = true
 				close(ready)
@@ -138,15 +146,18 @@ func (s *Server) start() {
 		if !signalled {
 			close(ready)
 		}
-		_, _ = io.Copy(io.Discard, out)
+		s.mu.Lock()
+		s.gone = true
+		s.cond.Broadcast()
+		s.mu.Unlock()
 	}()
 	<-ready
 	if !s.accepting() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		logMu.Lock()
-		defer logMu.Unlock()
-		s.t.Fatalf("redis-server did not start:\n%s", log.String())
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.t.Fatalf("redis-server did not start:\n%s", strings.Join(s.logs, "\n"))
 	}
 	s.mu.Lock()
 	s.cmd = cmd
@@ -160,6 +171,25 @@ func (s *Server) accepting() bool {
 	}
 	c.Close()
 	return true
+}
+
+// WaitLog waits until the server writes a line containing text (an event it reports, such
+// as "Cluster state changed: ok"); it fails the test if the server exits first.
+func (s *Server) WaitLog(text string) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		for _, l := range s.logs {
+			if strings.Contains(l, text) {
+				return
+			}
+		}
+		if s.gone {
+			s.t.Fatalf("redis-server stopped without logging %q", text)
+		}
+		s.cond.Wait()
+	}
 }
 
 // Stop kills the server by its PID and waits for it to exit. It is idempotent.
