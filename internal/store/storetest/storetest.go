@@ -52,7 +52,15 @@ func Find(t testing.TB) string {
 	if os.Getenv("MCPAUTH_STORE") == "1" {
 		t.Fatal("redis-server not found and MCPAUTH_STORE=1: install it (apt-get install redis-server)")
 	}
-	announce.Do(func() { fmt.Fprintln(os.Stderr, msg) })
+	announce.Do(func() {
+		// go test hides the output of packages that pass; the terminal, as the end-to-end
+		// test does for Node, is where one line can still be seen. Without one (CI, a pipe),
+		// the skip message is in -v and -json output.
+		if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+			fmt.Fprintln(tty, msg)
+			tty.Close()
+		}
+	})
 	t.Skip(msg)
 	return ""
 }
