@@ -26,6 +26,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,23 +109,30 @@ func New(o Options) (*Client, error) {
 		o.Logger = zap.NewNop
 	}
 	dial := max(o.Timeout, time.Second)
+	var dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+	if o.TLS != nil {
+		dialer = tlsDialer(o.TLS, dial)
+	}
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		Dialer:        dialer,
 		Addrs:         o.Addrs,
 		MasterName:    o.MasterName,
 		IsClusterMode: o.Cluster,
 		Username:      o.Username,
 		Password:      o.Password,
 		DB:            o.DB,
-		TLSConfig:     o.TLS,
 		// RESP2 and no CLIENT SETINFO: the commands on the wire are AUTH, SELECT, PING, SET
 		// and GET only, which a minimal ACL allows (docs/fleet.md).
 		Protocol:                 2,
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 		DialTimeout:              dial,
-		ReadTimeout:              o.Timeout,
-		WriteTimeout:             o.Timeout,
-		ContextTimeoutEnabled:    true,
+		// One dial per call: go-redis's retries wait 100ms between attempts, longer than a
+		// call may last; the prober reconnects a store that was down.
+		DialerRetries:         1,
+		ReadTimeout:           o.Timeout,
+		WriteTimeout:          o.Timeout,
+		ContextTimeoutEnabled: true,
 		// Never retried: a SET NX that reached the server before its answer was lost would,
 		// retried, read as "seen" and refuse a fresh proof.
 		MaxRetries: -1,
@@ -134,6 +142,35 @@ func New(o Options) (*Client, error) {
 		rdb: rdb, prefix: o.KeyPrefix, timeout: o.Timeout, logger: o.Logger,
 		observe: o.Observe, health: o.OnHealth, ctx: ctx, cancel: cancel,
 	}, nil
+}
+
+// tlsDialer connects over TLS, checking each server's certificate against the host it dials
+// (go-redis's own TLS would check every node of a Cluster or Sentinel set against one name).
+func tlsDialer(conf *tls.Config, timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := &net.Dialer{Timeout: timeout, KeepAlive: 5 * time.Minute}
+		raw, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		c := conf.Clone()
+		if c.ServerName == "" {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				raw.Close()
+				return nil, err
+			}
+			c.ServerName = host
+		}
+		tc := tls.Client(raw, c)
+		hctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		if err := tc.HandshakeContext(hctx); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
 }
 
 // Close stops the prober and closes the connections.

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -340,5 +343,29 @@ func TestCluster(t *testing.T) {
 	}
 	if v, ok, err := s.Get(ctx, "ns", [32]byte{2}); err != nil || !ok || string(v) != "v" {
 		t.Fatalf("sealed get on the Cluster: %q %v %v", v, ok, err)
+	}
+}
+
+// Over TLS, the server verified against a CA given to the client; a client that does not
+// trust that CA gets no connection.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	caPEM, certFile, keyFile := storetest.WriteCerts(t, dir)
+	srv := storetest.Start(t, "--port", "0", "--tls-port", "{port}", "--tls-cert-file", certFile,
+		"--tls-key-file", keyFile, "--tls-ca-cert-file", filepath.Join(dir, "ca.pem"), "--tls-auth-clients", "no")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	c, _ := newClient(t, srv.Addr, store.Options{TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})
+	ctx := context.Background()
+	if got, err := c.ClaimProof(ctx, "k", "j", time.Minute); err != nil || got != store.Fresh {
+		t.Fatalf("claim over TLS: %v, %v", got, err)
+	}
+	untrusting, _ := newClient(t, srv.Addr, store.Options{TLS: &tls.Config{MinVersion: tls.VersionTLS12}})
+	if _, err := untrusting.ClaimProof(ctx, "k", "x", time.Minute); !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("a client without the CA: err = %v; want a certificate error", err)
+	}
+	plain, _ := newClient(t, srv.Addr, store.Options{})
+	if _, err := plain.ClaimProof(ctx, "k", "y", time.Minute); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("a plain client on the TLS port: err = %v; want ErrUnavailable", err)
 	}
 }
