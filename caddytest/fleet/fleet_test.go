@@ -352,6 +352,9 @@ func (in *instance) load(o opts) {
 		b, _ := io.ReadAll(resp.Body)
 		in.t.Fatalf("POST /load: %d %s", resp.StatusCode, b)
 	}
+	// The old server closes its idle connections as it stops; a POST on one of them would
+	// fail (and is not retried). The listener is kept, so new connections reach the new one.
+	client.CloseIdleConnections()
 }
 
 // dpopClient is a client with its DPoP key and a token bound to it.
@@ -443,6 +446,30 @@ func TestProofUsedAtOneInstanceIsRefusedAtAnother(t *testing.T) {
 	if after := setCalls(t, r); after != before {
 		t.Errorf("a bearer request went to the store")
 	}
+
+	// The calls are counted: A claimed p1 and p2 (one fresh, one seen) in the store.
+	m := a.metrics()
+	for _, want := range []string{
+		`caddy_mcp_auth_store_calls_total{op="claim",result="ok"} 2`,
+		`caddy_mcp_auth_store_call_duration_seconds_count{op="claim"} 2`,
+		`caddy_mcp_auth_store_up 1`,
+	} {
+		if !strings.Contains(m, want+"\n") {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// metrics is the admin endpoint's /metrics page.
+func (in *instance) metrics() string {
+	in.t.Helper()
+	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", in.adminPort))
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 // The store down: closed answers 503 with Retry-After to DPoP requests, bearer requests
@@ -469,6 +496,10 @@ func TestStoreDownAndBack(t *testing.T) {
 		t.Errorf("closed, store down, bearer: %d, want 200", got.code)
 	}
 	closed.waitLog("store unreachable", 1)
+	if m := closed.metrics(); !strings.Contains(m, "caddy_mcp_auth_store_up 0\n") ||
+		!strings.Contains(m, `caddy_mcp_auth_store_calls_total{op="claim",result="error"}`) {
+		t.Error("metrics do not show the store down and the failed claim")
+	}
 
 	seen := ""
 	for i := range 3 {

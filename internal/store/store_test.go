@@ -355,16 +355,17 @@ func TestTLS(t *testing.T) {
 		"--tls-key-file", keyFile, "--tls-ca-cert-file", filepath.Join(dir, "ca.pem"), "--tls-auth-clients", "no")
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	c, _ := newClient(t, srv.Addr, store.Options{TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})
+	// A long timeout: the handshake, not the clock, decides these outcomes.
+	c, _ := newClient(t, srv.Addr, store.Options{Timeout: 10 * time.Second, TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})
 	ctx := context.Background()
 	if got, err := c.ClaimProof(ctx, "k", "j", time.Minute); err != nil || got != store.Fresh {
 		t.Fatalf("claim over TLS: %v, %v", got, err)
 	}
-	untrusting, _ := newClient(t, srv.Addr, store.Options{TLS: &tls.Config{MinVersion: tls.VersionTLS12}})
+	untrusting, _ := newClient(t, srv.Addr, store.Options{Timeout: 10 * time.Second, TLS: &tls.Config{MinVersion: tls.VersionTLS12}})
 	if _, err := untrusting.ClaimProof(ctx, "k", "x", time.Minute); !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("a client without the CA: err = %v; want a certificate error", err)
 	}
-	plain, _ := newClient(t, srv.Addr, store.Options{})
+	plain, _ := newClient(t, srv.Addr, store.Options{Timeout: 10 * time.Second})
 	if _, err := plain.ClaimProof(ctx, "k", "y", time.Minute); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("a plain client on the TLS port: err = %v; want ErrUnavailable", err)
 	}
