@@ -2,6 +2,7 @@ package mcpauth
 
 import (
 	"context"
+	"crypto/sha256"
 	"time"
 
 	"github.com/mcpauth/caddy-mcp-auth/internal/store"
@@ -27,7 +28,8 @@ func (h *Handler) shareIntrospection() {
 		return
 	}
 	if iv := c.Introspection; iv != nil {
-		iv.Shared = sealedAnswers{c: sc, ns: storeNSIntrospection, logger: h.Store.logger}
+		iv.Shared = sealedAnswers{c: sc, ns: storeNSIntrospection, logger: h.Store.logger,
+			scope: h.Introspection.answerCacheKey(h)}
 	}
 }
 
@@ -37,10 +39,26 @@ type sealedAnswers struct {
 	c      store.SealedCache
 	ns     string
 	logger *zap.Logger
+	// scope names who asked: the endpoint and client_id (answerCacheKey). Servers answer
+	// per client (Keycloak calls a token active only to a client of its audience), so an
+	// answer is shared only with instances that ask the same server as the same client, as
+	// the in-process answers are (introspection_cache.go).
+	scope string
+}
+
+// key is the store key of a token's SHA-256 under s.scope.
+func (s sealedAnswers) key(token [32]byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(s.scope))
+	h.Write([]byte{0})
+	h.Write(token[:])
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
 }
 
 func (s sealedAnswers) Get(ctx context.Context, key [32]byte) ([]byte, bool) {
-	v, ok, err := s.c.Get(ctx, s.ns, key)
+	v, ok, err := s.c.Get(ctx, s.ns, s.key(key))
 	if err != nil {
 		if ce := s.logger.Check(zap.DebugLevel, "store read failed, asking the authorization server"); ce != nil {
 			ce.Write(zap.String("namespace", s.ns), zap.Error(err))
@@ -51,7 +69,7 @@ func (s sealedAnswers) Get(ctx context.Context, key [32]byte) ([]byte, bool) {
 }
 
 func (s sealedAnswers) Set(ctx context.Context, key [32]byte, val []byte, ttl time.Duration) {
-	if err := s.c.Set(ctx, s.ns, key, val, ttl); err != nil {
+	if err := s.c.Set(ctx, s.ns, s.key(key), val, ttl); err != nil {
 		if ce := s.logger.Check(zap.DebugLevel, "store write failed"); ce != nil {
 			ce.Write(zap.String("namespace", s.ns), zap.Error(err))
 		}

@@ -41,10 +41,12 @@ import (
 const (
 	resource = "https://mcp.example.com/mcp"
 	issuer   = "https://auth.example.com"
-	// host is the Host every request carries, whichever instance it goes to, so that a
-	// proof's htu is the same at every instance (as behind a load balancer).
-	host     = "mcp.test"
-	htu      = "http://" + host + "/mcp"
+	// host is the Host every request carries, whichever instance it goes to (as behind a
+	// load balancer).
+	host = "mcp.test"
+	// htu is what a client's proof names: the resource's origin and the path it addresses,
+	// whatever Host says (RFC 9449 §4.3; the instances are addressed on their own ports).
+	htu      = resource
 	upstream = "upstream reached"
 	// waitLimit bounds every wait for an event; reaching it is a failure, not a pace.
 	waitLimit = 60 * time.Second

@@ -98,3 +98,41 @@ func TestIntrospectionSharedAnswers(t *testing.T) {
 		t.Error("a broken shared value was used instead of asking the authorization server")
 	}
 }
+
+// A store hit costs the authorization server nothing, so it takes no slot and no share of
+// the rate: with the one slot held and the address's rate spent, an answer another instance
+// shared is still served; a token the store does not hold is an uncached call, shed by the
+// limits without a call.
+func TestIntrospectionSharedOutsideLimits(t *testing.T) {
+	as := newFakeAS(t, AuthClientSecretBasic)
+	as.answer("tok-a", active(""))
+	as.answer("tok-b", active(""))
+	as.answer("tok-c", active(""))
+	clk := &clock{t: testNow}
+	shared := newMapShared()
+	a := newIntrospection(as, clk, zap.NewNop())
+	a.Shared = shared
+	ctx := context.Background()
+	if _, err := a.Verify(ctx, "tok-a", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	b := newIntrospection(as, clk, zap.NewNop())
+	b.Shared = shared
+	b.MaxRate, b.MaxInFlight = 1, 1
+	if _, err := b.Verify(ctx, "tok-b", nil); err != nil {
+		t.Fatal(err) // spends the address's rate (one a second, the clock stands still)
+	}
+	b.limits.slots <- struct{}{} // and the one slot, as a call that never ends would
+	defer func() { <-b.limits.slots }()
+	calls := as.calls.Load()
+	if _, err := b.Verify(ctx, "tok-a", nil); err != nil {
+		t.Errorf("shared answer with no slot and no rate left: %v, want it served", err)
+	}
+	if _, err := b.Verify(ctx, "tok-c", nil); ReasonOf(err) != ASUnavailable {
+		t.Errorf("token the store does not hold, rate spent: %v, want ASUnavailable", err)
+	}
+	if n := as.calls.Load() - calls; n != 0 {
+		t.Errorf("%d calls to the authorization server, want 0", n)
+	}
+}
