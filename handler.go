@@ -269,13 +269,13 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 			c, ok = h.cache.Get(raw)
 		}
 		if ok {
-			h.metrics.cacheHit.Inc()
+			h.metrics.tokenCache(true)
 			if d, err := h.checkBinding(w, r, raw, viaDPoP, c.id.Confirmation); d != denyNone {
 				return nil, d, err
 			}
 			return c, denyNone, nil
 		}
-		h.metrics.cacheMiss.Inc()
+		h.metrics.tokenCache(false)
 	}
 	if !isB64Token(raw) {
 		return nil, denyMalformedHeader, nil

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/telemetry"
 	"github.com/mcpauth/caddy-mcp-auth/internal/tokencache"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
@@ -109,6 +110,13 @@ type Introspection struct {
 	Client *http.Client
 	Logger *zap.Logger
 	Now    func() time.Time
+	// OnCall, when set, is told of each introspection call (telemetry.KindIntrospection)
+	// with its outcome and duration; a call never made because every slot stayed busy is
+	// told as telemetry.Busy. For metrics.
+	OnCall telemetry.CallObserver
+	// OnNegativeCache, when set, is told of each lookup in the cache of remembered
+	// refusals: hit or not. For metrics.
+	OnNegativeCache func(hit bool)
 
 	once   sync.Once
 	slots  chan struct{}
@@ -259,24 +267,49 @@ func (v *Introspection) ask(ctx context.Context, token string) (*answer, string,
 	v.once.Do(v.setup)
 	sum := sha256.Sum256([]byte(token))
 	key := string(sum[:])
-	if n, ok := v.neg.Get(key); ok {
-		return nil, key, fail(n.reason)
+	if v.neg != nil {
+		n, ok := v.neg.Get(key)
+		if v.OnNegativeCache != nil {
+			v.OnNegativeCache(ok)
+		}
+		if ok {
+			return nil, key, fail(n.reason)
+		}
 	}
+	// The request waits for the answer: a child span of its own shows it, with the call's
+	// outcome (the call itself is shared by every request with this token).
+	_, span := telemetry.StartSpan(ctx, telemetry.SpanIntrospect)
 	ch := v.flight.DoChan(key, func() (any, error) { return v.call(token) })
 	select {
 	case res := <-ch:
+		span.End(callOutcome(res.Err))
 		if res.Err != nil {
 			return nil, key, res.Err
 		}
 		return res.Val.(*answer), key, nil
 	case <-ctx.Done():
+		span.End(telemetry.Canceled)
 		return nil, key, failWith(ASUnavailable, ctx.Err())
 	}
+}
+
+// callOutcome classifies the error of call.
+func callOutcome(err error) string {
+	switch {
+	case err == nil:
+		return telemetry.OK
+	case errors.Is(err, errBusy):
+		return telemetry.Busy
+	case ReasonOf(err) == BadAnswer:
+		return telemetry.BadAnswer
+	}
+	return telemetry.Outcome(err)
 }
 
 // call asks the authorization server. It runs in a flight shared by every request with the
 // same token, so it does not use any one request's context.
 func (v *Introspection) call(token string) (*answer, error) {
+	start := time.Now()
 	wait := time.NewTimer(v.Timeout)
 	select {
 	case v.slots <- struct{}{}:
@@ -285,15 +318,30 @@ func (v *Introspection) call(token string) (*answer, error) {
 		if ce := v.Logger.Check(zap.WarnLevel, "introspection: every slot busy, answering 503"); ce != nil {
 			ce.Write(zap.Int("max_in_flight", v.MaxInFlight), zap.Duration("waited", v.Timeout))
 		}
+		v.OnCall.Observe(telemetry.KindIntrospection, telemetry.Busy, time.Since(start))
 		return nil, failWith(ASUnavailable, errBusy)
 	}
 	defer func() { <-v.slots }()
+	start = time.Now() // the wait for a slot is not the authorization server's latency
+	a, err := v.callEndpoint(token)
+	if !errors.Is(err, errNoEndpoint) {
+		v.OnCall.Observe(telemetry.KindIntrospection, callOutcome(err), time.Since(start))
+	}
+	return a, err
+}
+
+// errNoEndpoint wraps a failure to find the endpoint: no introspection call was made (the
+// discovery call is observed on its own).
+var errNoEndpoint = errors.New("finding the introspection endpoint")
+
+// callEndpoint makes the introspection call in a slot.
+func (v *Introspection) callEndpoint(token string) (*answer, error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), v.Timeout)
 	defer cancel()
 	endpoint, err := v.findEndpoint(ctx)
 	if err != nil {
-		return nil, failWith(ASUnavailable, err)
+		return nil, failWith(ASUnavailable, fmt.Errorf("%w: %w", errNoEndpoint, err))
 	}
 	req, err := v.request(ctx, endpoint, token)
 	if err != nil {
@@ -315,7 +363,7 @@ func (v *Introspection) call(token string) (*answer, error) {
 		if ce := v.Logger.Check(zap.WarnLevel, "introspection endpoint failed"); ce != nil {
 			ce.Write(zap.String("endpoint", endpoint), zap.Int("status", resp.StatusCode))
 		}
-		return nil, failWith(ASUnavailable, fmt.Errorf("introspection endpoint status %d", resp.StatusCode))
+		return nil, failWith(ASUnavailable, fmt.Errorf("introspection endpoint: %w", &telemetry.StatusError{Code: resp.StatusCode}))
 	case resp.StatusCode != http.StatusOK:
 		// RFC 7662 §2.3: 401 means our client authentication failed. Nothing the caller can
 		// do about it; the operator must fix the configuration.
@@ -328,7 +376,7 @@ func (v *Introspection) call(token string) (*answer, error) {
 				zap.String("endpoint", endpoint), zap.Int("status", resp.StatusCode),
 				zap.String("client_id", v.ClientID), zap.String("auth_method", v.authMethod()))
 		}
-		return nil, failWith(ASUnavailable, fmt.Errorf("introspection endpoint status %d", resp.StatusCode))
+		return nil, failWith(ASUnavailable, fmt.Errorf("introspection endpoint: %w", &telemetry.StatusError{Code: resp.StatusCode}))
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
 	if err != nil {
