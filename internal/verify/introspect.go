@@ -336,7 +336,6 @@ var errNoEndpoint = errors.New("finding the introspection endpoint")
 
 // callEndpoint makes the introspection call in a slot.
 func (v *Introspection) callEndpoint(token string) (*answer, error) {
-
 	ctx, cancel := context.WithTimeout(context.Background(), v.Timeout)
 	defer cancel()
 	endpoint, err := v.findEndpoint(ctx)
