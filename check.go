@@ -225,13 +225,13 @@ func check(o checkOptions, stdin io.Reader) (*checkReport, error) {
 	for _, s := range recorder.Ended() {
 		for _, kv := range s.Attributes() {
 			if s.Name() == "check" {
-				attrs[string(kv.Key)] = kv.Value.Emit()
+				attrs[string(kv.Key)] = kv.Value.String()
 			}
 		}
 		if s.Name() != "check" {
 			for _, kv := range s.Attributes() {
 				if kv.Key == "mcp_auth.outcome" {
-					rep.add("call", "%s: %s", strings.TrimPrefix(s.Name(), "mcp_auth."), kv.Value.Emit())
+					rep.add("call", "%s: %s", strings.TrimPrefix(s.Name(), "mcp_auth."), kv.Value.String())
 				}
 			}
 		}
