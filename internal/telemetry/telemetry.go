@@ -8,7 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
+	"net"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -61,16 +61,16 @@ type StatusError struct{ Code int }
 
 func (e *StatusError) Error() string { return fmt.Sprintf("status %d", e.Code) }
 
-// Outcome classifies the error of a remote call made with net/http: nil is OK, a transport
-// error (net/http wraps every one in *url.Error) or an exceeded time limit is Unreachable, a
-// StatusError is ServerError or Refused, anything else (the answer could not be used) is
-// BadAnswer.
+// Outcome classifies the error of a remote call: nil is OK; a network error (a net.Error:
+// net/http wraps every transport error in *url.Error, a store client returns *net.OpError)
+// or an exceeded time limit is Unreachable; a StatusError is ServerError or Refused; anything
+// else (the answer could not be used) is BadAnswer.
 func Outcome(err error) string {
 	if err == nil {
 		return OK
 	}
-	var ue *url.Error
-	if errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) {
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
 		return Unreachable
 	}
 	if errors.Is(err, context.Canceled) {

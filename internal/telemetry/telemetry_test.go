@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"testing"
 
@@ -18,6 +19,7 @@ func TestOutcome(t *testing.T) {
 		{nil, OK},
 		{&url.Error{Op: "Get", URL: "http://as", Err: errors.New("connection refused")}, Unreachable},
 		{fmt.Errorf("loading: %w", context.DeadlineExceeded), Unreachable},
+		{fmt.Errorf("store: %w", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}), Unreachable},
 		{context.Canceled, Canceled},
 		{fmt.Errorf("loading key set: %w", &StatusError{Code: 503}), ServerError},
 		{&StatusError{Code: 401}, Refused},
