@@ -265,8 +265,8 @@ func (h *Handler) validateAccess() error {
 		return err
 	}
 	for s, list := range h.ScopeImplies {
-		if !validScopeToken(s) {
-			return fmt.Errorf("scope_implies: %q: %w", s, errBadScope)
+		if err := checkScope(s); err != nil {
+			return fmt.Errorf("scope_implies: %q: %w", s, err)
 		}
 		if len(list) == 0 {
 			return fmt.Errorf("scope_implies %s: names no implied scope", s)
@@ -278,8 +278,8 @@ func (h *Handler) validateAccess() error {
 			return fmt.Errorf("scope_implies %s: %w", s, errOfflineAccess)
 		}
 		for _, im := range list {
-			if !validScopeToken(im) {
-				return fmt.Errorf("scope_implies %s: %q: %w", s, im, errBadScope)
+			if err := checkScope(im); err != nil {
+				return fmt.Errorf("scope_implies %s: %q: %w", s, im, err)
 			}
 		}
 	}

@@ -151,6 +151,15 @@ func TestValidateAccess(t *testing.T) {
 		{"claim without value", func(h *Handler) { h.RequireClaims = []ClaimCondition{{Claim: "a"}} }, "names no value"},
 		{"cycle", func(h *Handler) { h.ScopeImplies = map[string][]string{"a": {"b"}, "b": {"a"}} }, "cycle a -> b -> a"},
 		{"bad implied scope", func(h *Handler) { h.ScopeImplies = map[string][]string{"a": {"b c"}} }, "not a valid scope token"},
+		// A comma is legal in a scope-token, but `a,b` is nearly always two scopes written
+		// wrong: refused wherever a scope is configured, naming the field.
+		{"comma in scopes", func(h *Handler) { h.Scopes = []string{"mcp:read,mcp:write"} }, `scopes: "mcp:read,mcp:write": contains a comma: scopes are separated by spaces`},
+		{"comma in any_of", func(h *Handler) { h.AnyOf = []string{"a,b"} }, `any_of: "a,b": contains a comma`},
+		{"comma in scopes_supported", func(h *Handler) { h.ScopesSupported = []string{"a,"} }, `scopes_supported: "a,": contains a comma`},
+		{"comma in a rule's scopes", func(h *Handler) { h.Rules = []*Rule{{Tools: []string{"x"}, Scopes: []string{"a,b"}}} }, `rules[0].scopes: "a,b": contains a comma`},
+		{"comma in a rule's any_of", func(h *Handler) { h.Rules = []*Rule{{Tools: []string{"x"}, AnyOf: []string{"a,b"}}} }, `rules[0].any_of: "a,b": contains a comma`},
+		{"comma in an implying scope", func(h *Handler) { h.ScopeImplies = map[string][]string{"a,b": {"c"}} }, `scope_implies: "a,b": contains a comma`},
+		{"comma in an implied scope", func(h *Handler) { h.ScopeImplies = map[string][]string{"a": {"b,c"}} }, `scope_implies a: "b,c": contains a comma`},
 		{"missing aud with any aud", func(h *Handler) { h.AllowAnyAudience = true; h.AllowMissingAudienceFor = []string{"c"} }, "cannot be combined with allow_any_audience"},
 		{"tenants without template", func(h *Handler) { h.Tenants = []string{"t"} }, "no issuer contains {tenantid}"},
 		{"bad tenant", func(h *Handler) {

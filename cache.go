@@ -77,7 +77,7 @@ func (c *caller) placeholder(key string) (any, bool) {
 		return c.id.Issuer, true
 	}
 	if name, ok := strings.CutPrefix(rest, "mcp.claim."); ok {
-		v, _ := c.id.Claim(name)
+		v, _ := c.id.ClaimOnce(name)
 		return claimString(v), true
 	}
 	return nil, false

@@ -52,7 +52,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		scopes                 <scope...>
 //		any_of                 <scope...>
 //		skip_scopes
-//		scope_claim            <claim>
+//		scope_claim            <claim...>
 //
 //		strip_token
 //		token_cache_size       <n>
@@ -81,6 +81,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			negative_ttl  <duration>
 //			timeout       <duration>
 //			max_in_flight <n>
+//			max_rate      <n>
 //			jwt_too
 //		}
 //		dpop [{
@@ -217,7 +218,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "skip_scopes":
 			err = flag(&h.SkipScopes)
 		case "scope_claim":
-			err = single(&h.ScopeClaim)
+			err = parseScopeClaim(d, h)
 		case "strip_token":
 			err = flag(&h.StripToken)
 		case "token_cache_size":
@@ -336,9 +337,8 @@ func checkValue(name, v string) error {
 	case "authorization_servers", "jwks_url", "resource_documentation":
 		err = checkHTTPURL(v)
 	case "scopes", "any_of", "scopes_supported":
-		if !validScopeToken(v) {
-			err = errBadScope
-		} else if v == offlineAccess {
+		err = checkScope(v)
+		if err == nil && v == offlineAccess {
 			return fmt.Errorf("%s: %w", name, errOfflineAccess)
 		}
 	case "scope_prefix":
@@ -352,10 +352,6 @@ func checkValue(name, v string) error {
 	case "algorithms":
 		if err := checkAlgorithm(v); err != nil {
 			return fmt.Errorf("algorithms: %w", err) // the error names the algorithm
-		}
-	case "scope_claim":
-		if strings.ContainsAny(v, " \t") {
-			return fmt.Errorf("scope_claim: %q is not a claim name", v)
 		}
 	}
 	if err != nil {
@@ -500,8 +496,8 @@ func parseRule(d *caddyfile.Dispenser, h *Handler) error {
 			return d.ArgErr()
 		}
 		for _, s := range args {
-			if !validScopeToken(s) {
-				return d.Errf("%s: %q: %v", kind, s, errBadScope)
+			if err := checkScope(s); err != nil {
+				return d.Errf("%s: %q: %v", kind, s, err)
 			}
 			if s == offlineAccess {
 				return d.Errf("%s: %v", kind, errOfflineAccess)
@@ -538,8 +534,8 @@ func parseScopeImplies(d *caddyfile.Dispenser, h *Handler) error {
 		return d.Errf("scope_implies: needs a scope and at least one implied scope")
 	}
 	for _, s := range args {
-		if !validScopeToken(s) {
-			return d.Errf("scope_implies: %q: %v", s, errBadScope)
+		if err := checkScope(s); err != nil {
+			return d.Errf("scope_implies: %q: %v", s, err)
 		}
 	}
 	if h.ScopeImplies == nil {

@@ -58,7 +58,7 @@ func TestUnmarshalCaddyfileEverySubdirective(t *testing.T) {
 		RequireATJWT:          true,
 		Scopes:                []string{"mcp:read"},
 		AnyOf:                 []string{"mcp:write", "mcp:admin"},
-		ScopeClaim:            "scp",
+		ScopeClaim:            ClaimNames{"scp"},
 		StripToken:            true,
 	}
 	if !reflect.DeepEqual(h, want) {
@@ -143,6 +143,9 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"resource_documentation twice", "mcp_auth {\n resource_documentation https://a\n resource_documentation https://b\n}", "resource_documentation: given more than once"},
 		{"jwks_file twice", "mcp_auth {\n jwks_file a\n jwks_file b\n}", "jwks_file: given more than once"},
 		{"scope_claim twice", "mcp_auth {\n scope_claim a\n scope_claim b\n}", "scope_claim: given more than once"},
+		{"scope_claim naming a claim twice", "mcp_auth {\n scope_claim scp roles scp\n}", `scope_claim: "scp" is named twice`},
+		{"scope_claim naming a registered claim", "mcp_auth {\n scope_claim scp aud\n}", `scope_claim: "aud" is a registered claim`},
+		{"scope_claim naming too many claims", "mcp_auth {\n scope_claim a b c d e f g h i\n}", "scope_claim: 9 claims, at most 8"},
 		{"leeway twice", "mcp_auth {\n leeway 1s\n leeway 2s\n}", "leeway: given more than once"},
 		{"jwks_refresh twice", "mcp_auth {\n jwks_refresh 1h\n jwks_refresh 2h\n}", "jwks_refresh: given more than once"},
 		{"require_at_jwt twice", "mcp_auth {\n require_at_jwt\n require_at_jwt\n}", "require_at_jwt: given more than once"},
@@ -156,6 +159,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"leeway without value", "mcp_auth {\n leeway\n}", "wrong argument count"},
 		{"subdirective with a block", "mcp_auth {\n scopes a {\n b\n }\n}", "scopes: takes no block"},
 		{"flag with a block", "mcp_auth {\n skip_scopes {\n x\n }\n}", "skip_scopes: takes no block"},
+		{"comma in a tool rule", "mcp_auth {\n tool delete_* {\n scopes mcp:admin,mcp:write\n }\n}", `tool: "mcp:admin,mcp:write": contains a comma: scopes are separated by spaces, not commas, at Testfile:3`},
+		{"comma in scope_implies", "mcp_auth {\n scope_implies mcp:admin mcp:read,mcp:write\n}", `scope_implies: "mcp:read,mcp:write": contains a comma: scopes are separated by spaces, not commas, at Testfile:2`},
 	}
 	for _, name := range []string{
 		"authorization_servers", "scopes_supported", "issuers", "jwks_url", "audiences",
@@ -204,6 +209,8 @@ func TestRefusedConfigurations(t *testing.T) {
 		{"resource not http", "resource ftp://h/mcp\n authorization_servers https://a\n scopes a", "resource", "absolute"},
 		{"resource without host", "resource https:///mcp\n authorization_servers https://a\n scopes a", "resource", "absolute"},
 		{"resource with fragment", "resource https://h/mcp#x\n authorization_servers https://a\n scopes a", "resource", "fragment"},
+		{"resource with user information", "resource https://user@h/mcp\n authorization_servers https://a\n scopes a", "resource", "no origin a DPoP proof can name"},
+		{"resource with a port out of range", "resource https://h:65536/mcp\n authorization_servers https://a\n scopes a", "resource", "no origin a DPoP proof can name"},
 		{"resource with empty fragment", "resource https://h/mcp#\n authorization_servers https://a\n scopes a", "resource", "fragment"},
 		{"no authorization_servers", "resource https://h/mcp\n scopes a", "authorization_servers", "required"},
 		{"authorization_servers not a URL", "resource https://h/mcp\n authorization_servers auth.example.com\n scopes a", "authorization_servers", "absolute"},
@@ -217,6 +224,9 @@ func TestRefusedConfigurations(t *testing.T) {
 		{"scope with a non-ASCII byte", validBase + "scopes café", "scopes", "scope token"},
 		{"any_of with a space", validBase + `any_of "a b"`, "any_of", "scope token"},
 		{"scopes_supported with a quote", validBase + "scopes a\n scopes_supported `x\"y`", "scopes_supported", "scope token"},
+		{"scopes joined by a comma", validBase + "scopes mcp:read,mcp:write", "scopes", "scopes are separated by spaces"},
+		{"any_of joined by a comma", validBase + "any_of a, b", "any_of", "scopes are separated by spaces"},
+		{"scopes_supported joined by a comma", validBase + "scopes a\n scopes_supported a,b", "scopes_supported", "scopes are separated by spaces"},
 		{"HS256", validBase + "scopes a\n algorithms RS256 HS256", "algorithms", "symmetric"},
 		{"HS384", validBase + "scopes a\n algorithms HS384", "algorithms", "symmetric"},
 		{"HS512", validBase + "scopes a\n algorithms HS512", "algorithms", "symmetric"},

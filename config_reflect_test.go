@@ -76,6 +76,7 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 			negative_ttl  10s
 			timeout       2s
 			max_in_flight 8
+			max_rate      20
 			jwt_too
 		}
 	}`, `mcp_auth {

@@ -1,6 +1,7 @@
 package mcpauth
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -60,10 +61,21 @@ type DPoPConfig struct {
 	ReplayCache *int `json:"replay_cache,omitempty"`
 
 	checker *verify.DPoP
+	// origin is the resource's origin, the only one a proof's htu may name.
+	origin string
 }
 
-// Provision sets the defaults and expands the nonce key.
-func (c *DPoPConfig) Provision(caddy.Context) error {
+// errNoOrigin refuses a resource whose origin a proof's htu cannot name.
+var errNoOrigin = errors.New("has no origin a DPoP proof can name (an absolute http or https URL with a host and no user information)")
+
+// Provision sets the defaults and expands the nonce key. The handler's resource must be
+// provisioned: proofs are checked against its origin.
+func (c *DPoPConfig) Provision(_ caddy.Context, resource string) error {
+	origin, err := resourceOrigin(resource)
+	if err != nil {
+		return fmt.Errorf("resource %q: %w", resource, err)
+	}
+	c.origin = origin
 	if c.NonceKey != "" {
 		k, err := expandAtLoad(caddy.NewReplacer(), "dpop nonce_key", c.NonceKey)
 		if err != nil {
@@ -233,36 +245,32 @@ func dpopProof(hdr http.Header) (string, error) {
 	return vals[0], nil
 }
 
-// requestHTU is the URI the client addressed, without query and fragment, for the proof's
-// htu (RFC 9449 §4.3 check 9): the scheme and host of the connection, or those a trusted
-// proxy (Caddy's trusted_proxies) reports in X-Forwarded-Proto and X-Forwarded-Host; the
-// path before any rewrite.
-func requestHTU(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	host := r.Host
-	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
-		if p := firstValue(r.Header.Get("X-Forwarded-Proto")); p == "http" || p == "https" {
-			scheme = p
-		}
-		if fh := firstValue(r.Header.Get("X-Forwarded-Host")); fh != "" {
-			host = fh
-		}
-	}
+// requestHTU is the URI a proof's htu must name (RFC 9449 §4.3 check 9): the origin of the
+// resource, whatever the request's Host says, and the path the client addressed, before any
+// rewrite. The origin is not taken from the request: on a site that answers any host name, a
+// relay that was sent a proof made for another server could set Host (or, through a trusted
+// proxy, X-Forwarded-Host) to that server's name and pass the proof on. The resource is the
+// URL clients are told to address (RFC 9728 §3.3: they check the metadata's resource against
+// it), so a proof made for this resource names its origin.
+func (c *DPoPConfig) requestHTU(r *http.Request) string {
 	u := r.URL
 	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
 		u = orig.URL
 	}
-	return scheme + "://" + host + u.EscapedPath()
+	return c.origin + u.EscapedPath()
 }
 
-// firstValue is the first element of a comma-separated header value: the one the proxy
-// nearest the client wrote.
-func firstValue(v string) string {
-	if i := strings.IndexByte(v, ','); i >= 0 {
-		v = v[:i]
+// resourceOrigin is the origin of the resource in normal form (RFC 3986 §6.2.2, §6.2.3:
+// lowercase scheme and host, no default port), without a trailing slash. It fails for a
+// resource no proof could name: not absolute http(s), no host, user information.
+func resourceOrigin(resource string) (string, error) {
+	n, ok := verify.NormalizeHTU(resource)
+	if !ok {
+		return "", errNoOrigin
 	}
-	return strings.TrimSpace(v)
+	i := strings.Index(n, "://") + len("://")
+	if j := strings.IndexByte(n[i:], '/'); j >= 0 {
+		n = n[:i+j]
+	}
+	return n, nil
 }

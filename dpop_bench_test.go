@@ -24,7 +24,7 @@ import (
 func BenchmarkSenderConstrained(b *testing.B) {
 	asKey := jwttest.New(b, "rs", "RS256")
 	client := jwttest.New(b, "", "ES256")
-	const htu = "http://example.com/mcp" // httptest.NewRequest's host
+	const htu = cacheRes // the resource: its origin and the path requested
 
 	unbound := asKey.Token(b, testClaims(cacheIss, cacheRes, "mcp:read"), nil)
 	c := testClaims(cacheIss, cacheRes, "mcp:read")

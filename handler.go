@@ -135,7 +135,8 @@ func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, cha
 		repl.Set("http.auth.mcp.error_reason", denialVars[d][1])
 	}
 	if ce := h.logger.Check(zap.DebugLevel, "request denied"); ce != nil {
-		fields := []zap.Field{zap.String("reason", info.label), zap.Int("status", info.status)}
+		// The resource names the site: a Caddy with several mcp_auth sites logs them all here.
+		fields := []zap.Field{zap.String("resource", h.Resource), zap.String("reason", info.label), zap.Int("status", info.status)}
 		if err != nil {
 			fields = append(fields, zap.Error(err))
 		}
@@ -191,7 +192,7 @@ func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, raw strin
 		if err != nil {
 			return denyDPoPProof, err
 		}
-		proof, err = h.dpop.Check(v, r.Method, requestHTU(r), raw)
+		proof, err = h.dpop.Check(v, r.Method, h.DPoP.requestHTU(r), raw)
 		if err != nil {
 			if verify.ReasonOf(err) == verify.UseNonce {
 				h.setDPoPNonce(w)
@@ -267,8 +268,12 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 		var ok bool
 		if hashed != nil {
 			c, ok = h.cache.GetBytes(hashed)
-		} else {
-			c, ok = h.cache.Get(raw)
+		} else if c, ok = h.cache.Get(raw); !ok && h.hashKeys && !verify.IsJWS(raw) {
+			// Shaped like a JWS but not one (its first part is no JOSE header), so it is
+			// introspected: an opaque token, cached under its SHA-256 as any other. Only a
+			// miss pays for telling the two apart; a cached JWT is found as itself.
+			hashed = verify.HashKey(&kb, raw)
+			c, ok = h.cache.GetBytes(hashed)
 		}
 		if ok {
 			h.metrics.tokenCache(true)
@@ -299,13 +304,11 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 	if h.sessions != nil {
 		c.sessionAnchor = sessionAnchor(id, raw)
 	}
-	switch {
-	case hashed != nil:
+	// With a cache, the lookup above set hashed for every opaque token (JWS-shaped or not),
+	// so only a JWT is kept as itself.
+	if hashed != nil {
 		h.cache.Put(string(hashed), c)
-	case h.hashKeys && !verify.IsJWS(raw):
-		// Shaped like a JWS but not one, so it was introspected: not cached, rather than
-		// cached as itself.
-	default:
+	} else {
 		h.cache.Put(raw, c)
 	}
 	return c, denyNone, nil

@@ -218,7 +218,7 @@ func TestServeHTTPOutcomes(t *testing.T) {
 	customAud := newTestHandler(t, jwks, func(h *Handler) { h.Audiences = []string{"api://mcp", "urn:other"} })
 	anyAud := newTestHandler(t, jwks, func(h *Handler) { h.AllowAnyAudience = true })
 	customIss := newTestHandler(t, jwks, func(h *Handler) { h.Issuers = []string{"https://other-issuer.example.com/v2"} })
-	scpClaim := newTestHandler(t, jwks, func(h *Handler) { h.ScopeClaim = "permissions" })
+	scpClaim := newTestHandler(t, jwks, func(h *Handler) { h.ScopeClaim = ClaimNames{"permissions"} })
 	tight := newTestHandler(t, jwks, func(h *Handler) { h.Scopes = []string{"mcp:read", "mcp:write"} })
 
 	now := time.Now()
@@ -748,7 +748,7 @@ func TestServeHTTPRefusesOtherTokens(t *testing.T) {
 	strict := newTestHandler(t, jwks, func(h *Handler) { h.RequireATJWT = true })
 	anyAud := newTestHandler(t, jwks, func(h *Handler) { h.AllowAnyAudience = true; h.Scopes = nil; h.SkipScopes = true })
 	admin := newTestHandler(t, jwks, func(h *Handler) { h.Scopes = []string{"mcp:admin"} })
-	perms := newTestHandler(t, jwks, func(h *Handler) { h.Scopes = []string{"mcp:admin"}; h.ScopeClaim = "permissions" })
+	perms := newTestHandler(t, jwks, func(h *Handler) { h.Scopes = []string{"mcp:admin"}; h.ScopeClaim = ClaimNames{"permissions"} })
 
 	bearer := func(tok string) string { return "Bearer " + tok }
 	post := func(auth string) *http.Request { return bearerReq(http.MethodPost, "/mcp", auth) }

@@ -82,11 +82,21 @@ type Introspection struct {
 	// JSON: `timeout`. Caddyfile: `timeout`.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
-	// MaxInFlight is how many calls to the authorization server may run at once; requests
-	// that find no free slot within Timeout are answered 503 with Retry-After. Default 16.
+	// MaxInFlight is how many calls to the authorization server may run at once. Four
+	// requests per slot may wait for one, at most Timeout; the excess, and those that find no
+	// slot in time, are answered 503 with Retry-After. Each client address may hold a quarter of
+	// the slots (with its waiters). Default 16.
 	//
 	// JSON: `max_in_flight`. Caddyfile: `max_in_flight`.
 	MaxInFlight int `json:"max_in_flight,omitempty"`
+
+	// MaxRate bounds the calls to the authorization server per second for tokens no cache
+	// answers, in total; each client address may make a quarter of them. Beyond it requests
+	// get 503 with Retry-After at once, so a flood of made-up tokens is not a flood at the
+	// server, and one address cannot use up what real tokens from others need. Default 50.
+	//
+	// JSON: `max_rate`. Caddyfile: `max_rate`.
+	MaxRate int `json:"max_rate,omitempty"`
 
 	// JWTToo introspects JWTs as well, after the local checks pass, so that a JWT revoked
 	// at the authorization server is refused within CacheTTL.
@@ -94,7 +104,8 @@ type Introspection struct {
 	// JSON: `jwt_too`. Caddyfile: `jwt_too`.
 	JWTToo bool `json:"jwt_too,omitempty"`
 
-	key crypto.Signer
+	key      crypto.Signer
+	cacheKey string // of the shared answer cache, while held
 }
 
 // Provision expands placeholders, sets defaults and reads the private key.
@@ -128,6 +139,9 @@ func (in *Introspection) Provision(repl *caddy.Replacer) error {
 	}
 	if in.MaxInFlight == 0 {
 		in.MaxInFlight = defaultIntrospectionMaxInFlight
+	}
+	if in.MaxRate == 0 {
+		in.MaxRate = verify.DefaultMaxRate
 	}
 	if err := in.Validate(); err != nil {
 		return err
@@ -180,6 +194,9 @@ func (in *Introspection) Validate() error {
 	if in.MaxInFlight < 0 {
 		return fmt.Errorf("introspection max_in_flight: %d is negative", in.MaxInFlight)
 	}
+	if in.MaxRate < 0 {
+		return fmt.Errorf("introspection max_rate: %d is negative", in.MaxRate)
+	}
 	return nil
 }
 
@@ -230,18 +247,26 @@ func (in *Introspection) newVerifier(h *Handler, logger *zap.Logger) *verify.Int
 		// allow_missing_audience_for: nil (an answer without aud or resource is refused)
 		// unless clients are listed.
 		AllowMissingAudience: h.missingAudienceOK,
-		ScopeClaim:           h.ScopeClaim,
+		ScopeClaims:          h.ScopeClaim,
+		Tenants:              h.Tenants,
 		Leeway:               h.leeway,
 		CacheTTL:             time.Duration(in.CacheTTL),
 		NegativeTTL:          time.Duration(in.NegativeTTL),
 		Timeout:              timeout,
 		MaxInFlight:          in.MaxInFlight,
-		NegativeCacheSize:    defaultTokenCacheSize,
-		Client:               client,
-		Logger:               logger,
-		Now:                  h.now,
-		OnCall:               observeASCall,
-		OnNegativeCache:      h.metrics.introspectionCache,
+		MaxRate:              float64(in.MaxRate),
+		MinTokenLen:          verify.MinTokenLen,
+		// Caddy's client IP: the forwarded address when the request came through one of
+		// the server's trusted_proxies, else the connection's.
+		ClientAddress:     remoteIP,
+		Answers:           in.acquireAnswers(h),
+		NegativeCacheSize: defaultTokenCacheSize,
+		Client:            client,
+		Logger:            logger,
+		Now:               h.now,
+		OnCall:            observeASCall,
+		OnNegativeCache:   h.metrics.introspectionCache,
+		OnAnswerCache:     h.metrics.introspectionAnswers,
 	}
 	if len(h.AuthorizationServers) == 1 {
 		// RFC 7523 §3: the assertion's audience identifies the authorization server; its
@@ -328,6 +353,12 @@ func (in *Introspection) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("introspection max_in_flight: %q is not a whole number >= 1", val)
 			}
 			in.MaxInFlight = n
+		case "max_rate":
+			n, cerr := strconv.Atoi(val)
+			if cerr != nil || n < 1 {
+				return d.Errf("introspection max_rate: %q is not a whole number of calls per second >= 1", val)
+			}
+			in.MaxRate = n
 		default:
 			return d.Errf("unrecognized introspection subdirective %q", name)
 		}

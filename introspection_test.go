@@ -134,6 +134,8 @@ func TestIntrospectionConfig(t *testing.T) {
 		{"PKCS#1 key", Introspection{ClientID: "rs", AuthMethod: "private_key_jwt", PrivateKey: pkcs1}, "PKCS#8"},
 		{"bad endpoint", Introspection{ClientID: "rs", ClientSecret: "x", Endpoint: "ftp://as/introspect"}, "introspection endpoint"},
 		{"negative ttl", Introspection{ClientID: "rs", ClientSecret: "x", CacheTTL: -1}, "introspection cache_ttl"},
+		{"negative max_rate", Introspection{ClientID: "rs", ClientSecret: "x", MaxRate: -5}, "introspection max_rate: -5 is negative"},
+		{"max_rate", Introspection{ClientID: "rs", ClientSecret: "x", MaxRate: 200}, ""},
 		{"secret from an empty variable", Introspection{ClientID: "rs", ClientSecret: "{env.MCP_TEST_EMPTY}"}, "introspection client_secret"},
 	}
 	for _, c := range cases {
@@ -162,6 +164,9 @@ func TestIntrospectionConfig(t *testing.T) {
 		{"introspection {\n client_id rs\n auth_method magic\n}", `auth_method "magic"`},
 		{"introspection {\n client_id rs\n client_id rs2\n}", "given more than once"},
 		{"introspection {\n max_in_flight 0\n}", "max_in_flight"},
+		{"introspection {\n max_rate 0\n}", `introspection max_rate: "0" is not a whole number of calls per second >= 1`},
+		{"introspection {\n max_rate 10/s\n}", `introspection max_rate: "10/s"`},
+		{"introspection {\n max_rate 1 2\n}", "max_rate: takes one value"},
 		{"introspection {\n cache_ttl soon\n}", "cache_ttl"},
 		{"introspection {\n endpoint not-a-url\n}", "introspection endpoint"},
 		{"introspection {\n jwt_too yes\n}", "jwt_too: takes no value"},

@@ -144,11 +144,12 @@ func (ks *keySources) logStart(logger *zap.Logger, resource string) {
 		logger.Info("signing keys loaded from file", zap.String("resource", resource),
 			zap.String("jwks_file", ks.file), zap.Int("keys", ks.File.Len()))
 	}
-	// A set still loading (the authorization server is slow or down) is a warning: until it
-	// loads, requests with a token get 503, and the set keeps trying in the background.
+	// A set still loading is normal at start: the first fetch runs in the background and
+	// usually ends milliseconds later ("signing keys loaded"). Only a fetch that fails or
+	// times out is a warning, and the set logs it ("loading signing keys failed").
 	for _, rs := range ks.URLs {
 		if rs.Keys() == nil {
-			logger.Warn("signing keys not loaded yet: fetching in the background; requests with a token get 503 until they load",
+			logger.Info("signing keys loading in the background; requests with a token get 503 until they load",
 				zap.String("resource", resource), zap.String("jwks_url", rs.URL()))
 			continue
 		}
@@ -157,7 +158,7 @@ func (ks *keySources) logStart(logger *zap.Logger, resource string) {
 	}
 	for iss, rs := range ks.Issuers {
 		if rs.Keys() == nil {
-			logger.Warn("signing keys not loaded yet: fetching the issuer's metadata in the background; requests with a token get 503 until they load",
+			logger.Info("signing keys loading in the background from the issuer's metadata; requests with a token get 503 until they load",
 				zap.String("resource", resource), zap.String("issuer", iss))
 			continue
 		}

@@ -39,6 +39,9 @@ const (
 const (
 	cacheToken         = "token"         // the verified-token cache (JWTs and introspected tokens)
 	cacheIntrospection = "introspection" // refusals an introspection answer decided (negative_ttl)
+	// The authorization server's answers (active within cache_ttl, inactive within
+	// negative_ttl), shared by the configurations that ask it alike, across reloads.
+	cacheIntrospectionAnswers = "introspection_answers"
 )
 
 // callBuckets are the bounds (seconds) of the remote-call latency histogram: a JWKS or
@@ -63,7 +66,7 @@ func initMetrics(ctx caddy.Context) error {
 		}, []string{"resource", "result"})
 		metrics.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "cache_lookups_total",
-			Help: "Lookups in mcp_auth's caches, by resource, cache (token, introspection) and result (hit, miss).",
+			Help: "Lookups in mcp_auth's caches, by resource, cache (token, introspection, introspection_answers) and result (hit, miss).",
 		}, []string{"resource", "cache", "result"})
 		metrics.calls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "remote_call_duration_seconds",
@@ -99,6 +102,8 @@ type handlerMetrics struct {
 	cacheMiss [2]prometheus.Counter
 	negHit    prometheus.Counter
 	negMiss   prometheus.Counter
+	ansHit    prometheus.Counter
+	ansMiss   prometheus.Counter
 }
 
 func newHandlerMetrics(resource string) *handlerMetrics {
@@ -110,6 +115,8 @@ func newHandlerMetrics(resource string) *handlerMetrics {
 			metrics.lookups.WithLabelValues(resource, cacheToken, "miss")},
 		negHit:  metrics.lookups.WithLabelValues(resource, cacheIntrospection, "hit"),
 		negMiss: metrics.lookups.WithLabelValues(resource, cacheIntrospection, "miss"),
+		ansHit:  metrics.lookups.WithLabelValues(resource, cacheIntrospectionAnswers, "hit"),
+		ansMiss: metrics.lookups.WithLabelValues(resource, cacheIntrospectionAnswers, "miss"),
 	}
 	for d := denial(0); d < numDenials; d++ {
 		m.byDenial[d] = metrics.decisions.WithLabelValues(resource, denialOutcome(d), denialReason(d))
@@ -132,6 +139,15 @@ func (m *handlerMetrics) introspectionCache(hit bool) {
 		m.negHit.Inc()
 	} else {
 		m.negMiss.Inc()
+	}
+}
+
+// introspectionAnswers counts a lookup of the authorization server's answers.
+func (m *handlerMetrics) introspectionAnswers(hit bool) {
+	if hit {
+		m.ansHit.Inc()
+	} else {
+		m.ansMiss.Inc()
 	}
 }
 

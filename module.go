@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -146,13 +147,15 @@ type Handler struct {
 	// JSON: `skip_scopes`. Caddyfile: `skip_scopes`.
 	SkipScopes bool `json:"skip_scopes,omitempty"`
 
-	// ScopeClaim is the claim that holds the granted scopes: a string of scopes separated by
-	// spaces (U+0020 only, RFC 6749 §3.3) or an array of strings, one scope per element.
-	// An item that is not an RFC 6749 scope-token grants nothing. By default `scope`, and
-	// `scp` when there is no `scope`.
+	// ScopeClaim names the claims that hold the granted scopes, each a string of scopes
+	// separated by spaces (U+0020 only, RFC 6749 §3.3) or an array of strings, one scope per
+	// element. An item that is not an RFC 6749 scope-token grants nothing; a claim that
+	// appears twice in a token refuses it. With several claims (Entra ID: `scp` for
+	// delegated tokens, `roles` for app-only ones), the granted scopes are the union. By
+	// default `scope`, and `scp` when there is no `scope`.
 	//
-	// JSON: `scope_claim`. Caddyfile: `scope_claim`.
-	ScopeClaim string `json:"scope_claim,omitempty"`
+	// JSON: `scope_claim`, a string or an array of strings. Caddyfile: `scope_claim`.
+	ScopeClaim ClaimNames `json:"scope_claim,omitempty"`
 
 	// StripToken removes the Authorization header before the request reaches the next
 	// handler, so the upstream never sees the token.
@@ -223,7 +226,8 @@ type Handler struct {
 	AllowMissingAudienceFor []string `json:"allow_missing_audience_for,omitempty"`
 
 	// ScopePrefix is put in front of every scope advertised (scopes_supported, challenges),
-	// while a token may hold the scope with or without it. Entra ID: `api://<app-id>/`.
+	// while a token may hold the scope with or without it. Entra ID: the resource (an
+	// Application ID URI of the app) and "/".
 	//
 	// JSON: `scope_prefix`. Caddyfile: `scope_prefix`.
 	ScopePrefix string `json:"scope_prefix,omitempty"`
@@ -323,7 +327,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets defaults, prepares everything that does not depend on the request and
 // acquires the key sets.
-func (h *Handler) Provision(ctx caddy.Context) error {
+func (h *Handler) Provision(ctx caddy.Context) (err error) {
+	// Errors found here have no Caddyfile line (the Caddyfile is already JSON): name the
+	// site, so that a user with several sites knows which block to look at.
+	defer func() { err = inSite(err, h.Resource) }()
 	h.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
 
@@ -403,7 +410,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.metrics = newHandlerMetrics(h.Resource)
 
-	h.policy = newPolicy(h.Scopes, h.AnyOf, h.ScopeClaim)
+	h.policy = newPolicy(h.Scopes, h.AnyOf, strings.Join(h.ScopeClaim, " "))
 	rules := newRuleSet(h.policy, h.Rules)
 	access, err := newAccessPolicy(h)
 	if err != nil {
@@ -439,7 +446,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.ScopesSupported = access.advertised(h.ScopesSupported)
 
 	if h.DPoP != nil {
-		if err := h.DPoP.Provision(ctx); err != nil {
+		if err := h.DPoP.Provision(ctx, h.Resource); err != nil {
 			return err
 		}
 	}
@@ -473,7 +480,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		AnyAudience:  h.AllowAnyAudience,
 		RequireATJWT: h.RequireATJWT,
 		Leeway:       h.leeway,
-		ScopeClaim:   h.ScopeClaim,
+		ScopeClaims:  h.ScopeClaim,
 		Now:          h.now,
 		Tenants:      h.Tenants,
 	}
@@ -530,6 +537,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.keySets.logStart(h.logger, h.Resource)
 	return nil
+}
+
+// inSite appends to a provisioning error the resource of the site it belongs to.
+func inSite(err error, resource string) error {
+	if err == nil || resource == "" {
+		return err
+	}
+	return fmt.Errorf("%w (in the mcp_auth of resource %s)", err, resource)
 }
 
 // expandAtLoad replaces the placeholders known when the config loads ({env.*}, {file.*}, …)
@@ -613,8 +628,8 @@ func (h *Handler) validateConfig() error {
 	}
 	for field, list := range map[string][]string{"scopes": h.Scopes, "any_of": h.AnyOf, "scopes_supported": h.ScopesSupported} {
 		for _, s := range list {
-			if !validScopeToken(s) {
-				return fmt.Errorf("%s: %q: %w", field, s, errBadScope)
+			if err := checkScope(s); err != nil {
+				return fmt.Errorf("%s: %q: %w", field, s, err)
 			}
 		}
 	}
@@ -627,8 +642,8 @@ func (h *Handler) validateConfig() error {
 	if h.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size: %d is negative", h.MaxBodySize)
 	}
-	if strings.ContainsAny(h.ScopeClaim, " \t") {
-		return fmt.Errorf("scope_claim: %q is not a claim name", h.ScopeClaim)
+	if err := validateScopeClaims(h.ScopeClaim); err != nil {
+		return err
 	}
 	if h.Introspection != nil {
 		if err := h.Introspection.Validate(); err != nil {
@@ -684,6 +699,9 @@ func (h *Handler) Cleanup() error {
 		return nil
 	}
 	h.released = true
+	if h.Introspection != nil {
+		h.Introspection.releaseAnswers()
+	}
 	if h.keySets != nil {
 		return h.keySets.release()
 	}
@@ -724,6 +742,16 @@ func checkResourceURL(s string) error {
 	}
 	if strings.Contains(s, "#") {
 		return errFragment
+	}
+	// A DPoP proof's htu names the resource's origin (RFC 9449 §4.3), and no client
+	// addresses a URL with user information or a port out of range.
+	if _, err := resourceOrigin(s); err != nil {
+		return err
+	}
+	if u, _ := url.Parse(s); u != nil && u.Port() != "" {
+		if p, err := strconv.Atoi(u.Port()); err != nil || p > 65535 {
+			return errNoOrigin
+		}
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func TestJSONConfigRoundTrip(t *testing.T) {
 		Scopes:                []string{"mcp:read"},
 		AnyOf:                 []string{"mcp:write", "mcp:admin"},
 		SkipScopes:            true,
-		ScopeClaim:            "scp",
+		ScopeClaim:            ClaimNames{"scp"},
 		StripToken:            true,
 		JWKSRefresh:           caddy.Duration(2 * time.Hour),
 	}

@@ -142,7 +142,7 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 		challenge := h.chall.build(codeInsufficientScope, denials[denyInsufficientScope].desc,
 			h.access.advertised(ops.rules.stepUpScopes(granted, &matched)))
 		if ce := h.logger.Check(zap.DebugLevel, "operation denied"); ce != nil {
-			fields := []zap.Field{zap.String("method", msgs[0].Method)}
+			fields := []zap.Field{zap.String("resource", h.Resource), zap.String("method", msgs[0].Method)}
 			if msgs[0].Name != "" {
 				fields = append(fields, zap.String("name", msgs[0].Name))
 			}
@@ -223,6 +223,10 @@ func setBody(r *http.Request, body []byte) {
 // unjudgeable names why the server behind might read r otherwise than judgeOperation does,
 // or returns denyNone. Every case is one no MCP client produces, so refusing costs nothing.
 //
+//   - A request that asks to switch protocols: an Upgrade header or an "upgrade" token in
+//     Connection (HTTP/1.1, RFC 9110 §7.8; h2c included), or CONNECT, HTTP/2 and HTTP/3
+//     extended CONNECT (RFC 8441, RFC 9220) included. Once the server answers 101 Switching
+//     Protocols, the connection is a tunnel whose messages no rule and no list filter reads.
 //   - A method-override header. Frameworks honour them (Express method-override, Rack,
 //     gorilla/handlers): the server would serve another method than the one judged here. They
 //     are refused on every method, whatever their value, as the cheapest certain rule. An
@@ -237,6 +241,10 @@ func setBody(r *http.Request, body []byte) {
 //     gzip, deflate, br and zstd. Any Content-Encoding is refused, even "identity": no
 //     client needs it, and no server then decodes differently.
 func unjudgeable(r *http.Request) denial {
+	// First: reading a CONNECT's body to see whether it has one would wait on the tunnel.
+	if asksUpgrade(r) {
+		return denyUpgrade
+	}
 	if hasMethodOverride(r.Header) {
 		return denyMethodOverride
 	}
@@ -250,6 +258,21 @@ func unjudgeable(r *http.Request) denial {
 		return denyUnsupportedBody
 	}
 	return denyNone
+}
+
+// asksUpgrade reports whether r asks to switch protocols or open a tunnel.
+func asksUpgrade(r *http.Request) bool {
+	if r.Method == http.MethodConnect || len(r.Header["Upgrade"]) != 0 || len(r.Header[":protocol"]) != 0 {
+		return true
+	}
+	for _, v := range r.Header["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // methodOverrideHeaders are the header names frameworks read a method override from, in

@@ -576,6 +576,7 @@ func TestUnjudgeableRequests(t *testing.T) {
 		descNoBody   = "Only POST requests may carry a body."
 		descOverride = "Method override headers are not accepted."
 		descMedia    = "The request body must be UTF-8 application/json without content coding."
+		descUpgrade  = "Connection upgrades are not accepted."
 	)
 	type result struct {
 		status int
@@ -620,6 +621,14 @@ func TestUnjudgeableRequests(t *testing.T) {
 		{"POST Content-Encoding gzip", h, req(http.MethodPost, readFile, sized, read, "Content-Encoding", "gzip"), result{415, descMedia}},
 		{"POST Content-Encoding identity", h, req(http.MethodPost, readFile, sized, read, "Content-Encoding", "identity"), result{415, descMedia}},
 		{"POST empty Content-Encoding", h, req(http.MethodPost, readFile, sized, read, "Content-Encoding", " "), result{415, descMedia}},
+		// After a 101 the connection is a tunnel no rule reads.
+		{"POST with Upgrade: websocket", h, req(http.MethodPost, readFile, sized, read, "Upgrade", "websocket", "Connection", "Upgrade"), result{400, descUpgrade}},
+		{"GET with Upgrade alone", h, req(http.MethodGet, "", sized, read, "Upgrade", "h2c"), result{400, descUpgrade}},
+		{"POST with Connection: close, upgrade", h, req(http.MethodPost, readFile, sized, read, "Connection", "close,  uPgRaDe "), result{400, descUpgrade}},
+		{"HTTP/2 extended CONNECT", h, extendedConnect(req(http.MethodConnect, "", unknown, read)), result{400, descUpgrade}},
+		{"CONNECT", h, req(http.MethodConnect, "", sized, read), result{400, descUpgrade}},
+		{"Connection: keep-alive passes", h, req(http.MethodPost, readFile, sized, read, "Connection", "keep-alive"), result{200, ""}},
+		{"without rules an upgrade is not judged", plain, req(http.MethodGet, "", sized, read, "Upgrade", "websocket", "Connection", "Upgrade"), result{200, ""}},
 	}...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -649,6 +658,18 @@ func TestUnjudgeableRequests(t *testing.T) {
 			}
 		})
 	}
+}
+
+// extendedConnect makes r an RFC 8441 extended CONNECT as net/http's HTTP/2 server hands it
+// on: method CONNECT, the :protocol pseudo-header among the headers, a body of unknown length
+// (the tunnel: reading it would wait for the client).
+func extendedConnect(r *http.Request) *http.Request {
+	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0
+	r.Header[":protocol"] = []string{"websocket"}
+	r.ContentLength = -1
+	pr, _ := io.Pipe() // never written: a read would block, and fail the test by its timeout
+	r.Body = pr
+	return r
 }
 
 func denialCode(status int) string {

@@ -701,8 +701,8 @@ func validateRules(rules []*Rule) error {
 		}
 		for _, f := range []namedList{{"scopes", r.Scopes}, {"any_of", r.AnyOf}} {
 			for _, s := range f.list {
-				if !validScopeToken(s) {
-					return fmt.Errorf("rules[%d].%s: %q: %w", i, f.name, s, errBadScope)
+				if err := checkScope(s); err != nil {
+					return fmt.Errorf("rules[%d].%s: %q: %w", i, f.name, s, err)
 				}
 			}
 		}

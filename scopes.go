@@ -1,7 +1,9 @@
 package mcpauth
 
 import (
+	"errors"
 	"slices"
+	"strings"
 
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
@@ -48,3 +50,19 @@ func (p policy) challengeScope() []string {
 
 // validScopeToken checks RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
 func validScopeToken(s string) bool { return verify.ValidScopeToken(s) }
+
+// errScopeComma names the slip `scopes a,b`.
+var errScopeComma = errors.New("contains a comma: scopes are separated by spaces, not commas")
+
+// checkScope checks a configured scope. A comma is legal in a scope-token, but no
+// authorization server we know of puts one in a scope name, while `scopes a,b` is a common
+// slip for `scopes a b`: loaded as one scope, it would refuse every token with 403.
+func checkScope(s string) error {
+	switch {
+	case !validScopeToken(s):
+		return errBadScope
+	case strings.IndexByte(s, ',') >= 0:
+		return errScopeComma
+	}
+	return nil
+}

@@ -3,9 +3,11 @@ package mcpauth
 import (
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
 
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -122,6 +124,12 @@ func (f *toolsFilter) WriteHeader(status int) {
 	if f.mode != modeUndecided {
 		return
 	}
+	if status == http.StatusSwitchingProtocols {
+		// The connection would become a tunnel (reverse_proxy hijacks it next) whose bytes
+		// the filter never reads: the result must not reach the client that way.
+		f.fail()
+		return
+	}
 	if status >= 100 && status < 200 {
 		f.ResponseWriter.WriteHeader(status)
 		return
@@ -210,6 +218,16 @@ func (f *toolsFilter) ReadFrom(r io.Reader) (int64, error) {
 }
 
 type writerOnly struct{ io.Writer }
+
+// errNoHijack refuses to hand over the connection of a filtered answer.
+var errNoHijack = errors.New("list filter: the connection of a filtered answer cannot be taken over")
+
+// Hijack refuses: a hijacked connection is written to past the filter (reverse_proxy does so
+// after a 101). http.ResponseController asks the outermost writer first, so the refusal holds
+// for every handler below this one.
+func (f *toolsFilter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, errNoHijack
+}
 
 // Flush sends what is complete. A JSON answer is never partly sent.
 func (f *toolsFilter) Flush() {

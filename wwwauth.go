@@ -36,6 +36,7 @@ const (
 	denyUnsupportedBody
 	denyBodyNotAllowed
 	denyMethodOverride
+	denyUpgrade
 	denyResourceURI
 	denyClientNotAllowed
 	denyClaimNotSatisfied
@@ -104,6 +105,7 @@ var denials = [numDenials]denialInfo{
 	denyUnsupportedBody: {http.StatusUnsupportedMediaType, codeInvalidRequest, "The request body must be UTF-8 application/json without content coding.", "unsupported_body"},
 	denyBodyNotAllowed:  {http.StatusBadRequest, codeInvalidRequest, "Only POST requests may carry a body.", "body_not_allowed"},
 	denyMethodOverride:  {http.StatusBadRequest, codeInvalidRequest, "Method override headers are not accepted.", "method_override"},
+	denyUpgrade:         {http.StatusBadRequest, codeInvalidRequest, "Connection upgrades are not accepted.", "upgrade_not_allowed"},
 	denyResourceURI:     {http.StatusBadRequest, codeInvalidRequest, "The resource URI is not in normal form.", "resource_uri_not_normal"},
 
 	// Client and claim conditions: no scope fixes them, so the challenge names no scope.

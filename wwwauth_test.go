@@ -111,6 +111,7 @@ var wantDenials = map[denial]struct {
 	denyUnsupportedBody:          {415, "invalid_request", "The request body must be UTF-8 application/json without content coding."},
 	denyBodyNotAllowed:           {400, "invalid_request", "Only POST requests may carry a body."},
 	denyMethodOverride:           {400, "invalid_request", "Method override headers are not accepted."},
+	denyUpgrade:                  {400, "invalid_request", "Connection upgrades are not accepted."},
 	denyResourceURI:              {400, "invalid_request", "The resource URI is not in normal form."},
 	denyClientNotAllowed:         {403, "access_denied", "The client is not allowed to access this resource."},
 	denyClaimNotSatisfied:        {403, "access_denied", "The access token does not carry the claims this request requires."},

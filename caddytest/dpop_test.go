@@ -18,7 +18,9 @@ import (
 // by hand as a client makes them (golang-jwt, an ECDSA key).
 
 const (
-	dpopHTU      = baseURL + "/mcp"
+	// dpopHTU is what a client's proof names: the resource's origin and the path it
+	// addresses. The tests address Caddy as baseURL; the resource's origin is another.
+	dpopHTU      = "https://mcp.example.com/mcp"
 	dpopAlgs     = `algs="ES256 ES384 EdDSA PS256 RS256"`
 	descProof    = "The DPoP proof is invalid."
 	descNonce    = "The DPoP proof must carry the nonce of the DPoP-Nonce header."
@@ -105,6 +107,7 @@ func (s *setup) dpopConfig(format, dpopBlock, dpopJSONValue string, trusted bool
 // (and other headers).
 type dpopReq struct {
 	method, auth string
+	host         string // the Host header, when not baseURL's
 	proofs       []string
 	header       map[string]string
 }
@@ -115,7 +118,7 @@ func sendDPoP(t *testing.T, tc *caddytest.Tester, r dpopReq) (int, http.Header, 
 	if method == "" {
 		method = http.MethodPost
 	}
-	req, err := http.NewRequest(method, dpopHTU, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	req, err := http.NewRequest(method, baseURL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +127,9 @@ func sendDPoP(t *testing.T, tc *caddytest.Tester, r dpopReq) (int, http.Header, 
 		req.Header.Set("Authorization", r.auth)
 	}
 	req.Header["Dpop"] = r.proofs
+	if r.host != "" {
+		req.Host = r.host
+	}
 	for k, v := range r.header {
 		req.Header.Set(k, v)
 	}
@@ -257,9 +263,12 @@ func TestDPoPThroughCaddy(t *testing.T) {
 				{"iat 6 minutes old", dpopReq{auth: "DPoP " + token, proofs: []string{with("iat", now()-360)}}, "invalid_dpop_proof", descProof, ""},
 				{"iat 6 minutes ahead", dpopReq{auth: "DPoP " + token, proofs: []string{with("iat", now()+360)}}, "invalid_dpop_proof", descProof, ""},
 				{"htm GET for a POST", dpopReq{auth: "DPoP " + token, proofs: []string{with("htm", "GET")}}, "invalid_dpop_proof", descProof, ""},
-				{"htu of the resource, not as addressed", dpopReq{auth: "DPoP " + token, proofs: []string{with("htu", resource)}}, "invalid_dpop_proof", descProof, ""},
-				{"X-Forwarded-Host from an untrusted peer", dpopReq{auth: "DPoP " + token, proofs: []string{with("htu", resource)},
-					header: map[string]string{"X-Forwarded-Host": "mcp.example.com", "X-Forwarded-Proto": "https"}}, "invalid_dpop_proof", descProof, ""},
+				{"htu of the connection's host, not the resource's", dpopReq{auth: "DPoP " + token, proofs: []string{with("htu", baseURL+"/mcp")}}, "invalid_dpop_proof", descProof, ""},
+				{"htu of another host, Host set to it", dpopReq{auth: "DPoP " + token, host: "other.example", proofs: []string{with("htu", "http://other.example/mcp")}}, "invalid_dpop_proof", descProof, ""},
+				{"htu of another path", dpopReq{auth: "DPoP " + token, proofs: []string{with("htu", "https://mcp.example.com/other")}}, "invalid_dpop_proof", descProof, ""},
+				{"htu of the resource over http", dpopReq{auth: "DPoP " + token, proofs: []string{with("htu", "http://mcp.example.com/mcp")}}, "invalid_dpop_proof", descProof, ""},
+				{"X-Forwarded-Host from an untrusted peer", dpopReq{auth: "DPoP " + token, proofs: []string{with("htu", "https://other.example/mcp")},
+					header: map[string]string{"X-Forwarded-Host": "other.example", "X-Forwarded-Proto": "https"}}, "invalid_dpop_proof", descProof, ""},
 				{"ath of another token", dpopReq{auth: "DPoP " + token, proofs: []string{with("ath", jwttest.ATH(unbound))}}, "invalid_dpop_proof", descProof, ""},
 				{"proof key other than cnf.jkt", dpopReq{auth: "DPoP " + token, proofs: []string{other.Proof(t, http.MethodPost, dpopHTU, token, now())}}, "invalid_token", descWrongKey, ""},
 				{"bound token as Bearer", dpopReq{auth: bearer(token)}, "invalid_token", descBound, ""},
@@ -340,8 +349,9 @@ func TestDPoPRequiredAndNonce(t *testing.T) {
 	}
 }
 
-// TestDPoPTrustedProxy: behind a proxy Caddy trusts, htu is the URI the client addressed
-// (X-Forwarded-Proto and X-Forwarded-Host); from anyone else those headers are ignored.
+// TestDPoPTrustedProxy: behind a proxy Caddy trusts, htu is still the resource's origin and
+// the path: what X-Forwarded-Host and X-Forwarded-Proto say does not change it, so a proxy (or
+// whoever can reach the site through it) cannot make a proof for another host pass.
 func TestDPoPTrustedProxy(t *testing.T) {
 	for _, format := range []string{"caddyfile", "json"} {
 		t.Run(format, func(t *testing.T) {
@@ -353,15 +363,59 @@ func TestDPoPTrustedProxy(t *testing.T) {
 			c["cnf"] = map[string]any{"jkt": client.Thumbprint()}
 			token := s.rsaKey.Token(t, c, nil)
 			fwd := map[string]string{"X-Forwarded-Host": "MCP.example.com", "X-Forwarded-Proto": "https"}
+			// The resource's origin, in any spelling RFC 3986 normalizes to it.
 			if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token, header: fwd,
-				proofs: []string{client.Proof(t, http.MethodPost, "https://mcp.example.com:443/mcp", token, time.Now().Unix())}}); code != 200 {
-				t.Errorf("htu as addressed through a trusted proxy: %d", code)
+				proofs: []string{client.Proof(t, http.MethodPost, "https://MCP.example.com:443/mcp", token, time.Now().Unix())}}); code != 200 {
+				t.Errorf("htu of the resource through a trusted proxy: %d", code)
+			}
+			if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token,
+				proofs: []string{client.Proof(t, http.MethodPost, dpopHTU, token, time.Now().Unix())}}); code != 200 {
+				t.Errorf("htu of the resource, no forwarded headers: %d", code)
+			}
+			other := map[string]string{"X-Forwarded-Host": "other.example", "X-Forwarded-Proto": "https"}
+			if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token, header: other, host: "other.example",
+				proofs: []string{client.Proof(t, http.MethodPost, "https://other.example/mcp", token, time.Now().Unix())}}); code != 401 {
+				t.Errorf("a proof for another host, forwarded as that host: %d, want 401", code)
 			}
 			if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token, header: fwd,
-				proofs: []string{client.Proof(t, http.MethodPost, dpopHTU, token, time.Now().Unix())}}); code != 401 {
-				t.Errorf("htu of the hop, not of the client: %d, want 401", code)
+				proofs: []string{client.Proof(t, http.MethodPost, baseURL+"/mcp", token, time.Now().Unix())}}); code != 401 {
+				t.Errorf("htu of the hop, not of the resource: %d, want 401", code)
 			}
 		})
+	}
+}
+
+// TestDPoPHTUOrigin: on a site that answers any host name, a proof made for another server is
+// refused even when whoever relays it sets Host to that server's name (a malicious MCP server
+// that was sent this resource's token with a proof for itself); the proof for the resource
+// passes, whatever Host says.
+func TestDPoPHTUOrigin(t *testing.T) {
+	s := newSetup(t)
+	cfg, ct := s.dpopConfig("caddyfile", "dpop", "", false)
+	tc := startCaddy(t, cfg, ct)
+	client := jwttest.New(t, "", "ES256")
+	c := claims(resource, "mcp:read")
+	c["cnf"] = map[string]any{"jkt": client.Thumbprint()}
+	token := s.rsaKey.Token(t, c, nil)
+	now := time.Now().Unix
+	for _, host := range []string{"evil.example", "evil.example:9080", "localhost:9080"} {
+		code, hdr, body := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token, host: host,
+			proofs: []string{client.Proof(t, http.MethodPost, "http://"+host+"/mcp", token, now())}})
+		if code != 401 {
+			t.Errorf("proof for http://%s/mcp with Host %s: %d, want 401", host, host, code)
+			continue
+		}
+		checkDPoPChallenge(t, hdr, dpopChallenge("invalid_dpop_proof", descProof, false))
+		checkErrorBody(t, body, "invalid_dpop_proof", descProof)
+	}
+	for _, host := range []string{"evil.example", "mcp.example.com"} {
+		if code, _, body := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token, host: host,
+			proofs: []string{client.Proof(t, http.MethodPost, dpopHTU, token, now())}}); code != 200 || body != upstreamBody {
+			t.Errorf("proof for the resource with Host %s: %d %q", host, code, body)
+		}
+	}
+	if n := s.up.hits.Load(); n != 2 {
+		t.Errorf("upstream reached %d times, want 2", n)
 	}
 }
 
@@ -432,7 +486,7 @@ func TestDPoPHTUBeforeRewrite(t *testing.T) {
 		t.Errorf("htu as addressed, path rewritten after: %d", code)
 	}
 	if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token,
-		proofs: []string{client.Proof(t, http.MethodPost, baseURL+"/internal/mcp", token, time.Now().Unix())}}); code != 401 {
+		proofs: []string{client.Proof(t, http.MethodPost, "https://mcp.example.com/internal/mcp", token, time.Now().Unix())}}); code != 401 {
 		t.Errorf("htu of the rewritten path: %d, want 401", code)
 	}
 }

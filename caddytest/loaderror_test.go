@@ -83,6 +83,22 @@ func TestRefusedConfigs(t *testing.T) {
 			[]string{"leeway:", "outside"}},
 		{"json: allow_any_audience with audiences", "json", baseJSON + `, "scopes": ["mcp:read"], "allow_any_audience": true, "audiences": ["x"]`,
 			[]string{"allow_any_audience:", "cannot be combined"}},
+		// A comma is legal in a scope-token, so `scopes a,b` would load as one scope and every
+		// token would get 403: refused, naming the field.
+		{"scopes joined by a comma", "caddyfile", base + "\t\tscopes mcp:read,mcp:write\n",
+			[]string{"scopes", `"mcp:read,mcp:write"`, "scopes are separated by spaces", "Caddyfile:"}},
+		{"rule scopes joined by a comma", "caddyfile", base + "\t\tscopes mcp:read\n\t\ttool delete_* {\n\t\t\tscopes mcp:admin,mcp:write\n\t\t}\n",
+			[]string{"tool", `"mcp:admin,mcp:write"`, "scopes are separated by spaces", "Caddyfile:"}},
+		{"json: scope_implies joined by a comma", "json", baseJSON + `, "scopes": ["mcp:read"], "scope_implies": {"mcp:admin": ["mcp:read,mcp:write"]}`,
+			[]string{"scope_implies mcp:admin", `"mcp:read,mcp:write"`, "scopes are separated by spaces"}},
+		{"json: scopes_supported joined by a comma", "json", baseJSON + `, "scopes": ["mcp:read"], "scopes_supported": ["mcp:read,mcp:write"]`,
+			[]string{"scopes_supported", "scopes are separated by spaces"}},
+		// Found at provision time, when the Caddyfile is already JSON: no file:line, but the
+		// subdirective and the site's resource.
+		{"jwks_file missing", "caddyfile", "\t\tresource https://mcp.example.com/mcp\n\t\tauthorization_servers https://auth.example.com\n\t\tjwks_file /nonexistent/mcp-auth-jwks.json\n\t\tscopes mcp:read\n",
+			[]string{"jwks_file", "/nonexistent/mcp-auth-jwks.json", "in the mcp_auth of resource https://mcp.example.com/mcp"}},
+		{"jwks_file from an unset variable", "caddyfile", "\t\tresource https://mcp.example.com/mcp\n\t\tauthorization_servers https://auth.example.com\n\t\tjwks_file {env.MCPAUTH_TEST_UNSET_JWKS_FILE}\n\t\tscopes mcp:read\n",
+			[]string{"jwks_file", "{env.MCPAUTH_TEST_UNSET_JWKS_FILE}", "empty value", "in the mcp_auth of resource https://mcp.example.com/mcp"}},
 		// dpop (RFC 9449)
 		{"dpop: HS256 proofs", "caddyfile", base + "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\talgorithms ES256 HS256\n\t\t}\n",
 			[]string{"dpop algorithms:", "HS256", "symmetric"}},

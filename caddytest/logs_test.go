@@ -116,11 +116,21 @@ func TestLogsAndErrorPlaceholder(t *testing.T) {
 	debug := waitLogLines(t, filepath.Join(dir, "caddy.log"), 0)
 	reasons := map[string]bool{}
 	for _, e := range debug {
+		logger, _ := e["logger"].(string)
 		if e["msg"] == "request denied" {
 			r, _ := e["reason"].(string)
 			reasons[r] = true
+			// A Caddy with several sites: the line says which resource refused.
+			if e["resource"] != resource {
+				t.Errorf("request denied (%s) names resource %v, want %s", r, e["resource"], resource)
+			}
+		}
+		// A healthy start (the key set loads at its first fetch) warns about nothing.
+		if strings.HasPrefix(logger, "http.handlers.mcp_auth") && e["level"] != "info" && e["level"] != "debug" {
+			t.Errorf("a healthy start logged %v %q", e["level"], e["msg"])
 		}
 	}
+
 	for _, c := range cases {
 		if c.reason != "" && !reasons[c.reason] {
 			t.Errorf("no debug log entry %q with reason %q (have %v)", "request denied", c.reason, reasons)

@@ -108,15 +108,21 @@ type Remote struct {
 	// One fetch at a time per set: callers join the flight in flight instead of starting
 	// their own. Starting and joining happen under mu, and a flight leaves the group under
 	// mu, so that flying says exactly whether there is one to join.
-	group        singleflight.Group
-	mu           sync.Mutex
-	flying       bool
-	flights      uint64 // flights started, numbering them
-	closed       bool
-	fetchers     sync.WaitGroup // running flights, waited for by Close
-	lastOnDemand time.Time
-	discovered   string // the jwks_uri found by discovery, until a fetch from it fails
-	metaBase     string // where the issuer's metadata is looked for, when not at the issuer
+	group    singleflight.Group
+	mu       sync.Mutex
+	flying   bool
+	flights  uint64 // flights started, numbering them
+	closed   bool
+	fetchers sync.WaitGroup // running flights, waited for by Close
+	// nextOnDemand is when a token with an unknown kid may make the set fetch again. A
+	// fetch that succeeded spends the budget (UnknownKIDInterval); one that failed does not:
+	// the next is allowed after onDemandBackoff, doubling from RetryMin, so that a key
+	// rotated in during an outage is found within seconds of the server's return rather
+	// than a whole interval later (a 401 for a brand-new token sends clients to sign in).
+	nextOnDemand    time.Time
+	onDemandBackoff time.Duration
+	discovered      string // the jwks_uri found by discovery, until a fetch from it fails
+	metaBase        string // where the issuer's metadata is looked for, when not at the issuer
 
 	fetches atomic.Int64 // JWKS requests made, for tests
 }
@@ -258,20 +264,29 @@ func (r *Remote) Refresh(ctx context.Context) error {
 	}
 }
 
-// refreshForUnknownKID fetches the set again, at most once per UnknownKIDInterval. Callers
-// that arrive while a fetch is in flight wait for it instead of starting their own, as long
-// as ctx lives.
+// refreshForUnknownKID fetches the set again, at most once per UnknownKIDInterval after a
+// fetch that succeeded, and after a short back-off (RetryMin doubling, at most
+// min(RetryMax, UnknownKIDInterval)) after one that failed. Callers that arrive while a
+// fetch is in flight wait for it instead of starting their own, as long as ctx lives.
 func (r *Remote) refreshForUnknownKID(ctx context.Context) {
 	r.mu.Lock()
+	started := false
 	if !r.flying {
 		now := r.opts.Now()
-		if !r.lastOnDemand.IsZero() && now.Sub(r.lastOnDemand) < r.opts.UnknownKIDInterval {
+		if now.Before(r.nextOnDemand) {
 			r.mu.Unlock()
 			return
 		}
-		r.lastOnDemand = now
+		// Until the fetch ends, nobody else may start one: the flight is joined instead.
+		r.nextOnDemand = now.Add(r.opts.UnknownKIDInterval)
+		started = true
 	}
 	ch := r.flightLocked()
+	if started {
+		// The outcome is recorded even when ctx ends first, from a channel of its own (a
+		// second DoChan joins the same flight): the next caller's allowance depends on it.
+		go r.recordOnDemand(r.flightLocked())
+	}
 	r.mu.Unlock()
 	// The request waits for this fetch: a child span of its own shows it, with the fetch's
 	// outcome (the fetch itself runs on the set's context, shared by every waiter).
@@ -282,6 +297,29 @@ func (r *Remote) refreshForUnknownKID(ctx context.Context) {
 	case <-ctx.Done():
 		span.End(telemetry.Canceled)
 	}
+}
+
+// recordOnDemand sets the next on-demand allowance from the outcome of the fetch in ch.
+func (r *Remote) recordOnDemand(ch <-chan singleflight.Result) {
+	res := <-ch
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if res.Err == nil {
+		r.onDemandBackoff = 0
+		return // the budget is spent: nextOnDemand stays one interval after the start
+	}
+	if errors.Is(res.Err, errClosed) {
+		return
+	}
+	limit := min(r.opts.RetryMax, r.opts.UnknownKIDInterval)
+	switch {
+	case r.onDemandBackoff == 0:
+		r.onDemandBackoff = r.opts.RetryMin
+	default:
+		r.onDemandBackoff = min(r.onDemandBackoff*2, limit)
+	}
+	r.onDemandBackoff = min(r.onDemandBackoff, limit)
+	r.nextOnDemand = r.opts.Now().Add(r.onDemandBackoff)
 }
 
 // fetch loads the JWKS once. A failure keeps the keys already loaded and is logged as a

@@ -485,3 +485,81 @@ func TestOutageAtStartLogs(t *testing.T) {
 		}
 	})
 }
+
+// TestUnknownKIDAfterOutage: a key rotated in while the key server is down is looked up
+// during the outage (the fetch fails), and again soon after the server is back: a failed
+// fetch does not spend the once-a-minute budget for unknown kids, so the key is found
+// within seconds, not a minute later. During the outage, retries back off (1s, 2s, 4s…),
+// and once a fetch succeeds the budget applies again.
+func TestUnknownKIDAfterOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newFakeNet()
+		k1 := jwttest.New(t, "k1", "ES256")
+		k2 := jwttest.New(t, "k2", "ES256")
+		ks := n.newKeyServer("keys.example", k1)
+		src := &Sources{URLs: []*Remote{startSet(t, ks.URL+"/jwks", false, n.options())}}
+		synctest.Wait()
+		base := ks.fetches.Load()
+
+		ks.down.Store(true)
+		ks.setKeys(k1, k2)
+		if _, err := lookup(src, testIssuer, k2, k2.KID); !errors.Is(err, ErrUnknownKey) {
+			t.Fatalf("new kid during the outage: %v, want ErrUnknownKey", err)
+		}
+		synctest.Wait() // the outcome of the failed fetch is recorded
+		// A flood of lookups for 10 seconds of the outage: fetches back off.
+		for range 100 {
+			_, _ = lookup(src, testIssuer, k2, k2.KID)
+			time.Sleep(100 * time.Millisecond)
+			synctest.Wait()
+		}
+		during := ks.fetches.Load() - base
+		// At 0s, then 1s, 3s (after 2s), 7s (after 4s) later: 4 fetches in 10s, never 100.
+		if during != 4 {
+			t.Fatalf("%d fetches in 10s of outage with a lookup every 100ms, want 4 (backing off 1s, 2s, 4s)", during)
+		}
+
+		ks.down.Store(false)
+		// The next allowance is at most 8s away (the back-off doubles to 8s); well within
+		// the minute the budget would have cost.
+		time.Sleep(8 * time.Second)
+		keys, err := lookup(src, testIssuer, k2, k2.KID)
+		if err != nil || !holds(keys, k2) {
+			t.Fatalf("new kid after the server's return: %v, want the key found", err)
+		}
+		synctest.Wait()
+		// The fetch succeeded: the budget is spent again, made-up kids fetch nothing.
+		after := ks.fetches.Load()
+		for i := range 50 {
+			_, _ = lookup(src, testIssuer, k1, fmt.Sprintf("made-up-%d", i))
+			time.Sleep(time.Second)
+		}
+		if extra := ks.fetches.Load() - after; extra != 0 {
+			t.Fatalf("%d fetches for made-up kids within the minute after a successful fetch, want 0", extra)
+		}
+	})
+}
+
+// TestUnknownKIDRetrySoonAfterFailure: with the server back one second after a failed
+// on-demand fetch, the new kid is found two seconds later.
+func TestUnknownKIDRetrySoonAfterFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newFakeNet()
+		k1 := jwttest.New(t, "k1", "ES256")
+		k2 := jwttest.New(t, "k2", "ES256")
+		ks := n.newKeyServer("keys.example", k1)
+		src := &Sources{URLs: []*Remote{startSet(t, ks.URL+"/jwks", false, n.options())}}
+		synctest.Wait()
+		ks.down.Store(true)
+		ks.setKeys(k1, k2)
+		if _, err := lookup(src, testIssuer, k2, k2.KID); !errors.Is(err, ErrUnknownKey) {
+			t.Fatalf("new kid during the outage: %v, want ErrUnknownKey", err)
+		}
+		synctest.Wait()
+		ks.down.Store(false)
+		time.Sleep(2 * time.Second)
+		if keys, err := lookup(src, testIssuer, k2, k2.KID); err != nil || !holds(keys, k2) {
+			t.Fatalf("new kid 2s after the server's return: %v, want the key found (before the fix: a minute later)", err)
+		}
+	})
+}

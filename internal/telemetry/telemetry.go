@@ -37,7 +37,7 @@ const (
 	ServerError = "server_error" // a 5xx answer
 	Refused     = "refused"      // another non-success status (e.g. 401: our credentials)
 	BadAnswer   = "bad_answer"   // an answer that could not be used (not JSON, no usable key)
-	Busy        = "busy"         // no call made: every concurrent slot stayed taken
+	Busy        = "busy"         // no call made: shed by the limits (no slot free in time, a rate or share at its bound)
 	Canceled    = "canceled"     // the request that waited went away first
 )
 

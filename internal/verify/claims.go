@@ -1,5 +1,7 @@
 package verify
 
+import "slices"
+
 // registered are the claims a JWT payload (RFC 7519 §4.1, RFC 9068 §2.2) and an
 // introspection answer (RFC 7662 §2.2) share, read with their registered JSON types: a
 // string that is not a string, a date that is not a bounded number, or a member that appears
@@ -11,8 +13,36 @@ type registered struct {
 	hasAud                       bool
 	exp, nbf, iat                float64
 	hasExp, hasNbf, hasIat       bool
-	scope                        any
-	cnf                          Confirmation
+	tid                          string
+	// scope is the scope claim when none is configured (`scope`, else `scp`); claimScope[i]
+	// is the value of the i-th configured scope claim.
+	scope      any
+	claimScope [MaxScopeClaims]any
+	cnf        Confirmation
+}
+
+// MaxScopeClaims bounds how many claims may hold scopes (scope_claim): each has a bit of its
+// own for the duplicate check.
+const MaxScopeClaims = 8
+
+// grantedScopes are the scopes the claims grant, read strictly (ParseScopes): from the n
+// configured scope claims, in their order and without repeats, else from `scope` or `scp`.
+func (c *registered) grantedScopes(n int) []string {
+	switch n {
+	case 0:
+		return ParseScopes(c.scope)
+	case 1:
+		return ParseScopes(c.claimScope[0])
+	}
+	out := ParseScopes(c.claimScope[0])
+	for _, v := range c.claimScope[1:n] {
+		for _, s := range ParseScopes(v) {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 // Member bits for the duplicate check; readers of more members go on from bitFree.
@@ -29,12 +59,16 @@ const (
 	bitScope
 	bitScp
 	bitCnf
+	bitTid
 	bitFree
+	// bitScopeClaim is the bit of the first configured scope claim; the others follow.
+	bitScopeClaim uint32 = 1 << (32 - MaxScopeClaims)
 )
 
-// read takes member name into c when it is one of the registered claims (known), and marks
-// it in seen. scopeClaim is the configured scope claim ("" reads `scope`, else `scp`).
-func (c *registered) read(name string, val []byte, scopeClaim string, seen *uint32) (known bool, err error) {
+// read takes member name into c when it is one of the registered claims or a configured scope
+// claim (known), and marks it in seen, so that no member this module decides by can appear
+// twice. scopeClaims are the configured scope claims (none reads `scope`, else `scp`).
+func (c *registered) read(name string, val []byte, scopeClaims []string, seen *uint32) (known bool, err error) {
 	var bit uint32
 	switch name {
 	case "iss":
@@ -73,20 +107,28 @@ func (c *registered) read(name string, val []byte, scopeClaim string, seen *uint
 		if name == "scp" {
 			bit = bitScp
 		}
-		switch scopeClaim {
-		case "":
+		if len(scopeClaims) == 0 {
 			// `scope` wins over `scp` when both are present.
 			if name == "scope" || *seen&bitScope == 0 {
 				c.scope, err = scopeValue(val)
 			}
-		case name:
-			c.scope, err = scopeValue(val)
+		} else if i := slices.Index(scopeClaims, name); i >= 0 {
+			c.claimScope[i], err = scopeValue(val)
 		}
 	case "cnf":
 		bit = bitCnf
 		err = readConfirmation(val, &c.cnf)
+	case "tid":
+		bit = bitTid
+		c.tid, err = jsonString(val)
 	default:
-		return false, nil
+		// A configured scope claim of another name (Auth0 `permissions`, Entra `roles`).
+		i := slices.Index(scopeClaims, name)
+		if i < 0 {
+			return false, nil
+		}
+		bit = bitScopeClaim << i
+		c.claimScope[i], err = scopeValue(val)
 	}
 	if err != nil {
 		return true, err

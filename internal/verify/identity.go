@@ -109,6 +109,23 @@ func (id *Identity) Claim(name string) (any, bool) {
 	return v, ok
 }
 
+// ClaimOnce returns one top-level claim, or nothing when the token names it, or a member
+// inside it, more than once: readers disagree on which duplicate counts, so a placeholder
+// must not hand one of them on as the claim's value.
+func (id *Identity) ClaimOnce(name string) (any, bool) {
+	m := id.Claims()
+	if m == nil {
+		return nil, false
+	}
+	for _, d := range id.claims.dups {
+		if d == "" || d == name || len(d) > len(name) && d[len(name)] == '.' && d[:len(name)] == name {
+			return nil, false
+		}
+	}
+	v, ok := m[name]
+	return v, ok
+}
+
 // ClaimPath is a claim name, or a dotted path into nested objects (realm_access.roles).
 type ClaimPath struct {
 	name string

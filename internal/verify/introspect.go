@@ -17,7 +17,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,6 +54,7 @@ const refusalLogEvery = 10 * time.Second
 
 var (
 	errBusy          = errors.New("every slot for calls to the introspection endpoint stayed busy")
+	errNotB64Token   = errors.New("not a token of any authorization server's format (RFC 6750 b64token, up to 8192 characters, not shorter than any real one)")
 	errActiveType    = errors.New("active is not a JSON boolean")
 	errAnswerTooBig  = fmt.Errorf("introspection answer larger than %d bytes", MaxAnswerBytes)
 	errAnswerNotJSON = errors.New("introspection answer is not a JSON object")
@@ -65,8 +65,9 @@ var (
 // then call Verify; the fields must not change after the first call.
 //
 // Calls to the authorization server are bounded: one per new token however many requests
-// carry it (singleflight by the token's SHA-256), at most MaxInFlight at once (the others
-// wait for a slot at most Timeout, then get ASUnavailable), and refusals the answer
+// carry it (singleflight by the token's SHA-256), at most MaxInFlight at once and MaxRate
+// a second, with a share per client address and four waiters per slot, at most Timeout
+// (introspect_limits.go; the excess gets ASUnavailable at once), and refusals the answer
 // decides (inactive, refresh token, other audience) are remembered for NegativeTTL. Active
 // answers are remembered by the caller's cache: the Identity says how long (min(exp,
 // CacheTTL)). The token itself is never kept, logged or put in an error.
@@ -97,8 +98,12 @@ type Introspection struct {
 	// for the answer's client_id; nil refuses every such answer. (Hook for the
 	// allow_missing_audience_for policy.)
 	AllowMissingAudience func(clientID string) bool
-	ScopeClaim           string
-	Leeway               time.Duration
+	// ScopeClaims name the claims holding scopes, as JWT.ScopeClaims.
+	ScopeClaims []string
+	// Tenants limit the tid of an answer whose iss matched a {tenantid} issuer, as
+	// JWT.Tenants.
+	Tenants []string
+	Leeway  time.Duration
 
 	CacheTTL    time.Duration
 	NegativeTTL time.Duration
@@ -106,22 +111,41 @@ type Introspection struct {
 	MaxInFlight int
 	// NegativeCacheSize bounds the remembered refusals; 0 remembers none.
 	NegativeCacheSize int
+	// MaxRate bounds the uncached calls per second, in total (DefaultMaxRate when 0); each
+	// client address gets a quarter of it, and of MaxInFlight (see introspect_limits.go).
+	MaxRate float64
+	// MinTokenLen: shorter tokens are refused before any call (MinTokenLen is the
+	// module's; 0 refuses only the empty token).
+	MinTokenLen int
+	// ClientAddress returns the client's address of a request ("ip" or "ip:port"), as the
+	// server determined it (behind trusted proxies, the forwarded one). By default the
+	// connection's RemoteAddr.
+	ClientAddress func(r *http.Request) string
+	// Answers, when set, holds the server's answers, shared with other verifiers that ask
+	// the same server the same way (across configuration reloads).
+	Answers *AnswerCache
 
 	Client *http.Client
 	Logger *zap.Logger
 	Now    func() time.Time
 	// OnCall, when set, is told of each introspection call (telemetry.KindIntrospection)
-	// with its outcome and duration; a call never made because every slot stayed busy is
-	// told as telemetry.Busy. For metrics.
+	// with its outcome and duration; a call never made because the limits shed it (no slot
+	// free in time, a rate, a share or the waiters at their bound) is told as
+	// telemetry.Busy. For metrics.
 	OnCall telemetry.CallObserver
-	// OnNegativeCache, when set, is told of each lookup in the cache of remembered
-	// refusals: hit or not. For metrics.
+	// OnNegativeCache, when set, is told of each lookup in the cache of refusals this
+	// configuration decided from an answer (negative_ttl): hit or not. For metrics.
 	OnNegativeCache func(hit bool)
+	// OnAnswerCache, when set, is told of each lookup in Answers (the server's answers,
+	// shared across reloads): hit or not. For metrics.
+	OnAnswerCache func(hit bool)
 
-	once   sync.Once
-	slots  chan struct{}
-	flight singleflight.Group
-	neg    *tokencache.Cache[negative]
+	once    sync.Once
+	limits  *limiter
+	calls   *failureLog // failing calls, logged once then counted
+	shedLog *failureLog // shed calls, the same way
+	flight  singleflight.Group
+	neg     *tokencache.Cache[negative]
 
 	// lastRefusalLog rate-limits the error logged when the server refuses our credentials:
 	// every new token meets the same refusal.
@@ -154,7 +178,11 @@ func (v *Introspection) setup() {
 	if v.Logger == nil {
 		v.Logger = zap.NewNop()
 	}
-	v.slots = make(chan struct{}, v.MaxInFlight)
+	if v.MaxRate <= 0 {
+		v.MaxRate = DefaultMaxRate
+	}
+	v.limits = newLimiter(v.MaxInFlight, v.MaxRate, v.Timeout)
+	v.calls, v.shedLog = callFailures(), shedCalls()
 	if v.NegativeTTL > 0 {
 		v.neg = tokencache.New[negative](v.NegativeCacheSize, v.now)
 	}
@@ -184,16 +212,17 @@ type answer struct {
 	active     bool
 	tokenType  string
 	raw        []byte
+	received   time.Time // when the server gave it
 }
 
 // Verify introspects an opaque token and returns the caller the answer describes.
-func (v *Introspection) Verify(ctx context.Context, token string, _ *http.Request) (*Identity, error) {
-	a, key, err := v.ask(ctx, token)
+func (v *Introspection) Verify(ctx context.Context, token string, r *http.Request) (*Identity, error) {
+	a, key, err := v.askFor(ctx, token, r, false)
 	if err != nil {
 		return nil, err
 	}
 	now := v.now()
-	if err := v.judge(a, now, false); err != nil {
+	if err := v.judge(a, now, nil); err != nil {
 		v.remember(key, err, now)
 		return nil, err
 	}
@@ -202,11 +231,12 @@ func (v *Introspection) Verify(ctx context.Context, token string, _ *http.Reques
 		Subject:      a.sub,
 		ClientID:     a.clientID,
 		TokenID:      a.jti,
-		Scopes:       ParseScopes(a.scope),
+		Scopes:       a.grantedScopes(len(v.ScopeClaims)),
 		Confirmation: a.cnf,
 	}
 	if id.Issuer == "" && len(v.Issuers) == 1 {
-		// The answer comes from the one authorization server this resource trusts.
+		// The answer comes from the one authorization server this resource trusts (never a
+		// {tenantid} template: checkIssuer refused such an answer).
 		id.Issuer = v.Issuers[0]
 	}
 	id.servedUntil = v.servedUntil(a, now)
@@ -214,11 +244,7 @@ func (v *Introspection) Verify(ctx context.Context, token string, _ *http.Reques
 	if a.hasExp {
 		id.Expiry = numericTime(a.exp)
 	}
-	out := id.WithClaims(a.raw)
-	if v.ScopeClaim != "" && v.ScopeClaim != "scope" && v.ScopeClaim != "scp" {
-		out.Scopes = GrantedScopes(out.Claims(), v.ScopeClaim)
-	}
-	return out, nil
+	return id.WithClaims(a.raw), nil
 }
 
 // Recheck introspects a JWT that verified locally (jwt_too): the authorization server must
@@ -230,7 +256,7 @@ func (v *Introspection) Recheck(ctx context.Context, token string, local *Identi
 		return nil, err
 	}
 	now := v.now()
-	if err := v.judge(a, now, true); err != nil {
+	if err := v.judge(a, now, local); err != nil {
 		v.remember(key, err, now)
 		return nil, err
 	}
@@ -242,8 +268,12 @@ func (v *Introspection) Recheck(ctx context.Context, token string, local *Identi
 	return &id, nil
 }
 
-// servedUntil is how long an active answer may be trusted: CacheTTL, never past exp.
+// servedUntil is how long an active answer may be trusted: CacheTTL from its arrival, never
+// past exp.
 func (v *Introspection) servedUntil(a *answer, now time.Time) time.Time {
+	if !a.received.IsZero() {
+		now = a.received
+	}
 	t := now.Add(v.CacheTTL)
 	if a.hasExp {
 		if exp := numericTime(a.exp); exp.Before(t) {
@@ -262,9 +292,20 @@ func (v *Introspection) remember(key string, err error, now time.Time) {
 	}
 }
 
-// ask returns the answer about token: one call per token at a time, bounded in number.
+// ask returns the answer about a token that proved itself already (a JWT that verified
+// locally): it is not held to the per-client shares and rates.
 func (v *Introspection) ask(ctx context.Context, token string) (*answer, string, error) {
+	return v.askFor(ctx, token, nil, true)
+}
+
+// askFor returns the answer about token: one call per token at a time, bounded in number
+// and rate (introspect_limits.go). r is the request, for its client address.
+func (v *Introspection) askFor(ctx context.Context, token string, r *http.Request, proven bool) (*answer, string, error) {
 	v.once.Do(v.setup)
+	if !proven && !WellFormedToken(token, v.MinTokenLen) {
+		// Nothing that can never be a token is sent to the server (no key: not remembered).
+		return nil, "", failWith(Malformed, errNotB64Token)
+	}
 	sum := sha256.Sum256([]byte(token))
 	key := string(sum[:])
 	if v.neg != nil {
@@ -276,10 +317,26 @@ func (v *Introspection) ask(ctx context.Context, token string) (*answer, string,
 			return nil, key, fail(n.reason)
 		}
 	}
+	if v.Answers != nil {
+		a, ok := v.cached(key, v.now())
+		if v.OnAnswerCache != nil {
+			v.OnAnswerCache(ok)
+		}
+		if ok {
+			return a, key, nil
+		}
+	}
+	client := v.clientOf(r)
 	// The request waits for the answer: a child span of its own shows it, with the call's
 	// outcome (the call itself is shared by every request with this token).
 	_, span := telemetry.StartSpan(ctx, telemetry.SpanIntrospect)
-	ch := v.flight.DoChan(key, func() (any, error) { return v.call(token) })
+	ch := v.flight.DoChan(key, func() (any, error) {
+		a, err := v.limited(token, client, proven)
+		if err == nil {
+			v.keep(key, a)
+		}
+		return a, err
+	})
 	select {
 	case res := <-ch:
 		span.End(callOutcome(res.Err))
@@ -298,7 +355,7 @@ func callOutcome(err error) string {
 	switch {
 	case err == nil:
 		return telemetry.OK
-	case errors.Is(err, errBusy):
+	case shed(err):
 		return telemetry.Busy
 	case ReasonOf(err) == BadAnswer:
 		return telemetry.BadAnswer
@@ -308,21 +365,11 @@ func callOutcome(err error) string {
 
 // call asks the authorization server. It runs in a flight shared by every request with the
 // same token, so it does not use any one request's context.
+//
+// Failures are logged once when they start, then counted (introspect_log.go): one line per
+// failed call would flood the log during an outage, in proportion to traffic.
 func (v *Introspection) call(token string) (*answer, error) {
 	start := time.Now()
-	wait := time.NewTimer(v.Timeout)
-	select {
-	case v.slots <- struct{}{}:
-		wait.Stop()
-	case <-wait.C:
-		if ce := v.Logger.Check(zap.WarnLevel, "introspection: every slot busy, answering 503"); ce != nil {
-			ce.Write(zap.Int("max_in_flight", v.MaxInFlight), zap.Duration("waited", v.Timeout))
-		}
-		v.OnCall.Observe(telemetry.KindIntrospection, telemetry.Busy, time.Since(start))
-		return nil, failWith(ASUnavailable, errBusy)
-	}
-	defer func() { <-v.slots }()
-	start = time.Now() // the wait for a slot is not the authorization server's latency
 	a, err := v.callEndpoint(token)
 	if !errors.Is(err, errNoEndpoint) {
 		v.OnCall.Observe(telemetry.KindIntrospection, callOutcome(err), time.Since(start))
@@ -334,7 +381,7 @@ func (v *Introspection) call(token string) (*answer, error) {
 // discovery call is observed on its own).
 var errNoEndpoint = errors.New("finding the introspection endpoint")
 
-// callEndpoint makes the introspection call in a slot.
+// callEndpoint makes the introspection call, in a slot.
 func (v *Introspection) callEndpoint(token string) (*answer, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), v.Timeout)
 	defer cancel()
@@ -350,23 +397,20 @@ func (v *Introspection) callEndpoint(token string) (*answer, error) {
 	}
 	resp, err := v.Client.Do(req)
 	if err != nil {
-		if ce := v.Logger.Check(zap.WarnLevel, "introspection endpoint unreachable"); ce != nil {
-			ce.Write(zap.String("endpoint", endpoint), zap.Error(err))
-		}
+		v.calls.failed(v.Logger, v.now(), failureKind(err), zap.String("endpoint", endpoint), zap.Error(err))
 		return nil, failWith(ASUnavailable, err)
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode >= 500:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		if ce := v.Logger.Check(zap.WarnLevel, "introspection endpoint failed"); ce != nil {
-			ce.Write(zap.String("endpoint", endpoint), zap.Int("status", resp.StatusCode))
-		}
+		v.calls.failed(v.Logger, v.now(), "status 5xx", zap.String("endpoint", endpoint), zap.Int("status", resp.StatusCode))
 		return nil, failWith(ASUnavailable, fmt.Errorf("introspection endpoint: %w", &telemetry.StatusError{Code: resp.StatusCode}))
 	case resp.StatusCode != http.StatusOK:
 		// RFC 7662 §2.3: 401 means our client authentication failed. Nothing the caller can
 		// do about it; the operator must fix the configuration.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		v.calls.failed(v.Logger, v.now(), "credentials refused (4xx)", zap.String("endpoint", endpoint), zap.Int("status", resp.StatusCode))
 		if now, last := v.now().UnixNano(), v.lastRefusalLog.Load(); now-last >= int64(refusalLogEvery) &&
 			v.lastRefusalLog.CompareAndSwap(last, now) {
 			v.Logger.Error("introspection: the authorization server refused the request; "+
@@ -379,15 +423,18 @@ func (v *Introspection) callEndpoint(token string) (*answer, error) {
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
 	if err != nil {
+		v.calls.failed(v.Logger, v.now(), failureKind(err), zap.String("endpoint", endpoint), zap.Error(err))
 		return nil, failWith(ASUnavailable, fmt.Errorf("reading the introspection answer: %w", err))
 	}
-	a, err := parseAnswer(raw, v.ScopeClaim)
+	v.calls.succeeded(v.Logger, v.now())
+	a, err := parseAnswer(raw, v.ScopeClaims)
 	if err != nil {
 		if ce := v.Logger.Check(zap.WarnLevel, "introspection: unusable answer, token refused"); ce != nil {
 			ce.Write(zap.String("endpoint", endpoint), zap.Error(err))
 		}
 		return nil, failWith(BadAnswer, err)
 	}
+	a.received = v.now()
 	return a, nil
 }
 
@@ -510,7 +557,7 @@ func SigningMethodFor(k crypto.Signer) (jwt.SigningMethod, error) {
 // parseAnswer reads an introspection response (RFC 7662 §2.2). Members this module acts on
 // must have their registered types, and appear once; `active` must be the JSON true or
 // false, not a string.
-func parseAnswer(raw []byte, scopeClaim string) (*answer, error) {
+func parseAnswer(raw []byte, scopeClaims []string) (*answer, error) {
 	if len(raw) > MaxAnswerBytes {
 		return nil, errAnswerTooBig
 	}
@@ -521,7 +568,7 @@ func parseAnswer(raw []byte, scopeClaim string) (*answer, error) {
 	var seen uint32
 	hasActive := false
 	err := members(raw, func(name string, val []byte) error {
-		known, err := a.read(name, val, scopeClaim, &seen)
+		known, err := a.read(name, val, scopeClaims, &seen)
 		if !known {
 			switch name {
 			case "active":
@@ -574,8 +621,8 @@ func parseAnswer(raw []byte, scopeClaim string) (*answer, error) {
 }
 
 // judge applies the checks an active answer must pass. For a JWT that verified locally
-// (localJWT), the token's own aud was checked already; an aud in the answer must still match.
-func (v *Introspection) judge(a *answer, now time.Time, localJWT bool) error {
+// (local), the token's own aud was checked already; an aud in the answer must still match.
+func (v *Introspection) judge(a *answer, now time.Time, local *Identity) error {
 	if !a.active {
 		return fail(Inactive)
 	}
@@ -588,8 +635,8 @@ func (v *Introspection) judge(a *answer, now time.Time, localJWT bool) error {
 	if a.hasNbf && now.Add(v.Leeway).Before(numericTime(a.nbf)) {
 		return fail(NotYetValid)
 	}
-	if a.iss != "" && !slices.Contains(v.Issuers, a.iss) {
-		return fail(Issuer)
+	if err := v.checkIssuer(a, local); err != nil {
+		return err
 	}
 	// A refresh token is never an access token, even though the authorization server calls
 	// it active (RFC 7662 §2.2 token_type; RFC 6749 §1.5).
@@ -602,7 +649,7 @@ func (v *Introspection) judge(a *answer, now time.Time, localJWT bool) error {
 			if !audienceOK(a.aud, v.Audiences) {
 				return fail(Audience)
 			}
-		case localJWT:
+		case local != nil:
 		case v.AllowMissingAudience != nil && v.AllowMissingAudience(a.clientID):
 		default:
 			return failWith(Audience, errors.New("the answer has no aud or resource"))

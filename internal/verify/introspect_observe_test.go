@@ -12,16 +12,26 @@ import (
 )
 
 // TestIntrospectionObserved: each call is told to OnCall with its outcome (ok, refused for
-// our credentials, server_error, bad_answer, busy when no slot frees up), and each lookup of
-// the remembered refusals to OnNegativeCache.
+// our credentials, server_error, bad_answer, busy when no slot frees up or a rate sheds it),
+// each lookup of the remembered refusals to OnNegativeCache, and each lookup of the shared
+// answers to OnAnswerCache.
 func TestIntrospectionObserved(t *testing.T) {
 	var mu sync.Mutex
 	var calls [][2]string
-	var negHits, negMisses int
+	var negHits, negMisses, ansHits, ansMisses int
 	observe := func(v *Introspection) {
 		v.OnCall = func(kind, outcome string, d time.Duration) {
 			mu.Lock()
 			calls = append(calls, [2]string{kind, outcome})
+			mu.Unlock()
+		}
+		v.OnAnswerCache = func(hit bool) {
+			mu.Lock()
+			if hit {
+				ansHits++
+			} else {
+				ansMisses++
+			}
 			mu.Unlock()
 		}
 		v.OnNegativeCache = func(hit bool) {
@@ -93,7 +103,7 @@ func TestIntrospectionObserved(t *testing.T) {
 	busy.Timeout = 10 * time.Millisecond
 	observe(busy)
 	busy.once.Do(busy.setup)
-	busy.slots <- struct{}{}
+	busy.limits.slots <- struct{}{}
 	before := as.calls.Load()
 	_, err := busy.Verify(ctx, "good", nil)
 	if ReasonOf(err) != ASUnavailable {
@@ -101,5 +111,37 @@ func TestIntrospectionObserved(t *testing.T) {
 	}
 	if got := take(); len(got) != 1 || got[0] != [2]string{telemetry.KindIntrospection, telemetry.Busy} || as.calls.Load() != before {
 		t.Errorf("no free slot: OnCall told %v (server calls %d more), want [introspection busy] and no call", got, as.calls.Load()-before)
+	}
+
+	// The rate sheds a second new token from the same address at once: busy, no call.
+	rated := newIntrospection(as, &clock{t: testNow}, zap.NewNop())
+	rated.MaxRate = 1
+	observe(rated)
+	if _, err := rated.Verify(ctx, "good", nil); err != nil {
+		t.Fatalf("first token under max_rate 1: %v", err)
+	}
+	take()
+	before = as.calls.Load()
+	if _, err := rated.Verify(ctx, "good-too", nil); ReasonOf(err) != ASUnavailable {
+		t.Fatalf("second new token within the second: %v, want ASUnavailable", err)
+	}
+	if got := take(); len(got) != 1 || got[0] != [2]string{telemetry.KindIntrospection, telemetry.Busy} || as.calls.Load() != before {
+		t.Errorf("shed by the rate: OnCall told %v (server calls %d more), want [introspection busy] and no call", got, as.calls.Load()-before)
+	}
+
+	// The shared answers: a miss and a call, then a hit and no call.
+	clk := &clock{t: testNow}
+	shared := newIntrospection(as, clk, zap.NewNop())
+	shared.Answers = NewAnswerCache(10, clk.now)
+	observe(shared)
+	before = as.calls.Load()
+	for range 2 {
+		if _, err := shared.Verify(ctx, "good", nil); err != nil {
+			t.Fatalf("good token: %v", err)
+		}
+	}
+	if got := take(); len(got) != 1 || ansHits != 1 || ansMisses != 1 || as.calls.Load() != before+1 {
+		t.Errorf("good twice with shared answers: calls told %v, server calls %d, answers %d hits %d misses; want one call, 1 hit, 1 miss",
+			got, as.calls.Load()-before, ansHits, ansMisses)
 	}
 }

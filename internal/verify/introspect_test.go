@@ -251,6 +251,13 @@ func TestIntrospectionAnswers(t *testing.T) {
 			func(v *Introspection) { v.AllowMissingAudience = func(c string) bool { return c == "app" } }, NumReasons},
 		{"no aud, client not allowed by the hook", `{"active":true,"client_id":"other"}`, 200,
 			func(v *Introspection) { v.AllowMissingAudience = func(c string) bool { return c == "app" } }, Audience},
+		// An answer's empty aud (Ory Hydra's for a token issued without its audience
+		// parameter) names no audience: the hook decides, as for a missing one. (A JWT's
+		// empty aud array is refused whatever the hook says: verify.JWT.)
+		{"empty aud array, client allowed by the hook", `{"active":true,"aud":[],"client_id":"app"}`, 200,
+			func(v *Introspection) { v.AllowMissingAudience = func(c string) bool { return c == "app" } }, NumReasons},
+		{"empty aud array, client not allowed by the hook", `{"active":true,"aud":[],"client_id":"other"}`, 200,
+			func(v *Introspection) { v.AllowMissingAudience = func(c string) bool { return c == "app" } }, Audience},
 		{"refresh token", `{"active":true,"aud":"` + testRes + `","token_type":"refresh_token"}`, 200, nil, OtherKind},
 		{"token_type bearer, lowercase", `{"active":true,"aud":"` + testRes + `","token_type":"bearer"}`, 200, nil, NumReasons},
 		{"token_type DPoP", `{"active":true,"aud":"` + testRes + `","token_type":"DPoP","cnf":{"jkt":"abc"}}`, 200, nil, NumReasons},
@@ -321,7 +328,7 @@ func TestIntrospectionIdentity(t *testing.T) {
 		t.Errorf("scp: %v %v", id, err)
 	}
 	v2 := newIntrospection(as, &clock{t: testNow}, zap.NewNop())
-	v2.ScopeClaim = "permissions"
+	v2.ScopeClaims = []string{"permissions"}
 	as.answer("perm", `{"active":true,"aud":"`+testRes+`","scope":"x","permissions":["p:1"],"exp":`+itoa(testNow.Add(time.Hour).Unix())+`}`)
 	id, err = v2.Verify(context.Background(), "perm", nil)
 	if err != nil || strings.Join(id.Scopes, " ") != "p:1" {

@@ -32,9 +32,10 @@ type JWT struct {
 	// RequireATJWT requires typ at+jwt (RFC 9068 §2.1).
 	RequireATJWT bool
 	Leeway       time.Duration
-	// ScopeClaim names the claim holding scopes; "" reads `scope`, then `scp`.
-	ScopeClaim string
-	Now        func() time.Time
+	// ScopeClaims name the claims holding scopes, at most MaxScopeClaims; the granted scopes
+	// are the union of what each holds. None reads `scope`, then `scp`.
+	ScopeClaims []string
+	Now         func() time.Time
 	// AllowMissingAudience, when set, is asked about a token that has no `aud` at all, with
 	// the token's client (client_id, else azp): true accepts it without an audience. A token
 	// whose `aud` names another audience is never accepted through it (Cognito, Keycloak
@@ -44,10 +45,6 @@ type JWT struct {
 	// matched an issuer template (TenantPlaceholder).
 	Tenants []string
 }
-
-// TenantPlaceholder in an accepted issuer stands for the token's `tid` claim, as Entra ID's
-// multi-tenant metadata writes its issuer: https://login.microsoftonline.com/{tenantid}/v2.0.
-const TenantPlaceholder = "{tenantid}"
 
 // KeySource finds the keys that may have verified a token of issuer iss with this kid and
 // alg. It returns ErrKeysUnavailable when no key could ever be loaded, ErrUnknownKey when the
@@ -84,7 +81,6 @@ type jwtHeader struct {
 type jwtClaims struct {
 	registered
 	audBuf [2]string
-	tid    string
 }
 
 // Verify checks raw, a JWS compact serialization. The order of checks decides which reason
@@ -116,7 +112,7 @@ func (v *JWT) Verify(ctx context.Context, raw string, _ *http.Request) (*Identit
 	if v.RequireATJWT && !isATJWT(hdr.typ) {
 		return nil, fail(Type)
 	}
-	issuer, ok := v.matchIssuer(&c)
+	issuer, ok := matchIssuer(v.Issuers, v.Tenants, c.iss, c.tid)
 	if !ok {
 		return nil, fail(Issuer)
 	}
@@ -167,68 +163,16 @@ func (v *JWT) Verify(ctx context.Context, raw string, _ *http.Request) (*Identit
 		Subject:      c.sub,
 		ClientID:     clientID,
 		TokenID:      c.jti,
-		Scopes:       ParseScopes(c.scope),
+		Scopes:       c.grantedScopes(len(v.ScopeClaims)),
 		Expiry:       numericTime(c.exp),
 		Confirmation: c.cnf,
 		claims:       &lazyClaims{src: p64},
-	}
-	if v.ScopeClaim != "" && v.ScopeClaim != "scope" && v.ScopeClaim != "scp" {
-		// A claim of another name (Auth0 permissions, custom) is read from the full claims.
-		id.Scopes = GrantedScopes(id.Claims(), v.ScopeClaim)
 	}
 	id.keys = make([]Key, len(keys))
 	for i, k := range keys {
 		id.keys[i] = k
 	}
 	return id, nil
-}
-
-// matchIssuer returns the configured issuer that the token's iss matches: the same string,
-// or a template with TenantPlaceholder that gives iss when the token's tid is put in. The
-// template is what keys are looked up by. The plain case costs one comparison per issuer
-// and no allocation.
-func (v *JWT) matchIssuer(c *jwtClaims) (string, bool) {
-	if slices.Contains(v.Issuers, c.iss) {
-		// A template matches only with a tenant put in, never as written.
-		if !strings.Contains(c.iss, TenantPlaceholder) {
-			return c.iss, true
-		}
-		return "", false
-	}
-	if !validTenantID(c.tid) {
-		return "", false
-	}
-	for _, tmpl := range v.Issuers {
-		i := strings.Index(tmpl, TenantPlaceholder)
-		if i < 0 {
-			continue
-		}
-		prefix, suffix := tmpl[:i], tmpl[i+len(TenantPlaceholder):]
-		if len(c.iss) == len(prefix)+len(c.tid)+len(suffix) && strings.HasPrefix(c.iss, prefix) &&
-			strings.HasSuffix(c.iss, suffix) && c.iss[len(prefix):len(prefix)+len(c.tid)] == c.tid {
-			if len(v.Tenants) > 0 && !slices.Contains(v.Tenants, c.tid) {
-				return "", false
-			}
-			return tmpl, true
-		}
-	}
-	return "", false
-}
-
-// validTenantID accepts what Entra tenant ids are (GUIDs): letters, digits and '-', at most
-// 64. Anything else in tid (a '/', a '.', an empty value) never completes an issuer: a tid
-// must not be able to reshape the URL it is put into.
-func validTenantID(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func (v *JWT) now() time.Time {
@@ -318,17 +262,8 @@ func (v *JWT) readClaims(p64 string, c *jwtClaims) error {
 	c.aud = c.audBuf[:0]
 	var seen uint32
 	err = members(b, func(name string, val []byte) error {
-		if known, err := c.read(name, val, v.ScopeClaim, &seen); known {
-			return err
-		}
-		if name == "tid" {
-			var err error
-			if c.tid, err = jsonString(val); err != nil {
-				return err
-			}
-			return mark(&seen, bitFree)
-		}
-		return nil
+		_, err := c.read(name, val, v.ScopeClaims, &seen)
+		return err
 	})
 	if err != nil {
 		return failWith(Malformed, err)
@@ -357,24 +292,28 @@ func scopeValue(val []byte) (any, error) {
 }
 
 // readConfirmation reads cnf (RFC 7800 §3.1): an object. Any cnf member, even null or of
-// an unreadable shape, marks the token bound: when unsure, it is not a bearer token.
+// an unreadable shape, marks the token bound: when unsure, it is not a bearer token. A key
+// or certificate named twice makes the whole token unreadable, as any other duplicate member
+// it is judged by does: readers that keep the first and readers that keep the last would bind
+// it to two different keys.
 func readConfirmation(val []byte, cnf *Confirmation) error {
 	cnf.Present = true
 	if len(val) == 0 || val[0] != '{' {
 		return nil // bound to something unreadable: still bound
 	}
+	var seen uint32
 	return members(val, func(name string, v []byte) error {
 		switch name {
 		case "jkt":
-			s, err := jsonString(v)
-			if err == nil {
+			if s, err := jsonString(v); err == nil {
 				cnf.JKT = s
 			}
+			return mark(&seen, 1)
 		case "x5t#S256":
-			s, err := jsonString(v)
-			if err == nil {
+			if s, err := jsonString(v); err == nil {
 				cnf.X5TS256 = s
 			}
+			return mark(&seen, 2)
 		}
 		return nil
 	})

@@ -232,9 +232,9 @@ func TestJWTIdentity(t *testing.T) {
 
 func TestJWTScopeClaim(t *testing.T) {
 	v, k := newTestJWT(t)
-	tok := k.Token(t, claims(map[string]any{"scope": "a", "scp": []any{"b", "c d", 7}, "perms": "e f"}), nil)
-	for claim, want := range map[string]string{"": "a", "scope": "a", "scp": "b", "perms": "e f"} {
-		v.ScopeClaim = claim
+	tok := k.Token(t, claims(map[string]any{"scope": "a", "scp": []any{"b", "c d", 7}, "perms": "e f", "roles": []any{"f", "g"}}), nil)
+	for claim, want := range map[string]string{"": "a", "scope": "a", "scp": "b", "perms": "e f", "scp roles": "b f g", "perms roles scope": "e f g a"} {
+		v.ScopeClaims = strings.Fields(claim)
 		id, err := v.Verify(context.Background(), tok, nil)
 		if err != nil {
 			t.Fatal(err)
