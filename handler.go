@@ -50,7 +50,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(id.provider)
 	var rec *auditRecord
-	if h.audit != nil {
+	if h.audit != nil || spanRecording(r) {
 		rec = &auditRecord{c: id}
 		repl.Set(auditKey, rec)
 	}
@@ -88,7 +88,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	h.metrics.allowed.Inc()
-	if rec != nil {
+	traceDecision(r, denyNone)
+	if h.audit != nil {
 		if ce := h.audit.Check(zap.InfoLevel, "decision"); ce != nil {
 			h.writeAudit(ce, r, denyNone, rec)
 		}
@@ -125,6 +126,7 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, d denial, err err
 func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, challenge string, err error) error {
 	info := denials[d]
 	h.metrics.byDenial[d].Inc()
+	traceDecision(r, d)
 	if h.audit != nil {
 		h.auditDecision(r, d)
 	}
@@ -279,13 +281,13 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 			c, ok = h.cache.GetBytes(hashed)
 		}
 		if ok {
-			h.metrics.cacheHit.Inc()
+			h.metrics.tokenCache(true)
 			if d, err := h.checkBinding(w, r, raw, viaDPoP, c.id.Confirmation); d != denyNone {
 				return nil, d, err
 			}
 			return c, denyNone, nil
 		}
-		h.metrics.cacheMiss.Inc()
+		h.metrics.tokenCache(false)
 	}
 	if !isB64Token(raw) {
 		return nil, denyMalformedHeader, nil

@@ -699,6 +699,9 @@ func (h *Handler) provisionSessionsAudit(ctx caddy.Context) error {
 	if h.Audit {
 		h.audit = ctx.Logger().Named(auditLoggerName)
 		h.ops.audit = true
+	}
+	if h.ops != nil {
+		// For audit events and for the request's span, when Caddy's tracing records it.
 		h.ops.ruleLabels = make([]string, len(h.Rules))
 		for i, r := range h.Rules {
 			h.ops.ruleLabels[i] = ruleLabel(r)

@@ -214,7 +214,7 @@ func (s *StoreConfig) Provision(ctx caddy.Context, h *Handler) error {
 		c, err := store.New(store.Options{
 			Addrs: r.Addresses, MasterName: r.MasterName, Username: r.Username, Password: r.Password,
 			DB: r.DB, TLS: tlsConf, KeyPrefix: r.KeyPrefix, Timeout: time.Duration(r.Timeout),
-			Logger: storeLogger, Observe: observeStore, OnHealth: storeHealth,
+			Logger: storeLogger, Observe: observeStore,
 		})
 		if err != nil {
 			return nil, err

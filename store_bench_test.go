@@ -103,7 +103,7 @@ func BenchmarkDPoPStore(b *testing.B) {
 	defer admin.Close()
 	asKey := jwttest.New(b, "rs", "RS256")
 	client := jwttest.New(b, "", "ES256")
-	const htu = "http://example.com/mcp" // httptest.NewRequest's host
+	const htu = cacheRes // the resource: its origin and the path requested
 	c := testClaims(cacheIss, cacheRes, "mcp:read")
 	c["cnf"] = map[string]any{"jkt": client.Thumbprint()}
 	bound := asKey.Token(b, c, nil)

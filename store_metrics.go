@@ -6,16 +6,19 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/mcpauth/caddy-mcp-auth/internal/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Metrics of the shared store, beside metrics.go's and registered the same way: for the
-// process, into each config's registry. Labels are the operation and a fixed result set.
+// process, into each config's registry. Each call is counted twice: in
+// caddy_mcp_auth_remote_call_duration_seconds{kind="store",outcome} with the other remote
+// calls (its latency, and what the dashboard and alerts use), and here by operation, which
+// the histogram does not tell apart. The stores' health is caddy_mcp_auth_stores{state}
+// (metrics.go registers it for every config, so an alert on it always has a series).
 var storeMetrics = struct {
-	once     sync.Once
-	calls    *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	up       prometheus.Gauge
+	once  sync.Once
+	calls *prometheus.CounterVec
 }{}
 
 func initStoreMetrics(ctx caddy.Context) error {
@@ -23,53 +26,50 @@ func initStoreMetrics(ctx caddy.Context) error {
 		const ns, sub = "caddy", "mcp_auth"
 		storeMetrics.calls = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "store_calls_total",
-			Help: "Calls to the shared store (Redis/Valkey), by operation and result (ok or error).",
-		}, []string{"op", "result"})
-		storeMetrics.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: ns, Subsystem: sub, Name: "store_call_duration_seconds",
-			Help:    "Latency of calls to the shared store, by operation.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
-		}, []string{"op"})
-		storeMetrics.up = prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Subsystem: sub, Name: "store_up",
-			Help: "1 while the shared store answers, 0 after a call failed to reach it.",
-		})
-		storeMetrics.up.Set(1)
+			Help: "Calls to the shared store (Redis/Valkey), by operation (claim, get, set, ping) and outcome (as remote_call_duration_seconds).",
+		}, []string{"op", "outcome"})
 	})
 	reg := ctx.GetMetricsRegistry()
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{storeMetrics.calls, storeMetrics.duration, storeMetrics.up} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return err
-			}
+	if err := reg.Register(storeMetrics.calls); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return err
 		}
 	}
 	return nil
 }
 
-func observeStore(op string, took time.Duration, err error) {
-	if storeMetrics.calls == nil {
-		return
+// observeStore counts one store call: op is one of a fixed set, outcome one of
+// telemetry.Outcomes. It is the store client's Observe hook.
+func observeStore(op, outcome string, took time.Duration) {
+	if storeMetrics.calls != nil {
+		storeMetrics.calls.WithLabelValues(op, outcome).Inc()
 	}
-	result := "ok"
-	if err != nil {
-		result = "error"
-	}
-	storeMetrics.calls.WithLabelValues(op, result).Inc()
-	storeMetrics.duration.WithLabelValues(op).Observe(took.Seconds())
+	observeASCall(telemetry.KindStore, outcome, took)
 }
 
-func storeHealth(up bool) {
-	if storeMetrics.up == nil {
-		return
-	}
-	if up {
-		storeMetrics.up.Set(1)
-	} else {
-		storeMetrics.up.Set(0)
-	}
+// storeCollector reports the stores of storePool by state when scraped: up while the last
+// call reached the store, down after one failed (until a call or the client's probe, every
+// second, reaches it again). Both states always have a series, 0 without a store.
+type storeCollector struct{ desc *prometheus.Desc }
+
+func (c storeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
+	var up, down float64
+	storePool.Range(func(_, v any) bool {
+		if ps, ok := v.(pooledStore); ok {
+			if ps.Up() {
+				up++
+			} else {
+				down++
+			}
+		}
+		return true
+	})
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, up, "up")
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, down, "down")
 }

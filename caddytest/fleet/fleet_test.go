@@ -449,12 +449,14 @@ func TestProofUsedAtOneInstanceIsRefusedAtAnother(t *testing.T) {
 		t.Errorf("a bearer request went to the store")
 	}
 
-	// The calls are counted: A claimed p1 and p2 (one fresh, one seen) in the store.
+	// The calls are counted: A claimed p1 and p2 (one fresh, one seen) in the store, and
+	// made no other store call.
 	m := a.metrics()
 	for _, want := range []string{
-		`caddy_mcp_auth_store_calls_total{op="claim",result="ok"} 2`,
-		`caddy_mcp_auth_store_call_duration_seconds_count{op="claim"} 2`,
-		`caddy_mcp_auth_store_up 1`,
+		`caddy_mcp_auth_store_calls_total{op="claim",outcome="ok"} 2`,
+		`caddy_mcp_auth_remote_call_duration_seconds_count{kind="store",outcome="ok"} 2`,
+		`caddy_mcp_auth_stores{state="up"} 1`,
+		`caddy_mcp_auth_stores{state="down"} 0`,
 	} {
 		if !strings.Contains(m, want+"\n") {
 			t.Errorf("metrics lack %q", want)
@@ -498,9 +500,11 @@ func TestStoreDownAndBack(t *testing.T) {
 		t.Errorf("closed, store down, bearer: %d, want 200", got.code)
 	}
 	closed.waitLog("store unreachable", 1)
-	if m := closed.metrics(); !strings.Contains(m, "caddy_mcp_auth_store_up 0\n") ||
-		!strings.Contains(m, `caddy_mcp_auth_store_calls_total{op="claim",result="error"}`) {
-		t.Error("metrics do not show the store down and the failed claim")
+	if m := closed.metrics(); !strings.Contains(m, `caddy_mcp_auth_stores{state="down"} 1`+"\n") ||
+		!strings.Contains(m, `caddy_mcp_auth_store_calls_total{op="claim",outcome="unreachable"}`) ||
+		!strings.Contains(m, `caddy_mcp_auth_remote_call_duration_seconds_count{kind="store",outcome="unreachable"}`) ||
+		!strings.Contains(m, `caddy_mcp_auth_decisions_total{outcome="unavailable",reason="store_unavailable",resource="`+resource+`"} 1`+"\n") {
+		t.Error("metrics do not show the store down, the failed claim and the 503 it gave")
 	}
 
 	seen := ""

@@ -26,13 +26,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpauth/caddy-mcp-auth/internal/telemetry"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.opentelemetry.io/otel/attribute"
 	"go.uber.org/zap"
 )
 
@@ -65,8 +69,9 @@ type Options struct {
 	// running now: a client outlives the config that created it).
 	Logger func() *zap.Logger
 	// Observe, when set, is told of every call: its operation ("claim", "get", "set",
-	// "ping"), how long it took, and its error (nil for a success or a miss).
-	Observe func(op string, took time.Duration, err error)
+	// "ping"), its outcome (CallOutcome: telemetry.OK for a success or a miss) and how long it
+	// took. A call the caller gave up on is not told: it says nothing about the store.
+	Observe func(op, outcome string, took time.Duration)
 	// OnHealth, when set, is told of every transition: false when the store stops
 	// answering, true when it answers again.
 	OnHealth func(up bool)
@@ -78,7 +83,7 @@ type Client struct {
 	prefix  string
 	timeout time.Duration
 	logger  func() *zap.Logger
-	observe func(string, time.Duration, error)
+	observe func(op, outcome string, took time.Duration)
 	health  func(bool)
 
 	// ctx is the client's own, cancelled by Close: the prober outlives any one request.
@@ -188,11 +193,12 @@ func (c *Client) Prefix() string { return c.prefix }
 
 // Ping asks the store once, within the timeout.
 func (c *Client) Ping(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, span := c.span(ctx, "ping")
+	cctx, cancel := context.WithTimeout(cctx, c.timeout)
 	defer cancel()
 	start := time.Now()
 	err := c.rdb.Ping(cctx).Err()
-	return c.done(ctx, "ping", start, err)
+	return c.done(ctx, span, "ping", start, err)
 }
 
 // Outcome is the answer to a claim.
@@ -236,15 +242,16 @@ func (c *Client) Claim(ctx context.Context, key string, ttl time.Duration) (Outc
 	if ms < 1 {
 		ms = 1
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, span := c.span(ctx, "claim")
+	cctx, cancel := context.WithTimeout(cctx, c.timeout)
 	defer cancel()
 	start := time.Now()
 	err := c.rdb.Do(cctx, "SET", key, "1", "PX", ms, "NX").Err()
 	if errors.Is(err, redis.Nil) {
 		// NX refused: the key exists.
-		return Seen, c.done(ctx, "claim", start, nil)
+		return Seen, c.done(ctx, span, "claim", start, nil)
 	}
-	if err := c.done(ctx, "claim", start, err); err != nil {
+	if err := c.done(ctx, span, "claim", start, err); err != nil {
 		return Fresh, err
 	}
 	return Fresh, nil
@@ -252,14 +259,15 @@ func (c *Client) Claim(ctx context.Context, key string, ttl time.Duration) (Outc
 
 // get reads a raw value; ok is false on a miss.
 func (c *Client) get(ctx context.Context, key string) ([]byte, bool, error) {
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, span := c.span(ctx, "get")
+	cctx, cancel := context.WithTimeout(cctx, c.timeout)
 	defer cancel()
 	start := time.Now()
 	v, err := c.rdb.Get(cctx, key).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, false, c.done(ctx, "get", start, nil)
+		return nil, false, c.done(ctx, span, "get", start, nil)
 	}
-	if err := c.done(ctx, "get", start, err); err != nil {
+	if err := c.done(ctx, span, "get", start, err); err != nil {
 		return nil, false, err
 	}
 	return v, true, nil
@@ -271,23 +279,40 @@ func (c *Client) set(ctx context.Context, key string, val []byte, ttl time.Durat
 	if ms < 1 {
 		ms = 1
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, span := c.span(ctx, "set")
+	cctx, cancel := context.WithTimeout(cctx, c.timeout)
 	defer cancel()
 	start := time.Now()
 	err := c.rdb.Do(cctx, "SET", key, val, "PX", ms).Err()
-	return c.done(ctx, "set", start, err)
+	return c.done(ctx, span, "set", start, err)
 }
 
-// done records a call: metrics, health, and the error the caller sees (wrapping
+// span starts the child span of a call (telemetry.SpanStore) when ctx's span records, with
+// the operation: never the key or the value.
+func (c *Client) span(ctx context.Context, op string) (context.Context, telemetry.Span) {
+	ctx, span := telemetry.StartSpan(ctx, telemetry.SpanStore)
+	if span.Recording() {
+		span.SetAttributes(opKey.String(op))
+	}
+	return ctx, span
+}
+
+// opKey is the attribute of a store span holding the operation.
+const opKey = attribute.Key("mcp_auth.store.operation")
+
+// done records a call: span, metrics, health, and the error the caller sees (wrapping
 // ErrUnavailable; the error text holds addresses and causes, never keys or values).
-func (c *Client) done(ctx context.Context, op string, start time.Time, err error) error {
+func (c *Client) done(ctx context.Context, span telemetry.Span, op string, start time.Time, err error) error {
 	if err != nil && ctx.Err() != nil {
 		// The caller gave up (the client went away, the server shuts down): that says
 		// nothing about the store.
+		span.End(telemetry.Canceled)
 		return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
 	}
+	outcome := CallOutcome(err)
+	span.End(outcome)
 	if c.observe != nil {
-		c.observe(op, time.Since(start), err)
+		c.observe(op, outcome, time.Since(start))
 	}
 	if err == nil {
 		c.markUp()
@@ -337,6 +362,34 @@ func (c *Client) probe() {
 		}
 		_ = c.Ping(c.ctx)
 	}
+}
+
+// CallOutcome classifies the error of a call as telemetry's outcomes: nil (a success, a miss, a
+// claim refused because the key exists) is OK; an error the server answered is Refused for
+// authentication and ACLs (NOAUTH, WRONGPASS, NOPERM: our credentials) and ServerError
+// otherwise (LOADING, READONLY, CLUSTERDOWN, ...); a connection that failed or a call cut
+// at the timeout, or closed under the call (EOF), is Unreachable; no free connection in the
+// pool within the timeout is Busy (no call made).
+func CallOutcome(err error) string {
+	switch {
+	case err == nil:
+		return telemetry.OK
+	case errors.Is(err, redis.ErrPoolTimeout):
+		return telemetry.Busy
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return telemetry.Unreachable
+	}
+	var re redis.Error
+	if errors.As(err, &re) && !errors.Is(err, redis.Nil) {
+		msg := re.Error()
+		for _, p := range []string{"NOAUTH", "WRONGPASS", "NOPERM"} {
+			if strings.HasPrefix(msg, p) {
+				return telemetry.Refused
+			}
+		}
+		return telemetry.ServerError
+	}
+	return telemetry.Outcome(err)
 }
 
 func (c *Client) addrs() []string {

@@ -18,7 +18,8 @@ type SharedAnswers interface {
 }
 
 // fetch gets the answer about a token no in-process cache holds. It runs in the flight of
-// the token, for the request that started it.
+// the token, for the request that started it: ctx is that request's, for its span only (the
+// flight serves every request with the token, so no one request's end cancels it).
 //
 // The shared store comes first, outside the limits (introspect_limits.go): an answer another
 // instance fetched costs the authorization server nothing, so it takes no slot and no share
@@ -27,8 +28,9 @@ type SharedAnswers interface {
 // its arrival + CacheTTL, never past exp, so sharing never lengthens how long an answer is
 // trusted); an active answer fetched here is shared for as long as it may be served. Both
 // go into the in-process cache (Answers), so the next request does not ask the store again.
-func (v *Introspection) fetch(token, key string, client netip.Prefix, proven bool) (*answer, error) {
-	if a, ok := v.sharedGet(key); ok {
+func (v *Introspection) fetch(ctx context.Context, token, key string, client netip.Prefix, proven bool) (*answer, error) {
+	ctx = context.WithoutCancel(ctx)
+	if a, ok := v.sharedGet(ctx, key); ok {
 		v.keep(key, a)
 		return a, nil
 	}
@@ -37,19 +39,19 @@ func (v *Introspection) fetch(token, key string, client netip.Prefix, proven boo
 		return nil, err
 	}
 	v.keep(key, a)
-	v.sharedSet(key, a)
+	v.sharedSet(ctx, key, a)
 	return a, nil
 }
 
 // sharedGet reads an active answer from Shared. A value that cannot be read (another
 // version, a broken entry) is a miss.
-func (v *Introspection) sharedGet(key string) (*answer, bool) {
+func (v *Introspection) sharedGet(ctx context.Context, key string) (*answer, bool) {
 	if v.Shared == nil {
 		return nil, false
 	}
 	var k [32]byte
 	copy(k[:], key)
-	val, ok := v.Shared.Get(context.Background(), k)
+	val, ok := v.Shared.Get(ctx, k)
 	if !ok || len(val) <= 8 {
 		return nil, false
 	}
@@ -65,7 +67,7 @@ func (v *Introspection) sharedGet(key string) (*answer, bool) {
 // sharedSet shares an active answer fetched here, for as long as it may be served. Inactive
 // answers stay per instance: they are what a flood of made-up tokens produces, and would
 // fill the store for every instance.
-func (v *Introspection) sharedSet(key string, a *answer) {
+func (v *Introspection) sharedSet(ctx context.Context, key string, a *answer) {
 	if v.Shared == nil || !a.active {
 		return
 	}
@@ -77,5 +79,5 @@ func (v *Introspection) sharedSet(key string, a *answer) {
 	copy(k[:], key)
 	val := make([]byte, 8, 8+len(a.raw))
 	binary.BigEndian.PutUint64(val, uint64(a.received.UnixNano()))
-	v.Shared.Set(context.Background(), k, append(val, a.raw...), ttl)
+	v.Shared.Set(ctx, k, append(val, a.raw...), ttl)
 }
