@@ -1,21 +1,16 @@
 package mcpauth
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
 
-// Who may call, beyond scopes: the calling client (clients), claims of the token
-// (require_claim), a scope hierarchy (scope_implies, MCP 2026-07-28 "servers MUST account for
-// scope hierarchies") and the form scopes are advertised in (scope_prefix).
-//
-// A client or claim condition that fails is a failure no new scope can fix: it is answered
-// 403 access_denied, without error="insufficient_scope", so that a client is not sent round
-// a re-authorization loop that cannot succeed (MCP authorization, "Scope Challenge Handling").
+// The configuration of who may call, beyond scopes (clients, require_claim, scope_implies,
+// scope_prefix), and its checks at load. internal/policy compiles and judges it.
 
 // ClaimCondition requires a claim of the token to have one of Values: a string claim must
 // equal one of them, an array claim must contain one of them as a string element. Anything
@@ -31,225 +26,6 @@ type ClaimCondition struct {
 // offlineAccess is the scope that asks for a refresh token. MCP 2026-07-28: a resource never
 // asks for it; a client decides that with its authorization server.
 const offlineAccess = "offline_access"
-
-// condition is one client or claim condition, compiled.
-type condition struct {
-	clients []pattern // a clients condition when not nil
-	claim   verify.ClaimPath
-	values  []string
-}
-
-// denial is what failing the condition is answered with.
-func (c *condition) denial() denial {
-	if c.clients != nil {
-		return denyClientNotAllowed
-	}
-	return denyClaimNotSatisfied
-}
-
-// heldBy judges the condition on a verified identity. A claim that the token's JSON holds
-// more than once fails: readers disagree on which duplicate counts (RFC 8259 §4), and the one
-// encoding/json keeps (the last) may not be the one the issuer or the server reads.
-func (c *condition) heldBy(id *verify.Identity) bool {
-	if c.clients != nil {
-		return id.ClientID != "" && matchAny(c.clients, id.ClientID)
-	}
-	v, ok, ambiguous := id.ClaimAt(c.claim)
-	if !ok || ambiguous {
-		return false
-	}
-	switch v := v.(type) {
-	case string:
-		return slices.Contains(c.values, v)
-	case []any:
-		for _, e := range v {
-			if s, ok := e.(string); ok && slices.Contains(c.values, s) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// accessPolicy is the compiled client and claim conditions (of the base policy and of the
-// rules) and the scope mapping. Conditions are judged once per token, when its caller is
-// built, into a bit set: a request only tests bits.
-type accessPolicy struct {
-	conds []condition
-	base  []int // indices of the base policy's conditions
-	// implies maps a scope to every scope it implies, transitively (closure of scope_implies).
-	implies map[string][]string
-	prefix  string
-	// claims is set when a claim condition exists: only then are a token's claims decoded.
-	claims bool
-}
-
-// newAccessPolicy compiles the handler's conditions and scope mapping. The rules' own
-// conditions are added by addRule.
-func newAccessPolicy(h *Handler) (*accessPolicy, error) {
-	a := &accessPolicy{prefix: h.ScopePrefix}
-	var err error
-	if a.implies, err = scopeClosure(h.ScopeImplies); err != nil {
-		return nil, err
-	}
-	a.base, err = a.add(h.Clients, h.RequireClaims)
-	return a, err
-}
-
-// add compiles a clients list and claim conditions and returns their indices.
-func (a *accessPolicy) add(clients []string, claims []ClaimCondition) ([]int, error) {
-	var idx []int
-	if len(clients) > 0 {
-		idx = append(idx, len(a.conds))
-		a.conds = append(a.conds, condition{clients: compileClientPatterns(clients)})
-	}
-	for _, cc := range claims {
-		p, err := verify.NewClaimPath(cc.Claim)
-		if err != nil {
-			return nil, fmt.Errorf("require_claim %q: %w", cc.Claim, err)
-		}
-		idx = append(idx, len(a.conds))
-		a.conds = append(a.conds, condition{claim: p, values: cc.Values})
-		a.claims = true
-	}
-	return idx, nil
-}
-
-// evaluate sets in s the bit of every condition id holds.
-func (a *accessPolicy) evaluate(id *verify.Identity, s *matchSet) {
-	for i := range a.conds {
-		if a.conds[i].heldBy(id) {
-			s.add(i)
-		}
-	}
-}
-
-// firstFailed returns the denial of the first of the conditions idx that held (the bit set
-// of the caller) does not contain, or denyNone.
-func (a *accessPolicy) firstFailed(idx []int, held *matchSet) denial {
-	for _, i := range idx {
-		if !held.has(i) {
-			return a.conds[i].denial()
-		}
-	}
-	return denyNone
-}
-
-// effectiveScopes are the scopes granted counted as the policy reads them: each granted
-// scope, its form with and without scope_prefix, and every scope these imply. It returns
-// granted itself when there is nothing to add.
-func (a *accessPolicy) effectiveScopes(granted []string) []string {
-	if a.prefix == "" && len(a.implies) == 0 {
-		return granted
-	}
-	out := make([]string, 0, 2*len(granted))
-	add := func(s string) {
-		if !slices.Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	for _, g := range granted {
-		forms := [2]string{g, ""}
-		if a.prefix != "" {
-			if bare, ok := strings.CutPrefix(g, a.prefix); ok && bare != "" {
-				forms[1] = bare
-			} else {
-				forms[1] = a.prefix + g
-			}
-		}
-		for _, f := range forms {
-			if f == "" {
-				continue
-			}
-			add(f)
-			for _, im := range a.implies[f] {
-				add(im)
-				if a.prefix != "" {
-					add(a.prefix + im)
-				}
-			}
-		}
-	}
-	return out
-}
-
-// advertised is scopes as clients must request them: with scope_prefix in front (Entra ID
-// reads a bare scope as one of Microsoft Graph's).
-func (a *accessPolicy) advertised(scopes []string) []string {
-	if a == nil || a.prefix == "" {
-		return scopes
-	}
-	out := make([]string, len(scopes))
-	for i, s := range scopes {
-		if !strings.HasPrefix(s, a.prefix) {
-			s = a.prefix + s
-		}
-		out[i] = s
-	}
-	return out
-}
-
-// scopeClosure computes, for each scope of scope_implies, every scope it implies directly or
-// through others. A cycle is refused, naming it: it would make the scopes equal, which is
-// surely not what was meant.
-func scopeClosure(implies map[string][]string) (map[string][]string, error) {
-	if len(implies) == 0 {
-		return nil, nil
-	}
-	keys := make([]string, 0, len(implies))
-	for k := range implies {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys) // the same cycle is named the same way every time
-	out := make(map[string][]string, len(implies))
-	const (
-		visiting = 1
-		done     = 2
-	)
-	state := make(map[string]int)
-	var stack []string
-	var visit func(s string) error
-	visit = func(s string) error {
-		switch state[s] {
-		case done:
-			return nil
-		case visiting:
-			i := slices.Index(stack, s)
-			return fmt.Errorf("scope_implies: cycle %s", strings.Join(append(slices.Clone(stack[i:]), s), " -> "))
-		}
-		state[s] = visiting
-		stack = append(stack, s)
-		var all []string
-		for _, im := range implies[s] {
-			if err := visit(im); err != nil {
-				return err
-			}
-			for _, x := range append([]string{im}, out[im]...) {
-				if !slices.Contains(all, x) {
-					all = append(all, x)
-				}
-			}
-		}
-		stack = stack[:len(stack)-1]
-		state[s] = done
-		if len(all) > 0 {
-			out[s] = all
-		}
-		return nil
-	}
-	for _, k := range keys {
-		if err := visit(k); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// Configuration errors of the access policy.
-var (
-	errOfflineAccess = errors.New("offline_access is refused: a resource never asks for a refresh token (MCP 2026-07-28); the client requests it from the authorization server itself")
-	errEmptyClient   = errors.New("empty client pattern")
-)
 
 // validateAccess checks the access-policy fields of the configuration.
 func (h *Handler) validateAccess() error {
@@ -283,7 +59,7 @@ func (h *Handler) validateAccess() error {
 			}
 		}
 	}
-	if _, err := scopeClosure(h.ScopeImplies); err != nil {
+	if err := policy.CheckImplies(h.ScopeImplies); err != nil {
 		return err
 	}
 	if err := checkClientPatterns("allow_missing_audience_for", h.AllowMissingAudienceFor); err != nil {
@@ -340,7 +116,7 @@ func checkClientPatterns(field string, list []string) error {
 		return fmt.Errorf("%s: %w", field, errEmptyClient)
 	}
 	for _, p := range list {
-		if err := checkClientPattern(p); err != nil {
+		if err := policy.CheckClientPattern(p); err != nil {
 			return fmt.Errorf("%s: %w", field, err)
 		}
 	}
@@ -372,4 +148,33 @@ func validTenant(s string) bool {
 	return !strings.ContainsFunc(s, func(r rune) bool {
 		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-')
 	})
+}
+
+// policyConfig is the configuration internal/policy compiles.
+func (h *Handler) policyConfig() policy.Config {
+	c := policy.Config{AllOf: h.Scopes, AnyOf: h.AnyOf, Clients: h.Clients, Implies: h.ScopeImplies,
+		Prefix: h.ScopePrefix, Rules: make([]policy.Rule, len(h.Rules))}
+	for _, cc := range h.RequireClaims {
+		c.Claims = append(c.Claims, policy.Claim(cc))
+	}
+	for i, r := range h.Rules {
+		c.Rules[i] = r.policyRule()
+	}
+	return c
+}
+
+// validScopeToken checks RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+func validScopeToken(s string) bool { return verify.ValidScopeToken(s) }
+
+// checkScope checks a configured scope. A comma is legal in a scope-token, but no
+// authorization server we know of puts one in a scope name, while `scopes a,b` is a common
+// slip for `scopes a b`: loaded as one scope, it would refuse every token with 403.
+func checkScope(s string) error {
+	switch {
+	case !validScopeToken(s):
+		return errBadScope
+	case strings.IndexByte(s, ',') >= 0:
+		return errScopeComma
+	}
+	return nil
 }

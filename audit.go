@@ -1,14 +1,13 @@
 package mcpauth
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"net"
 	"net/http"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -29,14 +28,21 @@ const auditKey = "http.auth.mcp.audit"
 // auditRecord is what the request path learns for the audit event after the token verified:
 // the caller, then the operation and the rule that decided. One per audited request.
 type auditRecord struct {
-	c                  *caller
+	// caller is nil until the token verified; digest holds the token presented until then.
+	caller             *caller
+	digest             tokenDigest
 	method, name, rule string
 }
 
 // String is what the record shows should someone log its replacer key: the user only.
-func (a *auditRecord) String() string { return a.c.userID }
+func (a *auditRecord) String() string {
+	if a.caller == nil {
+		return ""
+	}
+	return a.caller.userID
+}
 
-// auditRecordOf returns the request's record, or nil before the token verified.
+// auditRecordOf returns the request's record, or nil before a token was read.
 func auditRecordOf(r *http.Request) *auditRecord {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
@@ -65,7 +71,7 @@ func (h *Handler) auditDecision(r *http.Request, d denial) {
 	}
 }
 
-// writeAudit writes the event; rec is the request's record, nil before the token verified.
+// writeAudit writes the event; rec is the request's record, nil before a token was read.
 func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial, rec *auditRecord) {
 	// The fields escape into zap's core; a pooled array spares an allocation of ~1 KiB.
 	fields := auditFields.Get().(*[14]zap.Field)
@@ -83,8 +89,8 @@ func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial
 			zap.String("reason", reason), zap.String("detail", info.label))
 	}
 	tokenID := ""
-	if rec != nil {
-		id := rec.c.id
+	if rec != nil && rec.caller != nil {
+		id := rec.caller.identity
 		f = append(f, zap.String("iss", id.Issuer), zap.String("sub", id.Subject), zap.String("client_id", id.ClientID))
 		if rec.method != "" {
 			f = append(f, zap.String("method", rec.method))
@@ -95,9 +101,9 @@ func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial
 		if rec.rule != "" {
 			f = append(f, zap.String("rule", rec.rule))
 		}
-		tokenID = rec.c.tokenID()
-	} else if raw, _, bd := bearerToken(r.Header, h.dpop != nil); bd == denyNone && raw != "" {
-		tokenID = tokenHashID(raw)
+		tokenID = rec.caller.tokenID()
+	} else if rec != nil && rec.digest.raw != "" {
+		tokenID = rec.digest.hash().ShortID()
 	}
 	if tokenID != "" {
 		f = append(f, zap.String("token_id", tokenID))
@@ -115,13 +121,6 @@ func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial
 }
 
 var auditFields = sync.Pool{New: func() any { return new([14]zap.Field) }}
-
-// tokenHashID is the first 8 bytes of the token's SHA-256, in hex: it tells tokens apart in
-// the log without being usable as one.
-func tokenHashID(raw string) string {
-	sum := sha256.Sum256([]byte(raw))
-	return hex.EncodeToString(sum[:8])
-}
 
 // remoteIP is the client's address as Caddy determined it (trusted_proxies applied), else the
 // connection's.
@@ -159,31 +158,24 @@ func ruleLabel(r *Rule) string {
 	return string(b)
 }
 
-// decidingRule names the rule that decided a request that matched s: the first matched rule
-// the token does not meet (or the base policy) when it is refused, else the first matched
-// rule, or the base policy when none matched.
-func (ops *operations) decidingRule(granted []string, s *matchSet, allowed bool) string {
-	if !allowed && !ops.rules.base.satisfiedBy(granted) {
+// ruleName names the rule that decided (policy.Verdict.Rule) in the audit event.
+func (ops *opPolicy) ruleName(rule int) string {
+	if rule == policy.BaseRule {
 		return ruleBase
 	}
-	for i := range ops.rules.rules {
-		if s.has(i) && (allowed || !ops.rules.rules[i].metBy(granted)) {
-			return ops.ruleLabels[i]
-		}
-	}
-	return ruleBase
+	return ops.ruleLabels[rule]
 }
 
 // tokenID is the token's jti, else the hash the authenticate step noted for audit.
 func (c *caller) tokenID() string {
-	if c.id.TokenID != "" {
-		return c.id.TokenID
+	if c.identity.TokenID != "" {
+		return c.identity.TokenID
 	}
 	return c.tokenHash
 }
 
 // auditRecord returns the request's audit record when audit is on.
-func (ops *operations) auditRecord(r *http.Request) *auditRecord {
+func (ops *opPolicy) auditRecord(r *http.Request) *auditRecord {
 	if !ops.audit && !spanRecording(r) {
 		return nil // the record is kept for audit events and for the request's span only
 	}

@@ -95,11 +95,11 @@ func BenchmarkSessionsAudit(b *testing.B) {
 
 func mustCaller(b *testing.B, h *Handler, tok string) *verify.Identity {
 	b.Helper()
-	c, d, err := h.authenticate(httptest.NewRecorder(), newBenchRequest(tok), tok, false)
+	c, d, err := h.authenticate(httptest.NewRecorder(), newBenchRequest(tok), &tokenDigest{raw: tok}, false)
 	if d != denyNone {
 		b.Fatalf("authenticate: %v", err)
 	}
-	return c.id
+	return c.identity
 }
 
 // BenchmarkAuditZapOnly is the yardstick of audit_on: what zap alone costs to encode an event

@@ -16,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
 
@@ -233,8 +234,12 @@ func TestIdentityPlaceholders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p, err := policy.Compile(policy.Config{AllOf: []string{"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	id := newCaller(verify.Identity{Issuer: cacheIss, Subject: "u1", ClientID: "c1",
-		Scopes: verify.GrantedScopes(claims, "")}.WithClaims(payload), newPolicy([]string{"a"}, nil, ""), nil, 0)
+		Scopes: verify.GrantedScopes(claims, "")}.WithClaims(payload), p, 0)
 	repl := caddy.NewReplacer()
 	repl.Map(id.provider)
 	for ph, want := range map[string]string{
@@ -253,7 +258,7 @@ func TestIdentityPlaceholders(t *testing.T) {
 			t.Errorf("%s = %q, want %q", ph, got, want)
 		}
 	}
-	if !id.baseOK {
+	if v := p.Decide(&id.subject, nil); !v.Allowed() {
 		t.Error("scope a granted through scp, policy should be met")
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
 
@@ -344,7 +346,7 @@ func checkValue(name, v string) error {
 	case "resource":
 		err = checkResourceURL(v)
 	case "authorization_servers", "jwks_url", "resource_documentation":
-		err = checkHTTPURL(v)
+		err = jwks.CheckHTTPURL(v)
 	case "scopes", "any_of", "scopes_supported":
 		err = checkScope(v)
 		if err == nil && v == offlineAccess {
@@ -402,7 +404,7 @@ func checkBlock(h *Handler, directive caddyfile.Token, at map[string]caddyfile.T
 	case h.AllowAnyAudience && len(h.AllowMissingAudienceFor) > 0:
 		return errAt(at["allow_missing_audience_for"], errors.New("allow_missing_audience_for: cannot be combined with allow_any_audience"))
 	}
-	if _, err := scopeClosure(h.ScopeImplies); err != nil {
+	if err := policy.CheckImplies(h.ScopeImplies); err != nil {
 		return errAt(at["scope_implies"], err)
 	}
 	return nil

@@ -236,9 +236,11 @@ func check(o checkOptions, stdin io.Reader) (*checkReport, error) {
 			}
 		}
 	}
-	if rec := auditRecordOf(req); rec != nil {
-		rep.add("scopes", "granted (after scope_claim, scope_prefix, scope_implies): %s", orNone(strings.Join(rec.c.granted(), " ")))
-		rep.add("client", "%s", orNone(rec.c.id.ClientID))
+	// The caller, once the token verified: its scopes as the policy reads them.
+	if rec := auditRecordOf(req); rec != nil && rec.caller != nil {
+		rep.add("scopes", "granted (after scope_claim, scope_prefix, scope_implies): %s",
+			orNone(strings.Join(rec.caller.subject.Granted(), " ")))
+		rep.add("client", "%s", orNone(rec.caller.identity.ClientID))
 	}
 	switch m := attrs["mcp.method.name"]; {
 	case m != "":

@@ -1,7 +1,6 @@
 package mcpauth
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -60,20 +59,16 @@ type DPoPConfig struct {
 	// JSON: `replay_cache`. Caddyfile: `replay_cache`.
 	ReplayCache *int `json:"replay_cache,omitempty"`
 
-	checker *verify.DPoP
 	// origin is the resource's origin, the only one a proof's htu may name.
 	origin string
 }
 
-// errNoOrigin refuses a resource whose origin a proof's htu cannot name.
-var errNoOrigin = errors.New("has no origin a DPoP proof can name (an absolute http or https URL with a host and no user information)")
-
-// Provision sets the defaults and expands the nonce key. The handler's resource must be
-// provisioned: proofs are checked against its origin.
-func (c *DPoPConfig) Provision(_ caddy.Context, resource string) error {
-	origin, err := resourceOrigin(resource)
+// Provision expands the nonce key, sets the defaults and builds the proof checker of h.
+// The handler's resource must be provisioned: proofs are checked against its origin.
+func (c *DPoPConfig) Provision(_ caddy.Context, h *Handler) error {
+	origin, err := resourceOrigin(h.Resource)
 	if err != nil {
-		return fmt.Errorf("resource %q: %w", resource, err)
+		return fmt.Errorf("resource %q: %w", h.Resource, err)
 	}
 	c.origin = origin
 	if c.NonceKey != "" {
@@ -92,6 +87,8 @@ func (c *DPoPConfig) Provision(_ caddy.Context, resource string) error {
 	if c.MaxAge == 0 {
 		c.MaxAge = caddy.Duration(defaultDPoPMaxAge)
 	}
+	h.dpop = c.newChecker(h.now)
+	h.dpopRequired = c.Required
 	return nil
 }
 
@@ -139,6 +136,10 @@ func checkDPoPMaxAge(d time.Duration) error {
 	return nil
 }
 
+// dpopKeyCacheSize bounds the parsed proof keys remembered: one per client (key pair) active
+// at a time is what pays off.
+const dpopKeyCacheSize = 4096
+
 // newChecker builds the proof checker once provisioned.
 func (c *DPoPConfig) newChecker(now func() time.Time) *verify.DPoP {
 	size := defaultDPoPReplayCache
@@ -149,6 +150,7 @@ func (c *DPoPConfig) newChecker(now func() time.Time) *verify.DPoP {
 		Algorithms: c.Algorithms,
 		MaxAge:     time.Duration(c.MaxAge),
 		Replay:     verify.NewReplayCache(size),
+		Keys:       verify.NewProofKeyCache(dpopKeyCacheSize),
 		Now:        now,
 	}
 	if c.Nonce {
@@ -156,7 +158,6 @@ func (c *DPoPConfig) newChecker(now func() time.Time) *verify.DPoP {
 		// younger than the proofs it may appear in need to be.
 		d.Nonces = verify.NewNonces([]byte(c.NonceKey), time.Duration(c.MaxAge))
 	}
-	c.checker = d
 	return d
 }
 

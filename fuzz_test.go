@@ -230,7 +230,7 @@ func FuzzFilterToolsSSE(f *testing.F) {
 		ct := [...]string{"text/event-stream", "text/event-stream", "text/plain", "application/json", "application/json"}[how%5]
 		run := func(n int) (int, []byte) {
 			rec := httptest.NewRecorder()
-			tf := newToolsFilter(rec, nil, nil, mcpjson.AllLists)
+			tf := newListFilter(rec, nil, nil, mcpjson.AllLists)
 			tf.lists.Allowed = func(k mcpjson.ListKind, key string) bool { return key != forbidden[k] }
 			tf.sseOnly = get
 			tf.Header().Set("Content-Type", ct)

@@ -1,13 +1,12 @@
 package mcpauth
 
 import (
-	"encoding/json"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
 )
@@ -22,9 +21,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// A CORS preflight (Fetch standard: OPTIONS with Origin and Access-Control-Request-Method)
 	// never carries credentials; the MCP server or a cors handler after this one answers it.
 	// Nor does it carry a body: an OPTIONS with one is an ordinary request and is
-	// authenticated, else a server that reads any method's body would get it unjudged.
+	// authenticated, else a server that reads any method's body would get it unjudged. Nor
+	// does it ask to switch protocols or override its method: reverse_proxy carries an
+	// Upgrade on any method, and the upstream's 101 would open a tunnel with no token. Nor
+	// credentials (Fetch standard: a preflight never has them): the MCP server must not get
+	// an Authorization header that nothing verified, and strip_token would not remove.
 	if r.Method == http.MethodOptions && r.Header.Get("Origin") != "" &&
-		r.Header.Get("Access-Control-Request-Method") != "" && !requestHasBody(r) {
+		r.Header.Get("Access-Control-Request-Method") != "" && !requestHasBody(r) &&
+		!asksUpgrade(r) && !hasMethodOverride(r.Header) && len(r.Header["Authorization"]) == 0 {
 		if h.sessions != nil {
 			// No caller proved to own a session ID a preflight carries (a browser's never
 			// carries one): the MCP server must not receive it.
@@ -37,10 +41,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if d != denyNone {
 		return h.deny(w, r, d, nil)
 	}
+	// The token's digest, computed at most once for this request, whoever asks first. With
+	// audit on it lives in the request's audit record, which names the token also when the
+	// token is refused.
+	var digest tokenDigest
+	td := &digest
+	// The record is kept for audit events and for the request's span, when Caddy's tracing
+	// records it.
+	var rec *auditRecord
+	if h.audit != nil || spanRecording(r) {
+		rec = &auditRecord{}
+		td = &rec.digest
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			repl.Set(auditKey, rec)
+		}
+	}
+	td.raw = raw
 	if !viaDPoP && h.dpopRequired {
 		return h.deny(w, r, denyDPoPRequired, nil)
 	}
-	id, d, err := h.authenticate(w, r, raw, viaDPoP)
+	c, d, err := h.authenticate(w, r, td, viaDPoP)
 	if d != denyNone {
 		return h.deny(w, r, d, err)
 	}
@@ -48,43 +68,41 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// (the access log then shows who was refused). The identity answers the placeholders
 	// itself, so none is computed unless used.
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Map(id.provider)
-	var rec *auditRecord
-	if h.audit != nil || spanRecording(r) {
-		rec = &auditRecord{c: id}
-		repl.Set(auditKey, rec)
+	repl.Map(c.provider)
+	if rec != nil {
+		rec.caller = c
 	}
 
 	// out is what the next handler writes to; denials are written to w.
 	out := w
 	if h.sessions != nil {
-		if !h.sessions.checkSession(r, id.id, id.sessionAnchor) {
+		if !h.sessions.checkSession(r, c.identity, c.sessionAnchor) {
 			return h.deny(w, r, denySession, nil)
 		}
 		out = &sessionWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
-			binder: h.sessions, id: id.id, anchor: id.sessionAnchor}
+			binder: h.sessions, id: c.identity, anchor: c.sessionAnchor}
 	}
 
 	// The base client and claim conditions: no request of this caller can pass, whatever
 	// its scopes, so nothing else is judged.
-	if id.baseDeny != denyNone {
-		return h.deny(w, r, id.baseDeny, nil)
+	if o := c.subject.BaseRefusal(); o != policy.Allow {
+		return h.deny(w, r, outcomeDenials[o], nil)
 	}
 
-	var tf *toolsFilter
+	var lf *listFilter
 	if h.ops != nil {
 		// The base policy and the rules are judged together, so that a 403 names every
 		// scope this request needs.
-		dec := h.judgeOperation(out, r, id)
+		dec := h.judgeOperation(out, r, c)
 		if dec.deny != denyNone {
-			if dec.challenge != "" {
-				return h.denyWith(w, r, dec.deny, dec.challenge, dec.err)
+			if dec.stepUp != nil {
+				return h.denyStepUp(w, r, dec.stepUp, dec.err)
 			}
 			return h.deny(w, r, dec.deny, dec.err)
 		}
-		tf = dec.filter
-	} else if !id.baseOK {
-		return h.deny(w, r, denyInsufficientScope, nil)
+		lf = dec.filter
+	} else if v := h.policy.Decide(&c.subject, nil); !v.Allowed() {
+		return h.deny(w, r, outcomeDenials[v.Outcome], nil)
 	}
 
 	h.metrics.allowed.Inc()
@@ -97,24 +115,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.StripToken {
 		r.Header.Del("Authorization")
 	}
-	if tf != nil {
-		out = tf
+	if lf != nil {
+		out = lf
 	}
 	serve := func(w http.ResponseWriter, r *http.Request) error {
 		err := next.ServeHTTP(w, r)
-		if tf != nil {
-			tf.finish()
+		if lf != nil {
+			lf.finish()
 		}
 		return err
 	}
-	if h.CloseStreamsAtExpiry && !id.id.Expiry.IsZero() {
-		return h.serveUntilExpiry(out, r, id.id.Expiry.Add(h.leeway), serve)
+	if h.CloseStreamsAtExpiry && !c.identity.Expiry.IsZero() {
+		return h.serveUntilExpiry(out, r, c.identity.Expiry.Add(h.leeway), serve)
 	}
 	return serve(out, r)
 }
-
-// denyNone means no denial.
-const denyNone = numDenials
 
 // deny writes the answer for d. It is written here, not returned as an error for
 // handle_errors, so that the challenge always reaches the client intact.
@@ -122,7 +137,13 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, d denial, err err
 	return h.denyWith(w, r, d, h.chall.header[d], err)
 }
 
-// denyWith is deny with a challenge built for this request (step-up scopes).
+// denyStepUp answers insufficient_scope with a challenge naming the scopes this request
+// needs (policy.Verdict.StepUp).
+func (h *Handler) denyStepUp(w http.ResponseWriter, r *http.Request, scopes []string, err error) error {
+	return h.denyWith(w, r, denyInsufficientScope, h.chall.stepUp(scopes), err)
+}
+
+// denyWith is deny with a challenge built for this request.
 func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, challenge string, err error) error {
 	info := denials[d]
 	h.metrics.byDenial[d].Inc()
@@ -181,7 +202,7 @@ func bearerToken(hdr http.Header, dpop bool) (token string, viaDPoP bool, d deni
 // client certificate (RFC 8705). The decision itself is verify.CheckBinding's, the same for
 // tokens of every mechanism. The replay check comes last, so that a request refused for
 // another reason does not use up its proof.
-func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, raw string, viaDPoP bool, cnf verify.Confirmation) (denial, error) {
+func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, td *tokenDigest, viaDPoP bool, cnf verify.Confirmation) (denial, error) {
 	if !viaDPoP && !cnf.Present {
 		return denyNone, nil // the bearer path of unbound tokens costs nothing here
 	}
@@ -192,7 +213,7 @@ func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, raw strin
 		if err != nil {
 			return denyDPoPProof, err
 		}
-		proof, err = h.dpop.Check(v, r.Method, h.DPoP.requestHTU(r), raw)
+		proof, err = h.dpop.Check(v, r.Method, h.DPoP.requestHTU(r), td.hash())
 		if err != nil {
 			if verify.ReasonOf(err) == verify.UseNonce {
 				h.setDPoPNonce(w)
@@ -259,14 +280,15 @@ func isB64Token(s string) bool {
 // before, once its binding (if any) holds for this request. Only tokens that verified and
 // passed the binding check once are cached; a failure is never remembered as a success, and
 // the binding of a cached token is checked again on every request (proofs are per request).
-func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw string, viaDPoP bool) (*caller, denial, error) {
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, td *tokenDigest, viaDPoP bool) (*caller, denial, error) {
+	raw := td.raw
 	// With introspection on, an opaque token is cached under its SHA-256, never as itself
 	// (a JWT stays its own key: hashing hundreds of bytes on every request costs more than
 	// the lookup). The key is built on the stack, so a cache hit costs no allocation.
-	var kb [verify.HashKeyLen]byte
+	var kb [verify.OpaqueCacheKeyLen]byte
 	var hashed []byte
 	if h.hashKeys && !verify.MaybeJWS(raw) {
-		hashed = verify.HashKey(&kb, raw)
+		hashed = td.hash().OpaqueCacheKey(&kb)
 	}
 	if h.cache != nil {
 		var c *caller
@@ -277,12 +299,12 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 			// Shaped like a JWS but not one (its first part is no JOSE header), so it is
 			// introspected: an opaque token, cached under its SHA-256 as any other. Only a
 			// miss pays for telling the two apart; a cached JWT is found as itself.
-			hashed = verify.HashKey(&kb, raw)
+			hashed = td.hash().OpaqueCacheKey(&kb)
 			c, ok = h.cache.GetBytes(hashed)
 		}
 		if ok {
 			h.metrics.tokenCache(true)
-			if d, err := h.checkBinding(w, r, raw, viaDPoP, c.id.Confirmation); d != denyNone {
+			if d, err := h.checkBinding(w, r, td, viaDPoP, c.identity.Confirmation); d != denyNone {
 				return nil, d, err
 			}
 			return c, denyNone, nil
@@ -292,22 +314,28 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 	if !isB64Token(raw) {
 		return nil, denyMalformedHeader, nil
 	}
-	id, err := h.verifier.Verify(r.Context(), raw, r)
+	ctx := r.Context()
+	if h.hashKeys {
+		// Introspection keys its calls and refusals by the digest: hand it the one computed.
+		sum := *td.hash()
+		ctx = verify.WithTokenHash(ctx, &sum)
+	}
+	id, err := h.verifier.Verify(ctx, raw, r)
 	if err != nil {
 		return nil, reasonDenials[verify.ReasonOf(err)], err
 	}
 	// A token bound to a key or certificate (cnf) passes only with its proof: a DPoP proof
 	// of that key, or that client certificate (RFC 9449 §7.2, RFC 8705 §3). This holds for
 	// introspected tokens too: cnf comes from the answer then.
-	if d, err := h.checkBinding(w, r, raw, viaDPoP, id.Confirmation); d != denyNone {
+	if d, err := h.checkBinding(w, r, td, viaDPoP, id.Confirmation); d != denyNone {
 		return nil, d, err
 	}
-	c := newCaller(id, h.policy, h.access, h.leeway)
+	c := newCaller(id, h.policy, h.leeway)
 	if h.audit != nil && id.TokenID == "" {
-		c.tokenHash = tokenHashID(raw) // once per token, not per request
+		c.tokenHash = td.hash().ShortID() // once per token, not per request
 	}
 	if h.sessions != nil {
-		c.sessionAnchor = sessionAnchor(id, raw)
+		c.sessionAnchor = sessionAnchor(id, td)
 	}
 	// With a cache, the lookup above set hashed for every opaque token (JWS-shaped or not),
 	// so only a JWT is kept as itself.
@@ -319,53 +347,19 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, raw strin
 	return c, denyNone, nil
 }
 
-// reasonDenials maps why a verifier refused a token to the answer.
-var reasonDenials = [verify.NumReasons]denial{
-	verify.Malformed:      denyMalformed,
-	verify.Signature:      denySignature,
-	verify.UnknownKey:     denyUnknownKey,
-	verify.Algorithm:      denyAlgorithm,
-	verify.Expired:        denyExpired,
-	verify.NoExpiry:       denyNoExpiry,
-	verify.NotYetValid:    denyNotYetValid,
-	verify.IssuedInFuture: denyIssuedInFuture,
-	verify.Issuer:         denyIssuer,
-	verify.Audience:       denyAudience,
-	verify.Type:           denyType,
-	verify.OtherKind:      denyType,
-	verify.Bound:          denyBound,
-	verify.BadProof:       denyDPoPProof,
-	verify.UseNonce:       denyDPoPNonce,
-	verify.NotBound:       denyNotBound,
-	verify.WrongKey:       denyWrongKey,
-	verify.WrongCert:      denyWrongCert,
-	verify.Unavailable:    denyUnavailable,
-	verify.Inactive:       denyInactive,
-	verify.BadAnswer:      denyBadAnswer,
-	verify.ASUnavailable:  denyIntrospectionUnavailable,
+// tokenDigest is the SHA-256 of the request's raw token, computed at most once per request
+// and handed to whatever needs a digest of the token (verify.TokenHash says who).
+type tokenDigest struct {
+	raw  string
+	sum  verify.TokenHash
+	done bool
 }
 
-// claimString formats a claim for a placeholder: strings as is, numbers and booleans
-// formatted, arrays space-joined.
-func claimString(v any) string {
-	switch v := v.(type) {
-	case string:
-		return v
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	case bool:
-		return strconv.FormatBool(v)
-	case nil:
-		return ""
-	case []any:
-		parts := make([]string, 0, len(v))
-		for _, e := range v {
-			parts = append(parts, claimString(e))
-		}
-		return strings.Join(parts, " ")
-	case map[string]any:
-		b, _ := json.Marshal(v)
-		return string(b)
+// hash returns the digest, computing it on the first call.
+func (d *tokenDigest) hash() *verify.TokenHash {
+	if !d.done {
+		d.sum = verify.HashToken(d.raw)
+		d.done = true
 	}
-	return ""
+	return &d.sum
 }

@@ -362,6 +362,29 @@ func TestServeHTTPOutcomes(t *testing.T) {
 		noCreds("OPTIONS preflight with a body", preflight(strings.NewReader(toolsCall), nil)),
 		noCreds("OPTIONS preflight with an empty chunked body", preflight(strings.NewReader(""), []string{"chunked"})),
 		noCreds("OPTIONS preflight with a body of unknown length", preflight(io.MultiReader(strings.NewReader(toolsCall)), nil)),
+		// Nor does it ask to switch protocols or override its method (a tunnel with no token).
+		noCreds("OPTIONS preflight asking to upgrade", func() *http.Request {
+			r := preflight(nil, nil)
+			r.Header.Set("Connection", "Upgrade")
+			r.Header.Set("Upgrade", "websocket")
+			return r
+		}()),
+		noCreds("OPTIONS preflight with an empty Upgrade", func() *http.Request {
+			r := preflight(nil, nil)
+			r.Header["Upgrade"] = []string{""}
+			return r
+		}()),
+		{name: "OPTIONS preflight with credentials is authenticated", h: base, status: 401, code: "invalid_token", desc: descMalformed, scope: "mcp:read",
+			req: func() *http.Request {
+				r := preflight(nil, nil)
+				r.Header.Set("Authorization", "Bearer forged-token-never-verified")
+				return r
+			}()},
+		noCreds("OPTIONS preflight with a method override", func() *http.Request {
+			r := preflight(nil, nil)
+			r.Header.Set("X-Http-Method-Override", "GET")
+			return r
+		}()),
 		noCreds("OPTIONS preflight without Origin", func() *http.Request {
 			r := preflight(nil, nil)
 			r.Header.Del("Origin")

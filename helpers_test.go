@@ -3,8 +3,10 @@ package mcpauth
 import (
 	"context"
 	"encoding/base64"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -90,25 +92,17 @@ func provisionHandler(t testing.TB, h *Handler) {
 	}
 }
 
-// waitKeysLoaded waits until every remote set of h has keys, or fails the test.
+// waitKeysLoaded waits until every remote set of h has keys, or fails the test after 10s.
 func waitKeysLoaded(t testing.TB, h *Handler) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ready := true
-		for _, rs := range h.keySets.URLs {
-			ready = ready && rs.Keys() != nil
-		}
-		for _, rs := range h.keySets.Issuers {
-			ready = ready && rs.Keys() != nil
-		}
-		if ready {
-			return
-		}
-		if time.Now().After(deadline) {
+	timeout := time.After(10 * time.Second)
+	remotes := slices.Collect(maps.Values(h.keySets.Issuers))
+	for _, rs := range append(remotes, h.keySets.URLs...) {
+		select {
+		case <-rs.Loaded():
+		case <-timeout:
 			t.Fatal("key sets not loaded within 10s")
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -117,7 +111,7 @@ func durationPtr(d time.Duration) *caddy.Duration {
 	return &c
 }
 
-// scopesCaller is a caller that holds scopes and nothing else (no client, no claims).
-func scopesCaller(scopes ...string) *caller {
-	return newCaller(&verify.Identity{Scopes: scopes}, policy{}, nil, 0)
+// scopesCaller is a caller of h that holds scopes and nothing else (no client, no claims).
+func scopesCaller(h *Handler, scopes ...string) *caller {
+	return newCaller(&verify.Identity{Scopes: scopes}, h.policy, 0)
 }

@@ -108,8 +108,35 @@ type Introspection struct {
 	cacheKey string // of the shared answer cache, while held
 }
 
-// Provision expands placeholders, sets defaults and reads the private key.
-func (in *Introspection) Provision(repl *caddy.Replacer) error {
+// Provision expands placeholders, sets defaults, reads the private key and puts the
+// introspection verifier behind h's verifier (a JWS still goes to the JWT verifier). It runs
+// once h's issuers, audiences, leeway, clock and JWT verifier are provisioned.
+func (in *Introspection) Provision(_ caddy.Context, h *Handler) error {
+	if err := in.prepare(caddy.NewReplacer()); err != nil {
+		return err
+	}
+	if in.Endpoint == "" && len(h.AuthorizationServers) > 1 {
+		return errors.New("introspection endpoint: required with several authorization_servers (the endpoint is discovered only for one)")
+	}
+	logger := h.logger.Named("introspection")
+	iv := in.newVerifier(h, logger)
+	if err := iv.Start(); err != nil {
+		return err
+	}
+	h.verifier = &verify.Chain{JWT: h.verifier, Introspection: iv, JWTToo: in.JWTToo}
+	h.hashKeys = true
+	ep := in.Endpoint
+	if ep == "" {
+		ep = "(discovered from " + h.AuthorizationServers[0] + ")"
+	}
+	h.logger.Info("token introspection on", zap.String("resource", h.Resource),
+		zap.String("endpoint", ep), zap.String("client_id", in.ClientID),
+		zap.String("auth_method", in.authMethod()), zap.Bool("jwt_too", in.JWTToo))
+	return nil
+}
+
+// prepare expands placeholders, sets defaults, validates and reads the private key.
+func (in *Introspection) prepare(repl *caddy.Replacer) error {
 	var err error
 	for _, f := range []struct {
 		name string
@@ -157,7 +184,7 @@ func (in *Introspection) Provision(repl *caddy.Replacer) error {
 // Validate checks the group. It is fast and has no side effects.
 func (in *Introspection) Validate() error {
 	if in.Endpoint != "" {
-		if err := checkHTTPURL(in.Endpoint); err != nil {
+		if err := jwks.CheckHTTPURL(in.Endpoint); err != nil {
 			return fmt.Errorf("introspection endpoint %q: %w", in.Endpoint, err)
 		}
 	}
@@ -260,6 +287,7 @@ func (in *Introspection) newVerifier(h *Handler, logger *zap.Logger) *verify.Int
 		// the server's trusted_proxies, else the connection's.
 		ClientAddress:     remoteIP,
 		Answers:           in.acquireAnswers(h),
+		Shared:            h.storeAnswers(),
 		NegativeCacheSize: defaultTokenCacheSize,
 		Client:            client,
 		Logger:            logger,
@@ -324,7 +352,7 @@ func (in *Introspection) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "endpoint":
 			in.Endpoint = val
 			if len(placeholders(val)) == 0 {
-				if cerr := checkHTTPURL(val); cerr != nil {
+				if cerr := jwks.CheckHTTPURL(val); cerr != nil {
 					return d.Errf("introspection endpoint %q: %v", val, cerr)
 				}
 			}

@@ -16,21 +16,16 @@ import (
 // storeNSIntrospection is the namespace of introspection answers in the store.
 const storeNSIntrospection = "introspection"
 
-// shareIntrospection puts the store behind the introspection cache, when both are on and
-// the store has an encryption key (without one nothing about tokens goes there).
-func (h *Handler) shareIntrospection() {
+// storeAnswers is where the introspection verifier keeps its answers for the other
+// instances: the store, when it has an encryption key (without one nothing about tokens goes
+// there), else nil. The store group provisions before introspection.
+func (h *Handler) storeAnswers() verify.SharedAnswers {
 	sc := h.sealedCache()
 	if sc == nil || h.Introspection == nil {
-		return
+		return nil
 	}
-	c, ok := h.verifier.(*verify.Chain)
-	if !ok {
-		return
-	}
-	if iv := c.Introspection; iv != nil {
-		iv.Shared = sealedAnswers{c: sc, ns: storeNSIntrospection, logger: h.Store.logger,
-			scope: h.Introspection.answerCacheKey(h)}
-	}
+	return sealedAnswers{c: sc, ns: storeNSIntrospection, logger: h.Store.logger,
+		scope: h.Introspection.answerCacheKey(h)}
 }
 
 // sealedAnswers adapts a SealedCache namespace to verify.SharedAnswers. A store that cannot

@@ -81,8 +81,9 @@ func TestIntrospectedTokenCachedByHash(t *testing.T) {
 	if _, ok := h.cache.Get(token); ok {
 		t.Error("the opaque token itself is a cache key")
 	}
-	var kb [verify.HashKeyLen]byte
-	if _, ok := h.cache.GetBytes(verify.HashKey(&kb, token)); !ok || h.cache.Len() != 1 {
+	var kb [verify.OpaqueCacheKeyLen]byte
+	sum := verify.HashToken(token)
+	if _, ok := h.cache.GetBytes(sum.OpaqueCacheKey(&kb)); !ok || h.cache.Len() != 1 {
 		t.Errorf("no entry under the token's hash (entries: %d)", h.cache.Len())
 	}
 	if n := testing.AllocsPerRun(200, func() { _ = h.ServeHTTP(w, r, nextOK) }); n != 0 {
@@ -141,7 +142,7 @@ func TestIntrospectionConfig(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			in := c.in
-			err := in.Provision(caddy.NewReplacer())
+			err := in.prepare(caddy.NewReplacer())
 			if c.want == "" {
 				if err != nil {
 					t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
 )
 
 // wellKnownPRM is the RFC 9728 §3 well-known URI suffix.
@@ -72,7 +74,7 @@ func metadataLocation(resource string) (path, abs string, err error) {
 		return "", "", err
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", "", errNotURL
+		return "", "", jwks.ErrNotURL
 	}
 	rp := strings.TrimSuffix(u.EscapedPath(), "/")
 	m := &url.URL{Scheme: u.Scheme, Host: u.Host, RawQuery: escapeLoose(u.RawQuery)}

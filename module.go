@@ -1,12 +1,18 @@
 // Package mcpauth is a Caddy HTTP handler that makes Caddy the OAuth 2.1 resource server in
-// front of an MCP server: it publishes RFC 9728 protected resource metadata, verifies JWT
-// bearer tokens (signature, issuer, audience, lifetime) against the authorization server's
-// JWKS, applies a scope policy, and answers failures with RFC 6750 challenges.
+// front of an MCP server. It publishes RFC 9728 protected resource metadata; verifies access
+// tokens (JWTs against the authorization server's JWKS, opaque ones by RFC 7662
+// introspection), with their DPoP (RFC 9449) or certificate (RFC 8705) binding; decides who
+// may do what (internal/policy: scopes, clients, claims, per-tool/prompt/resource/method
+// rules) on the JSON-RPC body, filters list results, binds MCP sessions to their caller and
+// writes an audit event per decision; and answers failures with RFC 6750 challenges.
 //
 //	mcp_auth {
 //		resource              https://mcp.example.com/mcp
 //		authorization_servers https://auth.example.com
 //		scopes                mcp:read
+//		tool delete_* {
+//			scopes mcp:admin
+//		}
 //	}
 package mcpauth
 
@@ -22,7 +28,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"github.com/mcpauth/caddy-mcp-auth/internal/tokencache"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
@@ -309,13 +317,12 @@ type Handler struct {
 	cache    *tokenCache
 	metrics  *handlerMetrics
 	verifier verify.Verifier
-	policy   policy
-	ops      *operations
+	policy   *policy.Policy
+	ops      *opPolicy
 	meta     metadataDoc
 	chall    challenges
 	keySets  *keySources
 	released bool
-	access   *accessPolicy
 	// missingAudienceOK is allow_missing_audience_for as a hook, nil when not set: every
 	// verifier (JWT, introspection) asks it about a token without `aud`.
 	missingAudienceOK func(clientID string) bool
@@ -333,14 +340,88 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision sets defaults, prepares everything that does not depend on the request and
-// acquires the key sets.
+// acquires the key sets. Each config group (introspection, dpop, bind_sessions, store) provisions
+// itself, as reverse_proxy's health checks do.
 func (h *Handler) Provision(ctx caddy.Context) (err error) {
 	// Errors found here have no Caddyfile line (the Caddyfile is already JSON): name the
 	// site, so that a user with several sites knows which block to look at.
 	defer func() { err = inSite(err, h.Resource) }()
 	h.logger = ctx.Logger()
-	repl := caddy.NewReplacer()
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if err := h.expandPlaceholders(); err != nil {
+		return err
+	}
+	// Validate runs after Provision, but the derived state below needs a sane config, so the
+	// checks run here first; Validate repeats them for configs that skip Provision. The
+	// groups check themselves in their Provision, once their placeholders are expanded.
+	if err := h.validateOwn(); err != nil {
+		return err
+	}
+	h.setDefaults()
+	if err := initMetrics(ctx); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	h.metrics = newHandlerMetrics(h.Resource)
 
+	if h.policy, err = policy.Compile(h.policyConfig()); err != nil {
+		return err
+	}
+	h.ops = h.newOpPolicy()
+	if h.Audit {
+		h.audit = h.logger.Named(auditLoggerName)
+	}
+	if h.BindSessions != nil {
+		if err := h.BindSessions.Provision(ctx, h); err != nil {
+			return err
+		}
+	}
+	if len(h.ScopesSupported) == 0 {
+		// Base scopes first, then the rules'; a scope in several places is advertised once.
+		h.ScopesSupported = h.policy.Scopes()
+	}
+	// With scope_prefix, clients must request the prefixed form (Entra reads a bare scope as
+	// Microsoft Graph's): that is the form advertised.
+	h.ScopesSupported = h.policy.Advertised(h.ScopesSupported)
+	if h.DPoP != nil {
+		if err := h.DPoP.Provision(ctx, h); err != nil {
+			return err
+		}
+	}
+	if h.Store != nil {
+		// Before introspection, which caches its answers there too.
+		if err := h.Store.Provision(ctx, h); err != nil {
+			return err
+		}
+	}
+	if h.meta, err = newMetadataDoc(h); err != nil {
+		return err
+	}
+	h.chall = newChallenges(h.policy.ChallengeScope(), h.meta.url, h.challengeSchemes()...)
+	h.warnIfMisplaced(ctx)
+
+	if h.keySets, err = acquireKeySources(h); err != nil {
+		return err
+	}
+	h.verifier = h.newJWTVerifier()
+	if h.Introspection != nil {
+		if err := h.Introspection.Provision(ctx, h); err != nil {
+			return err
+		}
+	}
+	size := defaultTokenCacheSize
+	if h.TokenCacheSize != nil {
+		size = *h.TokenCacheSize
+	}
+	h.cache = tokencache.New[*caller](size, h.now)
+	h.logStart()
+	return nil
+}
+
+// expandPlaceholders replaces the placeholders known at load in the handler's own fields.
+func (h *Handler) expandPlaceholders() error {
+	repl := caddy.NewReplacer()
 	var expandErr error
 	expand := func(field string, v *string) {
 		if expandErr == nil {
@@ -377,21 +458,11 @@ func (h *Handler) Provision(ctx caddy.Context) (err error) {
 			expand(l.field, &l.list[i])
 		}
 	}
-	if expandErr != nil {
-		return expandErr
-	}
-	if h.Introspection != nil {
-		if err := h.Introspection.Provision(repl); err != nil {
-			return err
-		}
-	}
+	return expandErr
+}
 
-	// Validate runs after Provision, but the derived state below needs a sane config, so the
-	// checks run here first; Validate repeats them for configs that skip Provision.
-	if err := h.validateConfig(); err != nil {
-		return err
-	}
-
+// setDefaults fills the defaults of the handler's own fields.
+func (h *Handler) setDefaults() {
 	if len(h.Issuers) == 0 {
 		h.Issuers = slices.Clone(h.AuthorizationServers)
 	}
@@ -411,74 +482,48 @@ func (h *Handler) Provision(ctx caddy.Context) (err error) {
 	if h.MaxBodySize == 0 {
 		h.MaxBodySize = defaultMaxBodySize
 	}
+	if len(h.AllowMissingAudienceFor) > 0 {
+		h.missingAudienceOK = policy.MatchClients(h.AllowMissingAudienceFor)
+	}
+}
 
-	if err := initMetrics(ctx); err != nil {
-		return fmt.Errorf("registering metrics: %w", err)
-	}
-	h.metrics = newHandlerMetrics(h.Resource)
-
-	h.policy = newPolicy(h.Scopes, h.AnyOf, strings.Join(h.ScopeClaim, " "))
-	rules := newRuleSet(h.policy, h.Rules)
-	access, err := newAccessPolicy(h)
-	if err != nil {
-		return err
-	}
-	if err := rules.setAccess(access, h.Rules); err != nil {
-		return err
-	}
-	h.access = access
+// newOpPolicy is how requests are read for the policy, or nil when their bodies need not be:
+// no rule, no list filtered, no audit.
+func (h *Handler) newOpPolicy() *opPolicy {
 	var lists mcpjson.ListKinds
 	if h.FilterToolsList {
-		lists = mcpjson.Of(mcpjson.ListTools)
+		lists = mcpjson.KindsOf(mcpjson.ListTools)
 	}
 	if h.FilterLists {
 		lists = mcpjson.AllLists
 	}
-	if len(h.Rules) > 0 || lists != 0 || h.Audit {
-		h.ops = &operations{rules: rules, lists: lists, maxBody: h.MaxBodySize}
+	if len(h.Rules) == 0 && lists == 0 && !h.Audit {
+		return nil
 	}
-	if err := h.provisionSessionsAudit(ctx); err != nil {
-		return err
+	ops := &opPolicy{lists: lists, maxBody: h.MaxBodySize, audit: h.Audit}
+	// For audit events, and for the request's span when Caddy's tracing records it.
+	ops.ruleLabels = make([]string, len(h.Rules))
+	for i, r := range h.Rules {
+		ops.ruleLabels[i] = ruleLabel(r)
 	}
-	if len(h.ScopesSupported) == 0 {
-		// Base scopes first, then the rules'; a scope in several places is advertised once.
-		for _, s := range slices.Concat(h.Scopes, h.AnyOf, rules.scopes()) {
-			if !slices.Contains(h.ScopesSupported, s) {
-				h.ScopesSupported = append(h.ScopesSupported, s)
-			}
-		}
-	}
-	// With scope_prefix, clients must request the prefixed form (Entra reads a bare scope as
-	// Microsoft Graph's): that is the form advertised.
-	h.ScopesSupported = access.advertised(h.ScopesSupported)
+	return ops
+}
 
-	if h.DPoP != nil {
-		if err := h.DPoP.Provision(ctx, h.Resource); err != nil {
-			return err
-		}
-	}
-
-	h.meta, err = newMetadataDoc(h)
-	if err != nil {
-		return err
+// challengeSchemes are the authentication schemes challenged, in order: Bearer unless DPoP
+// is required, then DPoP when it is on; none given means Bearer alone.
+func (h *Handler) challengeSchemes() []scheme {
+	if h.DPoP == nil {
+		return nil
 	}
 	var schemes []scheme
-	if h.DPoP != nil {
-		if !h.DPoP.Required {
-			schemes = append(schemes, bearerScheme)
-		}
-		schemes = append(schemes, dpopScheme(h.DPoP.Algorithms))
+	if !h.DPoP.Required {
+		schemes = append(schemes, bearerScheme)
 	}
-	h.chall = newChallenges(access.advertised(h.policy.challengeScope()), h.meta.url, schemes...)
-	h.warnIfMisplaced(ctx)
+	return append(schemes, dpopScheme(h.DPoP.Algorithms))
+}
 
-	h.keySets, err = acquireKeySources(h)
-	if err != nil {
-		return err
-	}
-	if h.now == nil {
-		h.now = time.Now
-	}
+// newJWTVerifier is the verifier of JWT access tokens (RFC 9068) under the key sets.
+func (h *Handler) newJWTVerifier() verify.Verifier {
 	jv := &verify.JWT{
 		Keys:         keyLookup{&h.keySets.Sources},
 		Algorithms:   h.Algorithms,
@@ -491,48 +536,14 @@ func (h *Handler) Provision(ctx caddy.Context) (err error) {
 		Now:          h.now,
 		Tenants:      h.Tenants,
 	}
-	if len(h.AllowMissingAudienceFor) > 0 {
-		pats := compileClientPatterns(h.AllowMissingAudienceFor)
-		h.missingAudienceOK = func(clientID string) bool {
-			return clientID != "" && matchAny(pats, clientID)
-		}
+	if h.missingAudienceOK != nil {
 		jv.AllowMissingAudience = h.missingAudienceOK
 	}
-	h.verifier = jv
-	if h.Introspection != nil {
-		if h.Introspection.Endpoint == "" && len(h.AuthorizationServers) > 1 {
-			return errors.New("introspection endpoint: required with several authorization_servers (the endpoint is discovered only for one)")
-		}
-		h.verifier = &verify.Chain{
-			JWT:           h.verifier,
-			Introspection: h.Introspection.newVerifier(h, h.logger.Named("introspection")),
-			JWTToo:        h.Introspection.JWTToo,
-		}
-		h.hashKeys = true
-		ep := h.Introspection.Endpoint
-		if ep == "" {
-			ep = "(discovered from " + h.AuthorizationServers[0] + ")"
-		}
-		h.logger.Info("token introspection on", zap.String("resource", h.Resource),
-			zap.String("endpoint", ep), zap.String("client_id", h.Introspection.ClientID),
-			zap.String("auth_method", h.Introspection.authMethod()), zap.Bool("jwt_too", h.Introspection.JWTToo))
-	}
-	if h.DPoP != nil {
-		h.dpop = h.DPoP.newChecker(h.now)
-		h.dpopRequired = h.DPoP.Required
-	}
-	if h.Store != nil {
-		if err := h.Store.Provision(ctx, h); err != nil {
-			return err
-		}
-		h.shareIntrospection()
-	}
-	size := defaultTokenCacheSize
-	if h.TokenCacheSize != nil {
-		size = *h.TokenCacheSize
-	}
-	h.cache = tokencache.New[*caller](size, h.now)
+	return jv
+}
 
+// logStart says at load what of the configuration an operator should know.
+func (h *Handler) logStart() {
 	if h.AllowAnyAudience {
 		h.logger.Warn("allow_any_audience is set: tokens issued for any audience are accepted",
 			zap.String("resource", h.Resource))
@@ -549,7 +560,6 @@ func (h *Handler) Provision(ctx caddy.Context) (err error) {
 			zap.Bool("filter_tools_list", h.FilterToolsList), zap.Bool("filter_lists", h.FilterLists))
 	}
 	h.keySets.logStart(h.logger, h.Resource)
-	return nil
 }
 
 // inSite appends to a provisioning error the resource of the site it belongs to.
@@ -582,7 +592,34 @@ func (h *Handler) Validate() error {
 	return h.validateConfig()
 }
 
+// validateConfig checks the handler's fields, then each config group's.
 func (h *Handler) validateConfig() error {
+	if err := h.validateOwn(); err != nil {
+		return err
+	}
+	if h.Introspection != nil {
+		if err := h.Introspection.Validate(); err != nil {
+			return err
+		}
+	}
+	if h.DPoP != nil {
+		if err := h.DPoP.Validate(); err != nil {
+			return err
+		}
+	}
+	if h.Store != nil {
+		if err := h.Store.Validate(); err != nil {
+			return err
+		}
+	}
+	if h.BindSessions != nil {
+		return h.BindSessions.Validate()
+	}
+	return nil
+}
+
+// validateOwn checks the handler's own fields, not the config groups'.
+func (h *Handler) validateOwn() error {
 	if h.Resource == "" {
 		return fmt.Errorf("resource: %w", errRequired)
 	}
@@ -593,12 +630,12 @@ func (h *Handler) validateConfig() error {
 		return fmt.Errorf("authorization_servers: %w: at least one issuer URL", errRequired)
 	}
 	for _, as := range h.AuthorizationServers {
-		if err := checkHTTPURL(as); err != nil {
+		if err := jwks.CheckHTTPURL(as); err != nil {
 			return fmt.Errorf("authorization_servers %q: %w", as, err)
 		}
 	}
 	for _, u := range h.JWKSURLs {
-		if err := checkHTTPURL(u); err != nil {
+		if err := jwks.CheckHTTPURL(u); err != nil {
 			return fmt.Errorf("jwks_url (JSON jwks_urls) %q: %w", u, err)
 		}
 	}
@@ -608,7 +645,7 @@ func (h *Handler) validateConfig() error {
 		}
 	}
 	if h.ResourceDocumentation != "" {
-		if err := checkHTTPURL(h.ResourceDocumentation); err != nil {
+		if err := jwks.CheckHTTPURL(h.ResourceDocumentation); err != nil {
 			return fmt.Errorf("resource_documentation %q: %w", h.ResourceDocumentation, err)
 		}
 	}
@@ -658,59 +695,10 @@ func (h *Handler) validateConfig() error {
 	if err := validateScopeClaims(h.ScopeClaim); err != nil {
 		return err
 	}
-	if h.Introspection != nil {
-		if err := h.Introspection.Validate(); err != nil {
-			return err
-		}
-	}
-	if h.DPoP != nil {
-		if err := h.DPoP.Validate(); err != nil {
-			return err
-		}
-	}
-	if h.Store != nil {
-		if err := h.Store.Validate(); err != nil {
-			return err
-		}
-	}
-	if b := h.BindSessions; b != nil && b.Key != "" {
-		if err := checkSessionKeyArg(b.Key); err != nil {
-			return err
-		}
-	}
 	return h.validateAccess()
 }
 
-// provisionSessionsAudit sets up bind_sessions and audit.
-func (h *Handler) provisionSessionsAudit(ctx caddy.Context) error {
-	if h.BindSessions != nil {
-		b, generated, err := newSessionBinder(h.BindSessions)
-		if err != nil {
-			return err
-		}
-		h.sessions = b
-		if generated {
-			h.logger.Warn("bind_sessions has no key: one was generated for this process; "+
-				"MCP sessions end when Caddy restarts, and other instances cannot check them "+
-				"(set bind_sessions {env.NAME} with a key of 32 bytes or more)",
-				zap.String("resource", h.Resource))
-		}
-	}
-	if h.Audit {
-		h.audit = ctx.Logger().Named(auditLoggerName)
-		h.ops.audit = true
-	}
-	if h.ops != nil {
-		// For audit events and for the request's span, when Caddy's tracing records it.
-		h.ops.ruleLabels = make([]string, len(h.Rules))
-		for i, r := range h.Rules {
-			h.ops.ruleLabels[i] = ruleLabel(r)
-		}
-	}
-	return nil
-}
-
-// Cleanup releases the key sets. Caddy calls it also when Provision failed halfway, so it
+// Cleanup releases the key sets and the store client. Caddy calls it also when Provision failed halfway, so it
 // copes with a handler that holds nothing yet, and releases at most once.
 func (h *Handler) Cleanup() error {
 	if h.released {
@@ -727,36 +715,8 @@ func (h *Handler) Cleanup() error {
 	return storeErr
 }
 
-// Sentinel errors of configuration checks.
-var (
-	errRequired  = errors.New("required")
-	errNoPolicy  = errors.New("no scope policy: set scopes, any_of, or skip_scopes to require none")
-	errBadScope  = errors.New("not a valid scope token (RFC 6749 §3.3)")
-	errNotURL    = errors.New("not an absolute http or https URL")
-	errURIChars  = errors.New("contains a character not allowed in a URI (space, control, '\"', '<', '>', '\\', '^', '`', '{', '|', '}' or non-ASCII); use punycode and percent-encoding")
-	errFragment  = errors.New("must not have a fragment")
-	errSymmetric = errors.New("symmetric algorithms are refused: a public JWKS key would be usable as an HMAC secret")
-	errAlgNone   = errors.New(`"none" is refused: unsigned tokens are never accepted`)
-	errAlgUnk    = errors.New("unknown algorithm")
-)
-
-func checkHTTPURL(s string) error {
-	// Characters RFC 3986 allows nowhere in a URI; url.Parse lets some through (a '"' in
-	// the host), and these URLs end up in quoted-strings of challenges.
-	if strings.ContainsFunc(s, func(r rune) bool {
-		return r <= ' ' || r >= 0x7F || strings.ContainsRune("\"<>\\^`{|}", r)
-	}) {
-		return errURIChars
-	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return errNotURL
-	}
-	return nil
-}
-
 func checkResourceURL(s string) error {
-	if err := checkHTTPURL(s); err != nil {
+	if err := jwks.CheckHTTPURL(s); err != nil {
 		return err
 	}
 	if strings.Contains(s, "#") {

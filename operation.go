@@ -10,16 +10,17 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"go.uber.org/zap"
 )
 
 // defaultMaxBodySize is the largest request body read for the per-operation policy.
 const defaultMaxBodySize = 1 << 20
 
-// operations is the per-operation policy of a handler. It is nil when no rule is
-// configured and filter_tools_list and filter_lists are off; then the body is never read.
-type operations struct {
-	rules *ruleSet
+// opPolicy is how a handler reads requests for its policy: set when a rule is configured,
+// or filter_tools_list, filter_lists or audit is on; nil otherwise, and then the body is
+// never read. The decision itself is internal/policy's.
+type opPolicy struct {
 	// lists are the kinds of list filtered: tools with filter_tools_list, all of them with
 	// filter_lists.
 	lists   mcpjson.ListKinds
@@ -29,37 +30,33 @@ type operations struct {
 	ruleLabels []string
 }
 
-// errBodyTooLarge is the body read's own over-limit error.
-var errBodyTooLarge = errors.New("request body too large")
-
 // opDecision is judgeOperation's verdict. ServeHTTP writes the denial, if any: it is the only
 // place that does.
 type opDecision struct {
 	// deny is the denial to answer with; denyNone lets the request through.
 	deny denial
-	// challenge, when not empty, replaces the denial's usual challenge: one built for this
-	// request, naming the scopes it needs (step-up, MCP authorization, "Scope Challenge
-	// Handling").
-	challenge string
+	// stepUp, when not nil, are the scopes the challenge of an insufficient_scope denial
+	// names for this request in place of the usual ones (step-up, MCP authorization, "Scope
+	// Challenge Handling").
+	stepUp []string
 	// err says what went wrong, for the debug log only.
 	err error
 	// filter, when not nil, is the writer that filters a list result; the next handler
 	// writes through it.
-	filter *toolsFilter
+	filter *listFilter
 }
 
-// judgeOperation runs after the token verified. It judges the request by the base policy and
-// the rules that apply to the JSON-RPC messages of its body, and returns the denial when there
-// is one. For a list request with filter_tools_list or filter_lists it returns the writer,
-// wrapping w, that filters the result.
+// judgeOperation runs after the token verified. It reads the JSON-RPC messages of the body,
+// asks the policy about them and returns the denial when there is one. For a list request
+// with filter_tools_list or filter_lists it returns the writer, wrapping w, that filters the
+// result.
 func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *caller) opDecision {
 	ops := h.ops
-	granted := c.granted()
 	// A request whose messages the server could read otherwise than this handler does is
 	// not judged: it is refused. A token short of the base policy still learns that first
 	// (403 with the base scopes), since no request would pass with it.
 	if d := unjudgeable(r); d != denyNone {
-		if !ops.rules.base.satisfiedBy(granted) {
+		if v := h.policy.Decide(&c.subject, nil); !v.Allowed() {
 			d = denyInsufficientScope
 			if rec := ops.auditRecord(r); rec != nil {
 				rec.rule = ruleBase
@@ -74,16 +71,16 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 		if rec := ops.auditRecord(r); rec != nil {
 			rec.rule = ruleBase
 		}
-		if !ops.rules.base.satisfiedBy(granted) {
+		if v := h.policy.Decide(&c.subject, nil); !v.Allowed() {
 			return opDecision{deny: denyInsufficientScope}
 		}
 		if ops.lists != 0 && r.Method == http.MethodGet {
 			// A GET stream can carry a list result too: a client resuming a POST's stream
 			// with Last-Event-ID gets its events replayed there. Filter it as well.
 			r.Header.Del("Accept-Encoding")
-			tf := newToolsFilter(w, ops.rules, c, ops.lists)
-			tf.sseOnly = true // a GET is never answered with a JSON-RPC response in JSON
-			return opDecision{deny: denyNone, filter: tf}
+			lf := newListFilter(w, h.policy, c, ops.lists)
+			lf.sseOnly = true // a GET is never answered with a JSON-RPC response in JSON
+			return opDecision{deny: denyNone, filter: lf}
 		}
 		return opDecision{deny: denyNone}
 	}
@@ -116,31 +113,17 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 		return opDecision{deny: denyHeaderMismatch, err: err}
 	}
 
-	// A resource URI is judged only in normal form, before any rule is matched against it.
-	if err := ops.rules.checkURIs(msgs); err != nil {
-		return opDecision{deny: denyResourceURI, err: err}
+	v := h.policy.Decide(&c.subject, msgs)
+	switch v.Outcome {
+	case policy.ResourceURINotNormal:
+		return opDecision{deny: denyResourceURI, err: v.Err}
+	case policy.ClientNotAllowed, policy.ClaimNotSatisfied:
+		return opDecision{deny: outcomeDenials[v.Outcome]}
 	}
-
-	var matched matchSet
-	listed := false
-	for i := range msgs {
-		ops.rules.match(&msgs[i], &matched)
-		if k, ok := mcpjson.ListKindOf(msgs[i].Method); ok && ops.lists.Has(k) {
-			listed = true
-		}
-	}
-	// A client or claim condition no scope can fix wins over missing scopes: asking for a
-	// new token would not help (access_denied, no step-up).
-	if d := ops.rules.accessDenial(c, &matched); d != denyNone {
-		return opDecision{deny: d}
-	}
-	ok := ops.rules.satisfiedBy(granted, &matched)
 	if rec != nil {
-		rec.rule = ops.decidingRule(granted, &matched, ok)
+		rec.rule = ops.ruleName(v.Rule)
 	}
-	if !ok {
-		challenge := h.chall.build(codeInsufficientScope, denials[denyInsufficientScope].desc,
-			h.access.advertised(ops.rules.stepUpScopes(granted, &matched)))
+	if v.Outcome == policy.InsufficientScope {
 		if ce := h.logger.Check(zap.DebugLevel, "operation denied"); ce != nil {
 			fields := []zap.Field{zap.String("resource", h.Resource), zap.String("method", msgs[0].Method)}
 			if msgs[0].Name != "" {
@@ -148,13 +131,15 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 			}
 			ce.Write(append(fields, zap.Int("messages", len(msgs)))...)
 		}
-		return opDecision{deny: denyInsufficientScope, challenge: challenge}
+		return opDecision{deny: denyInsufficientScope, stepUp: v.StepUp}
 	}
-	if listed {
-		// The result is rewritten here, so it must reach us uncompressed (encode runs after
-		// mcp_auth and would compress for the client otherwise).
-		r.Header.Del("Accept-Encoding")
-		return opDecision{deny: denyNone, filter: newToolsFilter(w, ops.rules, c, ops.lists)}
+	for i := range msgs {
+		if k, ok := mcpjson.ListKindOf(msgs[i].Method); ok && ops.lists.Has(k) {
+			// The result is rewritten here, so it must reach us uncompressed (encode runs
+			// after mcp_auth and would compress for the client otherwise).
+			r.Header.Del("Accept-Encoding")
+			return opDecision{deny: denyNone, filter: newListFilter(w, h.policy, c, ops.lists)}
+		}
 	}
 	return opDecision{deny: denyNone}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
+	"go.uber.org/zap"
 )
 
 // bind_sessions: the MCP server's session IDs are bound to the caller who opened them, so
@@ -45,6 +46,31 @@ type SessionBinding struct {
 	//
 	// JSON: `bind_sessions.key`. Caddyfile: `bind_sessions <key>`.
 	Key string `json:"key,omitempty"`
+}
+
+// Provision builds h's session binder under the key (expanded, checked), or a key generated
+// for this process, which it warns about: sessions then end when Caddy restarts.
+func (b *SessionBinding) Provision(_ caddy.Context, h *Handler) error {
+	binder, generated, err := newSessionBinder(b)
+	if err != nil {
+		return err
+	}
+	h.sessions = binder
+	if generated {
+		h.logger.Warn("bind_sessions has no key: one was generated for this process; "+
+			"MCP sessions end when Caddy restarts, and other instances cannot check them "+
+			"(set bind_sessions {env.NAME} with a key of 32 bytes or more)",
+			zap.String("resource", h.Resource))
+	}
+	return nil
+}
+
+// Validate checks the key as written: load-time placeholders only, else long enough.
+func (b *SessionBinding) Validate() error {
+	if b.Key == "" {
+		return nil
+	}
+	return checkSessionKeyArg(b.Key)
 }
 
 // processSessionKey is the key generated when none is configured, once per process: a config
@@ -146,12 +172,11 @@ func (b *sessionBinder) bindFor(sid string, id *verify.Identity, anchor string) 
 // are otherwise the same (iss, "", "") tuple, and each caller could use the other's sessions.
 // The session then lasts as long as the token; a caller with an identity gets "" and keeps
 // its sessions across refreshed tokens.
-func sessionAnchor(id *verify.Identity, raw string) string {
+func sessionAnchor(id *verify.Identity, td *tokenDigest) string {
 	if id.Subject != "" || id.ClientID != "" {
 		return ""
 	}
-	sum := sha256.Sum256([]byte(raw))
-	return string(sum[:])
+	return string(td.hash()[:])
 }
 
 // unbindFor checks a session ID the client sent against the caller presenting it (with its

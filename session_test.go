@@ -3,6 +3,8 @@ package mcpauth
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -123,7 +125,7 @@ func TestSessionKeyConfig(t *testing.T) {
 			Scopes: []string{"mcp:read"}, BindSessions: &SessionBinding{}}
 		provisionHandler(t, h)
 		h.logger = zap.New(core)
-		if err := h.provisionSessionsAudit(ctx); err != nil {
+		if err := h.BindSessions.Provision(ctx, h); err != nil {
 			t.Fatal(err)
 		}
 		tags = append(tags, h.sessions.bind("S", alice))
@@ -317,4 +319,11 @@ func (b *sessionBinder) bind(sid string, id *verify.Identity) string {
 // unbind is unbindFor for a caller without a session anchor; only tests call it.
 func (b *sessionBinder) unbind(sent string, id *verify.Identity) (string, bool) {
 	return b.unbindFor(sent, id, "")
+}
+
+// tokenHashID is the audit token_id of a token without jti: the first 8 bytes of its SHA-256,
+// in hex.
+func tokenHashID(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return hex.EncodeToString(sum[:8])
 }

@@ -61,16 +61,18 @@ func setDecisionAttributes(span trace.Span, r *http.Request, d denial) {
 			attrDetail.String(denials[d].label))
 	}
 	rec := auditRecordOf(r)
-	if rec != nil {
-		if rec.c.id.Subject != "" {
-			attrs = append(attrs, attrEndUser.String(rec.c.id.Subject))
+	if rec != nil && rec.caller != nil {
+		id := rec.caller.identity
+		if id.Subject != "" {
+			attrs = append(attrs, attrEndUser.String(id.Subject))
 		}
-		if rec.c.id.ClientID != "" {
-			attrs = append(attrs, attrClientID.String(rec.c.id.ClientID))
+		if id.ClientID != "" {
+			attrs = append(attrs, attrClientID.String(id.ClientID))
 		}
-		if rec.rule != "" {
-			attrs = append(attrs, attrRule.String(rec.rule))
-		}
+	}
+	// The rule that decided: the label of the policy verdict's Rule, as the audit event has it.
+	if rec != nil && rec.rule != "" {
+		attrs = append(attrs, attrRule.String(rec.rule))
 	}
 	// The operation, once the body was read (per-operation rules, list filters or audit):
 	// from the placeholders, set whatever the decision.

@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
+	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
 
 // denial is why a request was refused. Each has one status, one RFC 6750 error code and one
@@ -54,6 +57,9 @@ const (
 	denyStoreUnavailable
 	numDenials
 )
+
+// denyNone is the denial of a request that passes: none. It is no index into denials.
+const denyNone = numDenials
 
 // RFC 6750 §3.1 error codes, and the one for 503.
 const (
@@ -130,6 +136,41 @@ var denials = [numDenials]denialInfo{
 	denySession: {http.StatusNotFound, "", "", "session_not_found"},
 	// The shared store (on_error closed) cannot say whether a DPoP proof was used already.
 	denyStoreUnavailable: {http.StatusServiceUnavailable, codeUnavailable, "The DPoP proof cannot be checked for replay now.", "store_unavailable"},
+}
+
+// reasonDenials maps why a verifier refused a token to the answer.
+var reasonDenials = [verify.NumReasons]denial{
+	verify.Malformed:      denyMalformed,
+	verify.Signature:      denySignature,
+	verify.UnknownKey:     denyUnknownKey,
+	verify.Algorithm:      denyAlgorithm,
+	verify.Expired:        denyExpired,
+	verify.NoExpiry:       denyNoExpiry,
+	verify.NotYetValid:    denyNotYetValid,
+	verify.IssuedInFuture: denyIssuedInFuture,
+	verify.Issuer:         denyIssuer,
+	verify.Audience:       denyAudience,
+	verify.Type:           denyType,
+	verify.OtherKind:      denyType,
+	verify.Bound:          denyBound,
+	verify.BadProof:       denyDPoPProof,
+	verify.UseNonce:       denyDPoPNonce,
+	verify.NotBound:       denyNotBound,
+	verify.WrongKey:       denyWrongKey,
+	verify.WrongCert:      denyWrongCert,
+	verify.Unavailable:    denyUnavailable,
+	verify.Inactive:       denyInactive,
+	verify.BadAnswer:      denyBadAnswer,
+	verify.ASUnavailable:  denyIntrospectionUnavailable,
+}
+
+// outcomeDenials maps what the policy refused a request for to the answer.
+var outcomeDenials = [...]denial{
+	policy.Allow:                denyNone,
+	policy.InsufficientScope:    denyInsufficientScope,
+	policy.ClientNotAllowed:     denyClientNotAllowed,
+	policy.ClaimNotSatisfied:    denyClaimNotSatisfied,
+	policy.ResourceURINotNormal: denyResourceURI,
 }
 
 // isAccessDenial reports a denial that no new scope can fix: its challenge names no scope.
@@ -221,6 +262,11 @@ func newChallenges(scope []string, metaURL string, schemes ...scheme) challenges
 	c.body[denySession] = sessionNotFoundBody
 	c.bodyLen[denySession] = strconv.Itoa(len(sessionNotFoundBody))
 	return c
+}
+
+// stepUp is the insufficient_scope challenge naming the scopes one request needs.
+func (c *challenges) stepUp(scopes []string) string {
+	return c.build(codeInsufficientScope, denials[denyInsufficientScope].desc, scopes)
 }
 
 // build writes the WWW-Authenticate value for a denial: one challenge per scheme that is on,

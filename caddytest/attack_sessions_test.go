@@ -2,9 +2,12 @@ package integration
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -116,6 +119,179 @@ func itoa(n int) string {
 		n /= 10
 		if n == 0 {
 			return string(b[i:])
+		}
+	}
+}
+
+// More attacks on bind_sessions: callers whose token names no user and no client, and an
+// Mcp-Session-Id smuggled in a request trailer or sent on a preflight.
+
+// TestAttackSessionsOfTokensWithoutCaller: two tokens of the same issuer with neither sub
+// nor client_id (nor azp) are two callers the module cannot tell apart by identity. One must
+// not be able to use the other's session: the binding then falls back to the token itself.
+func TestAttackSessionsOfTokensWithoutCaller(t *testing.T) {
+	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
+	s := newSetup(t)
+	up := newSessionUpstream(t)
+	startCaddy(t, render(sessionsCaddyfile, map[string]string{
+		"DIR": t.TempDir(), "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
+	}), "caddyfile")
+	anon := func(jti string) string {
+		c := userClaims("x", "y", "mcp:read", time.Hour)
+		delete(c, "sub")
+		delete(c, "client_id")
+		delete(c, "azp")
+		c["jti"] = jti
+		return s.rsaKey.Token(t, c, nil)
+	}
+	first, second := anon("anon-1"), anon("anon-2")
+	code, hdr, body := rawCall(t, http.MethodPost, first, "", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":`+
+		`{"protocolVersion":"`+protocolHeader+`","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`, nil)
+	sid := hdr.Get("Mcp-Session-Id")
+	if code != http.StatusOK || !taggedID.MatchString(sid) {
+		t.Fatalf("initialize: %d %q %q", code, sid, body)
+	}
+	if code, _, body := rawCall(t, http.MethodPost, first, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, nil); code != http.StatusAccepted {
+		t.Fatalf("initialized by its owner: %d %q", code, body)
+	}
+	before := up.count()
+	if code, _, _ := rawCall(t, http.MethodPost, second, sid, callReadFile, nil); code != http.StatusNotFound {
+		t.Errorf("another token without sub or client_id in the session: %d, want 404", code)
+	}
+	if n := up.count(); n != before {
+		t.Errorf("the MCP server received %+v", up.since(before))
+	}
+	if code, _, body := rawCall(t, http.MethodPost, first, sid, callReadFile, nil); code != http.StatusOK {
+		t.Errorf("the session's own token: %d %q", code, body)
+	}
+}
+
+// sessionTrailerCaddyfile: bind_sessions alone, so the body streams through unread.
+const sessionTrailerCaddyfile = `
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+
+:9080 {
+	mcp_auth {
+		resource              https://mcp.example.com/mcp
+		authorization_servers https://auth.example.com
+		jwks_url              @JWKS@
+		scopes                mcp:read
+		bind_sessions {env.MCPAUTH_TEST_SESSION_KEY}
+	}
+	reverse_proxy @UPSTREAM@
+}
+`
+
+// TestAttackSessionIDInTrailer: Caddy forwards request trailers, and once a client announces
+// one trailer, net/http takes any trailer field it sends. An Mcp-Session-Id sent as a trailer
+// is never checked against the caller; with bind_sessions, a request announcing trailers must
+// not reach the MCP server.
+func TestAttackSessionIDInTrailer(t *testing.T) {
+	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
+	s := newSetup(t)
+	var mu sync.Mutex
+	var trailers []http.Header
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		trailers = append(trailers, r.Trailer.Clone())
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":7,"result":{}}`)
+	}))
+	t.Cleanup(up.Close)
+	startCaddy(t, render(sessionTrailerCaddyfile, map[string]string{
+		"JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
+	}), "caddyfile")
+	bob := s.rsaKey.Token(t, userClaims("bob", "client-b", "mcp:read", time.Hour), nil)
+
+	for _, declared := range []string{"Mcp-Session-Id", "X-Checksum", "mcp-session-id, X-Checksum", ""} {
+		t.Run("announced "+declared, func(t *testing.T) {
+			mu.Lock()
+			trailers = nil
+			mu.Unlock()
+			conn, err := net.DialTimeout("tcp", "localhost:9080", 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			req := "POST /mcp HTTP/1.1\r\nHost: localhost:9080\r\nAuthorization: Bearer " + bob + "\r\n" +
+				"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n" +
+				"Transfer-Encoding: chunked\r\nConnection: close\r\n"
+			if declared != "" {
+				req += "Trailer: " + declared + "\r\n"
+			}
+			req += "\r\n" +
+				hex(len(callReadFile)) + "\r\n" + callReadFile + "\r\n0\r\n" +
+				"Mcp-Session-Id: alices-server-session\r\n\r\n"
+			if _, err := conn.Write([]byte(req)); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			mu.Lock()
+			defer mu.Unlock()
+			for _, tr := range trailers {
+				if v := tr.Get("Mcp-Session-Id"); v != "" {
+					t.Errorf("the MCP server received Mcp-Session-Id %q in a trailer (status %d)", v, resp.StatusCode)
+				}
+			}
+			if declared != "" && resp.StatusCode != http.StatusNotFound {
+				t.Errorf("status %d, want 404", resp.StatusCode)
+			}
+		})
+	}
+	// Control: the same request without trailers passes.
+	if code, _, body := rawCall(t, http.MethodPost, bob, "", callReadFile, nil); code != http.StatusOK {
+		t.Errorf("control without trailers: %d %q", code, body)
+	}
+}
+
+func hex(n int) string {
+	const digits = "0123456789abcdef"
+	var b [16]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = digits[n%16]
+		n /= 16
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+// TestAttackSessionIDOnPreflight: a CORS preflight passes without a token, so it is never
+// checked against a caller. A browser's preflight carries no Mcp-Session-Id (the header is
+// only named in Access-Control-Request-Headers); one that does must not hand the MCP server
+// a session ID nobody proved to own.
+func TestAttackSessionIDOnPreflight(t *testing.T) {
+	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
+	s := newSetup(t)
+	up := newSessionUpstream(t)
+	startCaddy(t, render(sessionsCaddyfile, map[string]string{
+		"DIR": t.TempDir(), "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
+	}), "caddyfile")
+	for _, sid := range []string{"alices-server-session", "alices-server-session.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"} {
+		before := up.count()
+		code, _, _ := rawCall(t, http.MethodOptions, "", sid, "", map[string]string{
+			"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+			"Access-Control-Request-Headers": "authorization, mcp-session-id",
+		})
+		for _, seen := range up.since(before) {
+			if seen.session != "" {
+				t.Errorf("preflight (status %d): the MCP server received Mcp-Session-Id %q", code, seen.session)
+			}
 		}
 	}
 }

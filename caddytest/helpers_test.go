@@ -275,6 +275,23 @@ func waitServed(t *testing.T, tc *caddytest.Tester, path, want string) {
 	t.Fatalf("GET %s: body %q, want it to contain %q after the reload", path, body, want)
 }
 
+// jsonEnvelope is a JSON config of one server, mcp on :9080, whose routes are the given JSON
+// array: the admin endpoint and HTTP ports caddytest uses and no grace period, what
+// globalOptions is for a Caddyfile. A test spells only its routes, and keeps pinning the
+// handler's JSON field names.
+func jsonEnvelope(routes string) string {
+	return `{
+	"admin": {"listen": "localhost:2999"},
+	"apps": {"http": {
+		"http_port": 9080,
+		"https_port": 9443,
+		"grace_period": 1,
+		"servers": {"mcp": {"listen": [":9080"], "routes": ` + routes + `}}
+	}}
+}
+`
+}
+
 // globalOptions are the Caddyfile global options every test config starts with: caddytest's
 // fixed admin and HTTP ports, no trust-store install, no grace period.
 const globalOptions = `

@@ -169,20 +169,14 @@ const introspectionCaddyfile = globalOptions + `
 `
 
 // introspectionJSON names the endpoint and uses client_secret_post.
-const introspectionJSON = `{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {"http": {"http_port": 9080, "https_port": 9443, "grace_period": 1, "servers": {"mcp": {
-		"listen": [":9080"],
-		"routes": [{"handle": [
+var introspectionJSON = jsonEnvelope(`[{"handle": [
 			{"handler": "mcp_auth", "resource": "https://mcp.example.com/mcp",
 			 "authorization_servers": ["@ISSUER@"], "scopes": ["mcp:read"],
 			 "introspection": {"endpoint": "@ISSUER@/introspect", "client_id": "mcp-rs",
 			   "client_secret": "{env.MCP_ITEST_RS_SECRET}", "auth_method": "client_secret_post",
 			   "cache_ttl": 1000000000, "timeout": 2000000000}},
 			{"handler": "static_response", "body": "{http.auth.user.id} {http.auth.user.client_id} {http.auth.user.scope} {http.auth.mcp.claim.tenant}"}
-		]}]
-	}}}}
-}`
+		]}]`)
 
 // TestIntrospectionThroughCaddy: opaque tokens are introspected (Caddyfile with a
 // discovered endpoint, JSON with a configured one); an active token reaches the upstream

@@ -44,18 +44,7 @@ const listsCaddyfile = globalOptions + `
 `
 
 // listsJSON is the same configuration in JSON.
-const listsJSON = `
-{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {
-		"http": {
-			"http_port": 9080,
-			"https_port": 9443,
-			"grace_period": 1,
-			"servers": {
-				"mcp": {
-					"listen": [":9080"],
-					"routes": [{
+var listsJSON = jsonEnvelope(`[{
 						"handle": [
 							{
 								"handler": "mcp_auth",
@@ -76,13 +65,7 @@ const listsJSON = `
 								"upstreams": [{"dial": "@UPSTREAM@"}]
 							}
 						]
-					}]
-				}
-			}
-		}
-	}
-}
-`
+					}]`)
 
 // listsUpstream is a go-sdk MCP server with two tools, prompts, resources and templates,
 // answering lists one entry per page. It counts the completions it answered.

@@ -34,18 +34,7 @@ const caddyfileConfig = globalOptions + `
 `
 
 // jsonConfig is the same as caddyfileConfig, written by hand in JSON as a user would.
-const jsonConfig = `
-{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {
-		"http": {
-			"http_port": 9080,
-			"https_port": 9443,
-			"grace_period": 1,
-			"servers": {
-				"mcp": {
-					"listen": [":9080"],
-					"routes": [
+var jsonConfig = jsonEnvelope(`[
 						{
 							"handle": [{
 								"handler": "mcp_auth",
@@ -73,13 +62,7 @@ const jsonConfig = `
 								"headers": {"request": {"set": {"X-User": ["{http.auth.user.id}"]}}}
 							}]
 						}
-					]
-				}
-			}
-		}
-	}
-}
-`
+					]`)
 
 // setup is one running Caddy in front of an upstream, with the keys that sign its tokens.
 type setup struct {

@@ -48,18 +48,7 @@ const policyCaddyfile = globalOptions + `
 
 // policyJSON is the same configuration written by hand in JSON, pinning the field names of
 // the rules.
-const policyJSON = `
-{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {
-		"http": {
-			"http_port": 9080,
-			"https_port": 9443,
-			"grace_period": 1,
-			"servers": {
-				"mcp": {
-					"listen": [":9080"],
-					"routes": [{
+var policyJSON = jsonEnvelope(`[{
 						"handle": [
 							{
 								"handler": "mcp_auth",
@@ -80,13 +69,7 @@ const policyJSON = `
 								"upstreams": [{"dial": "@UPSTREAM@"}]
 							}
 						]
-					}]
-				}
-			}
-		}
-	}
-}
-`
+					}]`)
 
 const (
 	policyMaxBody  = 64 << 10

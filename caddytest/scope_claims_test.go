@@ -29,20 +29,13 @@ const scopeClaimsCaddyfile = globalOptions + `
 }
 `
 
-const scopeClaimsJSON = `
-{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {"http": {"http_port": 9080, "https_port": 9443, "grace_period": 1, "servers": {"mcp": {
-		"listen": [":9080"],
-		"routes": [{"handle": [
+var scopeClaimsJSON = jsonEnvelope(`[{"handle": [
 			{"handler": "mcp_auth", "resource": "https://mcp.example.com/mcp",
 			 "authorization_servers": ["https://auth.example.com"], "jwks_urls": ["@JWKS@"],
 			 "scopes": ["mcp.read"], "scope_claim": @CLAIMS@,
 			 "rules": [{"tools": ["delete_*"], "scopes": ["mcp.admin"]}]},
 			{"handler": "static_response", "body": "{http.auth.user.scope}"}
-		]}]
-	}}}}
-}`
+		]}]`)
 
 func TestScopeClaimsThroughCaddy(t *testing.T) {
 	s := newSetup(t)

@@ -511,18 +511,7 @@ func TestStreamClosedAtTokenExpiry(t *testing.T) {
 
 // sessionsJSON is bind_sessions, audit and close_streams_at_expiry written by hand in JSON,
 // pinning the field names.
-const sessionsJSON = `
-{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {
-		"http": {
-			"http_port": 9080,
-			"https_port": 9443,
-			"grace_period": 1,
-			"servers": {
-				"mcp": {
-					"listen": [":9080"],
-					"routes": [{
+var sessionsJSON = jsonEnvelope(`[{
 						"handle": [
 							{
 								"handler": "mcp_auth",
@@ -539,13 +528,7 @@ const sessionsJSON = `
 								"upstreams": [{"dial": "@UPSTREAM@"}]
 							}
 						]
-					}]
-				}
-			}
-		}
-	}
-}
-`
+					}]`)
 
 func TestBoundSessionsJSON(t *testing.T) {
 	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)

@@ -16,15 +16,17 @@ import (
 // ErrNotURL is returned for an issuer, or a jwks_uri, that is not an absolute http or https URL.
 var ErrNotURL = errors.New("not an absolute http or https URL")
 
-// errURIChars refuses characters RFC 3986 allows nowhere in a URI; url.Parse lets some
-// through (a '"' in the host).
-var errURIChars = errors.New("contains a character not allowed in a URI (space, control, '\"', '<', '>', '\\', '^', '`', '{', '|', '}' or non-ASCII); use punycode and percent-encoding")
+// ErrURIChars refuses characters RFC 3986 allows nowhere in a URI; url.Parse lets some
+// through (a '"' in the host), and these URLs end up in quoted-strings of challenges.
+var ErrURIChars = errors.New("contains a character not allowed in a URI (space, control, '\"', '<', '>', '\\', '^', '`', '{', '|', '}' or non-ASCII); use punycode and percent-encoding")
 
-func checkHTTPURL(s string) error {
+// CheckHTTPURL refuses what is not an absolute http or https URL made of characters a URI
+// may hold: the check of every URL in the configuration (issuers, key sets, endpoints).
+func CheckHTTPURL(s string) error {
 	if strings.ContainsFunc(s, func(r rune) bool {
 		return r <= ' ' || r >= 0x7F || strings.ContainsRune("\"<>\\^`{|}", r)
 	}) {
-		return errURIChars
+		return ErrURIChars
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -103,7 +105,7 @@ func DiscoverEndpointAt(ctx context.Context, client *http.Client, base, issuer, 
 			continue
 		}
 		u, _ := md[member].(string)
-		if err := checkHTTPURL(u); err != nil {
+		if err := CheckHTTPURL(u); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %s %q: %w", c, member, u, err))
 			continue
 		}

@@ -101,6 +101,7 @@ type Remote struct {
 	cancel   context.CancelFunc
 	loopDone chan struct{} // closed when run returns
 	stopped  chan struct{} // closed when Close has returned
+	loaded   chan struct{} // closed when the first keys are in
 	close    sync.Once
 
 	keys atomic.Pointer[Set]
@@ -153,6 +154,7 @@ func start(r *Remote, opts Options) *Remote {
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.loopDone = make(chan struct{})
 	r.stopped = make(chan struct{})
+	r.loaded = make(chan struct{})
 	go r.run()
 	return r
 }
@@ -165,6 +167,10 @@ func (r *Remote) Keys() *Set { return r.keys.Load() }
 
 // Done is closed once Close has stopped the set.
 func (r *Remote) Done() <-chan struct{} { return r.stopped }
+
+// Loaded is closed once the set holds keys for the first time, so that a caller waits for
+// the event rather than polling Keys.
+func (r *Remote) Loaded() <-chan struct{} { return r.loaded }
 
 func (r *Remote) name() string {
 	if r.issuer != "" {
@@ -378,6 +384,7 @@ func (r *Remote) fetchOnce(ctx context.Context) error {
 	first := r.keys.Swap(s) == nil
 	log := r.opts.Logger()
 	if first {
+		close(r.loaded)
 		log.Info("signing keys loaded", zap.String("key_set", r.name()),
 			zap.String("jwks_url", u), zap.Int("keys", s.Len()), zap.Int("skipped", skipped))
 	} else if ce := log.Check(zap.DebugLevel, "signing keys refreshed"); ce != nil {

@@ -3,8 +3,6 @@ package mcpjson
 import (
 	"bytes"
 	"slices"
-	"unicode"
-	"unicode/utf8"
 )
 
 // Reading and rewriting the answer to a list request for filter_tools_list and filter_lists:
@@ -61,8 +59,8 @@ const AllLists = ListKinds(1<<numListKinds - 1)
 // Has reports whether k is in the set.
 func (s ListKinds) Has(k ListKind) bool { return s&(1<<k) != 0 }
 
-// Of returns the set holding k.
-func Of(k ListKind) ListKinds { return 1 << k }
+// KindsOf returns the set holding k alone.
+func KindsOf(k ListKind) ListKinds { return 1 << k }
 
 // ListFilter says which lists are filtered and what may stay in them.
 type ListFilter struct {
@@ -86,26 +84,6 @@ var (
 	latin1BOM = []byte("\u00EF\u00BB\u00BF")
 )
 
-// TrimStreamBOMs removes the byte-order marks at the start of an event stream, all of them, in
-// any order: the filter reads the stream as the client that drops the most, and the client
-// gets it without them, so that no client reads a first line the filter did not. No mark can
-// come first later either: every line sent is a comment or a known field (FilterSSEEvent).
-// It reports false while the start could still become a mark (final false: more may come).
-func TrimStreamBOMs(b []byte, final bool) ([]byte, bool) {
-	for {
-		switch {
-		case bytes.HasPrefix(b, utf8BOM):
-			b = b[len(utf8BOM):]
-		case bytes.HasPrefix(b, latin1BOM):
-			b = b[len(latin1BOM):]
-		case !final && (bytes.HasPrefix(utf8BOM, b) || bytes.HasPrefix(latin1BOM, b)):
-			return b, false
-		default:
-			return b, true
-		}
-	}
-}
-
 // FilterJSONAnswer filters an application/json body. fetch's Response.json() drops a UTF-8
 // BOM before it parses (WHATWG Encoding, "UTF-8 decode"), so the JSON after one is filtered
 // and the mark kept; the Go SDK refuses such a body either way. An empty body holds nothing.
@@ -123,144 +101,6 @@ func FilterJSONAnswer(body []byte, lf *ListFilter) ([]byte, error) {
 	}
 	bom := body[: len(body)-len(rest) : len(body)-len(rest)]
 	return append(bom, out...), nil
-}
-
-// SSETail returns what may be sent of the end of a stream that is an event without its empty
-// line. WHATWG parsers drop it (HTML, server-sent events: "If the file ends in the middle of
-// an event, before the final empty line, the incomplete event is not dispatched"), the Go SDK
-// dispatches it. It passes only if it has no data (else SSETail returns nil), and without its
-// unknown fields.
-func SSETail(tail []byte) []byte {
-	var b []byte
-	for rest := tail; len(rest) > 0; {
-		line, next := sseLine(rest)
-		raw := rest[:len(rest)-len(next)]
-		rest = next
-		if _, ok := sseField(line, "data"); ok {
-			return nil
-		}
-		if knownSSELine(line) {
-			b = append(b, raw...)
-		}
-	}
-	return b
-}
-
-// FilterSSEEvent returns the event with the lists of its data filtered, and without the
-// lines that are no field clients know: every client ignores those, and they are where a
-// client that splits lines another way could have found a message (a JSON line behind a lone
-// CR is its own line to eventsource-parser but data to the Go SDK). An event that needs no
-// change keeps its bytes. Its data lines are joined with "\n" as clients do.
-func FilterSSEEvent(ev []byte, lf *ListFilter) []byte {
-	var data []byte
-	nData, unknown := 0, false
-	for rest := ev; len(rest) > 0; {
-		line, next := sseLine(rest)
-		rest = next
-		if v, ok := sseField(line, "data"); ok {
-			if nData > 0 {
-				data = append(data, '\n')
-			}
-			data = append(data, v...)
-			nData++
-		} else if len(line) > 0 && !knownSSELine(line) {
-			unknown = true
-		}
-	}
-	// Data that does not open a JSON object or array is no JSON-RPC message for any client
-	// (the endpoint event of the 2024-11-05 SSE transport, plain text): it passes as it is.
-	var out []byte
-	changed := false
-	if nData > 0 && opensJSON(data) {
-		var err error
-		if out, changed, err = FilterListsJSON(data, lf); err != nil {
-			// Not a message a client could read; dropped so nothing unfiltered gets through.
-			return nil
-		}
-	}
-	if !changed && !unknown {
-		return ev
-	}
-	// The other fields keep their place; the filtered data goes where its first line was.
-	var b []byte
-	wroteData := false
-	for rest := ev; len(rest) > 0; {
-		line, next := sseLine(rest)
-		raw := rest[:len(rest)-len(next)]
-		rest = next
-		if len(line) == 0 || !knownSSELine(line) {
-			continue
-		}
-		if _, ok := sseField(line, "data"); ok && changed {
-			if !wroteData {
-				for _, l := range bytes.Split(out, []byte("\n")) {
-					b = append(b, "data: "...)
-					b = append(b, l...)
-					b = append(b, '\n')
-				}
-				wroteData = true
-			}
-			continue
-		}
-		b = append(b, raw...)
-	}
-	if len(b) == 0 {
-		return nil
-	}
-	return append(b, '\n')
-}
-
-// knownSSELine reports a comment or a field clients read: data, event, id, retry (HTML,
-// server-sent events, "Interpreting an event stream"; the Go SDK reads the same four).
-func knownSSELine(line []byte) bool {
-	if len(line) > 0 && line[0] == ':' {
-		return true
-	}
-	field, _, _ := bytes.Cut(line, []byte(":"))
-	switch string(field) {
-	case "data", "event", "id", "retry":
-		return true
-	}
-	return false
-}
-
-// opensJSON reports whether data opens a JSON object or array past the white space a client
-// may skip: JSON's own, and the Unicode White_Space the Go SDK trims from each data line
-// (bytes.TrimSpace), U+FEFF too. Such data must be valid JSON, else the event is dropped.
-func opensJSON(data []byte) bool {
-	for len(data) > 0 {
-		r, size := utf8.DecodeRune(data)
-		if !unicode.IsSpace(r) && r != '\uFEFF' {
-			return r == '{' || r == '['
-		}
-		data = data[size:]
-	}
-	return false
-}
-
-// sseLine splits off the first line of s, without its terminator.
-func sseLine(s []byte) (line, rest []byte) {
-	j := bytes.IndexAny(s, "\r\n")
-	if j < 0 {
-		return s, nil
-	}
-	next := j + 1
-	if s[j] == '\r' && next < len(s) && s[next] == '\n' {
-		next++
-	}
-	return s[:j], s[next:]
-}
-
-// sseField returns the value of line if it is the named field.
-func sseField(line []byte, name string) ([]byte, bool) {
-	field, value, found := bytes.Cut(line, []byte(":"))
-	if string(field) != name {
-		return nil, false
-	}
-	if !found {
-		return nil, true
-	}
-	return bytes.TrimPrefix(value, []byte(" ")), true
 }
 
 // FilterListsJSON removes the entries lf refuses from every response in data (a message or a

@@ -9,7 +9,7 @@ import (
 
 // allowOnly allows the named entries, of every kind.
 func allowOnly(names ...string) *ListFilter {
-	return &ListFilter{Kinds: Of(ListTools), Allowed: func(_ ListKind, n string) bool {
+	return &ListFilter{Kinds: KindsOf(ListTools), Allowed: func(_ ListKind, n string) bool {
 		for _, a := range names {
 			if a == n {
 				return true

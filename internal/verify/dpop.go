@@ -14,9 +14,11 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/rfc3986"
 )
 
 // DPoP checks DPoP proofs (RFC 9449 §4.3) presented with a DPoP-bound access token. It knows
@@ -33,7 +35,11 @@ type DPoP struct {
 	Replay *ReplayCache
 	// Nonces, when set, demand a server nonce in every proof (RFC 9449 §8).
 	Nonces *Nonces
-	Now    func() time.Time
+	// Keys, when set, remembers parsed proof keys by their thumbprint: a client signs every
+	// proof with the same key, and parsing (and validating) an EC point costs more than the
+	// lookup. Nil parses every key.
+	Keys *ProofKeyCache
+	Now  func() time.Time
 }
 
 // DefaultDPoPAlgorithms are the proof algorithms accepted when none are configured.
@@ -85,7 +91,7 @@ var (
 // Check validates proof for a request with this method and URI (scheme, host and path as the
 // client addressed it) carrying accessToken. Failures are *Error with Reason BadProof, or
 // UseNonce when a fresh nonce is what is missing.
-func (d *DPoP) Check(proof, method, uri, accessToken string) (Proof, error) {
+func (d *DPoP) Check(proof, method, uri string, accessToken *TokenHash) (Proof, error) {
 	if len(proof) > MaxProofBytes {
 		return Proof{}, failWith(BadProof, ErrProofTooLarge)
 	}
@@ -132,7 +138,7 @@ func (d *DPoP) Check(proof, method, uri, accessToken string) (Proof, error) {
 	case jwk == nil:
 		return Proof{}, failWith(BadProof, ErrProofJWK)
 	}
-	key, jkt, err := parseProofKey(jwk, alg)
+	key, jkt, err := parseProofKey(jwk, alg, d.Keys)
 	if err != nil {
 		return Proof{}, failWith(BadProof, err)
 	}
@@ -190,7 +196,7 @@ func (d *DPoP) Check(proof, method, uri, accessToken string) (Proof, error) {
 	if math.Abs(age) > d.MaxAge.Seconds() {
 		return Proof{}, failWith(BadProof, ErrProofIAT)
 	}
-	if ath != tokenHash(accessToken) {
+	if !accessToken.matchesATH(ath) {
 		return Proof{}, failWith(BadProof, ErrProofATH)
 	}
 	stale := false
@@ -239,20 +245,14 @@ func b64Object(seg string) ([]byte, error) {
 	return b, nil
 }
 
-// tokenHash is ath: base64url(SHA-256(ASCII access token)) (RFC 9449 §4.2).
-func tokenHash(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
 // privateMembers are JWK members that only a private or symmetric key has (RFC 7518 §6):
 // a proof carrying one is refused (RFC 9449 §4.3 check 7).
 var privateMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
 // parseProofKey reads the jwk header of a proof: a public EC (P-256, P-384, P-521), OKP
 // (Ed25519) or RSA (>= 2048 bits) key matching alg. It returns the key and its RFC 7638
-// thumbprint.
-func parseProofKey(raw []byte, alg string) (any, string, error) {
+// thumbprint, from cache when it holds the key of that thumbprint (nil cache: none).
+func parseProofKey(raw []byte, alg string, cache *ProofKeyCache) (any, string, error) {
 	var kty, crv, x, y, n, e string
 	seen := 0
 	err := members(raw, func(name string, v []byte) error {
@@ -296,6 +296,13 @@ func parseProofKey(raw []byte, alg string) (any, string, error) {
 		default:
 			return nil, "", ErrProofJWK
 		}
+		if alg != want {
+			return nil, "", ErrProofJWK
+		}
+		jkt := thumbprint(`{"crv":"` + crv + `","kty":"EC","x":"` + x + `","y":"` + y + `"}`)
+		if key, ok := cache.get(jkt); ok {
+			return key, jkt, nil
+		}
 		size := (curve.Params().BitSize + 7) / 8
 		xb, err1 := dec.DecodeString(x)
 		yb, err2 := dec.DecodeString(y)
@@ -308,7 +315,8 @@ func parseProofKey(raw []byte, alg string) (any, string, error) {
 		if err != nil {
 			return nil, "", ErrProofJWK
 		}
-		return pub, thumbprint(`{"crv":"` + crv + `","kty":"EC","x":"` + x + `","y":"` + y + `"}`), nil
+		cache.put(jkt, pub)
+		return pub, jkt, nil
 	case "OKP":
 		xb, err := dec.DecodeString(x)
 		if crv != "Ed25519" || alg != "EdDSA" || err != nil || len(xb) != ed25519.PublicKeySize {
@@ -322,15 +330,64 @@ func parseProofKey(raw []byte, alg string) (any, string, error) {
 			len(nb) == 0 || nb[0] == 0 || len(eb) == 0 || eb[0] == 0 || len(eb) > 4 {
 			return nil, "", ErrProofJWK
 		}
+		jkt := thumbprint(`{"e":"` + e + `","kty":"RSA","n":"` + n + `"}`)
+		if key, ok := cache.get(jkt); ok {
+			return key, jkt, nil
+		}
 		mod := new(big.Int).SetBytes(nb)
 		exp := int(new(big.Int).SetBytes(eb).Int64())
 		if mod.BitLen() < minRSABits || exp < 3 || exp%2 == 0 {
 			return nil, "", ErrProofJWK
 		}
-		return &rsa.PublicKey{N: mod, E: exp}, thumbprint(`{"e":"` + e + `","kty":"RSA","n":"` + n + `"}`), nil
+		pub := &rsa.PublicKey{N: mod, E: exp}
+		cache.put(jkt, pub)
+		return pub, jkt, nil
 	}
 	// oct keys (symmetric) and anything else.
 	return nil, "", ErrProofJWK
+}
+
+// ProofKeyCache holds parsed proof keys by RFC 7638 thumbprint, which names one key (SHA-256
+// of its canonical members): a hit is the key the proof carries. It is bounded; when full it
+// starts over, so that a flood of fresh keys costs what parsing them costs anyway.
+type ProofKeyCache struct {
+	max  int
+	mu   sync.RWMutex
+	keys map[string]any
+}
+
+// NewProofKeyCache makes a cache of at most max keys.
+func NewProofKeyCache(max int) *ProofKeyCache {
+	return &ProofKeyCache{max: max, keys: make(map[string]any)}
+}
+
+func (c *ProofKeyCache) get(jkt string) (any, bool) {
+	if c == nil {
+		return nil, false
+	}
+	c.mu.RLock()
+	k, ok := c.keys[jkt]
+	c.mu.RUnlock()
+	return k, ok
+}
+
+func (c *ProofKeyCache) put(jkt string, key any) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	if len(c.keys) >= c.max {
+		clear(c.keys)
+	}
+	c.keys[jkt] = key
+	c.mu.Unlock()
+}
+
+// Len is how many keys the cache holds.
+func (c *ProofKeyCache) Len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.keys)
 }
 
 // thumbprint is the RFC 7638 SHA-256 thumbprint of a JWK's required members, given in their
@@ -369,6 +426,15 @@ func NormalizeHTU(s string) (string, bool) {
 	}
 	scheme := strings.ToLower(u.Scheme)
 	host := strings.ToLower(u.Host)
+	if port := u.Port(); port != "" {
+		// A port is a decimal number (RFC 3986 §3.2.3): "0443" is 443, and the WHATWG URL
+		// parser of browser and Node clients writes it so (then drops it as the default).
+		p := strings.TrimLeft(port, "0")
+		if p == "" {
+			p = "0"
+		}
+		host = host[:len(host)-len(port)] + p
+	}
 	switch scheme {
 	case "https":
 		host = strings.TrimSuffix(host, ":443")
@@ -378,80 +444,10 @@ func NormalizeHTU(s string) (string, bool) {
 		return "", false
 	}
 	host = strings.TrimSuffix(host, ":") // an empty port is the default one (RFC 3986 §6.2.3)
-	p := normalizePercent(u.EscapedPath())
-	p = removeDotSegments(p)
+	p := rfc3986.NormalizePercent(u.EscapedPath())
+	p = rfc3986.RemoveDotSegments(p)
 	if p == "" {
 		p = "/"
 	}
 	return scheme + "://" + host + p, true
-}
-
-// normalizePercent upper-cases percent-encodings and decodes those of unreserved characters
-// (RFC 3986 §6.2.2.1, §6.2.2.2).
-func normalizePercent(p string) string {
-	if strings.IndexByte(p, '%') < 0 {
-		return p
-	}
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		if p[i] == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]) {
-			c := unhex(p[i+1])<<4 | unhex(p[i+2])
-			if isUnreserved(c) {
-				b.WriteByte(c)
-			} else {
-				b.WriteByte('%')
-				b.WriteString(strings.ToUpper(p[i+1 : i+3]))
-			}
-			i += 2
-			continue
-		}
-		b.WriteByte(p[i])
-	}
-	return b.String()
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c >= 'a':
-		return c - 'a' + 10
-	}
-	return c - 'A' + 10
-}
-
-func isUnreserved(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		c == '-' || c == '.' || c == '_' || c == '~'
-}
-
-// removeDotSegments is RFC 3986 §5.2.4.
-func removeDotSegments(p string) string {
-	if !strings.Contains(p, ".") {
-		return p
-	}
-	var out []string
-	segs := strings.Split(p, "/")
-	for i, s := range segs {
-		switch s {
-		case ".":
-			if i == len(segs)-1 {
-				out = append(out, "")
-			}
-		case "..":
-			if len(out) > 1 {
-				out = out[:len(out)-1]
-			}
-			if i == len(segs)-1 {
-				out = append(out, "")
-			}
-		default:
-			out = append(out, s)
-		}
-	}
-	return strings.Join(out, "/")
 }

@@ -68,7 +68,7 @@ func BenchmarkDPoPCheck(b *testing.B) {
 					d.Replay = verify.NewReplayCache(100_000)
 					b.StartTimer()
 				}
-				p, err := d.Check(pool[i%len(pool)], "POST", testHTU, testToken)
+				p, err := d.Check(pool[i%len(pool)], "POST", testHTU, verify.Hashed(testToken))
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -126,6 +126,7 @@ func TestDPoPProofChecks(t *testing.T) {
 		{"htu other host", sign(good(), nil), "", "https://evil.example.com/mcp", "", verify.ErrProofURI},
 		{"htu other scheme", sign(good(), nil), "", "http://mcp.example.com/mcp", "", verify.ErrProofURI},
 		{"htu relative", sign(with("htu", "/mcp"), nil), "", "", "", verify.ErrProofURI},
+		{"htu other port, leading zeros", sign(with("htu", "https://mcp.example.com:04430/mcp"), nil), "", "", "", verify.ErrProofURI},
 		{"iat too old", sign(with("iat", now-301), nil), "", "", "", verify.ErrProofIAT},
 		{"iat too far ahead", sign(with("iat", now+301), nil), "", "", "", verify.ErrProofIAT},
 		{"ath missing", sign(without("ath"), nil), "", "", "", verify.ErrProofATH},
@@ -143,7 +144,7 @@ func TestDPoPProofChecks(t *testing.T) {
 			if tt.token != "" {
 				token = tt.token
 			}
-			_, err := newChecker(10).Check(tt.proof, method, uri, token)
+			_, err := newChecker(10).Check(tt.proof, method, uri, verify.Hashed(token))
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -163,7 +164,7 @@ func TestDPoPProofAccepted(t *testing.T) {
 	now := testNow.Unix()
 	for _, alg := range []string{"ES256", "ES384", "EdDSA", "PS256", "RS256"} {
 		k := jwttest.New(t, "", alg)
-		p, err := newChecker(10).Check(k.Proof(t, "POST", testHTU, testToken, now), "POST", testHTU, testToken)
+		p, err := newChecker(10).Check(k.Proof(t, "POST", testHTU, testToken, now), "POST", testHTU, verify.Hashed(testToken))
 		if err != nil {
 			t.Fatalf("%s: %v", alg, err)
 		}
@@ -173,19 +174,19 @@ func TestDPoPProofAccepted(t *testing.T) {
 	}
 	k := jwttest.New(t, "", "ES256")
 	for _, iat := range []int64{now - 300, now + 300} {
-		if _, err := newChecker(10).Check(k.Proof(t, "POST", testHTU, testToken, iat), "POST", testHTU, testToken); err != nil {
+		if _, err := newChecker(10).Check(k.Proof(t, "POST", testHTU, testToken, iat), "POST", testHTU, verify.Hashed(testToken)); err != nil {
 			t.Errorf("iat %+d: %v", iat-now, err)
 		}
 	}
 	for _, htu := range []string{
 		"HTTPS://MCP.Example.com:443/mcp", "https://mcp.example.com/mcp?x=1#f", "https://mcp.example.com/./a/../mcp",
-		"https://mcp.example.com/%6Dcp",
+		"https://mcp.example.com/%6Dcp", "https://mcp.example.com:0443/mcp", "https://mcp.example.com:000443/mcp",
 	} {
 		proof, err := k.SignProof(jwttest.ProofClaims("POST", htu, testToken, now), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := newChecker(10).Check(proof, "POST", testHTU, testToken); err != nil {
+		if _, err := newChecker(10).Check(proof, "POST", testHTU, verify.Hashed(testToken)); err != nil {
 			t.Errorf("htu %s: %v", htu, err)
 		}
 	}
@@ -196,7 +197,7 @@ func TestDPoPReplay(t *testing.T) {
 	d := newChecker(10)
 	proof := k.Proof(t, "POST", testHTU, testToken, testNow.Unix())
 	for i, want := range []error{nil, verify.ErrProofReplayed} {
-		p, err := d.Check(proof, "POST", testHTU, testToken)
+		p, err := d.Check(proof, "POST", testHTU, verify.Hashed(testToken))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -207,7 +208,7 @@ func TestDPoPReplay(t *testing.T) {
 	// Off: the same proof passes twice.
 	d = newChecker(0)
 	for range 2 {
-		p, _ := d.Check(proof, "POST", testHTU, testToken)
+		p, _ := d.Check(proof, "POST", testHTU, verify.Hashed(testToken))
 		if err := d.Remember(p); err != nil {
 			t.Errorf("replay cache off: %v", err)
 		}
@@ -252,7 +253,7 @@ func TestDPoPNonce(t *testing.T) {
 			t.Fatal(err)
 		}
 		d.Now = func() time.Time { return at }
-		_, err = d.Check(proof, "POST", testHTU, testToken)
+		_, err = d.Check(proof, "POST", testHTU, verify.Hashed(testToken))
 		return err
 	}
 	if err := check("", testNow); verify.ReasonOf(err) != verify.UseNonce {
@@ -348,7 +349,7 @@ func TestDPoPNonceStale(t *testing.T) {
 		c["nonce"] = n
 		proof, _ := k.SignProof(c, nil)
 		d.Now = func() time.Time { return tc.at }
-		p, err := d.Check(proof, "POST", testHTU, testToken)
+		p, err := d.Check(proof, "POST", testHTU, verify.Hashed(testToken))
 		if err != nil || p.NonceStale != tc.stale {
 			t.Errorf("at %s: %v, stale %v, want %v", tc.at, err, p.NonceStale, tc.stale)
 		}
@@ -390,7 +391,7 @@ func FuzzDPoPCheck(f *testing.F) {
 	f.Add(b64(`{"typ":"dpop+jwt","alg":"ES256","jwk":{"kty":"EC","crv":"P-256","x":"","y":""}}`) + ".e30.AAAA")
 	f.Add(b64(`{"typ":"dpop+jwt","alg":"RS256","jwk":{"kty":"RSA","n":"AQAB","e":"AQAB"}}`) + ".e30.AAAA")
 	f.Fuzz(func(t *testing.T, proof string) {
-		p, err := newChecker(10).Check(proof, "POST", testHTU, testToken)
+		p, err := newChecker(10).Check(proof, "POST", testHTU, verify.Hashed(testToken))
 		if err == nil && p.JKT == "" {
 			t.Fatal("accepted without a key thumbprint")
 		}
@@ -419,7 +420,7 @@ func TestDPoPReplayBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	use := func(d *verify.DPoP) error {
-		p, err := d.Check(proof, "POST", testHTU, testToken)
+		p, err := d.Check(proof, "POST", testHTU, verify.Hashed(testToken))
 		if err != nil {
 			return err
 		}
@@ -447,5 +448,55 @@ func TestDPoPReplayBounds(t *testing.T) {
 	}
 	if err := use(a); err != nil {
 		t.Errorf("replay after a flood of %d proofs: %v; docs/dpop.md says it passes", 100*20, err)
+	}
+}
+
+// TestDPoPProofKeyCache: with a key cache, a client's key is parsed once and found by its
+// thumbprint after; a cached key still passes only with the algorithm of its kind, and a
+// proof signed by another key than the one it carries still fails.
+func TestDPoPProofKeyCache(t *testing.T) {
+	d := newChecker(0)
+	d.Keys = verify.NewProofKeyCache(2)
+	now := testNow.Unix()
+	es := jwttest.New(t, "", "ES256")
+	for range 3 {
+		p, err := d.Check(es.Proof(t, "POST", testHTU, testToken, now), "POST", testHTU, verify.Hashed(testToken))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.JKT != es.Thumbprint() {
+			t.Fatalf("jkt %s, want %s", p.JKT, es.Thumbprint())
+		}
+	}
+	if n := d.Keys.Len(); n != 1 {
+		t.Fatalf("%d keys cached, want 1", n)
+	}
+	// The cached P-256 key under another alg: refused as before.
+	proof, err := es.SignProof(jwttest.ProofClaims("POST", testHTU, testToken, now), map[string]any{"alg": "ES384"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Check(proof, "POST", testHTU, verify.Hashed(testToken)); !errors.Is(err, verify.ErrProofJWK) {
+		t.Errorf("cached key under ES384: %v, want %v", err, verify.ErrProofJWK)
+	}
+	// Another key's signature under the cached key's jwk: the signature check fails.
+	other := jwttest.New(t, "", "ES256")
+	forged, err := other.SignProof(jwttest.ProofClaims("POST", testHTU, testToken, now), map[string]any{"jwk": es.PublicJWK()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Check(forged, "POST", testHTU, verify.Hashed(testToken)); !errors.Is(err, verify.ErrProofSignature) {
+		t.Errorf("forged proof with a cached jwk: %v, want %v", err, verify.ErrProofSignature)
+	}
+	// Bounded: a third key starts the cache over.
+	rs := jwttest.New(t, "", "RS256")
+	ed := jwttest.New(t, "", "EdDSA")
+	for _, k := range []*jwttest.Key{rs, ed, rs} {
+		if _, err := d.Check(k.Proof(t, "POST", testHTU, testToken, now), "POST", testHTU, verify.Hashed(testToken)); err != nil {
+			t.Fatalf("%s: %v", k.Alg, err)
+		}
+	}
+	if n := d.Keys.Len(); n > 2 {
+		t.Fatalf("%d keys cached, bound 2", n)
 	}
 }

@@ -14,3 +14,9 @@ func ParseConfirmation(raw []byte) (Confirmation, error) {
 	err := readConfirmation(raw, &c)
 	return c, err
 }
+
+// Hashed is the TokenHash of token, as the handler hands it to DPoP.Check.
+func Hashed(token string) *TokenHash {
+	h := HashToken(token)
+	return &h
+}

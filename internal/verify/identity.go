@@ -26,7 +26,7 @@ type Identity struct {
 	Confirmation Confirmation
 
 	// keys are what vouched for the token; stillValid fails once one of them is withdrawn.
-	keys []Key
+	keys []Retirable
 	// servedUntil, when set, bounds how long the identity may be served without asking
 	// again: an introspection answer is remembered for min(exp, cache_ttl), so that a token
 	// revoked at the authorization server stops working within cache_ttl (RFC 7662 §4).
@@ -55,9 +55,9 @@ type Confirmation struct {
 	X5TS256 string // RFC 8705 §3.1: SHA-256 thumbprint of the client certificate
 }
 
-// Key is a verification key as the token cache sees it: withdrawn keys invalidate what they
-// verified.
-type Key interface {
+// Retirable is a verification key as the token cache sees it: a key that can be withdrawn,
+// and withdrawn keys invalidate what they verified.
+type Retirable interface {
 	Retired() bool
 }
 

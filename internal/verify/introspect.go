@@ -8,7 +8,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -143,7 +142,6 @@ type Introspection struct {
 	// consulted behind Answers and before the limits.
 	Shared SharedAnswers
 
-	once    sync.Once
 	limits  *limiter
 	calls   *failureLog // failing calls, logged once then counted
 	shedLog *failureLog // shed calls, the same way
@@ -168,18 +166,22 @@ type negative struct {
 
 func (n negative) StillValid(now time.Time) bool { return now.Before(n.until) }
 
-func (v *Introspection) setup() {
-	if v.MaxInFlight <= 0 {
-		v.MaxInFlight = 16
+// errIntrospectionSetup refuses to Start an Introspection whose configuration lacks what
+// it needs: the caller sets every default (the handler's introspection group does).
+var errIntrospectionSetup = errors.New("introspection: MaxInFlight, Timeout, Client and Logger must be set before Start")
+
+// errIntrospectionNotStarted refuses every token of an Introspection whose Start was not
+// called.
+var errIntrospectionNotStarted = errors.New("introspection: Verify before Start")
+
+// Start builds the state of a configured Introspection. It is called once, before the first
+// Verify; the exported fields must not change after.
+func (v *Introspection) Start() error {
+	if v.MaxInFlight <= 0 || v.Timeout <= 0 || v.Client == nil || v.Logger == nil {
+		return errIntrospectionSetup
 	}
-	if v.Timeout <= 0 {
-		v.Timeout = 5 * time.Second
-	}
-	if v.Client == nil {
-		v.Client = NewIntrospectionClient(v.Timeout)
-	}
-	if v.Logger == nil {
-		v.Logger = zap.NewNop()
+	if v.Now == nil {
+		v.Now = time.Now
 	}
 	if v.MaxRate <= 0 {
 		v.MaxRate = DefaultMaxRate
@@ -190,6 +192,7 @@ func (v *Introspection) setup() {
 		v.neg = tokencache.New[negative](v.NegativeCacheSize, v.now)
 	}
 	v.endpoint = v.Endpoint
+	return nil
 }
 
 // NewIntrospectionClient is an HTTP client for the introspection endpoint: bounded by
@@ -202,12 +205,7 @@ func NewIntrospectionClient(timeout time.Duration) *http.Client {
 	}
 }
 
-func (v *Introspection) now() time.Time {
-	if v.Now != nil {
-		return v.Now()
-	}
-	return time.Now()
-}
+func (v *Introspection) now() time.Time { return v.Now() }
 
 // answer is an introspection response, read strictly.
 type answer struct {
@@ -304,12 +302,15 @@ func (v *Introspection) ask(ctx context.Context, token string) (*answer, string,
 // askFor returns the answer about token: one call per token at a time, bounded in number
 // and rate (introspect_limits.go). r is the request, for its client address.
 func (v *Introspection) askFor(ctx context.Context, token string, r *http.Request, proven bool) (*answer, string, error) {
-	v.once.Do(v.setup)
+	if v.limits == nil {
+		// Fail closed, and say why, rather than use state that was never built.
+		return nil, "", failWith(ASUnavailable, errIntrospectionNotStarted)
+	}
 	if !proven && !WellFormedToken(token, v.MinTokenLen) {
 		// Nothing that can never be a token is sent to the server (no key: not remembered).
 		return nil, "", failWith(Malformed, errNotB64Token)
 	}
-	sum := sha256.Sum256([]byte(token))
+	sum := tokenHashOf(ctx, token)
 	key := string(sum[:])
 	if v.neg != nil {
 		n, ok := v.neg.Get(key)
@@ -655,90 +656,3 @@ func (v *Introspection) judge(a *answer, now time.Time, local *Identity) error {
 	}
 	return nil
 }
-
-// IsJWS reports whether token is a JWS compact serialization: three base64url parts, the
-// first a JSON object (RFC 7515 §7.1). Anything else is an opaque token.
-func IsJWS(token string) bool {
-	h64, rest, ok1 := strings.Cut(token, ".")
-	p64, s64, ok2 := strings.Cut(rest, ".")
-	if !ok1 || !ok2 || !base64URL(h64) || !base64URL(p64) || !base64URL(s64) {
-		return false
-	}
-	if len(h64) > 4096 {
-		return false
-	}
-	var buf [3072]byte
-	n, err := base64.RawURLEncoding.Decode(buf[:], []byte(h64))
-	if err != nil {
-		return false
-	}
-	hdr := buf[:n]
-	i := skipSpace(hdr, 0)
-	return i < len(hdr) && hdr[i] == '{' && json.Valid(hdr)
-}
-
-// MaybeJWS is the cheap test that every JWS passes (two dots, and the first part begins
-// with 'e', as the base64url of '{' does); a token that fails it is opaque.
-func MaybeJWS(token string) bool {
-	return len(token) > 0 && token[0] == 'e' && strings.Count(token, ".") == 2
-}
-
-func base64URL(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-// Chain routes a token to the mechanism that can verify it: a JWS to the JWT verifier, any
-// other token to introspection when it is configured (else it is Malformed, as before). With
-// JWTToo, a JWT that passed the local checks is introspected as well, so that revocation at
-// the authorization server takes effect.
-type Chain struct {
-	JWT           Verifier
-	Introspection *Introspection
-	JWTToo        bool
-}
-
-// Verify implements Verifier.
-func (c *Chain) Verify(ctx context.Context, token string, r *http.Request) (*Identity, error) {
-	if c.Introspection == nil {
-		return c.JWT.Verify(ctx, token, r)
-	}
-	if !IsJWS(token) {
-		return c.Introspection.Verify(ctx, token, r)
-	}
-	id, err := c.JWT.Verify(ctx, token, r)
-	if err != nil || !c.JWTToo {
-		return id, err
-	}
-	return c.Introspection.Recheck(ctx, token, id)
-}
-
-// HashKey is the cache key of an opaque token: "sha256:" and the raw digest, so the cache
-// never holds the token itself. It writes into buf and returns the slice.
-func HashKey(buf *[HashKeyLen]byte, token string) []byte {
-	copy(buf[:], hashKeyPrefix)
-	// Opaque tokens are short; copied to the stack, hashing one allocates nothing (a
-	// []byte(token) conversion would, beyond 32 bytes).
-	var sum [sha256.Size]byte
-	var tb [1024]byte
-	if len(token) <= len(tb) {
-		sum = sha256.Sum256(tb[:copy(tb[:], token)])
-	} else {
-		sum = sha256.Sum256([]byte(token))
-	}
-	copy(buf[len(hashKeyPrefix):], sum[:])
-	return buf[:]
-}
-
-const hashKeyPrefix = "sha256:"
-
-// HashKeyLen is the length of a HashKey.
-const HashKeyLen = len(hashKeyPrefix) + sha256.Size

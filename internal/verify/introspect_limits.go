@@ -35,7 +35,9 @@ import (
 //     To drain it an attacker needs fresh addresses at half of MaxRate a second (1,500 a
 //     minute by default), each spent on one made-up token. A suspect address does not wait
 //     for a slot either: it takes a free one or gets 503, so a real token waiting for a
-//     slot gets the next one;
+//     slot gets the next one. Fresh IPv6 /64s are cheap (a tunnel broker routes a /48,
+//     65,536 of them, to anyone for free), so once two /64s of one /48 are suspect, the
+//     whole /48 is: its other /64s may use only the upper half too;
 //   - a token that cannot be one of the server's format (not an RFC 6750 b64token, or of a
 //     length no authorization server issues) is refused before any call, as invalid_token.
 //
@@ -156,10 +158,35 @@ type clientState struct {
 	// flood from many addresses — each of which is marked by its first made-up token —
 	// cannot use up what a real token's first request needs.
 	suspectUntil time.Time
+	// marks, in the entry of an IPv6 /48, counts its /64s made suspect until marksUntil.
+	marks      int
+	marksUntil time.Time
 }
 
 // suspectFor is how long an inactive answer marks its client address.
 const suspectFor = time.Minute
+
+// wideMarks suspect IPv6 /64s make their /48 suspect.
+const wideMarks = 2
+
+// widePrefix is the IPv6 /48 of a /64 client prefix; false for an IPv4 or unknown address.
+func widePrefix(p netip.Prefix) (netip.Prefix, bool) {
+	if !p.IsValid() || !p.Addr().Is6() || p.Bits() != 64 {
+		return netip.Prefix{}, false
+	}
+	w, _ := p.Addr().Prefix(48)
+	return w, true
+}
+
+// wideSuspect reports whether the /48 of client is suspect. Called with mu held.
+func (l *limiter) wideSuspect(client netip.Prefix, now time.Time) bool {
+	w, ok := widePrefix(client)
+	if !ok {
+		return false
+	}
+	c := l.clients[w]
+	return c != nil && now.Before(c.suspectUntil)
+}
 
 // limiter admits uncached calls. Counters live under one mutex: an admission is a few
 // comparisons, far cheaper than the call it admits.
@@ -215,7 +242,7 @@ func (l *limiter) admit(client netip.Prefix, proven bool, now time.Time) (releas
 			return nil, errShedClientRate
 		}
 		floor := 0.0
-		if suspect = now.Before(c.suspectUntil); suspect {
+		if suspect = now.Before(c.suspectUntil) || l.wideSuspect(client, now); suspect {
 			floor = l.burst / 2
 		}
 		if !l.total.takeAbove(now, l.rate, l.burst, floor) {
@@ -302,10 +329,31 @@ func (l *limiter) client(p netip.Prefix, now time.Time) *clientState {
 // suspect marks client after a call of its got an inactive answer.
 func (l *limiter) suspect(client netip.Prefix, now time.Time) {
 	l.mu.Lock()
-	if c := l.clients[client]; c != nil {
-		c.suspectUntil = now.Add(suspectFor)
+	defer l.mu.Unlock()
+	c := l.clients[client]
+	if c == nil {
+		return
 	}
-	l.mu.Unlock()
+	fresh := !now.Before(c.suspectUntil)
+	c.suspectUntil = now.Add(suspectFor)
+	w, ok := widePrefix(client)
+	if !fresh || !ok {
+		return
+	}
+	// One more /64 of this /48 turned suspect (a /64 that stays suspect counts once, so a
+	// user retrying an expired token does not mark its neighbours).
+	wc := l.client(w, now)
+	if wc == nil {
+		return
+	}
+	if !now.Before(wc.marksUntil) {
+		wc.marks = 0
+	}
+	wc.marks++
+	wc.marksUntil = now.Add(suspectFor)
+	if wc.marks >= wideMarks {
+		wc.suspectUntil = now.Add(suspectFor)
+	}
 }
 
 // clientOf is the client address of r, grouped (ClientPrefix). Unknown without r.

@@ -198,6 +198,7 @@ func TestIntrospectionFailureLog(t *testing.T) {
 			clk := &clock{t: testNow}
 			v := newIntrospection(as, clk, zap.New(core))
 			v.MaxRate = 1e6
+			mustStart(t, v)
 			heal := tc.break_(as)
 			for i := range 100 {
 				if _, err := v.Verify(context.Background(), fmt.Sprintf("made-up-token-%03d", i), nil); ReasonOf(err) != ASUnavailable {
@@ -249,6 +250,7 @@ func TestIntrospectionFailureLogTimeout(t *testing.T) {
 	t.Cleanup(func() { close(as.hold) })
 	v := newIntrospection(as, &clock{t: testNow}, zap.New(core))
 	v.Timeout = 50 * time.Millisecond
+	mustStart(t, v)
 	if _, err := v.Verify(context.Background(), "made-up-token-1", nil); ReasonOf(err) != ASUnavailable {
 		t.Fatalf("%v, want ASUnavailable", err)
 	}
@@ -269,6 +271,7 @@ func TestAnswerCacheSharedAndJudgedAgain(t *testing.T) {
 	shared := NewAnswerCache(100, clk.now)
 	first := newIntrospection(as, clk, nil)
 	first.Answers = shared
+	mustStart(t, first)
 	if _, err := first.Verify(context.Background(), "real-token-1", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -276,6 +279,7 @@ func TestAnswerCacheSharedAndJudgedAgain(t *testing.T) {
 
 	second := newIntrospection(as, clk, nil)
 	second.Answers = shared
+	mustStart(t, second)
 	clk.add(time.Minute)
 	id, err := second.Verify(context.Background(), "real-token-1", nil)
 	if err != nil || id.Subject != "alice" {
@@ -287,12 +291,14 @@ func TestAnswerCacheSharedAndJudgedAgain(t *testing.T) {
 	other := newIntrospection(as, clk, nil)
 	other.Answers = shared
 	other.Audiences = []string{"https://other.example/mcp"}
+	mustStart(t, other)
 	if _, err := other.Verify(context.Background(), "real-token-1", nil); ReasonOf(err) != Audience {
 		t.Fatalf("config with another audience: %v, want Audience", err)
 	}
 	short := newIntrospection(as, clk, nil)
 	short.Answers = shared
 	short.CacheTTL = 30 * time.Second // the answer arrived a minute ago
+	mustStart(t, short)
 	if _, err := short.Verify(context.Background(), "real-token-1", nil); ReasonOf(err) != ASUnavailable {
 		t.Fatalf("config with a cache_ttl shorter than the answer's age: %v, want a new call (server gone: ASUnavailable)", err)
 	}
@@ -386,4 +392,50 @@ func TestLimiterClientsBounded(t *testing.T) {
 	if n := len(l.clients); n != 1 {
 		t.Fatalf("%d addresses held after the sweep, want 1", n)
 	}
+}
+
+// TestLimiterSuspectIPv6Wide: fresh /64s of one /48 are suspect once two of its /64s are
+// (each marked once, however often): the third fresh /64 meets the floor; /64s of another
+// /48 and IPv4 addresses do not; the mark ends with the minute.
+func TestLimiterSuspectIPv6Wide(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(16, 4, time.Second) // total bucket 8, floor for suspects 4
+		now := time.Now()
+		p := func(s string) netip.Prefix { return ClientPrefix(netip.MustParseAddr(s)) }
+		take := func(c netip.Prefix) error {
+			rel, err := l.admit(c, false, now)
+			if err == nil {
+				rel()
+			}
+			return err
+		}
+		first := p("2001:db8:77:1::1")
+		for range 3 { // one /64 marked three times counts once
+			if err := take(first); err != nil {
+				t.Fatal(err)
+			}
+			l.suspect(first, now)
+		}
+		if l.wideSuspect(p("2001:db8:77:2::1"), now) {
+			t.Fatal("one suspect /64 made its /48 suspect")
+		}
+		if err := take(p("2001:db8:77:2::1")); err != nil {
+			t.Fatal(err)
+		}
+		l.suspect(p("2001:db8:77:2::1"), now)
+		// 8-4 = 4 tokens left: at the floor, a fresh /64 of the /48 is shed, others are not.
+		if err := take(p("2001:db8:77:3::1")); !errors.Is(err, errShedRate) {
+			t.Fatalf("fresh /64 of a suspect /48: %v, want shed", err)
+		}
+		if err := take(p("2001:db8:78:3::1")); err != nil {
+			t.Fatalf("/64 of another /48: %v", err)
+		}
+		if err := take(p("192.0.2.7")); err != nil {
+			t.Fatalf("IPv4 address: %v", err)
+		}
+		now = now.Add(suspectFor + 2*time.Second)
+		if err := take(p("2001:db8:77:4::1")); err != nil {
+			t.Fatalf("fresh /64 a minute later: %v", err)
+		}
+	})
 }

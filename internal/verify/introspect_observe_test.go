@@ -43,6 +43,7 @@ func TestIntrospectionObserved(t *testing.T) {
 			}
 			mu.Unlock()
 		}
+		mustStart(t, v) // once configured: Start builds the limits from MaxInFlight and MaxRate
 	}
 	take := func() [][2]string {
 		mu.Lock()
@@ -102,7 +103,6 @@ func TestIntrospectionObserved(t *testing.T) {
 	busy.MaxInFlight = 1
 	busy.Timeout = 10 * time.Millisecond
 	observe(busy)
-	busy.once.Do(busy.setup)
 	busy.limits.slots <- struct{}{}
 	before := as.calls.Load()
 	_, err := busy.Verify(ctx, "good", nil)

@@ -45,6 +45,8 @@ func TestIntrospectionSharedAnswers(t *testing.T) {
 	a := newIntrospection(as, clk, zap.NewNop())
 	b := newIntrospection(as, clk, zap.NewNop())
 	a.Shared, b.Shared = shared, shared
+	mustStart(t, a)
+	mustStart(t, b)
 	ctx := context.Background()
 
 	if _, err := a.Verify(ctx, "tok-a", nil); err != nil {
@@ -91,6 +93,7 @@ func TestIntrospectionSharedAnswers(t *testing.T) {
 	calls := as.calls.Load()
 	c := newIntrospection(as, clk, zap.NewNop())
 	c.Shared = shared
+	mustStart(t, c)
 	if _, err := c.Verify(ctx, "tok-a", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +115,7 @@ func TestIntrospectionSharedOutsideLimits(t *testing.T) {
 	shared := newMapShared()
 	a := newIntrospection(as, clk, zap.NewNop())
 	a.Shared = shared
+	mustStart(t, a)
 	ctx := context.Background()
 	if _, err := a.Verify(ctx, "tok-a", nil); err != nil {
 		t.Fatal(err)
@@ -120,6 +124,7 @@ func TestIntrospectionSharedOutsideLimits(t *testing.T) {
 	b := newIntrospection(as, clk, zap.NewNop())
 	b.Shared = shared
 	b.MaxRate, b.MaxInFlight = 1, 1
+	mustStart(t, b)
 	if _, err := b.Verify(ctx, "tok-b", nil); err != nil {
 		t.Fatal(err) // spends the address's rate (one a second, the clock stands still)
 	}

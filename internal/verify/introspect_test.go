@@ -169,6 +169,21 @@ func (c *clock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// mustStart starts v as the handler's introspection group does, with a client bounded by
+// its timeout.
+func mustStart(t testing.TB, v *Introspection) {
+	t.Helper()
+	if v.Client == nil {
+		v.Client = NewIntrospectionClient(v.Timeout)
+	}
+	if v.Logger == nil {
+		v.Logger = zap.NewNop()
+	}
+	if err := v.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func newIntrospection(as *fakeAS, clk *clock, logger *zap.Logger) *Introspection {
 	return &Introspection{
 		Endpoint:          as.srv.URL,
@@ -279,6 +294,7 @@ func TestIntrospectionAnswers(t *testing.T) {
 			if c.setup != nil {
 				c.setup(v)
 			}
+			mustStart(t, v)
 			id, err := v.Verify(context.Background(), token, nil)
 			if c.want == NumReasons {
 				if err != nil {
@@ -306,6 +322,7 @@ func TestIntrospectionIdentity(t *testing.T) {
 	as := newFakeAS(t, AuthClientSecretBasic)
 	as.answer("tok", active(`"cnf":{"jkt":"thumb"}`))
 	v := newIntrospection(as, &clock{t: testNow}, zap.NewNop())
+	mustStart(t, v)
 	id, err := v.Verify(context.Background(), "tok", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -330,6 +347,7 @@ func TestIntrospectionIdentity(t *testing.T) {
 	v2 := newIntrospection(as, &clock{t: testNow}, zap.NewNop())
 	v2.ScopeClaims = []string{"permissions"}
 	as.answer("perm", `{"active":true,"aud":"`+testRes+`","scope":"x","permissions":["p:1"],"exp":`+itoa(testNow.Add(time.Hour).Unix())+`}`)
+	mustStart(t, v2)
 	id, err = v2.Verify(context.Background(), "perm", nil)
 	if err != nil || strings.Join(id.Scopes, " ") != "p:1" {
 		t.Errorf("permissions: %v %v", id, err)
@@ -348,6 +366,7 @@ func TestIntrospectionClientAuth(t *testing.T) {
 				v.ClientSecret = ""
 				v.PrivateKey = k.Signer
 			}
+			mustStart(t, v)
 			if _, err := v.Verify(context.Background(), "tok", nil); err != nil {
 				t.Fatalf("refused: %v", err)
 			}
@@ -362,6 +381,7 @@ func TestIntrospectionClientAuth(t *testing.T) {
 			}
 			v2 := newIntrospection(as, &clock{t: testNow}, zap.NewNop())
 			v2.AuthMethod = other
+			mustStart(t, v2)
 			if _, err := v2.Verify(context.Background(), "tok", nil); ReasonOf(err) != ASUnavailable || as.authBad.Load() != 1 {
 				t.Fatalf("wrong method: %v, server refusals %d", err, as.authBad.Load())
 			}
@@ -394,6 +414,7 @@ func TestIntrospectionLogsNoSecret(t *testing.T) {
 		as := newFakeAS(t, AuthClientSecretPost)
 		v := newIntrospection(as, &clock{t: testNow}, logger)
 		v.AuthMethod = AuthClientSecretBasic
+		mustStart(t, v)
 		_, err := v.Verify(context.Background(), token, nil)
 		if ReasonOf(err) != ASUnavailable {
 			t.Fatalf("reason %v", err)
@@ -411,6 +432,7 @@ func TestIntrospectionLogsNoSecret(t *testing.T) {
 		as := newFakeAS(t, AuthClientSecretBasic)
 		as.answer(token, `{"active":"true","token":"`+token+`"}`)
 		v := newIntrospection(as, &clock{t: testNow}, logger)
+		mustStart(t, v)
 		_, err := v.Verify(context.Background(), token, nil)
 		if ReasonOf(err) != BadAnswer {
 			t.Fatalf("reason %v", err)
@@ -424,6 +446,7 @@ func TestIntrospectionLogsNoSecret(t *testing.T) {
 		as := newFakeAS(t, AuthClientSecretBasic)
 		as.srv.Close()
 		v := newIntrospection(as, &clock{t: testNow}, logger)
+		mustStart(t, v)
 		_, err := v.Verify(context.Background(), token, nil)
 		if ReasonOf(err) != ASUnavailable {
 			t.Fatalf("reason %v", err)
@@ -439,6 +462,7 @@ func TestIntrospectionOneCallPerToken(t *testing.T) {
 	as.hold = make(chan struct{})
 	as.answer("tok", active(""))
 	v := newIntrospection(as, &clock{t: testNow}, zap.NewNop())
+	mustStart(t, v)
 	var wg sync.WaitGroup
 	var started sync.WaitGroup
 	errs := make(chan error, 100)
@@ -484,6 +508,7 @@ func TestIntrospectionMaxInFlight(t *testing.T) {
 	v := newIntrospection(as, &clock{t: testNow}, zap.NewNop())
 	v.MaxInFlight = 4
 	v.Timeout = 300 * time.Millisecond
+	mustStart(t, v)
 	const n = 10000
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -534,6 +559,7 @@ func TestIntrospectionCacheBound(t *testing.T) {
 	as.answer("noexp", `{"active":true,"aud":"`+testRes+`"}`)
 	v := newIntrospection(as, &clock{t: testNow}, zap.NewNop())
 	v.CacheTTL = time.Minute
+	mustStart(t, v)
 	const leeway = 30 * time.Second
 	for _, c := range []struct {
 		token      string
@@ -558,6 +584,7 @@ func TestIntrospectionNegativeCache(t *testing.T) {
 	as := newFakeAS(t, AuthClientSecretBasic)
 	clk := &clock{t: testNow}
 	v := newIntrospection(as, clk, zap.NewNop())
+	mustStart(t, v)
 	for range 3 {
 		if _, err := v.Verify(context.Background(), "revoked", nil); ReasonOf(err) != Inactive {
 			t.Fatalf("reason %v", err)
@@ -601,6 +628,7 @@ func TestIntrospectionDiscovery(t *testing.T) {
 		}
 		return as.srv.URL, nil
 	}
+	mustStart(t, v)
 	for range 3 {
 		if _, err := v.Verify(context.Background(), "tok", nil); ReasonOf(err) != ASUnavailable {
 			t.Fatalf("reason %v", err)
@@ -630,6 +658,7 @@ func TestChain(t *testing.T) {
 	as.answer("opaque", active(""))
 	iv := newIntrospection(as, &clock{t: testNow}, zap.NewNop())
 
+	mustStart(t, iv)
 	c := &Chain{JWT: jv, Introspection: iv}
 	if _, err := c.Verify(context.Background(), good, nil); err != nil || as.calls.Load() != 0 {
 		t.Fatalf("JWT: %v, %d calls (want local verification only)", err, as.calls.Load())

@@ -33,6 +33,7 @@ func TestIntrospectionTenantIssuer(t *testing.T) {
 	v := newIntrospection(as, &clock{t: testNow}, zap.NewNop())
 	v.Issuers = []string{tenantTmpl}
 	v.Tenants = []string{"t-1", "t-2"}
+	mustStart(t, v)
 	for i, tc := range []struct {
 		name, members string
 		want          Reason // NumReasons: accepted, with Issuer == iss
@@ -76,6 +77,7 @@ func TestIntrospectionTenantIssuer(t *testing.T) {
 func TestIntrospectionIssuerWithoutTemplate(t *testing.T) {
 	as := newFakeAS(t, AuthClientSecretBasic)
 	v := newIntrospection(as, &clock{t: testNow}, zap.NewNop())
+	mustStart(t, v)
 	as.answer("no-iss", tenantAnswer(``))
 	if id, err := v.Verify(context.Background(), "no-iss", nil); err != nil || id.Issuer != testIss {
 		t.Errorf("answer without iss: %v %v, want the one issuer", id, err)
@@ -109,6 +111,7 @@ func TestRecheckIssuer(t *testing.T) {
 			as := newFakeAS(t, AuthClientSecretBasic)
 			v := newIntrospection(as, &clock{t: testNow}, zap.NewNop())
 			v.Issuers = tc.issuers
+			mustStart(t, v)
 			as.answer("jwt", tenantAnswer(tc.members))
 			local := &Identity{Issuer: tc.tokenIss, Subject: "alice", Expiry: testNow.Add(time.Hour)}
 			id, err := v.Recheck(context.Background(), "jwt", local)
@@ -133,6 +136,7 @@ func TestDuplicateDecidingMembers(t *testing.T) {
 	as := newFakeAS(t, AuthClientSecretBasic)
 	iv := newIntrospection(as, &clock{t: testNow}, zap.NewNop())
 	iv.ScopeClaims = v.ScopeClaims
+	mustStart(t, iv)
 	hdr := `{"alg":"ES256","kid":"k1","typ":"at+jwt"}`
 	base := fmt.Sprintf(`"iss":%q,"aud":%q,"sub":"alice","exp":%d`, testIss, testRes, testNow.Add(time.Hour).Unix())
 	for i, tc := range []struct {

@@ -55,7 +55,7 @@ type KeySource interface {
 
 // VerificationKey is a public key that may be withdrawn later.
 type VerificationKey interface {
-	Key
+	Retirable
 	Public() crypto.PublicKey
 }
 
@@ -168,7 +168,7 @@ func (v *JWT) Verify(ctx context.Context, raw string, _ *http.Request) (*Identit
 		Confirmation: c.cnf,
 		claims:       &lazyClaims{src: p64},
 	}
-	id.keys = make([]Key, len(keys))
+	id.keys = make([]Retirable, len(keys))
 	for i, k := range keys {
 		id.keys[i] = k
 	}

@@ -49,18 +49,7 @@ const whoCaddyfile = globalOptions + `
 }
 `
 
-const whoJSON = `
-{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {
-		"http": {
-			"http_port": 9080,
-			"https_port": 9443,
-			"grace_period": 1,
-			"servers": {
-				"mcp": {
-					"listen": [":9080"],
-					"routes": [{
+var whoJSON = jsonEnvelope(`[{
 						"handle": [
 							{
 								"handler": "mcp_auth",
@@ -84,13 +73,7 @@ const whoJSON = `
 							},
 							{"handler": "reverse_proxy", "upstreams": [{"dial": "@UPSTREAM@"}]}
 						]
-					}]
-				}
-			}
-		}
-	}
-}
-`
+					}]`)
 
 const (
 	descClient = "The client is not allowed to access this resource."

@@ -1,12 +1,11 @@
-package mcpauth
+package policy
 
 import (
-	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
-
-	"errors"
-	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
+	"github.com/mcpauth/caddy-mcp-auth/internal/rfc3986"
 )
 
 // resource_uri patterns are matched against params.uri as a string, but MCP servers do not
@@ -35,21 +34,6 @@ import (
 // decoded, and for file: with ASCII letters folded and a trailing slash removed (path.resolve
 // drops it: an exact file: pattern covers the same path with a trailing slash). Matching more
 // URIs only ever adds requirements, so the extra matching fails closed.
-
-// Errors of the resource URI check. Each becomes a 400 invalid_request.
-var (
-	errURINotNormal = errors.New("resource URI is not in normal form")
-
-	errURIEmpty     = fmt.Errorf("%w: empty", errURINotNormal)
-	errURIChar      = fmt.Errorf("%w: a space, control, non-ASCII or unsafe character (\\ \" < > ` { }, or a second #)", errURINotNormal)
-	errURIScheme    = fmt.Errorf("%w: no scheme in lowercase", errURINotNormal)
-	errURIEscape    = fmt.Errorf("%w: a percent-escape that is malformed, in lowercase, or encodes an unreserved character, /, \\ or NUL", errURINotNormal)
-	errURIAuthority = fmt.Errorf("%w: host or port not in canonical form, or user information", errURINotNormal)
-	errURISlashes   = fmt.Errorf("%w: a special scheme without // and a host", errURINotNormal)
-	errURIPath      = fmt.Errorf("%w: a dot segment or an empty segment (//) in the path", errURINotNormal)
-	errURIFile      = fmt.Errorf("%w: a file: URI must be file:/// and a path, without host, query or fragment", errURINotNormal)
-	errURIQuote     = fmt.Errorf("%w: a ' in the query of a special scheme", errURINotNormal)
-)
 
 // resourceURIMethod reports whether params.uri of method names a resource that
 // resource_uri rules apply to (MCP: resources/read, resources/subscribe, resources/unsubscribe).
@@ -182,8 +166,8 @@ func checkEscapes(s string, file bool) error {
 		if i+2 >= len(s) {
 			return errURIEscape
 		}
-		hi, ok1 := upperHex(s[i+1])
-		lo, ok2 := upperHex(s[i+2])
+		hi, ok1 := rfc3986.UpperHexVal(s[i+1])
+		lo, ok2 := rfc3986.UpperHexVal(s[i+2])
 		if !ok1 || !ok2 {
 			return errURIEscape
 		}
@@ -195,28 +179,12 @@ func checkEscapes(s string, file bool) error {
 			if !file {
 				return errURIEscape
 			}
-		case unreserved(c):
+		case rfc3986.Unreserved(c):
 			return errURIEscape
 		}
 		i += 2
 	}
 	return nil
-}
-
-func upperHex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
-
-// unreserved is RFC 3986 §2.3 unreserved.
-func unreserved(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		c == '-' || c == '.' || c == '_' || c == '~'
 }
 
 // checkAuthority checks host and port of a URI other than file:. User information is refused:
@@ -337,7 +305,7 @@ func checkDomain(host string) error {
 func checkOpaqueHost(host string) error {
 	for i := 0; i < len(host); i++ {
 		c := host[i]
-		if unreserved(c) || c == '%' || strings.IndexByte("!$&'()*+,;=", c) >= 0 {
+		if rfc3986.Unreserved(c) || c == '%' || strings.IndexByte("!$&'()*+,;=", c) >= 0 {
 			continue
 		}
 		return errURIAuthority
@@ -392,8 +360,8 @@ func appendURIKey(dst []byte, s string, file bool) []byte {
 	for i := 0; i < n; i++ {
 		c := s[i]
 		if c == '%' && i+2 < n {
-			hi, ok1 := hexVal(s[i+1])
-			lo, ok2 := hexVal(s[i+2])
+			hi, ok1 := rfc3986.HexVal(s[i+1])
+			lo, ok2 := rfc3986.HexVal(s[i+2])
 			if ok1 && ok2 {
 				c = hi<<4 | lo
 				i += 2
@@ -407,21 +375,11 @@ func appendURIKey(dst []byte, s string, file bool) []byte {
 	return dst
 }
 
-func hexVal(c byte) (byte, bool) {
-	if v, ok := upperHex(c); ok {
-		return v, true
-	}
-	if 'a' <= c && c <= 'f' {
-		return c - 'a' + 10, true
-	}
-	return 0, false
-}
-
-// checkURIPattern refuses at load a resource_uri pattern that no URI in normal form could
+// CheckURIPattern refuses at load a resource_uri pattern that no URI in normal form could
 // match as written. An exact pattern must itself be in normal form. A glob is checked for
 // what can be judged piece by piece: characters, escapes, the scheme, and for file: the
 // file:/// prefix, empty and dot segments, query and fragment.
-func checkURIPattern(p string) error {
+func CheckURIPattern(p string) error {
 	if !strings.Contains(p, "*") {
 		return checkResourceURI(p)
 	}

@@ -1,4 +1,4 @@
-package mcpauth
+package policy
 
 import (
 	"reflect"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestPolicySatisfiedBy(t *testing.T) {
+func TestRequirementMetBy(t *testing.T) {
 	tests := []struct {
 		name    string
 		allOf   []string
@@ -35,8 +35,8 @@ func TestPolicySatisfiedBy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newPolicy(tt.allOf, tt.anyOf, "")
-			if got := p.satisfiedBy(strings.Fields(tt.granted)); got != tt.want {
+			p := requirement{allOf: tt.allOf, anyOf: tt.anyOf}
+			if got := p.metBy(strings.Fields(tt.granted)); got != tt.want {
 				t.Errorf("satisfiedBy(%q) = %v, want %v", tt.granted, got, tt.want)
 			}
 		})
@@ -58,7 +58,7 @@ func TestChallengeScope(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := newPolicy(tt.allOf, tt.anyOf, "").challengeScope()
+			got := requirement{allOf: tt.allOf, anyOf: tt.anyOf}.challengeScope()
 			if len(got) == 0 && len(tt.want) == 0 {
 				return
 			}
@@ -70,7 +70,7 @@ func TestChallengeScope(t *testing.T) {
 	// The challenge must not alias the policy: appending to it must not change the policy.
 	allOf := make([]string, 1, 4)
 	allOf[0] = "a"
-	p := newPolicy(allOf, []string{"x"}, "")
+	p := requirement{allOf: allOf, anyOf: []string{"x"}}
 	_ = p.challengeScope()
 	if got := p.challengeScope(); !reflect.DeepEqual(got, []string{"a", "x"}) {
 		t.Errorf("second challengeScope = %q", got)
@@ -79,34 +79,3 @@ func TestChallengeScope(t *testing.T) {
 		t.Errorf("challengeScope changed the policy: %q", p.allOf)
 	}
 }
-
-func TestValidScopeToken(t *testing.T) {
-	valid := []string{
-		"a", "mcp:read", "https://graph.microsoft.com/.default", "api://x/y.z", "!", "~",
-		"#", "[", "]", "a=b&c", "{}", "offline_access", "'quoted'",
-	}
-	for _, s := range valid {
-		if !validScopeToken(s) {
-			t.Errorf("%q refused", s)
-		}
-	}
-	invalid := []string{
-		"", " ", "a b", "a\tb", "a\nb", `"a"`, `a\b`, "a\x7f", "a\x00", "é", "a\x80",
-		"\x20", "\x22", "\x5c",
-	}
-	for _, s := range invalid {
-		if validScopeToken(s) {
-			t.Errorf("%q accepted", s)
-		}
-	}
-	// Every single byte: %x21 / %x23-5B / %x5D-7E.
-	for c := 0; c < 256; c++ {
-		want := c == 0x21 || (c >= 0x23 && c <= 0x5B) || (c >= 0x5D && c <= 0x7E)
-		if got := validScopeToken(string([]byte{byte(c)})); got != want {
-			t.Errorf("byte %#x: %v, want %v", c, got, want)
-		}
-	}
-}
-
-// TestScopeListOnlyScopeTokens: whatever the claim holds, every granted scope is a scope
-// token, and a string grants exactly its space-separated scope tokens.

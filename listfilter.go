@@ -1,11 +1,7 @@
 package mcpauth
 
 import (
-	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
-
 	"bufio"
-	"bytes"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mcpauth/caddy-mcp-auth/internal/mcpjson"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 )
 
 // filter_tools_list and filter_lists: the answer to a list request reaches the client without
@@ -35,12 +33,10 @@ import (
 // Only responses (messages without a method) whose result holds a list array of a filtered
 // kind are rewritten, and of those only the array and cacheScope: the rest keeps its bytes.
 
-// maxToolsListJSON bounds how much of a tools/list answer is held to be filtered: a whole
+// maxListAnswer bounds how much of a tools/list answer is held to be filtered: a whole
 // JSON answer, or one event of a stream. A larger JSON answer is refused with 502 rather than
 // passed unfiltered; a stream is cut off.
-const maxToolsListJSON = 32 << 20
-
-var errSSEEventTooLarge = errors.New("list filter: event stream event larger than 32 MiB")
+const maxListAnswer = 32 << 20
 
 type filterMode uint8
 
@@ -95,32 +91,34 @@ func trimMediaType(s string) string {
 	}
 }
 
-// toolsFilter wraps the response writer of a list request.
-type toolsFilter struct {
+// listFilter wraps the response writer of a list request.
+type listFilter struct {
 	*caddyhttp.ResponseWriterWrapper
-	lists   *mcpjson.ListFilter
-	mode    filterMode
-	status  int
-	buf     []byte // JSON: the body so far; SSE: the incomplete event
-	evStart int    // SSE: start of the first line not yet scanned of buf
-	started bool   // SSE: the byte-order marks at the start are dealt with
+	lists  *mcpjson.ListFilter
+	mode   filterMode
+	status int
+	buf    []byte            // JSON: the body so far
+	sse    mcpjson.SSEStream // SSE: the stream's framing and its incomplete event
 	// sseOnly marks the answer to a GET: clients read it as an event stream whatever its type,
 	// unless it is JSON (a POST redirected with 303 reads the answer to the GET as its own).
 	sseOnly bool
 }
 
-// newToolsFilter returns the writer that filters the lists of kinds for the caller.
-func newToolsFilter(w http.ResponseWriter, rules *ruleSet, c *caller, kinds mcpjson.ListKinds) *toolsFilter {
-	return &toolsFilter{
+// newListFilter returns the writer that filters the lists of kinds for the caller: an
+// entry stays when the policy would let the caller use it.
+func newListFilter(w http.ResponseWriter, p *policy.Policy, c *caller, kinds mcpjson.ListKinds) *listFilter {
+	f := &listFilter{
 		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		lists: &mcpjson.ListFilter{Kinds: kinds, Allowed: func(k mcpjson.ListKind, key string) bool {
-			return rules.entryAllowed(k, key, c)
+			return p.EntryAllowed(&c.subject, k, key)
 		}},
 	}
+	f.sse.Lists = f.lists
+	return f
 }
 
 // WriteHeader decides from the status and headers whether and how the body is filtered.
-func (f *toolsFilter) WriteHeader(status int) {
+func (f *listFilter) WriteHeader(status int) {
 	if f.mode != modeUndecided {
 		return
 	}
@@ -165,15 +163,16 @@ func (f *toolsFilter) WriteHeader(status int) {
 	f.ResponseWriter.WriteHeader(status)
 }
 
-func (f *toolsFilter) pass(status int) {
+func (f *listFilter) pass(status int) {
 	f.mode = modePass
 	f.ResponseWriter.WriteHeader(status)
 }
 
 // fail answers 502: the result could not be filtered, and must not reach the client whole.
-func (f *toolsFilter) fail() {
+func (f *listFilter) fail() {
 	f.mode = modeFailed
 	f.buf = nil
+	f.sse.Drop()
 	h := f.Header()
 	for k := range h {
 		delete(h, k)
@@ -186,7 +185,7 @@ func (f *toolsFilter) fail() {
 	_, _ = f.ResponseWriter.Write(body)
 }
 
-func (f *toolsFilter) Write(b []byte) (int, error) {
+func (f *listFilter) Write(b []byte) (int, error) {
 	if f.mode == modeUndecided {
 		f.WriteHeader(http.StatusOK)
 	}
@@ -198,14 +197,13 @@ func (f *toolsFilter) Write(b []byte) (int, error) {
 			f.fail()
 		}
 	case modeJSON:
-		if len(f.buf)+len(b) > maxToolsListJSON {
+		if len(f.buf)+len(b) > maxListAnswer {
 			f.fail()
 			return len(b), nil
 		}
 		f.buf = append(f.buf, b...)
 	case modeSSE:
-		f.buf = append(f.buf, b...)
-		if err := f.writeEvents(false); err != nil {
+		if err := f.writeEvents(b, false); err != nil {
 			return 0, err
 		}
 	}
@@ -213,31 +211,28 @@ func (f *toolsFilter) Write(b []byte) (int, error) {
 }
 
 // ReadFrom goes through Write, so that a copy cannot bypass the filter.
-func (f *toolsFilter) ReadFrom(r io.Reader) (int64, error) {
+func (f *listFilter) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(writerOnly{f}, r)
 }
 
 type writerOnly struct{ io.Writer }
 
-// errNoHijack refuses to hand over the connection of a filtered answer.
-var errNoHijack = errors.New("list filter: the connection of a filtered answer cannot be taken over")
-
 // Hijack refuses: a hijacked connection is written to past the filter (reverse_proxy does so
 // after a 101). http.ResponseController asks the outermost writer first, so the refusal holds
 // for every handler below this one.
-func (f *toolsFilter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (f *listFilter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return nil, nil, errNoHijack
 }
 
 // Flush sends what is complete. A JSON answer is never partly sent.
-func (f *toolsFilter) Flush() {
+func (f *listFilter) Flush() {
 	if f.mode == modePass || f.mode == modeSSE {
 		_ = http.NewResponseController(f.ResponseWriter).Flush()
 	}
 }
 
 // finish sends what the filter still holds, once the next handler returned.
-func (f *toolsFilter) finish() {
+func (f *listFilter) finish() {
 	switch f.mode {
 	case modeHeld:
 		// No body came: there is nothing to read.
@@ -253,95 +248,35 @@ func (f *toolsFilter) finish() {
 		f.ResponseWriter.WriteHeader(f.status)
 		_, _ = f.ResponseWriter.Write(out)
 	case modeSSE:
-		if f.writeEvents(true) == nil {
-			f.writeTail()
+		if f.writeEvents(nil, true) == nil {
+			if b := f.sse.Tail(); len(b) > 0 {
+				_ = f.Send(b)
+			}
 		}
 	}
 }
 
-// writeEvents sends every complete event in buf, filtered, each flushed on its own so the
-// stream keeps its pace; the rest stays in buf.
-//
-// Clients split an event stream into lines differently: WHATWG parsers (eventsource-parser)
-// end a line at CR, LF or CRLF, the Go SDK at LF only, keeping a lone CR inside the line. A
-// lone CR is therefore sent as LF, so that every client sees the lines the filter read.
-func (f *toolsFilter) writeEvents(final bool) error {
-	if !f.started && !f.dropBOMs(final) {
-		return nil
+// writeEvents feeds b to the event stream, which sends every complete event, filtered; an
+// event that outgrows maxListAnswer cuts the stream off.
+func (f *listFilter) writeEvents(b []byte, final bool) error {
+	if err := f.sse.Feed(b, final, f); err != nil {
+		return err
 	}
-	start, i := 0, f.evStart
-	for i < len(f.buf) {
-		j := bytes.IndexAny(f.buf[i:], "\r\n")
-		if j < 0 {
-			break
-		}
-		le := i + j
-		next := le + 1
-		if f.buf[le] == '\r' {
-			if next == len(f.buf) && !final {
-				break // a '\n' may follow in the next write
-			}
-			if next < len(f.buf) && f.buf[next] == '\n' {
-				next++
-			} else {
-				f.buf[le] = '\n'
-			}
-		}
-		switch {
-		case i == start && le > i && f.buf[i] == ':':
-			// A comment outside an event (a keep-alive) carries no data: it passes at once.
-			if err := f.send(f.buf[i:next]); err != nil {
-				return err
-			}
-			start = next
-		case le == i: // an empty line ends the event
-			if ev := mcpjson.FilterSSEEvent(f.buf[start:next], f.lists); len(ev) > 0 {
-				if err := f.send(ev); err != nil {
-					return err
-				}
-			}
-			start = next
-		}
-		i = next
-	}
-	if start > 0 {
-		f.buf = append(f.buf[:0], f.buf[start:]...)
-		i -= start
-	}
-	f.evStart = i
-	if len(f.buf) > maxToolsListJSON {
+	if f.sse.Held() > maxListAnswer {
 		// The status is sent: the stream can only be cut off.
 		f.mode = modeFailed
-		f.buf = nil
+		f.sse.Drop()
 		return errSSEEventTooLarge
 	}
 	return nil
 }
 
-// dropBOMs removes the byte-order marks at the start of the stream (mcpjson.TrimStreamBOMs).
-// It reports false while the start could still become a mark.
-func (f *toolsFilter) dropBOMs(final bool) bool {
-	var ok bool
-	f.buf, ok = mcpjson.TrimStreamBOMs(f.buf, final)
-	f.started = ok
-	return ok
-}
-
-// send writes b to the client and flushes it.
-func (f *toolsFilter) send(b []byte) error {
+// Send writes b to the client and flushes it, each event on its own so the stream keeps
+// its pace.
+func (f *listFilter) Send(b []byte) error {
 	if _, err := f.ResponseWriter.Write(b); err != nil {
 		return err
 	}
 	_ = http.NewResponseController(f.ResponseWriter).Flush()
 	return nil
-}
-
-// writeTail deals with what is left when the stream ends: an event without its empty line
-// (mcpjson.SSETail says what of it may pass).
-func (f *toolsFilter) writeTail() {
-	tail := f.buf
-	f.buf = nil
-	if b := mcpjson.SSETail(tail); len(b) > 0 {
-		_ = f.send(b)
-	}
 }

@@ -1,10 +1,13 @@
 package mcpauth
 
 import (
+	"encoding/json"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
 	"github.com/mcpauth/caddy-mcp-auth/internal/tokencache"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
@@ -17,17 +20,13 @@ const defaultTokenCacheSize = 10000
 // caller is a verified identity as the request path needs it. It is immutable once built, so
 // cached callers are shared by concurrent requests.
 type caller struct {
-	id     *verify.Identity
-	scope  string // the granted scopes, space-separated, for {http.auth.user.scope}
-	userID string // sub, else client_id
-	baseOK bool   // the handler's base scope policy is met
-	leeway time.Duration
-	// effective are the granted scopes as the policy reads them (scope_prefix, scope_implies).
-	effective []string
-	// condOK holds the client and claim conditions of the access policy that the caller
-	// meets; baseDeny is the denial of the first base condition it fails, or denyNone.
-	condOK   matchSet
-	baseDeny denial
+	identity *verify.Identity
+	// subject is what the policy judged of the token once: its effective scopes and the
+	// conditions it meets.
+	subject policy.Subject
+	scope   string // the granted scopes, space-separated, for {http.auth.user.scope}
+	userID  string // sub, else client_id
+	leeway  time.Duration
 	// tokenHash identifies a token without jti in audit events; set only when audit is on.
 	tokenHash string
 	// sessionAnchor binds the sessions of a token without sub and client (bind_sessions).
@@ -36,15 +35,9 @@ type caller struct {
 	provider caddy.ReplacerFunc
 }
 
-func newCaller(id *verify.Identity, p policy, a *accessPolicy, leeway time.Duration) *caller {
-	c := &caller{id: id, leeway: leeway, effective: id.Scopes, baseDeny: denyNone}
+func newCaller(id *verify.Identity, p *policy.Policy, leeway time.Duration) *caller {
+	c := &caller{identity: id, subject: p.NewSubject(id), leeway: leeway}
 	c.scope = strings.Join(id.Scopes, " ")
-	if a != nil {
-		c.effective = a.effectiveScopes(id.Scopes)
-		a.evaluate(id, &c.condOK)
-		c.baseDeny = a.firstFailed(a.base, &c.condOK)
-	}
-	c.baseOK = p.satisfiedBy(c.effective)
 	c.userID = id.Subject
 	if c.userID == "" {
 		c.userID = id.ClientID
@@ -53,12 +46,8 @@ func newCaller(id *verify.Identity, p policy, a *accessPolicy, leeway time.Durat
 	return c
 }
 
-// granted is the caller's scopes as the policy reads them: with the implied ones, and in
-// both forms when scope_prefix is set.
-func (c *caller) granted() []string { return c.effective }
-
 // StillValid is asked by the cache before it serves the caller.
-func (c *caller) StillValid(now time.Time) bool { return c.id.StillValid(now, c.leeway) }
+func (c *caller) StillValid(now time.Time) bool { return c.identity.StillValid(now, c.leeway) }
 
 // placeholder resolves {http.auth.user.*} and {http.auth.mcp.claim.*}.
 func (c *caller) placeholder(key string) (any, bool) {
@@ -70,17 +59,42 @@ func (c *caller) placeholder(key string) (any, bool) {
 	case "user.id":
 		return c.userID, true
 	case "user.client_id":
-		return c.id.ClientID, true
+		return c.identity.ClientID, true
 	case "user.scope":
 		return c.scope, true
 	case "user.iss":
-		return c.id.Issuer, true
+		return c.identity.Issuer, true
 	}
 	if name, ok := strings.CutPrefix(rest, "mcp.claim."); ok {
-		v, _ := c.id.ClaimOnce(name)
+		v, _ := c.identity.ClaimOnce(name)
 		return claimString(v), true
 	}
 	return nil, false
+}
+
+// claimString formats a claim for a placeholder: strings as is, numbers and booleans
+// formatted, arrays space-joined.
+func claimString(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(v)
+	case nil:
+		return ""
+	case []any:
+		parts := make([]string, 0, len(v))
+		for _, e := range v {
+			parts = append(parts, claimString(e))
+		}
+		return strings.Join(parts, " ")
+	case map[string]any:
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+	return ""
 }
 
 type tokenCache = tokencache.Cache[*caller]

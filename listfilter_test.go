@@ -34,9 +34,9 @@ func (f *flushRecorder) Flush() {
 	f.ResponseRecorder.Flush()
 }
 
-func newFilterFor(allowed ...string) (*toolsFilter, *flushRecorder) {
+func newFilterFor(allowed ...string) (*listFilter, *flushRecorder) {
 	rec := &flushRecorder{ResponseRecorder: httptest.NewRecorder()}
-	f := newToolsFilter(rec, nil, nil, mcpjson.Of(mcpjson.ListTools))
+	f := newListFilter(rec, nil, nil, mcpjson.KindsOf(mcpjson.ListTools))
 	only := allowOnly(allowed...)
 	f.lists.Allowed = func(_ mcpjson.ListKind, name string) bool { return only(name) }
 	return f, rec
@@ -119,12 +119,12 @@ func TestToolsFilterJSON(t *testing.T) {
 }
 
 func TestToolsFilterFailsClosed(t *testing.T) {
-	cases := map[string]func(f *toolsFilter){
-		"invalid JSON": func(f *toolsFilter) {
+	cases := map[string]func(f *listFilter){
+		"invalid JSON": func(f *listFilter) {
 			f.Header().Set("Content-Type", "application/json")
 			_, _ = f.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete"}]`))
 		},
-		"compressed": func(f *toolsFilter) {
+		"compressed": func(f *listFilter) {
 			f.Header().Set("Content-Type", "application/json")
 			f.Header().Set("Content-Encoding", "gzip")
 			_, _ = f.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete"}]}}`))

@@ -1,0 +1,504 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
+)
+
+// The red team's review of issue 18 as merged: attacks on the introspection flood limits,
+// the answers shared across reloads, and the DPoP origin, each through a real Caddy.
+
+// rateCaddyfile is floodCaddyfile with a small max_rate, so that a test drains the total
+// bucket with a few requests; X-Forwarded-For from the loopback speaks for the client.
+const rateCaddyfile = `
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+	servers {
+		trusted_proxies static 127.0.0.0/8
+	}
+}
+
+:9080 {
+	mcp_auth {
+		resource https://mcp.example.com/mcp
+		authorization_servers @ISSUER@
+		scopes mcp:read
+		introspection {
+			endpoint @ISSUER@/introspect
+			client_id mcp-rs
+			client_secret {env.MCP_ITEST_RS_SECRET}
+			max_rate 4
+		}
+	}
+	respond "ok {http.auth.user.id}"
+}
+`
+
+// TestAttackFloodFromFreshIPv6Prefixes: fresh IPv6 /64s are free (a tunnel broker routes a
+// /48, 65,536 of them, to anyone), so an attacker can spend each /64 on one made-up token
+// before it is marked suspect. Every token then comes from a "clean" address and takes from
+// the lower half of the total rate, which is kept for real tokens: the half is drained, and
+// a real token's first request from elsewhere gets 503. Once two /64s of a /48 are suspect,
+// the /48 is: its other /64s may use only the upper half, and the real token is served.
+func TestAttackFloodFromFreshIPv6Prefixes(t *testing.T) {
+	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
+	real := randomToken()
+	as := newFloodAS(t, real)
+	as.delay.Store(1) // made-up tokens are answered inactive at once, not held
+	startCaddy(t, render(rateCaddyfile, map[string]string{"ISSUER": as.URL}), "caddyfile")
+
+	// The flood goes on until the resource sheds it (the rate it may use is drained).
+	shed := false
+	for i := range 200 {
+		from := fmt.Sprintf("2001:db8:77:%x::1", i+1) // a fresh /64 of one /48 each time
+		code, retry, _ := floodSend(http.DefaultClient, randomToken(), from)
+		if code == http.StatusServiceUnavailable {
+			if retry == "" {
+				t.Fatal("503 without Retry-After")
+			}
+			shed = true
+			break
+		}
+		if code != http.StatusUnauthorized {
+			t.Fatalf("made-up token %d: status %d, want 401 or 503", i, code)
+		}
+	}
+	if !shed {
+		t.Fatal("200 made-up tokens from one /48 were never shed")
+	}
+	// The real token's first request, from an address that never sent a made-up token.
+	code, _, body := floodSend(http.DefaultClient, real, "192.0.2.80")
+	if code != http.StatusOK || body != "ok real-user" {
+		t.Fatalf("real token during the flood: %d %q, want 200: the flood from one /48 drained the rate kept for real tokens", code, body)
+	}
+}
+
+// rejudgeCaddyfile is one site whose resource, accepted issuers and token cache a reload
+// changes; the introspection group (endpoint, client_id, scope claim) stays, so the answers
+// are shared across the reloads.
+const rejudgeCaddyfile = `
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+
+:9080 {
+	mcp_auth {
+		resource @RESOURCE@
+		authorization_servers @ISSUER@
+		issuers @ISSUERS@
+		scopes mcp:read
+		@CACHE@
+		introspection {
+			endpoint @ISSUER@/introspect
+			client_id mcp-rs
+			client_secret {env.MCP_ITEST_RS_SECRET}
+		}
+	}
+	respond "@BODY@ {http.auth.user.id}"
+}
+`
+
+// TestAttackReloadRejudgesSharedAnswers: the introspection answers outlive a reload, so a
+// reload that narrows what is accepted must apply to them at once: the answer accepted under
+// config A is judged again under config B (another audience; then another issuer) and
+// refused, without a new call; config A again accepts it, still from the shared answer. A
+// made-up token's inactive answer stays a refusal across a reload.
+func TestAttackReloadRejudgesSharedAnswers(t *testing.T) {
+	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
+	real := randomToken()
+	as := newFloodAS(t, real)
+	as.delay.Store(1) // made-up tokens are answered inactive at once
+	vars := func(body, res, iss string) string {
+		return render(rejudgeCaddyfile, map[string]string{
+			"ISSUER": as.URL, "ISSUERS": iss, "RESOURCE": res, "BODY": body, "CACHE": "",
+		})
+	}
+	tc := startCaddy(t, vars("a", resource, as.URL), "caddyfile")
+	if code, _, body := floodSend(http.DefaultClient, real, ""); code != http.StatusOK || body != "a real-user" {
+		t.Fatalf("config A: %d %q", code, body)
+	}
+	madeUp := randomToken()
+	if code, _, _ := floodSend(http.DefaultClient, madeUp, ""); code != http.StatusUnauthorized {
+		t.Fatalf("made-up token under config A: %d, want 401", code)
+	}
+	calls := as.calls.Load()
+
+	for _, c := range []struct{ name, res, iss string }{
+		{"another audience", "https://other.example.com/mcp", as.URL},
+		{"another issuer", resource, "https://issuer.example.net"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tc.InitServer(vars("b", c.res, c.iss), "caddyfile")
+			code, body := sendUntil(t, real, "b")
+			if code != http.StatusUnauthorized {
+				t.Fatalf("the answer accepted under config A, under config B (%s): %d %q, want 401", c.name, code, body)
+			}
+			if n := as.calls.Load(); n != calls {
+				t.Errorf("%d calls at the authorization server, want %d: the shared answer was not the one judged", n, calls)
+			}
+		})
+	}
+
+	tc.InitServer(vars("a2", resource, as.URL), "caddyfile")
+	if code, body := sendUntil(t, real, "a2"); code != http.StatusOK || body != "a2 real-user" {
+		t.Fatalf("config A again: %d %q, want 200", code, body)
+	}
+	if code, _, _ := floodSend(http.DefaultClient, madeUp, ""); code != http.StatusUnauthorized {
+		t.Fatalf("made-up token after the reloads: %d, want 401", code)
+	}
+	if n := as.calls.Load(); n != calls {
+		t.Errorf("%d calls at the authorization server, want %d (both answers shared)", n, calls)
+	}
+}
+
+// TestAttackTokenCacheSizeZeroAsksEveryTime: token_cache_size 0 turns the verified-token
+// cache off, and the shared answers with it: every request asks the authorization server
+// (revocation takes effect at once), across a reload too.
+func TestAttackTokenCacheSizeZeroAsksEveryTime(t *testing.T) {
+	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
+	real := randomToken()
+	as := newFloodAS(t, real)
+	cfg := func(body string) string {
+		return render(rejudgeCaddyfile, map[string]string{
+			"ISSUER": as.URL, "ISSUERS": as.URL, "RESOURCE": resource, "BODY": body, "CACHE": "token_cache_size 0",
+		})
+	}
+	tc := startCaddy(t, cfg("a"), "caddyfile")
+	for i := range 3 {
+		if code, _, body := floodSend(http.DefaultClient, real, ""); code != http.StatusOK || body != "a real-user" {
+			t.Fatalf("request %d: %d %q", i, code, body)
+		}
+		if n := as.realSeen.Load(); n != int64(i+1) {
+			t.Fatalf("after %d requests, %d calls: an answer was cached with token_cache_size 0", i+1, n)
+		}
+	}
+	tc.InitServer(cfg("b"), "caddyfile")
+	if code, body := sendUntil(t, real, "b"); code != http.StatusOK {
+		t.Fatalf("after the reload: %d %q", code, body)
+	}
+	seen := as.realSeen.Load()
+	if code, _, _ := floodSend(http.DefaultClient, real, ""); code != http.StatusOK || as.realSeen.Load() != seen+1 {
+		t.Fatalf("after the reload: %d, calls %d then %d: want one call per request", code, seen, as.realSeen.Load())
+	}
+}
+
+// twoSitesCaddyfile: two sites of different resources ask one authorization server as one
+// client, so they share the answers.
+const twoSitesCaddyfile = `
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+
+http://one.localhost:9080 {
+	mcp_auth {
+		resource https://mcp.example.com/mcp
+		authorization_servers @ISSUER@
+		scopes mcp:read
+		introspection {
+			endpoint @ISSUER@/introspect
+			client_id mcp-rs
+			client_secret {env.MCP_ITEST_RS_SECRET}
+		}
+	}
+	respond "one {http.auth.user.id}"
+}
+
+http://two.localhost:9080 {
+	mcp_auth {
+		resource https://two.example.com/mcp
+		authorization_servers @ISSUER@
+		scopes mcp:read
+		introspection {
+			endpoint @ISSUER@/introspect
+			client_id mcp-rs
+			client_secret {env.MCP_ITEST_RS_SECRET}
+		}
+	}
+	respond "two {http.auth.user.id}"
+}
+`
+
+// hostSend sends a token to /mcp of the site named host.
+func hostSend(t *testing.T, host, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", nil)
+	req.Host = host
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestAttackSharedAnswersAcrossSites: an answer that site one accepted (its aud is site one's
+// resource) is held in the cache both sites share; at site two it is judged with site two's
+// audience and refused, in either order of first use.
+func TestAttackSharedAnswersAcrossSites(t *testing.T) {
+	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
+	real := randomToken()
+	as := newFloodAS(t, real)
+	startCaddy(t, render(twoSitesCaddyfile, map[string]string{"ISSUER": as.URL}), "caddyfile")
+	if code, body := hostSend(t, "one.localhost:9080", real); code != http.StatusOK || body != "one real-user" {
+		t.Fatalf("site one: %d %q", code, body)
+	}
+	if code, body := hostSend(t, "two.localhost:9080", real); code != http.StatusUnauthorized {
+		t.Fatalf("site two, with the answer site one cached: %d %q, want 401 (aud is site one's)", code, body)
+	}
+	if n := as.realSeen.Load(); n != 1 {
+		t.Errorf("%d calls, want 1: the sites do not share the answer, so this test proves nothing", n)
+	}
+
+	other := randomToken()
+	as.mu.Lock()
+	as.real[other] = true
+	as.mu.Unlock()
+	if code, body := hostSend(t, "two.localhost:9080", other); code != http.StatusUnauthorized {
+		t.Fatalf("site two first: %d %q, want 401", code, body)
+	}
+	if code, body := hostSend(t, "one.localhost:9080", other); code != http.StatusOK || body != "one real-user" {
+		t.Fatalf("site one after site two refused the answer: %d %q, want 200", code, body)
+	}
+}
+
+// xffCaddyfile: max_in_flight 4, so each client address holds one slot.
+const xffCaddyfile = `
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+	@SERVERS@
+}
+
+:9080 {
+	mcp_auth {
+		resource https://mcp.example.com/mcp
+		authorization_servers @ISSUER@
+		scopes mcp:read
+		introspection {
+			endpoint @ISSUER@/introspect
+			client_id mcp-rs
+			client_secret {env.MCP_ITEST_RS_SECRET}
+			max_in_flight 4
+			timeout 30s
+		}
+	}
+	respond "ok {http.auth.user.id}"
+}
+`
+
+// TestAttackForwardedForSpoofing: the per-address shares are only as good as the client
+// address. Without trusted_proxies, X-Forwarded-For is the client's own say and is not read:
+// made-up tokens "from" fresh addresses all count against the connection's address, whose
+// share (one slot) the first one holds. Behind a proxy that appends the address it saw,
+// Caddy's default reading of X-Forwarded-For takes the left-most entry, which the client
+// wrote (then the attacker's second made-up token below takes a fresh share, and the first
+// one spends the victim's); trusted_proxies_strict takes the right-most untrusted one, which
+// the proxy wrote, so an attacker can neither spread its flood over made-up addresses nor
+// spend a victim's share by naming its address. (docs/configuration.md says to set it.)
+func TestAttackForwardedForSpoofing(t *testing.T) {
+	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
+	client := &http.Client{Timeout: time.Minute}
+	hold := func(t *testing.T, as *floodAS, xff string) {
+		t.Helper()
+		done := make(chan int, 1)
+		go func() {
+			code, _, _ := floodSend(client, randomToken(), xff)
+			done <- code
+		}()
+		select {
+		case <-as.arrived:
+		case code := <-done:
+			t.Fatalf("made-up token from %q: %d, want its call held at the server", xff, code)
+		case <-time.After(time.Minute):
+			t.Fatal("the made-up token's call never reached the server")
+		}
+	}
+
+	t.Run("no_trusted_proxies", func(t *testing.T) {
+		real := randomToken()
+		as := newFloodAS(t, real)
+		startCaddy(t, render(xffCaddyfile, map[string]string{"ISSUER": as.URL, "SERVERS": ""}), "caddyfile")
+		hold(t, as, "198.51.100.1")
+		before := as.calls.Load()
+		for i := range 5 {
+			code, retry, _ := floodSend(client, randomToken(), fmt.Sprintf("198.51.100.%d", 10+i))
+			if code != http.StatusServiceUnavailable || retry == "" {
+				t.Fatalf("made-up token %d from a forwarded address: %d (Retry-After %q), want 503 at once: X-Forwarded-For gave a fresh share", i, code, retry)
+			}
+		}
+		if n := as.calls.Load() - before; n != 0 {
+			t.Errorf("%d more calls reached the server", n)
+		}
+		as.release()
+	})
+
+	t.Run("trusted_proxies_strict", func(t *testing.T) {
+		real := randomToken()
+		as := newFloodAS(t, real)
+		servers := "servers {\n\t\ttrusted_proxies static 127.0.0.0/8\n\t\ttrusted_proxies_strict\n\t}"
+		startCaddy(t, render(xffCaddyfile, map[string]string{"ISSUER": as.URL, "SERVERS": servers}), "caddyfile")
+		// The attacker (203.0.113.7, appended by the proxy) names the victim's address first.
+		hold(t, as, "192.0.2.66, 203.0.113.7")
+		before := as.calls.Load()
+		code, _, _ := floodSend(client, randomToken(), "192.0.2.67, 203.0.113.7")
+		if code != http.StatusServiceUnavailable || as.calls.Load() != before {
+			t.Fatalf("second made-up token from the attacker, naming another address: %d, want 503 at once (its share is held)", code)
+		}
+		// The victim's real token, through the same proxy.
+		if code, _, body := floodSend(client, real, "192.0.2.66"); code != http.StatusOK || body != "ok real-user" {
+			t.Fatalf("victim's real token: %d %q, want 200: the attacker spent the victim's share", code, body)
+		}
+		as.release()
+	})
+}
+
+// preflightUpgradeCaddyfile: mcp_auth without rules (@RULES@ adds them) in front of an
+// upstream that switches protocols when asked, as a server with a WebSocket transport, or
+// Go's h2c handler, does.
+const preflightUpgradeCaddyfile = globalOptions + `
+
+:9080 {
+	mcp_auth {
+		resource              https://mcp.example.com/mcp
+		authorization_servers https://auth.example.com
+		jwks_url              @JWKS@
+		scopes                mcp:read
+		@RULES@
+	}
+	reverse_proxy @UPSTREAM@
+}
+`
+
+// TestAttackPreflightUpgrade: a CORS preflight passes to the next handler without a token,
+// and reverse_proxy carries an Upgrade on any method. An OPTIONS request with Origin and
+// Access-Control-Request-Method that also asks to upgrade was let through unauthenticated,
+// and the upstream's 101 gave the client a tunnel to the MCP server with no token at all
+// (WebSocket, or h2c: then any request inside it). No browser's preflight asks to upgrade
+// (or carries a method override, or credentials), so such a request is not a preflight: it
+// is authenticated like any other, and without a valid token it gets 401.
+func TestAttackPreflightUpgrade(t *testing.T) {
+	s := newSetup(t)
+	for _, rules := range []string{"", "tool delete_* {\n\t\t\tscopes mcp:admin\n\t\t}\n\t\tfilter_tools_list"} {
+		name := "no_rules"
+		if rules != "" {
+			name = "rules"
+		}
+		t.Run(name, func(t *testing.T) {
+			up, hits := switchingUpstream(t)
+			startCaddy(t, render(preflightUpgradeCaddyfile, map[string]string{"JWKS": s.jwks.URL + "/jwks",
+				"UPSTREAM": strings.TrimPrefix(up.URL, "http://"), "RULES": rules}), "caddyfile")
+			for _, c := range []struct{ name, extra string }{
+				{"websocket", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"},
+				{"h2c", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"},
+				{"method override", "X-HTTP-Method-Override: GET\r\nConnection: close\r\n"},
+				{"credentials", "Authorization: Bearer forged-token-never-verified\r\nConnection: close\r\n"},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					before := hits.Load()
+					req := "OPTIONS /mcp HTTP/1.1\r\nHost: localhost:9080\r\nOrigin: https://evil.example\r\n" +
+						"Access-Control-Request-Method: POST\r\n" + c.extra + "\r\n"
+					resp, raw := rawExchange(t, req, false)
+					if resp.StatusCode != http.StatusUnauthorized {
+						t.Fatalf("preflight with %s: %d, want 401\n%.300q", c.name, resp.StatusCode, raw)
+					}
+					if n := hits.Load() - before; n != 0 {
+						t.Fatalf("the upstream got %d unauthenticated requests", n)
+					}
+				})
+			}
+			// Control: a real preflight still passes without a token.
+			resp, raw := rawExchange(t, "OPTIONS /mcp HTTP/1.1\r\nHost: localhost:9080\r\nOrigin: https://app.example\r\n"+
+				"Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n", true)
+			if resp.StatusCode == http.StatusUnauthorized || hits.Load() == 0 {
+				t.Fatalf("a plain preflight: %d, upstream hits %d: want it passed on\n%.300q", resp.StatusCode, hits.Load(), raw)
+			}
+		})
+	}
+}
+
+// TestAttackRealTokenShapesPassTheShapeCheck: the shape check refuses what cannot be a token
+// before any call; the opaque tokens real authorization servers issue must all reach the
+// server and pass, through Caddy.
+func TestAttackRealTokenShapesPassTheShapeCheck(t *testing.T) {
+	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
+	shapes := map[string]string{
+		"hydra":          "ory_at_" + randomToken() + "." + randomToken()[:43],
+		"oidc-provider":  randomToken(), // 32 random bytes, base64url: 43 characters
+		"github":         "gho_" + strings.Repeat("A1b2C3d4", 4) + "e5F6",
+		"uuid (WSO2)":    "3f2504e0-4f89-41d3-9a0c-0305e82c3301",
+		"google":         "ya29.a0AfB_byC" + randomToken() + "-" + randomToken(),
+		"zitadel base64": "dGhpcyBpcyBhIHRva2Vu+/" + randomToken() + "==",
+		"doorkeeper":     randomToken(),
+		"django (30)":    "aB3dE5gH7jK9mN1pQ3rS5tU7wX9yZ1",
+		"auth0 JWE":      "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0.." + randomToken() + "." + strings.Repeat(randomToken(), 8) + "." + randomToken()[:22],
+		"tilde":          "tok~" + randomToken(),
+	}
+	as := newFloodAS(t, "unused-real-token")
+	as.mu.Lock()
+	for _, tok := range shapes {
+		as.real[tok] = true
+	}
+	as.mu.Unlock()
+	startCaddy(t, render(floodCaddyfile, map[string]string{"ISSUER": as.URL, "TIMEOUT": "5s", "BODY": "ok"}), "caddyfile")
+	for name, tok := range shapes {
+		t.Run(name, func(t *testing.T) {
+			if code, _, body := floodSend(http.DefaultClient, tok, ""); code != http.StatusOK || body != "ok real-user" {
+				t.Fatalf("%d %q, want 200", code, body)
+			}
+		})
+	}
+	if n := as.realSeen.Load(); n != int64(len(shapes)) {
+		t.Errorf("%d calls for %d tokens", n, len(shapes))
+	}
+}
+
+// TestAttackDPoPResourcePortLeadingZeros: a resource written with a port such as "0443"
+// loads, and clients (the WHATWG URL parser of browser and Node SDKs) read it as 443, the
+// default, and write htu without it; every proof was refused, so DPoP never worked for that
+// resource. The port is compared as a number.
+func TestAttackDPoPResourcePortLeadingZeros(t *testing.T) {
+	s := newSetup(t)
+	cfg, _ := s.dpopConfig("caddyfile", "dpop", "", false)
+	const res = "https://mcp.example.com:0443/mcp"
+	cfg = strings.Replace(cfg, "resource              "+resource, "resource              "+res, 1)
+	tc := startCaddy(t, cfg, "caddyfile")
+	client := jwttest.New(t, "", "ES256")
+	c := claims(res, "mcp:read")
+	c["cnf"] = map[string]any{"jkt": client.Thumbprint()}
+	token := s.rsaKey.Token(t, c, nil)
+	for _, htu := range []string{"https://mcp.example.com/mcp", "https://mcp.example.com:443/mcp", res} {
+		if code, _, body := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token,
+			proofs: []string{client.Proof(t, http.MethodPost, htu, token, time.Now().Unix())}}); code != http.StatusOK {
+			t.Errorf("proof with htu %s: %d %q, want 200", htu, code, body)
+		}
+	}
+	for _, htu := range []string{"https://mcp.example.com:4430/mcp", "https://mcp.example.com:1443/mcp", "http://mcp.example.com:0443/mcp"} {
+		if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token,
+			proofs: []string{client.Proof(t, http.MethodPost, htu, token, time.Now().Unix())}}); code != http.StatusUnauthorized {
+			t.Errorf("proof with htu %s: %d, want 401", htu, code)
+		}
+	}
+}
