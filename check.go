@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -51,16 +50,24 @@ Exit status: 0 allowed, 1 refused (503 included), 2 configuration or usage error
 			check := &cobra.Command{
 				Use:   "check --config <file> --token <token|-> [flags]",
 				Short: "Explains what mcp_auth decides for an access token",
-				Args:  cobra.NoArgs,
-				RunE: caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+				RunE: func(c *cobra.Command, args []string) error {
+					if len(args) > 0 {
+						fmt.Fprintf(c.ErrOrStderr(), "mcp-auth check: unexpected argument %q (the token goes in --token)\n", args[0])
+						return exitCheck(c, 2)
+					}
+					fl := caddycmd.Flags{FlagSet: c.Flags()}
 					o := checkOptions{
 						config: fl.String("config"), adapter: fl.String("adapter"),
 						resource: fl.String("resource"), token: fl.String("token"),
 						method: fl.String("method"), name: fl.String("name"), json: fl.Bool("json"),
 					}
-					return runCheck(o, os.Stdin, os.Stdout, os.Stderr), nil
-				}),
+					return exitCheck(c, runCheck(o, c.InOrStdin(), c.OutOrStdout(), c.ErrOrStderr()))
+				},
 			}
+			check.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+				fmt.Fprintf(c.ErrOrStderr(), "mcp-auth check: %v (see caddy mcp-auth check --help)\n", err)
+				return exitCheck(c, 2)
+			})
 			check.Flags().StringP("config", "c", "", "Configuration file (Caddyfile or JSON)")
 			check.Flags().StringP("adapter", "a", "", "Name of the config adapter (inferred as caddy run does)")
 			check.Flags().String("resource", "", "Resource of the mcp_auth handler to check (required when there are several)")
@@ -71,6 +78,24 @@ Exit status: 0 allowed, 1 refused (503 included), 2 configuration or usage error
 			cmd.AddCommand(check)
 		},
 	})
+}
+
+// errCheckRefused ends `caddy mcp-auth check` with status 1: Caddy's Main exits 1 for any
+// error but its own exit status error. Its text is never printed (the command is silenced).
+var errCheckRefused = errors.New("refused")
+
+// exitCheck ends the command c with status code. runCheck printed all there is to say, so
+// cobra must add nothing: no "Error: ..." line, no usage. Status 2 rides on Caddy's exit
+// status error, which only its wrapper makes (for a status above 1, with no error to log).
+func exitCheck(c *cobra.Command, code int) error {
+	c.SilenceErrors, c.SilenceUsage = true, true
+	switch code {
+	case 0:
+		return nil
+	case 1:
+		return errCheckRefused
+	}
+	return caddycmd.WrapCommandFuncForCobra(func(caddycmd.Flags) (int, error) { return code, nil })(c, nil)
 }
 
 // checkOptions are the flags of `caddy mcp-auth check`.

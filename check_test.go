@@ -3,7 +3,10 @@ package mcpauth
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -238,5 +241,73 @@ func TestCheckJSONConfigAndRegistration(t *testing.T) {
 	code, out, errOut := runCheckFor(t, checkOptions{config: path}, token)
 	if code != 0 || !strings.Contains(out, "decision   allowed") {
 		t.Errorf("JSON config: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// caddyMainEnv, when set, makes this test binary run Caddy's own main with the arguments
+// after its "--": TestCheckThroughCaddyMain runs `caddy mcp-auth check` as a user does, exit
+// status and all.
+const caddyMainEnv = "MCPAUTH_TEST_CADDY_MAIN"
+
+// TestCaddyMainHelper is not a test: it is the `caddy` process of TestCheckThroughCaddyMain.
+func TestCaddyMainHelper(t *testing.T) {
+	if os.Getenv(caddyMainEnv) == "" {
+		t.Skip("run by TestCheckThroughCaddyMain only")
+	}
+	os.Args = append([]string{"caddy"}, flag.Args()...)
+	caddycmd.Main() // exits
+}
+
+// TestCheckThroughCaddyMain runs the command through Caddy's main, as `caddy mcp-auth check`
+// runs: the exit status is 0 allowed, 1 refused, 2 for a configuration or usage error, and
+// Caddy's command line adds no "Error: exiting with status N" line of its own.
+func TestCheckThroughCaddyMain(t *testing.T) {
+	k := jwttest.New(t, "demo-key", "ES256")
+	cfg := demoConfig(t, k, "")
+	atJWT := map[string]any{"typ": "at+jwt"}
+	good := k.Token(t, demoClaims("mcp:read"), atJWT)
+	expired := demoClaims("mcp:read")
+	expired["exp"] = time.Now().Add(-2 * time.Hour).Unix()
+	for _, c := range []struct {
+		name      string
+		args      []string
+		token     string
+		code      int
+		out, errs string // in stdout, in stderr
+	}{
+		{"allowed", []string{"--config", cfg, "--token", "-"}, good, 0, "decision   allowed", ""},
+		{"refused", []string{"--config", cfg, "--token", "-"}, k.Token(t, expired, atJWT), 1,
+			"decision   refused: 401 invalid_token (expired)", ""},
+		{"no such config", []string{"--config", filepath.Join(t.TempDir(), "nope"), "--token", "-"}, good, 2,
+			"", "mcp-auth check: loading"},
+		{"unknown flag", []string{"--config", cfg, "--tokn", "-"}, good, 2, "", "mcp-auth check: unknown flag: --tokn"},
+		{"an argument", []string{"--config", cfg, "stray"}, good, 2, "", `mcp-auth check: unexpected argument "stray"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestCaddyMainHelper$", "--", "mcp-auth", "check"}, c.args...)...)
+			cmd.Env = append(os.Environ(), caddyMainEnv+"=1")
+			cmd.Stdin = strings.NewReader(c.token + "\n")
+			var out, errOut bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errOut
+			err := cmd.Run()
+			code := 0
+			if ee, ok := errors.AsType[*exec.ExitError](err); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != c.code {
+				t.Errorf("exit status %d, want %d\nstdout:\n%s\nstderr:\n%s", code, c.code, out.String(), errOut.String())
+			}
+			if !strings.Contains(out.String(), c.out) || !strings.Contains(errOut.String(), c.errs) {
+				t.Errorf("want %q in stdout and %q in stderr\nstdout:\n%s\nstderr:\n%s", c.out, c.errs, out.String(), errOut.String())
+			}
+			if strings.Contains(errOut.String(), "Error:") {
+				t.Errorf("Caddy's command line added an error line:\n%s", errOut.String())
+			}
+			if strings.Contains(out.String()+errOut.String(), c.token) {
+				t.Error("the token is in the output")
+			}
+		})
 	}
 }
