@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -307,6 +311,95 @@ func TestCheckThroughCaddyMain(t *testing.T) {
 			}
 			if strings.Contains(out.String()+errOut.String(), c.token) {
 				t.Error("the token is in the output")
+			}
+		})
+	}
+}
+
+// TestCheckOpaqueTokenThroughIntrospection: an opaque token is asked of the authorization
+// server as the module asks it (its introspection endpoint, with the resource server's
+// credentials), and the output, line by line, says so: the call and its outcome, the scopes as
+// the policy reads them (scope_implies applied), the client and the decision. The token is
+// never printed.
+func TestCheckOpaqueTokenThroughIntrospection(t *testing.T) {
+	const (
+		active   = "opaque-active-2b7e151628aed2a6abf7158809cf4f3c"
+		inactive = "opaque-revoked-3ad77bb40d7a3660a89ecaf32466ef97"
+	)
+	var mu sync.Mutex
+	asked := map[string]int{}
+	as := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, secret, ok := r.BasicAuth(); !ok || id != "rs" || secret != "rs-secret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if err := r.ParseForm(); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		tok := r.PostForm.Get("token")
+		mu.Lock()
+		asked[tok]++
+		mu.Unlock()
+		ans := map[string]any{"active": false}
+		if tok == active {
+			ans = map[string]any{"active": true, "iss": "http://localhost:8080", "aud": "http://localhost:8080/mcp",
+				"sub": "opaque-user", "client_id": "opaque-app", "scope": "mcp:admin", "token_type": "Bearer",
+				"iat": checkNow.Unix(), "exp": checkNow.Add(time.Hour).Unix()}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(ans)
+	}))
+	t.Cleanup(as.Close)
+
+	k := jwttest.New(t, "demo-key", "ES256")
+	// The demo requires mcp:read; the token holds mcp:admin, which implies it.
+	cfg := demoConfig(t, k, "scope_implies mcp:admin mcp:read\n\t\tintrospection {\n\t\t\tendpoint "+as.URL+
+		"\n\t\t\tclient_id rs\n\t\t\tclient_secret rs-secret\n\t\t}")
+
+	for _, c := range []struct {
+		name  string
+		token string
+		code  int
+		want  [][2]string // every line, in order: step, detail
+	}{
+		{"active", active, 0, [][2]string{
+			{"token", "opaque (not a JWT): asked of the authorization server (introspection)"},
+			{"call", "introspect: ok"},
+			{"scopes", "granted (after scope_claim, scope_prefix, scope_implies): mcp:admin mcp:read"},
+			{"client", "opaque-app"},
+			{"decision", "allowed (200 from the server behind)"},
+		}},
+		{"inactive", inactive, 1, [][2]string{
+			{"token", "opaque (not a JWT): asked of the authorization server (introspection)"},
+			{"call", "introspect: ok"},
+			{"decision", "refused: 401 invalid_token (inactive_token)"},
+			{"challenge", `Bearer error="invalid_token", error_description="The access token is not active.", scope="mcp:read", resource_metadata="http://localhost:8080/.well-known/oauth-protected-resource/mcp"`},
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := runCheckFor(t, checkOptions{config: cfg}, c.token)
+			if code != c.code {
+				t.Fatalf("exit status %d, want %d\n%s%s", code, c.code, out, errOut)
+			}
+			lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+			if len(lines) != 2+len(c.want) {
+				t.Fatalf("%d lines, want %d:\n%s", len(lines), 2+len(c.want), out)
+			}
+			if lines[1] != fmt.Sprintf("%-10s %s", "resource", "http://localhost:8080/mcp") {
+				t.Errorf("line 2: %q", lines[1])
+			}
+			for i, w := range c.want {
+				if want := fmt.Sprintf("%-10s %s", w[0], w[1]); lines[2+i] != want {
+					t.Errorf("line %d: %q\nwant    %q", 3+i, lines[2+i], want)
+				}
+			}
+			// runCheckFor already failed the test had the token been in the output.
+			mu.Lock()
+			n := asked[c.token]
+			mu.Unlock()
+			if n != 1 {
+				t.Errorf("the authorization server was asked about the token %d times, want 1", n)
 			}
 		})
 	}
