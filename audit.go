@@ -192,8 +192,8 @@ func (c *caller) tokenID() string {
 
 // auditRecord returns the request's audit record when audit is on.
 func (ops *opPolicy) auditRecord(r *http.Request) *auditRecord {
-	if !ops.audit {
-		return nil
+	if !ops.audit && !spanRecording(r) {
+		return nil // the record is kept for audit events and for the request's span only
 	}
 	return auditRecordOf(r)
 }

@@ -279,6 +279,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.TokenExchange = new(TokenExchange)
 			err = h.TokenExchange.unmarshalCaddyfile(d)
+		case "store":
+			if seen[name] {
+				return d.Errf("store: given more than once")
+			}
+			if h.Store, err = unmarshalStore(d); err != nil {
+				return err
+			}
+			seen[name] = true
+			continue // the block is read
 		case "dpop":
 			if seen[name] {
 				return d.Errf("dpop: given more than once")

@@ -98,6 +98,22 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 	}`, `mcp_auth {
 		resource               https://mcp.example.com/mcp
 		authorization_servers  https://auth.example.com
+		skip_scopes
+		store redis {
+			address        redis-1:26379 redis-2:26379
+			master_name    mymaster
+			username       mcp
+			password       {env.REDIS_PASSWORD}
+			tls            ca /etc/caddy/redis-ca.pem
+			db             2
+			key_prefix     fleet-a:
+			timeout        250ms
+			on_error       open
+			encryption_key {env.MCP_STORE_KEY}
+		}
+	}`, `mcp_auth {
+		resource               https://mcp.example.com/mcp
+		authorization_servers  https://auth.example.com
 		scopes                 mcp:read
 		token_exchange {
 			endpoint      https://auth.example.com/token
@@ -155,6 +171,20 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 				set["introspection."+k] = true
 			}
 		}
+		var st struct {
+			Store struct {
+				Redis map[string]json.RawMessage `json:"redis"`
+			} `json:"store"`
+		}
+		if err := json.Unmarshal(raw, &st); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range st.Store.Redis {
+			set["store."+k] = true
+			if k == "tls" && strings.Contains(string(v), `"ca"`) {
+				set["store.ca"] = true
+			}
+		}
 		var nested struct {
 			DPoP          map[string]json.RawMessage `json:"dpop"`
 			TokenExchange map[string]json.RawMessage `json:"token_exchange"`
@@ -190,6 +220,16 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 			}
 			if !set[prefix+name] {
 				t.Errorf("JSON field %q (%s) is set by no Caddyfile subdirective in this test", prefix+name, f.Name)
+			}
+		}
+	}
+	// The store group, likewise.
+	for _, ht := range []reflect.Type{reflect.TypeFor[RedisStore](), reflect.TypeFor[StoreTLS]()} {
+		for i := range ht.NumField() {
+			f := ht.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if f.IsExported() && name != "" && !set["store."+name] {
+				t.Errorf("JSON field store.%q (%s) is set by no Caddyfile subdirective in this test", name, f.Name)
 			}
 		}
 	}

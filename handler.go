@@ -49,8 +49,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// token is refused.
 	var digest tokenDigest
 	td := &digest
+	// The record is kept for audit events and for the request's span, when Caddy's tracing
+	// records it.
 	var rec *auditRecord
-	if h.audit != nil {
+	if h.audit != nil || spanRecording(r) {
 		rec = &auditRecord{}
 		td = &rec.digest
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
@@ -118,7 +120,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	h.metrics.allowed.Inc()
-	if rec != nil {
+	traceDecision(r, denyNone)
+	if h.audit != nil {
 		if ce := h.audit.Check(zap.InfoLevel, "decision"); ce != nil {
 			h.writeAudit(ce, r, denyNone, rec)
 		}
@@ -165,6 +168,7 @@ func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, cha
 func (h *Handler) recordDenial(r *http.Request, d denial, err error) {
 	info := denials[d]
 	h.metrics.byDenial[d].Inc()
+	traceDecision(r, d)
 	if h.audit != nil {
 		h.auditDecision(r, d)
 	}
@@ -247,6 +251,11 @@ func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, td *token
 		if err := h.dpop.Remember(proof); err != nil {
 			return denyDPoPProof, err
 		}
+		if h.Store != nil {
+			if d, err := h.Store.claimProof(r.Context(), proof, h.leeway, h.now()); d != denyNone {
+				return d, err
+			}
+		}
 		if proof.NonceStale {
 			h.setDPoPNonce(w)
 		}
@@ -313,13 +322,13 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, td *token
 			c, ok = h.cache.GetBytes(hashed)
 		}
 		if ok {
-			h.metrics.cacheHit.Inc()
+			h.metrics.tokenCache(true)
 			if d, err := h.checkBinding(w, r, td, viaDPoP, c.identity.Confirmation); d != denyNone {
 				return nil, d, err
 			}
 			return c, denyNone, nil
 		}
-		h.metrics.cacheMiss.Inc()
+		h.metrics.tokenCache(false)
 	}
 	if !isB64Token(raw) {
 		return nil, denyMalformedHeader, nil

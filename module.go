@@ -17,6 +17,7 @@
 package mcpauth
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -324,6 +325,13 @@ type Handler struct {
 
 	inResult *inResultClients // nil unless challenge_in_result
 
+	// Store shares state with the other instances behind a load balancer, in Redis or
+	// Valkey: every DPoP proof is claimed there once, and with its encryption_key the
+	// introspection answers are cached there too.
+	//
+	// JSON: `store`. Caddyfile: `store redis { ... }`.
+	Store *StoreConfig `json:"store,omitempty"`
+
 	sessions *sessionBinder // nil unless bind_sessions
 	audit    *zap.Logger    // nil unless audit
 
@@ -356,7 +364,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision sets defaults, prepares everything that does not depend on the request and
-// acquires the key sets. Each config group (introspection, dpop, bind_sessions) provisions
+// acquires the key sets. Each config group (introspection, dpop, bind_sessions, store) provisions
 // itself, as reverse_proxy's health checks do.
 func (h *Handler) Provision(ctx caddy.Context) (err error) {
 	// Errors found here have no Caddyfile line (the Caddyfile is already JSON): name the
@@ -408,6 +416,12 @@ func (h *Handler) Provision(ctx caddy.Context) (err error) {
 	h.ScopesSupported = h.policy.Advertised(h.ScopesSupported)
 	if h.DPoP != nil {
 		if err := h.DPoP.Provision(ctx, h); err != nil {
+			return err
+		}
+	}
+	if h.Store != nil {
+		// Before introspection, which caches its answers there too.
+		if err := h.Store.Provision(ctx, h); err != nil {
 			return err
 		}
 	}
@@ -525,11 +539,10 @@ func (h *Handler) newOpPolicy() *opPolicy {
 		return nil
 	}
 	ops := &opPolicy{lists: lists, maxBody: h.MaxBodySize, audit: h.Audit}
-	if h.Audit {
-		ops.ruleLabels = make([]string, len(h.Rules))
-		for i, r := range h.Rules {
-			ops.ruleLabels[i] = ruleLabel(r)
-		}
+	// For audit events, and for the request's span when Caddy's tracing records it.
+	ops.ruleLabels = make([]string, len(h.Rules))
+	for i, r := range h.Rules {
+		ops.ruleLabels[i] = ruleLabel(r)
 	}
 	return ops
 }
@@ -629,6 +642,11 @@ func (h *Handler) validateConfig() error {
 	}
 	if h.DPoP != nil {
 		if err := h.DPoP.Validate(); err != nil {
+			return err
+		}
+	}
+	if h.Store != nil {
+		if err := h.Store.Validate(); err != nil {
 			return err
 		}
 	}
@@ -734,7 +752,7 @@ func (h *Handler) validateOwn() error {
 	return h.validateAccess()
 }
 
-// Cleanup releases the key sets. Caddy calls it also when Provision failed halfway, so it
+// Cleanup releases the key sets and the store client. Caddy calls it also when Provision failed halfway, so it
 // copes with a handler that holds nothing yet, and releases at most once.
 func (h *Handler) Cleanup() error {
 	if h.released {
@@ -744,10 +762,11 @@ func (h *Handler) Cleanup() error {
 	if h.Introspection != nil {
 		h.Introspection.releaseAnswers()
 	}
+	storeErr := h.Store.release()
 	if h.keySets != nil {
-		return h.keySets.release()
+		return errors.Join(h.keySets.release(), storeErr)
 	}
-	return nil
+	return storeErr
 }
 
 func checkResourceURL(s string) error {

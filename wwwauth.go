@@ -60,6 +60,7 @@ const (
 	denyExchangeMixed
 	denyNotOffered
 	denyTokenInQuery
+	denyStoreUnavailable
 	numDenials
 )
 
@@ -149,6 +150,8 @@ var denials = [numDenials]denialInfo{
 	// public: a request without an Authorization header whose query names an access token
 	// (RFC 6750 §2.3): it is not anonymous, and it never reaches a server that might read it.
 	denyTokenInQuery: {http.StatusBadRequest, codeInvalidRequest, "Access tokens are accepted only in the Authorization header.", "token_in_query"},
+	// The shared store (on_error closed) cannot say whether a DPoP proof was used already.
+	denyStoreUnavailable: {http.StatusServiceUnavailable, codeUnavailable, "The DPoP proof cannot be checked for replay now.", "store_unavailable"},
 }
 
 // reasonDenials maps why a verifier refused a token to the answer.

@@ -130,6 +130,7 @@ var wantDenials = map[denial]struct {
 	denyExchangeMixed:            {400, "invalid_request", "The messages of this batch need tokens for different upstreams."},
 	denyNotOffered:               {405, "", ""},
 	denyTokenInQuery:             {400, "invalid_request", "Access tokens are accepted only in the Authorization header."},
+	denyStoreUnavailable:         {503, "temporarily_unavailable", "The DPoP proof cannot be checked for replay now."},
 }
 
 func TestChallengesEveryDenial(t *testing.T) {

@@ -20,6 +20,7 @@ var parserFuncs = map[string][]string{
 	"introspection.go":  {"unmarshalCaddyfile"},
 	"dpop.go":           {"unmarshalDPoP"},
 	"token_exchange.go": {"unmarshalCaddyfile", "parseRuleExchange", "parseExchangeTargetLine"},
+	"store.go":          {"unmarshalStore"},
 }
 
 // TestSyntaxBlockListsEverySubdirective: the syntax block at the top of
