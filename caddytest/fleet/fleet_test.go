@@ -543,7 +543,9 @@ func TestStoreDownAndBack(t *testing.T) {
 // keys nor values hold a token, proof, jti or key thumbprint.
 func TestTenThousandProofs(t *testing.T) {
 	e := newEnv(t)
-	a := e.start(t, opts{onError: "closed", prefix: "fleet:"})
+	// The test counts keys, not time: a generous timeout, so that a busy machine (race
+	// detector, two cores) cannot turn a slow SET into a 503.
+	a := e.start(t, opts{onError: "closed", prefix: "fleet:", timeout: "10s"})
 	r := admin(t, e.redis.Addr)
 	ctx := context.Background()
 
