@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -105,19 +106,21 @@ func (f *fixture) proxy() map[string]any {
 
 // json is the usual config in JSON: one route of mcp_auth with fields (see mcpAuth), then
 // reverse_proxy to the upstream, or the handlers given instead.
-func (f *fixture) json(t testing.TB, fields map[string]any, then ...map[string]any) string {
-	t.Helper()
+func (f *fixture) json(fields map[string]any, then ...map[string]any) string {
 	if len(then) == 0 {
 		then = []map[string]any{f.proxy()}
 	}
 	handle := append([]map[string]any{f.mcpAuth(fields)}, then...)
-	return jsonRoutes(t, map[string]any{"handle": handle})
+	return jsonRoutes(map[string]any{"handle": handle})
 }
 
 // jsonRoutes is the JSON envelope around these routes.
-func jsonRoutes(t testing.TB, routes ...map[string]any) string {
-	t.Helper()
-	return jsonEnvelope(mustJSON(t, routes))
+func jsonRoutes(routes ...map[string]any) string {
+	b, err := json.Marshal(routes)
+	if err != nil {
+		panic(err) // maps of strings, numbers and booleans always marshal
+	}
+	return jsonEnvelope(string(b))
 }
 
 // claims are the usual valid claims (see claims) for scope, with set applied: a nil value
