@@ -77,13 +77,14 @@ func claims(aud, scope string) jwt.MapClaims {
 type jwksServer struct {
 	*httptest.Server
 	fetches atomic.Int64
-	down    atomic.Bool // answer 503, as an authorization server that is down
+	down    atomic.Bool   // answer 503, as an authorization server that is down
+	served  chan struct{} // receives after each answer with the keys (dropped when full)
 }
 
 func newJWKSServer(t testing.TB, keys ...*jwttest.Key) *jwksServer {
 	t.Helper()
 	body := jwttest.JWKS(keys...)
-	js := &jwksServer{}
+	js := &jwksServer{served: make(chan struct{}, 1)}
 	js.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		js.fetches.Add(1)
 		if js.down.Load() {
@@ -92,6 +93,10 @@ func newJWKSServer(t testing.TB, keys ...*jwttest.Key) *jwksServer {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)
+		select {
+		case js.served <- struct{}{}:
+		default:
+		}
 	}))
 	t.Cleanup(js.Close)
 	return js
