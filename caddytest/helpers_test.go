@@ -78,13 +78,27 @@ type jwksServer struct {
 	*httptest.Server
 	fetches atomic.Int64
 	down    atomic.Bool   // answer 503, as an authorization server that is down
-	served  chan struct{} // receives after each answer with the keys (dropped when full)
+	served  chan struct{} // closed once the keys were first answered
+	once    sync.Once
+}
+
+// waitKeysServed waits (bounded) until the server has answered with the keys once. From
+// then on a request finds the keys, or the fetch in flight that will install them, which it
+// joins: the keys count as loaded. The bound is generous because the fetch may wait for the
+// module's retry back-off.
+func (js *jwksServer) waitKeysServed(t testing.TB) {
+	t.Helper()
+	select {
+	case <-js.served:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the JWKS was not fetched within 30s")
+	}
 }
 
 func newJWKSServer(t testing.TB, keys ...*jwttest.Key) *jwksServer {
 	t.Helper()
 	body := jwttest.JWKS(keys...)
-	js := &jwksServer{served: make(chan struct{}, 1)}
+	js := &jwksServer{served: make(chan struct{})}
 	js.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		js.fetches.Add(1)
 		if js.down.Load() {
@@ -93,10 +107,7 @@ func newJWKSServer(t testing.TB, keys ...*jwttest.Key) *jwksServer {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)
-		select {
-		case js.served <- struct{}{}:
-		default:
-		}
+		js.once.Do(func() { close(js.served) })
 	}))
 	t.Cleanup(js.Close)
 	return js
