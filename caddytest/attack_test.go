@@ -156,8 +156,8 @@ func wire(session string, r attackReq) string {
 }
 
 // send writes the request to Caddy on a new connection and reads the answer. A connection
-// that fails before any answer (the previous config's server closing) is tried again; an
-// HTTP answer never is.
+// that fails before any answer (the previous config's server closing) is tried again at
+// once, on a new connection; an HTTP answer never is.
 func (e *attackEnv) send(t *testing.T, r attackReq) (int, http.Header, []byte) {
 	t.Helper()
 	return e.do(t, r)
@@ -180,7 +180,6 @@ func sendRaw(t *testing.T, session string, r attackReq) (int, http.Header, []byt
 		if attempt == 10 {
 			t.Fatalf("%s %s: %v", method, r.target, err)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -221,8 +221,7 @@ func (c *mcpClient) post(t *testing.T, token string, body []byte, chunked bool, 
 			if attempt == 10 {
 				t.Fatalf("POST /mcp: %v", err)
 			}
-			c.transport.CloseIdleConnections()
-			time.Sleep(100 * time.Millisecond)
+			c.transport.CloseIdleConnections() // try again at once, on a new connection
 			continue
 		}
 		b, err := io.ReadAll(resp.Body)
