@@ -167,14 +167,7 @@ func TestAttackSessionsOfTokensWithoutCaller(t *testing.T) {
 }
 
 // sessionTrailerCaddyfile: bind_sessions alone, so the body streams through unread.
-const sessionTrailerCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+const sessionTrailerCaddyfile = globalHead + `}
 
 :9080 {
 	mcp_auth {

@@ -310,12 +310,15 @@ func jsonEnvelope(routes string) string {
 
 // globalOptions are the Caddyfile global options every test config starts with: caddytest's
 // fixed admin and HTTP ports, no trust-store install, no grace period.
-const globalOptions = `
+const globalOptions = globalHead + "}\n"
+
+// globalHead is globalOptions still open, for a config that adds global options of its own
+// and closes the block.
+const globalHead = `
 {
 	skip_install_trust
 	admin localhost:2999
 	http_port 9080
 	https_port 9443
 	grace_period 1ns
-}
 `

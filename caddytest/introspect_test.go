@@ -297,19 +297,13 @@ func TestIntrospectionPrivateKeyJWTAndJWTToo(t *testing.T) {
 	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := `{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {"http": {"http_port": 9080, "https_port": 9443, "grace_period": 1, "servers": {"mcp": {
-		"listen": [":9080"],
-		"routes": [{"handle": [
+	cfg := jsonEnvelope(`[{"handle": [
 			{"handler": "mcp_auth", "resource": "https://mcp.example.com/mcp",
 			 "authorization_servers": ["@ISSUER@"], "jwks_urls": ["@JWKS@"], "scopes": ["mcp:read"],
 			 "introspection": {"client_id": "mcp-rs", "auth_method": "private_key_jwt",
 			   "private_key": "@KEY@", "cache_ttl": "1s", "jwt_too": true}},
 			{"handler": "static_response", "body": "{http.auth.user.id}"}
-		]}]
-	}}}}
-}`
+		]}]`)
 	tc := startCaddy(t, render(cfg, map[string]string{"ISSUER": as.issuer, "JWKS": as.jwks.URL, "KEY": keyPath}), "json")
 
 	as.issue("opaque-pk", resource, "mcp:read", nil)
