@@ -41,18 +41,6 @@ filter_tools_list
 max_body_size 64KiB
 `
 
-// attackCaddyfile is attackAuth as a whole template (@JWKS@, @UPSTREAM@, @NAME@), for tests
-// that render it themselves.
-const attackCaddyfile = globalOptions + `
-:9080 {
-	reverse_proxy @UPSTREAM@
-	mcp_auth {
-		resource_name "@NAME@"
-` + usualHead + attackAuth + `
-	}
-}
-`
-
 // Scopes named by the challenges of the attack configuration.
 const (
 	baseScope    = "mcp:read"
