@@ -72,22 +72,24 @@ jwks_url @JWKS@
 // siteCaddyfile is a site whose mcp_auth block is exactly block, beside reverse_proxy to the
 // upstream or the directives given instead.
 func (f *fixture) siteCaddyfile(block string, beside ...string) string {
-	rest := "reverse_proxy " + f.up.dial()
-	if len(beside) > 0 {
-		rest = strings.Join(beside, "\n")
+	rest := strings.Join(beside, "\n")
+	if len(beside) == 0 {
+		rest = "reverse_proxy " + f.up.dial()
 	}
 	return globalOptions + "\n:9080 {\n" + rest + "\nmcp_auth {\n" + block + "\n}\n}\n"
 }
 
 // mcpAuth is the JSON of an mcp_auth handler: the usual resource, authorization_servers and
-// jwks_urls, then fields (a nil value leaves a usual field out). Field names stay spelt by
-// the tests, so the JSON names are still pinned.
+// jwks_urls (when the fixture has a JWKS server), then fields (a nil value leaves a usual
+// field out). Field names stay spelt by the tests, so the JSON names are still pinned.
 func (f *fixture) mcpAuth(fields map[string]any) map[string]any {
 	h := map[string]any{
 		"handler":               "mcp_auth",
 		"resource":              resource,
 		"authorization_servers": []string{issuer},
-		"jwks_urls":             []string{f.jwksURL()},
+	}
+	if f.jwks != nil {
+		h["jwks_urls"] = []string{f.jwksURL()}
 	}
 	for k, v := range fields {
 		if v == nil {
