@@ -586,6 +586,9 @@ func timeSVG(p *panel, ss []series, w, h int, start, end int64) string {
 	}
 	for t := math.Ceil(float64(start)/tstep) * tstep; t <= float64(end); t += tstep {
 		px := left + (t-float64(start))/span*pw
+		if px < left+25 || px > left+pw-25 { // a label there would run into the axis or the edge
+			continue
+		}
 		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.0f" y2="%.1f" stroke="#2c3235"/>`, px, px, top, top+ph)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="11" fill="#8e8e9e">%s</text>`,
 			px, top+ph+15, time.Unix(int64(t), 0).UTC().Format("15:04:05"))
