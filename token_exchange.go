@@ -442,6 +442,14 @@ func (x *TokenExchange) exchangeFor(r *http.Request, repl *caddy.Replacer, rec *
 		// Named on a refusal too.
 		rec.exchangeTarget = x.label[target]
 	}
+	if r.Trailer != nil {
+		// Trailer fields (RFC 9110 §6.5) come after the body, after this handler ran, and
+		// reverse_proxy forwards them: a client could send the upstream its own token, or a
+		// forged one in the upstream header, where nothing here replaces it. MCP requests
+		// carry no trailers. net/http sets r.Trailer when a request announces trailers, and
+		// fills it for a body read here already (the rules read it), announced or not.
+		return denyExchangeTrailers, nil
+	}
 	var tok *exchange.Token
 	if c.exchanged != nil {
 		tok = c.exchanged[target].Load()
@@ -463,9 +471,17 @@ func (x *TokenExchange) exchangeFor(r *http.Request, repl *caddy.Replacer, rec *
 	// The incoming token never reaches the upstream, nor its DPoP proof: the proof was for
 	// this request to this server, and its ath is a hash of the incoming token. The target
 	// header is replaced as a whole, so a value the client sent in it is gone too.
+	// The new value goes in this request's own slice (the incoming Authorization's: one
+	// value, bearerToken refused any other count), never one shared with other requests:
+	// a later handler may edit it in place.
+	vals := hdr["Authorization"]
+	if len(vals) != 1 {
+		vals = make([]string, 1)
+	}
 	delete(hdr, "Authorization")
 	delete(hdr, "Dpop")
-	hdr[x.header] = tok.Header()
+	vals[0] = tok.Value()
+	hdr[x.header] = vals
 	repl.Set(exchangedAudiencePlaceholder, x.audience[target])
 	if rec != nil {
 		rec.exchangedID = tok.JTI

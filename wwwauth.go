@@ -58,6 +58,7 @@ const (
 	denyExchangeRefused
 	denyExchangeUnavailable
 	denyExchangeMixed
+	denyExchangeTrailers
 	numDenials
 )
 
@@ -141,6 +142,7 @@ var denials = [numDenials]denialInfo{
 	denyExchangeRefused:     {http.StatusForbidden, codeAccessDenied, "The authorization server refused a token for the upstream of this request.", "exchange_refused"},
 	denyExchangeUnavailable: {http.StatusServiceUnavailable, codeUnavailable, "The authorization server cannot issue a token for the upstream now.", "exchange_unavailable"},
 	denyExchangeMixed:       {http.StatusBadRequest, codeInvalidRequest, "The messages of this batch need tokens for different upstreams.", "exchange_mixed_targets"},
+	denyExchangeTrailers:    {http.StatusBadRequest, codeInvalidRequest, "The request carries trailer fields, which would reach the upstream unchecked.", "exchange_trailers"},
 }
 
 // reasonDenials maps why a verifier refused a token to the answer.

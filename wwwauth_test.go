@@ -128,6 +128,7 @@ var wantDenials = map[denial]struct {
 	denyExchangeRefused:          {403, "access_denied", "The authorization server refused a token for the upstream of this request."},
 	denyExchangeUnavailable:      {503, "temporarily_unavailable", "The authorization server cannot issue a token for the upstream now."},
 	denyExchangeMixed:            {400, "invalid_request", "The messages of this batch need tokens for different upstreams."},
+	denyExchangeTrailers:         {400, "invalid_request", "The request carries trailer fields, which would reach the upstream unchecked."},
 }
 
 func TestChallengesEveryDenial(t *testing.T) {

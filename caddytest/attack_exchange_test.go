@@ -1,0 +1,280 @@
+package integration
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Red team of issue 21 (token exchange toward the upstream): what reaches the upstream, and
+// how a client or a later handler can change it.
+
+// fullUpstream records every header and trailer of every request it receives.
+type fullUpstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []xSeen
+}
+
+type xSeen struct {
+	header, trailer http.Header
+	body            string
+}
+
+func newFullUpstream(t *testing.T) *fullUpstream {
+	u := &fullUpstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body) // trailers are known once the body is read
+		u.mu.Lock()
+		u.seen = append(u.seen, xSeen{header: r.Header.Clone(), trailer: r.Trailer.Clone(), body: string(b)})
+		u.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *fullUpstream) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.seen)
+}
+
+func (u *fullUpstream) last(t *testing.T) xSeen {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.seen) == 0 {
+		t.Fatal("the upstream was never reached")
+	}
+	return u.seen[len(u.seen)-1]
+}
+
+// attackExchangeCaddyfile: @HEADER@ is the token_exchange header line, @RULES@ more of the
+// mcp_auth block, @AFTER@ handlers between mcp_auth and reverse_proxy (in a route, in order).
+const attackExchangeCaddyfile = `
+{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+	log {
+		output file @DIR@/caddy.log
+		format json
+		level DEBUG
+	}
+}
+
+:9080 {
+	route {
+		mcp_auth {
+			resource https://mcp.example.com/mcp
+			authorization_servers @AS@
+			issuers https://auth.example.com
+			jwks_url @JWKS@
+			scopes mcp:read
+			token_exchange {
+				client_id mcp-gateway
+				client_secret "gw-secret&with odd:chars"
+				audience https://api.example.com
+				@HEADER@
+			}
+			@RULES@
+		}
+		@AFTER@
+		reverse_proxy @UPSTREAM@
+	}
+}
+`
+
+type attackExchange struct {
+	s   *setup
+	as  *exchangeAS
+	up  *fullUpstream
+	dir string
+	n   int
+}
+
+func startAttackExchange(t *testing.T, vars map[string]string) *attackExchange {
+	t.Helper()
+	x := &attackExchange{s: newSetup(t), as: newExchangeAS(t), up: newFullUpstream(t), dir: t.TempDir()}
+	all := map[string]string{"DIR": x.dir, "JWKS": x.s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(x.up.URL, "http://"),
+		"AS": x.as.URL, "HEADER": "", "RULES": "", "AFTER": ""}
+	for k, v := range vars {
+		all[k] = v
+	}
+	startCaddy(t, render(attackExchangeCaddyfile, all), "caddyfile")
+	return x
+}
+
+// token mints a distinct valid incoming token.
+func (x *attackExchange) token(t *testing.T) string {
+	x.n++
+	c := claims(resource, "mcp:read")
+	c["jti"] = "rt21-" + strconv.Itoa(x.n)
+	return x.s.rsaKey.Token(t, c, nil)
+}
+
+// issuedFor is the subject the AS issued tok for; "" when it did not issue it.
+func (x *attackExchange) issuedFor(tok string) string {
+	x.as.mu.Lock()
+	defer x.as.mu.Unlock()
+	return x.as.issued[tok]
+}
+
+// rawRequest sends a request written by hand over HTTP/1.1 and returns the status.
+func xRawRequest(t *testing.T, raw string) int {
+	t.Helper()
+	conn, err := net.Dial("tcp", "127.0.0.1:9080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+func chunkedPost(tok, body string, announce bool, trailers ...string) string {
+	var b strings.Builder
+	b.WriteString("POST /mcp HTTP/1.1\r\nHost: localhost:9080\r\nContent-Type: application/json\r\n" +
+		"Accept: application/json, text/event-stream\r\nAuthorization: Bearer " + tok + "\r\n" +
+		"Transfer-Encoding: chunked\r\nConnection: close\r\n")
+	if announce {
+		var names []string
+		for _, tr := range trailers {
+			n, _, _ := strings.Cut(tr, ":")
+			names = append(names, n)
+		}
+		b.WriteString("Trailer: " + strings.Join(names, ", ") + "\r\n")
+	}
+	b.WriteString("\r\n")
+	fmt.Fprintf(&b, "%x\r\n%s\r\n0\r\n", len(body), body)
+	for _, tr := range trailers {
+		b.WriteString(tr + "\r\n")
+	}
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+const toolsCall = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{}}}`
+
+// TestAttackExchangeTrailers: a client puts its own token, or a forged upstream token, in an
+// HTTP/1.1 request trailer. reverse_proxy forwards request trailers: the upstream must get
+// neither.
+func TestAttackExchangeTrailers(t *testing.T) {
+	for _, c := range []struct {
+		name, header, rules string
+	}{
+		{"Authorization, body not read", "", ""},
+		{"Authorization, body read for rules", "", "tool admin_* {\n\t\t\t\tscopes mcp:admin\n\t\t\t}"},
+		{"custom header, body not read", "header X-Upstream-Token", ""},
+		{"custom header, body read for rules", "header X-Upstream-Token", "tool admin_* {\n\t\t\t\tscopes mcp:admin\n\t\t\t}"},
+	} {
+		for _, announce := range []bool{false, true} {
+			t.Run(c.name+" announced "+strconv.FormatBool(announce), func(t *testing.T) {
+				x := startAttackExchange(t, map[string]string{"HEADER": c.header, "RULES": c.rules})
+				tok := x.token(t)
+				n := x.up.count()
+				st := xRawRequest(t, chunkedPost(tok, toolsCall, announce,
+					"Authorization: Bearer "+tok, "X-Upstream-Token: forged", "Dpop: forged-proof", "X-Other: kept"))
+				if announce {
+					// Refused before the upstream: nothing would replace what comes after
+					// the body, and reverse_proxy forwards it.
+					if st != 400 || x.up.count() != n {
+						t.Fatalf("a request announcing trailers: status %d, upstream reached %v; want 400, not reached", st, x.up.count() != n)
+					}
+					return
+				}
+				if st != 200 {
+					t.Fatalf("status %d", st)
+				}
+				got := x.up.last(t)
+				if got.body != toolsCall {
+					t.Fatalf("the upstream got the body %q", got.body)
+				}
+				for _, name := range []string{"Authorization", "X-Upstream-Token", "Dpop"} {
+					if v := got.trailer.Values(name); len(v) > 0 {
+						t.Errorf("the upstream got a %s trailer from the client: %.30q", name, v)
+					}
+				}
+				// The upstream did get the token exchanged for this caller.
+				hv := got.header.Get("Authorization")
+				if c.header != "" {
+					hv = "Bearer " + got.header.Get("X-Upstream-Token")
+				}
+				if x.issuedFor(strings.TrimPrefix(hv, "Bearer ")) != tok {
+					t.Fatalf("the upstream header is not the exchanged token")
+				}
+			})
+		}
+	}
+}
+
+// TestAttackExchangeHeaderNotShared: a handler after mcp_auth that rewrites the upstream
+// header in place (request_header with a replacement) must change this request's value
+// only, never the cached exchanged token that the next request gets too.
+func TestAttackExchangeHeaderNotShared(t *testing.T) {
+	for _, c := range []struct{ name, header, field string }{
+		{"Authorization", "", "Authorization"},
+		{"custom header", "header X-Upstream-Token", "X-Upstream-Token"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			x := startAttackExchange(t, map[string]string{"HEADER": c.header,
+				"AFTER": `request_header ` + c.field + ` "^(.*)$" "${1}+v"`})
+			tok := x.token(t)
+			var vals []string
+			for i := range 3 {
+				req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(toolsCall))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("call %d: status %d", i, resp.StatusCode)
+				}
+				vals = append(vals, x.up.last(t).header.Get(c.field))
+			}
+			if x.as.calls.Load() != 1 {
+				t.Fatalf("%d exchanges, want 1 (cached)", x.as.calls.Load())
+			}
+			for i, v := range vals {
+				if v != vals[0] || !strings.HasSuffix(v, "+v") || strings.HasSuffix(v, "+v+v") {
+					t.Fatalf("call %d: the upstream got %q, call 1 %q: the rewrite of one request reached the cached token", i+1, clipString(v), clipString(vals[0]))
+				}
+			}
+		})
+	}
+}
+
+func clipString(s string) string {
+	if len(s) > 12 {
+		return "…" + s[len(s)-12:]
+	}
+	return s
+}
+
+var _ = json.Marshal
+var _ = time.Now
