@@ -126,6 +126,9 @@ type TokenExchange struct {
 
 	client *exchange.Client
 	header string // canonical form of Header
+	// headerCGI is Header in lower case with '-' for '_' and '.', when it has one of them:
+	// the name CGI-style servers read as the same variable (HTTP_X_UPSTREAM_TOKEN).
+	headerCGI string
 	// rules are the `tool` rules with an exchange target, in config order: target i+1.
 	rules []exchangeRule
 	// policy tells which rules a message matches: the rule's patterns, read as its scopes are.
@@ -201,6 +204,9 @@ func (x *TokenExchange) Provision(_ caddy.Context, h *Handler) error {
 	}
 
 	x.header = textproto.CanonicalMIMEHeaderKey(x.Header)
+	if strings.ContainsAny(x.header, "-_.") {
+		x.headerCGI = strings.Map(cgiFold, strings.ToLower(x.header))
+	}
 	x.now = h.now
 	x.policy = h.policy
 	targets := []exchange.Target{x.target(&x.ExchangeTarget)}
@@ -480,6 +486,9 @@ func (x *TokenExchange) exchangeFor(r *http.Request, repl *caddy.Replacer, rec *
 	}
 	delete(hdr, "Authorization")
 	delete(hdr, "Dpop")
+	if x.headerCGI != "" {
+		x.dropSpellings(hdr)
+	}
 	vals[0] = tok.Value()
 	hdr[x.header] = vals
 	repl.Set(exchangedAudiencePlaceholder, x.audience[target])
@@ -487,6 +496,44 @@ func (x *TokenExchange) exchangeFor(r *http.Request, repl *caddy.Replacer, rec *
 		rec.exchangedID = tok.JTI
 	}
 	return denyNone, nil
+}
+
+// dropSpellings removes the headers a CGI-style server (FastCGI, WSGI, Rack, PHP) would read
+// as the upstream header: X_Upstream_Token, X.Upstream-Token, … become HTTP_X_UPSTREAM_TOKEN
+// there, as X-Upstream-Token does, and the one written last would win. Caddy drops headers
+// with '_' or '.' unless expected_underscore_headers or expected_dot_headers keeps them (it
+// then drops their hyphenated spelling, which this handler sets afterwards).
+func (x *TokenExchange) dropSpellings(hdr http.Header) {
+	for name := range hdr {
+		if len(name) == len(x.headerCGI) && name != x.header && cgiSame(name, x.headerCGI) {
+			delete(hdr, name)
+		}
+	}
+}
+
+// cgiFold maps a lower-case header name's character to the one a CGI variable name keeps.
+func cgiFold(c rune) rune {
+	if c == '_' || c == '.' {
+		return '-'
+	}
+	return c
+}
+
+// cgiSame compares name with folded (lower case, '-' for '_' and '.'), as cgiFold would.
+func cgiSame(name, folded string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_' || c == '.':
+			c = '-'
+		}
+		if c != folded[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // unmarshalCaddyfile reads the block of `token_exchange { ... }`.

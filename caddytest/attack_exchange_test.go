@@ -2,17 +2,16 @@ package integration
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/fcgi"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // Red team of issue 21 (token exchange toward the upstream): what reaches the upstream, and
@@ -69,6 +68,7 @@ const attackExchangeCaddyfile = `
 	http_port 9080
 	https_port 9443
 	grace_period 1ns
+	@GLOBAL@
 	log {
 		output file @DIR@/caddy.log
 		format json
@@ -93,7 +93,7 @@ const attackExchangeCaddyfile = `
 			@RULES@
 		}
 		@AFTER@
-		reverse_proxy @UPSTREAM@
+		reverse_proxy @UPSTREAM@ @PROXY@
 	}
 }
 `
@@ -110,7 +110,7 @@ func startAttackExchange(t *testing.T, vars map[string]string) *attackExchange {
 	t.Helper()
 	x := &attackExchange{s: newSetup(t), as: newExchangeAS(t), up: newFullUpstream(t), dir: t.TempDir()}
 	all := map[string]string{"DIR": x.dir, "JWKS": x.s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(x.up.URL, "http://"),
-		"AS": x.as.URL, "HEADER": "", "RULES": "", "AFTER": ""}
+		"AS": x.as.URL, "HEADER": "", "RULES": "", "AFTER": "", "PROXY": "", "GLOBAL": ""}
 	for k, v := range vars {
 		all[k] = v
 	}
@@ -276,5 +276,62 @@ func clipString(s string) string {
 	return s
 }
 
-var _ = json.Marshal
-var _ = time.Now
+// TestAttackExchangeHeaderSpellings: CGI-style servers (FastCGI, WSGI, Rack, PHP) read
+// X-Upstream-Token and X_Upstream_Token as one variable, HTTP_X_UPSTREAM_TOKEN (PHP folds
+// dots too). Caddy drops headers with underscores or dots unless the operator expects them
+// (expected_underscore_headers, expected_dot_headers; then it drops their hyphenated
+// spelling instead, but mcp_auth adds that spelling afterwards). A client that sends an
+// expected spelling must not reach the upstream with it beside the exchanged token: Caddy's
+// FastCGI transport builds the variable from both, the last one written (in map order)
+// winning.
+func TestAttackExchangeHeaderSpellings(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		_ = fcgi.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			got = append(got, r.Header.Get("X-Upstream-Token"))
+			mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+		}))
+	}()
+	x := startAttackExchange(t, map[string]string{"HEADER": "header X-Upstream-Token",
+		"UPSTREAM": l.Addr().String(), "PROXY": "{\n\t\t\ttransport fastcgi\n\t\t}",
+		"GLOBAL": "servers {\n\t\texpected_underscore_headers x_*\n\t}"})
+	tok := x.token(t)
+	// The variable is built from a map: each request is a coin toss, 20 of them miss the
+	// forged value with odds of one in a million when it passes at all.
+	const calls = 20
+	for i := range calls {
+		req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(toolsCall))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header["X_Upstream_Token"] = []string{"forged"}
+		req.Header["X-upstream_token"] = []string{"forged"}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("call %d: status %d", i, resp.StatusCode)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != calls {
+		t.Fatalf("the upstream got %d requests, want %d", len(got), calls)
+	}
+	for i, v := range got {
+		if strings.Contains(v, "forged") || x.issuedFor(v) != tok {
+			t.Fatalf("call %d: the upstream read %q as X-Upstream-Token, not the exchanged token", i, clipString(v))
+		}
+	}
+}
