@@ -465,6 +465,12 @@ func (x *TokenExchange) exchangeFor(r *http.Request, repl *caddy.Replacer, rec *
 		tok, err = x.client.Exchange(r.Context(), td.raw, (*[sha256.Size]byte)(td.hash()), c.identity.Expiry, target)
 		if err != nil {
 			if exchange.KindOf(err) == exchange.Refused {
+				if exp := c.identity.Expiry; !exp.IsZero() && !x.now().Before(exp) {
+					// Past its exp, inside the leeway: the authorization server, which
+					// allows none, refused an expired token. The client gets a new one
+					// on 401 invalid_token; on 403 access_denied it would give up.
+					return denyExpired, err
+				}
 				return denyExchangeRefused, err
 			}
 			return denyExchangeUnavailable, err

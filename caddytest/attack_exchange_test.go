@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Red team of issue 21 (token exchange toward the upstream): what reaches the upstream, and
@@ -333,5 +334,45 @@ func TestAttackExchangeHeaderSpellings(t *testing.T) {
 		if strings.Contains(v, "forged") || x.issuedFor(v) != tok {
 			t.Fatalf("call %d: the upstream read %q as X-Upstream-Token, not the exchanged token", i, clipString(v))
 		}
+	}
+}
+
+// TestAttackExchangeRefusedInLeeway: an incoming token past its exp but inside the leeway
+// passes here, and the authorization server, which has no such leeway, refuses to exchange
+// it. The answer must send the client to get a new token (401 invalid_token, expired), not
+// 403 access_denied, after which an MCP client gives up on the call without refreshing.
+// A token that is not expired and refused still gets 403.
+func TestAttackExchangeRefusedInLeeway(t *testing.T) {
+	x := startAttackExchange(t, nil)
+	post := func(tok string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(toolsCall))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Www-Authenticate")
+	}
+	c := claims(resource, "mcp:read")
+	c["exp"] = time.Now().Add(-5 * time.Second).Unix()
+	c["jti"] = "rt21-late"
+	late := x.s.rsaKey.Token(t, c, nil)
+	x.as.set(late, `400 {"error":"invalid_grant","error_description":"token expired"}`)
+	for i := range 2 {
+		st, ch := post(late)
+		if st != 401 || !strings.Contains(ch, `error="invalid_token"`) || !strings.Contains(ch, "expired") {
+			t.Fatalf("call %d, incoming token in its leeway refused by the AS: %d %q; want 401 invalid_token (expired)", i, st, ch)
+		}
+	}
+	fresh := x.token(t)
+	x.as.set(fresh, `400 {"error":"invalid_grant"}`)
+	if st, ch := post(fresh); st != 403 || !strings.Contains(ch, `error="access_denied"`) {
+		t.Fatalf("a valid token refused by the AS: %d %q; want 403 access_denied", st, ch)
+	}
+	if x.up.count() != 0 {
+		t.Fatal("a refused exchange reached the upstream")
 	}
 }
