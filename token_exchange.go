@@ -260,6 +260,14 @@ func (x *TokenExchange) Provision(_ caddy.Context, h *Handler) error {
 	h.logger.Info("token exchange on", zap.String("resource", h.Resource), zap.String("endpoint", ep),
 		zap.String("client_id", x.ClientID), zap.String("auth_method", cred.MethodName()),
 		zap.String("header", x.header), zap.Int("targets", len(targets)))
+	if x.header != "Authorization" {
+		// Caddy's log encoders redact Authorization, Cookie and Proxy-Authorization only:
+		// reverse_proxy's debug log of each upstream round trip, and the access log with
+		// log_credentials, hold any other header, the exchanged token with it.
+		h.logger.Warn("token_exchange header: Caddy does not redact this header in its logs; "+
+			"at debug level, reverse_proxy logs every exchanged token sent in it (use Authorization, "+
+			"or keep the debug level off for http.handlers.reverse_proxy)", zap.String("header", x.header))
+	}
 	return nil
 }
 

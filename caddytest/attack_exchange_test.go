@@ -2,12 +2,14 @@ package integration
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/fcgi"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -374,5 +376,53 @@ func TestAttackExchangeRefusedInLeeway(t *testing.T) {
 	}
 	if x.up.count() != 0 {
 		t.Fatal("a refused exchange reached the upstream")
+	}
+}
+
+// TestAttackExchangeCustomHeaderInLogs: Caddy redacts only Authorization, Cookie and
+// Proxy-Authorization when it logs headers, and reverse_proxy logs the upstream request's
+// headers at debug level: with a custom header, the exchanged token is in that log. mcp_auth
+// cannot change reverse_proxy's log; it says so at load, and with the default header no
+// exchanged token reaches the debug log.
+func TestAttackExchangeCustomHeaderInLogs(t *testing.T) {
+	for _, c := range []struct {
+		header string
+		leaks  bool
+	}{{"", false}, {"header X-Upstream-Token", true}} {
+		t.Run(c.header, func(t *testing.T) {
+			x := startAttackExchange(t, map[string]string{"HEADER": c.header})
+			tok := x.token(t)
+			req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(toolsCall))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			got := x.up.last(t).header
+			v := strings.TrimPrefix(got.Get("Authorization"), "Bearer ")
+			if c.leaks {
+				v = got.Get("X-Upstream-Token")
+			}
+			if x.issuedFor(v) != tok {
+				t.Fatal("the upstream did not get the exchanged token")
+			}
+			// Wait for the round trip's log line, then look for the token's signature.
+			var logs string
+			for _, e := range waitLogLines(t, filepath.Join(x.dir, "caddy.log"), 1) {
+				b, _ := json.Marshal(e)
+				logs += string(b) + "\n"
+			}
+			if !strings.Contains(logs, "upstream roundtrip") {
+				t.Fatal("no reverse_proxy debug log")
+			}
+			sig := v[strings.LastIndexByte(v, '.')+1:]
+			warned := strings.Contains(logs, "Caddy does not redact this header in its logs")
+			if inLog := strings.Contains(logs, sig); inLog != c.leaks || warned != c.leaks {
+				t.Fatalf("exchanged token in the debug log: %v, load warning: %v; want both %v", inLog, warned, c.leaks)
+			}
+		})
 	}
 }
