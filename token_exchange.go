@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -400,13 +401,26 @@ func checkExchangeHeader(name string) error {
 			return errors.New("not a header field name")
 		}
 	}
-	switch textproto.CanonicalMIMEHeaderKey(name) {
-	case "Host", "Content-Length", "Content-Type", "Content-Encoding", "Transfer-Encoding", "Connection",
-		"Te", "Trailer", "Upgrade", "Cookie", "Dpop", "Mcp-Session-Id", "Mcp-Protocol-Version",
-		"Mcp-Method", "Mcp-Name", "Proxy-Authorization", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+	// Compared as CGI-style servers read names (X_Forwarded_For is X-Forwarded-For there).
+	folded := strings.Map(cgiFold, strings.ToLower(name))
+	if slices.Contains(reservedHeaders, folded) || strings.HasPrefix(folded, "sec-") ||
+		strings.HasPrefix(folded, "access-control-") || strings.HasPrefix(folded, "x-forwarded-") {
 		return errors.New("a header HTTP or MCP gives another meaning")
 	}
 	return nil
+}
+
+// reservedHeaders are the header names (lower case, '-' for '_' and '.') the new token must
+// not go in: hop-by-hop headers (reverse_proxy would drop it), headers that change how a
+// server reads the request (method overrides, encodings, ranges, the forwarded-for family),
+// and MCP's own.
+var reservedHeaders = []string{
+	"host", "content-length", "content-type", "content-encoding", "content-range", "transfer-encoding",
+	"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect", "range",
+	"cookie", "dpop", "proxy-authorization", "proxy-authenticate", "www-authenticate",
+	"forwarded", "via", "x-real-ip", "max-forwards", "origin", "accept", "accept-encoding", "early-data",
+	"x-http-method-override", "x-http-method", "x-method-override",
+	"mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id",
 }
 
 // exchangeSlots keep, on a cached caller, the token exchanged per target, so that a request

@@ -426,3 +426,34 @@ func TestAttackExchangeCustomHeaderInLogs(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackExchangeReservedHeaders: the new token must not go in a header that means
+// something else on the way to the upstream or to the MCP server: a hop-by-hop header
+// (reverse_proxy drops it), a method override (the token read as a method), MCP's resumption
+// header, the forwarded-for family, a browser's Sec- header, or any of them spelled as a
+// CGI-style server reads it. Such a config is refused at load, naming the field; another
+// spelling of Authorization is the default header.
+func TestAttackExchangeReservedHeaders(t *testing.T) {
+	s := newSetup(t)
+	cfg, _ := s.config("caddyfile", []string{"mcp:read"}, false)
+	startCaddy(t, cfg, "caddyfile")
+	block := func(header string) string {
+		return render(refusedCaddyfile, map[string]string{"BLOCK": "\t\tresource https://mcp.example.com/mcp\n" +
+			"\t\tauthorization_servers https://auth.example.com\n\t\tjwks_url " + s.jwks.URL + "/jwks\n\t\tscopes mcp:read\n" +
+			"\t\ttoken_exchange {\n\t\t\tendpoint https://auth.example.com/token\n\t\t\tclient_id gw\n" +
+			"\t\t\tclient_secret s\n\t\t\taudience https://api.example.com\n\t\t\theader " + header + "\n\t\t}\n"})
+	}
+	for _, h := range []string{"X-HTTP-Method-Override", "x_http_method_override", "Keep-Alive", "Proxy-Connection",
+		"Last-Event-ID", "Forwarded", "X-Real-IP", "X-Forwarded-Prefix", "X_Forwarded_For", "Sec-Fetch-Site",
+		"Accept-Encoding", "Expect", "Mcp.Session.Id", "Dpop", "Cookie"} {
+		code, body := loadConfig(t, block(h), "text/caddyfile", true)
+		if code == http.StatusOK || !strings.Contains(body, "token_exchange header") {
+			t.Errorf("header %s: load answered %d %.200s; want refused, naming token_exchange header", h, code, body)
+		}
+	}
+	for _, h := range []string{"authorization", "X-Upstream-Token"} {
+		if code, body := loadConfig(t, block(h), "text/caddyfile", true); code != http.StatusOK {
+			t.Errorf("header %s: refused: %.200s", h, body)
+		}
+	}
+}
