@@ -2,6 +2,8 @@ package integration
 
 import (
 	"bufio"
+	"compress/gzip"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,10 +11,12 @@ import (
 	"net/http"
 	"net/http/fcgi"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -455,5 +459,166 @@ func TestAttackExchangeReservedHeaders(t *testing.T) {
 		if code, body := loadConfig(t, block(h), "text/caddyfile", true); code != http.StatusOK {
 			t.Errorf("header %s: refused: %.200s", h, body)
 		}
+	}
+}
+
+// TestAttackExchangeAnswers: token endpoint answers an authorization server (or whoever
+// answers at its address) may give, through Caddy: what passes, what is refused, what is
+// cached, and that nothing follows a redirect or reaches a log.
+func TestAttackExchangeAnswers(t *testing.T) {
+	const at = "urn:ietf:params:oauth:token-type:access_token"
+	var other atomic.Int64
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { other.Add(1) }))
+	t.Cleanup(elsewhere.Close)
+	var mu sync.Mutex
+	behave := map[string]func(w http.ResponseWriter){}
+	calls := map[string]int{}
+	release := make(chan struct{})
+	as := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/token" {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]string{"issuer": "http://" + r.Host, "token_endpoint": "http://" + r.Host + "/token"})
+			return
+		}
+		_ = r.ParseForm()
+		sub := r.PostForm.Get("subject_token")
+		mu.Lock()
+		calls[sub]++
+		b := behave[sub]
+		mu.Unlock()
+		if b == nil {
+			w.WriteHeader(500)
+			return
+		}
+		b(w)
+	}))
+	t.Cleanup(as.Close)
+	t.Cleanup(func() { close(release) }) // before as.Close: a held answer must end first
+	x := startAttackExchange(t, map[string]string{"AS": as.URL, "HEADER": "timeout 2s"})
+	answer := func(status int, body string, hdr ...string) func(w http.ResponseWriter) {
+		return func(w http.ResponseWriter) {
+			for i := 0; i+1 < len(hdr); i += 2 {
+				w.Header().Set(hdr[i], hdr[i+1])
+			}
+			w.WriteHeader(status)
+			_, _ = io.WriteString(w, body)
+		}
+	}
+	ok := func(tok, tt string, extra string) string {
+		return `{"access_token":"` + tok + `","issued_token_type":"` + at + `","token_type":"` + tt + `"` + extra + `}`
+	}
+	gz := func(s string) string {
+		var b strings.Builder
+		zw := gzip.NewWriter(&b)
+		_, _ = io.WriteString(zw, s)
+		_ = zw.Close()
+		return b.String()
+	}
+	enc := base64.RawURLEncoding.EncodeToString
+	pastJWT := enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(`{"exp":1000000000,"jti":"old"}`)) + ".sig-past"
+	for _, c := range []struct {
+		name   string
+		b      func(incoming string) func(w http.ResponseWriter)
+		status int    // of each of two requests
+		calls  int    // exchanges for the two
+		header string // the upstream's Authorization on success
+	}{
+		{"redirect to another host", func(string) func(http.ResponseWriter) {
+			return answer(307, "", "Location", elsewhere.URL+"/token")
+		}, 503, 2, ""},
+		{"token_type bearer", func(string) func(http.ResponseWriter) { return answer(200, ok("lower", "bearer", "")) }, 200, 1, "Bearer lower"},
+		{"token_type BEARER", func(string) func(http.ResponseWriter) { return answer(200, ok("upper", "BEARER", "")) }, 200, 1, "Bearer upper"},
+		{"token_type N_A", func(string) func(http.ResponseWriter) { return answer(200, ok("na", "N_A", "")) }, 200, 1, "Bearer na"},
+		{"token_type missing", func(string) func(http.ResponseWriter) {
+			return answer(200, `{"access_token":"t","issued_token_type":"`+at+`"}`)
+		}, 503, 2, ""},
+		{"id token issued", func(string) func(http.ResponseWriter) {
+			return answer(200, `{"access_token":"t","issued_token_type":"urn:ietf:params:oauth:token-type:id_token","token_type":"N_A"}`)
+		}, 503, 2, ""},
+		{"jwt token type issued", func(string) func(http.ResponseWriter) {
+			return answer(200, `{"access_token":"t","issued_token_type":"urn:ietf:params:oauth:token-type:jwt","token_type":"Bearer"}`)
+		}, 503, 2, ""},
+		{"non-ASCII token", func(string) func(http.ResponseWriter) { return answer(200, ok("t\u00f6k", "Bearer", "")) }, 503, 2, ""},
+		{"token with a space", func(string) func(http.ResponseWriter) { return answer(200, ok("a b", "Bearer", "")) }, 503, 2, ""},
+		{"escaped CRLF in the token", func(string) func(http.ResponseWriter) { return answer(200, ok(`a\r\nX-Admin: 1`, "Bearer", "")) }, 503, 2, ""},
+		{"empty token", func(string) func(http.ResponseWriter) { return answer(200, ok("", "Bearer", "")) }, 503, 2, ""},
+		{"expires_in 1e300", func(string) func(http.ResponseWriter) { return answer(200, ok("t", "Bearer", `,"expires_in":1e300`)) }, 503, 2, ""},
+		{"expires_in -1", func(string) func(http.ResponseWriter) { return answer(200, ok("t", "Bearer", `,"expires_in":-1`)) }, 503, 2, ""},
+		{"expires_in 0: used once, never cached", func(string) func(http.ResponseWriter) {
+			return answer(200, ok("zero", "Bearer", `,"expires_in":0`))
+		}, 200, 2, "Bearer zero"},
+		{"JWT exp earlier than expires_in: never cached", func(string) func(http.ResponseWriter) {
+			return answer(200, ok(pastJWT, "Bearer", `,"expires_in":3600`))
+		}, 200, 2, "Bearer " + pastJWT},
+		{"gzip answer", func(string) func(http.ResponseWriter) {
+			return answer(200, gz(ok("zipped", "Bearer", "")), "Content-Encoding", "gzip")
+		}, 200, 1, "Bearer zipped"},
+		{"HTML 200", func(string) func(http.ResponseWriter) {
+			return answer(200, "<html>login</html>", "Content-Type", "text/html")
+		}, 503, 2, ""},
+		{"HTML 500", func(string) func(http.ResponseWriter) {
+			return answer(500, "<html>oops</html>", "Content-Type", "text/html")
+		}, 503, 2, ""},
+		{"error_description with CRLF and the token", func(in string) func(http.ResponseWriter) {
+			return answer(400, `{"error":"invalid_grant","error_description":"bad\r\nX-Injected: `+in+`"}`)
+		}, 403, 1, ""},
+		{"error code with CRLF", func(in string) func(http.ResponseWriter) {
+			return answer(400, `{"error":"invalid_grant\r\nX-Injected: `+in+`"}`)
+		}, 503, 2, ""},
+		{"headers, then a body that never ends", func(string) func(http.ResponseWriter) {
+			return func(w http.ResponseWriter) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(200)
+				_, _ = io.WriteString(w, `{"access_token":"slow`)
+				w.(http.Flusher).Flush()
+				<-release
+			}
+		}, 503, 2, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tok := x.token(t)
+			mu.Lock()
+			behave[tok] = c.b(tok)
+			mu.Unlock()
+			n := x.up.count()
+			for i := range 2 {
+				req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(toolsCall))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != c.status {
+					t.Fatalf("request %d: %d %q, want %d", i, resp.StatusCode, body, c.status)
+				}
+				if strings.Contains(string(body)+fmt.Sprint(resp.Header), "Injected") {
+					t.Fatalf("request %d: the AS's answer reached the client", i)
+				}
+				if c.status == 200 {
+					if got := x.up.last(t).header.Get("Authorization"); got != c.header {
+						t.Fatalf("request %d: the upstream got %.40q, want %.40q", i, got, c.header)
+					}
+				}
+			}
+			if c.status != 200 && x.up.count() != n {
+				t.Fatal("the upstream was reached")
+			}
+			mu.Lock()
+			got := calls[tok]
+			mu.Unlock()
+			if got != c.calls {
+				t.Fatalf("%d exchanges for two requests, want %d", got, c.calls)
+			}
+			if other.Load() != 0 {
+				t.Fatal("a redirect was followed")
+			}
+			logs, _ := os.ReadFile(filepath.Join(x.dir, "caddy.log"))
+			if sig := tok[strings.LastIndexByte(tok, '.')+1:]; strings.Contains(string(logs), sig) || strings.Contains(string(logs), "Injected") {
+				t.Fatal("the incoming token or the AS's description is in the log")
+			}
+		})
 	}
 }
