@@ -622,3 +622,76 @@ func TestAttackExchangeAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackExchangeTargets: a tools/call gets the token of its own rule's target and no
+// other, however the calls of one token interleave, and whatever a client does to the name
+// (another case, a look-alike, a duplicate key, a batch with other messages).
+func TestAttackExchangeTargets(t *testing.T) {
+	x := startAttackExchange(t, map[string]string{"RULES": "tool github_* {\n\t\t\t\texchange {\n\t\t\t\t\taudience https://github.example.com\n\t\t\t\t}\n\t\t\t}\n" +
+		"\t\t\ttool cal_* {\n\t\t\t\texchange {\n\t\t\t\t\taudience https://calendar.example.com\n\t\t\t\t}\n\t\t\t}"})
+	tok := x.token(t)
+	post := func(body string) int {
+		req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// audOf is the audience the AS issued the upstream's last token for.
+	audOf := func() string {
+		v := strings.TrimPrefix(x.up.last(t).header.Get("Authorization"), "Bearer ")
+		if x.issuedFor(v) != tok {
+			t.Fatal("the upstream did not get a token exchanged for this caller")
+		}
+		p, _ := base64.RawURLEncoding.DecodeString(strings.Split(v, ".")[1])
+		var c struct{ Aud string }
+		_ = json.Unmarshal(p, &c)
+		return c.Aud
+	}
+	call := func(id int, name string) string {
+		return `{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"tools/call","params":{"name":"` + name + `","arguments":{}}}`
+	}
+	// Interleaved, the same token: each call gets its own target's token, from the cache
+	// after the first of each.
+	for i, c := range []struct{ name, aud string }{
+		{"github_a", "https://github.example.com"}, {"cal_a", "https://calendar.example.com"}, {"search", "https://api.example.com"},
+		{"cal_b", "https://calendar.example.com"}, {"github_b", "https://github.example.com"}, {"search", "https://api.example.com"},
+		// Other spellings are other tools: the server looks names up exactly.
+		{"GitHub_a", "https://api.example.com"}, {"github\u2010a", "https://api.example.com"}, {"ｇithub_a", "https://api.example.com"},
+	} {
+		if st := post(call(i, c.name)); st != 200 {
+			t.Fatalf("%s: %d", c.name, st)
+		}
+		if got := audOf(); got != c.aud {
+			t.Fatalf("call %d, %s: the upstream got a token for %q, want %q", i, c.name, got, c.aud)
+		}
+	}
+	if n := x.as.calls.Load(); n != 3 {
+		t.Fatalf("%d exchanges, want 3 (one per target)", n)
+	}
+	n := x.up.count()
+	for name, body := range map[string]string{
+		"duplicate name":                   `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"github_a"}}`,
+		"escaped duplicate name":           `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"github_a","n\u0061me":"search"}}`,
+		"two targets in a batch":           "[" + call(1, "github_a") + "," + call(2, "cal_a") + "]",
+		"rule and site targets in a batch": "[" + call(1, "github_a") + "," + `{"jsonrpc":"2.0","id":2,"method":"tools/list"}` + "]",
+		"rule target and a notification":   "[" + call(1, "github_a") + "," + `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":0}}` + "]",
+		"rule target and a response":       "[" + call(1, "github_a") + "," + `{"jsonrpc":"2.0","id":"s1","result":{}}` + "]",
+	} {
+		if st := post(body); st != 400 {
+			t.Errorf("%s: %d, want 400", name, st)
+		}
+	}
+	if x.up.count() != n {
+		t.Fatal("a refused message reached the upstream")
+	}
+	// A batch of one target passes with that target's token.
+	if st := post("[" + call(1, "github_a") + "," + call(2, "github_b") + "]"); st != 200 || audOf() != "https://github.example.com" {
+		t.Fatalf("one-target batch: %d", st)
+	}
+}
