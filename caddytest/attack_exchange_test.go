@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // Red team of issue 21 (token exchange toward the upstream): what reaches the upstream, and
@@ -693,5 +695,59 @@ func TestAttackExchangeTargets(t *testing.T) {
 	// A batch of one target passes with that target's token.
 	if st := post("[" + call(1, "github_a") + "," + call(2, "github_b") + "]"); st != 200 || audOf() != "https://github.example.com" {
 		t.Fatalf("one-target batch: %d", st)
+	}
+}
+
+// TestAttackExchangeDPoP: a DPoP-bound incoming token is exchanged only once its proof for
+// this request holds (no call to the token endpoint for a missing, foreign or replayed
+// proof), and the upstream gets the new token as a bearer token without the proof.
+func TestAttackExchangeDPoP(t *testing.T) {
+	x := startAttackExchange(t, map[string]string{"RULES": "dpop"})
+	client := jwttest.New(t, "", "ES256")
+	other := jwttest.New(t, "", "ES256")
+	c := claims(resource, "mcp:read")
+	c["cnf"] = map[string]any{"jkt": client.Thumbprint()}
+	tok := x.s.rsaKey.Token(t, c, nil)
+	send := func(proofs ...string) int {
+		req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(toolsCall))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "DPoP "+tok)
+		req.Header["Dpop"] = proofs
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	now := time.Now().Unix()
+	good := client.Proof(t, http.MethodPost, dpopHTU, tok, now)
+	for name, proofs := range map[string][]string{
+		"no proof":          nil,
+		"another key":       {other.Proof(t, http.MethodPost, dpopHTU, tok, now)},
+		"another method":    {client.Proof(t, http.MethodGet, dpopHTU, tok, now)},
+		"two proofs":        {good, good},
+		"for another token": {client.Proof(t, http.MethodPost, dpopHTU, "other.token.value", now)},
+	} {
+		if st := send(proofs...); st != 401 && st != 400 {
+			t.Errorf("%s: %d, want 401 or 400", name, st)
+		}
+	}
+	if n := x.as.calls.Load(); n != 0 {
+		t.Fatalf("%d exchanges before any good proof, want 0", n)
+	}
+	if st := send(good); st != 200 {
+		t.Fatalf("good proof: %d", st)
+	}
+	got := x.up.last(t).header
+	v, ok := strings.CutPrefix(got.Get("Authorization"), "Bearer ")
+	if !ok || x.issuedFor(v) != tok || len(got.Values("Dpop")) != 0 {
+		t.Fatalf("the upstream got Authorization %.30q and %d DPoP headers; want the exchanged token as Bearer and no proof", got.Get("Authorization"), len(got.Values("Dpop")))
+	}
+	// The same proof again is a replay, refused before the (cached) exchange is used.
+	n := x.up.count()
+	if st := send(good); st != 401 || x.up.count() != n {
+		t.Fatalf("replayed proof: %d, upstream reached %v", st, x.up.count() != n)
 	}
 }
