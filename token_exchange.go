@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"net/textproto"
 	"slices"
 	"strconv"
@@ -281,6 +282,12 @@ func (x *TokenExchange) Validate() error {
 	if x.Endpoint != "" {
 		if err := jwks.CheckHTTPURL(x.Endpoint); err != nil {
 			return fmt.Errorf("token_exchange endpoint %q: %w", x.Endpoint, err)
+		}
+		if u, err := url.Parse(x.Endpoint); err == nil && u.User != nil {
+			// Credentials in the URL would be logged with it, and net/http would send them
+			// as Basic authentication beside the configured method. The error does not
+			// repeat the URL: it holds them.
+			return errors.New("token_exchange endpoint: has user information; give the credentials as client_id and client_secret")
 		}
 	}
 	if x.ClientID == "" {

@@ -462,6 +462,13 @@ func TestAttackExchangeReservedHeaders(t *testing.T) {
 			t.Errorf("header %s: refused: %.200s", h, body)
 		}
 	}
+	// Credentials in the endpoint URL: refused, without repeating them (the URL is logged
+	// at load, and net/http would send them as Basic authentication too).
+	cfg = strings.Replace(block("X-Upstream-Token"), "endpoint https://auth.example.com/token", "endpoint https://gw:hunter2@auth.example.com/token", 1)
+	if code, body := loadConfig(t, cfg, "text/caddyfile", true); code == http.StatusOK ||
+		!strings.Contains(body, "token_exchange endpoint") || strings.Contains(body, "hunter2") {
+		t.Errorf("endpoint with user information: load answered %d %.300s; want refused, naming the field, not the secret", code, body)
+	}
 }
 
 // TestAttackExchangeAnswers: token endpoint answers an authorization server (or whoever
