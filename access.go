@@ -160,6 +160,9 @@ func (h *Handler) policyConfig() policy.Config {
 	for i, r := range h.Rules {
 		c.Rules[i] = r.policyRule()
 	}
+	if h.Public != nil {
+		c.Public = h.Public.policyPublic()
+	}
 	return c
 }
 

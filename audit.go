@@ -34,6 +34,8 @@ type auditRecord struct {
 	method, name, rule string
 	// exchangeTarget names the token exchange target, exchangedID the new token's jti.
 	exchangeTarget, exchangedID string
+	// anonymous: the request carried no token (public).
+	anonymous bool
 }
 
 // String is what the record shows should someone log its replacer key: the user only.
@@ -91,9 +93,13 @@ func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial
 			zap.String("reason", reason), zap.String("detail", info.label))
 	}
 	tokenID := ""
-	if rec != nil && rec.caller != nil {
-		id := rec.caller.identity
-		f = append(f, zap.String("iss", id.Issuer), zap.String("sub", id.Subject), zap.String("client_id", id.ClientID))
+	if rec != nil && (rec.caller != nil || rec.anonymous) {
+		if rec.anonymous {
+			f = append(f, zap.Bool("anonymous", true))
+		} else {
+			id := rec.caller.identity
+			f = append(f, zap.String("iss", id.Issuer), zap.String("sub", id.Subject), zap.String("client_id", id.ClientID))
+		}
 		if rec.method != "" {
 			f = append(f, zap.String("method", rec.method))
 			if rec.name != "" {
@@ -109,7 +115,9 @@ func (h *Handler) writeAudit(ce *zapcore.CheckedEntry, r *http.Request, d denial
 				f = append(f, zap.String("exchanged_token_id", rec.exchangedID))
 			}
 		}
-		tokenID = rec.caller.tokenID()
+		if rec.caller != nil {
+			tokenID = rec.caller.tokenID()
+		}
 	} else if rec != nil && rec.digest.raw != "" {
 		tokenID = rec.digest.hash().ShortID()
 	}
@@ -184,8 +192,8 @@ func (c *caller) tokenID() string {
 
 // auditRecord returns the request's audit record when audit is on.
 func (ops *opPolicy) auditRecord(r *http.Request) *auditRecord {
-	if !ops.audit {
-		return nil
+	if !ops.audit && !spanRecording(r) {
+		return nil // the record is kept for audit events and for the request's span only
 	}
 	return auditRecordOf(r)
 }

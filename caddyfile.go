@@ -97,6 +97,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		bind_sessions [<key>]
 //		audit
 //		close_streams_at_expiry
+//
+//		public {
+//			tool         <name-pattern...>
+//			prompt       <name-pattern...>
+//			resource_uri <uri-pattern...>
+//			method       <jsonrpc-method...>
+//		}
+//		challenge_in_result [<client-glob...>]
 //	}
 //
 // Rule blocks also take clients and require_claim. require_claim and scope_implies may be
@@ -271,6 +279,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.TokenExchange = new(TokenExchange)
 			err = h.TokenExchange.unmarshalCaddyfile(d)
+		case "store":
+			if seen[name] {
+				return d.Errf("store: given more than once")
+			}
+			if h.Store, err = unmarshalStore(d); err != nil {
+				return err
+			}
+			seen[name] = true
+			continue // the block is read
 		case "dpop":
 			if seen[name] {
 				return d.Errf("dpop: given more than once")
@@ -300,6 +317,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = flag(&h.Audit)
 		case "close_streams_at_expiry":
 			err = flag(&h.CloseStreamsAtExpiry)
+		case "public":
+			if seen[name] {
+				return d.Errf("public: given more than once")
+			}
+			if h.Public, err = unmarshalPublic(d); err != nil {
+				return err
+			}
+			seen[name] = true
+			continue // the block is read
+		case "challenge_in_result":
+			err = unmarshalChallengeInResult(d, h)
 		default:
 			return d.Errf("unrecognized mcp_auth subdirective %q", name)
 		}

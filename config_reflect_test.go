@@ -56,6 +56,13 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 		scope_implies mcp:write mcp:read
 		allow_missing_audience_for cognito-client
 		scope_prefix api://1234/
+		public {
+			tool search_*
+			prompt greet
+			resource_uri https://docs.example.com/*
+			method logging/setLevel
+		}
+		challenge_in_result openai-mcp/*
 	}`, `mcp_auth {
 		resource               https://mcp.example.com/mcp
 		authorization_servers  https://login.microsoftonline.com/organizations/v2.0
@@ -87,6 +94,22 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 			client_id   mcp-rs
 			auth_method private_key_jwt
 			private_key /etc/caddy/rs-key.pem
+		}
+	}`, `mcp_auth {
+		resource               https://mcp.example.com/mcp
+		authorization_servers  https://auth.example.com
+		skip_scopes
+		store redis {
+			address        redis-1:26379 redis-2:26379
+			master_name    mymaster
+			username       mcp
+			password       {env.REDIS_PASSWORD}
+			tls            ca /etc/caddy/redis-ca.pem
+			db             2
+			key_prefix     fleet-a:
+			timeout        250ms
+			on_error       open
+			encryption_key {env.MCP_STORE_KEY}
 		}
 	}`, `mcp_auth {
 		resource               https://mcp.example.com/mcp
@@ -148,6 +171,20 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 				set["introspection."+k] = true
 			}
 		}
+		var st struct {
+			Store struct {
+				Redis map[string]json.RawMessage `json:"redis"`
+			} `json:"store"`
+		}
+		if err := json.Unmarshal(raw, &st); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range st.Store.Redis {
+			set["store."+k] = true
+			if k == "tls" && strings.Contains(string(v), `"ca"`) {
+				set["store.ca"] = true
+			}
+		}
 		var nested struct {
 			DPoP          map[string]json.RawMessage `json:"dpop"`
 			TokenExchange map[string]json.RawMessage `json:"token_exchange"`
@@ -183,6 +220,16 @@ func TestEveryJSONFieldHasCaddyfileSupport(t *testing.T) {
 			}
 			if !set[prefix+name] {
 				t.Errorf("JSON field %q (%s) is set by no Caddyfile subdirective in this test", prefix+name, f.Name)
+			}
+		}
+	}
+	// The store group, likewise.
+	for _, ht := range []reflect.Type{reflect.TypeFor[RedisStore](), reflect.TypeFor[StoreTLS]()} {
+		for i := range ht.NumField() {
+			f := ht.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if f.IsExported() && name != "" && !set["store."+name] {
+				t.Errorf("JSON field store.%q (%s) is set by no Caddyfile subdirective in this test", name, f.Name)
 			}
 		}
 	}

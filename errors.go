@@ -38,6 +38,9 @@ var (
 // errBodyTooLarge is the body read's own over-limit error.
 var errBodyTooLarge = errors.New("request body too large")
 
+// errRequestTrailers refuses a request body followed by trailer fields.
+var errRequestTrailers = errors.New("request trailer fields are not accepted")
+
 // errSSEEventTooLarge cuts off a filtered event stream whose event outgrows maxListAnswer.
 var errSSEEventTooLarge = errors.New("list filter: event stream event larger than 32 MiB")
 

@@ -39,6 +39,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	raw, viaDPoP, d := bearerToken(r.Header, h.dpop != nil)
 	if d != denyNone {
+		if d == denyMissing && h.ops != nil && (h.Public != nil || h.inResult != nil) && isAnonymous(r) {
+			return h.serveAnonymous(w, r, next)
+		}
 		return h.deny(w, r, d, nil)
 	}
 	// The token's digest, computed at most once for this request, whoever asks first. With
@@ -46,8 +49,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// token is refused.
 	var digest tokenDigest
 	td := &digest
+	// The record is kept for audit events and for the request's span, when Caddy's tracing
+	// records it.
 	var rec *auditRecord
-	if h.audit != nil {
+	if h.audit != nil || spanRecording(r) {
 		rec = &auditRecord{}
 		td = &rec.digest
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
@@ -74,11 +79,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// out is what the next handler writes to; denials are written to w.
 	out := w
 	if h.sessions != nil {
-		if !h.sessions.checkSession(r, c.identity, c.sessionAnchor) {
+		ok, anonymous, anonSID := h.sessions.checkCallerSession(r, c.identity, c.sessionAnchor)
+		if !ok {
 			return h.deny(w, r, denySession, nil)
 		}
 		out = &sessionWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
-			binder: h.sessions, id: c.identity, anchor: c.sessionAnchor}
+			binder: h.sessions, id: c.identity, anchor: c.sessionAnchor, anonymous: anonymous, anonSID: anonSID}
 	}
 
 	// The base client and claim conditions: no request of this caller can pass, whatever
@@ -94,6 +100,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// scope this request needs.
 		dec := h.judgeOperation(out, r, c)
 		if dec.deny != denyNone {
+			if h.inResultForSignedIn(w, r, c, dec.deny, dec.stepUp) {
+				return nil
+			}
 			if dec.stepUp != nil {
 				return h.denyStepUp(w, r, dec.stepUp, dec.err)
 			}
@@ -111,7 +120,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	h.metrics.allowed.Inc()
-	if rec != nil {
+	traceDecision(r, denyNone)
+	if h.audit != nil {
 		if ce := h.audit.Check(zap.InfoLevel, "decision"); ce != nil {
 			h.writeAudit(ce, r, denyNone, rec)
 		}
@@ -149,8 +159,16 @@ func (h *Handler) denyStepUp(w http.ResponseWriter, r *http.Request, scopes []st
 
 // denyWith is deny with a challenge built for this request.
 func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, challenge string, err error) error {
+	h.recordDenial(r, d, err)
+	h.chall.writeWith(w, d, challenge)
+	return nil
+}
+
+// recordDenial counts, audits and logs the denial d, and sets its placeholders.
+func (h *Handler) recordDenial(r *http.Request, d denial, err error) {
 	info := denials[d]
 	h.metrics.byDenial[d].Inc()
+	traceDecision(r, d)
 	if h.audit != nil {
 		h.auditDecision(r, d)
 	}
@@ -166,8 +184,6 @@ func (h *Handler) denyWith(w http.ResponseWriter, r *http.Request, d denial, cha
 		}
 		ce.Write(fields...)
 	}
-	h.chall.writeWith(w, d, challenge)
-	return nil
 }
 
 // bearerToken takes the token from the one Authorization header (RFC 6750 §2.1), with the
@@ -235,6 +251,11 @@ func (h *Handler) checkBinding(w http.ResponseWriter, r *http.Request, td *token
 		if err := h.dpop.Remember(proof); err != nil {
 			return denyDPoPProof, err
 		}
+		if h.Store != nil {
+			if d, err := h.Store.claimProof(r.Context(), proof, h.leeway, h.now()); d != denyNone {
+				return d, err
+			}
+		}
 		if proof.NonceStale {
 			h.setDPoPNonce(w)
 		}
@@ -301,13 +322,13 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, td *token
 			c, ok = h.cache.GetBytes(hashed)
 		}
 		if ok {
-			h.metrics.cacheHit.Inc()
+			h.metrics.tokenCache(true)
 			if d, err := h.checkBinding(w, r, td, viaDPoP, c.identity.Confirmation); d != denyNone {
 				return nil, d, err
 			}
 			return c, denyNone, nil
 		}
-		h.metrics.cacheMiss.Inc()
+		h.metrics.tokenCache(false)
 	}
 	if !isB64Token(raw) {
 		return nil, denyMalformedHeader, nil

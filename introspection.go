@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
+	"github.com/mcpauth/caddy-mcp-auth/internal/telemetry"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
 )
@@ -286,10 +287,14 @@ func (in *Introspection) newVerifier(h *Handler, logger *zap.Logger) *verify.Int
 		// the server's trusted_proxies, else the connection's.
 		ClientAddress:     remoteIP,
 		Answers:           in.acquireAnswers(h),
+		Shared:            h.storeAnswers(),
 		NegativeCacheSize: defaultTokenCacheSize,
 		Client:            client,
 		Logger:            logger,
 		Now:               h.now,
+		OnCall:            observeASCall,
+		OnNegativeCache:   h.metrics.introspectionCache,
+		OnAnswerCache:     h.metrics.introspectionAnswers,
 	}
 	if len(h.AuthorizationServers) == 1 {
 		// RFC 7523 §3: the assertion's audience identifies the authorization server; its
@@ -299,7 +304,10 @@ func (in *Introspection) newVerifier(h *Handler, logger *zap.Logger) *verify.Int
 	if in.Endpoint == "" {
 		issuer := h.AuthorizationServers[0]
 		v.Discover = func(ctx context.Context) (string, error) {
-			return jwks.DiscoverEndpoint(ctx, client, issuer, "introspection_endpoint", maxMetadataBytes)
+			start := time.Now()
+			ep, err := jwks.DiscoverEndpoint(ctx, client, issuer, "introspection_endpoint", maxMetadataBytes)
+			observeASCall(telemetry.KindDiscovery, telemetry.Outcome(err), time.Since(start))
+			return ep, err
 		}
 	}
 	return v

@@ -78,7 +78,7 @@ func (ks *keySources) acquireAll(h *Handler) error {
 		ks.File, ks.file = set, h.JWKSFile
 	}
 	refresh := time.Duration(h.JWKSRefresh)
-	opts := jwks.Options{Refresh: refresh, Logger: keysLogger, OnFetch: countRefresh}
+	opts := jwks.Options{Refresh: refresh, Logger: keysLogger, OnFetch: countRefresh, OnCall: observeASCall}
 	for _, u := range h.JWKSURLs {
 		rs, err := ks.acquire("jwks|"+u+"|"+refresh.String(), func() *jwks.Remote {
 			return jwks.NewRemote(u, opts)

@@ -107,11 +107,17 @@ type listFilter struct {
 // newListFilter returns the writer that filters the lists of kinds for the caller: an
 // entry stays when the policy would let the caller use it.
 func newListFilter(w http.ResponseWriter, p *policy.Policy, c *caller, kinds mcpjson.ListKinds) *listFilter {
+	return newEntryFilter(w, kinds, func(k mcpjson.ListKind, key string) bool {
+		return p.EntryAllowed(&c.subject, k, key)
+	})
+}
+
+// newEntryFilter returns the writer that filters the lists of kinds: an entry stays when
+// allowed says so.
+func newEntryFilter(w http.ResponseWriter, kinds mcpjson.ListKinds, allowed func(mcpjson.ListKind, string) bool) *listFilter {
 	f := &listFilter{
 		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
-		lists: &mcpjson.ListFilter{Kinds: kinds, Allowed: func(k mcpjson.ListKind, key string) bool {
-			return p.EntryAllowed(&c.subject, k, key)
-		}},
+		lists:                 &mcpjson.ListFilter{Kinds: kinds, Allowed: allowed},
 	}
 	f.sse.Lists = f.lists
 	return f

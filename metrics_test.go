@@ -21,15 +21,21 @@ func TestMetricsCountDecisionsAndSurviveReprovision(t *testing.T) {
 		waitKeysLoaded(t, h)
 		return h
 	}
-	count := func(outcome string) float64 {
-		return testutil.ToFloat64(metrics.decisions.WithLabelValues(res, outcome))
+	type series struct{ outcome, reason string }
+	count := func(s series) float64 {
+		return testutil.ToFloat64(metrics.decisions.WithLabelValues(res, s.outcome, s.reason))
 	}
+	allowed := series{outcomeAllowed, ""}
+	missing := series{outcomeMissingToken, "missing_token"}
+	audience := series{codeInvalidToken, "audience_not_accepted"}
+	scope := series{codeInsufficientScope, "insufficient_scope"}
 	h := newH()
-	before := map[string]float64{}
-	for _, o := range []string{outcomeAllowed, outcomeMissingToken, outcomeInvalidToken, outcomeInsufficientScope} {
-		before[o] = count(o)
+	before := map[series]float64{}
+	for _, s := range []series{allowed, missing, audience, scope} {
+		before[s] = count(s)
 	}
 	hitsBefore := testutil.ToFloat64(metrics.cache.WithLabelValues(res, "hit"))
+	lookupHitsBefore := testutil.ToFloat64(metrics.lookups.WithLabelValues(res, cacheToken, "hit"))
 
 	good := k.Token(t, testClaims(cacheIss, res, "mcp:read"), nil)
 	serve(t, h, good)
@@ -43,13 +49,16 @@ func TestMetricsCountDecisionsAndSurviveReprovision(t *testing.T) {
 	h2 := newH()
 	serve(t, h2, good)
 
-	for o, want := range map[string]float64{outcomeAllowed: 3, outcomeMissingToken: 1, outcomeInvalidToken: 1, outcomeInsufficientScope: 1} {
-		if got := count(o) - before[o]; got != want {
-			t.Errorf("decisions{outcome=%q} grew by %v, want %v", o, got, want)
+	for s, want := range map[series]float64{allowed: 3, missing: 1, audience: 1, scope: 1} {
+		if got := count(s) - before[s]; got != want {
+			t.Errorf("decisions{outcome=%q, reason=%q} grew by %v, want %v", s.outcome, s.reason, got, want)
 		}
 	}
 	if got := testutil.ToFloat64(metrics.cache.WithLabelValues(res, "hit")) - hitsBefore; got != 1 {
-		t.Errorf("cache hits grew by %v, want 1", got)
+		t.Errorf("token_cache_total hits grew by %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(metrics.lookups.WithLabelValues(res, cacheToken, "hit")) - lookupHitsBefore; got != 1 {
+		t.Errorf("cache_lookups_total{cache=token} hits grew by %v, want 1", got)
 	}
 
 	// The series are exposed through a Caddy context's registry, without tokens in labels.

@@ -17,6 +17,7 @@
 package mcpauth
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -305,6 +306,31 @@ type Handler struct {
 	//
 	// JSON: `token_exchange`. Caddyfile: `token_exchange { ... }`.
 	TokenExchange *TokenExchange `json:"token_exchange,omitempty"`
+	// Public lists what a caller without a token may do; lifecycle and discovery
+	// (initialize, notifications, ping, server/discover and the list methods) are then
+	// always allowed without one. With it, tools/list answers carry every tool's
+	// securitySchemes, computed from the rules. Without it every request needs a token.
+	//
+	// JSON: `public`. Caddyfile: `public { tool|prompt|resource_uri|method <pattern...> }`.
+	Public *PublicOps `json:"public,omitempty"`
+
+	// ChallengeInResult lists clients (globs on the User-Agent, or on the client_id of the
+	// token) that act only on a challenge inside a tool result: their single tools/call
+	// refused for lack of a token or of scopes gets 200 and a result with isError and
+	// _meta["mcp/www_authenticate"]. The Caddyfile subdirective alone lists `openai-mcp/*`
+	// (ChatGPT).
+	//
+	// JSON: `challenge_in_result`. Caddyfile: `challenge_in_result [<client-glob...>]`.
+	ChallengeInResult []string `json:"challenge_in_result,omitempty"`
+
+	inResult *inResultClients // nil unless challenge_in_result
+
+	// Store shares state with the other instances behind a load balancer, in Redis or
+	// Valkey: every DPoP proof is claimed there once, and with its encryption_key the
+	// introspection answers are cached there too.
+	//
+	// JSON: `store`. Caddyfile: `store redis { ... }`.
+	Store *StoreConfig `json:"store,omitempty"`
 
 	sessions *sessionBinder // nil unless bind_sessions
 	audit    *zap.Logger    // nil unless audit
@@ -338,7 +364,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision sets defaults, prepares everything that does not depend on the request and
-// acquires the key sets. Each config group (introspection, dpop, bind_sessions) provisions
+// acquires the key sets. Each config group (introspection, dpop, bind_sessions, store) provisions
 // itself, as reverse_proxy's health checks do.
 func (h *Handler) Provision(ctx caddy.Context) (err error) {
 	// Errors found here have no Caddyfile line (the Caddyfile is already JSON): name the
@@ -363,9 +389,15 @@ func (h *Handler) Provision(ctx caddy.Context) (err error) {
 	}
 	h.metrics = newHandlerMetrics(h.Resource)
 
+	if h.Public != nil {
+		if err := h.Public.Provision(ctx, h); err != nil {
+			return err
+		}
+	}
 	if h.policy, err = policy.Compile(h.policyConfig()); err != nil {
 		return err
 	}
+	h.inResult = newInResultClients(h.ChallengeInResult)
 	h.ops = h.newOpPolicy()
 	if h.Audit {
 		h.audit = h.logger.Named(auditLoggerName)
@@ -384,6 +416,12 @@ func (h *Handler) Provision(ctx caddy.Context) (err error) {
 	h.ScopesSupported = h.policy.Advertised(h.ScopesSupported)
 	if h.DPoP != nil {
 		if err := h.DPoP.Provision(ctx, h); err != nil {
+			return err
+		}
+	}
+	if h.Store != nil {
+		// Before introspection, which caches its answers there too.
+		if err := h.Store.Provision(ctx, h); err != nil {
 			return err
 		}
 	}
@@ -494,15 +532,17 @@ func (h *Handler) newOpPolicy() *opPolicy {
 	if h.FilterLists {
 		lists = mcpjson.AllLists
 	}
-	if len(h.Rules) == 0 && lists == 0 && !h.Audit {
+	if h.Public != nil {
+		lists |= mcpjson.KindsOf(mcpjson.ListTools) // securitySchemes on every tools/list answer
+	}
+	if len(h.Rules) == 0 && lists == 0 && !h.Audit && len(h.ChallengeInResult) == 0 {
 		return nil
 	}
 	ops := &opPolicy{lists: lists, maxBody: h.MaxBodySize, audit: h.Audit}
-	if h.Audit {
-		ops.ruleLabels = make([]string, len(h.Rules))
-		for i, r := range h.Rules {
-			ops.ruleLabels[i] = ruleLabel(r)
-		}
+	// For audit events, and for the request's span when Caddy's tracing records it.
+	ops.ruleLabels = make([]string, len(h.Rules))
+	for i, r := range h.Rules {
+		ops.ruleLabels[i] = ruleLabel(r)
 	}
 	return ops
 }
@@ -605,8 +645,18 @@ func (h *Handler) validateConfig() error {
 			return err
 		}
 	}
+	if h.Store != nil {
+		if err := h.Store.Validate(); err != nil {
+			return err
+		}
+	}
 	if h.TokenExchange != nil {
 		if err := h.TokenExchange.Validate(); err != nil {
+			return err
+		}
+	}
+	if h.Public != nil {
+		if err := h.Public.Validate(); err != nil {
 			return err
 		}
 	}
@@ -696,10 +746,13 @@ func (h *Handler) validateOwn() error {
 	if err := h.validateExchangeRules(); err != nil {
 		return err
 	}
+	if err := checkInResultClients(h.ChallengeInResult); err != nil {
+		return err
+	}
 	return h.validateAccess()
 }
 
-// Cleanup releases the key sets. Caddy calls it also when Provision failed halfway, so it
+// Cleanup releases the key sets and the store client. Caddy calls it also when Provision failed halfway, so it
 // copes with a handler that holds nothing yet, and releases at most once.
 func (h *Handler) Cleanup() error {
 	if h.released {
@@ -709,10 +762,11 @@ func (h *Handler) Cleanup() error {
 	if h.Introspection != nil {
 		h.Introspection.releaseAnswers()
 	}
+	storeErr := h.Store.release()
 	if h.keySets != nil {
-		return h.keySets.release()
+		return errors.Join(h.keySets.release(), storeErr)
 	}
-	return nil
+	return storeErr
 }
 
 func checkResourceURL(s string) error {

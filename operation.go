@@ -81,6 +81,7 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 			// with Last-Event-ID gets its events replayed there. Filter it as well.
 			r.Header.Del("Accept-Encoding")
 			lf := newListFilter(w, h.policy, c, ops.lists)
+			h.decorateListWriter(lf)
 			lf.sseOnly = true // a GET is never answered with a JSON-RPC response in JSON
 			return opDecision{deny: denyNone, filter: lf}
 		}
@@ -147,7 +148,9 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 			// The result is rewritten here, so it must reach us uncompressed (encode runs
 			// after mcp_auth and would compress for the client otherwise).
 			r.Header.Del("Accept-Encoding")
-			return opDecision{deny: denyNone, filter: newListFilter(w, h.policy, c, ops.lists), target: target}
+			lf := newListFilter(w, h.policy, c, ops.lists)
+			h.decorateListWriter(lf)
+			return opDecision{deny: denyNone, filter: lf, target: target}
 		}
 	}
 	return opDecision{deny: denyNone, target: target}
@@ -164,7 +167,8 @@ func hasContentCoding(h http.Header) bool {
 	return false
 }
 
-// readBody reads the whole body, refusing more than limit bytes without reading them all.
+// readBody reads the whole body, refusing more than limit bytes without reading them all, and
+// a body followed by trailer fields.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, errBodyTooLarge
@@ -191,6 +195,13 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 			return nil, errBodyTooLarge
 		}
 		if err == io.EOF {
+			// Trailer fields (RFC 9110 §6.5) arrive after the body, announced or not (net/http
+			// takes undeclared ones too), and reverse_proxy forwards them unchecked: an
+			// Authorization, DPoP or Mcp-Session-Id there would reach the server unjudged.
+			// MCP requests carry none.
+			if len(r.Trailer) != 0 {
+				return nil, errRequestTrailers
+			}
 			return buf, nil
 		}
 		if err != nil {

@@ -55,6 +55,8 @@ func (b *SessionBinding) Provision(_ caddy.Context, h *Handler) error {
 	if err != nil {
 		return err
 	}
+	// With public, sessions opened without a token are accepted from callers with one too.
+	binder.anonymousOK = h.Public != nil
 	h.sessions = binder
 	if generated {
 		h.logger.Warn("bind_sessions has no key: one was generated for this process; "+
@@ -84,6 +86,9 @@ var processSessionKey = sync.OnceValues(func() ([]byte, error) {
 // sessionBinder tags and checks session IDs under one key.
 type sessionBinder struct {
 	macs sync.Pool // of *sessionMAC
+	// anonymousOK: public is on, and sessions opened without a token are accepted from
+	// callers with one too.
+	anonymousOK bool
 }
 
 // sessionMAC is an HMAC-SHA256 under the key with its scratch space, reused between requests
@@ -204,28 +209,9 @@ func (b *sessionBinder) unbindFor(sent string, id *verify.Identity, anchor strin
 // belongs to the caller, and reports false when it does not: the ID is unknown to this caller.
 // A request without the header passes (initialize opens a session).
 func (b *sessionBinder) checkSession(r *http.Request, id *verify.Identity, anchor string) bool {
-	// Mcp_Session_Id is another header to net/http, passed on unchecked, but CGI-style servers
-	// (WSGI, Rack, PHP) read both spellings as HTTP_MCP_SESSION_ID: refuse it, as the
-	// method-override headers are refused.
-	for name := range r.Header {
-		if name != sessionHeader && len(name) == len(sessionHeader) && sameHeaderName(name, "mcp-session-id") {
-			return false
-		}
-	}
-	// A request that announces trailers (RFC 9110 §6.5) may send any field after the body,
-	// Mcp-Session-Id included: net/http takes every trailer field once one is announced, and
-	// reverse_proxy forwards them, unchecked, after this handler has run. MCP requests carry
-	// no trailers, so such a request is refused rather than judged on half its fields.
-	if r.Trailer != nil {
-		return false
-	}
-	vals, ok := r.Header[sessionHeader]
-	if !ok {
-		return true
-	}
-	if len(vals) != 1 {
-		// Which one the server reads is its business: refuse rather than guess.
-		return false
+	vals, present, ok := sentSessionID(r)
+	if !present || !ok {
+		return ok
 	}
 	sid, ok := b.unbindFor(vals[0], id, anchor)
 	if !ok {
@@ -233,6 +219,35 @@ func (b *sessionBinder) checkSession(r *http.Request, id *verify.Identity, ancho
 	}
 	vals[0] = sid
 	return true
+}
+
+// sentSessionID returns the request's one Mcp-Session-Id value (present), or ok false when
+// the request carries it in a way that cannot be judged.
+func sentSessionID(r *http.Request) (vals []string, present, ok bool) {
+	// Mcp_Session_Id is another header to net/http, passed on unchecked, but CGI-style servers
+	// (WSGI, Rack, PHP) read both spellings as HTTP_MCP_SESSION_ID: refuse it, as the
+	// method-override headers are refused.
+	for name := range r.Header {
+		if name != sessionHeader && len(name) == len(sessionHeader) && sameHeaderName(name, "mcp-session-id") {
+			return nil, true, false
+		}
+	}
+	// A request that announces trailers (RFC 9110 §6.5) may send any field after the body,
+	// Mcp-Session-Id included: net/http takes every trailer field once one is announced, and
+	// reverse_proxy forwards them, unchecked, after this handler has run. MCP requests carry
+	// no trailers, so such a request is refused rather than judged on half its fields.
+	if r.Trailer != nil {
+		return nil, true, false
+	}
+	vals, present = r.Header[sessionHeader]
+	if !present {
+		return nil, false, true
+	}
+	if len(vals) != 1 {
+		// Which one the server reads is its business: refuse rather than guess.
+		return nil, true, false
+	}
+	return vals, true, true
 }
 
 // dropSessionHeaders removes Mcp-Session-Id in every spelling a server may read as it.
@@ -253,6 +268,12 @@ type sessionWriter struct {
 	id      *verify.Identity
 	anchor  string
 	written bool
+	// anonymous: the session was opened, or is used, without a token (public); IDs are
+	// tagged as anonymous. For a caller with a token (id set) in an anonymous session, only
+	// that session's own ID, anonSID, is: any other the server hands back is a session
+	// opened with a token, bound to the caller.
+	anonymous bool
+	anonSID   string
 }
 
 func (w *sessionWriter) rewrite() {
@@ -267,7 +288,11 @@ func (w *sessionWriter) rewrite() {
 	}
 	tagged := make([]string, len(vals))
 	for i, v := range vals {
-		tagged[i] = w.binder.bindFor(v, w.id, w.anchor)
+		if w.anonymous && (w.id == nil || v == w.anonSID) {
+			tagged[i] = w.binder.bindAnonymous(v)
+		} else {
+			tagged[i] = w.binder.bindFor(v, w.id, w.anchor)
+		}
 	}
 	hdr[sessionHeader] = tagged
 }

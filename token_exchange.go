@@ -533,6 +533,22 @@ func (x *TokenExchange) exchangeFor(r *http.Request, repl *caddy.Replacer, rec *
 	return denyNone, nil
 }
 
+// clearAnonymous readies a request that passes without a token (a public operation), and so
+// without an exchange: the upstream takes the token header for one mcp_auth set, so a value
+// the client put there (or in a spelling a CGI-style server reads as it, or in a trailer)
+// must not reach it; nor a DPoP proof, which nothing checked.
+func (x *TokenExchange) clearAnonymous(r *http.Request) denial {
+	if r.Trailer != nil {
+		return denyExchangeTrailers
+	}
+	delete(r.Header, x.header)
+	delete(r.Header, "Dpop")
+	if x.headerCGI != "" {
+		x.dropSpellings(r.Header)
+	}
+	return denyNone
+}
+
 // dropSpellings removes the headers a CGI-style server (FastCGI, WSGI, Rack, PHP) would read
 // as the upstream header: X_Upstream_Token, X.Upstream-Token, … become HTTP_X_UPSTREAM_TOKEN
 // there, as X-Upstream-Token does, and the one written last would win. Caddy drops headers

@@ -58,6 +58,9 @@ const (
 	denyExchangeRefused
 	denyExchangeUnavailable
 	denyExchangeMixed
+	denyNotOffered
+	denyTokenInQuery
+	denyStoreUnavailable
 	denyExchangeTrailers
 	numDenials
 )
@@ -142,7 +145,15 @@ var denials = [numDenials]denialInfo{
 	denyExchangeRefused:     {http.StatusForbidden, codeAccessDenied, "The authorization server refused a token for the upstream of this request.", "exchange_refused"},
 	denyExchangeUnavailable: {http.StatusServiceUnavailable, codeUnavailable, "The authorization server cannot issue a token for the upstream now.", "exchange_unavailable"},
 	denyExchangeMixed:       {http.StatusBadRequest, codeInvalidRequest, "The messages of this batch need tokens for different upstreams.", "exchange_mixed_targets"},
-	denyExchangeTrailers:    {http.StatusBadRequest, codeInvalidRequest, "The request carries trailer fields, which would reach the upstream unchecked.", "exchange_trailers"},
+	// public: a GET or DELETE without a token and without an anonymous session. 405 is the
+	// transport's "not offered" (MCP Streamable HTTP): no client starts a sign-in for it.
+	denyNotOffered: {http.StatusMethodNotAllowed, "", "", "anonymous_stream_not_offered"},
+	// public: a request without an Authorization header whose query names an access token
+	// (RFC 6750 §2.3): it is not anonymous, and it never reaches a server that might read it.
+	denyTokenInQuery: {http.StatusBadRequest, codeInvalidRequest, "Access tokens are accepted only in the Authorization header.", "token_in_query"},
+	// The shared store (on_error closed) cannot say whether a DPoP proof was used already.
+	denyStoreUnavailable: {http.StatusServiceUnavailable, codeUnavailable, "The DPoP proof cannot be checked for replay now.", "store_unavailable"},
+	denyExchangeTrailers: {http.StatusBadRequest, codeInvalidRequest, "The request carries trailer fields, which would reach the upstream unchecked.", "exchange_trailers"},
 }
 
 // reasonDenials maps why a verifier refused a token to the answer.
@@ -178,6 +189,7 @@ var outcomeDenials = [...]denial{
 	policy.ClientNotAllowed:     denyClientNotAllowed,
 	policy.ClaimNotSatisfied:    denyClaimNotSatisfied,
 	policy.ResourceURINotNormal: denyResourceURI,
+	policy.MissingToken:         denyMissing,
 }
 
 // isAccessDenial reports a denial that no new scope can fix: its challenge names no scope.

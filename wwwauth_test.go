@@ -128,6 +128,9 @@ var wantDenials = map[denial]struct {
 	denyExchangeRefused:          {403, "access_denied", "The authorization server refused a token for the upstream of this request."},
 	denyExchangeUnavailable:      {503, "temporarily_unavailable", "The authorization server cannot issue a token for the upstream now."},
 	denyExchangeMixed:            {400, "invalid_request", "The messages of this batch need tokens for different upstreams."},
+	denyNotOffered:               {405, "", ""},
+	denyTokenInQuery:             {400, "invalid_request", "Access tokens are accepted only in the Authorization header."},
+	denyStoreUnavailable:         {503, "temporarily_unavailable", "The DPoP proof cannot be checked for replay now."},
 	denyExchangeTrailers:         {400, "invalid_request", "The request carries trailer fields, which would reach the upstream unchecked."},
 }
 
@@ -150,7 +153,7 @@ func TestChallengesEveryDenial(t *testing.T) {
 					t.Errorf("Cache-Control %q, want no-store", got)
 				}
 				ch := res.Header.Values("WWW-Authenticate")
-				if want.status == 413 || want.status == 415 || want.status == 404 {
+				if want.status == 413 || want.status == 415 || want.status == 404 || want.status == 405 {
 					// Not about the credentials: no challenge.
 					if len(ch) != 0 {
 						t.Errorf("%d carries a challenge %q", want.status, ch)
@@ -277,6 +280,8 @@ func TestChallengeStatusCodes(t *testing.T) {
 			want = codeUnavailable
 		case http.StatusNotFound:
 			want = "" // an unknown session: the token is fine
+		case http.StatusMethodNotAllowed:
+			want = "" // no anonymous stream offered (public): not about a token
 		default:
 			t.Errorf("%s: unexpected status %d", info.label, info.status)
 		}

@@ -118,6 +118,7 @@ var subdirectives = map[string]string{
 	"token_exchange":             "token_exchange",
 	"dpop":                       "dpop",
 	"mtls_bound":                 "mtls_bound",
+	"store":                      "store",
 }
 
 // ruleDirectives are the subdirectives that each become one entry of "rules".

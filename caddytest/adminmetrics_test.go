@@ -22,7 +22,7 @@ func TestMetricsOnAdminEndpoint(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	want := `caddy_mcp_auth_decisions_total{outcome="allowed",resource="` + resource + `"}`
+	want := `caddy_mcp_auth_decisions_total{outcome="allowed",reason="",resource="` + resource + `"}`
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
 		t.Errorf("GET /metrics: status %d, no line %s", resp.StatusCode, want)
 	}

@@ -433,6 +433,17 @@ func TestAttackExchangeCustomHeaderInLogs(t *testing.T) {
 	}
 }
 
+// exchangeRefusedCaddyfile is a site whose mcp_auth block is @BLOCK@.
+const exchangeRefusedCaddyfile = globalOptions + `
+
+:9080 {
+	mcp_auth {
+@BLOCK@
+	}
+	respond "should never be served"
+}
+`
+
 // TestAttackExchangeReservedHeaders: the new token must not go in a header that means
 // something else on the way to the upstream or to the MCP server: a hop-by-hop header
 // (reverse_proxy drops it), a method override (the token read as a method), MCP's resumption
@@ -444,7 +455,7 @@ func TestAttackExchangeReservedHeaders(t *testing.T) {
 	cfg, _ := s.config("caddyfile", []string{"mcp:read"}, false)
 	startCaddy(t, cfg, "caddyfile")
 	block := func(header string) string {
-		return render(refusedCaddyfile, map[string]string{"BLOCK": "\t\tresource https://mcp.example.com/mcp\n" +
+		return render(exchangeRefusedCaddyfile, map[string]string{"BLOCK": "\t\tresource https://mcp.example.com/mcp\n" +
 			"\t\tauthorization_servers https://auth.example.com\n\t\tjwks_url " + s.jwks.URL + "/jwks\n\t\tscopes mcp:read\n" +
 			"\t\ttoken_exchange {\n\t\t\tendpoint https://auth.example.com/token\n\t\t\tclient_id gw\n" +
 			"\t\t\tclient_secret s\n\t\t\taudience https://api.example.com\n\t\t\theader " + header + "\n\t\t}\n"})
@@ -756,5 +767,58 @@ func TestAttackExchangeDPoP(t *testing.T) {
 	n := x.up.count()
 	if st := send(good); st != 401 || x.up.count() != n {
 		t.Fatalf("replayed proof: %d, upstream reached %v", st, x.up.count() != n)
+	}
+}
+
+// TestAttackExchangePublicForged: a public tool passes without a token and without an
+// exchange. The upstream trusts the token header as mcp_auth's: a client must not fill it
+// (nor a CGI spelling of it, nor a DPoP proof, nor a trailer) on such a request.
+func TestAttackExchangePublicForged(t *testing.T) {
+	// Caddy drops X_Upstream_Token by default, and X-Upstream-Token when the first is expected.
+	for _, global := range []string{"", "servers {\n\t\texpected_underscore_headers x_*\n\t}"} {
+		t.Run(strconv.FormatBool(global != ""), func(t *testing.T) { testPublicForged(t, global) })
+	}
+}
+
+func testPublicForged(t *testing.T, global string) {
+	x := startAttackExchange(t, map[string]string{"HEADER": "header X-Upstream-Token",
+		"RULES": "public {\n\t\t\t\ttool search\n\t\t\t}", "GLOBAL": global})
+	send := func(hdr map[string]string, trailer bool) int {
+		if trailer {
+			raw := strings.Replace(chunkedPost("", toolsCall, true, "X-Upstream-Token: forged"), "Authorization: Bearer \r\n", "", 1)
+			return xRawRequest(t, raw)
+		}
+		req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(toolsCall))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		for k, v := range hdr {
+			req.Header[k] = []string{v}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := send(nil, false); st != 200 {
+		t.Fatalf("anonymous public call: %d", st)
+	}
+	if st := send(map[string]string{"X-Upstream-Token": "forged", "X_Upstream_Token": "forged", "Dpop": "forged"}, false); st != 200 {
+		t.Fatalf("anonymous public call with forged headers: %d", st)
+	}
+	got := x.up.last(t).header
+	for _, name := range []string{"X-Upstream-Token", "X_upstream_token", "Dpop"} {
+		if v := got.Values(name); len(v) != 0 {
+			t.Errorf("the upstream got the client's %s on an anonymous call: %q", name, v)
+		}
+	}
+	n := x.up.count()
+	if st := send(nil, true); st != 400 || x.up.count() != n {
+		t.Fatalf("anonymous call announcing trailers: %d, upstream reached %v; want 400, not reached", st, x.up.count() != n)
+	}
+	if x.as.calls.Load() != 0 {
+		t.Fatal("an anonymous call was exchanged")
 	}
 }

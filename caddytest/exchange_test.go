@@ -139,15 +139,15 @@ type seenUpstream struct {
 	auth, dpop, aud string
 }
 
-// recordingUpstream records the credentials of every request it receives.
-type recordingUpstream struct {
+// credUpstream records the credentials of every request it receives.
+type credUpstream struct {
 	*httptest.Server
 	mu   sync.Mutex
 	seen []seenUpstream
 }
 
-func newRecordingUpstream(t *testing.T) *recordingUpstream {
-	u := &recordingUpstream{}
+func newCredUpstream(t *testing.T) *credUpstream {
+	u := &credUpstream{}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
 		u.seen = append(u.seen, seenUpstream{
@@ -162,7 +162,7 @@ func newRecordingUpstream(t *testing.T) *recordingUpstream {
 	return u
 }
 
-func (u *recordingUpstream) last() seenUpstream {
+func (u *credUpstream) last() seenUpstream {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if len(u.seen) == 0 {
@@ -231,7 +231,7 @@ const exchangeCaddyfile = `
 func TestTokenExchangeThroughCaddy(t *testing.T) {
 	s := newSetup(t)
 	as := newExchangeAS(t)
-	up := newRecordingUpstream(t)
+	up := newCredUpstream(t)
 	dir := t.TempDir()
 	cfg := render(exchangeCaddyfile, map[string]string{
 		"DIR": dir, "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"), "AS": as.URL,

@@ -7,31 +7,6 @@ import (
 	"testing"
 )
 
-// refusedCaddyfile is a site whose mcp_auth block is @BLOCK@.
-const refusedCaddyfile = globalOptions + `
-
-:9080 {
-	mcp_auth {
-@BLOCK@
-	}
-	respond "should never be served"
-}
-`
-
-// refusedJSON is a JSON config whose mcp_auth handler has the fields @FIELDS@.
-const refusedJSON = `
-{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {"http": {"http_port": 9080, "https_port": 9443, "servers": {"mcp": {
-		"listen": [":9080"],
-		"routes": [{"handle": [
-			{"handler": "mcp_auth", @FIELDS@},
-			{"handler": "static_response", "body": "should never be served"}
-		]}]
-	}}}}
-}
-`
-
 // TestRefusedConfigs loads refused configurations through the admin API, as `caddy reload`
 // does, and checks that the load fails with an error naming the field, and that Caddy keeps
 // serving the previous configuration.
@@ -75,6 +50,20 @@ func TestRefusedConfigs(t *testing.T) {
 			[]string{"wrong argument count", "'scopes'"}},
 		{"resource_uri pattern not in normal form", "caddyfile", base + "\t\tscopes mcp:read\n\t\tresource_uri file://localhost/srv/secret/* {\n\t\t\tscopes mcp:admin\n\t\t}\n",
 			[]string{"resource_uris", `"file://localhost/srv/secret/*"`, "write patterns in the normal form", "a file: URI must be file:///"}},
+		{"public: unknown subdirective", "caddyfile", base + "\t\tscopes mcp:read\n\t\tpublic {\n\t\t\ttools search\n\t\t}\n",
+			[]string{"public:", `unrecognized subdirective "tools"`}},
+		{"json: public with an empty pattern", "json", baseJSON + `, "scopes": ["mcp:read"], "public": {"tools": ["search", ""]}`,
+			[]string{"public.tools:", "empty pattern"}},
+		{"json: public resource_uri not in normal form", "json", baseJSON + `, "scopes": ["mcp:read"], "public": {"resource_uris": ["file:///pub/../secret/*"]}`,
+			[]string{"public.resource_uris:", "normal form"}},
+		{"public method naming tools/call", "caddyfile", base + "\t\tscopes mcp:read\n\t\ttool delete_* {\n\t\t\tscopes mcp:admin\n\t\t}\n\t\tpublic {\n\t\t\tmethod tools/call\n\t\t}\n",
+			[]string{"public.methods:", `"tools/call" matches tools/call`, "tool * for every tool"}},
+		{"json: public method glob over resources", "json", baseJSON + `, "scopes": ["mcp:read"], "public": {"methods": ["resources/*"]}`,
+			[]string{"public.methods:", `"resources/*" matches resources/read`}},
+		{"json: public method *", "json", baseJSON + `, "scopes": ["mcp:read"], "public": {"methods": ["logging/setLevel", "*"]}`,
+			[]string{"public.methods:", `"*" matches tools/call`}},
+		{"json: challenge_in_result with an empty pattern", "json", baseJSON + `, "scopes": ["mcp:read"], "challenge_in_result": [""]`,
+			[]string{"challenge_in_result:", "empty pattern"}},
 		{"json: no scope policy", "json", baseJSON,
 			[]string{"mcp_auth", "scopes:", "no scope policy"}},
 		{"json: scope outside RFC 6749", "json", baseJSON + `, "scopes": ["mcp read"]`,
@@ -121,14 +110,15 @@ func TestRefusedConfigs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			vars := map[string]string{"JWKS": s.jwks.URL + "/jwks"}
+			// A site whose mcp_auth block (or handler's fields) is the case's, before a
+			// respond that must never be served.
+			const never = "should never be served"
+			body := render(c.body, map[string]string{"JWKS": s.jwksURL()})
 			var cfg, ct string
 			if c.format == "caddyfile" {
-				vars["BLOCK"] = render(c.body, vars)
-				cfg, ct = render(refusedCaddyfile, vars), "text/caddyfile"
+				cfg, ct = s.siteCaddyfile(body, `respond "`+never+`"`), "text/caddyfile"
 			} else {
-				vars["FIELDS"] = render(c.body, vars)
-				cfg, ct = render(refusedJSON, vars), "application/json"
+				cfg, ct = jsonEnvelope(`[{"handle": [{"handler": "mcp_auth", `+body+`}, {"handler": "static_response", "body": "`+never+`"}]}]`), "application/json"
 			}
 			code, body := loadConfig(t, cfg, ct, false)
 			if code == http.StatusOK {

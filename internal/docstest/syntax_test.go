@@ -20,6 +20,7 @@ var parserFuncs = map[string][]string{
 	"introspection.go":  {"unmarshalCaddyfile"},
 	"dpop.go":           {"unmarshalDPoP"},
 	"token_exchange.go": {"unmarshalCaddyfile", "parseRuleExchange", "parseExchangeTargetLine"},
+	"store.go":          {"unmarshalStore"},
 }
 
 // TestSyntaxBlockListsEverySubdirective: the syntax block at the top of
@@ -122,7 +123,7 @@ func contains(list []string, s string) bool {
 func TestStatusTableHasEveryDenial(t *testing.T) {
 	statuses := map[string]string{
 		"StatusBadRequest": "400", "StatusUnauthorized": "401", "StatusForbidden": "403",
-		"StatusNotFound": "404", "StatusRequestEntityTooLarge": "413",
+		"StatusNotFound": "404", "StatusMethodNotAllowed": "405", "StatusRequestEntityTooLarge": "413",
 		"StatusUnsupportedMediaType": "415", "StatusServiceUnavailable": "503",
 	}
 	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(root, "wwwauth.go"), nil, 0)

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/mcpauth/caddy-mcp-auth/internal/telemetry"
 )
 
 // ErrNotURL is returned for an issuer, or a jwks_uri, that is not an absolute http or https URL.
@@ -126,7 +128,7 @@ func getDoc(ctx context.Context, client *http.Client, u string, limit int64) ([]
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("status %d", resp.StatusCode)
+		return nil, &telemetry.StatusError{Code: resp.StatusCode}
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpauth/caddy-mcp-auth/internal/telemetry"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 )
@@ -48,6 +49,10 @@ type Options struct {
 	// OnFetch, when set, is called after every fetch with its error (nil on success), except
 	// for fetches cut short by Close. For metrics.
 	OnFetch func(error)
+	// OnCall, when set, is told of each call to the authorization server: the discovery of
+	// the JWKS URL (telemetry.KindDiscovery) and the JWKS request (telemetry.KindJWKS), with
+	// their outcome and duration. Calls cut short by Close are not told. For metrics.
+	OnCall telemetry.CallObserver
 	// Now is the clock of the unknown-kid rate limit. By default time.Now.
 	Now func() time.Time
 }
@@ -289,9 +294,14 @@ func (r *Remote) refreshForUnknownKID(ctx context.Context) {
 		go r.recordOnDemand(r.flightLocked())
 	}
 	r.mu.Unlock()
+	// The request waits for this fetch: a child span of its own shows it, with the fetch's
+	// outcome (the fetch itself runs on the set's context, shared by every waiter).
+	_, span := telemetry.StartSpan(ctx, telemetry.SpanJWKSFetch)
 	select {
-	case <-ch:
+	case res := <-ch:
+		span.End(telemetry.Outcome(res.Err))
 	case <-ctx.Done():
+		span.End(telemetry.Canceled)
 	}
 }
 
@@ -351,7 +361,10 @@ func (r *Remote) fetchOnce(ctx context.Context) error {
 		r.mu.Unlock()
 		if u == "" {
 			var err error
-			if u, err = discoverJWKSURLAt(ctx, r.opts.Client, r.metaBase, r.issuer, r.opts.MaxDocBytes); err != nil {
+			start := time.Now()
+			u, err = discoverJWKSURLAt(ctx, r.opts.Client, r.metaBase, r.issuer, r.opts.MaxDocBytes)
+			r.observe(telemetry.KindDiscovery, err, start)
+			if err != nil {
 				return err
 			}
 			r.mu.Lock()
@@ -360,22 +373,11 @@ func (r *Remote) fetchOnce(ctx context.Context) error {
 		}
 	}
 	r.fetches.Add(1)
-	raw, err := getDoc(ctx, r.opts.Client, u, r.opts.MaxDocBytes)
+	start := time.Now()
+	s, skipped, err := r.getSet(ctx, u)
+	r.observe(telemetry.KindJWKS, err, start)
 	if err != nil {
-		if r.issuer != "" {
-			// The jwks_uri may have moved: discover again next time.
-			r.mu.Lock()
-			r.discovered = ""
-			r.mu.Unlock()
-		}
-		return fmt.Errorf("loading key set %s: %w", u, err)
-	}
-	s, skipped, err := Parse(raw)
-	if err != nil {
-		return fmt.Errorf("loading key set %s: %w", u, err)
-	}
-	if s.Len() == 0 {
-		return fmt.Errorf("loading key set %s: no usable signing key (%d skipped)", u, skipped)
+		return err
 	}
 	// Flights never overlap, so nothing swaps the set between this Load and the Swap.
 	s = carryOver(r.Keys(), s)
@@ -389,4 +391,34 @@ func (r *Remote) fetchOnce(ctx context.Context) error {
 		ce.Write(zap.String("key_set", r.name()), zap.Int("keys", s.Len()), zap.Int("skipped", skipped))
 	}
 	return nil
+}
+
+// getSet fetches and parses the JWKS at u.
+func (r *Remote) getSet(ctx context.Context, u string) (*Set, int, error) {
+	raw, err := getDoc(ctx, r.opts.Client, u, r.opts.MaxDocBytes)
+	if err != nil {
+		if r.issuer != "" {
+			// The jwks_uri may have moved: discover again next time.
+			r.mu.Lock()
+			r.discovered = ""
+			r.mu.Unlock()
+		}
+		return nil, 0, fmt.Errorf("loading key set %s: %w", u, err)
+	}
+	s, skipped, err := Parse(raw)
+	if err != nil {
+		return nil, 0, fmt.Errorf("loading key set %s: %w", u, err)
+	}
+	if s.Len() == 0 {
+		return nil, 0, fmt.Errorf("loading key set %s: no usable signing key (%d skipped)", u, skipped)
+	}
+	return s, skipped, nil
+}
+
+// observe tells OnCall of a call that started at start, unless Close cut it short.
+func (r *Remote) observe(kind string, err error, start time.Time) {
+	if r.opts.OnCall == nil || (err != nil && r.ctx.Err() != nil) {
+		return
+	}
+	r.opts.OnCall(kind, telemetry.Outcome(err), time.Since(start))
 }

@@ -69,6 +69,9 @@ type ListFilter struct {
 	// Allowed reports whether the entry of kind named key (a name, a URI, a URI template)
 	// stays in the list.
 	Allowed func(kind ListKind, key string) bool
+	// Schemes, when set, returns the securitySchemes value (JSON) of a tool by name: every
+	// tool kept in a tools list is rewritten to carry it (schemes.go).
+	Schemes func(name string) []byte
 }
 
 // privateScope is what a filtered list's cacheScope says: the list varies by caller, and a
@@ -99,8 +102,10 @@ func FilterJSONAnswer(body []byte, lf *ListFilter) ([]byte, error) {
 	if !changed {
 		return body, nil
 	}
-	bom := body[: len(body)-len(rest) : len(body)-len(rest)]
-	return append(bom, out...), nil
+	if len(rest) == len(body) {
+		return out, nil
+	}
+	return append(slices.Clip(body[:len(body)-len(rest)]), out...), nil
 }
 
 // FilterListsJSON removes the entries lf refuses from every response in data (a message or a
@@ -113,7 +118,8 @@ func FilterListsJSON(data []byte, lf *ListFilter) ([]byte, bool, error) {
 	defer func() { p.data = nil; readerPool.Put(p) }()
 	p.reset(data)
 	p.loneSurrogates = true
-	var splices []splice
+	splices := p.splices[:0]
+	defer func() { clear(splices); p.splices = splices[:0] }()
 	var err error
 	switch p.peek() {
 	case '{':
@@ -138,7 +144,11 @@ func FilterListsJSON(data []byte, lf *ListFilter) ([]byte, bool, error) {
 	if len(splices) == 0 {
 		return data, false, nil
 	}
-	out := make([]byte, 0, len(data)+len(splices)*len(`"cacheScope":"private",`))
+	size := len(data)
+	for _, s := range splices {
+		size += len(s.repl) - (s.end - s.start)
+	}
+	out := make([]byte, 0, size)
 	at := 0
 	for _, s := range splices {
 		out = append(out, data[at:s.start]...)
@@ -161,7 +171,6 @@ func (p *jsonReader) filterMessage(splices *[]splice, lf *ListFilter) error {
 	if err != nil {
 		return err
 	}
-	var cand []splice
 	for {
 		key, ok, err := p.nextMember(&f)
 		if err != nil {
@@ -173,7 +182,7 @@ func (p *jsonReader) filterMessage(splices *[]splice, lf *ListFilter) error {
 		switch string(key) {
 		case "result":
 			if p.peek() == '{' {
-				cand, err = p.filterResult(lf)
+				err = p.filterResult(splices, lf)
 			} else {
 				err = p.value()
 			}
@@ -191,7 +200,6 @@ func (p *jsonReader) filterMessage(splices *[]splice, lf *ListFilter) error {
 	}
 	// A message with both method and result is no valid JSON-RPC, but a lenient client
 	// might read its result: filtered whatever else it holds.
-	*splices = append(*splices, cand...)
 	return nil
 }
 
@@ -203,21 +211,26 @@ var (
 	entryKeyNames  = [numListKinds][]string{{"name"}, {"name"}, {"uri"}, {"uriTemplate"}}
 )
 
-// filterResult reads a result object. When it holds a list of a kind lf filters, it returns
-// the splices that filter the list and set cacheScope to "private", in order.
-func (p *jsonReader) filterResult(lf *ListFilter) ([]splice, error) {
+// cacheScopeMember is inserted first in a filtered result without cacheScope.
+var cacheScopeMember = []byte(`"cacheScope":"private",`)
+
+// filterResult reads a result object. When it holds a list of a kind lf filters, it appends
+// to out the splices that filter the list and set cacheScope to "private", in order.
+func (p *jsonReader) filterResult(out *[]splice, lf *ListFilter) error {
 	open := p.pos + 1 // just after '{'
 	f, err := p.beginObject()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var out []splice
+	// The first splice of the result is the one for cacheScope, known only at its end.
+	mark := len(*out)
+	*out = append(*out, splice{start: open, end: open})
 	listed := false
 	scope := splice{start: -1}
 	for {
 		key, ok, err := p.nextMember(&f)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if !ok {
 			break
@@ -228,7 +241,7 @@ func (p *jsonReader) filterResult(lf *ListFilter) ([]splice, error) {
 			p.skipSpace()
 			start := p.pos
 			if err := p.value(); err != nil {
-				return nil, err
+				return err
 			}
 			if string(p.data[start:p.pos]) != privateScope {
 				scope = splice{start: start, end: p.pos, repl: []byte(privateScope)}
@@ -239,7 +252,7 @@ func (p *jsonReader) filterResult(lf *ListFilter) ([]splice, error) {
 		}
 		if foldsTo(key, scopeKeys) {
 			// "CacheScope" would set the same field as cacheScope in encoding/json.
-			return nil, errRPCKeyCase
+			return errRPCKeyCase
 		}
 		kind, isList := numListKinds, false
 		for k := range numListKinds {
@@ -251,36 +264,51 @@ func (p *jsonReader) filterResult(lf *ListFilter) ([]splice, error) {
 				break
 			}
 			if foldsTo(key, resultKeyNames[k]) {
-				return nil, errRPCKeyCase
+				return errRPCKeyCase
 			}
 		}
 		if !isList || p.peek() != '[' {
 			if err := p.value(); err != nil {
-				return nil, err
+				return err
 			}
 			continue
 		}
 		listed = true
+		if kind == ListTools && lf.Schemes != nil {
+			if err := p.rewriteTools(out, lf); err != nil {
+				return err
+			}
+			continue
+		}
 		s, removed, err := p.filterList(kind, lf)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if removed {
-			out = append(out, s)
+			*out = append(*out, s)
 		}
 	}
 	if !listed {
-		return nil, nil
+		*out = (*out)[:mark]
+		return nil
 	}
-	switch {
-	case scope.start < 0:
+	if scope.start < 0 {
 		// The result holds the list's member, so a comma always follows.
-		out = append([]splice{{start: open, end: open, repl: []byte(`"cacheScope":"private",`)}}, out...)
-	case scope.end > scope.start:
-		out = append(out, scope)
-		slices.SortFunc(out, func(a, b splice) int { return a.start - b.start })
+		(*out)[mark].repl = cacheScopeMember
+		return nil
 	}
-	return out, nil
+	// cacheScope is there: the first splice is not needed.
+	*out = append((*out)[:mark], (*out)[mark+1:]...)
+	if scope.end > scope.start {
+		// In its place among the list's splices, which are in order and apart from it (a
+		// list's may share a start among themselves, so no sort).
+		i := mark
+		for i < len(*out) && (*out)[i].start < scope.start {
+			i++
+		}
+		*out = slices.Insert(*out, i, scope)
+	}
+	return nil
 }
 
 // filterList reads a list array of kind and returns the splice that replaces it with the

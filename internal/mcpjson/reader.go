@@ -19,6 +19,8 @@ type jsonReader struct {
 	arena []byte
 	// str is scratch space for a decoded string value.
 	str []byte
+	// splices is scratch space for the edits of a filtered answer (FilterListsJSON).
+	splices []splice
 	// loneSurrogates accepts unpaired UTF-16 surrogate escapes (decoded as U+FFFD). Only for
 	// reading server answers: servers in JavaScript or Python emit them, and such a string
 	// can never spell a key the filter looks for. Requests stay strict.

@@ -30,3 +30,7 @@ var ErrWildcardHost = errors.New("in a host, * stands only for whole leading lab
 // ErrImpliesCycle refuses a scope_implies cycle: it would make the scopes equal, which is
 // surely not what was meant.
 var ErrImpliesCycle = errors.New("cycle")
+
+// ErrPublicNamedMethod refuses a public method pattern that covers a method whose tool,
+// prompt or resource is judged: those are made public by name only.
+var ErrPublicNamedMethod = errors.New("its names are judged: list them with tool, prompt or resource_uri (tool * for every tool)")

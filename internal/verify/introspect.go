@@ -16,6 +16,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/mcpauth/caddy-mcp-auth/internal/clientauth"
+	"github.com/mcpauth/caddy-mcp-auth/internal/telemetry"
 	"github.com/mcpauth/caddy-mcp-auth/internal/tokencache"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
@@ -116,6 +117,20 @@ type Introspection struct {
 	Client *http.Client
 	Logger *zap.Logger
 	Now    func() time.Time
+	// OnCall, when set, is told of each introspection call (telemetry.KindIntrospection)
+	// with its outcome and duration; a call never made because the limits shed it (no slot
+	// free in time, a rate, a share or the waiters at their bound) is told as
+	// telemetry.Busy. For metrics.
+	OnCall telemetry.CallObserver
+	// OnNegativeCache, when set, is told of each lookup in the cache of refusals this
+	// configuration decided from an answer (negative_ttl): hit or not. For metrics.
+	OnNegativeCache func(hit bool)
+	// OnAnswerCache, when set, is told of each lookup in Answers (the server's answers,
+	// shared across reloads): hit or not. For metrics.
+	OnAnswerCache func(hit bool)
+	// Shared, when set, holds active answers for the other instances (introspect_shared.go),
+	// consulted behind Answers and before the limits.
+	Shared SharedAnswers
 
 	limits  *limiter
 	calls   *failureLog // failing calls, logged once then counted
@@ -185,7 +200,7 @@ type answer struct {
 	active     bool
 	tokenType  string
 	raw        []byte
-	received   time.Time // when the server gave it
+	received   time.Time // when the server gave it (to this instance or, shared, to another)
 }
 
 // Verify introspects an opaque token and returns the caller the answer describes.
@@ -284,29 +299,54 @@ func (v *Introspection) askFor(ctx context.Context, token string, r *http.Reques
 	}
 	sum := tokenHashOf(ctx, token)
 	key := string(sum[:])
-	if n, ok := v.neg.Get(key); ok {
-		return nil, key, fail(n.reason)
+	if v.neg != nil {
+		n, ok := v.neg.Get(key)
+		if v.OnNegativeCache != nil {
+			v.OnNegativeCache(ok)
+		}
+		if ok {
+			return nil, key, fail(n.reason)
+		}
 	}
-	if a, ok := v.cached(key, v.now()); ok {
-		return a, key, nil
+	if v.Answers != nil {
+		a, ok := v.cached(key, v.now())
+		if v.OnAnswerCache != nil {
+			v.OnAnswerCache(ok)
+		}
+		if ok {
+			return a, key, nil
+		}
 	}
 	client := v.clientOf(r)
-	ch := v.flight.DoChan(key, func() (any, error) {
-		a, err := v.limited(token, client, proven)
-		if err == nil {
-			v.keep(key, a)
-		}
-		return a, err
-	})
+	// The request waits for the answer: a child span of its own shows it, with the call's
+	// outcome (the call itself is shared by every request with this token); a store lookup
+	// the call makes first is a child of it.
+	sctx, span := telemetry.StartSpan(ctx, telemetry.SpanIntrospect)
+	ch := v.flight.DoChan(key, func() (any, error) { return v.fetch(sctx, token, key, client, proven) })
 	select {
 	case res := <-ch:
+		span.End(callOutcome(res.Err))
 		if res.Err != nil {
 			return nil, key, res.Err
 		}
 		return res.Val.(*answer), key, nil
 	case <-ctx.Done():
+		span.End(telemetry.Canceled)
 		return nil, key, failWith(ASUnavailable, ctx.Err())
 	}
+}
+
+// callOutcome classifies the error of call.
+func callOutcome(err error) string {
+	switch {
+	case err == nil:
+		return telemetry.OK
+	case shed(err):
+		return telemetry.Busy
+	case ReasonOf(err) == BadAnswer:
+		return telemetry.BadAnswer
+	}
+	return telemetry.Outcome(err)
 }
 
 // call asks the authorization server. It runs in a flight shared by every request with the
@@ -315,11 +355,25 @@ func (v *Introspection) askFor(ctx context.Context, token string, r *http.Reques
 // Failures are logged once when they start, then counted (introspect_log.go): one line per
 // failed call would flood the log during an outage, in proportion to traffic.
 func (v *Introspection) call(token string) (*answer, error) {
+	start := time.Now()
+	a, err := v.callEndpoint(token)
+	if !errors.Is(err, errNoEndpoint) {
+		v.OnCall.Observe(telemetry.KindIntrospection, callOutcome(err), time.Since(start))
+	}
+	return a, err
+}
+
+// errNoEndpoint wraps a failure to find the endpoint: no introspection call was made (the
+// discovery call is observed on its own).
+var errNoEndpoint = errors.New("finding the introspection endpoint")
+
+// callEndpoint makes the introspection call, in a slot.
+func (v *Introspection) callEndpoint(token string) (*answer, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), v.Timeout)
 	defer cancel()
 	endpoint, err := v.findEndpoint(ctx)
 	if err != nil {
-		return nil, failWith(ASUnavailable, err)
+		return nil, failWith(ASUnavailable, fmt.Errorf("%w: %w", errNoEndpoint, err))
 	}
 	req, err := v.request(ctx, endpoint, token)
 	if err != nil {
@@ -337,7 +391,7 @@ func (v *Introspection) call(token string) (*answer, error) {
 	case resp.StatusCode >= 500:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 		v.calls.failed(v.Logger, v.now(), "status 5xx", zap.String("endpoint", endpoint), zap.Int("status", resp.StatusCode))
-		return nil, failWith(ASUnavailable, fmt.Errorf("introspection endpoint status %d", resp.StatusCode))
+		return nil, failWith(ASUnavailable, fmt.Errorf("introspection endpoint: %w", &telemetry.StatusError{Code: resp.StatusCode}))
 	case resp.StatusCode != http.StatusOK:
 		// RFC 7662 §2.3: 401 means our client authentication failed. Nothing the caller can
 		// do about it; the operator must fix the configuration.
@@ -351,7 +405,7 @@ func (v *Introspection) call(token string) (*answer, error) {
 				zap.String("endpoint", endpoint), zap.Int("status", resp.StatusCode),
 				zap.String("client_id", v.ClientID), zap.String("auth_method", v.authMethod()))
 		}
-		return nil, failWith(ASUnavailable, fmt.Errorf("introspection endpoint status %d", resp.StatusCode))
+		return nil, failWith(ASUnavailable, fmt.Errorf("introspection endpoint: %w", &telemetry.StatusError{Code: resp.StatusCode}))
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcpauth/caddy-mcp-auth/internal/telemetry"
 	"go.uber.org/zap"
 )
 
@@ -378,10 +379,13 @@ func (v *Introspection) clientOf(r *http.Request) netip.Prefix {
 // limited admits the call then makes it. It runs in the flight of the token, for the
 // request that started it.
 func (v *Introspection) limited(token string, client netip.Prefix, proven bool) (*answer, error) {
+	start := time.Now()
 	release, err := v.limits.admit(client, proven, v.now())
 	if err != nil {
 		v.shedLog.failed(v.Logger, v.now(), shedKind(err),
 			zap.Int("max_in_flight", v.MaxInFlight), zap.Float64("max_rate", v.limits.rate))
+		// No call was made: told as busy, with the time the request waited for a slot.
+		v.OnCall.Observe(telemetry.KindIntrospection, telemetry.Busy, time.Since(start))
 		return nil, failWith(ASUnavailable, err)
 	}
 	defer release()
@@ -390,6 +394,16 @@ func (v *Introspection) limited(token string, client netip.Prefix, proven bool) 
 		v.limits.suspect(client, v.now())
 	}
 	return a, err
+}
+
+// shed reports whether err is a call the limits shed (no call was made).
+func shed(err error) bool {
+	for _, e := range [...]error{errShedClientShare, errShedClientRate, errShedRate, errShedWaiters, errShedClients, errBusy} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func shedKind(err error) string {
