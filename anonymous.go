@@ -55,6 +55,11 @@ func (h *Handler) serveAnonymous(w http.ResponseWriter, r *http.Request, next ca
 	if tokenInQuery(r.URL.RawQuery) {
 		return h.deny(w, r, denyTokenInQuery, nil)
 	}
+	if x := h.TokenExchange; x != nil {
+		if d := x.clearAnonymous(r); d != denyNone {
+			return h.deny(w, r, d, nil)
+		}
+	}
 	if h.Public == nil {
 		// challenge_in_result alone: nothing is allowed without a token and every answer
 		// is today's 401, but a matched client's single tools/call gets it in a result.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -126,6 +128,9 @@ type TokenExchange struct {
 
 	client *exchange.Client
 	header string // canonical form of Header
+	// headerCGI is Header in lower case with '-' for '_' and '.', when it has one of them:
+	// the name CGI-style servers read as the same variable (HTTP_X_UPSTREAM_TOKEN).
+	headerCGI string
 	// rules are the `tool` rules with an exchange target, in config order: target i+1.
 	rules []exchangeRule
 	// policy tells which rules a message matches: the rule's patterns, read as its scopes are.
@@ -201,6 +206,9 @@ func (x *TokenExchange) Provision(_ caddy.Context, h *Handler) error {
 	}
 
 	x.header = textproto.CanonicalMIMEHeaderKey(x.Header)
+	if strings.ContainsAny(x.header, "-_.") {
+		x.headerCGI = strings.Map(cgiFold, strings.ToLower(x.header))
+	}
 	x.now = h.now
 	x.policy = h.policy
 	targets := []exchange.Target{x.target(&x.ExchangeTarget)}
@@ -254,6 +262,14 @@ func (x *TokenExchange) Provision(_ caddy.Context, h *Handler) error {
 	h.logger.Info("token exchange on", zap.String("resource", h.Resource), zap.String("endpoint", ep),
 		zap.String("client_id", x.ClientID), zap.String("auth_method", cred.MethodName()),
 		zap.String("header", x.header), zap.Int("targets", len(targets)))
+	if x.header != "Authorization" {
+		// Caddy's log encoders redact Authorization, Cookie and Proxy-Authorization only:
+		// reverse_proxy's debug log of each upstream round trip, and the access log with
+		// log_credentials, hold any other header, the exchanged token with it.
+		h.logger.Warn("token_exchange header: Caddy does not redact this header in its logs; "+
+			"at debug level, reverse_proxy logs every exchanged token sent in it (use Authorization, "+
+			"or keep the debug level off for http.handlers.reverse_proxy)", zap.String("header", x.header))
+	}
 	return nil
 }
 
@@ -266,6 +282,12 @@ func (x *TokenExchange) Validate() error {
 	if x.Endpoint != "" {
 		if err := jwks.CheckHTTPURL(x.Endpoint); err != nil {
 			return fmt.Errorf("token_exchange endpoint %q: %w", x.Endpoint, err)
+		}
+		if u, err := url.Parse(x.Endpoint); err == nil && u.User != nil {
+			// Credentials in the URL would be logged with it, and net/http would send them
+			// as Basic authentication beside the configured method. The error does not
+			// repeat the URL: it holds them.
+			return errors.New("token_exchange endpoint: has user information; give the credentials as client_id and client_secret")
 		}
 	}
 	if x.ClientID == "" {
@@ -386,13 +408,26 @@ func checkExchangeHeader(name string) error {
 			return errors.New("not a header field name")
 		}
 	}
-	switch textproto.CanonicalMIMEHeaderKey(name) {
-	case "Host", "Content-Length", "Content-Type", "Content-Encoding", "Transfer-Encoding", "Connection",
-		"Te", "Trailer", "Upgrade", "Cookie", "Dpop", "Mcp-Session-Id", "Mcp-Protocol-Version",
-		"Mcp-Method", "Mcp-Name", "Proxy-Authorization", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+	// Compared as CGI-style servers read names (X_Forwarded_For is X-Forwarded-For there).
+	folded := strings.Map(cgiFold, strings.ToLower(name))
+	if slices.Contains(reservedHeaders, folded) || strings.HasPrefix(folded, "sec-") ||
+		strings.HasPrefix(folded, "access-control-") || strings.HasPrefix(folded, "x-forwarded-") {
 		return errors.New("a header HTTP or MCP gives another meaning")
 	}
 	return nil
+}
+
+// reservedHeaders are the header names (lower case, '-' for '_' and '.') the new token must
+// not go in: hop-by-hop headers (reverse_proxy would drop it), headers that change how a
+// server reads the request (method overrides, encodings, ranges, the forwarded-for family),
+// and MCP's own.
+var reservedHeaders = []string{
+	"host", "content-length", "content-type", "content-encoding", "content-range", "transfer-encoding",
+	"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect", "range",
+	"cookie", "dpop", "proxy-authorization", "proxy-authenticate", "www-authenticate",
+	"forwarded", "via", "x-real-ip", "max-forwards", "origin", "accept", "accept-encoding", "early-data",
+	"x-http-method-override", "x-http-method", "x-method-override",
+	"mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id",
 }
 
 // exchangeSlots keep, on a cached caller, the token exchanged per target, so that a request
@@ -442,6 +477,14 @@ func (x *TokenExchange) exchangeFor(r *http.Request, repl *caddy.Replacer, rec *
 		// Named on a refusal too.
 		rec.exchangeTarget = x.label[target]
 	}
+	if r.Trailer != nil {
+		// Trailer fields (RFC 9110 §6.5) come after the body, after this handler ran, and
+		// reverse_proxy forwards them: a client could send the upstream its own token, or a
+		// forged one in the upstream header, where nothing here replaces it. MCP requests
+		// carry no trailers. net/http sets r.Trailer when a request announces trailers, and
+		// fills it for a body read here already (the rules read it), announced or not.
+		return denyExchangeTrailers, nil
+	}
 	var tok *exchange.Token
 	if c.exchanged != nil {
 		tok = c.exchanged[target].Load()
@@ -451,6 +494,12 @@ func (x *TokenExchange) exchangeFor(r *http.Request, repl *caddy.Replacer, rec *
 		tok, err = x.client.Exchange(r.Context(), td.raw, (*[sha256.Size]byte)(td.hash()), c.identity.Expiry, target)
 		if err != nil {
 			if exchange.KindOf(err) == exchange.Refused {
+				if exp := c.identity.Expiry; !exp.IsZero() && !x.now().Before(exp) {
+					// Past its exp, inside the leeway: the authorization server, which
+					// allows none, refused an expired token. The client gets a new one
+					// on 401 invalid_token; on 403 access_denied it would give up.
+					return denyExpired, err
+				}
 				return denyExchangeRefused, err
 			}
 			return denyExchangeUnavailable, err
@@ -463,14 +512,79 @@ func (x *TokenExchange) exchangeFor(r *http.Request, repl *caddy.Replacer, rec *
 	// The incoming token never reaches the upstream, nor its DPoP proof: the proof was for
 	// this request to this server, and its ath is a hash of the incoming token. The target
 	// header is replaced as a whole, so a value the client sent in it is gone too.
+	// The new value goes in this request's own slice (the incoming Authorization's: one
+	// value, bearerToken refused any other count), never one shared with other requests:
+	// a later handler may edit it in place.
+	vals := hdr["Authorization"]
+	if len(vals) != 1 {
+		vals = make([]string, 1)
+	}
 	delete(hdr, "Authorization")
 	delete(hdr, "Dpop")
-	hdr[x.header] = tok.Header()
+	if x.headerCGI != "" {
+		x.dropSpellings(hdr)
+	}
+	vals[0] = tok.Value()
+	hdr[x.header] = vals
 	repl.Set(exchangedAudiencePlaceholder, x.audience[target])
 	if rec != nil {
 		rec.exchangedID = tok.JTI
 	}
 	return denyNone, nil
+}
+
+// clearAnonymous readies a request that passes without a token (a public operation), and so
+// without an exchange: the upstream takes the token header for one mcp_auth set, so a value
+// the client put there (or in a spelling a CGI-style server reads as it, or in a trailer)
+// must not reach it; nor a DPoP proof, which nothing checked.
+func (x *TokenExchange) clearAnonymous(r *http.Request) denial {
+	if r.Trailer != nil {
+		return denyExchangeTrailers
+	}
+	delete(r.Header, x.header)
+	delete(r.Header, "Dpop")
+	if x.headerCGI != "" {
+		x.dropSpellings(r.Header)
+	}
+	return denyNone
+}
+
+// dropSpellings removes the headers a CGI-style server (FastCGI, WSGI, Rack, PHP) would read
+// as the upstream header: X_Upstream_Token, X.Upstream-Token, … become HTTP_X_UPSTREAM_TOKEN
+// there, as X-Upstream-Token does, and the one written last would win. Caddy drops headers
+// with '_' or '.' unless expected_underscore_headers or expected_dot_headers keeps them (it
+// then drops their hyphenated spelling, which this handler sets afterwards).
+func (x *TokenExchange) dropSpellings(hdr http.Header) {
+	for name := range hdr {
+		if len(name) == len(x.headerCGI) && name != x.header && cgiSame(name, x.headerCGI) {
+			delete(hdr, name)
+		}
+	}
+}
+
+// cgiFold maps a lower-case header name's character to the one a CGI variable name keeps.
+func cgiFold(c rune) rune {
+	if c == '_' || c == '.' {
+		return '-'
+	}
+	return c
+}
+
+// cgiSame compares name with folded (lower case, '-' for '_' and '.'), as cgiFold would.
+func cgiSame(name, folded string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_' || c == '.':
+			c = '-'
+		}
+		if c != folded[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // unmarshalCaddyfile reads the block of `token_exchange { ... }`.

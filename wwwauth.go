@@ -61,6 +61,7 @@ const (
 	denyNotOffered
 	denyTokenInQuery
 	denyStoreUnavailable
+	denyExchangeTrailers
 	numDenials
 )
 
@@ -152,6 +153,7 @@ var denials = [numDenials]denialInfo{
 	denyTokenInQuery: {http.StatusBadRequest, codeInvalidRequest, "Access tokens are accepted only in the Authorization header.", "token_in_query"},
 	// The shared store (on_error closed) cannot say whether a DPoP proof was used already.
 	denyStoreUnavailable: {http.StatusServiceUnavailable, codeUnavailable, "The DPoP proof cannot be checked for replay now.", "store_unavailable"},
+	denyExchangeTrailers: {http.StatusBadRequest, codeInvalidRequest, "The request carries trailer fields, which would reach the upstream unchecked.", "exchange_trailers"},
 }
 
 // reasonDenials maps why a verifier refused a token to the answer.

@@ -131,6 +131,7 @@ var wantDenials = map[denial]struct {
 	denyNotOffered:               {405, "", ""},
 	denyTokenInQuery:             {400, "invalid_request", "Access tokens are accepted only in the Authorization header."},
 	denyStoreUnavailable:         {503, "temporarily_unavailable", "The DPoP proof cannot be checked for replay now."},
+	denyExchangeTrailers:         {400, "invalid_request", "The request carries trailer fields, which would reach the upstream unchecked."},
 }
 
 func TestChallengesEveryDenial(t *testing.T) {

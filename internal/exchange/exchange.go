@@ -127,18 +127,19 @@ type Target struct {
 // Token is an exchanged token, ready for the upstream request. It never appears in a log or
 // an error.
 type Token struct {
-	// header is the value of the upstream header: "Bearer <token>" or the bare token. The
-	// slice is shared by every request served from this entry (so that a cached exchange
-	// costs no allocation); it must not be changed.
-	header []string
+	// value is the value of the upstream header: "Bearer <token>" or the bare token. A
+	// string, not a header's []string: every request served from this entry gets it, and a
+	// slice shared among them would be rewritten in place by any handler that edits request
+	// headers (Caddy's request_header replacements do), for every one of them at once.
+	value string
 	// JTI is the new token's jti when it is a JWT, for the audit event.
 	JTI string
 	// until is when the entry stops being served.
 	until time.Time
 }
 
-// Header is the value of the upstream header, shared: never change it.
-func (t *Token) Header() []string { return t.header }
+// Value is the value of the upstream header.
+func (t *Token) Value() string { return t.value }
 
 // StillValid reports whether the token may still be served at now.
 func (t *Token) StillValid(now time.Time) bool { return now.Before(t.until) }
@@ -459,7 +460,7 @@ func (c *Client) token(a *answer, now, subjectExp time.Time) *Token {
 	if c.Bearer {
 		v = "Bearer " + v
 	}
-	return &Token{header: []string{v}, JTI: a.jti, until: until}
+	return &Token{value: v, JTI: a.jti, until: until}
 }
 
 func (c *Client) logClient(endpoint string, status int, code string) {

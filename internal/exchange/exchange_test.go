@@ -85,7 +85,7 @@ func TestRequestParameters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := tok.Header(); len(got) != 1 || got[0] != "Bearer new-token" {
+	if got := tok.Value(); got != "Bearer new-token" {
 		t.Fatalf("header %q", got)
 	}
 	if _, err := exchangeOf(c, context.Background(), "incoming.token", time.Now().Add(time.Hour), 1); err != nil {
@@ -272,7 +272,7 @@ func TestErrors(t *testing.T) {
 			c := newClient(as)
 			tok, err := exchangeOf(c, context.Background(), "subject-token", time.Now().Add(time.Hour), 0)
 			if err == nil {
-				t.Fatalf("got a token %q, want %v", tok.Header(), tc.kind)
+				t.Fatalf("got a token %q, want %v", tok.Value(), tc.kind)
 			}
 			var e *Error
 			if !asError(err, &e) || e.Kind != tc.kind || e.Code != tc.code {
