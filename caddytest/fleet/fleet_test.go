@@ -318,9 +318,18 @@ type answer struct {
 // send posts to the instance with Host mcp.test; proof "" sends no DPoP header.
 func (in *instance) send(auth, proof string) answer {
 	in.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, in.url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	a, err := in.do(auth, proof)
 	if err != nil {
 		in.t.Fatal(err)
+	}
+	return a
+}
+
+// do is send for any goroutine: it returns the error instead of failing the test.
+func (in *instance) do(auth, proof string) (answer, error) {
+	req, err := http.NewRequest(http.MethodPost, in.url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	if err != nil {
+		return answer{}, err
 	}
 	req.Host = host
 	req.Header.Set("Content-Type", "application/json")
@@ -332,11 +341,11 @@ func (in *instance) send(auth, proof string) answer {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		in.t.Fatal(err)
+		return answer{}, err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return answer{resp.StatusCode, resp.Header, string(b)}
+	return answer{resp.StatusCode, resp.Header, string(b)}, nil
 }
 
 // load replaces the config through the admin API, as `caddy reload` does.
