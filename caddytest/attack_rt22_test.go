@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -75,6 +77,67 @@ func TestTracingBoundsClientNames(t *testing.T) {
 					t.Errorf("%s: span %s attribute %s has %d bytes", c.name, s.GetName(), k, len(v))
 				}
 			}
+		}
+	}
+}
+
+// Label values are bounded under attack: tool names, subjects and client IDs an attacker
+// picks never become labels, so /metrics has the same series after 1,000 calls with
+// distinct tools, subjects and clients (allowed and refused) as after the first ten.
+func TestMetricsCardinalityUnderDistinctNames(t *testing.T) {
+	t.Setenv("MCPAUTH_TRACE_SESSION_KEY", traceSessionKey)
+	k := jwttest.New(t, "card-k1", "ES256")
+	js := newSwappableJWKS(t, k)
+	up := newTracedUpstream(t)
+	tc := startCaddy(t, render(metricsCaddyfile, map[string]string{
+		"JWKS": js.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
+	}), "caddyfile")
+	const host = "metrics.localhost"
+	series := func() (int, string) {
+		resp, err := http.Get(adminURL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		n := 0
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "caddy_mcp_auth_") {
+				n++
+			}
+		}
+		return n, string(b)
+	}
+	send := func(i int) {
+		c := claims(metricsResource, "mcp:read")
+		c["sub"] = fmt.Sprintf("attacker-sub-%d", i)
+		c["client_id"] = fmt.Sprintf("attacker-client-%d", i)
+		tok := k.Token(t, c, nil)
+		tool := fmt.Sprintf("attacker_tool_%d", i)
+		if i%2 == 1 {
+			tool = fmt.Sprintf("delete_attacker_%d", i) // refused: insufficient_scope
+		}
+		_, code, _ := tracedPost(t, tc, host, tok, "", rpc("tools/call", `{"name":"`+tool+`"}`))
+		if code != http.StatusOK && code != http.StatusForbidden {
+			t.Fatalf("call %d: status %d", i, code)
+		}
+		// An unknown method name too.
+		_, _, _ = tracedPost(t, tc, host, tok, "", rpc(fmt.Sprintf("attacker/method-%d", i), `{}`))
+	}
+	for i := range 10 {
+		send(i)
+	}
+	first, _ := series()
+	for i := 10; i < 1000; i++ {
+		send(i)
+	}
+	after, page := series()
+	if after != first {
+		t.Errorf("caddy_mcp_auth_ series: %d after 10 distinct callers, %d after 1,000", first, after)
+	}
+	for _, s := range []string{"attacker_tool", "delete_attacker", "attacker-sub", "attacker-client", "attacker/method"} {
+		if strings.Contains(page, s) {
+			t.Errorf("/metrics holds a value the request chose (%s)", s)
 		}
 	}
 }
