@@ -33,6 +33,10 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	// The module, imported for go test's cache only: the instances run a Caddy built from
+	// ./cmd/caddy by `go build`, which the cache does not see, so without this a change to
+	// the module left this package's last result cached (a stale pass).
+	_ "github.com/mcpauth/caddy-mcp-auth"
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/mcpauth/caddy-mcp-auth/internal/store/storetest"
 	"github.com/redis/go-redis/v9"

@@ -1,6 +1,12 @@
 package fleet
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -51,4 +57,93 @@ func TestProofRacedAtTwoInstances(t *testing.T) {
 			t.Fatalf("proof %d sent to A and B at once: %d served, want exactly 1 (%d, %d)", i, ok, got[0].code, got[1].code)
 		}
 	}
+}
+
+// A store that answers SET NX with something Redis never answers (":1", as a proxy that
+// runs SET as another command might): no proof passes on it. on_error closed answers 503;
+// before, every such answer read as a fresh claim, and a proof replayed at the other
+// instance was served too.
+func TestStoreUnexpectedReplyThroughCaddy(t *testing.T) {
+	e := newEnv(t)
+	e.storeTo = fakeRESP(t, ":1\r\n")
+	a := e.start(t, opts{onError: "closed", timeout: "2s"})
+	b := e.start(t, opts{onError: "closed", timeout: "2s"})
+	c := e.dpopClient(t)
+	p := c.proof(t)
+	checkDenied(t, "DPoP, store answering :1, at A", a.send(c.auth(), p), 503, "temporarily_unavailable")
+	checkDenied(t, "the same proof at B", b.send(c.auth(), p), 503, "temporarily_unavailable")
+	if got := a.send("Bearer "+e.token(t, ""), ""); got.code != 200 {
+		t.Errorf("bearer: %d, want 200 (it needs no store)", got.code)
+	}
+	a.waitLog("store unreachable", 1)
+}
+
+// fakeRESP is a server speaking RESP2 that answers SET with reply, PING with PONG, and
+// refuses HELLO as a minimal ACL does: no real server answers SET NX so, hence the fake.
+func fakeRESP(t *testing.T, reply string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				r := bufio.NewReader(conn)
+				for {
+					args, err := readRESPCommand(r)
+					if err != nil {
+						return
+					}
+					out := reply
+					switch {
+					case len(args) == 0:
+					case strings.EqualFold(args[0], "PING"):
+						out = "+PONG\r\n"
+					case strings.EqualFold(args[0], "HELLO"):
+						out = "-NOPERM no permissions to run the 'hello' command\r\n"
+					}
+					if _, err := io.WriteString(conn, out); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// readRESPCommand reads one RESP array of bulk strings (bounded).
+func readRESPCommand(r *bufio.Reader) ([]string, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "*")))
+	if err != nil || !strings.HasPrefix(line, "*") || n < 0 || n > 64 {
+		return nil, fmt.Errorf("not a command: %q", line)
+	}
+	args := make([]string, 0, n)
+	for range n {
+		hdr, err := r.ReadString('\n')
+		if err != nil {
+			return nil, err
+		}
+		size, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(hdr, "$")))
+		if err != nil || size < 0 || size > 1<<20 {
+			return nil, fmt.Errorf("bulk length %q", hdr)
+		}
+		buf := make([]byte, size+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, err
+		}
+		args = append(args, string(buf[:size]))
+	}
+	return args, nil
 }
