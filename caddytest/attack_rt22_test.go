@@ -141,3 +141,46 @@ func TestMetricsCardinalityUnderDistinctNames(t *testing.T) {
 		}
 	}
 }
+
+// A token sent where the module never reads one (the query string, RFC 6750 §2.3; a second
+// Authorization header; a DPoP header) reaches no attribute of any span, Caddy's own
+// included.
+func TestTracingNoTokenFromQueryOrHeaders(t *testing.T) {
+	rcv := sharedOTLPReceiver(t)
+	k1 := jwttest.New(t, "rt22-q1", "ES256")
+	js := newSwappableJWKS(t, k1)
+	up := newTracedUpstream(t)
+	tc := startCaddy(t, render(boundedTracingCaddyfile, map[string]string{
+		"JWKS": js.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
+	}), "caddyfile")
+	read := k1.Token(t, claims(resource, "mcp:read"), nil)
+	const traceID = "72743232717565727900000000000001"
+	req, err := http.NewRequest(http.MethodPost, baseURL+"/mcp?access_token="+read+"&x=QUERYSECRET", strings.NewReader(rpc("tools/list", `{}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "jwt.localhost"
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	req.Header.Add("Authorization", "Bearer "+read)
+	req.Header.Add("Authorization", "Bearer HEADERSECRET")
+	resp, err := tc.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("two Authorization headers: status %d, want 400", resp.StatusCode)
+	}
+	spans := rcv.waitTrace(t, traceID, "decision span", func(s []*tracepb.Span) bool { return decisionSpan(s) != nil })
+	for _, s := range spans {
+		for k, v := range attrs(s) {
+			for _, secret := range []string{read, "QUERYSECRET", "HEADERSECRET"} {
+				if strings.Contains(v, secret) {
+					t.Errorf("span %s: attribute %s holds %.12s...", s.GetName(), k, secret)
+				}
+			}
+		}
+	}
+}
