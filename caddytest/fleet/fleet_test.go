@@ -156,6 +156,7 @@ type opts struct {
 	introspect bool   // introspection on, answers sealed in the store
 	name       string // resource_name, changed to force a reload
 	prefix     string
+	encKey     string // with introspect: another encryption_key than encKey
 }
 
 const encKey = "0123456789abcdef0123456789abcdef-fleet"
@@ -184,6 +185,9 @@ func (e *env) config(adminPort, port int, o opts) []byte {
 	}
 	if o.introspect {
 		storeCfg["encryption_key"] = encKey
+		if o.encKey != "" {
+			storeCfg["encryption_key"] = o.encKey
+		}
 		h["introspection"] = map[string]any{"endpoint": e.intro.URL, "client_id": "rs", "client_secret": "rs-secret"}
 	}
 	cfg := map[string]any{

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The same proof sent to two instances at once, as an attacker racing the client would: the
@@ -146,4 +148,43 @@ func readRESPCommand(r *bufio.Reader) ([]string, error) {
 		args = append(args, string(buf[:size]))
 	}
 	return args, nil
+}
+
+// An instance whose encryption_key differs from the others' (a rollout half done) reads
+// their entries as misses: the token is served from the authorization server's answer, never
+// refused; a value altered in the store is a miss too.
+func TestIntrospectionSharedOtherKeyOrTampered(t *testing.T) {
+	e := newEnv(t)
+	a := e.start(t, opts{onError: "closed", introspect: true})
+	other := e.start(t, opts{onError: "closed", introspect: true, encKey: "another-key-of-at-least-32-bytes-for-the-fleet"})
+	r := admin(t, e.redis.Addr)
+	ctx := context.Background()
+
+	tok := "opaque-carol-9d2e"
+	if got := a.send("Bearer "+tok, ""); got.code != 200 {
+		t.Fatalf("opaque token at A: %d %q", got.code, got.body)
+	}
+	if got := other.send("Bearer "+tok, ""); got.code != 200 {
+		t.Fatalf("opaque token at the instance with another key: %d %q", got.code, got.body)
+	}
+	if n := e.introN.Load(); n != 2 {
+		t.Errorf("introspection calls: %d, want 2 (A's entry does not open under another key)", n)
+	}
+	keys, _ := r.Keys(ctx, "mcp_auth:introspection:*").Result()
+	if len(keys) != 2 {
+		t.Fatalf("keys = %v, want one entry per key (the names are keyed too)", keys)
+	}
+	// Every entry altered: a third instance with A's key misses and asks the server.
+	for _, k := range keys {
+		v, _ := r.Get(ctx, k).Bytes()
+		v[len(v)-1] ^= 1
+		r.Set(ctx, k, v, time.Minute)
+	}
+	b := e.start(t, opts{onError: "closed", introspect: true})
+	if got := b.send("Bearer "+tok, ""); got.code != 200 {
+		t.Fatalf("tampered entry: %d %q, want 200 from the authorization server", got.code, got.body)
+	}
+	if n := e.introN.Load(); n != 3 {
+		t.Errorf("introspection calls: %d, want 3 (the altered entry is a miss)", n)
+	}
 }
