@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -257,6 +258,19 @@ func (s *StoreConfig) Validate() error {
 	}
 	if len(r.Addresses) == 0 {
 		return fmt.Errorf("store address: %w", errRequired)
+	}
+	for i, a := range r.Addresses {
+		if strings.Contains(a, "{") {
+			continue // a placeholder, expanded and checked at Provision
+		}
+		// Only host:port: the addresses are logged (at load, and when the store stops
+		// answering), and a URL such as redis://user:password@host:6379 (as REDIS_URL often
+		// holds) would put its password there. The error does not repeat the value.
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" ||
+			strings.ContainsAny(a, "@/ \t\r\n") {
+			return fmt.Errorf("store address %d of %d: not host:port (write a URL's host and port here, "+
+				"and its user and password in username and password)", i+1, len(r.Addresses))
+		}
 	}
 	switch r.OnError {
 	case "", storeOnErrorClosed, storeOnErrorOpen:

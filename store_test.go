@@ -13,6 +13,7 @@ import (
 // repeated in the error.
 func TestStoreConfigErrors(t *testing.T) {
 	t.Setenv("MCPAUTH_TEST_SHORT_KEY", "short-secret-value")
+	t.Setenv("MCPAUTH_TEST_REDIS_URL", "rediss://default:short-secret-value@redis.internal:6380/0")
 	tests := []struct {
 		name string
 		s    RedisStore
@@ -25,6 +26,11 @@ func TestStoreConfigErrors(t *testing.T) {
 		{"unknown on_error", RedisStore{Addresses: []string{"127.0.0.1:1"}, OnError: "ignore"}, `store on_error "ignore": not closed or open`},
 		{"negative db", RedisStore{Addresses: []string{"127.0.0.1:1"}, DB: -1}, "store db: -1 is negative"},
 		{"db on a cluster", RedisStore{Addresses: []string{"a:1", "b:1"}, DB: 2}, "store db: a Cluster has only database 0"},
+		// A URL holds the password, and addresses are logged: refused, without repeating it.
+		{"address as a URL", RedisStore{Addresses: []string{"redis://default:short-secret-value@127.0.0.1:6379"}}, "store address 1 of 1: not host:port"},
+		{"address with user", RedisStore{Addresses: []string{"127.0.0.1:1", "default:short-secret-value@127.0.0.1:6379"}}, "store address 2 of 2: not host:port"},
+		{"address without port", RedisStore{Addresses: []string{"redis.internal"}}, "store address 1 of 1: not host:port"},
+		{"address from env as a URL", RedisStore{Addresses: []string{"{env.MCPAUTH_TEST_REDIS_URL}"}}, "store address 1 of 1: not host:port"},
 		{"missing ca", RedisStore{Addresses: []string{"127.0.0.1:1"}, TLS: &StoreTLS{CA: "/nonexistent/ca.pem"}}, "store tls ca:"},
 	}
 	for _, tt := range tests {

@@ -2,6 +2,7 @@ package mcpauth
 
 import (
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.opentelemetry.io/otel/attribute"
@@ -79,12 +80,31 @@ func setDecisionAttributes(span trace.Span, r *http.Request, d denial) {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		method, _ := repl.GetString(methodPlaceholder)
 		if method != "" {
-			attrs = append(attrs, attrMCPMethod.String(method))
+			attrs = append(attrs, attrMCPMethod.String(boundAttr(method)))
 			name, _ := repl.GetString(namePlaceholder)
-			attrs = appendOperationName(attrs, method, name)
+			attrs = appendOperationName(attrs, method, boundAttr(name))
 		}
 	}
 	span.SetAttributes(attrs...)
+}
+
+// maxNameAttrBytes bounds the attributes whose value the client chose (the method and the
+// name of the tool, prompt or resource): the body may hold a name of a megabyte, and a span
+// carrying it makes the exporter's batch too large for a collector (OTLP/gRPC receivers
+// refuse messages above 4 MiB by default), dropping every other span of that batch.
+const maxNameAttrBytes = 256
+
+// boundAttr cuts s to at most maxNameAttrBytes, on a UTF-8 boundary (the body's strings are
+// valid UTF-8: mcpjson refuses the others).
+func boundAttr(s string) string {
+	if len(s) <= maxNameAttrBytes {
+		return s
+	}
+	i := maxNameAttrBytes
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
 }
 
 // appendOperationName names what the method acts on, in the key the conventions give it.

@@ -27,8 +27,29 @@ type otlpReceiver struct {
 	changed chan struct{}              // signalled after each batch
 }
 
-func newOTLPReceiver(t *testing.T) *otlpReceiver {
+// sharedOTLPReceiver is the one receiver of the test process, set as the exporter's endpoint
+// for every test that traces: Caddy keeps one tracer provider while any config uses
+// `tracing`, and the caddytest instance loads each test's config over the previous one, so
+// the exporter made for the first test is the one every later test exports through. Spans
+// are kept by trace ID, so the tests do not see each other's.
+func sharedOTLPReceiver(t *testing.T) *otlpReceiver {
 	t.Helper()
+	sharedReceiverOnce.Do(func() { sharedReceiver = newOTLPReceiver(nil) })
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sharedReceiver.URL)
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50") // ms: batches leave soon, the test waits for them
+	t.Setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+	return sharedReceiver
+}
+
+var (
+	sharedReceiverOnce sync.Once
+	sharedReceiver     *otlpReceiver
+)
+
+// newOTLPReceiver starts a receiver, closed at t's end (t nil: with the process).
+func newOTLPReceiver(t *testing.T) *otlpReceiver {
 	rcv := &otlpReceiver{spans: map[string][]*tracepb.Span{}, changed: make(chan struct{}, 1)}
 	rcv.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/x-protobuf" {
@@ -63,7 +84,9 @@ func newOTLPReceiver(t *testing.T) *otlpReceiver {
 		w.Header().Set("Content-Type", "application/x-protobuf")
 		_, _ = w.Write(out)
 	}))
-	t.Cleanup(rcv.Close)
+	if t != nil {
+		t.Cleanup(rcv.Close)
+	}
 	return rcv
 }
 
@@ -255,13 +278,8 @@ func rpc(method, params string) string {
 // spans with their outcome, and no attribute of any span holds a token, a secret or a
 // session tag.
 func TestTracingThroughCaddy(t *testing.T) {
-	rcv := newOTLPReceiver(t)
 	// Caddy's tracing builds its exporter from the standard environment (autoexport).
-	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rcv.URL)
-	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50") // ms: batches leave soon, the test waits for them
-	t.Setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+	rcv := sharedOTLPReceiver(t)
 	t.Setenv("MCPAUTH_TRACE_SESSION_KEY", traceSessionKey)
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
 

@@ -33,6 +33,10 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	// The module, imported for go test's cache only: the instances run a Caddy built from
+	// ./cmd/caddy by `go build`, which the cache does not see, so without this a change to
+	// the module left this package's last result cached (a stale pass).
+	_ "github.com/mcpauth/caddy-mcp-auth"
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/mcpauth/caddy-mcp-auth/internal/store/storetest"
 	"github.com/redis/go-redis/v9"
@@ -152,6 +156,7 @@ type opts struct {
 	introspect bool   // introspection on, answers sealed in the store
 	name       string // resource_name, changed to force a reload
 	prefix     string
+	encKey     string // with introspect: another encryption_key than encKey
 }
 
 const encKey = "0123456789abcdef0123456789abcdef-fleet"
@@ -180,6 +185,9 @@ func (e *env) config(adminPort, port int, o opts) []byte {
 	}
 	if o.introspect {
 		storeCfg["encryption_key"] = encKey
+		if o.encKey != "" {
+			storeCfg["encryption_key"] = o.encKey
+		}
 		h["introspection"] = map[string]any{"endpoint": e.intro.URL, "client_id": "rs", "client_secret": "rs-secret"}
 	}
 	cfg := map[string]any{
@@ -323,9 +331,18 @@ type answer struct {
 // send posts to the instance with Host mcp.test; proof "" sends no DPoP header.
 func (in *instance) send(auth, proof string) answer {
 	in.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, in.url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	a, err := in.do(auth, proof)
 	if err != nil {
 		in.t.Fatal(err)
+	}
+	return a
+}
+
+// do is send for any goroutine: it returns the error instead of failing the test.
+func (in *instance) do(auth, proof string) (answer, error) {
+	req, err := http.NewRequest(http.MethodPost, in.url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	if err != nil {
+		return answer{}, err
 	}
 	req.Host = host
 	req.Header.Set("Content-Type", "application/json")
@@ -337,11 +354,11 @@ func (in *instance) send(auth, proof string) answer {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		in.t.Fatal(err)
+		return answer{}, err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return answer{resp.StatusCode, resp.Header, string(b)}
+	return answer{resp.StatusCode, resp.Header, string(b)}, nil
 }
 
 // load replaces the config through the admin API, as `caddy reload` does.

@@ -98,6 +98,9 @@ type Client struct {
 // ErrUnavailable wraps every failure to reach the store or get an answer in time.
 var ErrUnavailable = errors.New("store unavailable")
 
+// errUnexpectedReply is an answer to a command that Redis never gives to it.
+var errUnexpectedReply = errors.New("unexpected reply")
+
 // New makes a client. It does not connect: the first call does, and a store that is down at
 // start is reported by the first call that needs it.
 func New(o Options) (*Client, error) {
@@ -127,7 +130,8 @@ func New(o Options) (*Client, error) {
 		Password:      o.Password,
 		DB:            o.DB,
 		// RESP2 and no CLIENT SETINFO: the commands on the wire are AUTH, SELECT, PING, SET
-		// and GET only, which a minimal ACL allows (docs/fleet.md).
+		// and GET, which a minimal ACL allows (docs/fleet.md), and the HELLO 2 go-redis opens
+		// every connection with, which such an ACL refuses and go-redis then goes on without.
 		Protocol:                 2,
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
@@ -246,10 +250,16 @@ func (c *Client) Claim(ctx context.Context, key string, ttl time.Duration) (Outc
 	cctx, cancel := context.WithTimeout(cctx, c.timeout)
 	defer cancel()
 	start := time.Now()
-	err := c.rdb.Do(cctx, "SET", key, "1", "PX", ms, "NX").Err()
+	v, err := c.rdb.Do(cctx, "SET", key, "1", "PX", ms, "NX").Result()
 	if errors.Is(err, redis.Nil) {
 		// NX refused: the key exists.
 		return Seen, c.done(ctx, span, "claim", start, nil)
+	}
+	if s, _ := v.(string); err == nil && s != "OK" {
+		// Only OK says the key was set by this call. Anything else (an integer, QUEUED, an
+		// empty array: a proxy or server that does not run SET NX as Redis does) proves
+		// nothing, and a proof must not pass on it: fail as a store that cannot answer.
+		err = errUnexpectedReply
 	}
 	if err := c.done(ctx, span, "claim", start, err); err != nil {
 		return Fresh, err
@@ -378,6 +388,8 @@ func CallOutcome(err error) string {
 		return telemetry.Busy
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return telemetry.Unreachable
+	case errors.Is(err, errUnexpectedReply):
+		return telemetry.ServerError
 	}
 	var re redis.Error
 	if errors.As(err, &re) && !errors.Is(err, redis.Nil) {

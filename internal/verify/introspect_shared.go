@@ -60,7 +60,19 @@ func (v *Introspection) sharedGet(ctx context.Context, key string) (*answer, boo
 	if err != nil || !a.active {
 		return nil, false
 	}
+	// The stamp is the writer's, the lifetime the store's: neither is trusted to lengthen
+	// how long an answer is served. An answer stamped ahead of this clock is taken as
+	// fetched now; one whose time is up here (a store that kept it past its TTL, or a sealed
+	// value copied out and written back later: sealing stops forging, not replaying) is a
+	// miss, so that a token revoked since is asked about again.
+	now := v.now()
+	if received.After(now) {
+		received = now
+	}
 	a.received = received
+	if !v.servedUntil(a, received).After(now) {
+		return nil, false
+	}
 	return a, true
 }
 

@@ -141,3 +141,65 @@ func TestIntrospectionSharedOutsideLimits(t *testing.T) {
 		t.Errorf("%d calls to the authorization server, want 0", n)
 	}
 }
+
+// A shared answer is as old as its fetch time says, whatever the store does with its TTL:
+// one that has outlived CacheTTL (a store that kept it past PX, or one who can write to the
+// store putting back a sealed value it copied earlier: sealing stops forging, not replaying)
+// is a miss, and the authorization server's answer of now decides: a token revoked since is
+// refused. One stamped in the future (a writer whose clock runs ahead) is served no longer
+// than an answer fetched now.
+func TestIntrospectionSharedAnswerTooOld(t *testing.T) {
+	as := newFakeAS(t, AuthClientSecretBasic)
+	as.answer("tok-a", active(""))
+	clk := &clock{t: testNow}
+	shared := newMapShared()
+	a := newIntrospection(as, clk, zap.NewNop())
+	a.Shared = shared
+	mustStart(t, a)
+	ctx := context.Background()
+	if _, err := a.Verify(ctx, "tok-a", nil); err != nil {
+		t.Fatal(err)
+	}
+	// Revoked at the authorization server; the store still hands out the old answer.
+	as.answer("tok-a", `{"active":false}`)
+	clk.add(a.CacheTTL + time.Minute)
+	b := newIntrospection(as, clk, zap.NewNop())
+	b.Shared = shared
+	mustStart(t, b)
+	calls := as.calls.Load()
+	if _, err := b.Verify(ctx, "tok-a", nil); ReasonOf(err) != Inactive {
+		t.Errorf("a shared answer older than cache_ttl: %v, want the authorization server's Inactive", err)
+	}
+	if as.calls.Load() != calls+1 {
+		t.Error("the authorization server was not asked")
+	}
+
+	// A value stamped an hour ahead: served until now + CacheTTL at most.
+	as.answer("tok-f", active(""))
+	f := newIntrospection(as, clk, zap.NewNop())
+	f.Shared = shared
+	mustStart(t, f)
+	if _, err := f.Verify(ctx, "tok-f", nil); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range shared.vals {
+		if len(v) > 8 && string(v[8:]) != "" {
+			stamp := clk.now().Add(time.Hour).UnixNano()
+			nv := append([]byte(nil), v...)
+			for i := range 8 {
+				nv[i] = byte(uint64(stamp) >> (56 - 8*i))
+			}
+			shared.vals[k] = nv
+		}
+	}
+	g := newIntrospection(as, clk, zap.NewNop())
+	g.Shared = shared
+	mustStart(t, g)
+	id, err := g.Verify(ctx, "tok-f", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.StillValid(clk.now().Add(g.CacheTTL+time.Second), 0) {
+		t.Error("an answer stamped in the future is served past now + cache_ttl")
+	}
+}
