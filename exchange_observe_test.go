@@ -249,3 +249,38 @@ func matchOne(m [3]string, v string) bool {
 	}
 	return !re.MatchString(v)
 }
+
+// TestExchangeCachedCostsNothing: a cached caller with a cached exchanged token costs no
+// allocation, with no span and with a span that does not record (the exchange's child span
+// and its outcome are computed only for a recording span), and its lookup is still counted
+// as a hit.
+func TestExchangeCachedCostsNothing(t *testing.T) {
+	const res = "https://exchange-allocs.example.com/mcp"
+	h, _, k, _ := exchangeHandler(t, res, func(string) (int, string) { return 200, exchangeOK })
+	token := k.Token(t, testClaims(cacheIss, res, "mcp:read"), nil)
+	auth := []string{"Bearer " + token}
+	hit := metrics.lookups.WithLabelValues(res, cacheExchange, "hit")
+	w := &nopWriter{h: make(http.Header)}
+	for name, r := range map[string]*http.Request{
+		"no span":        withReplacer(newBenchRequest(token)),
+		"unsampled span": unsampledSpan(withReplacer(newBenchRequest(token))),
+	} {
+		_ = h.ServeHTTP(w, r, nextOK) // exchanges, fills the caches
+		if got := r.Header.Get("Authorization"); got != "Bearer exchanged" {
+			t.Fatalf("%s: upstream Authorization %q", name, got)
+		}
+		before := testutil.ToFloat64(hit)
+		const runs = 200
+		n := testing.AllocsPerRun(runs, func() {
+			r.Header["Authorization"] = auth
+			_ = h.ServeHTTP(w, r, nextOK)
+		})
+		if n != 0 {
+			t.Errorf("%s: %v allocations per request, want 0", name, n)
+		}
+		// AllocsPerRun runs the function once more to warm up.
+		if got := testutil.ToFloat64(hit) - before; got != runs+1 {
+			t.Errorf("%s: %v exchange cache hits counted, want %d", name, got, runs+1)
+		}
+	}
+}

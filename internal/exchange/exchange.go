@@ -309,7 +309,11 @@ func (c *Client) Exchange(ctx context.Context, subject string, digest *[sha256.S
 		}
 		// The flight serves every request with this key: no one request's end cancels it.
 		fctx := context.WithoutCancel(sctx)
-		if t, ok := c.sharedGet(fctx, digest, subjectExp, target); ok {
+		// The digest is read back from the key: the closure must not capture the caller's
+		// pointer, which would make every request's digest escape to the heap, cached or not.
+		var d [sha256.Size]byte
+		copy(d[:], key)
+		if t, ok := c.sharedGet(fctx, &d, subjectExp, target); ok {
 			c.cache.Put(key, t)
 			return t, nil
 		}
@@ -322,7 +326,7 @@ func (c *Client) Exchange(ctx context.Context, subject string, digest *[sha256.S
 			return nil, err
 		}
 		c.cache.Put(key, t)
-		c.sharedSet(fctx, digest, target, t)
+		c.sharedSet(fctx, &d, target, t)
 		return t, nil
 	})
 	select {
