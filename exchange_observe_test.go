@@ -5,10 +5,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
@@ -16,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"go.yaml.in/yaml/v3"
 )
 
 // exchangeCalls is the number of token exchange calls counted with outcome so far.
@@ -282,5 +287,159 @@ func TestExchangeCachedCostsNothing(t *testing.T) {
 		if got := testutil.ToFloat64(hit) - before; got != runs+1 {
 			t.Errorf("%s: %v exchange cache hits counted, want %d", name, got, runs+1)
 		}
+	}
+}
+
+// TestExchangeAlertFiresOnEmittedSeries runs the shipped alert McpAuthTokenExchangeFailing
+// through `promtool test rules` on the series a handler really emitted: the gathered
+// token_exchange series of remote_call_duration_seconds_count, with their exact labels,
+// each growing by its gathered count every minute. With one exchange in two failing it
+// fires (with its labels and annotations); with the ok series alone it does not. Without
+// promtool the test skips, unless MCPAUTH_PROMTOOL=1 makes it fail.
+func TestExchangeAlertFiresOnEmittedSeries(t *testing.T) {
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("MCPAUTH_PROMTOOL") == "1" {
+			t.Fatalf("MCPAUTH_PROMTOOL=1 but promtool is not installed: %v", err)
+		}
+		t.Skip("promtool not installed (Debian: apt-get install prometheus); set MCPAUTH_PROMTOOL=1 to make this a failure")
+	}
+	const res = "https://exchange-promtool.example.com/mcp"
+	var failing atomic.Pointer[string]
+	h, reg, k, _ := exchangeHandler(t, res, func(subject string) (int, string) {
+		if f := failing.Load(); f != nil && *f == subject {
+			return 502, `bad gateway`
+		}
+		return 200, exchangeOK
+	})
+	c := testClaims(cacheIss, res, "mcp:read")
+	serve(t, h, k.Token(t, c, nil))
+	c["sub"] = "user-failing"
+	bad := k.Token(t, c, nil)
+	failing.Store(&bad)
+	serve(t, h, bad)
+
+	// The emitted series, as Prometheus would scrape them (plus the target's labels).
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type emitted struct {
+		selector string
+		count    uint64
+		ok       bool
+	}
+	var series []emitted
+	var total, failed uint64
+	for _, mf := range mfs {
+		if mf.GetName() != "caddy_mcp_auth_remote_call_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := []string{`instance="caddy-1:2019"`, `job="caddy"`}
+			kind, outcome := "", ""
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+				switch l.GetName() {
+				case "kind":
+					kind = l.GetValue()
+				case "outcome":
+					outcome = l.GetValue()
+				}
+			}
+			n := m.GetHistogram().GetSampleCount()
+			if kind != telemetry.KindTokenExchange || n == 0 {
+				continue
+			}
+			series = append(series, emitted{mf.GetName() + "_count{" + strings.Join(labels, ",") + "}", n, outcome == telemetry.OK})
+			total += n
+			if outcome != telemetry.OK {
+				failed += n
+			}
+		}
+	}
+	if total != 2 || failed != 1 {
+		t.Fatalf("emitted token_exchange calls %v: %d in all, %d failed; want 2 and 1", series, total, failed)
+	}
+
+	_, names := alertQueries(t)
+	if !slices.Contains(names, "McpAuthTokenExchangeFailing") {
+		t.Fatal("no McpAuthTokenExchangeFailing in " + alertsFile)
+	}
+	raw, err := os.ReadFile(alertsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert       string            `yaml:"alert"`
+				Labels      map[string]string `yaml:"labels"`
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(raw, &rules); err != nil {
+		t.Fatal(err)
+	}
+	var labels, annotations map[string]string
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "McpAuthTokenExchangeFailing" {
+				labels, annotations = r.Labels, map[string]string{}
+				// The one template the annotations use, rendered as Prometheus does
+				// (humanizePercentage: %.4g of the value times 100).
+				pct := fmt.Sprintf("%.4g%%", float64(failed)/float64(total)*100)
+				for k, v := range r.Annotations {
+					annotations[k] = strings.ReplaceAll(v, "{{ $value | humanizePercentage }}", pct)
+				}
+			}
+		}
+	}
+
+	input := func(onlyOK bool) []map[string]string {
+		var out []map[string]string
+		for _, s := range series {
+			if onlyOK && !s.ok {
+				continue
+			}
+			out = append(out, map[string]string{"series": s.selector, "values": fmt.Sprintf("0+%dx30", s.count)})
+		}
+		return out
+	}
+	abs, err := filepath.Abs(alertsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := map[string]any{
+		"rule_files":          []string{abs},
+		"evaluation_interval": "1m",
+		"tests": []any{
+			map[string]any{"interval": "1m", "input_series": input(false), "alert_rule_test": []any{
+				// Not yet: the condition holds from the start, and `for` is 5m.
+				map[string]any{"eval_time": "3m", "alertname": "McpAuthTokenExchangeFailing", "exp_alerts": []any{}},
+				map[string]any{"eval_time": "15m", "alertname": "McpAuthTokenExchangeFailing", "exp_alerts": []any{
+					map[string]any{"exp_labels": labels, "exp_annotations": annotations},
+				}},
+			}},
+			map[string]any{"interval": "1m", "input_series": input(true), "alert_rule_test": []any{
+				map[string]any{"eval_time": "15m", "alertname": "McpAuthTokenExchangeFailing", "exp_alerts": []any{}},
+			}},
+		},
+	}
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "exchange_alert_test.yml")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(path, "test", "rules", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool test rules: %v\n%s\n--- the test file:\n%s", err, out, b)
+	}
+	if !strings.Contains(string(out), "SUCCESS") {
+		t.Fatalf("promtool test rules said no SUCCESS:\n%s", out)
 	}
 }
