@@ -33,6 +33,7 @@ const (
 	outcomeAllowed         = "allowed"
 	outcomeMissingToken    = "missing_token"
 	outcomeSessionNotFound = "session_not_found"
+	outcomeNotOffered      = "not_offered"
 	outcomeUnavailable     = "unavailable"
 )
 
@@ -178,6 +179,8 @@ func denialOutcome(d denial) string {
 		return outcomeMissingToken
 	case denySession:
 		return outcomeSessionNotFound
+	case denyNotOffered:
+		return outcomeNotOffered
 	}
 	if code := denials[d].code; code != codeUnavailable {
 		return code

@@ -56,7 +56,7 @@ func decisionSeries(t *testing.T, reg prometheus.Gatherer, resource string) map[
 // The outcomes a refusal may count under: the error codes the module answers with, and the
 // three names of answers without one. A new code must be added here and to the docs.
 var refusalOutcomes = map[string]bool{
-	outcomeMissingToken: true, outcomeSessionNotFound: true, outcomeUnavailable: true,
+	outcomeMissingToken: true, outcomeSessionNotFound: true, outcomeUnavailable: true, outcomeNotOffered: true,
 	codeInvalidRequest: true, codeInvalidToken: true, codeInsufficientScope: true,
 	codeAccessDenied: true, codeInvalidDPoPProof: true, codeUseDPoPNonce: true,
 }

@@ -23,14 +23,7 @@ import (
 // claim handed on as a placeholder is handed on empty when the token names it (or a member
 // inside it) twice.
 
-const duplicatesCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	servers {
+const duplicatesCaddyfile = globalHead + `	servers {
 		trusted_proxies static 127.0.0.1/8
 	}
 }

@@ -16,14 +16,7 @@ import (
 
 // rateCaddyfile is floodCaddyfile with a small max_rate, so that a test drains the total
 // bucket with a few requests; X-Forwarded-For from the loopback speaks for the client.
-const rateCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	servers {
+const rateCaddyfile = globalHead + `	servers {
 		trusted_proxies static 127.0.0.0/8
 	}
 }
@@ -86,14 +79,7 @@ func TestAttackFloodFromFreshIPv6Prefixes(t *testing.T) {
 // rejudgeCaddyfile is one site whose resource, accepted issuers and token cache a reload
 // changes; the introspection group (endpoint, client_id, scope claim) stays, so the answers
 // are shared across the reloads.
-const rejudgeCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+const rejudgeCaddyfile = globalHead + `}
 
 :9080 {
 	mcp_auth {
@@ -198,14 +184,7 @@ func TestAttackTokenCacheSizeZeroAsksEveryTime(t *testing.T) {
 
 // twoSitesCaddyfile: two sites of different resources ask one authorization server as one
 // client, so they share the answers.
-const twoSitesCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+const twoSitesCaddyfile = globalHead + `}
 
 http://one.localhost:9080 {
 	mcp_auth {
@@ -282,14 +261,7 @@ func TestAttackSharedAnswersAcrossSites(t *testing.T) {
 }
 
 // xffCaddyfile: max_in_flight 4, so each client address holds one slot.
-const xffCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	@SERVERS@
+const xffCaddyfile = globalHead + `	@SERVERS@
 }
 
 :9080 {

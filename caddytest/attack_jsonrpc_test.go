@@ -9,8 +9,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-
-	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // TestAttackJSONRPC: what a request body can carry. The module reads JSON-RPC exactly as the
@@ -204,14 +202,9 @@ func TestAttackToolsListAnswers(t *testing.T) {
 	}))
 	t.Cleanup(fake.Close)
 
-	key := jwttest.New(t, "rsa-1", "RS256")
-	jwks := newJWKSServer(t, key)
+	e := &attackEnv{fixture: newFixture(t, server{fake})}
 	const name = "Attack tools/list answers"
-	tc := startCaddy(t, render(attackCaddyfile, map[string]string{
-		"JWKS": jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(fake.URL, "http://"), "NAME": name,
-	}), "caddyfile")
-	waitServed(t, tc, prmPath, name)
-	e := &attackEnv{tc: tc, key: key, jwks: jwks}
+	e.start(t, e.caddyfile(`resource_name "`+name+`"`+attackAuth), "caddyfile", name)
 
 	list := `{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"read_file","inputSchema":{"type":"object"}},` +
 		`{"name":"delete_file","inputSchema":{"type":"object"}}]}}`
@@ -304,14 +297,9 @@ func TestAttackListAnswers(t *testing.T) {
 		_, _ = w.Write([]byte(*body.Load()))
 	}))
 	t.Cleanup(fake.Close)
-	key := jwttest.New(t, "rsa-1", "RS256")
-	jwks := newJWKSServer(t, key)
+	e := &attackEnv{fixture: newFixture(t, server{fake})}
 	const name = "Attack list answers"
-	tc := startCaddy(t, render(strings.Replace(attackCaddyfile, "filter_tools_list", "filter_lists", 1), map[string]string{
-		"JWKS": jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(fake.URL, "http://"), "NAME": name,
-	}), "caddyfile")
-	waitServed(t, tc, prmPath, name)
-	e := &attackEnv{tc: tc, key: key, jwks: jwks}
+	e.start(t, e.caddyfile(`resource_name "`+name+`"`+strings.Replace(attackAuth, "filter_tools_list", "filter_lists", 1)), "caddyfile", name)
 
 	const pub, secret = `{"uri":"file:///public/readme","name":"readme"}`, `{"uri":"file:///secret/key","name":"key"}`
 	result := func(r string) string { return `{"jsonrpc":"2.0","id":3,"result":` + r + `}` }

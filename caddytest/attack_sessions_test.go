@@ -166,28 +166,6 @@ func TestAttackSessionsOfTokensWithoutCaller(t *testing.T) {
 	}
 }
 
-// sessionTrailerCaddyfile: bind_sessions alone, so the body streams through unread.
-const sessionTrailerCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
-
-:9080 {
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		bind_sessions {env.MCPAUTH_TEST_SESSION_KEY}
-	}
-	reverse_proxy @UPSTREAM@
-}
-`
-
 // TestAttackSessionIDInTrailer: Caddy forwards request trailers, and once a client announces
 // one trailer, net/http takes any trailer field it sends. An Mcp-Session-Id sent as a trailer
 // is never checked against the caller; with bind_sessions, a request announcing trailers must
@@ -206,9 +184,8 @@ func TestAttackSessionIDInTrailer(t *testing.T) {
 		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":7,"result":{}}`)
 	}))
 	t.Cleanup(up.Close)
-	startCaddy(t, render(sessionTrailerCaddyfile, map[string]string{
-		"JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
-	}), "caddyfile")
+	// bind_sessions alone, so the body streams through unread.
+	s.start(t, s.caddyfile("scopes mcp:read\nbind_sessions {env.MCPAUTH_TEST_SESSION_KEY}", "reverse_proxy "+server{up}.dial()), "caddyfile")
 	bob := s.rsaKey.Token(t, userClaims("bob", "client-b", "mcp:read", time.Hour), nil)
 
 	for _, declared := range []string{"Mcp-Session-Id", "X-Checksum", "mcp-session-id, X-Checksum", ""} {

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
@@ -27,29 +26,19 @@ import (
 // carry), attack_http_test.go (what HTTP can carry), attack_jsonrpc_test.go (what the body
 // can carry, and what the server's answer can carry).
 
-// attackCaddyfile: the base policy needs mcp:read; the tool delete_file and the resources
-// under file:///secret/ and https://internal.example.com/admin/ need mcp:admin as well; the
+// attackAuth: the base policy needs mcp:read; the tool delete_file and the resources under
+// file:///secret/ and https://internal.example.com/admin/ need mcp:admin as well; the
 // tools/list result is filtered.
-const attackCaddyfile = globalOptions + `
-
-:9080 {
-	reverse_proxy @UPSTREAM@
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		resource_name         "@NAME@"
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		tool delete_* {
-			scopes mcp:admin
-		}
-		resource_uri file:///secret/* https://internal.example.com/admin/* {
-			scopes mcp:admin
-		}
-		filter_tools_list
-		max_body_size 64KiB
-	}
+const attackAuth = `
+scopes mcp:read
+tool delete_* {
+	scopes mcp:admin
 }
+resource_uri file:///secret/* https://internal.example.com/admin/* {
+	scopes mcp:admin
+}
+filter_tools_list
+max_body_size 64KiB
 `
 
 // Scopes named by the challenges of the attack configuration.
@@ -65,25 +54,19 @@ const (
 	callDelete = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"/x"}}}`
 )
 
-// attackEnv is one Caddy running attackCaddyfile in front of a go-sdk MCP server, with an
-// MCP session opened by a valid token.
+// attackEnv is one Caddy running attackAuth in front of a go-sdk MCP server, with an MCP
+// session opened by a valid token.
 type attackEnv struct {
-	tc         *caddytest.Tester
-	jwks       *jwksServer
-	key, ecKey *jwttest.Key // published in the JWKS
-	up         *mcpUpstream
-	session    string
+	*fixture
+	up *mcpUpstream
 }
 
 func newAttackEnv(t *testing.T, name string) *attackEnv {
 	t.Helper()
-	e := &attackEnv{key: jwttest.New(t, "rsa-1", "RS256"), ecKey: jwttest.New(t, "ec-1", "ES256"), up: newMCPUpstream(t, true)}
-	e.jwks = newJWKSServer(t, e.key, e.ecKey)
+	e := &attackEnv{up: newMCPUpstream(t, true)}
+	e.fixture = newFixture(t, e.up)
 	name = "Attack " + name
-	e.tc = startCaddy(t, render(attackCaddyfile, map[string]string{
-		"JWKS": e.jwks.URL + "/jwks", "UPSTREAM": e.up.dial(), "NAME": name,
-	}), "caddyfile")
-	waitServed(t, e.tc, prmPath, name)
+	e.start(t, e.caddyfile(`resource_name "`+name+`"`+attackAuth), "caddyfile", name)
 	c := newMCPClient(t)
 	c.open(t, e.token(t, baseScope))
 	e.session = c.session
@@ -93,7 +76,7 @@ func newAttackEnv(t *testing.T, name string) *attackEnv {
 // token is a valid access token of the test issuer for this resource, with scope.
 func (e *attackEnv) token(t testing.TB, scope string) string {
 	t.Helper()
-	return e.key.Token(t, claims(resource, scope), nil)
+	return e.fixture.token(t, scope, nil)
 }
 
 // attackReq is one request, written on the wire as described: nothing is normalised.
@@ -109,8 +92,8 @@ type attackReq struct {
 }
 
 // wire renders the request as bytes. Unless the case sets its own, it carries the headers an
-// MCP client sends: Content-Type and Accept, and the session.
-func (e *attackEnv) wire(r attackReq) string {
+// MCP client sends: Content-Type and Accept, and the session (when not "").
+func wire(session string, r attackReq) string {
 	method, target := r.method, r.target
 	if method == "" {
 		method = http.MethodPost
@@ -135,8 +118,8 @@ func (e *attackEnv) wire(r attackReq) string {
 		if !has("Accept") {
 			b.WriteString("Accept: application/json, text/event-stream\r\n")
 		}
-		if e.session != "" {
-			b.WriteString("Mcp-Session-Id: " + e.session + "\r\nMcp-Protocol-Version: " + protocolHeader + "\r\n")
+		if session != "" {
+			b.WriteString("Mcp-Session-Id: " + session + "\r\nMcp-Protocol-Version: " + protocolHeader + "\r\n")
 		}
 	}
 	for _, a := range r.auth {
@@ -161,11 +144,18 @@ func (e *attackEnv) wire(r attackReq) string {
 }
 
 // send writes the request to Caddy on a new connection and reads the answer. A connection
-// that fails before any answer (the previous config's server closing) is tried again; an
-// HTTP answer never is.
+// that fails before any answer (the previous config's server closing) is tried again at
+// once, on a new connection; an HTTP answer never is.
 func (e *attackEnv) send(t *testing.T, r attackReq) (int, http.Header, []byte) {
 	t.Helper()
-	raw := e.wire(r)
+	return e.do(t, r)
+}
+
+// sendRaw is the one request sender: r, with the session, written byte for byte on a new
+// connection (see send).
+func sendRaw(t *testing.T, session string, r attackReq) (int, http.Header, []byte) {
+	t.Helper()
+	raw := wire(session, r)
 	method := r.method
 	if method == "" {
 		method = http.MethodPost
@@ -178,7 +168,6 @@ func (e *attackEnv) send(t *testing.T, r attackReq) (int, http.Header, []byte) {
 		if attempt == 10 {
 			t.Fatalf("%s %s: %v", method, r.target, err)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -29,10 +29,12 @@ const (
 	descMedia    = "The request body must be UTF-8 application/json without content coding."
 )
 
-// bodyCaddyfile is the policy configuration (delete_* needs mcp:admin) on a server that also
+// bodyConfig is the policy configuration (delete_* needs mcp:admin) on a server that also
 // speaks cleartext HTTP/2, whose requests may come without Content-Length (length -1).
-var bodyCaddyfile = strings.Replace(policyCaddyfile, "grace_period 1ns",
-	"grace_period 1ns\n\tservers {\n\t\tprotocols h1 h2c\n\t}", 1)
+func bodyConfig(f *fixture, name string) string {
+	return strings.Replace(policyConfig(f, "caddyfile", name), "grace_period 1ns",
+		"grace_period 1ns\n\tservers {\n\t\tprotocols h1 h2c\n\t}", 1)
+}
 
 // deleteCall calls the tool that needs mcp:admin, which no token of these tests holds.
 const deleteCall = `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"/x"}}}`
@@ -102,9 +104,8 @@ func TestBodiesThroughCaddy(t *testing.T) {
 	token := func(scope string) string { return key.Token(t, claims(resource, scope), nil) }
 	up := newMCPUpstream(t, true)
 	const name = "Body MCP"
-	tc := startCaddy(t, render(bodyCaddyfile, map[string]string{
-		"JWKS": jwks.URL + "/jwks", "UPSTREAM": up.dial(), "NAME": name}), "caddyfile")
-	waitServed(t, tc, prmPath, name)
+	f := &fixture{key: key, jwks: jwks, up: up}
+	f.start(t, bodyConfig(f, name), "caddyfile", name)
 
 	read := token("mcp:read")
 	h1tr := http.DefaultTransport.(*http.Transport).Clone()

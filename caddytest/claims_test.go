@@ -17,24 +17,13 @@ import (
 // §3.3), absurd dates that overflow into valid ones, JWTs of another kind (RFC 8725 §3.11)
 // and key-bound tokens (RFC 9449 §7.2, RFC 8705 §3) presented as plain bearer tokens.
 
-// claimsCaddyfile: the base policy needs mcp:read; delete_* tools need mcp:admin too.
-const claimsCaddyfile = globalOptions + `
-
-:9080 {
-	reverse_proxy @UPSTREAM@
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		resource_name         "Claims test"
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		tool delete_* {
-			scopes mcp:admin
-		}
-		filter_tools_list
-	}
+// claimsAuth: the base policy needs mcp:read; delete_* tools need mcp:admin too.
+const claimsAuth = `resource_name "Claims test"
+scopes mcp:read
+tool delete_* {
+	scopes mcp:admin
 }
-`
+filter_tools_list`
 
 const (
 	descMalformed = "The access token is not a well-formed JWT."
@@ -46,10 +35,9 @@ var deleteFile = []byte(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":
 
 func TestClaimsThroughCaddy(t *testing.T) {
 	key := jwttest.New(t, "claims-1", "RS256")
-	jwks := newJWKSServer(t, key)
 	up := newMCPUpstream(t, true)
-	tc := startCaddy(t, render(claimsCaddyfile, map[string]string{"JWKS": jwks.URL + "/jwks", "UPSTREAM": up.dial()}), "caddyfile")
-	waitServed(t, tc, prmPath, "Claims test")
+	f := &fixture{key: key, jwks: newJWKSServer(t, key), up: up}
+	f.start(t, f.caddyfile(claimsAuth), "caddyfile", "Claims test")
 
 	// with is a token of the test issuer for the resource, its claims changed by set (a nil
 	// value deletes) and its header by header.

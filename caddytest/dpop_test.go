@@ -30,14 +30,7 @@ const (
 	dpopNonceEnv = "MCPAUTH_TEST_DPOP_NONCE_KEY"
 )
 
-const dpopCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	@SERVERS@
+const dpopCaddyfile = globalHead + `	@SERVERS@
 }
 
 :9080 {

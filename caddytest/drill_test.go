@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,6 +36,7 @@ func TestReloadsUnderLoad(t *testing.T) {
 		keepAliveErrors atomic.Int64
 		firstBad        atomic.Value
 		firstErr        atomic.Value
+		answered        = make(chan struct{}, 1) // receives after a 200 (dropped when full)
 	)
 	// Clients 0 and 1 open a connection per request; 2 and 3 keep connections alive. At each
 	// load Caddy opens a new listening socket beside the old one (SO_REUSEPORT) and closes the
@@ -72,6 +74,10 @@ func TestReloadsUnderLoad(t *testing.T) {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
 					ok.Add(1)
+					select {
+					case answered <- struct{}{}:
+					default:
+					}
 				} else {
 					badStatus.Add(1)
 					firstBad.CompareAndSwap(nil, fmt.Sprintf("%s: %d %s", method, resp.StatusCode, resp.Header.Get("WWW-Authenticate")))
@@ -83,7 +89,17 @@ func TestReloadsUnderLoad(t *testing.T) {
 	for i := range 50 {
 		mustLoad(t, drillConfig(s, i+1), "text/caddyfile", false)
 	}
-	time.Sleep(200 * time.Millisecond) // let the last config serve a little
+	// Let the last config serve: wait for a few answers after its load.
+	for len(answered) > 0 {
+		<-answered
+	}
+	for range 4 {
+		select {
+		case <-answered:
+		case <-time.After(30 * time.Second):
+			t.Fatal("no answer within 30s of the last load")
+		}
+	}
 	stop.Store(true)
 	wg.Wait()
 	for _, c := range clients {
@@ -122,26 +138,8 @@ func TestReloadsUnderLoad(t *testing.T) {
 // drillConfig is mcp_auth in front of respond (no reverse_proxy, whose transports keep their
 // own connections), with a real grace period as in production. n changes the config.
 func drillConfig(s *setup, n int) string {
-	return render(`
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 5s
-}
-
-:9080 {
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		resource_name         "Drill @N@"
-		jwks_url              @JWKS@
-		scopes                mcp:read
-	}
-	respond "ok @N@"
-}
-`, map[string]string{"JWKS": s.jwks.URL + "/jwks", "N": fmt.Sprint(n)})
+	cfg := s.caddyfile(fmt.Sprintf("resource_name \"Drill %d\"\nscopes mcp:read", n), fmt.Sprintf(`respond "ok %d"`, n))
+	return strings.Replace(cfg, "grace_period 1ns", "grace_period 5s", 1)
 }
 
 func settledGoroutines() int {

@@ -77,13 +77,28 @@ func claims(aud, scope string) jwt.MapClaims {
 type jwksServer struct {
 	*httptest.Server
 	fetches atomic.Int64
-	down    atomic.Bool // answer 503, as an authorization server that is down
+	down    atomic.Bool   // answer 503, as an authorization server that is down
+	served  chan struct{} // closed once the keys were first answered
+	once    sync.Once
+}
+
+// waitKeysServed waits (bounded) until the server has answered with the keys once. From
+// then on a request finds the keys, or the fetch in flight that will install them, which it
+// joins: the keys count as loaded. The bound is generous because the fetch may wait for the
+// module's retry back-off.
+func (js *jwksServer) waitKeysServed(t testing.TB) {
+	t.Helper()
+	select {
+	case <-js.served:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the JWKS was not fetched within 30s")
+	}
 }
 
 func newJWKSServer(t testing.TB, keys ...*jwttest.Key) *jwksServer {
 	t.Helper()
 	body := jwttest.JWKS(keys...)
-	js := &jwksServer{}
+	js := &jwksServer{served: make(chan struct{})}
 	js.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		js.fetches.Add(1)
 		if js.down.Load() {
@@ -92,6 +107,7 @@ func newJWKSServer(t testing.TB, keys ...*jwttest.Key) *jwksServer {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)
+		js.once.Do(func() { close(js.served) })
 	}))
 	t.Cleanup(js.Close)
 	return js
@@ -156,7 +172,8 @@ func request(t *testing.T, tc *caddytest.Tester, method, path, host string, auth
 	}
 	// Right after a reload the old server, which shares the listener, may still take a
 	// connection and then close it without an answer (Caddy stops the old servers
-	// asynchronously). As a real client does, try again on such a connection error; an HTTP
+	// asynchronously). As a real client does, try again at once on such a connection error,
+	// on a new connection, which the old server, no longer accepting, cannot take; an HTTP
 	// answer is never retried.
 	var resp *http.Response
 	for attempt := 1; ; attempt++ {
@@ -168,7 +185,6 @@ func request(t *testing.T, tc *caddytest.Tester, method, path, host string, auth
 		if attempt == 10 {
 			t.Fatalf("%s %s: %v", method, path, err)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
@@ -189,8 +205,8 @@ func loadConfig(t *testing.T, cfg, contentType string, force bool) (int, string)
 	t.Helper()
 	client := &http.Client{Timeout: 30 * time.Second}
 	// A load replaces the admin server too, and Caddy stops the old one asynchronously, so a
-	// connection may meet the old one as it closes. Loading is idempotent: try again on a
-	// connection error, on a fresh connection each time.
+	// connection may meet the old one as it closes. Loading is idempotent: try again at once
+	// on a connection error, on a fresh connection each time.
 	for attempt := 1; ; attempt++ {
 		req, err := http.NewRequest(http.MethodPost, adminURL+"/load", strings.NewReader(cfg))
 		if err != nil {
@@ -206,7 +222,6 @@ func loadConfig(t *testing.T, cfg, contentType string, force bool) (int, string)
 			if attempt == 10 {
 				t.Fatalf("POST /load: %v", err)
 			}
-			time.Sleep(100 * time.Millisecond)
 			continue
 		}
 		body, _ := io.ReadAll(resp.Body)
@@ -260,9 +275,11 @@ func startCaddy(t *testing.T, cfg, adapter string) *caddytest.Tester {
 	return tc
 }
 
-// waitServed waits (bounded) until GET path answers a body containing want: Caddy stops the
-// old servers asynchronously after /load answers, so the first requests after a reload may
-// still meet the previous config.
+// waitServed asks (bounded) until GET path answers a body containing want. /load answers
+// once the old servers were told to stop, but each stops in a goroutine of its own (in this
+// process), so a connection may still be accepted by the previous config for a moment; every
+// new connection after its listener closed meets the new one. Each attempt is a whole HTTP
+// exchange, which lets that goroutine run: no sleep is needed.
 func waitServed(t *testing.T, tc *caddytest.Tester, path, want string) {
 	t.Helper()
 	var body string
@@ -270,7 +287,6 @@ func waitServed(t *testing.T, tc *caddytest.Tester, path, want string) {
 		if _, _, body = request(t, tc, http.MethodGet, path, ""); strings.Contains(body, want) {
 			return
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("GET %s: body %q, want it to contain %q after the reload", path, body, want)
 }
@@ -294,12 +310,15 @@ func jsonEnvelope(routes string) string {
 
 // globalOptions are the Caddyfile global options every test config starts with: caddytest's
 // fixed admin and HTTP ports, no trust-store install, no grace period.
-const globalOptions = `
+const globalOptions = globalHead + "}\n"
+
+// globalHead is globalOptions still open, for a config that adds global options of its own
+// and closes the block.
+const globalHead = `
 {
 	skip_install_trust
 	admin localhost:2999
 	http_port 9080
 	https_port 9443
 	grace_period 1ns
-}
 `

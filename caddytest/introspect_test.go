@@ -148,35 +148,32 @@ func (as *introspectionAS) revoke(token string) {
 	as.mu.Unlock()
 }
 
-// introspectionCaddyfile discovers the endpoint from the issuer's metadata; the secret comes
-// from the environment.
-const introspectionCaddyfile = globalOptions + `
-
-:9080 {
-	mcp_auth {
-		resource https://mcp.example.com/mcp
-		authorization_servers @ISSUER@
-		scopes mcp:read
-		introspection {
-			client_id mcp-rs
-			client_secret {env.MCP_ITEST_RS_SECRET}
-			cache_ttl 1s
-			timeout 2s
-		}
+// introspectionConfig: in the Caddyfile the endpoint is discovered from the issuer's
+// metadata; in JSON it is named, with client_secret_post. The secret comes from the
+// environment. No jwks_url: JWTs are verified with the issuer's discovered keys.
+func introspectionConfig(f *fixture, format, issuer string) string {
+	const answer = "{http.auth.user.id} {http.auth.user.client_id} {http.auth.user.scope} {http.auth.mcp.claim.tenant}"
+	if format == "caddyfile" {
+		return f.siteCaddyfile(`resource https://mcp.example.com/mcp
+authorization_servers `+issuer+`
+scopes mcp:read
+introspection {
+	client_id mcp-rs
+	client_secret {env.MCP_ITEST_RS_SECRET}
+	cache_ttl 1s
+	timeout 2s
+}`, `respond "`+answer+`"`)
 	}
-	respond "{http.auth.user.id} {http.auth.user.client_id} {http.auth.user.scope} {http.auth.mcp.claim.tenant}"
+	return f.json(map[string]any{
+		"authorization_servers": []string{issuer},
+		"scopes":                []string{"mcp:read"},
+		"introspection": map[string]any{
+			"endpoint": issuer + "/introspect", "client_id": "mcp-rs",
+			"client_secret": "{env.MCP_ITEST_RS_SECRET}", "auth_method": "client_secret_post",
+			"cache_ttl": 1000000000, "timeout": 2000000000,
+		},
+	}, map[string]any{"handler": "static_response", "body": answer})
 }
-`
-
-// introspectionJSON names the endpoint and uses client_secret_post.
-var introspectionJSON = jsonEnvelope(`[{"handle": [
-			{"handler": "mcp_auth", "resource": "https://mcp.example.com/mcp",
-			 "authorization_servers": ["@ISSUER@"], "scopes": ["mcp:read"],
-			 "introspection": {"endpoint": "@ISSUER@/introspect", "client_id": "mcp-rs",
-			   "client_secret": "{env.MCP_ITEST_RS_SECRET}", "auth_method": "client_secret_post",
-			   "cache_ttl": 1000000000, "timeout": 2000000000}},
-			{"handler": "static_response", "body": "{http.auth.user.id} {http.auth.user.client_id} {http.auth.user.scope} {http.auth.mcp.claim.tenant}"}
-		]}]`)
 
 // TestIntrospectionThroughCaddy: opaque tokens are introspected (Caddyfile with a
 // discovered endpoint, JSON with a configured one); an active token reaches the upstream
@@ -189,11 +186,7 @@ func TestIntrospectionThroughCaddy(t *testing.T) {
 		t.Run(format, func(t *testing.T) {
 			key := jwttest.New(t, "ec-i", "ES256")
 			as := newIntrospectionAS(t, key)
-			cfg := introspectionCaddyfile
-			if format == "json" {
-				cfg = introspectionJSON
-			}
-			tc := startCaddy(t, render(cfg, map[string]string{"ISSUER": as.issuer}), format)
+			tc := startCaddy(t, introspectionConfig(&fixture{}, format, as.issuer), format)
 
 			as.issue("opaque-good", resource, "mcp:read mcp:write", nil)
 			for i := range 3 {
@@ -238,16 +231,9 @@ func TestIntrospectionThroughCaddy(t *testing.T) {
 			c := claims(resource, "mcp:read")
 			c["iss"] = as.issuer
 			jwtTok := key.Token(t, c, nil)
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(jwtTok))
-				if code == http.StatusOK {
-					break
-				}
-				if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
-					t.Fatalf("JWT: status %d, want 200", code)
-				}
-				time.Sleep(100 * time.Millisecond) // discovered keys still loading
+			as.jwks.waitKeysServed(t) // the discovered keys load in the background
+			if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(jwtTok)); code != http.StatusOK {
+				t.Fatalf("JWT: status %d, want 200", code)
 			}
 			if n := as.calls.Load(); n != before {
 				t.Errorf("a JWT was introspected without jwt_too")
@@ -277,7 +263,7 @@ func TestIntrospectionThroughCaddy(t *testing.T) {
 func TestIntrospectionWrongCredentials(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", "not-the-secret")
 	as := newIntrospectionAS(t, jwttest.New(t, "ec-w", "ES256"))
-	tc := startCaddy(t, render(introspectionCaddyfile, map[string]string{"ISSUER": as.issuer}), "caddyfile")
+	tc := startCaddy(t, introspectionConfig(&fixture{}, "caddyfile", as.issuer), "caddyfile")
 	as.issue("opaque-good", resource, "mcp:read", nil)
 	code, hdr, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer("opaque-good"))
 	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
@@ -304,19 +290,13 @@ func TestIntrospectionPrivateKeyJWTAndJWTToo(t *testing.T) {
 	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := `{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {"http": {"http_port": 9080, "https_port": 9443, "grace_period": 1, "servers": {"mcp": {
-		"listen": [":9080"],
-		"routes": [{"handle": [
+	cfg := jsonEnvelope(`[{"handle": [
 			{"handler": "mcp_auth", "resource": "https://mcp.example.com/mcp",
 			 "authorization_servers": ["@ISSUER@"], "jwks_urls": ["@JWKS@"], "scopes": ["mcp:read"],
 			 "introspection": {"client_id": "mcp-rs", "auth_method": "private_key_jwt",
 			   "private_key": "@KEY@", "cache_ttl": "1s", "jwt_too": true}},
 			{"handler": "static_response", "body": "{http.auth.user.id}"}
-		]}]
-	}}}}
-}`
+		]}]`)
 	tc := startCaddy(t, render(cfg, map[string]string{"ISSUER": as.issuer, "JWKS": as.jwks.URL, "KEY": keyPath}), "json")
 
 	as.issue("opaque-pk", resource, "mcp:read", nil)
@@ -328,16 +308,9 @@ func TestIntrospectionPrivateKeyJWTAndJWTToo(t *testing.T) {
 	c["iss"] = as.issuer
 	jwtTok := key.Token(t, c, nil)
 	as.issue(jwtTok, resource, "mcp:read", map[string]any{"sub": "user-1"})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(jwtTok))
-		if code == http.StatusOK {
-			break
-		}
-		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
-			t.Fatalf("active JWT with jwt_too: status %d, want 200", code)
-		}
-		time.Sleep(100 * time.Millisecond) // keys still loading
+	as.jwks.waitKeysServed(t) // the discovered keys load in the background
+	if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(jwtTok)); code != http.StatusOK {
+		t.Fatalf("active JWT with jwt_too: status %d, want 200", code)
 	}
 	before := as.calls.Load()
 	as.revoke(jwtTok)

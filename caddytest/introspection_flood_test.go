@@ -84,14 +84,7 @@ func (as *floodAS) release() {
 
 // floodCaddyfile trusts X-Forwarded-For from the loopback, so that the test speaks for
 // several client addresses.
-const floodCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	servers {
+const floodCaddyfile = globalHead + `	servers {
 		trusted_proxies static 127.0.0.0/8
 	}
 }

@@ -6,29 +6,13 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"testing"
-	"time"
-
-	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
-
-// discoveryCaddyfile has no jwks_url: the JWKS is found through the issuer's metadata.
-const discoveryCaddyfile = globalOptions + `
-
-:9080 {
-	mcp_auth {
-		resource https://mcp.example.com/mcp
-		authorization_servers @ISSUER@
-		scopes mcp:read
-	}
-	respond "{http.auth.user.id} from {http.auth.user.iss}"
-}
-`
 
 // TestDiscovery runs with an authorization server whose issuer has a path: the JWKS comes
 // from its RFC 8414 metadata, found with the well-known segment inserted before the path.
 func TestDiscovery(t *testing.T) {
-	key := jwttest.New(t, "ec-1", "ES256")
-	jwks := newJWKSServer(t, key)
+	f := newFixture(t, nil)
+	key, jwks := f.ecKey, f.jwks
 	var as *httptest.Server
 	as = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/.well-known/oauth-authorization-server/tenant" {
@@ -44,7 +28,9 @@ func TestDiscovery(t *testing.T) {
 	t.Cleanup(as.Close)
 	iss := as.URL + "/tenant"
 
-	tc := startCaddy(t, render(discoveryCaddyfile, map[string]string{"ISSUER": iss}), "caddyfile")
+	// No jwks_url: the JWKS is found through the issuer's metadata.
+	tc := f.start(t, f.siteCaddyfile("resource https://mcp.example.com/mcp\nauthorization_servers "+iss+"\nscopes mcp:read",
+		`respond "{http.auth.user.id} from {http.auth.user.iss}"`), "caddyfile")
 
 	c := claims(resource, "mcp:read")
 	c["iss"] = iss
@@ -94,33 +80,16 @@ func TestAuthorizationServerDown(t *testing.T) {
 		checkChallenge(t, hdr, challenge("", "", "mcp:read"))
 	}
 
+	// A request triggers an on-demand fetch when the back-off allows, the background retry
+	// comes anyway; once the JWKS server has answered, the next request passes.
 	s.jwks.down.Store(false)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, _, _ = request(t, tc, http.MethodPost, "/mcp", "", bearer(tok))
-		if code == http.StatusOK || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	request(t, tc, http.MethodPost, "/mcp", "", bearer(tok))
+	s.jwks.waitKeysServed(t)
+	code, _, _ = request(t, tc, http.MethodPost, "/mcp", "", bearer(tok))
 	if code != http.StatusOK {
 		t.Errorf("the keys were not loaded after the server came back: status %d", code)
 	}
 }
-
-// envJSON takes the resource and the JWKS URL from environment placeholders.
-const envJSON = `{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {"http": {"http_port": 9080, "https_port": 9443, "servers": {"mcp": {
-		"listen": [":9080"],
-		"routes": [{"handle": [
-			{"handler": "mcp_auth", "resource": "{env.MCP_ITEST_RESOURCE}",
-			 "authorization_servers": ["https://auth.example.com"], "jwks_urls": ["{env.MCP_ITEST_JWKS}"],
-			 "scopes": ["mcp:read"]},
-			{"handler": "static_response", "body": "ok"}
-		]}]
-	}}}}
-}`
 
 // TestEnvPlaceholders checks that {env.*} placeholders in the config are expanded when the
 // handler is provisioned: the metadata document, the challenge and the audience check all use
@@ -129,7 +98,12 @@ func TestEnvPlaceholders(t *testing.T) {
 	s := newSetup(t)
 	t.Setenv("MCP_ITEST_RESOURCE", resource)
 	t.Setenv("MCP_ITEST_JWKS", s.jwks.URL+"/jwks")
-	tc := startCaddy(t, envJSON, "json")
+	// The resource and the JWKS URL come from environment placeholders.
+	tc := s.start(t, s.json(map[string]any{
+		"resource":  "{env.MCP_ITEST_RESOURCE}",
+		"jwks_urls": []string{"{env.MCP_ITEST_JWKS}"},
+		"scopes":    []string{"mcp:read"},
+	}, map[string]any{"handler": "static_response", "body": "ok"}), "json")
 
 	code, _, body := request(t, tc, http.MethodGet, prmPath, "")
 	var doc struct {

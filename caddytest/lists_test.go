@@ -17,55 +17,35 @@ import (
 // filter_lists through a real Caddy in front of a go-sdk MCP server with prompts, resources
 // and resource templates, configured by Caddyfile and by JSON.
 
-// listsCaddyfile: the base policy needs mcp:read; secret_* prompts need prompts:secret,
-// resources under file:///private/ need files:private, delete_* tools need mcp:admin.
-const listsCaddyfile = globalOptions + `
-
-:9080 {
-	reverse_proxy @UPSTREAM@
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		resource_name         "@NAME@"
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		tool delete_* {
-			scopes mcp:admin
-		}
-		prompt secret_* {
-			scopes prompts:secret
-		}
-		resource_uri file:///private/* {
-			scopes files:private
-		}
-		filter_lists
-	}
+// listsConfig: the base policy needs mcp:read; secret_* prompts need prompts:secret,
+// resources under file:///private/ need files:private, delete_* tools need mcp:admin; in
+// the Caddyfile or the same in JSON.
+func listsConfig(f *fixture, format, name string) string {
+	if format == "caddyfile" {
+		return f.caddyfile(`resource_name "` + name + `"
+scopes mcp:read
+tool delete_* {
+	scopes mcp:admin
 }
-`
-
-// listsJSON is the same configuration in JSON.
-var listsJSON = jsonEnvelope(`[{
-						"handle": [
-							{
-								"handler": "mcp_auth",
-								"resource": "https://mcp.example.com/mcp",
-								"authorization_servers": ["https://auth.example.com"],
-								"resource_name": "@NAME@",
-								"jwks_urls": ["@JWKS@"],
-								"scopes": ["mcp:read"],
-								"rules": [
-									{"tools": ["delete_*"], "scopes": ["mcp:admin"]},
-									{"prompts": ["secret_*"], "scopes": ["prompts:secret"]},
-									{"resource_uris": ["file:///private/*"], "scopes": ["files:private"]}
-								],
-								"filter_lists": true
-							},
-							{
-								"handler": "reverse_proxy",
-								"upstreams": [{"dial": "@UPSTREAM@"}]
-							}
-						]
-					}]`)
+prompt secret_* {
+	scopes prompts:secret
+}
+resource_uri file:///private/* {
+	scopes files:private
+}
+filter_lists`)
+	}
+	return f.json(map[string]any{
+		"resource_name": name,
+		"scopes":        []string{"mcp:read"},
+		"rules": []any{
+			map[string]any{"tools": []string{"delete_*"}, "scopes": []string{"mcp:admin"}},
+			map[string]any{"prompts": []string{"secret_*"}, "scopes": []string{"prompts:secret"}},
+			map[string]any{"resource_uris": []string{"file:///private/*"}, "scopes": []string{"files:private"}},
+		},
+		"filter_lists": true,
+	})
+}
 
 // listsUpstream is a go-sdk MCP server with two tools, prompts, resources and templates,
 // answering lists one entry per page. It counts the completions it answered.
@@ -167,13 +147,8 @@ func TestListsThroughCaddy(t *testing.T) {
 			t.Run(format+"/"+mode, func(t *testing.T) {
 				up := newListsUpstream(t, mode == "json")
 				name := "Lists MCP " + format + " " + mode
-				vars := map[string]string{"JWKS": jwks.URL + "/jwks", "UPSTREAM": up.dial(), "NAME": name}
-				tmpl := listsCaddyfile
-				if format == "json" {
-					tmpl = listsJSON
-				}
-				tc := startCaddy(t, render(tmpl, vars), format)
-				waitServed(t, tc, prmPath, name)
+				f := &fixture{key: key, jwks: jwks, up: up}
+				f.start(t, listsConfig(f, format, name), format, name)
 
 				t.Run("read-only token lists only what it may use", func(t *testing.T) {
 					cs := newMCPClient(t).connect(t, token(reader))

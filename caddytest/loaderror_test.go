@@ -7,31 +7,6 @@ import (
 	"testing"
 )
 
-// refusedCaddyfile is a site whose mcp_auth block is @BLOCK@.
-const refusedCaddyfile = globalOptions + `
-
-:9080 {
-	mcp_auth {
-@BLOCK@
-	}
-	respond "should never be served"
-}
-`
-
-// refusedJSON is a JSON config whose mcp_auth handler has the fields @FIELDS@.
-const refusedJSON = `
-{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {"http": {"http_port": 9080, "https_port": 9443, "servers": {"mcp": {
-		"listen": [":9080"],
-		"routes": [{"handle": [
-			{"handler": "mcp_auth", @FIELDS@},
-			{"handler": "static_response", "body": "should never be served"}
-		]}]
-	}}}}
-}
-`
-
 // TestRefusedConfigs loads refused configurations through the admin API, as `caddy reload`
 // does, and checks that the load fails with an error naming the field, and that Caddy keeps
 // serving the previous configuration.
@@ -135,14 +110,15 @@ func TestRefusedConfigs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			vars := map[string]string{"JWKS": s.jwks.URL + "/jwks"}
+			// A site whose mcp_auth block (or handler's fields) is the case's, before a
+			// respond that must never be served.
+			const never = "should never be served"
+			body := render(c.body, map[string]string{"JWKS": s.jwksURL()})
 			var cfg, ct string
 			if c.format == "caddyfile" {
-				vars["BLOCK"] = render(c.body, vars)
-				cfg, ct = render(refusedCaddyfile, vars), "text/caddyfile"
+				cfg, ct = s.siteCaddyfile(body, `respond "`+never+`"`), "text/caddyfile"
 			} else {
-				vars["FIELDS"] = render(c.body, vars)
-				cfg, ct = render(refusedJSON, vars), "application/json"
+				cfg, ct = jsonEnvelope(`[{"handle": [{"handler": "mcp_auth", `+body+`}, {"handler": "static_response", "body": "`+never+`"}]}]`), "application/json"
 			}
 			code, body := loadConfig(t, cfg, ct, false)
 			if code == http.StatusOK {

@@ -15,14 +15,7 @@ import (
 
 // logsCaddyfile writes Caddy's own logs (at debug level) and the site's access log to files,
 // and copies {http.auth.mcp.error} into a response header set when the response is written.
-const logsCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	log {
+const logsCaddyfile = globalHead + `	log {
 		output file @DIR@/caddy.log
 		format json
 		level DEBUG

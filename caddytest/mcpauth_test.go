@@ -10,102 +10,54 @@ import (
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
-// caddyfileConfig protects a reverse_proxy with mcp_auth. There is no global `order` option:
-// the directive places itself (before basic_auth), in the same site block as reverse_proxy.
-// The site answers every Host, so challenges can be shown to ignore it.
-const caddyfileConfig = globalOptions + `
+// The usual site of these tests protects a reverse_proxy with mcp_auth. There is no global
+// `order` option: the directive places itself (before basic_auth), in the same site block as
+// reverse_proxy. The site answers every Host, so challenges can be shown to ignore it.
+// /whoami shows the placeholders mcp_auth sets.
+const whoamiBody = "{http.auth.user.id}|{http.auth.user.client_id}|{http.auth.user.scope}|{http.auth.mcp.claim.tenant}"
 
-:9080 {
-	reverse_proxy @UPSTREAM@ {
-		header_up X-User {http.auth.user.id}
-	}
-	handle /whoami {
-		respond "{http.auth.user.id}|{http.auth.user.client_id}|{http.auth.user.scope}|{http.auth.mcp.claim.tenant}"
-	}
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		resource_name         "Example MCP"
-		jwks_url              @JWKS@
-		scopes                @SCOPES@
-		@STRIP@
-	}
-}
-`
-
-// jsonConfig is the same as caddyfileConfig, written by hand in JSON as a user would.
-var jsonConfig = jsonEnvelope(`[
-						{
-							"handle": [{
-								"handler": "mcp_auth",
-								"resource": "https://mcp.example.com/mcp",
-								"authorization_servers": ["https://auth.example.com"],
-								"resource_name": "Example MCP",
-								"jwks_urls": ["@JWKS@"],
-								"leeway": "1m",
-								"scopes": [@SCOPES_JSON@],
-								"strip_token": @STRIP_JSON@
-							}]
-						},
-						{
-							"match": [{"path": ["/whoami"]}],
-							"handle": [{
-								"handler": "static_response",
-								"body": "{http.auth.user.id}|{http.auth.user.client_id}|{http.auth.user.scope}|{http.auth.mcp.claim.tenant}"
-							}],
-							"terminal": true
-						},
-						{
-							"handle": [{
-								"handler": "reverse_proxy",
-								"upstreams": [{"dial": "@UPSTREAM@"}],
-								"headers": {"request": {"set": {"X-User": ["{http.auth.user.id}"]}}}
-							}]
-						}
-					]`)
-
-// setup is one running Caddy in front of an upstream, with the keys that sign its tokens.
+// setup is the fixture with a recording upstream, under the names the older tests use.
 type setup struct {
-	rsaKey, ecKey *jwttest.Key
-	jwks          *jwksServer
-	up            *upstream
+	*fixture
+	rsaKey *jwttest.Key // the fixture's RSA key
+	up     *upstream
 }
 
 func newSetup(t *testing.T) *setup {
 	t.Helper()
-	s := &setup{rsaKey: jwttest.New(t, "rsa-1", "RS256"), ecKey: jwttest.New(t, "ec-1", "ES256"), up: newUpstream(t)}
-	s.jwks = newJWKSServer(t, s.rsaKey, s.ecKey)
-	return s
+	up := newUpstream(t)
+	f := newFixture(t, up)
+	return &setup{fixture: f, rsaKey: f.key, up: up}
 }
 
-// config renders the Caddyfile or JSON configuration with a scope list and strip_token.
+// config is the usual site with a scope list and strip_token, as a Caddyfile or, written by
+// hand as a user would, in JSON.
 func (s *setup) config(format string, scopes []string, strip bool) (cfg, contentType string) {
-	vars := map[string]string{"JWKS": s.jwks.URL + "/jwks", "UPSTREAM": s.up.dial()}
 	if format == "caddyfile" {
-		vars["SCOPES"] = join(scopes, " ", "")
-		vars["STRIP"] = ""
+		auth := `resource_name "Example MCP"` + "\nscopes " + strings.Join(scopes, " ")
 		if strip {
-			vars["STRIP"] = "strip_token"
+			auth += "\nstrip_token"
 		}
-		return render(caddyfileConfig, vars), "text/caddyfile"
+		return s.caddyfile(auth,
+			"reverse_proxy "+s.up.dial()+" {\nheader_up X-User {http.auth.user.id}\n}",
+			"handle /whoami {\nrespond \""+whoamiBody+"\"\n}"), "text/caddyfile"
 	}
-	vars["SCOPES_JSON"] = join(scopes, ", ", `"`)
-	vars["STRIP_JSON"] = "false"
-	if strip {
-		vars["STRIP_JSON"] = "true"
-	}
-	return render(jsonConfig, vars), "application/json"
-}
-
-func join(list []string, sep, quote string) string {
-	out := ""
-	for i, s := range list {
-		if i > 0 {
-			out += sep
-		}
-		out += quote + s + quote
-	}
-	return out
+	proxy := s.proxy()
+	proxy["headers"] = map[string]any{"request": map[string]any{"set": map[string]any{"X-User": []string{"{http.auth.user.id}"}}}}
+	return jsonRoutes(
+		map[string]any{"handle": []any{s.mcpAuth(map[string]any{
+			"resource_name": "Example MCP",
+			"leeway":        "1m",
+			"scopes":        scopes,
+			"strip_token":   strip,
+		})}},
+		map[string]any{
+			"match":    []any{map[string]any{"path": []string{"/whoami"}}},
+			"handle":   []any{map[string]any{"handler": "static_response", "body": whoamiBody}},
+			"terminal": true,
+		},
+		map[string]any{"handle": []any{proxy}},
+	), "application/json"
 }
 
 // TestRequests runs the request path of the spec (section 3) through a real Caddy, once

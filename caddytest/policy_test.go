@@ -22,54 +22,33 @@ import (
 // The per-operation policy through a real Caddy in front of a real MCP server built
 // on the official Go SDK: Caddy → mcp_auth → reverse_proxy → mcp.StreamableHTTPHandler.
 
-// policyCaddyfile: the base policy needs mcp:read; delete_* tools need mcp:admin too;
-// logging/setLevel needs mcp:admin or mcp:ops. Bodies are read up to 64 KiB.
-const policyCaddyfile = globalOptions + `
-
-:9080 {
-	reverse_proxy @UPSTREAM@
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		resource_name         "@NAME@"
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		tool delete_* {
-			scopes mcp:admin
-		}
-		method logging/setLevel {
-			any_of mcp:admin mcp:ops
-		}
-		filter_tools_list
-		max_body_size 64KiB
-	}
+// policyConfig: the base policy needs mcp:read; delete_* tools need mcp:admin too;
+// logging/setLevel needs mcp:admin or mcp:ops. Bodies are read up to 64 KiB. In JSON it is
+// written as by hand, pinning the field names of the rules.
+func policyConfig(f *fixture, format, name string) string {
+	if format == "caddyfile" {
+		return f.caddyfile(`resource_name "` + name + `"
+scopes mcp:read
+tool delete_* {
+	scopes mcp:admin
 }
-`
-
-// policyJSON is the same configuration written by hand in JSON, pinning the field names of
-// the rules.
-var policyJSON = jsonEnvelope(`[{
-						"handle": [
-							{
-								"handler": "mcp_auth",
-								"resource": "https://mcp.example.com/mcp",
-								"authorization_servers": ["https://auth.example.com"],
-								"resource_name": "@NAME@",
-								"jwks_urls": ["@JWKS@"],
-								"scopes": ["mcp:read"],
-								"rules": [
-									{"tools": ["delete_*"], "scopes": ["mcp:admin"]},
-									{"methods": ["logging/setLevel"], "any_of": ["mcp:admin", "mcp:ops"]}
-								],
-								"filter_tools_list": true,
-								"max_body_size": 65536
-							},
-							{
-								"handler": "reverse_proxy",
-								"upstreams": [{"dial": "@UPSTREAM@"}]
-							}
-						]
-					}]`)
+method logging/setLevel {
+	any_of mcp:admin mcp:ops
+}
+filter_tools_list
+max_body_size 64KiB`)
+	}
+	return f.json(map[string]any{
+		"resource_name": name,
+		"scopes":        []string{"mcp:read"},
+		"rules": []any{
+			map[string]any{"tools": []string{"delete_*"}, "scopes": []string{"mcp:admin"}},
+			map[string]any{"methods": []string{"logging/setLevel"}, "any_of": []string{"mcp:admin", "mcp:ops"}},
+		},
+		"filter_tools_list": true,
+		"max_body_size":     65536,
+	})
+}
 
 const (
 	policyMaxBody  = 64 << 10
@@ -221,8 +200,7 @@ func (c *mcpClient) post(t *testing.T, token string, body []byte, chunked bool, 
 			if attempt == 10 {
 				t.Fatalf("POST /mcp: %v", err)
 			}
-			c.transport.CloseIdleConnections()
-			time.Sleep(100 * time.Millisecond)
+			c.transport.CloseIdleConnections() // try again at once, on a new connection
 			continue
 		}
 		b, err := io.ReadAll(resp.Body)
@@ -353,14 +331,9 @@ func TestPolicyThroughCaddy(t *testing.T) {
 			t.Run(format+"/"+mode, func(t *testing.T) {
 				up := newMCPUpstream(t, mode == "json")
 				name := "Policy MCP " + format + " " + mode
-				vars := map[string]string{"JWKS": jwks.URL + "/jwks", "UPSTREAM": up.dial(), "NAME": name}
-				tmpl := policyCaddyfile
-				if format == "json" {
-					tmpl = policyJSON
-				}
-				tc := startCaddy(t, render(tmpl, vars), format)
+				f := &fixture{key: key, jwks: jwks, up: up}
 				// The metadata document names this config: once it is served, so are the rules.
-				waitServed(t, tc, prmPath, name)
+				tc := f.start(t, policyConfig(f, format, name), format, name)
 				wantCT := "text/event-stream"
 				if mode == "json" {
 					wantCT = "application/json"

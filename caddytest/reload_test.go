@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestReload changes the policy through the admin API's POST /load several times in a row,
@@ -48,23 +47,18 @@ func TestReload(t *testing.T) {
 			okTok, deniedTok = writeTok, readTok
 		}
 
-		// Caddy stops the old server asynchronously after /load answers: wait (bounded) until
-		// the metadata document shows the new policy before checking requests.
+		// /load answers once the new config runs and the old server has stopped accepting
+		// (caddyhttp.App.stop waits for its servers to start shutting down), and request
+		// opens a fresh connection: the metadata document shows the new policy at once.
 		var doc struct {
 			ScopesSupported []string `json:"scopes_supported"`
 		}
-		for try := 0; ; try++ {
-			_, _, body := request(t, tc, http.MethodGet, prmPath, "")
-			if err := json.Unmarshal([]byte(body), &doc); err != nil {
-				t.Fatalf("reload %d: metadata %q: %v", i, body, err)
-			}
-			if reflect.DeepEqual(doc.ScopesSupported, []string{st.scope}) {
-				break
-			}
-			if try == 50 {
-				t.Fatalf("reload %d: scopes_supported = %v, want [%s]", i, doc.ScopesSupported, st.scope)
-			}
-			time.Sleep(100 * time.Millisecond)
+		_, _, body := request(t, tc, http.MethodGet, prmPath, "")
+		if err := json.Unmarshal([]byte(body), &doc); err != nil {
+			t.Fatalf("reload %d: metadata %q: %v", i, body, err)
+		}
+		if !reflect.DeepEqual(doc.ScopesSupported, []string{st.scope}) {
+			t.Fatalf("reload %d: scopes_supported = %v, want [%s]", i, doc.ScopesSupported, st.scope)
 		}
 
 		hits := s.up.hits.Load()
@@ -92,31 +86,6 @@ func TestReload(t *testing.T) {
 	}
 }
 
-// plainJSON is a config without mcp_auth.
-const plainJSON = `{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {"http": {"http_port": 9080, "https_port": 9443, "servers": {"plain": {
-		"listen": [":9080"],
-		"routes": [{"handle": [{"handler": "static_response", "body": "plain"}]}]
-	}}}}
-}`
-
-// halfFailingJSON provisions a valid mcp_auth and then a refused one, so the load fails after
-// the first handler acquired the key set.
-const halfFailingJSON = `{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {"http": {"http_port": 9080, "https_port": 9443, "servers": {"mcp": {
-		"listen": [":9080"],
-		"routes": [{"handle": [
-			{"handler": "mcp_auth", "resource": "https://mcp.example.com/mcp",
-			 "authorization_servers": ["https://auth.example.com"], "jwks_urls": ["@JWKS@"], "scopes": ["mcp:read"]},
-			{"handler": "mcp_auth", "resource": "https://mcp.example.com/mcp",
-			 "authorization_servers": ["https://auth.example.com"], "jwks_urls": ["@JWKS@"]},
-			{"handler": "static_response", "body": "should never be served"}
-		]}]
-	}}}}
-}`
-
 // TestKeySetLifecycle checks from the outside that a key set lives exactly as long as some
 // config uses it: a load that fails after mcp_auth was provisioned gives its reference back,
 // and once no config uses the set it is dropped, so the next config that needs it fetches it
@@ -126,7 +95,15 @@ func TestKeySetLifecycle(t *testing.T) {
 	cfg, ct := s.config("caddyfile", []string{"mcp:read"}, true)
 	tc := startCaddy(t, cfg, "caddyfile")
 	tok := s.rsaKey.Token(t, claims(resource, "mcp:read"), nil)
-	vars := map[string]string{"JWKS": s.jwks.URL + "/jwks"}
+	// plain is a config without mcp_auth; halfFailing provisions a valid mcp_auth and then a
+	// refused one (no scope policy), so the load fails after the first handler acquired the
+	// key set.
+	plain := jsonRoutes(map[string]any{"handle": []any{map[string]any{"handler": "static_response", "body": "plain"}}})
+	halfFailing := jsonRoutes(map[string]any{"handle": []any{
+		s.mcpAuth(map[string]any{"scopes": []string{"mcp:read"}}),
+		s.mcpAuth(nil),
+		map[string]any{"handler": "static_response", "body": "should never be served"},
+	}})
 
 	wantOK := func(step string) {
 		t.Helper()
@@ -137,7 +114,7 @@ func TestKeySetLifecycle(t *testing.T) {
 	wantOK("first config")
 	fetches := s.jwks.fetches.Load()
 
-	code, body := loadConfig(t, render(halfFailingJSON, vars), "application/json", false)
+	code, body := loadConfig(t, halfFailing, "application/json", false)
 	if code == http.StatusOK || !strings.Contains(body, "no scope policy") {
 		t.Fatalf("half-failing config: status %d body %s; want it refused for its second handler", code, body)
 	}
@@ -146,7 +123,7 @@ func TestKeySetLifecycle(t *testing.T) {
 		t.Errorf("a refused load fetched the JWKS %d times; the running set should be reused", n-fetches)
 	}
 
-	mustLoad(t, plainJSON, "application/json", false)
+	mustLoad(t, plain, "application/json", false)
 	waitServed(t, tc, "/mcp", "plain")
 
 	mustLoad(t, cfg, ct, false)

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,30 +13,20 @@ import (
 // and refused when it appears twice. From the Caddyfile and from JSON (an array, and the
 // string of one claim as before).
 
-const scopeClaimsCaddyfile = globalOptions + `
-
-:9080 {
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		jwks_url              @JWKS@
-		scopes                mcp.read
-		scope_claim           @CLAIMS@
-		tool delete_* {
-			scopes mcp.admin
-		}
+// scopeClaimsConfig: the base policy needs mcp.read, delete_* tools mcp.admin too, the scopes
+// come from the claims named (a Caddyfile list, or the JSON text of scope_claim), and the
+// site answers the scopes granted.
+func scopeClaimsConfig(f *fixture, adapter, claims string) string {
+	answer := "{http.auth.user.scope}"
+	if adapter == "caddyfile" {
+		return f.caddyfile("scopes mcp.read\nscope_claim "+claims+"\ntool delete_* {\nscopes mcp.admin\n}", `respond "`+answer+`"`)
 	}
-	respond "{http.auth.user.scope}"
+	return f.json(map[string]any{
+		"scopes":      []string{"mcp.read"},
+		"scope_claim": json.RawMessage(claims),
+		"rules":       []any{map[string]any{"tools": []string{"delete_*"}, "scopes": []string{"mcp.admin"}}},
+	}, map[string]any{"handler": "static_response", "body": answer})
 }
-`
-
-var scopeClaimsJSON = jsonEnvelope(`[{"handle": [
-			{"handler": "mcp_auth", "resource": "https://mcp.example.com/mcp",
-			 "authorization_servers": ["https://auth.example.com"], "jwks_urls": ["@JWKS@"],
-			 "scopes": ["mcp.read"], "scope_claim": @CLAIMS@,
-			 "rules": [{"tools": ["delete_*"], "scopes": ["mcp.admin"]}]},
-			{"handler": "static_response", "body": "{http.auth.user.scope}"}
-		]}]`)
 
 func TestScopeClaimsThroughCaddy(t *testing.T) {
 	s := newSetup(t)
@@ -81,15 +72,15 @@ func TestScopeClaimsThroughCaddy(t *testing.T) {
 		{"roles twice", forged(`"roles":["none"],"roles":["mcp.read"]`), "read_file", 401, ""},
 	}
 	for _, cfg := range []struct {
-		name, tmpl, adapter, claims string
-		calls                       []call
+		name, adapter, claims string
+		calls                 []call
 	}{
-		{"caddyfile", scopeClaimsCaddyfile, "caddyfile", "scp roles", union},
-		{"json array", scopeClaimsJSON, "json", `["scp", "roles"]`, union},
-		{"json string", scopeClaimsJSON, "json", `"roles"`, rolesOnly},
+		{"caddyfile", "caddyfile", "scp roles", union},
+		{"json array", "json", `["scp", "roles"]`, union},
+		{"json string", "json", `"roles"`, rolesOnly},
 	} {
 		t.Run(cfg.name, func(t *testing.T) {
-			tc := startCaddy(t, render(cfg.tmpl, map[string]string{"JWKS": s.jwks.URL + "/jwks", "CLAIMS": cfg.claims}), cfg.adapter)
+			tc := s.start(t, scopeClaimsConfig(s.fixture, cfg.adapter, cfg.claims), cfg.adapter)
 			for _, c := range cfg.calls {
 				code, hdr, body := postRPC(t, tc, c.token, toolCall(c.tool))
 				if code != c.status {
@@ -119,7 +110,7 @@ func TestScopeClaimsThroughCaddy(t *testing.T) {
 // when the config loads, naming the field.
 func TestScopeClaimsRefusedAtLoad(t *testing.T) {
 	s := newSetup(t)
-	startCaddy(t, render(scopeClaimsCaddyfile, map[string]string{"JWKS": s.jwks.URL + "/jwks", "CLAIMS": "scp"}), "caddyfile")
+	s.start(t, scopeClaimsConfig(s.fixture, "caddyfile", "scp"), "caddyfile")
 	for _, c := range []struct{ adapter, claims, want string }{
 		{"caddyfile", "scp roles scp", `scope_claim: \"scp\" is named twice`},
 		{"caddyfile", "scp aud", `scope_claim: \"aud\" is a registered claim`},
@@ -128,11 +119,11 @@ func TestScopeClaimsRefusedAtLoad(t *testing.T) {
 		{"json", `["scp", ""]`, `scope_claim: \"\" is not a claim name`},
 		{"json", `7`, "scope_claim: not a claim name or an array of claim names"},
 	} {
-		tmpl, ct := scopeClaimsCaddyfile, "text/caddyfile"
+		ct := "text/caddyfile"
 		if c.adapter == "json" {
-			tmpl, ct = scopeClaimsJSON, "application/json"
+			ct = "application/json"
 		}
-		code, body := loadConfig(t, render(tmpl, map[string]string{"JWKS": s.jwks.URL + "/jwks", "CLAIMS": c.claims}), ct, true)
+		code, body := loadConfig(t, scopeClaimsConfig(s.fixture, c.adapter, c.claims), ct, true)
 		if code == http.StatusOK || !strings.Contains(body, c.want) {
 			t.Errorf("scope_claim %s (%s): %d %s, want an error with %q", c.claims, c.adapter, code, body, c.want)
 		}

@@ -25,14 +25,7 @@ import (
 // sessionsCaddyfile is the "shared MCP server" of docs/sessions.md: sessions bound to the
 // caller, audit events in their own file (and not in Caddy's default log), the operation
 // placeholders copied into response headers, streams closed at token expiry.
-const sessionsCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	log default {
+const sessionsCaddyfile = globalHead + `	log default {
 		output file @DIR@/caddy.log
 		format json
 		level DEBUG

@@ -20,25 +20,14 @@ import (
 // anyway (a handler after mcp_auth added the upgrade headers), the client gets 502 and never
 // a byte of the tunnel.
 
-const upgradeCaddyfile = globalOptions + `
-
-:9080 {
-	route {
-		mcp_auth {
-			resource              https://mcp.example.com/mcp
-			authorization_servers https://auth.example.com
-			jwks_url              @JWKS@
-			scopes                mcp:read
-			tool delete_* {
-				scopes mcp:admin
-			}
-			filter_tools_list
-		}
-		@AFTER@
-		reverse_proxy @UPSTREAM@
-	}
+// upgradeConfig: mcp_auth needs mcp:read, delete_* tools mcp:admin too, and filters
+// tools/list; after it, in a route, the directives of after, then reverse_proxy to up.
+func upgradeConfig(f *fixture, up, after string) string {
+	return globalOptions + "\n:9080 {\nroute {\nmcp_auth {\n" +
+		strings.Replace(usualHead, "@JWKS@", f.jwksURL(), 1) +
+		"scopes mcp:read\ntool delete_* {\nscopes mcp:admin\n}\nfilter_tools_list\n}\n" +
+		after + "\nreverse_proxy " + up + "\n}\n}\n"
 }
-`
 
 // switchingUpstream answers every request with 101 and then, on the switched connection, the
 // unfiltered tools/list result.
@@ -107,9 +96,7 @@ func listRequest(method, token string, extra ...string) string {
 func TestUpgradeRefusedWithFilter(t *testing.T) {
 	s := newSetup(t)
 	up, hits := switchingUpstream(t)
-	cfg := render(upgradeCaddyfile, map[string]string{"JWKS": s.jwks.URL + "/jwks",
-		"UPSTREAM": strings.TrimPrefix(up.URL, "http://"), "AFTER": ""})
-	startCaddy(t, cfg, "caddyfile")
+	s.start(t, upgradeConfig(s.fixture, server{up}.dial(), ""), "caddyfile")
 	token := s.rsaKey.Token(t, claims(resource, "mcp:read"), nil)
 
 	const want = `error="invalid_request", error_description="Connection upgrades are not accepted."`
@@ -152,10 +139,7 @@ func TestUpgradeRefusedWithFilter(t *testing.T) {
 func TestUpgradeAnswerToFilteredRequest(t *testing.T) {
 	s := newSetup(t)
 	up, hits := switchingUpstream(t)
-	cfg := render(upgradeCaddyfile, map[string]string{"JWKS": s.jwks.URL + "/jwks",
-		"UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
-		"AFTER":    "request_header Connection Upgrade\n\t\trequest_header Upgrade websocket"})
-	startCaddy(t, cfg, "caddyfile")
+	s.start(t, upgradeConfig(s.fixture, server{up}.dial(), "request_header Connection Upgrade\nrequest_header Upgrade websocket"), "caddyfile")
 	token := s.rsaKey.Token(t, claims(resource, "mcp:read"), nil)
 
 	resp, got := rawExchange(t, listRequest("POST", token), true)

@@ -17,63 +17,51 @@ import (
 // scope_implies, scope_prefix, allow_missing_audience_for, a {tenantid} issuer with tenants
 // (its host from {env.*}, which must still expand), from the Caddyfile and from JSON.
 
-const whoCaddyfile = globalOptions + `
-
-:9080 {
-	reverse_proxy @UPSTREAM@
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		resource_name         "@NAME@"
-		issuers               https://auth.example.com https://{env.P8_TENANT_HOST}/{tenantid}/v2.0
-		tenants               tenant-a
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		scope_prefix          api://app/
-		scope_implies         mcp:admin mcp:write
-		scope_implies         mcp:write mcp:read
-		clients               client-1 https://app.example.com/* cognito-client
-		require_claim         realm_access.roles mcp
-		allow_missing_audience_for cognito-client
-		tool delete_* {
-			scopes mcp:admin
-			require_claim groups admins
-		}
-		tool write_* {
-			scopes mcp:write
-		}
-		tool deploy {
-			clients https://app.example.com/deployer
-		}
-	}
+// whoConfig is the policy of these tests, from the Caddyfile or the same in JSON, which pins
+// the field names.
+func whoConfig(f *fixture, adapter, name string) string {
+	if adapter == "caddyfile" {
+		return f.caddyfile(`resource_name "` + name + `"
+issuers https://auth.example.com https://{env.P8_TENANT_HOST}/{tenantid}/v2.0
+tenants tenant-a
+scopes mcp:read
+scope_prefix api://app/
+scope_implies mcp:admin mcp:write
+scope_implies mcp:write mcp:read
+clients client-1 https://app.example.com/* cognito-client
+require_claim realm_access.roles mcp
+allow_missing_audience_for cognito-client
+tool delete_* {
+	scopes mcp:admin
+	require_claim groups admins
 }
-`
-
-var whoJSON = jsonEnvelope(`[{
-						"handle": [
-							{
-								"handler": "mcp_auth",
-								"resource": "https://mcp.example.com/mcp",
-								"authorization_servers": ["https://auth.example.com"],
-								"resource_name": "@NAME@",
-								"issuers": ["https://auth.example.com", "https://{env.P8_TENANT_HOST}/{tenantid}/v2.0"],
-								"tenants": ["tenant-a"],
-								"jwks_urls": ["@JWKS@"],
-								"scopes": ["mcp:read"],
-								"scope_prefix": "api://app/",
-								"scope_implies": {"mcp:admin": ["mcp:write"], "mcp:write": ["mcp:read"]},
-								"clients": ["client-1", "https://app.example.com/*", "cognito-client"],
-								"require_claims": [{"claim": "realm_access.roles", "values": ["mcp"]}],
-								"allow_missing_audience_for": ["cognito-client"],
-								"rules": [
-									{"tools": ["delete_*"], "scopes": ["mcp:admin"], "require_claims": [{"claim": "groups", "values": ["admins"]}]},
-									{"tools": ["write_*"], "scopes": ["mcp:write"]},
-									{"tools": ["deploy"], "clients": ["https://app.example.com/deployer"]}
-								]
-							},
-							{"handler": "reverse_proxy", "upstreams": [{"dial": "@UPSTREAM@"}]}
-						]
-					}]`)
+tool write_* {
+	scopes mcp:write
+}
+tool deploy {
+	clients https://app.example.com/deployer
+}`)
+	}
+	claim := func(name string, values ...string) map[string]any {
+		return map[string]any{"claim": name, "values": values}
+	}
+	return f.json(map[string]any{
+		"resource_name":              name,
+		"issuers":                    []string{"https://auth.example.com", "https://{env.P8_TENANT_HOST}/{tenantid}/v2.0"},
+		"tenants":                    []string{"tenant-a"},
+		"scopes":                     []string{"mcp:read"},
+		"scope_prefix":               "api://app/",
+		"scope_implies":              map[string][]string{"mcp:admin": {"mcp:write"}, "mcp:write": {"mcp:read"}},
+		"clients":                    []string{"client-1", "https://app.example.com/*", "cognito-client"},
+		"require_claims":             []any{claim("realm_access.roles", "mcp")},
+		"allow_missing_audience_for": []string{"cognito-client"},
+		"rules": []any{
+			map[string]any{"tools": []string{"delete_*"}, "scopes": []string{"mcp:admin"}, "require_claims": []any{claim("groups", "admins")}},
+			map[string]any{"tools": []string{"write_*"}, "scopes": []string{"mcp:write"}},
+			map[string]any{"tools": []string{"deploy"}, "clients": []string{"https://app.example.com/deployer"}},
+		},
+	})
+}
 
 const (
 	descClient = "The client is not allowed to access this resource."
@@ -141,17 +129,17 @@ type whoCase struct {
 	code, desc, scope string
 }
 
-func TestWhoMayCallCaddyfile(t *testing.T) { runWhoMayCall(t, whoCaddyfile, "caddyfile") }
-func TestWhoMayCallJSON(t *testing.T)      { runWhoMayCall(t, whoJSON, "json") }
+func TestWhoMayCallCaddyfile(t *testing.T) { runWhoMayCall(t, "caddyfile") }
+func TestWhoMayCallJSON(t *testing.T)      { runWhoMayCall(t, "json") }
 
-func runWhoMayCall(t *testing.T, cfg, adapter string) {
+func runWhoMayCall(t *testing.T, adapter string) {
 	t.Setenv("P8_TENANT_HOST", "login.example.com")
 	key := jwttest.New(t, "rsa-who", "RS256")
 	js := newJWKSServer(t, key)
 	up := newUpstream(t)
 	name := "Who " + adapter
-	tc := startCaddy(t, render(cfg, map[string]string{"JWKS": js.URL, "UPSTREAM": up.dial(), "NAME": name}), adapter)
-	waitServed(t, tc, prmPath, name)
+	f := &fixture{key: key, jwks: js, up: up}
+	tc := f.start(t, whoConfig(f, adapter, name), adapter, name)
 
 	// The metadata advertises the prefixed scopes (Entra reads a bare one as Graph's).
 	_, _, prm := request(t, tc, http.MethodGet, prmPath, "")
@@ -291,12 +279,12 @@ func TestTenantIssuerDiscoveredFromAuthorizationServer(t *testing.T) {
 	tc := startCaddy(t, cfg, "caddyfile")
 	waitServed(t, tc, prmPath, "Tenant discovery")
 	c := whoClaims(map[string]any{"iss": as.URL + "/t-123/v2.0", "tid": "t-123"})
-	var code int
-	for range 50 { // the key set loads in the background
-		if code, _, _ = postRPC(t, tc, key.Token(t, c, nil), toolCall("read_file")); code != http.StatusServiceUnavailable {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	// The key set loads in the background (a first request may meet it still loading); once
+	// the JWKS was answered, a request finds the keys or joins the fetch that installs them.
+	code, _, _ := postRPC(t, tc, key.Token(t, c, nil), toolCall("read_file"))
+	if code != http.StatusOK {
+		js.waitKeysServed(t)
+		code, _, _ = postRPC(t, tc, key.Token(t, c, nil), toolCall("read_file"))
 	}
 	if code != http.StatusOK {
 		t.Fatalf("status %d, want 200", code)
@@ -309,7 +297,8 @@ func TestTenantIssuerDiscoveredFromAuthorizationServer(t *testing.T) {
 // TestPolicyRefusedConfigs: configurations the policy refuses at load, with the reason.
 func TestPolicyRefusedConfigs(t *testing.T) {
 	t.Setenv("P8_TENANT_HOST", "login.example.com")
-	startCaddy(t, render(whoCaddyfile, map[string]string{"JWKS": "http://127.0.0.1:1/jwks", "UPSTREAM": "127.0.0.1:1", "NAME": "refused"}), "caddyfile")
+	f := newFixture(t, nil)
+	f.start(t, whoConfig(f, "caddyfile", "refused"), "caddyfile")
 	for _, c := range []struct{ name, cfg, want string }{
 		{"offline_access in a rule", `"rules":[{"tools":["x"],"scopes":["offline_access"]}]`, "offline_access is refused"},
 		{"offline_access in any_of", `"any_of":["offline_access"]`, "offline_access is refused"},
@@ -319,7 +308,7 @@ func TestPolicyRefusedConfigs(t *testing.T) {
 		{"template as authorization server", `"issuers":["https://auth.example.com"],"authorization_servers":["https://login.example.com/{tenantid}/v2.0"]`, "{tenantid} belongs in issuers"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := `{"admin":{"listen":"localhost:2999"},"apps":{"http":{"http_port":9080,"servers":{"s":{"listen":[":9080"],"routes":[{"handle":[{"handler":"mcp_auth","resource":"https://mcp.example.com/mcp","authorization_servers":["https://auth.example.com"],"jwks_urls":["http://127.0.0.1:1/jwks"],"scopes":["mcp:read"],` + c.cfg + `}]}]}}}}}`
+			cfg := jsonEnvelope(`[{"handle":[{"handler":"mcp_auth","resource":"https://mcp.example.com/mcp","authorization_servers":["https://auth.example.com"],"jwks_urls":["http://127.0.0.1:1/jwks"],"scopes":["mcp:read"],` + c.cfg + `}]}]`)
 			code, body := loadConfig(t, cfg, "application/json", true)
 			var answer struct{ Error string }
 			_ = json.Unmarshal([]byte(body), &answer)

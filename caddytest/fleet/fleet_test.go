@@ -193,10 +193,15 @@ const encKey = "0123456789abcdef0123456789abcdef-fleet"
 
 func (e *env) config(adminPort, port int, o opts) []byte {
 	storeCfg := map[string]any{"addresses": []string{e.storeTo}, "on_error": o.onError}
+	// Tests that are not about the timeout get a generous one: on a busy two-core machine
+	// under the race detector a healthy store's answer can take longer than the default
+	// 100 ms, and a test must not depend on how fast it runs.
+	timeout := "5s"
 	if o.timeout != "" {
-		d, _ := time.ParseDuration(o.timeout)
-		storeCfg["timeout"] = d
+		timeout = o.timeout
 	}
+	d, _ := time.ParseDuration(timeout)
+	storeCfg["timeout"] = d
 	if o.prefix != "" {
 		storeCfg["key_prefix"] = o.prefix
 	}
@@ -586,7 +591,9 @@ func TestStoreDownAndBack(t *testing.T) {
 // keys nor values hold a token, proof, jti or key thumbprint.
 func TestTenThousandProofs(t *testing.T) {
 	e := newEnv(t)
-	a := e.start(t, opts{onError: "closed", prefix: "fleet:"})
+	// The test counts keys, not time: a generous timeout, so that a busy machine (race
+	// detector, two cores) cannot turn a slow SET into a 503.
+	a := e.start(t, opts{onError: "closed", prefix: "fleet:", timeout: "10s"})
 	r := admin(t, e.redis.Addr)
 	ctx := context.Background()
 

@@ -1,0 +1,159 @@
+package integration
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
+)
+
+// upstreamServer is what stands behind reverse_proxy: upstream (records headers), mcpUpstream
+// (a go-sdk MCP server), listsUpstream, sessionUpstream, craftedUpstream.
+type upstreamServer interface{ dial() string }
+
+// fixture is one in-process Caddy with mcp_auth in front of an upstream; its keys are
+// published by a JWKS server of its own. A test spells only what differs from the usual
+// configuration: resource https://mcp.example.com/mcp, authorization server
+// https://auth.example.com, the fixture's JWKS, and reverse_proxy to the upstream.
+type fixture struct {
+	key, ecKey *jwttest.Key // rsa-1 RS256 and ec-1 ES256, both published
+	jwks       *jwksServer
+	up         upstreamServer
+	tc         *caddytest.Tester // set by start
+	session    string            // Mcp-Session-Id that do sends, once a test opened a session
+}
+
+// newFixture generates the keys, starts their JWKS server and keeps up (a plain upstream when
+// nil). Caddy starts with the first start.
+func newFixture(t *testing.T, up upstreamServer) *fixture {
+	t.Helper()
+	if up == nil {
+		up = newUpstream(t)
+	}
+	f := &fixture{key: jwttest.New(t, "rsa-1", "RS256"), ecKey: jwttest.New(t, "ec-1", "ES256"), up: up}
+	f.jwks = newJWKSServer(t, f.key, f.ecKey)
+	return f
+}
+
+// jwksURL is the URL the usual configuration names in jwks_url.
+func (f *fixture) jwksURL() string { return f.jwks.URL + "/jwks" }
+
+// start loads cfg (adapter "caddyfile" or "json") into the in-process Caddy. With want, it
+// also waits until the metadata document contains want (a resource_name of the new config):
+// the previous test's server may still answer for a moment.
+func (f *fixture) start(t *testing.T, cfg, adapter string, want ...string) *caddytest.Tester {
+	t.Helper()
+	f.tc = startCaddy(t, cfg, adapter)
+	for _, w := range want {
+		waitServed(t, f.tc, prmPath, w)
+	}
+	return f.tc
+}
+
+// caddyfile is the usual site: mcp_auth with the usual head (resource, authorization server,
+// the fixture's jwks_url) followed by the subdirectives in auth, beside reverse_proxy to the
+// upstream, or beside the directives given instead.
+func (f *fixture) caddyfile(auth string, beside ...string) string {
+	return f.siteCaddyfile(strings.Replace(usualHead, "@JWKS@", f.jwksURL(), 1)+auth, beside...)
+}
+
+// usualHead is the head of every usual mcp_auth block, @JWKS@ to be filled.
+const usualHead = `
+resource https://mcp.example.com/mcp
+authorization_servers https://auth.example.com
+jwks_url @JWKS@
+`
+
+// siteCaddyfile is a site whose mcp_auth block is exactly block, beside reverse_proxy to the
+// upstream or the directives given instead.
+func (f *fixture) siteCaddyfile(block string, beside ...string) string {
+	rest := strings.Join(beside, "\n")
+	if len(beside) == 0 {
+		rest = "reverse_proxy " + f.up.dial()
+	}
+	return globalOptions + "\n:9080 {\n" + rest + "\nmcp_auth {\n" + block + "\n}\n}\n"
+}
+
+// mcpAuth is the JSON of an mcp_auth handler: the usual resource, authorization_servers and
+// jwks_urls (when the fixture has a JWKS server), then fields (a nil value leaves a usual
+// field out). Field names stay spelt by the tests, so the JSON names are still pinned.
+func (f *fixture) mcpAuth(fields map[string]any) map[string]any {
+	h := map[string]any{
+		"handler":               "mcp_auth",
+		"resource":              resource,
+		"authorization_servers": []string{issuer},
+	}
+	if f.jwks != nil {
+		h["jwks_urls"] = []string{f.jwksURL()}
+	}
+	for k, v := range fields {
+		if v == nil {
+			delete(h, k)
+		} else {
+			h[k] = v
+		}
+	}
+	return h
+}
+
+// proxy is the JSON of reverse_proxy to the upstream.
+func (f *fixture) proxy() map[string]any {
+	return map[string]any{"handler": "reverse_proxy", "upstreams": []any{map[string]any{"dial": f.up.dial()}}}
+}
+
+// json is the usual config in JSON: one route of mcp_auth with fields (see mcpAuth), then
+// reverse_proxy to the upstream, or the handlers given instead.
+func (f *fixture) json(fields map[string]any, then ...map[string]any) string {
+	if len(then) == 0 {
+		then = []map[string]any{f.proxy()}
+	}
+	handle := append([]map[string]any{f.mcpAuth(fields)}, then...)
+	return jsonRoutes(map[string]any{"handle": handle})
+}
+
+// jsonRoutes is the JSON envelope around these routes.
+func jsonRoutes(routes ...map[string]any) string {
+	b, err := json.Marshal(routes)
+	if err != nil {
+		panic(err) // maps of strings, numbers and booleans always marshal
+	}
+	return jsonEnvelope(string(b))
+}
+
+// claims are the usual valid claims (see claims) for scope, with set applied: a nil value
+// deletes the claim.
+func (f *fixture) claims(scope string, set map[string]any) jwt.MapClaims {
+	c := claims(resource, scope)
+	for k, v := range set {
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+	}
+	return c
+}
+
+// token is a valid token signed by the RSA key for the resource with scope, claims changed
+// by set (nil deletes).
+func (f *fixture) token(t testing.TB, scope string, set map[string]any) string {
+	t.Helper()
+	return f.key.Token(t, f.claims(scope, set), nil)
+}
+
+// do sends r to Caddy byte for byte (see attackReq) on a fresh connection and returns the
+// answer. When the fixture has a session, the request carries it.
+func (f *fixture) do(t *testing.T, r attackReq) (int, http.Header, []byte) {
+	t.Helper()
+	return sendRaw(t, f.session, r)
+}
+
+// server is any httptest server as an upstream (a test's own fake MCP server).
+type server struct{ *httptest.Server }
+
+func (s server) dial() string { return strings.TrimPrefix(s.URL, "http://") }
