@@ -312,6 +312,25 @@ func TestExchangeAlertFiresOnEmittedSeries(t *testing.T) {
 		}
 		return 200, exchangeOK
 	})
+	// The histogram lives for the process (counts go on across reloads): other tests count
+	// into it too, so what this handler emits is the growth of each series.
+	counts := func() map[string]uint64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]uint64{}
+		for _, mf := range mfs {
+			if mf.GetName() != "caddy_mcp_auth_remote_call_duration_seconds" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				out[labelKey(m)] = m.GetHistogram().GetSampleCount()
+			}
+		}
+		return out
+	}
+	before := counts()
 	c := testClaims(cacheIss, res, "mcp:read")
 	serve(t, h, k.Token(t, c, nil))
 	c["sub"] = "user-failing"
@@ -347,7 +366,7 @@ func TestExchangeAlertFiresOnEmittedSeries(t *testing.T) {
 					outcome = l.GetValue()
 				}
 			}
-			n := m.GetHistogram().GetSampleCount()
+			n := m.GetHistogram().GetSampleCount() - before[labelKey(m)]
 			if kind != telemetry.KindTokenExchange || n == 0 {
 				continue
 			}
@@ -442,4 +461,13 @@ func TestExchangeAlertFiresOnEmittedSeries(t *testing.T) {
 	if !strings.Contains(string(out), "SUCCESS") {
 		t.Fatalf("promtool test rules said no SUCCESS:\n%s", out)
 	}
+}
+
+// labelKey names a series by its labels.
+func labelKey(m *dto.Metric) string {
+	var b strings.Builder
+	for _, l := range m.GetLabel() {
+		b.WriteString(l.GetName() + "=" + l.GetValue() + ",")
+	}
+	return b.String()
 }
