@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"time"
 
+	"github.com/mcpauth/caddy-mcp-auth/internal/exchange"
 	"github.com/mcpauth/caddy-mcp-auth/internal/store"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
@@ -69,6 +70,26 @@ func (s sealedAnswers) Set(ctx context.Context, key [32]byte, val []byte, ttl ti
 			ce.Write(zap.String("namespace", s.ns), zap.Error(err))
 		}
 	}
+}
+
+// storeNSExchange is the namespace of exchanged tokens in the store.
+const storeNSExchange = "exchange"
+
+// storeTokens is where the exchange client keeps the tokens it exchanged for the other
+// instances: the store, when it has an encryption key, else nil (exchanged tokens stay per
+// instance). The store group provisions before token exchange.
+func (x *TokenExchange) storeTokens(h *Handler) exchange.SharedTokens {
+	sc := h.sealedCache()
+	if sc == nil {
+		return nil
+	}
+	// A token is shared only with instances that ask the same token endpoint (or the same
+	// issuer's) as the same client: what it may be exchanged for is that client's grant.
+	ep := x.Endpoint
+	if ep == "" {
+		ep = "issuer " + h.AuthorizationServers[0]
+	}
+	return sealedAnswers{c: sc, ns: storeNSExchange, logger: h.Store.logger, scope: ep + "\x00" + x.ClientID}
 }
 
 // sealedCache is the store's sealed cache for other caches that follow the introspection

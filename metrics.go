@@ -44,6 +44,7 @@ const (
 	// The authorization server's answers (active within cache_ttl, inactive within
 	// negative_ttl), shared by the configurations that ask it alike, across reloads.
 	cacheIntrospectionAnswers = "introspection_answers"
+	cacheExchange             = "exchange" // exchanged tokens (token_exchange), per incoming token and target
 )
 
 // callBuckets are the bounds (seconds) of the remote-call latency histogram: a store call
@@ -69,7 +70,7 @@ func initMetrics(ctx caddy.Context) error {
 		}, []string{"resource", "result"})
 		metrics.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "cache_lookups_total",
-			Help: "Lookups in mcp_auth's caches, by resource, cache (token, introspection, introspection_answers) and result (hit, miss).",
+			Help: "Lookups in mcp_auth's caches, by resource, cache (token, introspection, introspection_answers, exchange) and result (hit, miss).",
 		}, []string{"resource", "cache", "result"})
 		metrics.calls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "remote_call_duration_seconds",
@@ -110,6 +111,8 @@ type handlerMetrics struct {
 	negMiss   prometheus.Counter
 	ansHit    prometheus.Counter
 	ansMiss   prometheus.Counter
+	exHit     prometheus.Counter
+	exMiss    prometheus.Counter
 }
 
 func newHandlerMetrics(resource string) *handlerMetrics {
@@ -123,6 +126,8 @@ func newHandlerMetrics(resource string) *handlerMetrics {
 		negMiss: metrics.lookups.WithLabelValues(resource, cacheIntrospection, "miss"),
 		ansHit:  metrics.lookups.WithLabelValues(resource, cacheIntrospectionAnswers, "hit"),
 		ansMiss: metrics.lookups.WithLabelValues(resource, cacheIntrospectionAnswers, "miss"),
+		exHit:   metrics.lookups.WithLabelValues(resource, cacheExchange, "hit"),
+		exMiss:  metrics.lookups.WithLabelValues(resource, cacheExchange, "miss"),
 	}
 	for d := denial(0); d < numDenials; d++ {
 		m.byDenial[d] = metrics.decisions.WithLabelValues(resource, denialOutcome(d), denialReason(d))
@@ -154,6 +159,15 @@ func (m *handlerMetrics) introspectionAnswers(hit bool) {
 		m.ansHit.Inc()
 	} else {
 		m.ansMiss.Inc()
+	}
+}
+
+// exchangeCache counts a lookup of the exchanged tokens.
+func (m *handlerMetrics) exchangeCache(hit bool) {
+	if hit {
+		m.exHit.Inc()
+	} else {
+		m.exMiss.Inc()
 	}
 }
 

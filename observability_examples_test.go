@@ -76,7 +76,7 @@ func knownValues() map[string]map[string][]string {
 	return map[string]map[string][]string{
 		"caddy_mcp_auth_decisions_total":              {"outcome": outcomes, "reason": reasons},
 		"caddy_mcp_auth_remote_call_duration_seconds": {"kind": telemetry.Kinds, "outcome": telemetry.Outcomes},
-		"caddy_mcp_auth_cache_lookups_total":          {"cache": {cacheToken, cacheIntrospection, cacheIntrospectionAnswers}, "result": {"hit", "miss"}},
+		"caddy_mcp_auth_cache_lookups_total":          {"cache": {cacheToken, cacheIntrospection, cacheIntrospectionAnswers, cacheExchange}, "result": {"hit", "miss"}},
 		"caddy_mcp_auth_key_sets":                     {"state": {"loaded", "loading"}},
 		"caddy_mcp_auth_stores":                       {"state": {"up", "down"}},
 		"caddy_mcp_auth_key_refreshes_total":          {"outcome": {"success", "failure"}},

@@ -232,14 +232,15 @@ func (s *StoreConfig) Provision(ctx caddy.Context, h *Handler) error {
 			return fmt.Errorf("store encryption_key: %w", err)
 		}
 	}
-	if h.DPoP == nil && (s.sealed == nil || h.Introspection == nil) {
-		s.logger.Warn("store is configured but nothing uses it: it holds DPoP proofs (dpop) and, with encryption_key, introspection answers",
+	if h.DPoP == nil && (s.sealed == nil || h.Introspection == nil && h.TokenExchange == nil) {
+		s.logger.Warn("store is configured but nothing uses it: it holds DPoP proofs (dpop) and, with encryption_key, introspection answers and exchanged tokens",
 			zap.String("resource", h.Resource))
 	}
 	s.logger.Info("shared store on", zap.String("resource", h.Resource),
 		zap.Strings("addresses", r.Addresses), zap.String("key_prefix", r.KeyPrefix),
 		zap.String("on_error", r.OnError), zap.Bool("dpop_replay", h.DPoP != nil),
-		zap.Bool("introspection_cache", s.sealed != nil && h.Introspection != nil))
+		zap.Bool("introspection_cache", s.sealed != nil && h.Introspection != nil),
+		zap.Bool("exchange_cache", s.sealed != nil && h.TokenExchange != nil))
 	return nil
 }
 

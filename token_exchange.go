@@ -140,6 +140,7 @@ type TokenExchange struct {
 	audience []any
 	label    []string
 	now      func() time.Time
+	metrics  *handlerMetrics
 }
 
 // exchangeRule is a `tool` rule's target.
@@ -248,7 +249,11 @@ func (x *TokenExchange) Provision(_ caddy.Context, h *Handler) error {
 		HTTP:        httpClient,
 		Logger:      h.logger.Named("token_exchange"),
 		Now:         h.now,
+		OnCall:      observeASCall,
+		OnCache:     h.metrics.exchangeCache,
+		Shared:      x.storeTokens(h),
 	}
+	x.metrics = h.metrics
 	if x.Endpoint == "" {
 		issuer := h.AuthorizationServers[0]
 		x.client.Discover = func(ctx context.Context) (string, error) {
@@ -489,7 +494,10 @@ func (x *TokenExchange) exchangeFor(r *http.Request, repl *caddy.Replacer, rec *
 	if c.exchanged != nil {
 		tok = c.exchanged[target].Load()
 	}
-	if tok == nil || !tok.StillValid(x.now()) {
+	if tok != nil && tok.StillValid(x.now()) {
+		// The caller's slot is a lookup in the exchange cache that needed no hashing.
+		x.metrics.exchangeCache(true)
+	} else {
 		var err error
 		tok, err = x.client.Exchange(r.Context(), td.raw, (*[sha256.Size]byte)(td.hash()), c.identity.Expiry, target)
 		if err != nil {

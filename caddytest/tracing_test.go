@@ -233,6 +233,28 @@ http://opaque.localhost:9080 {
 	}
 	reverse_proxy @UPSTREAM@
 }
+
+http://exchange.localhost:9080 {
+	tracing
+	mcp_auth {
+		resource              https://mcp.example.com/mcp
+		authorization_servers https://auth.example.com
+		jwks_url              @JWKS@
+		scopes                mcp:read
+		token_exchange {
+			endpoint      @EXCHANGE@/token
+			client_id     mcp-gateway
+			client_secret "gw-secret&with odd:chars"
+			audience      https://api.example.com
+		}
+		tool github_* {
+			exchange {
+				audience https://github.example.com
+			}
+		}
+	}
+	reverse_proxy @UPSTREAM@
+}
 `
 
 const traceSessionKey = "trace-test-session-key-0123456789abcdef"
@@ -288,13 +310,15 @@ func TestTracingThroughCaddy(t *testing.T) {
 	js := newSwappableJWKS(t, k1)
 	as := newIntrospectionAS(t, k1)
 	up := newTracedUpstream(t)
+	xas := newExchangeAS(t)
 	tc := startCaddy(t, render(tracingCaddyfile, map[string]string{
 		"JWKS": js.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://"), "ISSUER": as.issuer,
+		"EXCHANGE": xas.URL,
 	}), "caddyfile")
 
-	const jwtHost, opaqueHost = "jwt.localhost", "opaque.localhost"
+	const jwtHost, opaqueHost, exchangeHost = "jwt.localhost", "opaque.localhost", "exchange.localhost"
 	read := k1.Token(t, claims(resource, "mcp:read"), nil)
-	var secrets = []string{read, traceSessionKey, rsClientSecret}
+	var secrets = []string{read, traceSessionKey, rsClientSecret, gwClientSecret}
 
 	// initialize: allowed; the upstream's session ID comes back tagged.
 	traceInit, code, hdr := tracedPost(t, tc, jwtHost, read, "", rpc("initialize", `{}`))
@@ -400,6 +424,34 @@ func TestTracingThroughCaddy(t *testing.T) {
 		t.Fatalf("opaque token: status %d, want 200", code)
 	}
 
+	// Token exchange: the first tools/call of a token exchanges it (a child span, ok); the
+	// second is served from the cache (no child span); a token the authorization server
+	// refuses to exchange is a child span with outcome refused, and the request a 403.
+	exchTok := k1.Token(t, claims(resource, "mcp:read"), nil)
+	secrets = append(secrets, exchTok)
+	exchTrace, code, _ := tracedPost(t, tc, exchangeHost, exchTok, "", rpc("tools/call", `{"name":"github_search","arguments":{}}`))
+	if code != http.StatusOK || xas.calls.Load() != 1 {
+		t.Fatalf("exchanged tools/call: status %d, %d exchanges; want 200 and 1", code, xas.calls.Load())
+	}
+	cachedExchTrace, code, _ := tracedPost(t, tc, exchangeHost, exchTok, "", rpc("tools/call", `{"name":"github_search","arguments":{}}`))
+	if code != http.StatusOK || xas.calls.Load() != 1 {
+		t.Fatalf("second exchanged tools/call: status %d, %d exchanges; want 200 and still 1", code, xas.calls.Load())
+	}
+	refusedClaims := claims(resource, "mcp:read")
+	refusedClaims["sub"] = "user-refused"
+	refusedTok := k1.Token(t, refusedClaims, nil)
+	secrets = append(secrets, refusedTok)
+	xas.set(refusedTok, `400 {"error":"invalid_target"}`)
+	refusedExchTrace, code, _ := tracedPost(t, tc, exchangeHost, refusedTok, "", rpc("tools/call", `{"name":"github_search","arguments":{}}`))
+	if code != http.StatusForbidden {
+		t.Fatalf("refused exchange: status %d, want 403", code)
+	}
+	xas.mu.Lock()
+	for issued := range xas.issued {
+		secrets = append(secrets, issued)
+	}
+	xas.mu.Unlock()
+
 	for _, c := range cases {
 		spans := rcv.waitTrace(t, c.trace, c.name+" decision span", func(s []*tracepb.Span) bool { return decisionSpan(s) != nil })
 		got := attrs(decisionSpan(spans))
@@ -412,7 +464,7 @@ func TestTracingThroughCaddy(t *testing.T) {
 		}
 	}
 
-	childOf := func(name, trace, wantName string, wantAttrs map[string]string) {
+	childWith := func(name, trace, wantName, outcome string, wantAttrs map[string]string) {
 		spans := rcv.waitTrace(t, trace, name, func(s []*tracepb.Span) bool {
 			return decisionSpan(s) != nil && spanNamed(s, wantName) != nil
 		})
@@ -423,8 +475,8 @@ func TestTracingThroughCaddy(t *testing.T) {
 		if child.GetKind() != tracepb.Span_SPAN_KIND_CLIENT {
 			t.Errorf("%s: span %s has kind %v, want client", name, wantName, child.GetKind())
 		}
-		if got := attrs(child)["mcp_auth.outcome"]; got != "ok" {
-			t.Errorf("%s: span %s outcome %q, want ok", name, wantName, got)
+		if got := attrs(child)["mcp_auth.outcome"]; got != outcome {
+			t.Errorf("%s: span %s outcome %q, want %s", name, wantName, got, outcome)
 		}
 		for k, v := range wantAttrs {
 			if g := attrs(parent)[k]; g != v {
@@ -432,15 +484,27 @@ func TestTracingThroughCaddy(t *testing.T) {
 			}
 		}
 	}
+	childOf := func(name, trace, wantName string, wantAttrs map[string]string) {
+		childWith(name, trace, wantName, "ok", wantAttrs)
+	}
 	childOf("key rotation", jwksTrace, "mcp_auth.jwks_fetch", map[string]string{
 		"mcp_auth.decision": "allow", "mcp.method.name": "tools/list", "enduser.id": "user-1"})
 	childOf("introspection", introTrace, "mcp_auth.introspect", map[string]string{
 		"mcp_auth.decision": "allow", "enduser.id": "opaque-user", "mcp_auth.client_id": "opaque-client"})
+	childOf("token exchange", exchTrace, "mcp_auth.token_exchange", map[string]string{
+		"mcp_auth.decision": "allow", "gen_ai.tool.name": "github_search", "enduser.id": "user-1"})
+	childWith("refused token exchange", refusedExchTrace, "mcp_auth.token_exchange", "refused", map[string]string{
+		"mcp_auth.decision": "deny", "enduser.id": "user-refused"})
+	// The cached exchange starts no child span: its trace has the request's span alone.
+	cached := rcv.waitTrace(t, cachedExchTrace, "cached exchange", func(s []*tracepb.Span) bool { return decisionSpan(s) != nil })
+	if sp := spanNamed(cached, "mcp_auth.token_exchange"); sp != nil {
+		t.Errorf("cached exchange: a %s span, want none (%s)", sp.GetName(), describeSpans(cached))
+	}
 
 	// Nothing sensitive in any attribute of any span received.
 	all := rcv.all()
-	if len(all) < len(cases)+2 {
-		t.Fatalf("%d spans received, want at least %d", len(all), len(cases)+2)
+	if len(all) < len(cases)+4 {
+		t.Fatalf("%d spans received, want at least %d", len(all), len(cases)+4)
 	}
 	for _, s := range all {
 		for k, v := range attrs(s) {

@@ -123,6 +123,12 @@ type env struct {
 	introN  atomic.Int64
 	redis   *storetest.Server
 	storeTo string // the address the instances dial (the server, or a proxy before it)
+	// exch is an RFC 8693 token endpoint: it refuses the subject tokens in refuse
+	// (invalid_grant) and issues "exchanged-<n>" for any other; exchN counts its calls.
+	exch    *httptest.Server
+	exchN   atomic.Int64
+	refuse  sync.Map
+	issuedN atomic.Int64
 }
 
 func newEnv(t *testing.T) *env {
@@ -153,6 +159,26 @@ func newEnv(t *testing.T) *env {
 		})
 	}))
 	t.Cleanup(e.intro.Close)
+	e.exch = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.exchN.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		if id, secret, _ := r.BasicAuth(); id != "gw" || secret != "gw-secret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"error":"invalid_client"}`)
+			return
+		}
+		if _, refused := e.refuse.Load(r.PostFormValue("subject_token")); refused {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"error":"invalid_grant"}`)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"access_token":      fmt.Sprintf("exchanged-%d-for-api", e.issuedN.Add(1)),
+			"issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+			"token_type":        "Bearer", "expires_in": 3600,
+		})
+	}))
+	t.Cleanup(e.exch.Close)
 	return e
 }
 
@@ -167,11 +193,20 @@ func (e *env) token(t *testing.T, jkt string) string {
 	return e.as.Token(t, c, nil)
 }
 
+// tokenFor is a bearer JWT for the resource with subject sub (tokens made in the same
+// second for the same subject are the same token).
+func (e *env) tokenFor(t *testing.T, sub string) string {
+	now := time.Now()
+	return e.as.Token(t, jwt.MapClaims{"iss": issuer, "aud": resource, "sub": sub, "client_id": "client-1",
+		"scope": "mcp:read", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}, nil)
+}
+
 // opts are the per-instance settings of the store group and the handler.
 type opts struct {
 	onError    string
 	timeout    string
 	introspect bool   // introspection on, answers sealed in the store
+	exchange   bool   // token exchange on, exchanged tokens sealed in the store
 	name       string // resource_name, changed to force a reload
 	prefix     string
 	encKey     string // with introspect: another encryption_key than encKey
@@ -208,6 +243,14 @@ func (e *env) config(adminPort, port int, o opts) []byte {
 		}
 		h["introspection"] = map[string]any{"endpoint": e.intro.URL, "client_id": "rs", "client_secret": "rs-secret"}
 	}
+	body := upstream
+	if o.exchange {
+		storeCfg["encryption_key"] = encKey
+		h["token_exchange"] = map[string]any{"endpoint": e.exch.URL, "client_id": "gw", "client_secret": "gw-secret",
+			"audience": []string{"https://api.example.com"}}
+		// The upstream answers with the Authorization header it received.
+		body = upstream + " with {http.request.header.Authorization}"
+	}
 	cfg := map[string]any{
 		"admin": map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", adminPort)},
 		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{
@@ -217,7 +260,7 @@ func (e *env) config(adminPort, port int, o opts) []byte {
 			"listen": []string{fmt.Sprintf("127.0.0.1:%d", port)},
 			"routes": []any{
 				map[string]any{"handle": []any{h}},
-				map[string]any{"handle": []any{map[string]any{"handler": "static_response", "body": upstream}}},
+				map[string]any{"handle": []any{map[string]any{"handler": "static_response", "body": body}}},
 			},
 		}}}},
 	}
@@ -825,4 +868,98 @@ func TestIntrospectionSharedSealed(t *testing.T) {
 	if n := e.introN.Load(); n != 2 {
 		t.Errorf("introspection calls: %d, want 2", n)
 	}
+}
+
+// Exchanged tokens are shared, sealed: B serves a token A exchanged without calling the
+// token endpoint, and its upstream gets the same exchanged token; the store holds neither
+// token in clear, and the entry expires with the cache. Refusals stay per instance. With
+// the store down, the exchange asks the authorization server.
+func TestExchangedTokenSharedSealed(t *testing.T) {
+	e := newEnv(t)
+	a := e.start(t, opts{onError: "closed", exchange: true})
+	b := e.start(t, opts{onError: "closed", exchange: true})
+	r := admin(t, e.redis.Addr)
+	ctx := context.Background()
+
+	tok := e.token(t, "")
+	got := a.send("Bearer "+tok, "")
+	if got.code != 200 || got.body != upstream+" with Bearer exchanged-1-for-api" {
+		t.Fatalf("token at A: %d %q, want the upstream with the exchanged token", got.code, got.body)
+	}
+	if n := e.exchN.Load(); n != 1 {
+		t.Fatalf("token endpoint calls after A: %d, want 1", n)
+	}
+	got = b.send("Bearer "+tok, "")
+	if got.code != 200 || got.body != upstream+" with Bearer exchanged-1-for-api" {
+		t.Errorf("same token at B: %d %q, want the token A exchanged", got.code, got.body)
+	}
+	if n := e.exchN.Load(); n != 1 {
+		t.Errorf("token endpoint calls after B: %d, want 1 (B reads A's token from the store)", n)
+	}
+
+	keys, _ := r.Keys(ctx, "*").Result()
+	if len(keys) != 1 || !strings.HasPrefix(keys[0], "mcp_auth:exchange:") {
+		t.Fatalf("keys = %v, want one exchange entry", keys)
+	}
+	v, _ := r.Get(ctx, keys[0]).Bytes()
+	for _, s := range []string{tok, "exchanged-1-for-api", "exchanged", "user-1", "api.example.com", "Bearer"} {
+		if strings.Contains(keys[0], s) || bytes.Contains(v, []byte(s)) {
+			t.Errorf("the store holds %q in clear", s)
+		}
+	}
+	if ttl := r.PTTL(ctx, keys[0]).Val(); ttl <= 0 || ttl > 5*time.Minute {
+		t.Errorf("PTTL %v, want within (0, cache_ttl 5m]", ttl)
+	}
+
+	// Counted: A made one call, B none; B's lookup missed its own cache (and found the store's).
+	am, bm := a.metrics(), b.metrics()
+	if !strings.Contains(am, `caddy_mcp_auth_remote_call_duration_seconds_count{kind="token_exchange",outcome="ok"} 1`) {
+		t.Errorf("A's metrics do not count one exchange call:\n%s", grepLines(am, "token_exchange"))
+	}
+	if strings.Contains(bm, `kind="token_exchange"`) {
+		t.Errorf("B's metrics count an exchange call:\n%s", grepLines(bm, "token_exchange"))
+	}
+	if !strings.Contains(bm, `caddy_mcp_auth_cache_lookups_total{cache="exchange",resource="`+resource+`",result="miss"} 1`) {
+		t.Errorf("B's metrics do not count one exchange cache miss:\n%s", grepLines(bm, `cache="exchange"`))
+	}
+
+	// A refusal is not shared: B asks the token endpoint itself.
+	refused := e.tokenFor(t, "user-refused")
+	e.refuse.Store(refused, true)
+	if got := a.send("Bearer "+refused, ""); got.code != 403 {
+		t.Fatalf("refused exchange at A: %d %q, want 403", got.code, got.body)
+	}
+	if got := b.send("Bearer "+refused, ""); got.code != 403 {
+		t.Fatalf("refused exchange at B: %d %q, want 403", got.code, got.body)
+	}
+	if n := e.exchN.Load(); n != 3 {
+		t.Errorf("token endpoint calls after a refusal at A then B: %d, want 3 (refusals stay per instance)", n)
+	}
+	if keys, _ := r.Keys(ctx, "*").Result(); len(keys) != 1 {
+		t.Errorf("keys after refusals = %v, want still one", keys)
+	}
+	if !strings.Contains(b.metrics(), `caddy_mcp_auth_remote_call_duration_seconds_count{kind="token_exchange",outcome="refused"} 1`) {
+		t.Errorf("B's metrics do not count the refused exchange:\n%s", grepLines(b.metrics(), "token_exchange"))
+	}
+
+	// The store down: the exchange asks the authorization server, whatever on_error says.
+	e.redis.Stop()
+	other := e.tokenFor(t, "user-2")
+	if got := b.send("Bearer "+other, ""); got.code != 200 || !strings.HasPrefix(got.body, upstream+" with Bearer exchanged-") {
+		t.Errorf("store down, new token at B: %d %q, want 200 with a token from the authorization server", got.code, got.body)
+	}
+	if n := e.exchN.Load(); n != 4 {
+		t.Errorf("token endpoint calls: %d, want 4", n)
+	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

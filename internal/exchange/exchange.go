@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/caddy-mcp-auth/internal/clientauth"
+	"github.com/mcpauth/caddy-mcp-auth/internal/telemetry"
 	"github.com/mcpauth/caddy-mcp-auth/internal/tokencache"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
@@ -132,6 +133,8 @@ type Token struct {
 	// slice shared among them would be rewritten in place by any handler that edits request
 	// headers (Caddy's request_header replacements do), for every one of them at once.
 	value string
+	// raw is the token alone, for the shared store.
+	raw string
 	// JTI is the new token's jti when it is a JWT, for the audit event.
 	JTI string
 	// until is when the entry stops being served.
@@ -178,6 +181,18 @@ type Client struct {
 	Logger *zap.Logger
 	Now    func() time.Time
 
+	// OnCall, when set, is told of each call to the token endpoint
+	// (telemetry.KindTokenExchange) with its outcome and duration; a call never made because
+	// no slot was free in time, or the waiters were at their bound, is told as
+	// telemetry.Busy. For metrics.
+	OnCall telemetry.CallObserver
+	// OnCache, when set, is told of each lookup in the cache of exchanged tokens: hit or
+	// not. For metrics.
+	OnCache func(hit bool)
+	// Shared, when set, holds exchanged tokens for the other instances (shared.go),
+	// consulted on a miss of the in-process cache, before a slot is taken.
+	Shared SharedTokens
+
 	once     sync.Once
 	slots    chan struct{}
 	waiting  atomic.Int64 // exchanges waiting for a slot, at most maxWait
@@ -185,7 +200,8 @@ type Client struct {
 	flight   singleflight.Group
 	cache    *tokencache.Cache[*Token]
 	refusals *tokencache.Cache[*refusal]
-	forms    []url.Values // per target, the parameters other than the subject token
+	forms    []url.Values        // per target, the parameters other than the subject token
+	ids      [][sha256.Size]byte // per target, what it asks for, hashed (shared.go)
 
 	lastClientLog atomic.Int64
 	lastAnswerLog atomic.Int64
@@ -239,6 +255,7 @@ func (c *Client) setup() {
 		}
 		c.forms[i] = f
 	}
+	c.ids = targetIDs(c.Targets)
 }
 
 func (c *Client) now() time.Time {
@@ -267,13 +284,22 @@ func (c *Client) Exchange(ctx context.Context, subject string, digest *[sha256.S
 	var kb [keyLen]byte
 	copy(kb[:], digest[:])
 	binary.BigEndian.PutUint16(kb[sha256.Size:], uint16(target))
-	if t, ok := c.cache.GetBytes(kb[:]); ok {
+	t, ok := c.cache.GetBytes(kb[:])
+	if c.OnCache != nil {
+		c.OnCache(ok)
+	}
+	if ok {
 		return t, nil
 	}
 	if r, ok := c.refusals.GetBytes(kb[:]); ok {
 		return nil, r.err
 	}
 	key := string(kb[:])
+	// The request waits for the exchange: a child span of its own shows it, with the
+	// outcome (the call itself is shared by every request with this token and target); the
+	// store lookup it makes first is a child of it. Nothing is started when the request's
+	// span does not record.
+	sctx, span := telemetry.StartSpan(ctx, telemetry.SpanTokenExchange)
 	ch := c.flight.DoChan(key, func() (any, error) {
 		// Another flight may have just stored it.
 		if t, ok := c.cache.Get(key); ok {
@@ -281,6 +307,16 @@ func (c *Client) Exchange(ctx context.Context, subject string, digest *[sha256.S
 		}
 		if r, ok := c.refusals.Get(key); ok {
 			return nil, r.err
+		}
+		// The flight serves every request with this key: no one request's end cancels it.
+		fctx := context.WithoutCancel(sctx)
+		// The digest is read back from the key: the closure must not capture the caller's
+		// pointer, which would make every request's digest escape to the heap, cached or not.
+		var d [sha256.Size]byte
+		copy(d[:], key)
+		if t, ok := c.sharedGet(fctx, &d, subjectExp, target); ok {
+			c.cache.Put(key, t)
+			return t, nil
 		}
 		t, err := c.call(subject, subjectExp, target)
 		if err != nil {
@@ -291,17 +327,51 @@ func (c *Client) Exchange(ctx context.Context, subject string, digest *[sha256.S
 			return nil, err
 		}
 		c.cache.Put(key, t)
+		c.sharedSet(fctx, &d, target, t)
 		return t, nil
 	})
 	select {
 	case res := <-ch:
+		span.End(Outcome(res.Err))
 		if res.Err != nil {
 			return nil, res.Err
 		}
 		return res.Val.(*Token), nil
 	case <-ctx.Done():
+		span.End(telemetry.Canceled)
 		return nil, &Error{Kind: Unavailable, Err: ctx.Err()}
 	}
+}
+
+// Outcome classifies a failed exchange for metrics and spans (telemetry.Outcomes): nil is
+// ok; a refusal by the server, of the token or of our client, is refused; a call shed by
+// the limits is busy; an unusable answer bad_answer; a 5xx server_error; no answer in time
+// or at all unreachable.
+func Outcome(err error) string {
+	if err == nil {
+		return telemetry.OK
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		return telemetry.Outcome(err)
+	}
+	switch e.Kind {
+	case Refused, ClientRefused:
+		return telemetry.Refused
+	case BadAnswer:
+		return telemetry.BadAnswer
+	}
+	if errors.Is(e.Err, errBusy) || errors.Is(e.Err, errShed) {
+		return telemetry.Busy
+	}
+	if e.Err == nil {
+		return telemetry.Unreachable
+	}
+	if o := telemetry.Outcome(e.Err); o != telemetry.BadAnswer {
+		return o
+	}
+	// Unavailable without a network error: no endpoint found, no request built.
+	return telemetry.Unreachable
 }
 
 // refusal is a remembered refusal of one incoming token for one target.
@@ -370,11 +440,18 @@ func (c *Client) logBusy(msg string, err error) {
 // call asks the token endpoint. It runs in a flight shared by every request with the same
 // key, so it does not use any one request's context.
 func (c *Client) call(subject string, subjectExp time.Time, target int) (*Token, error) {
+	start := time.Now()
 	if err := c.acquire(); err != nil {
+		// No call was made: told as busy, with the time spent waiting for a slot.
+		c.OnCall.Observe(telemetry.KindTokenExchange, telemetry.Busy, time.Since(start))
 		return nil, err
 	}
 	defer func() { <-c.slots }()
+	return c.callEndpoint(subject, subjectExp, target)
+}
 
+// callEndpoint makes the call in a slot; each call made is observed with its outcome.
+func (c *Client) callEndpoint(subject string, subjectExp time.Time, target int) (tok *Token, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
 	defer cancel()
 	endpoint, err := c.findEndpoint(ctx)
@@ -393,6 +470,9 @@ func (c *Client) call(subject string, subjectExp time.Time, target int) (*Token,
 		return nil, &Error{Kind: Unavailable, Err: err}
 	}
 	c.calls.Add(1)
+	defer func(start time.Time) {
+		c.OnCall.Observe(telemetry.KindTokenExchange, Outcome(err), time.Since(start))
+	}(time.Now())
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		if ce := c.Logger.Check(zap.WarnLevel, "token endpoint unreachable"); ce != nil {
@@ -412,7 +492,7 @@ func (c *Client) call(subject string, subjectExp time.Time, target int) (*Token,
 		if ce := c.Logger.Check(zap.WarnLevel, "token endpoint failed"); ce != nil {
 			ce.Write(zap.String("endpoint", endpoint), zap.Int("status", resp.StatusCode))
 		}
-		return nil, &Error{Kind: Unavailable, Err: fmt.Errorf("token endpoint status %d", resp.StatusCode)}
+		return nil, &Error{Kind: Unavailable, Err: fmt.Errorf("token endpoint: %w", &telemetry.StatusError{Code: resp.StatusCode})}
 	case resp.StatusCode == http.StatusOK:
 		a, err := parseAnswer(raw)
 		if err != nil {
@@ -456,11 +536,16 @@ func (c *Client) token(a *answer, now, subjectExp time.Time) *Token {
 	if !subjectExp.IsZero() && subjectExp.Before(until) {
 		until = subjectExp
 	}
-	v := a.accessToken
+	return c.newToken(a.accessToken, a.jti, until)
+}
+
+// newToken makes an entry served until until.
+func (c *Client) newToken(raw, jti string, until time.Time) *Token {
+	v := raw
 	if c.Bearer {
 		v = "Bearer " + v
 	}
-	return &Token{value: v, JTI: a.jti, until: until}
+	return &Token{value: v, raw: raw, JTI: jti, until: until}
 }
 
 func (c *Client) logClient(endpoint string, status int, code string) {
