@@ -263,7 +263,10 @@ func TestExchangeCachedCostsNothing(t *testing.T) {
 	const res = "https://exchange-allocs.example.com/mcp"
 	h, _, k, _ := exchangeHandler(t, res, func(string) (int, string) { return 200, exchangeOK })
 	token := k.Token(t, testClaims(cacheIss, res, "mcp:read"), nil)
-	auth := []string{"Bearer " + token}
+	// The handler writes the exchanged token into the request's own Authorization slice
+	// (never a slice shared between requests), so each run puts the caller's token back.
+	bearer := "Bearer " + token
+	auth := []string{bearer}
 	hit := metrics.lookups.WithLabelValues(res, cacheExchange, "hit")
 	w := &nopWriter{h: make(http.Header)}
 	for name, r := range map[string]*http.Request{
@@ -277,6 +280,7 @@ func TestExchangeCachedCostsNothing(t *testing.T) {
 		before := testutil.ToFloat64(hit)
 		const runs = 200
 		n := testing.AllocsPerRun(runs, func() {
+			auth[0] = bearer
 			r.Header["Authorization"] = auth
 			_ = h.ServeHTTP(w, r, nextOK)
 		})
