@@ -153,7 +153,7 @@ func (h *Handler) serveAnonymousPost(w http.ResponseWriter, r *http.Request, nex
 		repl.Set(methodPlaceholder, msgs[0].Method)
 		repl.Set(namePlaceholder, msgs[0].Name)
 	}
-	if rec := h.ops.auditRecord(r); rec != nil {
+	if rec := auditRecordOf(r); rec != nil {
 		rec.method, rec.name = msgs[0].Method, msgs[0].Name
 	}
 	if err := mcpjson.CheckMCPHeaders(r.Header["Mcp-Method"], r.Header["Mcp-Name"], msgs, batch); err != nil {

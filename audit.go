@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/mcpauth/caddy-mcp-auth/internal/policy"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -36,6 +37,8 @@ type auditRecord struct {
 	exchangeTarget, exchangedID string
 	// anonymous: the request carried no token (public).
 	anonymous bool
+	// span is the request's span when it records (recordingSpan), set by ServeHTTP.
+	span trace.Span
 }
 
 // String is what the record shows should someone log its replacer key: the user only.
@@ -188,12 +191,4 @@ func (c *caller) tokenID() string {
 		return c.identity.TokenID
 	}
 	return c.tokenHash
-}
-
-// auditRecord returns the request's audit record when audit is on.
-func (ops *opPolicy) auditRecord(r *http.Request) *auditRecord {
-	if !ops.audit && !spanRecording(r) {
-		return nil // the record is kept for audit events and for the request's span only
-	}
-	return auditRecordOf(r)
 }

@@ -51,11 +51,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	td := &digest
 	// The record is kept for audit events and for the request's span, when Caddy's tracing
 	// records it.
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	var rec *auditRecord
-	if h.audit != nil || spanRecording(r) {
-		rec = &auditRecord{}
+	if span := recordingSpan(r); h.audit != nil || span != nil {
+		rec = &auditRecord{span: span}
 		td = &rec.digest
-		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if repl != nil {
 			repl.Set(auditKey, rec)
 		}
 	}
@@ -70,7 +71,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// The token is valid: the caller is known, also if the scope check refuses the request
 	// (the access log then shows who was refused). The identity answers the placeholders
 	// itself, so none is computed unless used.
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(c.provider)
 	if rec != nil {
 		rec.caller = c
@@ -98,7 +98,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.ops != nil {
 		// The base policy and the rules are judged together, so that a 403 names every
 		// scope this request needs.
-		dec := h.judgeOperation(out, r, c)
+		dec := h.judgeOperation(out, r, c, rec)
 		if dec.deny != denyNone {
 			if h.inResultForSignedIn(w, r, c, dec.deny, dec.stepUp) {
 				return nil
@@ -110,7 +110,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		lf = dec.filter
 		target = dec.target
-	} else if v := h.policy.Decide(&c.subject, nil); !v.Allowed() {
+	} else if !c.subject.BareAllowed() {
+		v := h.policy.Decide(&c.subject, nil)
 		return h.deny(w, r, outcomeDenials[v.Outcome], nil)
 	}
 	if h.TokenExchange != nil {
@@ -120,7 +121,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	h.metrics.allowed.Inc()
-	traceDecision(r, denyNone)
+	if rec != nil && rec.span != nil {
+		setDecisionAttributes(rec.span, r, denyNone)
+	}
 	if h.audit != nil {
 		if ce := h.audit.Check(zap.InfoLevel, "decision"); ce != nil {
 			h.writeAudit(ce, r, denyNone, rec)

@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/mcpauth/caddy-mcp-auth/internal/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics live for the process, registered into each config's registry, so that counts go on
@@ -18,7 +19,7 @@ var metrics = struct {
 	once      sync.Once
 	decisions *prometheus.CounterVec
 	refreshes *prometheus.CounterVec
-	cache     *prometheus.CounterVec // token_cache_total, kept for compatibility
+	cache     prometheus.Collector // token_cache_total, kept for compatibility (tokenCacheCompat)
 	lookups   *prometheus.CounterVec
 	calls     *prometheus.HistogramVec
 	keySets   prometheus.Collector
@@ -64,10 +65,9 @@ func initMetrics(ctx caddy.Context) error {
 			Namespace: ns, Subsystem: sub, Name: "key_refreshes_total",
 			Help: "Fetches of remote JWK sets (with discovery), by outcome.",
 		}, []string{"outcome"})
-		metrics.cache = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "token_cache_total",
-			Help: "Lookups in the verified-token cache, by resource and result. Deprecated: caddy_mcp_auth_cache_lookups_total{cache=\"token\"} counts the same.",
-		}, []string{"resource", "result"})
+		metrics.cache = tokenCacheCompat{desc: prometheus.NewDesc(ns+"_"+sub+"_token_cache_total",
+			"Lookups in the verified-token cache, by resource and result. Deprecated: caddy_mcp_auth_cache_lookups_total{cache=\"token\"} counts the same.",
+			[]string{"resource", "result"}, nil)}
 		metrics.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "cache_lookups_total",
 			Help: "Lookups in mcp_auth's caches, by resource, cache (token, introspection, introspection_answers, exchange) and result (hit, miss).",
@@ -105,8 +105,8 @@ func initMetrics(ctx caddy.Context) error {
 type handlerMetrics struct {
 	byDenial  [numDenials]prometheus.Counter
 	allowed   prometheus.Counter
-	cacheHit  [2]prometheus.Counter // token_cache_total and cache_lookups_total
-	cacheMiss [2]prometheus.Counter
+	cacheHit  prometheus.Counter // cache_lookups_total{cache="token"} (and token_cache_total)
+	cacheMiss prometheus.Counter
 	negHit    prometheus.Counter
 	negMiss   prometheus.Counter
 	ansHit    prometheus.Counter
@@ -117,17 +117,15 @@ type handlerMetrics struct {
 
 func newHandlerMetrics(resource string) *handlerMetrics {
 	m := &handlerMetrics{
-		allowed: metrics.decisions.WithLabelValues(resource, outcomeAllowed, ""),
-		cacheHit: [2]prometheus.Counter{metrics.cache.WithLabelValues(resource, "hit"),
-			metrics.lookups.WithLabelValues(resource, cacheToken, "hit")},
-		cacheMiss: [2]prometheus.Counter{metrics.cache.WithLabelValues(resource, "miss"),
-			metrics.lookups.WithLabelValues(resource, cacheToken, "miss")},
-		negHit:  metrics.lookups.WithLabelValues(resource, cacheIntrospection, "hit"),
-		negMiss: metrics.lookups.WithLabelValues(resource, cacheIntrospection, "miss"),
-		ansHit:  metrics.lookups.WithLabelValues(resource, cacheIntrospectionAnswers, "hit"),
-		ansMiss: metrics.lookups.WithLabelValues(resource, cacheIntrospectionAnswers, "miss"),
-		exHit:   metrics.lookups.WithLabelValues(resource, cacheExchange, "hit"),
-		exMiss:  metrics.lookups.WithLabelValues(resource, cacheExchange, "miss"),
+		allowed:   metrics.decisions.WithLabelValues(resource, outcomeAllowed, ""),
+		cacheHit:  metrics.lookups.WithLabelValues(resource, cacheToken, "hit"),
+		cacheMiss: metrics.lookups.WithLabelValues(resource, cacheToken, "miss"),
+		negHit:    metrics.lookups.WithLabelValues(resource, cacheIntrospection, "hit"),
+		negMiss:   metrics.lookups.WithLabelValues(resource, cacheIntrospection, "miss"),
+		ansHit:    metrics.lookups.WithLabelValues(resource, cacheIntrospectionAnswers, "hit"),
+		ansMiss:   metrics.lookups.WithLabelValues(resource, cacheIntrospectionAnswers, "miss"),
+		exHit:     metrics.lookups.WithLabelValues(resource, cacheExchange, "hit"),
+		exMiss:    metrics.lookups.WithLabelValues(resource, cacheExchange, "miss"),
 	}
 	for d := denial(0); d < numDenials; d++ {
 		m.byDenial[d] = metrics.decisions.WithLabelValues(resource, denialOutcome(d), denialReason(d))
@@ -136,12 +134,46 @@ func newHandlerMetrics(resource string) *handlerMetrics {
 }
 
 func (m *handlerMetrics) tokenCache(hit bool) {
-	c := &m.cacheMiss
 	if hit {
-		c = &m.cacheHit
+		m.cacheHit.Inc()
+	} else {
+		m.cacheMiss.Inc()
 	}
-	c[0].Inc()
-	c[1].Inc()
+}
+
+// tokenCacheCompat is the deprecated caddy_mcp_auth_token_cache_total: the rows of
+// cache_lookups_total{cache="token"} under their old name, read when scraped, so that a
+// lookup on the request path is counted once, not twice.
+type tokenCacheCompat struct{ desc *prometheus.Desc }
+
+func (c tokenCacheCompat) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c tokenCacheCompat) Collect(ch chan<- prometheus.Metric) {
+	rows := make(chan prometheus.Metric)
+	go func() {
+		metrics.lookups.Collect(rows)
+		close(rows)
+	}()
+	for m := range rows {
+		var pb dto.Metric
+		if m.Write(&pb) != nil || pb.GetCounter() == nil {
+			continue
+		}
+		var resource, cache, result string
+		for _, l := range pb.GetLabel() {
+			switch l.GetName() {
+			case "resource":
+				resource = l.GetValue()
+			case "cache":
+				cache = l.GetValue()
+			case "result":
+				result = l.GetValue()
+			}
+		}
+		if cache == cacheToken {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, pb.GetCounter().GetValue(), resource, result)
+		}
+	}
 }
 
 // introspectionCache counts a lookup of the remembered introspection refusals.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -34,7 +35,7 @@ func TestMetricsCountDecisionsAndSurviveReprovision(t *testing.T) {
 	for _, s := range []series{allowed, missing, audience, scope} {
 		before[s] = count(s)
 	}
-	hitsBefore := testutil.ToFloat64(metrics.cache.WithLabelValues(res, "hit"))
+	hitsBefore := compatTokenCacheCount(t, res, "hit")
 	lookupHitsBefore := testutil.ToFloat64(metrics.lookups.WithLabelValues(res, cacheToken, "hit"))
 
 	good := k.Token(t, testClaims(cacheIss, res, "mcp:read"), nil)
@@ -54,7 +55,7 @@ func TestMetricsCountDecisionsAndSurviveReprovision(t *testing.T) {
 			t.Errorf("decisions{outcome=%q, reason=%q} grew by %v, want %v", s.outcome, s.reason, got, want)
 		}
 	}
-	if got := testutil.ToFloat64(metrics.cache.WithLabelValues(res, "hit")) - hitsBefore; got != 1 {
+	if got := compatTokenCacheCount(t, res, "hit") - hitsBefore; got != 1 {
 		t.Errorf("token_cache_total hits grew by %v, want 1", got)
 	}
 	if got := testutil.ToFloat64(metrics.lookups.WithLabelValues(res, cacheToken, "hit")) - lookupHitsBefore; got != 1 {
@@ -87,4 +88,33 @@ func TestMetricsCountDecisionsAndSurviveReprovision(t *testing.T) {
 			}
 		}
 	}
+}
+
+// compatTokenCacheCount reads the deprecated token_cache_total row of resource and result
+// as a scrape would.
+func compatTokenCacheCount(t *testing.T, resource, result string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(metrics.cache); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "caddy_mcp_auth_token_cache_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["resource"] == resource && labels["result"] == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

@@ -52,15 +52,15 @@ type opDecision struct {
 // asks the policy about them and returns the denial when there is one. For a list request
 // with filter_tools_list or filter_lists it returns the writer, wrapping w, that filters the
 // result.
-func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *caller) opDecision {
+func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *caller, rec *auditRecord) opDecision {
 	ops := h.ops
 	// A request whose messages the server could read otherwise than this handler does is
 	// not judged: it is refused. A token short of the base policy still learns that first
 	// (403 with the base scopes), since no request would pass with it.
 	if d := unjudgeable(r); d != denyNone {
-		if v := h.policy.Decide(&c.subject, nil); !v.Allowed() {
+		if !c.subject.BareAllowed() {
 			d = denyInsufficientScope
-			if rec := ops.auditRecord(r); rec != nil {
+			if rec != nil {
 				rec.rule = ruleBase
 			}
 		}
@@ -70,10 +70,10 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 	// POST carries messages in Streamable HTTP, and unjudgeable refused any other method
 	// that carries a body.
 	if r.Method != http.MethodPost {
-		if rec := ops.auditRecord(r); rec != nil {
+		if rec != nil {
 			rec.rule = ruleBase
 		}
-		if v := h.policy.Decide(&c.subject, nil); !v.Allowed() {
+		if !c.subject.BareAllowed() {
 			return opDecision{deny: denyInsufficientScope}
 		}
 		if ops.lists != 0 && r.Method == http.MethodGet {
@@ -108,7 +108,6 @@ func (h *Handler) judgeOperation(w http.ResponseWriter, r *http.Request, c *call
 		repl.Set(methodPlaceholder, msgs[0].Method)
 		repl.Set(namePlaceholder, msgs[0].Name)
 	}
-	rec := ops.auditRecord(r)
 	if rec != nil && len(msgs) > 0 {
 		rec.method, rec.name = msgs[0].Method, msgs[0].Name
 	}

@@ -118,7 +118,7 @@ func benchmarkPolicy(b *testing.B, size int) {
 		rd.Reset(body)
 		r.Body = io.NopCloser(rd)
 		r.ContentLength = int64(len(body))
-		if h.judgeOperation(w, r, c).deny != denyNone {
+		if h.judgeOperation(w, r, c, nil).deny != denyNone {
 			b.Fatal("denied")
 		}
 	}

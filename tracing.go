@@ -33,16 +33,20 @@ const (
 	attrRule           = attribute.Key("mcp_auth.rule")
 )
 
-// spanRecording reports whether the request's span records: only then is anything computed
-// for it. Without `tracing` the span is the no-op one, and this is a context lookup.
-func spanRecording(r *http.Request) bool {
-	return trace.SpanFromContext(r.Context()).IsRecording()
+// recordingSpan returns the request's span when it records, else nil: only then is
+// anything computed for it. Without `tracing` the span is the no-op one, and this is one
+// context lookup (a passed request makes it once: its record keeps the answer).
+func recordingSpan(r *http.Request) trace.Span {
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		return span
+	}
+	return nil
 }
 
 // traceDecision puts the decision d on r (denyNone: allowed) on the request's span when it
 // records.
 func traceDecision(r *http.Request, d denial) {
-	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+	if span := recordingSpan(r); span != nil {
 		setDecisionAttributes(span, r, d)
 	}
 }

@@ -32,7 +32,7 @@ func TestTracingCostsNothingWhenNotRecording(t *testing.T) {
 		"no span":        withReplacer(newBenchRequest(token)),
 		"unsampled span": unsampledSpan(withReplacer(newBenchRequest(token))),
 	} {
-		if spanRecording(r) {
+		if recordingSpan(r) != nil {
 			t.Fatalf("%s: the span records", name)
 		}
 		_ = h.ServeHTTP(w, r, nextOK) // fills the cache

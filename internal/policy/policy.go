@@ -133,6 +133,9 @@ type Subject struct {
 	// baseScopesMet says whether it meets the base scope requirement.
 	baseRefusal   Outcome
 	baseScopesMet bool
+	// bareAllowed: Decide allows a request without messages, judged once (false in a
+	// zero Subject: fails closed).
+	bareAllowed bool
 }
 
 // NewSubject judges once what of the policy a token meets by itself: the base requirement
@@ -142,8 +145,16 @@ func (p *Policy) NewSubject(id *verify.Identity) Subject {
 	p.evaluate(id, &s.held)
 	s.baseRefusal = p.firstFailed(p.baseConds, &s.held)
 	s.baseScopesMet = p.base.metBy(s.granted)
+	bare := p.Decide(&s, nil)
+	s.bareAllowed = bare.Allowed()
 	return s
 }
+
+// BareAllowed says whether Decide allows a request without messages (a site without
+// per-operation rules, a GET or DELETE), judged once when the subject was built: the
+// request path of a cached token asks nothing else then. When it does not, Decide(s, nil)
+// says why.
+func (s *Subject) BareAllowed() bool { return s.bareAllowed }
 
 // Granted is the subject's scopes as the policy reads them: with the implied ones, and in
 // both forms when scope_prefix is set.

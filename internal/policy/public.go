@@ -288,5 +288,7 @@ func (p *Policy) plainSubject() Subject {
 	for _, i := range p.baseConds {
 		s.held.add(i)
 	}
+	bare := p.Decide(&s, nil)
+	s.bareAllowed = bare.Allowed()
 	return s
 }
