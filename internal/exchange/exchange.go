@@ -36,9 +36,6 @@ const (
 // MaxAnswerBytes bounds a token endpoint answer; a larger one is refused unread.
 const MaxAnswerBytes = 64 << 10
 
-// discoveryRetry is how long a failed discovery of the endpoint is remembered.
-const discoveryRetry = 10 * time.Second
-
 // errorLogEvery is the least time between two error logs of the same kind: every token
 // meets the same misconfiguration.
 const errorLogEvery = 10 * time.Second
@@ -54,68 +51,6 @@ const waitersPerSlot = 4
 // the token endpoint each time, and an authorization server that changes its mind (a grant
 // added) is heard within it.
 const DefaultNegativeTTL = 30 * time.Second
-
-// Kind says what a failed exchange means for the request.
-type Kind uint8
-
-const (
-	// Refused: the authorization server refused to exchange this token for this target
-	// (invalid_grant, invalid_target, invalid_scope, unauthorized_client, invalid_request).
-	// A new incoming token with more scope would not help: 403 access_denied.
-	Refused Kind = iota + 1
-	// Unavailable: the server is down, answered 5xx, timed out, or every slot stayed busy.
-	Unavailable
-	// ClientRefused: the server refused our client (invalid_client, or a grant it does not
-	// support for us); the operator must fix the configuration.
-	ClientRefused
-	// BadAnswer: a success answer that is not a well-formed RFC 8693 response.
-	BadAnswer
-)
-
-// Error is a failed exchange. It never holds a token.
-type Error struct {
-	Kind Kind
-	// Code is the OAuth error code of the server's answer, when it gave one.
-	Code string
-	Err  error
-}
-
-func (e *Error) Error() string {
-	s := "token exchange"
-	switch e.Kind {
-	case Refused:
-		s += " refused"
-	case Unavailable:
-		s += " unavailable"
-	case ClientRefused:
-		s += ": our client was refused"
-	case BadAnswer:
-		s += ": unusable answer"
-	}
-	if e.Code != "" {
-		s += " (" + e.Code + ")"
-	}
-	if e.Err != nil {
-		s += ": " + e.Err.Error()
-	}
-	return s
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// KindOf returns the kind of a failed exchange; Unavailable for any other error.
-func KindOf(err error) Kind {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Kind
-	}
-	return Unavailable
-}
-
-var (
-	errBusy = errors.New("every slot for calls to the token endpoint stayed busy")
-	errShed = errors.New("as many exchanges as allowed wait for a slot already")
-)
 
 // Target is what a token is asked for: the upstream's audience(s) (RFC 8693 §2.1
 // `audience`), its resource (RFC 8707 `resource`), and scopes.
@@ -208,10 +143,7 @@ type Client struct {
 	lastBusyLog   atomic.Int64
 	busySinceLog  atomic.Int64 // calls shed or timed out since the last busy log
 
-	epMu        sync.Mutex
-	endpoint    string
-	epRetryAt   time.Time
-	epLastError error
+	endpoint clientauth.Endpoint
 
 	calls atomic.Int64
 }
@@ -236,7 +168,10 @@ func (c *Client) setup() {
 	c.maxWait = int64(waitersPerSlot * c.MaxInFlight)
 	c.cache = tokencache.New[*Token](c.CacheSize, c.now)
 	c.refusals = tokencache.New[*refusal](c.CacheSize, c.now)
-	c.endpoint = c.Endpoint
+	c.endpoint = clientauth.Endpoint{Group: "token exchange", Name: "token endpoint",
+		Fix:      "set token_exchange endpoint, or publish token_endpoint in the issuer's metadata",
+		Discover: c.Discover, Now: c.now, Logger: c.Logger}
+	c.endpoint.Set(c.Endpoint)
 	c.forms = make([]url.Values, len(c.Targets))
 	for i, t := range c.Targets {
 		f := url.Values{
@@ -343,37 +278,6 @@ func (c *Client) Exchange(ctx context.Context, subject string, digest *[sha256.S
 	}
 }
 
-// Outcome classifies a failed exchange for metrics and spans (telemetry.Outcomes): nil is
-// ok; a refusal by the server, of the token or of our client, is refused; a call shed by
-// the limits is busy; an unusable answer bad_answer; a 5xx server_error; no answer in time
-// or at all unreachable.
-func Outcome(err error) string {
-	if err == nil {
-		return telemetry.OK
-	}
-	var e *Error
-	if !errors.As(err, &e) {
-		return telemetry.Outcome(err)
-	}
-	switch e.Kind {
-	case Refused, ClientRefused:
-		return telemetry.Refused
-	case BadAnswer:
-		return telemetry.BadAnswer
-	}
-	if errors.Is(e.Err, errBusy) || errors.Is(e.Err, errShed) {
-		return telemetry.Busy
-	}
-	if e.Err == nil {
-		return telemetry.Unreachable
-	}
-	if o := telemetry.Outcome(e.Err); o != telemetry.BadAnswer {
-		return o
-	}
-	// Unavailable without a network error: no endpoint found, no request built.
-	return telemetry.Unreachable
-}
-
 // refusal is a remembered refusal of one incoming token for one target.
 type refusal struct {
 	err   *Error
@@ -454,7 +358,7 @@ func (c *Client) call(subject string, subjectExp time.Time, target int) (*Token,
 func (c *Client) callEndpoint(subject string, subjectExp time.Time, target int) (tok *Token, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
 	defer cancel()
-	endpoint, err := c.findEndpoint(ctx)
+	endpoint, err := c.endpoint.Get(ctx)
 	if err != nil {
 		return nil, &Error{Kind: Unavailable, Err: err}
 	}
@@ -568,31 +472,4 @@ func (c *Client) logAnswer(endpoint string, status int, err error) {
 			"for token exchange)",
 			zap.String("endpoint", endpoint), zap.Int("status", status), zap.Error(err))
 	}
-}
-
-// findEndpoint returns the configured or discovered endpoint.
-func (c *Client) findEndpoint(ctx context.Context) (string, error) {
-	c.epMu.Lock()
-	defer c.epMu.Unlock()
-	if c.endpoint != "" {
-		return c.endpoint, nil
-	}
-	if c.Discover == nil {
-		return "", errors.New("no token endpoint")
-	}
-	now := c.now()
-	if now.Before(c.epRetryAt) {
-		return "", c.epLastError
-	}
-	ep, err := c.Discover(ctx)
-	if err != nil {
-		c.epRetryAt, c.epLastError = now.Add(discoveryRetry), err
-		c.Logger.Error("token exchange: cannot discover the token endpoint; "+
-			"set token_exchange endpoint, or publish token_endpoint in the issuer's metadata",
-			zap.Error(err))
-		return "", err
-	}
-	c.endpoint = ep
-	c.Logger.Info("token endpoint discovered", zap.String("endpoint", ep))
-	return ep, nil
 }

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,11 +31,6 @@ const (
 
 // MaxAnswerBytes bounds an introspection answer; a larger one is refused unread.
 const MaxAnswerBytes = 64 << 10
-
-// discoveryRetry is how long a failed discovery of the endpoint is remembered, so that a
-// flood of tokens while the authorization server is down does not become a flood of
-// metadata requests.
-const discoveryRetry = 10 * time.Second
 
 // refusalLogEvery is the least time between two error logs for refused credentials.
 const refusalLogEvery = 10 * time.Second
@@ -142,10 +136,7 @@ type Introspection struct {
 	// every new token meets the same refusal.
 	lastRefusalLog atomic.Int64
 
-	epMu        sync.Mutex
-	endpoint    string
-	epRetryAt   time.Time
-	epLastError error
+	endpoint clientauth.Endpoint
 }
 
 // negative is a remembered refusal.
@@ -181,7 +172,10 @@ func (v *Introspection) Start() error {
 	if v.NegativeTTL > 0 {
 		v.neg = tokencache.New[negative](v.NegativeCacheSize, v.now)
 	}
-	v.endpoint = v.Endpoint
+	v.endpoint = clientauth.Endpoint{Group: "introspection", Name: "introspection endpoint",
+		Fix:      "set introspection endpoint, or publish introspection_endpoint in the issuer's metadata",
+		Discover: v.Discover, Now: v.now, Logger: v.Logger}
+	v.endpoint.Set(v.Endpoint)
 	return nil
 }
 
@@ -371,7 +365,7 @@ var errNoEndpoint = errors.New("finding the introspection endpoint")
 func (v *Introspection) callEndpoint(token string) (*answer, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), v.Timeout)
 	defer cancel()
-	endpoint, err := v.findEndpoint(ctx)
+	endpoint, err := v.endpoint.Get(ctx)
 	if err != nil {
 		return nil, failWith(ASUnavailable, fmt.Errorf("%w: %w", errNoEndpoint, err))
 	}
@@ -429,33 +423,6 @@ func (v *Introspection) authMethod() string {
 		return AuthClientSecretBasic
 	}
 	return v.AuthMethod
-}
-
-// findEndpoint returns the configured or discovered endpoint.
-func (v *Introspection) findEndpoint(ctx context.Context) (string, error) {
-	v.epMu.Lock()
-	defer v.epMu.Unlock()
-	if v.endpoint != "" {
-		return v.endpoint, nil
-	}
-	if v.Discover == nil {
-		return "", errors.New("no introspection endpoint")
-	}
-	now := v.now()
-	if now.Before(v.epRetryAt) {
-		return "", v.epLastError
-	}
-	ep, err := v.Discover(ctx)
-	if err != nil {
-		v.epRetryAt, v.epLastError = now.Add(discoveryRetry), err
-		v.Logger.Error("introspection: cannot discover the introspection endpoint; "+
-			"set introspection endpoint, or publish introspection_endpoint in the issuer's metadata",
-			zap.Error(err))
-		return "", err
-	}
-	v.endpoint = ep
-	v.Logger.Info("introspection endpoint discovered", zap.String("endpoint", ep))
-	return ep, nil
 }
 
 // request builds the RFC 7662 §2.1 POST with the client authentication.
