@@ -1,7 +1,6 @@
 package mcpauth
 
 import (
-	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/pem"
@@ -14,7 +13,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
-	"github.com/mcpauth/caddy-mcp-auth/internal/telemetry"
 	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 	"go.uber.org/zap"
 )
@@ -302,13 +300,7 @@ func (in *Introspection) newVerifier(h *Handler, logger *zap.Logger) *verify.Int
 		v.AssertionAudience = h.AuthorizationServers[0]
 	}
 	if in.Endpoint == "" {
-		issuer := h.AuthorizationServers[0]
-		v.Discover = func(ctx context.Context) (string, error) {
-			start := time.Now()
-			ep, err := jwks.DiscoverEndpoint(ctx, client, issuer, "introspection_endpoint", maxMetadataBytes)
-			observeASCall(telemetry.KindDiscovery, telemetry.Outcome(err), time.Since(start))
-			return ep, err
-		}
+		v.Discover = discoverer(client, h.AuthorizationServers[0], "introspection_endpoint")
 	}
 	return v
 }

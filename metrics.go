@@ -1,11 +1,14 @@
 package mcpauth
 
 import (
+	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
 	"github.com/mcpauth/caddy-mcp-auth/internal/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -246,6 +249,17 @@ func observeASCall(kind, outcome string, d time.Duration) {
 }
 
 var _ telemetry.CallObserver = observeASCall
+
+// discoverer finds the member endpoint (introspection_endpoint, token_endpoint) of the
+// issuer's metadata, the fetch counted as a call of kind discovery.
+func discoverer(client *http.Client, issuer, member string) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		start := time.Now()
+		ep, err := jwks.DiscoverEndpoint(ctx, client, issuer, member, maxMetadataBytes)
+		observeASCall(telemetry.KindDiscovery, telemetry.Outcome(err), time.Since(start))
+		return ep, err
+	}
+}
 
 // keySetCollector reports the remote key sets of keyPool by state when scraped, so that an
 // alert can fire while a set has never loaded, with or without traffic.

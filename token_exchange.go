@@ -1,7 +1,6 @@
 package mcpauth
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/textproto"
@@ -249,10 +248,7 @@ func (x *TokenExchange) Provision(_ caddy.Context, h *Handler) error {
 	}
 	x.metrics = h.metrics
 	if x.Endpoint == "" {
-		issuer := h.AuthorizationServers[0]
-		x.client.Discover = func(ctx context.Context) (string, error) {
-			return jwks.DiscoverEndpoint(ctx, httpClient, issuer, "token_endpoint", maxMetadataBytes)
-		}
+		x.client.Discover = discoverer(httpClient, h.AuthorizationServers[0], "token_endpoint")
 	}
 	ep := x.Endpoint
 	if ep == "" {

@@ -13,6 +13,9 @@ import (
 	"github.com/mcpauth/caddy-mcp-auth/internal/telemetry"
 )
 
+// ErrDowngrade is returned for an http endpoint named by metadata served over https.
+var ErrDowngrade = errors.New("an http URL in metadata served over https: refused, the endpoint must use https too")
+
 // ErrNotURL is returned for an issuer, or a jwks_uri, that is not an absolute http or https URL.
 var ErrNotURL = errors.New("not an absolute http or https URL")
 
@@ -107,6 +110,13 @@ func DiscoverEndpointAt(ctx context.Context, client *http.Client, base, issuer, 
 		u, _ := md[member].(string)
 		if err := CheckHTTPURL(u); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %s %q: %w", c, member, u, err))
+			continue
+		}
+		if strings.HasPrefix(c, "https:") && !strings.HasPrefix(strings.ToLower(u), "https:") {
+			// Metadata read over TLS that sends us to plain HTTP: keys fetched there could be
+			// anyone's, and client credentials and tokens sent there would travel in clear
+			// (RFC 8414 §6: the metadata is trusted because TLS protected it).
+			errs = append(errs, fmt.Errorf("%s: %s %q: %w", c, member, u, ErrDowngrade))
 			continue
 		}
 		return u, nil

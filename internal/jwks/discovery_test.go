@@ -263,3 +263,39 @@ func TestDiscoveryRefusesBadJWKSURI(t *testing.T) {
 func discoverJWKSURL(ctx context.Context, client *http.Client, issuer string, limit int64) (string, error) {
 	return discoverJWKSURLAt(ctx, client, "", issuer, limit)
 }
+
+// TestDiscoveryRefusesDowngrade: metadata read over https that names an http endpoint
+// (jwks_uri, introspection_endpoint, token_endpoint) is refused; an https one passes, and an
+// http issuer (a test or lab setup) may name http endpoints.
+func TestDiscoveryRefusesDowngrade(t *testing.T) {
+	var srv *httptest.Server
+	srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/.well-known/oauth-authorization-server" {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": srv.URL,
+			"jwks_uri":               "http://" + strings.TrimPrefix(srv.URL, "https://") + "/jwks",
+			"introspection_endpoint": "HTTP://as.example/introspect",
+			"token_endpoint":         srv.URL + "/token"})
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	for _, member := range []string{"jwks_uri", "introspection_endpoint"} {
+		if got, err := DiscoverEndpoint(ctx, srv.Client(), srv.URL, member, DefaultMaxDocBytes); !errors.Is(err, ErrDowngrade) {
+			t.Errorf("%s: got %q, %v; want ErrDowngrade", member, got, err)
+		}
+	}
+	if got, err := DiscoverEndpoint(ctx, srv.Client(), srv.URL, "token_endpoint", DefaultMaxDocBytes); err != nil || got != srv.URL+"/token" {
+		t.Errorf("token_endpoint over https: %q, %v", got, err)
+	}
+
+	var plain *httptest.Server
+	plain = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": plain.URL, "jwks_uri": plain.URL + "/jwks"})
+	}))
+	defer plain.Close()
+	if got, err := DiscoverEndpoint(ctx, plain.Client(), plain.URL, "jwks_uri", DefaultMaxDocBytes); err != nil || got != plain.URL+"/jwks" {
+		t.Errorf("http issuer, http jwks_uri: %q, %v", got, err)
+	}
+}
