@@ -371,6 +371,7 @@ func (h *Handler) Provision(ctx caddy.Context) (err error) {
 	// site, so that a user with several sites knows which block to look at.
 	defer func() { err = inSite(err, h.Resource) }()
 	h.logger = ctx.Logger()
+	testClock := h.now // nil but in tests: the token cache reads the real clock itself then
 	if h.now == nil {
 		h.now = time.Now
 	}
@@ -449,7 +450,7 @@ func (h *Handler) Provision(ctx caddy.Context) (err error) {
 	if h.TokenCacheSize != nil {
 		size = *h.TokenCacheSize
 	}
-	h.cache = tokencache.New[*caller](size, h.now)
+	h.cache = tokencache.New[*caller](size, testClock)
 	h.logStart()
 	return nil
 }

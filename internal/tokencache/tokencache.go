@@ -2,6 +2,11 @@
 // token on every request of a session, so a token is verified once and later requests only
 // look it up. The cache knows nothing of how a token was verified: an entry says itself
 // whether it may still be served.
+//
+// With the real clock, an entry's age is measured on the monotonic clock from the moment it
+// was cached, as Go compares times that carry a monotonic reading: the wall clock at caching
+// decides, and a later step of it (an NTP correction) neither ends nor extends an entry. A
+// lookup then reads the clock once (the monotonic one), where time.Now reads two clocks.
 package tokencache
 
 import (
@@ -15,6 +20,7 @@ import (
 // larger keys (rare) are not cached, and their tokens are verified every time.
 const MaxKeyBytes = 4096
 
+// shards is the most shards a cache has (a power of two).
 const shards = 32
 
 // Entry is a cached value: it reports whether it may still be served at now (before its
@@ -28,32 +34,60 @@ type Entry interface {
 // Entries that are no longer valid are never served and leave on their next lookup; a full
 // shard evicts one entry in map order, which clients cannot steer.
 type Cache[V Entry] struct {
-	shards []shard[V]
-	now    func() time.Time
+	shards []shard[V]       // a power of two of them
+	mask   uint64           // len(shards)-1: a shard is picked with a mask, not a division
+	now    func() time.Time // a test's clock; nil for the real one
 }
 
 type shard[V Entry] struct {
 	mu  sync.RWMutex
-	m   map[string]V
+	m   map[string]item[V]
 	cap int
 	_   [24]byte // keep hot shards off each other's cache lines
 }
 
+// item is an entry and when it was cached (with the real clock, a time.Now that carries the
+// monotonic reading).
+type item[V Entry] struct {
+	v  V
+	at time.Time
+}
+
+// cachedAt is the time an entry is cached at.
+func (c *Cache[V]) cachedAt() time.Time {
+	if c.now != nil {
+		return c.now()
+	}
+	return time.Now()
+}
+
+// lookupTime is the time of a lookup of an entry cached at `at`: with the real clock, `at`
+// plus the time elapsed since on the monotonic clock; with a test's clock, its time.
+func (c *Cache[V]) lookupTime(at time.Time) time.Time {
+	if c.now != nil {
+		return c.now()
+	}
+	return at.Add(time.Since(at))
+}
+
 // New makes a cache of at most size entries, or nil (no cache) for size <= 0. A nil *Cache
-// is usable: it holds nothing.
+// is usable: it holds nothing. now is nil for the real clock, or a test's clock.
 func New[V Entry](size int, now func() time.Time) *Cache[V] {
 	if size <= 0 {
 		return nil
 	}
-	n := min(size, shards)
-	c := &Cache[V]{shards: make([]shard[V], n), now: now}
+	n := 1
+	for n*2 <= min(size, shards) {
+		n *= 2
+	}
+	c := &Cache[V]{shards: make([]shard[V], n), mask: uint64(n - 1), now: now}
 	for i := range c.shards {
 		// The shard capacities add up to size exactly.
 		c.shards[i].cap = size / n
 		if i < size%n {
 			c.shards[i].cap++
 		}
-		c.shards[i].m = make(map[string]V)
+		c.shards[i].m = make(map[string]item[V])
 	}
 	return c
 }
@@ -62,7 +96,7 @@ func New[V Entry](size int, now func() time.Time) *Cache[V] {
 // every token that verified), seeded per process so that clients cannot aim at one shard.
 func (c *Cache[V]) shard(key string) *shard[V] {
 	tail := key[max(0, len(key)-16):]
-	return &c.shards[maphash.String(seed, tail)%uint64(len(c.shards))]
+	return &c.shards[maphash.String(seed, tail)&c.mask]
 }
 
 var seed = maphash.MakeSeed()
@@ -75,20 +109,20 @@ func (c *Cache[V]) Get(key string) (V, bool) {
 	}
 	s := c.shard(key)
 	s.mu.RLock()
-	v, ok := s.m[key]
+	it, ok := s.m[key]
 	s.mu.RUnlock()
 	if !ok {
 		return zero, false
 	}
-	if !v.StillValid(c.now()) {
+	if !it.v.StillValid(c.lookupTime(it.at)) {
 		s.mu.Lock()
-		if cur, ok := s.m[key]; ok && any(cur) == any(v) {
+		if cur, ok := s.m[key]; ok && any(cur.v) == any(it.v) {
 			delete(s.m, key)
 		}
 		s.mu.Unlock()
 		return zero, false
 	}
-	return v, true
+	return it.v, true
 }
 
 // GetBytes is Get for a key held in a byte slice (the hash of an opaque token, built on the
@@ -98,27 +132,31 @@ func (c *Cache[V]) GetBytes(key []byte) (V, bool) {
 	if c == nil {
 		return zero, false
 	}
-	s := &c.shards[maphash.Bytes(seed, key[max(0, len(key)-16):])%uint64(len(c.shards))]
+	s := &c.shards[maphash.Bytes(seed, key[max(0, len(key)-16):])&c.mask]
 	s.mu.RLock()
-	v, ok := s.m[string(key)]
+	it, ok := s.m[string(key)]
 	s.mu.RUnlock()
 	if !ok {
 		return zero, false
 	}
-	if !v.StillValid(c.now()) {
+	if !it.v.StillValid(c.lookupTime(it.at)) {
 		s.mu.Lock()
-		if cur, ok := s.m[string(key)]; ok && any(cur) == any(v) {
+		if cur, ok := s.m[string(key)]; ok && any(cur.v) == any(it.v) {
 			delete(s.m, string(key))
 		}
 		s.mu.Unlock()
 		return zero, false
 	}
-	return v, true
+	return it.v, true
 }
 
 // Put stores v under key, unless the key is too large or v is already invalid.
 func (c *Cache[V]) Put(key string, v V) {
-	if c == nil || len(key) > MaxKeyBytes || !v.StillValid(c.now()) {
+	if c == nil || len(key) > MaxKeyBytes {
+		return
+	}
+	at := c.cachedAt()
+	if !v.StillValid(at) {
 		return
 	}
 	s := c.shard(key)
@@ -132,7 +170,7 @@ func (c *Cache[V]) Put(key string, v V) {
 	}
 	// Copy the key: it is usually a slice of the request's header, which the cache must not
 	// keep alive beyond the bytes it needs.
-	s.m[strings.Clone(key)] = v
+	s.m[strings.Clone(key)] = item[V]{v: v, at: at}
 }
 
 // Len counts the entries, for tests and metrics.

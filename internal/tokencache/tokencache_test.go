@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -110,4 +111,39 @@ func TestGetBytes(t *testing.T) {
 	if _, ok := nilCache.GetBytes(keys[0]); ok {
 		t.Fatal("nil cache served")
 	}
+}
+
+// TestRealClock: with the real clock (nil), an entry is served until its time is up on the
+// monotonic clock from the moment it was cached, and not after; in a synctest bubble the
+// clocks are the bubble's, so no test time passes.
+func TestRealClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := New[*entry](10, nil)
+		e := &entry{until: time.Now().Add(time.Minute)}
+		c.Put("a", e)
+		b := []byte("b")
+		c.Put(string(b), &entry{until: time.Now().Add(2 * time.Minute)})
+		time.Sleep(time.Minute - time.Second)
+		if got, ok := c.Get("a"); !ok || got != e {
+			t.Fatal("entry not served before its time")
+		}
+		time.Sleep(time.Second)
+		if _, ok := c.Get("a"); ok {
+			t.Fatal("entry served at its time")
+		}
+		if _, ok := c.GetBytes(b); !ok {
+			t.Fatal("GetBytes: entry not served before its time")
+		}
+		time.Sleep(time.Minute)
+		if _, ok := c.GetBytes(b); ok {
+			t.Fatal("GetBytes: entry served at its time")
+		}
+		if c.Len() != 0 {
+			t.Fatalf("%d expired entries kept after their lookups", c.Len())
+		}
+		c.Put("late", &entry{until: time.Now()})
+		if c.Len() != 0 {
+			t.Fatal("stored an entry that is already invalid")
+		}
+	})
 }
