@@ -6,11 +6,11 @@ import (
 	"testing"
 )
 
-// Opaque tokens shaped like a JWS (three dot-separated parts, the first starting with 'e'),
-// whose first part is not a JOSE header: they are opaque, so they are introspected, and then
-// cached under their SHA-256 as every opaque token is: asked about once, not on every request.
-// A token whose first part is a JSON object stays a JWS: verified locally, never introspected.
-
+// TestAttackJWSShapedOpaqueTokensCached: opaque tokens shaped like a JWS (three
+// dot-separated parts, the first starting with 'e'), whose first part is not a JOSE header:
+// they are opaque, so they are introspected, and then cached under their SHA-256 as every
+// opaque token is: asked about once, not on every request. A token whose first part is a
+// JSON object stays a JWS: verified locally, never introspected.
 func TestAttackJWSShapedOpaqueTokensCached(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
 	f := newFixture(t, nil)

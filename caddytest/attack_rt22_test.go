@@ -73,7 +73,7 @@ func TestTracingBoundsClientNames(t *testing.T) {
 func TestMetricsCardinalityUnderDistinctNames(t *testing.T) {
 	t.Setenv("MCPAUTH_TRACE_SESSION_KEY", traceSessionKey)
 	f := newFixture(t, server{newTracedUpstream(t)})
-	tc := f.start(t, render(metricsCaddyfile, map[string]string{"JWKS": f.jwksURL(), "UPSTREAM": f.up.dial()}), "caddyfile")
+	f.start(t, render(metricsCaddyfile, map[string]string{"JWKS": f.jwksURL(), "UPSTREAM": f.up.dial()}), "caddyfile")
 	const host = "metrics.localhost"
 	series := func() (int, string) {
 		resp, err := http.Get(adminURL + "/metrics")
@@ -97,12 +97,12 @@ func TestMetricsCardinalityUnderDistinctNames(t *testing.T) {
 		if i%2 == 1 {
 			tool = fmt.Sprintf("delete_attacker_%d", i) // refused: insufficient_scope
 		}
-		_, code, _ := tracedPost(t, tc, host, tok, "", rpc("tools/call", `{"name":"`+tool+`"}`))
+		code, _, _ := f.doAt(t, host, attackReq{auth: []string{bearer(tok)}, body: rpc("tools/call", `{"name":"`+tool+`"}`)})
 		if code != http.StatusOK && code != http.StatusForbidden {
 			t.Fatalf("call %d: status %d", i, code)
 		}
 		// An unknown method name too.
-		_, _, _ = tracedPost(t, tc, host, tok, "", rpc(fmt.Sprintf("attacker/method-%d", i), `{}`))
+		f.doAt(t, host, attackReq{auth: []string{bearer(tok)}, body: rpc(fmt.Sprintf("attacker/method-%d", i), `{}`)})
 	}
 	for i := range 10 {
 		send(i)

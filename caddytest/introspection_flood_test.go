@@ -293,6 +293,7 @@ func TestIntrospectionFloodFigures(t *testing.T) {
 	// token from another address.
 	var wg sync.WaitGroup
 	var codes sync.Map
+	before := as.calls.Load()
 	for range 40 {
 		wg.Add(1)
 		go func() {
@@ -302,7 +303,8 @@ func TestIntrospectionFloodFigures(t *testing.T) {
 			n.(*atomic.Int64).Add(1)
 		}()
 	}
-	time.Sleep(50 * time.Millisecond) // let the flood arrive first: this is a measurement
+	// The flood arrives first: its calls are at the server.
+	eventually(t, "the flood's first call at the server", func() bool { return as.calls.Load() > before })
 	start := time.Now()
 	code, _ := figuresSend(client, real, "192.0.2.50")
 	took := time.Since(start)
@@ -324,6 +326,7 @@ func TestIntrospectionFloodFigures(t *testing.T) {
 	// everyone comes through one proxy without trusted_proxies): it meets that address's
 	// share, and is shed at once.
 	codes = sync.Map{}
+	before = as.calls.Load()
 	for range 40 {
 		wg.Add(1)
 		go func() {
@@ -333,7 +336,7 @@ func TestIntrospectionFloodFigures(t *testing.T) {
 			n.(*atomic.Int64).Add(1)
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	eventually(t, "the flood's first call at the server", func() bool { return as.calls.Load() > before })
 	fresh := randomToken()
 	as.mu.Lock()
 	as.real[fresh] = true
