@@ -23,41 +23,6 @@ import (
 // claim handed on as a placeholder is handed on empty when the token names it (or a member
 // inside it) twice.
 
-const duplicatesCaddyfile = globalHead + `	servers {
-		trusted_proxies static 127.0.0.1/8
-	}
-}
-
-https://localhost:9443 {
-	tls @CERT@ @KEY@ {
-		client_auth {
-			mode verify_if_given
-			trust_pool inline {
-				trust_der @CA_DER@
-			}
-		}
-	}
-	reverse_proxy @UPSTREAM@ {
-		header_up X-Claim-Role {http.auth.mcp.claim.role}
-		header_up X-Claim-Org {http.auth.mcp.claim.org}
-	}
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers @AS@
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		scope_claim           perms
-		dpop
-		mtls_bound
-		introspection {
-			endpoint      @AS@/introspect
-			client_id     mcp-rs
-			client_secret {env.MCP_ITEST_RS_SECRET}
-		}
-	}
-}
-`
-
 func TestAttackDuplicateMembers(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
 	ca := newTestCA(t)
@@ -75,13 +40,18 @@ func TestAttackDuplicateMembers(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.cert)
 
-	key := jwttest.New(t, "rsa-dup", "RS256")
-	as := newIntrospectionAS(t, key)
 	up := newUpstream(t)
-	startCaddy(t, render(duplicatesCaddyfile, map[string]string{
-		"CERT": certPath, "KEY": keyPath, "CA_DER": base64.StdEncoding.EncodeToString(ca.cert.Raw),
-		"AS": as.URL, "JWKS": as.jwks.URL, "UPSTREAM": up.dial(),
-	}), "caddyfile")
+	f := newFixture(t, up)
+	as := newIntrospectionAS(t, f.key)
+	// One TLS site that asks for client certificates, behind a trusted proxy; the token's
+	// binding (DPoP, certificate), a custom scope claim, JWTs and introspection; two claims
+	// handed on to the upstream as headers.
+	f.start(t, caddyfileOf(trustLoopback, siteAt("https://localhost:9443",
+		"tls "+certPath+" "+keyPath+" {\nclient_auth {\nmode verify_if_given\ntrust_pool inline {\ntrust_der "+
+			base64.StdEncoding.EncodeToString(ca.cert.Raw)+"\n}\n}\n}",
+		f.proxyDirective("header_up X-Claim-Role {http.auth.mcp.claim.role}", "header_up X-Claim-Org {http.auth.mcp.claim.org}"),
+		mcpAuthDirective(introspected(resource, as.URL, "jwks_url "+f.jwksURL()+"\nscope_claim perms\ndpop\nmtls_bound", "")),
+	)), "caddyfile")
 
 	client := jwttest.New(t, "", "ES256") // the client's DPoP key
 	other := jwttest.New(t, "", "ES256")  // a key the attacker holds
@@ -101,8 +71,12 @@ func TestAttackDuplicateMembers(t *testing.T) {
 		}
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 10 * time.Second}
 		defer hc.CloseIdleConnections()
+		// Right after a load the previous config's TLS server, which shares the port, may
+		// still take a connection and then fail it: try again at once, on a new connection
+		// (each attempt is a whole handshake and exchange); an HTTP answer is never retried.
 		var resp *http.Response
 		for attempt := 1; ; attempt++ {
+			hc.CloseIdleConnections()
 			req, _ := http.NewRequest(http.MethodPost, "https://localhost:9443/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("X-Forwarded-Proto", "https")
@@ -116,7 +90,6 @@ func TestAttackDuplicateMembers(t *testing.T) {
 			if resp, err = hc.Do(req); err == nil || attempt == 20 {
 				break
 			}
-			time.Sleep(100 * time.Millisecond) // the TLS server may take a moment after a load
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -168,7 +141,7 @@ func TestAttackDuplicateMembers(t *testing.T) {
 			t.Run(kind+"/"+c.name, func(t *testing.T) {
 				var token string
 				if kind == "jwt" {
-					token = forge(t, key.Alg, key.Signer, `{"alg":"RS256","kid":"rsa-dup","typ":"at+jwt"}`, jwtPayload(c.members))
+					token = forge(t, f.key.Alg, f.key.Signer, `{"alg":"RS256","kid":"rsa-1","typ":"at+jwt"}`, jwtPayload(c.members))
 				} else {
 					token = "dup-opaque-" + itoa(i)
 					as.answerRaw(token, answer(c.members))
@@ -203,7 +176,7 @@ func TestAttackDuplicateMembers(t *testing.T) {
 			t.Run("placeholder/"+kind+"/"+c.name, func(t *testing.T) {
 				var token string
 				if kind == "jwt" {
-					token = forge(t, key.Alg, key.Signer, `{"alg":"RS256","kid":"rsa-dup","typ":"at+jwt"}`, jwtPayload(perms+","+c.members))
+					token = forge(t, f.key.Alg, f.key.Signer, `{"alg":"RS256","kid":"rsa-1","typ":"at+jwt"}`, jwtPayload(perms+","+c.members))
 				} else {
 					token = "dup-placeholder-" + itoa(i)
 					as.answerRaw(token, answer(perms+","+c.members))

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
@@ -68,71 +67,54 @@ func (u *fullUpstream) last(t *testing.T) xSeen {
 	return u.seen[len(u.seen)-1]
 }
 
-// attackExchangeCaddyfile: @HEADER@ is the token_exchange header line, @RULES@ more of the
-// mcp_auth block, @AFTER@ handlers between mcp_auth and reverse_proxy (in a route, in order).
-const attackExchangeCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	@GLOBAL@
-	log {
-		output file @DIR@/caddy.log
-		format json
-		level DEBUG
-	}
+// xConfig is what a test changes of the exchanging site: header is the token_exchange
+// header line (or other lines of that group), rules more of the mcp_auth block, after
+// handlers between mcp_auth and reverse_proxy (in a route, in order), proxy the
+// reverse_proxy subdirectives, global more global options; as and upstream replace the
+// exchange authorization server and the upstream.
+type xConfig struct {
+	header, rules, after, proxy, global string
+	as                                  string
+	upstream                            upstreamServer
 }
-
-:9080 {
-	route {
-		mcp_auth {
-			resource https://mcp.example.com/mcp
-			authorization_servers @AS@
-			issuers https://auth.example.com
-			jwks_url @JWKS@
-			scopes mcp:read
-			token_exchange {
-				client_id mcp-gateway
-				client_secret "gw-secret&with odd:chars"
-				audience https://api.example.com
-				@HEADER@
-			}
-			@RULES@
-		}
-		@AFTER@
-		reverse_proxy @UPSTREAM@ @PROXY@
-	}
-}
-`
 
 type attackExchange struct {
-	s   *setup
+	f   *fixture
 	as  *exchangeAS
 	up  *fullUpstream
 	dir string
 	n   int
 }
 
-func startAttackExchange(t *testing.T, vars map[string]string) *attackExchange {
+// startAttackExchange runs a site that exchanges each caller's token for one toward the
+// upstream (client mcp-gateway, audience https://api.example.com, the token endpoint
+// discovered at the authorization server), logging at DEBUG level to a file of its own.
+func startAttackExchange(t *testing.T, c xConfig) *attackExchange {
 	t.Helper()
-	x := &attackExchange{s: newSetup(t), as: newExchangeAS(t), up: newFullUpstream(t), dir: t.TempDir()}
-	all := map[string]string{"DIR": x.dir, "JWKS": x.s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(x.up.URL, "http://"),
-		"AS": x.as.URL, "HEADER": "", "RULES": "", "AFTER": "", "PROXY": "", "GLOBAL": ""}
-	for k, v := range vars {
-		all[k] = v
+	x := &attackExchange{as: newExchangeAS(t), up: newFullUpstream(t), dir: t.TempDir()}
+	if c.upstream == nil {
+		c.upstream = server{x.up.Server}
 	}
-	startCaddy(t, render(attackExchangeCaddyfile, all), "caddyfile")
+	if c.as == "" {
+		c.as = x.as.URL
+	}
+	x.f = newFixture(t, c.upstream)
+	var proxy []string
+	if c.proxy != "" {
+		proxy = append(proxy, c.proxy)
+	}
+	block := "resource " + resource + "\nauthorization_servers " + c.as + "\nissuers " + issuer +
+		"\njwks_url " + x.f.jwksURL() + "\nscopes mcp:read\ntoken_exchange {\nclient_id " + gwClientID +
+		"\nclient_secret \"" + gwClientSecret + "\"\naudience https://api.example.com\n" + c.header + "\n}\n" + c.rules
+	x.f.start(t, caddyfileOf("log {\noutput file "+x.dir+"/caddy.log\nformat json\nlevel DEBUG\n}\n"+c.global,
+		siteAt(":9080", "route {\n"+mcpAuthDirective(block)+"\n"+c.after+"\n"+x.f.proxyDirective(proxy...)+"\n}")), "caddyfile")
 	return x
 }
 
 // token mints a distinct valid incoming token.
 func (x *attackExchange) token(t *testing.T) string {
 	x.n++
-	c := claims(resource, "mcp:read")
-	c["jti"] = "rt21-" + strconv.Itoa(x.n)
-	return x.s.rsaKey.Token(t, c, nil)
+	return x.f.token(t, "mcp:read", map[string]any{"jti": "rt21-" + strconv.Itoa(x.n)})
 }
 
 // issuedFor is the subject the AS issued tok for; "" when it did not issue it.
@@ -142,25 +124,8 @@ func (x *attackExchange) issuedFor(tok string) string {
 	return x.as.issued[tok]
 }
 
-// rawRequest sends a request written by hand over HTTP/1.1 and returns the status.
-func xRawRequest(t *testing.T, raw string) int {
-	t.Helper()
-	conn, err := net.Dial("tcp", "127.0.0.1:9080")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, raw); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
-}
+// bearerCall is a tools/call with tok as a bearer token.
+func bearerCall(tok string) attackReq { return attackReq{auth: []string{bearer(tok)}, body: toolsCall} }
 
 func chunkedPost(tok, body string, announce bool, trailers ...string) string {
 	var b strings.Builder
@@ -200,10 +165,10 @@ func TestAttackExchangeTrailers(t *testing.T) {
 	} {
 		for _, announce := range []bool{false, true} {
 			t.Run(c.name+" announced "+strconv.FormatBool(announce), func(t *testing.T) {
-				x := startAttackExchange(t, map[string]string{"HEADER": c.header, "RULES": c.rules})
+				x := startAttackExchange(t, xConfig{header: c.header, rules: c.rules})
 				tok := x.token(t)
 				n := x.up.count()
-				st := xRawRequest(t, chunkedPost(tok, toolsCall, announce,
+				st, _, _ := doRaw(t, chunkedPost(tok, toolsCall, announce,
 					"Authorization: Bearer "+tok, "X-Upstream-Token: forged", "Dpop: forged-proof", "X-Other: kept"))
 				if announce {
 					// Refused before the upstream: nothing would replace what comes after
@@ -247,22 +212,13 @@ func TestAttackExchangeHeaderNotShared(t *testing.T) {
 		{"custom header", "header X-Upstream-Token", "X-Upstream-Token"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			x := startAttackExchange(t, map[string]string{"HEADER": c.header,
-				"AFTER": `request_header ` + c.field + ` "^(.*)$" "${1}+v"`})
+			x := startAttackExchange(t, xConfig{header: c.header,
+				after: `request_header ` + c.field + ` "^(.*)$" "${1}+v"`})
 			tok := x.token(t)
 			var vals []string
 			for i := range 3 {
-				req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(toolsCall))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", "Bearer "+tok)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					t.Fatalf("call %d: status %d", i, resp.StatusCode)
+				if code, _, _ := x.f.do(t, bearerCall(tok)); code != 200 {
+					t.Fatalf("call %d: status %d", i, code)
 				}
 				vals = append(vals, x.up.last(t).header.Get(c.field))
 			}
@@ -310,27 +266,18 @@ func TestAttackExchangeHeaderSpellings(t *testing.T) {
 			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
 		}))
 	}()
-	x := startAttackExchange(t, map[string]string{"HEADER": "header X-Upstream-Token",
-		"UPSTREAM": l.Addr().String(), "PROXY": "{\n\t\t\ttransport fastcgi\n\t\t}",
-		"GLOBAL": "servers {\n\t\texpected_underscore_headers x_*\n\t}"})
+	x := startAttackExchange(t, xConfig{header: "header X-Upstream-Token",
+		upstream: dialAddr(l.Addr().String()), proxy: "transport fastcgi",
+		global: "servers {\nexpected_underscore_headers x_*\n}"})
 	tok := x.token(t)
 	// The variable is built from a map: each request is a coin toss, 20 of them miss the
 	// forged value with odds of one in a million when it passes at all.
 	const calls = 20
 	for i := range calls {
-		req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(toolsCall))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header["X_Upstream_Token"] = []string{"forged"}
-		req.Header["X-upstream_token"] = []string{"forged"}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("call %d: status %d", i, resp.StatusCode)
+		r := bearerCall(tok)
+		r.header = []string{"X_Upstream_Token: forged", "X-upstream_token: forged"}
+		if code, _, _ := x.f.do(t, r); code != 200 {
+			t.Fatalf("call %d: status %d", i, code)
 		}
 	}
 	mu.Lock()
@@ -351,23 +298,12 @@ func TestAttackExchangeHeaderSpellings(t *testing.T) {
 // 403 access_denied, after which an MCP client gives up on the call without refreshing.
 // A token that is not expired and refused still gets 403.
 func TestAttackExchangeRefusedInLeeway(t *testing.T) {
-	x := startAttackExchange(t, nil)
+	x := startAttackExchange(t, xConfig{})
 	post := func(tok string) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(toolsCall))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, resp.Header.Get("Www-Authenticate")
+		code, hdr, _ := x.f.do(t, bearerCall(tok))
+		return code, hdr.Get("Www-Authenticate")
 	}
-	c := claims(resource, "mcp:read")
-	c["exp"] = time.Now().Add(-5 * time.Second).Unix()
-	c["jti"] = "rt21-late"
-	late := x.s.rsaKey.Token(t, c, nil)
+	late := x.f.token(t, "mcp:read", map[string]any{"exp": time.Now().Add(-5 * time.Second).Unix(), "jti": "rt21-late"})
 	x.as.set(late, `400 {"error":"invalid_grant","error_description":"token expired"}`)
 	for i := range 2 {
 		st, ch := post(late)
@@ -396,17 +332,9 @@ func TestAttackExchangeCustomHeaderInLogs(t *testing.T) {
 		leaks  bool
 	}{{"", false}, {"header X-Upstream-Token", true}} {
 		t.Run(c.header, func(t *testing.T) {
-			x := startAttackExchange(t, map[string]string{"HEADER": c.header})
+			x := startAttackExchange(t, xConfig{header: c.header})
 			tok := x.token(t)
-			req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(toolsCall))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer "+tok)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+			x.f.do(t, bearerCall(tok))
 			got := x.up.last(t).header
 			v := strings.TrimPrefix(got.Get("Authorization"), "Bearer ")
 			if c.leaks {
@@ -433,17 +361,6 @@ func TestAttackExchangeCustomHeaderInLogs(t *testing.T) {
 	}
 }
 
-// exchangeRefusedCaddyfile is a site whose mcp_auth block is @BLOCK@.
-const exchangeRefusedCaddyfile = globalOptions + `
-
-:9080 {
-	mcp_auth {
-@BLOCK@
-	}
-	respond "should never be served"
-}
-`
-
 // TestAttackExchangeReservedHeaders: the new token must not go in a header that means
 // something else on the way to the upstream or to the MCP server: a hop-by-hop header
 // (reverse_proxy drops it), a method override (the token read as a method), MCP's resumption
@@ -451,14 +368,11 @@ const exchangeRefusedCaddyfile = globalOptions + `
 // CGI-style server reads it. Such a config is refused at load, naming the field; another
 // spelling of Authorization is the default header.
 func TestAttackExchangeReservedHeaders(t *testing.T) {
-	s := newSetup(t)
-	cfg, _ := s.config("caddyfile", []string{"mcp:read"}, false)
-	startCaddy(t, cfg, "caddyfile")
+	f := newFixture(t, nil)
+	f.start(t, f.caddyfile("scopes mcp:read"), "caddyfile")
 	block := func(header string) string {
-		return render(exchangeRefusedCaddyfile, map[string]string{"BLOCK": "\t\tresource https://mcp.example.com/mcp\n" +
-			"\t\tauthorization_servers https://auth.example.com\n\t\tjwks_url " + s.jwks.URL + "/jwks\n\t\tscopes mcp:read\n" +
-			"\t\ttoken_exchange {\n\t\t\tendpoint https://auth.example.com/token\n\t\t\tclient_id gw\n" +
-			"\t\t\tclient_secret s\n\t\t\taudience https://api.example.com\n\t\t\theader " + header + "\n\t\t}\n"})
+		return f.siteCaddyfile(f.usualBlock("scopes mcp:read\ntoken_exchange {\nendpoint https://auth.example.com/token\n"+
+			"client_id gw\nclient_secret s\naudience https://api.example.com\nheader "+header+"\n}"), `respond "should never be served"`)
 	}
 	for _, h := range []string{"X-HTTP-Method-Override", "x_http_method_override", "Keep-Alive", "Proxy-Connection",
 		"Last-Event-ID", "Forwarded", "X-Real-IP", "X-Forwarded-Prefix", "X_Forwarded_For", "Sec-Fetch-Site",
@@ -475,7 +389,7 @@ func TestAttackExchangeReservedHeaders(t *testing.T) {
 	}
 	// Credentials in the endpoint URL: refused, without repeating them (the URL is logged
 	// at load, and net/http would send them as Basic authentication too).
-	cfg = strings.Replace(block("X-Upstream-Token"), "endpoint https://auth.example.com/token", "endpoint https://gw:hunter2@auth.example.com/token", 1)
+	cfg := strings.Replace(block("X-Upstream-Token"), "endpoint https://auth.example.com/token", "endpoint https://gw:hunter2@auth.example.com/token", 1)
 	if code, body := loadConfig(t, cfg, "text/caddyfile", true); code == http.StatusOK ||
 		!strings.Contains(body, "token_exchange endpoint") || strings.Contains(body, "hunter2") {
 		t.Errorf("endpoint with user information: load answered %d %.300s; want refused, naming the field, not the secret", code, body)
@@ -514,7 +428,7 @@ func TestAttackExchangeAnswers(t *testing.T) {
 	}))
 	t.Cleanup(as.Close)
 	t.Cleanup(func() { close(release) }) // before as.Close: a held answer must end first
-	x := startAttackExchange(t, map[string]string{"AS": as.URL, "HEADER": "timeout 2s"})
+	x := startAttackExchange(t, xConfig{as: as.URL, header: "timeout 2s"})
 	answer := func(status int, body string, hdr ...string) func(w http.ResponseWriter) {
 		return func(w http.ResponseWriter) {
 			for i := 0; i+1 < len(hdr); i += 2 {
@@ -602,19 +516,11 @@ func TestAttackExchangeAnswers(t *testing.T) {
 			mu.Unlock()
 			n := x.up.count()
 			for i := range 2 {
-				req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(toolsCall))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", "Bearer "+tok)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
+				code, hdr, body := x.f.do(t, bearerCall(tok))
+				if code != c.status {
+					t.Fatalf("request %d: %d %q, want %d", i, code, body, c.status)
 				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != c.status {
-					t.Fatalf("request %d: %d %q, want %d", i, resp.StatusCode, body, c.status)
-				}
-				if strings.Contains(string(body)+fmt.Sprint(resp.Header), "Injected") {
+				if strings.Contains(string(body)+fmt.Sprint(hdr), "Injected") {
 					t.Fatalf("request %d: the AS's answer reached the client", i)
 				}
 				if c.status == 200 {
@@ -647,20 +553,12 @@ func TestAttackExchangeAnswers(t *testing.T) {
 // other, however the calls of one token interleave, and whatever a client does to the name
 // (another case, a look-alike, a duplicate key, a batch with other messages).
 func TestAttackExchangeTargets(t *testing.T) {
-	x := startAttackExchange(t, map[string]string{"RULES": "tool github_* {\n\t\t\t\texchange {\n\t\t\t\t\taudience https://github.example.com\n\t\t\t\t}\n\t\t\t}\n" +
-		"\t\t\ttool cal_* {\n\t\t\t\texchange {\n\t\t\t\t\taudience https://calendar.example.com\n\t\t\t\t}\n\t\t\t}"})
+	x := startAttackExchange(t, xConfig{rules: "tool github_* {\nexchange {\naudience https://github.example.com\n}\n}\n" +
+		"tool cal_* {\nexchange {\naudience https://calendar.example.com\n}\n}"})
 	tok := x.token(t)
 	post := func(body string) int {
-		req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _, _ := x.f.do(t, attackReq{auth: []string{bearer(tok)}, body: body})
+		return code
 	}
 	// audOf is the audience the AS issued the upstream's last token for.
 	audOf := func() string {
@@ -720,24 +618,17 @@ func TestAttackExchangeTargets(t *testing.T) {
 // this request holds (no call to the token endpoint for a missing, foreign or replayed
 // proof), and the upstream gets the new token as a bearer token without the proof.
 func TestAttackExchangeDPoP(t *testing.T) {
-	x := startAttackExchange(t, map[string]string{"RULES": "dpop"})
+	x := startAttackExchange(t, xConfig{rules: "dpop"})
 	client := jwttest.New(t, "", "ES256")
 	other := jwttest.New(t, "", "ES256")
-	c := claims(resource, "mcp:read")
-	c["cnf"] = map[string]any{"jkt": client.Thumbprint()}
-	tok := x.s.rsaKey.Token(t, c, nil)
+	tok := x.f.token(t, "mcp:read", map[string]any{"cnf": map[string]any{"jkt": client.Thumbprint()}})
 	send := func(proofs ...string) int {
-		req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(toolsCall))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "DPoP "+tok)
-		req.Header["Dpop"] = proofs
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		r := attackReq{auth: []string{"DPoP " + tok}, body: toolsCall}
+		for _, p := range proofs {
+			r.header = append(r.header, "Dpop: "+p)
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _, _ := x.f.do(t, r)
+		return code
 	}
 	now := time.Now().Unix()
 	good := client.Proof(t, http.MethodPost, dpopHTU, tok, now)
@@ -775,37 +666,26 @@ func TestAttackExchangeDPoP(t *testing.T) {
 // (nor a CGI spelling of it, nor a DPoP proof, nor a trailer) on such a request.
 func TestAttackExchangePublicForged(t *testing.T) {
 	// Caddy drops X_Upstream_Token by default, and X-Upstream-Token when the first is expected.
-	for _, global := range []string{"", "servers {\n\t\texpected_underscore_headers x_*\n\t}"} {
+	for _, global := range []string{"", "servers {\nexpected_underscore_headers x_*\n}"} {
 		t.Run(strconv.FormatBool(global != ""), func(t *testing.T) { testPublicForged(t, global) })
 	}
 }
 
 func testPublicForged(t *testing.T, global string) {
-	x := startAttackExchange(t, map[string]string{"HEADER": "header X-Upstream-Token",
-		"RULES": "public {\n\t\t\t\ttool search\n\t\t\t}", "GLOBAL": global})
-	send := func(hdr map[string]string, trailer bool) int {
+	x := startAttackExchange(t, xConfig{header: "header X-Upstream-Token",
+		rules: "public {\ntool search\n}", global: global})
+	send := func(header []string, trailer bool) int {
 		if trailer {
-			raw := strings.Replace(chunkedPost("", toolsCall, true, "X-Upstream-Token: forged"), "Authorization: Bearer \r\n", "", 1)
-			return xRawRequest(t, raw)
+			code, _, _ := doRaw(t, strings.Replace(chunkedPost("", toolsCall, true, "X-Upstream-Token: forged"), "Authorization: Bearer \r\n", "", 1))
+			return code
 		}
-		req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(toolsCall))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		for k, v := range hdr {
-			req.Header[k] = []string{v}
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _, _ := x.f.do(t, attackReq{body: toolsCall, header: header})
+		return code
 	}
 	if st := send(nil, false); st != 200 {
 		t.Fatalf("anonymous public call: %d", st)
 	}
-	if st := send(map[string]string{"X-Upstream-Token": "forged", "X_Upstream_Token": "forged", "Dpop": "forged"}, false); st != 200 {
+	if st := send([]string{"X-Upstream-Token: forged", "X_Upstream_Token: forged", "Dpop: forged"}, false); st != 200 {
 		t.Fatalf("anonymous public call with forged headers: %d", st)
 	}
 	got := x.up.last(t).header

@@ -9,30 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
-
-// attackIntrospectionCaddyfile: opaque tokens are introspected with few slots and a short
-// timeout, so that a flood shows the bound.
-const attackIntrospectionCaddyfile = globalOptions + `
-
-:9080 {
-	mcp_auth {
-		resource https://mcp.example.com/mcp
-		authorization_servers @ISSUER@
-		scopes mcp:read
-		introspection {
-			endpoint @ISSUER@/introspect
-			client_id mcp-rs
-			client_secret {env.MCP_ITEST_RS_SECRET}
-			max_in_flight 2
-			timeout 500ms
-		}
-	}
-	respond "{http.auth.user.id}"
-}
-`
 
 // TestAttackIntrospection: what a caller can do against an introspecting resource. Made-up
 // tokens in bulk reach the authorization server at most max_in_flight at a time and are
@@ -40,11 +17,14 @@ const attackIntrospectionCaddyfile = globalOptions + `
 // differ from a valid one in any byte are other tokens.
 func TestAttackIntrospection(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
-	as := newIntrospectionAS(t, jwttest.New(t, "ec-a", "ES256"))
-	tc := startCaddy(t, render(attackIntrospectionCaddyfile, map[string]string{"ISSUER": as.issuer}), "caddyfile")
+	f := newFixture(t, nil)
+	as := newIntrospectionAS(t, f.ecKey)
+	// Few slots and a short timeout, so that a flood shows the bound.
+	f.start(t, f.siteCaddyfile(introspected(resource, as.issuer, "", "max_in_flight 2\ntimeout 500ms"),
+		`respond "{http.auth.user.id}"`), "caddyfile")
 	const good = "Zk3vQ9mB7nR4tL1pW8sZ3yH6cF0jD5gA"
 	as.issue(good, resource, "mcp:read", nil)
-	if code, _, body := request(t, tc, http.MethodPost, "/mcp", "", bearer(good)); code != http.StatusOK || body != "opaque-user" {
+	if code, _, body := f.do(t, bearerReq(good)); code != http.StatusOK || string(body) != "opaque-user" {
 		t.Fatalf("valid opaque token: %d %q", code, body)
 	}
 
@@ -52,13 +32,13 @@ func TestAttackIntrospection(t *testing.T) {
 		for _, tok := range []string{
 			strings.ToLower(good), good + "=", good[:len(good)-1], "x" + good, good + ".", good + "A",
 		} {
-			code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(tok))
+			code, _, _ := f.do(t, bearerReq(tok))
 			if code != http.StatusUnauthorized {
 				t.Errorf("token differing from a valid one: status %d, want 401", code)
 			}
 		}
 		// A cache key spelled as a token is not a b64token (':' is not allowed).
-		if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer("sha256:"+good)); code != http.StatusBadRequest {
+		if code, _, _ := f.do(t, bearerReq("sha256:"+good)); code != http.StatusBadRequest {
 			t.Errorf("cache-key-shaped token: status %d, want 400", code)
 		}
 	})
@@ -70,11 +50,11 @@ func TestAttackIntrospection(t *testing.T) {
 		enc := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 		for _, tok := range []string{
 			enc(`{"alg":"none"}`) + "." + enc(`{"sub":"x"}`) + ".c2ln",
-			enc(` {"alg":"ES256","kid":"ec-a"}`) + "." + enc(`{"sub":"x"}`) + ".c2ln", // no leading 'e'
+			enc(` {"alg":"ES256","kid":"ec-1"}`) + "." + enc(`{"sub":"x"}`) + ".c2ln", // no leading 'e'
 		} {
 			as.issue(tok, resource, "mcp:read", nil)
 			before := as.calls.Load()
-			if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(tok)); code != http.StatusUnauthorized {
+			if code, _, _ := f.do(t, bearerReq(tok)); code != http.StatusUnauthorized {
 				t.Errorf("JWS-shaped token the authorization server knows: status %d, want 401", code)
 			}
 			if n := as.calls.Load() - before; n != 0 {
@@ -103,7 +83,7 @@ func TestAttackIntrospection(t *testing.T) {
 			as.mu.Lock()
 			as.raw[tok] = ans
 			as.mu.Unlock()
-			if code, _, body := request(t, tc, http.MethodPost, "/mcp", "", bearer(tok)); code != http.StatusUnauthorized {
+			if code, _, body := f.do(t, bearerReq(tok)); code != http.StatusUnauthorized {
 				t.Errorf("%s: status %d body %q, want 401", name, code, body)
 			}
 		}
@@ -118,7 +98,6 @@ func TestAttackIntrospection(t *testing.T) {
 		var wg sync.WaitGroup
 		var ok, unauthorized, unavailable, other atomic.Int64
 		sem := make(chan struct{}, 200) // client-side concurrency: the test's own sockets
-		client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 200}}
 		start := time.Now()
 		for i := range n {
 			wg.Add(1)
@@ -126,21 +105,18 @@ func TestAttackIntrospection(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", nil)
-				req.Header.Set("Authorization", bearer(fmt.Sprintf("made-up-%06d", i)))
-				resp, err := client.Do(req)
+				code, hdr, _, err := f.try(bearerReq(fmt.Sprintf("made-up-%06d", i)))
 				if err != nil {
 					other.Add(1)
 					return
 				}
-				resp.Body.Close()
-				switch resp.StatusCode {
+				switch code {
 				case http.StatusOK:
 					ok.Add(1)
 				case http.StatusUnauthorized:
 					unauthorized.Add(1)
 				case http.StatusServiceUnavailable:
-					if resp.Header.Get("Retry-After") == "" {
+					if hdr.Get("Retry-After") == "" {
 						other.Add(1)
 					}
 					unavailable.Add(1)
@@ -164,7 +140,7 @@ func TestAttackIntrospection(t *testing.T) {
 			t.Errorf("%d calls in %s, more than max_in_flight allows (%d)", calls, elapsed, limit)
 		}
 		// Real tokens are still served after the flood.
-		if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(good)); code != http.StatusOK {
+		if code, _, _ := f.do(t, bearerReq(good)); code != http.StatusOK {
 			t.Errorf("valid token after the flood: status %d", code)
 		}
 	})

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,29 +12,6 @@ import (
 
 // The red team's review of issue 18 as merged: attacks on the introspection flood limits,
 // the answers shared across reloads, and the DPoP origin, each through a real Caddy.
-
-// rateCaddyfile is floodCaddyfile with a small max_rate, so that a test drains the total
-// bucket with a few requests; X-Forwarded-For from the loopback speaks for the client.
-const rateCaddyfile = globalHead + `	servers {
-		trusted_proxies static 127.0.0.0/8
-	}
-}
-
-:9080 {
-	mcp_auth {
-		resource https://mcp.example.com/mcp
-		authorization_servers @ISSUER@
-		scopes mcp:read
-		introspection {
-			endpoint @ISSUER@/introspect
-			client_id mcp-rs
-			client_secret {env.MCP_ITEST_RS_SECRET}
-			max_rate 4
-		}
-	}
-	respond "ok {http.auth.user.id}"
-}
-`
 
 // TestAttackFloodFromFreshIPv6Prefixes: fresh IPv6 /64s are free (a tunnel broker routes a
 // /48, 65,536 of them, to anyone), so an attacker can spend each /64 on one made-up token
@@ -48,15 +24,18 @@ func TestAttackFloodFromFreshIPv6Prefixes(t *testing.T) {
 	real := randomToken()
 	as := newFloodAS(t, real)
 	as.delay.Store(1) // made-up tokens are answered inactive at once, not held
-	startCaddy(t, render(rateCaddyfile, map[string]string{"ISSUER": as.URL}), "caddyfile")
+	// floodConfig with a small max_rate, so that a few requests drain the total bucket.
+	f := &fixture{}
+	f.start(t, caddyfileOf(trustLoopback, siteAt(":9080",
+		mcpAuthDirective(introspected(resource, as.URL, "", "max_rate 4")), `respond "ok {http.auth.user.id}"`)), "caddyfile")
 
 	// The flood goes on until the resource sheds it (the rate it may use is drained).
 	shed := false
 	for i := range 200 {
 		from := fmt.Sprintf("2001:db8:77:%x::1", i+1) // a fresh /64 of one /48 each time
-		code, retry, _ := floodSend(http.DefaultClient, randomToken(), from)
+		code, hdr, _ := f.do(t, fromAddr(randomToken(), from))
 		if code == http.StatusServiceUnavailable {
-			if retry == "" {
+			if hdr.Get("Retry-After") == "" {
 				t.Fatal("503 without Retry-After")
 			}
 			shed = true
@@ -70,33 +49,20 @@ func TestAttackFloodFromFreshIPv6Prefixes(t *testing.T) {
 		t.Fatal("200 made-up tokens from one /48 were never shed")
 	}
 	// The real token's first request, from an address that never sent a made-up token.
-	code, _, body := floodSend(http.DefaultClient, real, "192.0.2.80")
-	if code != http.StatusOK || body != "ok real-user" {
+	code, _, body := f.do(t, fromAddr(real, "192.0.2.80"))
+	if code != http.StatusOK || string(body) != "ok real-user" {
 		t.Fatalf("real token during the flood: %d %q, want 200: the flood from one /48 drained the rate kept for real tokens", code, body)
 	}
 }
 
-// rejudgeCaddyfile is one site whose resource, accepted issuers and token cache a reload
-// changes; the introspection group (endpoint, client_id, scope claim) stays, so the answers
-// are shared across the reloads.
-const rejudgeCaddyfile = globalHead + `}
-
-:9080 {
-	mcp_auth {
-		resource @RESOURCE@
-		authorization_servers @ISSUER@
-		issuers @ISSUERS@
-		scopes mcp:read
-		@CACHE@
-		introspection {
-			endpoint @ISSUER@/introspect
-			client_id mcp-rs
-			client_secret {env.MCP_ITEST_RS_SECRET}
-		}
-	}
-	respond "@BODY@ {http.auth.user.id}"
+// rejudgeConfig is one site whose resource, accepted issuers and token cache (cache, a line
+// of the block) a reload changes; the introspection group (endpoint, client_id, scope claim)
+// stays, so the answers are shared across the reloads. The site answers body and the
+// caller's id; its resource_name is name, for the reload to be waited for.
+func rejudgeConfig(f *fixture, as, name, body, res, iss, cache string) string {
+	return f.siteCaddyfile(introspected(res, as, `resource_name "`+name+`"`+"\nissuers "+iss+"\n"+cache, ""),
+		`respond "`+body+` {http.auth.user.id}"`)
 }
-`
 
 // TestAttackReloadRejudgesSharedAnswers: the introspection answers outlive a reload, so a
 // reload that narrows what is accepted must apply to them at once: the answer accepted under
@@ -108,17 +74,13 @@ func TestAttackReloadRejudgesSharedAnswers(t *testing.T) {
 	real := randomToken()
 	as := newFloodAS(t, real)
 	as.delay.Store(1) // made-up tokens are answered inactive at once
-	vars := func(body, res, iss string) string {
-		return render(rejudgeCaddyfile, map[string]string{
-			"ISSUER": as.URL, "ISSUERS": iss, "RESOURCE": res, "BODY": body, "CACHE": "",
-		})
-	}
-	tc := startCaddy(t, vars("a", resource, as.URL), "caddyfile")
-	if code, _, body := floodSend(http.DefaultClient, real, ""); code != http.StatusOK || body != "a real-user" {
+	f := &fixture{}
+	f.start(t, rejudgeConfig(f, as.URL, "Rejudge A", "a", resource, as.URL, ""), "caddyfile", "Rejudge A")
+	if code, _, body := f.do(t, bearerReq(real)); code != http.StatusOK || string(body) != "a real-user" {
 		t.Fatalf("config A: %d %q", code, body)
 	}
 	madeUp := randomToken()
-	if code, _, _ := floodSend(http.DefaultClient, madeUp, ""); code != http.StatusUnauthorized {
+	if code, _, _ := f.do(t, bearerReq(madeUp)); code != http.StatusUnauthorized {
 		t.Fatalf("made-up token under config A: %d, want 401", code)
 	}
 	calls := as.calls.Load()
@@ -128,8 +90,8 @@ func TestAttackReloadRejudgesSharedAnswers(t *testing.T) {
 		{"another issuer", resource, "https://issuer.example.net"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			tc.InitServer(vars("b", c.res, c.iss), "caddyfile")
-			code, body := sendUntil(t, real, "b")
+			f.start(t, rejudgeConfig(f, as.URL, "Rejudge B "+c.name, "b", c.res, c.iss, ""), "caddyfile", "Rejudge B "+c.name)
+			code, _, body := f.do(t, bearerReq(real))
 			if code != http.StatusUnauthorized {
 				t.Fatalf("the answer accepted under config A, under config B (%s): %d %q, want 401", c.name, code, body)
 			}
@@ -139,11 +101,11 @@ func TestAttackReloadRejudgesSharedAnswers(t *testing.T) {
 		})
 	}
 
-	tc.InitServer(vars("a2", resource, as.URL), "caddyfile")
-	if code, body := sendUntil(t, real, "a2"); code != http.StatusOK || body != "a2 real-user" {
+	f.start(t, rejudgeConfig(f, as.URL, "Rejudge A again", "a2", resource, as.URL, ""), "caddyfile", "Rejudge A again")
+	if code, _, body := f.do(t, bearerReq(real)); code != http.StatusOK || string(body) != "a2 real-user" {
 		t.Fatalf("config A again: %d %q, want 200", code, body)
 	}
-	if code, _, _ := floodSend(http.DefaultClient, madeUp, ""); code != http.StatusUnauthorized {
+	if code, _, _ := f.do(t, bearerReq(madeUp)); code != http.StatusUnauthorized {
 		t.Fatalf("made-up token after the reloads: %d, want 401", code)
 	}
 	if n := as.calls.Load(); n != calls {
@@ -158,76 +120,27 @@ func TestAttackTokenCacheSizeZeroAsksEveryTime(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
 	real := randomToken()
 	as := newFloodAS(t, real)
+	f := &fixture{}
 	cfg := func(body string) string {
-		return render(rejudgeCaddyfile, map[string]string{
-			"ISSUER": as.URL, "ISSUERS": as.URL, "RESOURCE": resource, "BODY": body, "CACHE": "token_cache_size 0",
-		})
+		return rejudgeConfig(f, as.URL, "Cache off "+body, body, resource, as.URL, "token_cache_size 0")
 	}
-	tc := startCaddy(t, cfg("a"), "caddyfile")
+	f.start(t, cfg("a"), "caddyfile", "Cache off a")
 	for i := range 3 {
-		if code, _, body := floodSend(http.DefaultClient, real, ""); code != http.StatusOK || body != "a real-user" {
+		if code, _, body := f.do(t, bearerReq(real)); code != http.StatusOK || string(body) != "a real-user" {
 			t.Fatalf("request %d: %d %q", i, code, body)
 		}
 		if n := as.realSeen.Load(); n != int64(i+1) {
 			t.Fatalf("after %d requests, %d calls: an answer was cached with token_cache_size 0", i+1, n)
 		}
 	}
-	tc.InitServer(cfg("b"), "caddyfile")
-	if code, body := sendUntil(t, real, "b"); code != http.StatusOK {
+	f.start(t, cfg("b"), "caddyfile", "Cache off b")
+	if code, _, body := f.do(t, bearerReq(real)); code != http.StatusOK {
 		t.Fatalf("after the reload: %d %q", code, body)
 	}
 	seen := as.realSeen.Load()
-	if code, _, _ := floodSend(http.DefaultClient, real, ""); code != http.StatusOK || as.realSeen.Load() != seen+1 {
+	if code, _, _ := f.do(t, bearerReq(real)); code != http.StatusOK || as.realSeen.Load() != seen+1 {
 		t.Fatalf("after the reload: %d, calls %d then %d: want one call per request", code, seen, as.realSeen.Load())
 	}
-}
-
-// twoSitesCaddyfile: two sites of different resources ask one authorization server as one
-// client, so they share the answers.
-const twoSitesCaddyfile = globalHead + `}
-
-http://one.localhost:9080 {
-	mcp_auth {
-		resource https://mcp.example.com/mcp
-		authorization_servers @ISSUER@
-		scopes mcp:read
-		introspection {
-			endpoint @ISSUER@/introspect
-			client_id mcp-rs
-			client_secret {env.MCP_ITEST_RS_SECRET}
-		}
-	}
-	respond "one {http.auth.user.id}"
-}
-
-http://two.localhost:9080 {
-	mcp_auth {
-		resource https://two.example.com/mcp
-		authorization_servers @ISSUER@
-		scopes mcp:read
-		introspection {
-			endpoint @ISSUER@/introspect
-			client_id mcp-rs
-			client_secret {env.MCP_ITEST_RS_SECRET}
-		}
-	}
-	respond "two {http.auth.user.id}"
-}
-`
-
-// hostSend sends a token to /mcp of the site named host.
-func hostSend(t *testing.T, host, token string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", nil)
-	req.Host = host
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // TestAttackSharedAnswersAcrossSites: an answer that site one accepted (its aud is site one's
@@ -237,11 +150,17 @@ func TestAttackSharedAnswersAcrossSites(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
 	real := randomToken()
 	as := newFloodAS(t, real)
-	startCaddy(t, render(twoSitesCaddyfile, map[string]string{"ISSUER": as.URL}), "caddyfile")
-	if code, body := hostSend(t, "one.localhost:9080", real); code != http.StatusOK || body != "one real-user" {
+	// Two sites of different resources ask one authorization server as one client, so they
+	// share the answers.
+	f := &fixture{}
+	f.start(t, caddyfileOf("",
+		siteAt("http://one.localhost:9080", mcpAuthDirective(introspected(resource, as.URL, "", "")), `respond "one {http.auth.user.id}"`),
+		siteAt("http://two.localhost:9080", mcpAuthDirective(introspected("https://two.example.com/mcp", as.URL, "", "")), `respond "two {http.auth.user.id}"`),
+	), "caddyfile")
+	if code, _, body := f.doAt(t, "one.localhost:9080", bearerReq(real)); code != http.StatusOK || string(body) != "one real-user" {
 		t.Fatalf("site one: %d %q", code, body)
 	}
-	if code, body := hostSend(t, "two.localhost:9080", real); code != http.StatusUnauthorized {
+	if code, _, body := f.doAt(t, "two.localhost:9080", bearerReq(real)); code != http.StatusUnauthorized {
 		t.Fatalf("site two, with the answer site one cached: %d %q, want 401 (aud is site one's)", code, body)
 	}
 	if n := as.realSeen.Load(); n != 1 {
@@ -252,34 +171,20 @@ func TestAttackSharedAnswersAcrossSites(t *testing.T) {
 	as.mu.Lock()
 	as.real[other] = true
 	as.mu.Unlock()
-	if code, body := hostSend(t, "two.localhost:9080", other); code != http.StatusUnauthorized {
+	if code, _, body := f.doAt(t, "two.localhost:9080", bearerReq(other)); code != http.StatusUnauthorized {
 		t.Fatalf("site two first: %d %q, want 401", code, body)
 	}
-	if code, body := hostSend(t, "one.localhost:9080", other); code != http.StatusOK || body != "one real-user" {
+	if code, _, body := f.doAt(t, "one.localhost:9080", bearerReq(other)); code != http.StatusOK || string(body) != "one real-user" {
 		t.Fatalf("site one after site two refused the answer: %d %q, want 200", code, body)
 	}
 }
 
-// xffCaddyfile: max_in_flight 4, so each client address holds one slot.
-const xffCaddyfile = globalHead + `	@SERVERS@
+// xffConfig: max_in_flight 4, so each client address holds one slot; global is added to the
+// global options.
+func xffConfig(as, global string) string {
+	return caddyfileOf(global, siteAt(":9080",
+		mcpAuthDirective(introspected(resource, as, "", "max_in_flight 4\ntimeout 30s")), `respond "ok {http.auth.user.id}"`))
 }
-
-:9080 {
-	mcp_auth {
-		resource https://mcp.example.com/mcp
-		authorization_servers @ISSUER@
-		scopes mcp:read
-		introspection {
-			endpoint @ISSUER@/introspect
-			client_id mcp-rs
-			client_secret {env.MCP_ITEST_RS_SECRET}
-			max_in_flight 4
-			timeout 30s
-		}
-	}
-	respond "ok {http.auth.user.id}"
-}
-`
 
 // TestAttackForwardedForSpoofing: the per-address shares are only as good as the client
 // address. Without trusted_proxies, X-Forwarded-For is the client's own say and is not read:
@@ -292,12 +197,12 @@ const xffCaddyfile = globalHead + `	@SERVERS@
 // spend a victim's share by naming its address. (docs/configuration.md says to set it.)
 func TestAttackForwardedForSpoofing(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
-	client := &http.Client{Timeout: time.Minute}
+	f := &fixture{}
 	hold := func(t *testing.T, as *floodAS, xff string) {
 		t.Helper()
 		done := make(chan int, 1)
 		go func() {
-			code, _, _ := floodSend(client, randomToken(), xff)
+			code, _, _, _ := f.try(fromAddr(randomToken(), xff))
 			done <- code
 		}()
 		select {
@@ -312,12 +217,12 @@ func TestAttackForwardedForSpoofing(t *testing.T) {
 	t.Run("no_trusted_proxies", func(t *testing.T) {
 		real := randomToken()
 		as := newFloodAS(t, real)
-		startCaddy(t, render(xffCaddyfile, map[string]string{"ISSUER": as.URL, "SERVERS": ""}), "caddyfile")
+		f.start(t, xffConfig(as.URL, ""), "caddyfile")
 		hold(t, as, "198.51.100.1")
 		before := as.calls.Load()
 		for i := range 5 {
-			code, retry, _ := floodSend(client, randomToken(), fmt.Sprintf("198.51.100.%d", 10+i))
-			if code != http.StatusServiceUnavailable || retry == "" {
+			code, hdr, _ := f.do(t, fromAddr(randomToken(), fmt.Sprintf("198.51.100.%d", 10+i)))
+			if retry := hdr.Get("Retry-After"); code != http.StatusServiceUnavailable || retry == "" {
 				t.Fatalf("made-up token %d from a forwarded address: %d (Retry-After %q), want 503 at once: X-Forwarded-For gave a fresh share", i, code, retry)
 			}
 		}
@@ -330,39 +235,21 @@ func TestAttackForwardedForSpoofing(t *testing.T) {
 	t.Run("trusted_proxies_strict", func(t *testing.T) {
 		real := randomToken()
 		as := newFloodAS(t, real)
-		servers := "servers {\n\t\ttrusted_proxies static 127.0.0.0/8\n\t\ttrusted_proxies_strict\n\t}"
-		startCaddy(t, render(xffCaddyfile, map[string]string{"ISSUER": as.URL, "SERVERS": servers}), "caddyfile")
+		f.start(t, xffConfig(as.URL, "servers {\ntrusted_proxies static 127.0.0.0/8\ntrusted_proxies_strict\n}"), "caddyfile")
 		// The attacker (203.0.113.7, appended by the proxy) names the victim's address first.
 		hold(t, as, "192.0.2.66, 203.0.113.7")
 		before := as.calls.Load()
-		code, _, _ := floodSend(client, randomToken(), "192.0.2.67, 203.0.113.7")
+		code, _, _ := f.do(t, fromAddr(randomToken(), "192.0.2.67, 203.0.113.7"))
 		if code != http.StatusServiceUnavailable || as.calls.Load() != before {
 			t.Fatalf("second made-up token from the attacker, naming another address: %d, want 503 at once (its share is held)", code)
 		}
 		// The victim's real token, through the same proxy.
-		if code, _, body := floodSend(client, real, "192.0.2.66"); code != http.StatusOK || body != "ok real-user" {
+		if code, _, body := f.do(t, fromAddr(real, "192.0.2.66")); code != http.StatusOK || string(body) != "ok real-user" {
 			t.Fatalf("victim's real token: %d %q, want 200: the attacker spent the victim's share", code, body)
 		}
 		as.release()
 	})
 }
-
-// preflightUpgradeCaddyfile: mcp_auth without rules (@RULES@ adds them) in front of an
-// upstream that switches protocols when asked, as a server with a WebSocket transport, or
-// Go's h2c handler, does.
-const preflightUpgradeCaddyfile = globalOptions + `
-
-:9080 {
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		@RULES@
-	}
-	reverse_proxy @UPSTREAM@
-}
-`
 
 // TestAttackPreflightUpgrade: a CORS preflight passes to the next handler without a token,
 // and reverse_proxy carries an Upgrade on any method. An OPTIONS request with Origin and
@@ -372,7 +259,7 @@ const preflightUpgradeCaddyfile = globalOptions + `
 // (or carries a method override, or credentials), so such a request is not a preflight: it
 // is authenticated like any other, and without a valid token it gets 401.
 func TestAttackPreflightUpgrade(t *testing.T) {
-	s := newSetup(t)
+	f := newFixture(t, nil)
 	for _, rules := range []string{"", "tool delete_* {\n\t\t\tscopes mcp:admin\n\t\t}\n\t\tfilter_tools_list"} {
 		name := "no_rules"
 		if rules != "" {
@@ -380,8 +267,10 @@ func TestAttackPreflightUpgrade(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			up, hits := switchingUpstream(t)
-			startCaddy(t, render(preflightUpgradeCaddyfile, map[string]string{"JWKS": s.jwks.URL + "/jwks",
-				"UPSTREAM": strings.TrimPrefix(up.URL, "http://"), "RULES": rules}), "caddyfile")
+			// mcp_auth without rules (or with them) in front of an upstream that switches
+			// protocols when asked, as a server with a WebSocket transport, or Go's h2c
+			// handler, does.
+			f.start(t, f.caddyfile("scopes mcp:read\n"+rules, "reverse_proxy "+server{up}.dial()), "caddyfile")
 			for _, c := range []struct{ name, extra string }{
 				{"websocket", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"},
 				{"h2c", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"},
@@ -434,10 +323,11 @@ func TestAttackRealTokenShapesPassTheShapeCheck(t *testing.T) {
 		as.real[tok] = true
 	}
 	as.mu.Unlock()
-	startCaddy(t, render(floodCaddyfile, map[string]string{"ISSUER": as.URL, "TIMEOUT": "5s", "BODY": "ok"}), "caddyfile")
+	f := &fixture{}
+	f.start(t, floodConfig(f, as.URL, "5s", "ok"), "caddyfile")
 	for name, tok := range shapes {
 		t.Run(name, func(t *testing.T) {
-			if code, _, body := floodSend(http.DefaultClient, tok, ""); code != http.StatusOK || body != "ok real-user" {
+			if code, _, body := f.do(t, bearerReq(tok)); code != http.StatusOK || string(body) != "ok real-user" {
 				t.Fatalf("%d %q, want 200", code, body)
 			}
 		})
@@ -452,24 +342,22 @@ func TestAttackRealTokenShapesPassTheShapeCheck(t *testing.T) {
 // default, and write htu without it; every proof was refused, so DPoP never worked for that
 // resource. The port is compared as a number.
 func TestAttackDPoPResourcePortLeadingZeros(t *testing.T) {
-	s := newSetup(t)
-	cfg, _ := s.dpopConfig("caddyfile", "dpop", "", false)
+	f := newFixture(t, nil)
 	const res = "https://mcp.example.com:0443/mcp"
-	cfg = strings.Replace(cfg, "resource              "+resource, "resource              "+res, 1)
-	tc := startCaddy(t, cfg, "caddyfile")
+	f.start(t, f.siteCaddyfile("resource "+res+"\nauthorization_servers "+issuer+"\njwks_url "+f.jwksURL()+"\nscopes mcp:read\ndpop"), "caddyfile")
 	client := jwttest.New(t, "", "ES256")
-	c := claims(res, "mcp:read")
-	c["cnf"] = map[string]any{"jkt": client.Thumbprint()}
-	token := s.rsaKey.Token(t, c, nil)
+	token := f.token(t, "mcp:read", map[string]any{"aud": res, "cnf": map[string]any{"jkt": client.Thumbprint()}})
+	proved := func(htu string) attackReq {
+		return attackReq{body: `{"jsonrpc":"2.0","id":1,"method":"ping"}`, auth: []string{"DPoP " + token},
+			header: []string{"DPoP: " + client.Proof(t, http.MethodPost, htu, token, time.Now().Unix())}}
+	}
 	for _, htu := range []string{"https://mcp.example.com/mcp", "https://mcp.example.com:443/mcp", res} {
-		if code, _, body := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token,
-			proofs: []string{client.Proof(t, http.MethodPost, htu, token, time.Now().Unix())}}); code != http.StatusOK {
+		if code, _, body := f.do(t, proved(htu)); code != http.StatusOK {
 			t.Errorf("proof with htu %s: %d %q, want 200", htu, code, body)
 		}
 	}
 	for _, htu := range []string{"https://mcp.example.com:4430/mcp", "https://mcp.example.com:1443/mcp", "http://mcp.example.com:0443/mcp"} {
-		if code, _, _ := sendDPoP(t, tc, dpopReq{auth: "DPoP " + token,
-			proofs: []string{client.Proof(t, http.MethodPost, htu, token, time.Now().Unix())}}); code != http.StatusUnauthorized {
+		if code, _, _ := f.do(t, proved(htu)); code != http.StatusUnauthorized {
 			t.Errorf("proof with htu %s: %d, want 401", htu, code)
 		}
 	}

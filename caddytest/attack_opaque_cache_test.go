@@ -4,36 +4,18 @@ import (
 	"encoding/base64"
 	"net/http"
 	"testing"
-
-	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
-// Opaque tokens shaped like a JWS (three dot-separated parts, the first starting with 'e'),
-// whose first part is not a JOSE header: they are opaque, so they are introspected, and then
-// cached under their SHA-256 as every opaque token is: asked about once, not on every request.
-// A token whose first part is a JSON object stays a JWS: verified locally, never introspected.
-
-const opaqueCacheCaddyfile = globalOptions + `
-
-:9080 {
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers @ISSUER@
-		scopes                mcp:read
-		introspection {
-			endpoint      @ISSUER@/introspect
-			client_id     mcp-rs
-			client_secret {env.MCP_ITEST_RS_SECRET}
-		}
-	}
-	respond "{http.auth.user.id}"
-}
-`
-
+// TestAttackJWSShapedOpaqueTokensCached: opaque tokens shaped like a JWS (three
+// dot-separated parts, the first starting with 'e'), whose first part is not a JOSE header:
+// they are opaque, so they are introspected, and then cached under their SHA-256 as every
+// opaque token is: asked about once, not on every request. A token whose first part is a
+// JSON object stays a JWS: verified locally, never introspected.
 func TestAttackJWSShapedOpaqueTokensCached(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
-	as := newIntrospectionAS(t, jwttest.New(t, "ec-o", "ES256"))
-	tc := startCaddy(t, render(opaqueCacheCaddyfile, map[string]string{"ISSUER": as.issuer}), "caddyfile")
+	f := newFixture(t, nil)
+	as := newIntrospectionAS(t, f.ecKey)
+	f.start(t, f.siteCaddyfile(introspected(resource, as.issuer, "", ""), `respond "{http.auth.user.id}"`), "caddyfile")
 	enc := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
 	for _, c := range []struct{ name, token string }{
@@ -50,7 +32,7 @@ func TestAttackJWSShapedOpaqueTokensCached(t *testing.T) {
 			as.issue(tok, resource, "mcp:read", nil)
 			before := as.calls.Load()
 			for i := range 3 {
-				if code, _, body := request(t, tc, http.MethodPost, "/mcp", "", bearer(tok)); code != http.StatusOK || body != "opaque-user" {
+				if code, _, body := f.do(t, bearerReq(tok)); code != http.StatusOK || string(body) != "opaque-user" {
 					t.Fatalf("request %d: %d %q", i, code, body)
 				}
 			}
@@ -59,7 +41,7 @@ func TestAttackJWSShapedOpaqueTokensCached(t *testing.T) {
 			}
 			// A token one byte away is another token: asked about, and refused.
 			near := tok[:len(tok)-1] + "X"
-			if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(near)); code != http.StatusUnauthorized {
+			if code, _, _ := f.do(t, bearerReq(near)); code != http.StatusUnauthorized {
 				t.Errorf("near miss of a cached token: %d, want 401", code)
 			}
 			if n := as.calls.Load() - before; n != 2 {
@@ -72,11 +54,11 @@ func TestAttackJWSShapedOpaqueTokensCached(t *testing.T) {
 	// there even when the authorization server would call it active; never introspected, and
 	// never served from the cache of an opaque token.
 	t.Run("first part a JOSE header", func(t *testing.T) {
-		tok := enc(`{"alg":"ES256","kid":"ec-o"}`) + "." + enc(`{"sub":"x"}`) + ".c2ln"
+		tok := enc(`{"alg":"ES256","kid":"ec-1"}`) + "." + enc(`{"sub":"x"}`) + ".c2ln"
 		as.issue(tok, resource, "mcp:read", nil)
 		before := as.calls.Load()
 		for i := range 2 {
-			if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(tok)); code != http.StatusUnauthorized {
+			if code, _, _ := f.do(t, bearerReq(tok)); code != http.StatusUnauthorized {
 				t.Errorf("request %d: %d, want 401", i, code)
 			}
 		}

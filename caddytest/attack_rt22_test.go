@@ -8,25 +8,15 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
 
-const boundedTracingCaddyfile = globalOptions + `
-http://jwt.localhost:9080 {
-	tracing
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		tool delete_* {
-			scopes mcp:admin
-		}
-	}
-	reverse_proxy @UPSTREAM@
+// boundedTracingConfig is a traced site, jwt.localhost, whose delete_* tools need
+// mcp:admin.
+func boundedTracingConfig(f *fixture) string {
+	return caddyfileOf("", siteAt("http://jwt.localhost:9080", "tracing",
+		mcpAuthDirective(f.usualBlock("scopes mcp:read\ntool delete_* {\nscopes mcp:admin\n}")), f.proxyDirective()))
 }
-`
 
 // The names a request carries (the method, the tool, prompt or resource it names) are the
 // client's: a tool name of half a megabyte must not become a span attribute of half a
@@ -37,13 +27,9 @@ http://jwt.localhost:9080 {
 func TestTracingBoundsClientNames(t *testing.T) {
 	rcv := sharedOTLPReceiver(t)
 
-	k1 := jwttest.New(t, "rt22-k1", "ES256")
-	js := newSwappableJWKS(t, k1)
-	up := newTracedUpstream(t)
-	tc := startCaddy(t, render(boundedTracingCaddyfile, map[string]string{
-		"JWKS": js.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
-	}), "caddyfile")
-	read := k1.Token(t, claims(resource, "mcp:read"), nil)
+	f := newFixture(t, server{newTracedUpstream(t)})
+	tc := f.start(t, boundedTracingConfig(f), "caddyfile")
+	read := f.token(t, "mcp:read", nil)
 
 	// 'é' is two bytes: a cut at an odd byte would split one.
 	long := "get_" + strings.Repeat("é", 300<<10)
@@ -86,12 +72,8 @@ func TestTracingBoundsClientNames(t *testing.T) {
 // distinct tools, subjects and clients (allowed and refused) as after the first ten.
 func TestMetricsCardinalityUnderDistinctNames(t *testing.T) {
 	t.Setenv("MCPAUTH_TRACE_SESSION_KEY", traceSessionKey)
-	k := jwttest.New(t, "card-k1", "ES256")
-	js := newSwappableJWKS(t, k)
-	up := newTracedUpstream(t)
-	tc := startCaddy(t, render(metricsCaddyfile, map[string]string{
-		"JWKS": js.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
-	}), "caddyfile")
+	f := newFixture(t, server{newTracedUpstream(t)})
+	f.start(t, render(metricsCaddyfile, map[string]string{"JWKS": f.jwksURL(), "UPSTREAM": f.up.dial()}), "caddyfile")
 	const host = "metrics.localhost"
 	series := func() (int, string) {
 		resp, err := http.Get(adminURL + "/metrics")
@@ -109,20 +91,18 @@ func TestMetricsCardinalityUnderDistinctNames(t *testing.T) {
 		return n, string(b)
 	}
 	send := func(i int) {
-		c := claims(metricsResource, "mcp:read")
-		c["sub"] = fmt.Sprintf("attacker-sub-%d", i)
-		c["client_id"] = fmt.Sprintf("attacker-client-%d", i)
-		tok := k.Token(t, c, nil)
+		tok := f.token(t, "mcp:read", map[string]any{"aud": metricsResource,
+			"sub": fmt.Sprintf("attacker-sub-%d", i), "client_id": fmt.Sprintf("attacker-client-%d", i)})
 		tool := fmt.Sprintf("attacker_tool_%d", i)
 		if i%2 == 1 {
 			tool = fmt.Sprintf("delete_attacker_%d", i) // refused: insufficient_scope
 		}
-		_, code, _ := tracedPost(t, tc, host, tok, "", rpc("tools/call", `{"name":"`+tool+`"}`))
+		code, _, _ := f.doAt(t, host, attackReq{auth: []string{bearer(tok)}, body: rpc("tools/call", `{"name":"`+tool+`"}`)})
 		if code != http.StatusOK && code != http.StatusForbidden {
 			t.Fatalf("call %d: status %d", i, code)
 		}
 		// An unknown method name too.
-		_, _, _ = tracedPost(t, tc, host, tok, "", rpc(fmt.Sprintf("attacker/method-%d", i), `{}`))
+		f.doAt(t, host, attackReq{auth: []string{bearer(tok)}, body: rpc(fmt.Sprintf("attacker/method-%d", i), `{}`)})
 	}
 	for i := range 10 {
 		send(i)
@@ -147,31 +127,18 @@ func TestMetricsCardinalityUnderDistinctNames(t *testing.T) {
 // included.
 func TestTracingNoTokenFromQueryOrHeaders(t *testing.T) {
 	rcv := sharedOTLPReceiver(t)
-	k1 := jwttest.New(t, "rt22-q1", "ES256")
-	js := newSwappableJWKS(t, k1)
-	up := newTracedUpstream(t)
-	tc := startCaddy(t, render(boundedTracingCaddyfile, map[string]string{
-		"JWKS": js.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
-	}), "caddyfile")
-	read := k1.Token(t, claims(resource, "mcp:read"), nil)
+	f := newFixture(t, server{newTracedUpstream(t)})
+	f.start(t, boundedTracingConfig(f), "caddyfile")
+	read := f.token(t, "mcp:read", nil)
 	const traceID = "72743232717565727900000000000001"
-	req, err := http.NewRequest(http.MethodPost, baseURL+"/mcp?access_token="+read+"&x=QUERYSECRET", strings.NewReader(rpc("tools/list", `{}`)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Host = "jwt.localhost"
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
-	req.Header.Add("Authorization", "Bearer "+read)
-	req.Header.Add("Authorization", "Bearer HEADERSECRET")
-	resp, err := tc.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest {
-		t.Fatalf("two Authorization headers: status %d, want 400", resp.StatusCode)
+	code, _, _ := f.doAt(t, "jwt.localhost", attackReq{
+		target: "/mcp?access_token=" + read + "&x=QUERYSECRET",
+		auth:   []string{"Bearer " + read, "Bearer HEADERSECRET"},
+		header: []string{"Traceparent: 00-" + traceID + "-00f067aa0ba902b7-01"},
+		body:   rpc("tools/list", `{}`),
+	})
+	if code != http.StatusBadRequest {
+		t.Fatalf("two Authorization headers: status %d, want 400", code)
 	}
 	spans := rcv.waitTrace(t, traceID, "decision span", func(s []*tracepb.Span) bool { return decisionSpan(s) != nil })
 	for _, s := range spans {

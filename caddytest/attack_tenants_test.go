@@ -6,37 +6,12 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // Attacks on a multi-tenant issuer ({tenantid}, Entra ID's form) with introspection: an
 // answer's iss and tid are judged as a JWT's are, so that no spelling of an issuer, no tenant
 // outside `tenants` and no answer that leaves the tenant unsaid gets through, opaque or
 // jwt_too; and sessions bound to introspected callers of two tenants stay apart.
-
-const tenantsCaddyfile = globalOptions + `
-
-:9080 {
-	header >X-MCP-Iss "{http.auth.user.iss}"
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers @AS@
-		issuers               https://login.example.com/{tenantid}/v2.0
-		tenants               tenant-a tenant-b
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		introspection {
-			endpoint      @AS@/introspect
-			client_id     mcp-rs
-			client_secret {env.MCP_ITEST_RS_SECRET}
-			@JWT_TOO@
-		}
-		bind_sessions {env.MCPAUTH_TEST_SESSION_KEY}
-	}
-	reverse_proxy @UPSTREAM@
-}
-`
 
 const (
 	tenantTemplate = "https://login.example.com/{tenantid}/v2.0"
@@ -78,15 +53,19 @@ var initializeBody = `{"jsonrpc":"2.0","id":0,"method":"initialize","params":` +
 func TestAttackTenantsIntrospection(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
 	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
-	key := jwttest.New(t, "rsa-tenant", "RS256")
-	as := newIntrospectionAS(t, key)
 	up := newSessionUpstream(t)
-	config := func(jwtToo bool) string {
-		vars := map[string]string{"AS": as.URL, "JWKS": as.jwks.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://"), "JWT_TOO": ""}
-		if jwtToo {
-			vars["JWT_TOO"] = "jwt_too"
-		}
-		return render(tenantsCaddyfile, vars)
+	f := newFixture(t, server{up.Server})
+	as := newIntrospectionAS(t, f.key)
+	// The multi-tenant issuer with two tenants, introspected (jwt_too: JWTs as well), sessions
+	// bound; the caller's issuer is shown to the client.
+	config := func(jwtToo string) string {
+		return f.siteCaddyfile(introspected(resource, as.URL, "issuers "+tenantTemplate+"\ntenants tenant-a tenant-b\n"+
+			"jwks_url "+f.jwksURL()+"\nbind_sessions {env.MCPAUTH_TEST_SESSION_KEY}", jwtToo),
+			`header >X-MCP-Iss "{http.auth.user.iss}"`, f.proxyDirective())
+	}
+	call := func(tok, body string) (int, http.Header, []byte) {
+		t.Helper()
+		return f.do(t, attackReq{auth: []string{bearer(tok)}, body: body})
 	}
 
 	type tenantCase struct {
@@ -97,7 +76,7 @@ func TestAttackTenantsIntrospection(t *testing.T) {
 	check := func(t *testing.T, tok string, c tenantCase) {
 		t.Helper()
 		before := up.count()
-		code, hdr, body := rawCall(t, http.MethodPost, tok, "", initializeBody, nil)
+		code, hdr, body := call(tok, initializeBody)
 		if c.wantIss == "" {
 			if code != http.StatusUnauthorized {
 				t.Errorf("status %d (iss %q), want 401; body %.200q", code, hdr.Get("X-MCP-Iss"), body)
@@ -120,7 +99,7 @@ func TestAttackTenantsIntrospection(t *testing.T) {
 	}
 
 	t.Run("opaque", func(t *testing.T) {
-		startCaddy(t, config(false), "caddyfile")
+		f.start(t, config(""), "caddyfile")
 		cases := []tenantCase{
 			{"tenant's own iss and tid", []string{member("iss", tenantAIss), member("tid", "tenant-a")}, tenantAIss},
 			{"other listed tenant", []string{member("iss", tenantBIss), member("tid", "tenant-b")}, tenantBIss},
@@ -172,23 +151,25 @@ func TestAttackTenantsIntrospection(t *testing.T) {
 			as.answerRaw("sess-tenant-a-1", ans(tenantAIss, "tenant-a"))
 			as.answerRaw("sess-tenant-a-2", ans(tenantAIss, "tenant-a"))
 			as.answerRaw("sess-tenant-b", ans(tenantBIss, "tenant-b"))
-			code, hdr, body := rawCall(t, http.MethodPost, "sess-tenant-a-1", "", initializeBody, nil)
+			code, hdr, body := call("sess-tenant-a-1", initializeBody)
 			sid := hdr.Get("Mcp-Session-Id")
 			if code != http.StatusOK || !taggedID.MatchString(sid) {
 				t.Fatalf("initialize as tenant-a: %d %q %.200q", code, sid, body)
 			}
-			if code, _, body := rawCall(t, http.MethodPost, "sess-tenant-a-1", sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, nil); code != http.StatusAccepted {
+			f.session = sid
+			t.Cleanup(func() { f.session = "" })
+			if code, _, body := call("sess-tenant-a-1", `{"jsonrpc":"2.0","method":"notifications/initialized"}`); code != http.StatusAccepted {
 				t.Fatalf("initialized: %d %q", code, body)
 			}
 			before := up.count()
-			if code, _, _ := rawCall(t, http.MethodPost, "sess-tenant-b", sid, callReadFile, nil); code != http.StatusNotFound {
+			if code, _, _ := call("sess-tenant-b", callReadFile); code != http.StatusNotFound {
 				t.Errorf("tenant-b caller in tenant-a's session: status %d, want 404", code)
 			}
 			if up.count() != before {
 				t.Errorf("the MCP server received %+v", up.since(before))
 			}
 			// Control: another token of the same tenant-a caller keeps the session.
-			if code, _, body := rawCall(t, http.MethodPost, "sess-tenant-a-2", sid, callReadFile, nil); code != http.StatusOK {
+			if code, _, body := call("sess-tenant-a-2", callReadFile); code != http.StatusOK {
 				t.Errorf("same tenant-a caller, another token: %d %.200q", code, body)
 			}
 		})
@@ -197,11 +178,9 @@ func TestAttackTenantsIntrospection(t *testing.T) {
 	// jwt_too: the JWT verified locally (its iss and tid matched the template), and the answer
 	// about it must name the same issuer, with a usable tid.
 	t.Run("jwt_too", func(t *testing.T) {
-		startCaddy(t, config(true), "caddyfile")
+		f.start(t, config("jwt_too"), "caddyfile")
 		jwtOf := func(iss, tid string, n int) string {
-			c := claims(resource, "mcp:read")
-			c["iss"], c["tid"], c["jti"] = iss, tid, "jwt-too-"+itoa(n)
-			return key.Token(t, c, nil)
+			return f.token(t, "mcp:read", map[string]any{"iss": iss, "tid": tid, "jti": "jwt-too-" + itoa(n)})
 		}
 		cases := []struct {
 			tenantCase
@@ -228,7 +207,7 @@ func TestAttackTenantsIntrospection(t *testing.T) {
 		}
 		// A JWT of a tenant outside `tenants` is refused locally: never introspected.
 		t.Run("token of an unlisted tenant", func(t *testing.T) {
-			tok := key.Token(t, with("mcp:read", map[string]any{"iss": tenantCIss, "tid": "tenant-c"}), nil)
+			tok := f.token(t, "mcp:read", map[string]any{"iss": tenantCIss, "tid": "tenant-c"})
 			as.answerRaw(tok, answerWith(member("iss", tenantCIss), member("tid", "tenant-c")))
 			before := as.calls.Load()
 			check(t, tok, tenantCase{})

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/golang-jwt/jwt/v5"
@@ -157,3 +158,106 @@ func (f *fixture) do(t *testing.T, r attackReq) (int, http.Header, []byte) {
 type server struct{ *httptest.Server }
 
 func (s server) dial() string { return strings.TrimPrefix(s.URL, "http://") }
+
+// --- added by fixA ---
+
+// usualBlock is the usual head of an mcp_auth block (resource, authorization server, the
+// fixture's jwks_url) followed by auth: the block caddyfile puts in its site.
+func (f *fixture) usualBlock(auth string) string {
+	return strings.Replace(usualHead, "@JWKS@", f.jwksURL(), 1) + auth
+}
+
+// proxyDirective is reverse_proxy to the upstream, with the subdirectives in sub when given.
+func (f *fixture) proxyDirective(sub ...string) string {
+	if len(sub) == 0 {
+		return "reverse_proxy " + f.up.dial()
+	}
+	return "reverse_proxy " + f.up.dial() + " {\n" + strings.Join(sub, "\n") + "\n}"
+}
+
+// mcpAuthDirective is the mcp_auth directive whose block is exactly block.
+func mcpAuthDirective(block string) string { return "mcp_auth {\n" + block + "\n}" }
+
+// siteAt is a site block at addr holding the directives given, in order (no global
+// options: see caddyfileOf).
+func siteAt(addr string, directives ...string) string {
+	return "\n" + addr + " {\n" + strings.Join(directives, "\n") + "\n}\n"
+}
+
+// caddyfileOf is a Caddyfile of the sites under the usual global options with global added
+// to them (siteCaddyfile is caddyfileOf("", siteAt(":9080", ...))).
+func caddyfileOf(global string, sites ...string) string {
+	return globalHead + global + "\n}\n" + strings.Join(sites, "")
+}
+
+// trustLoopback is the global option that makes the loopback a trusted proxy, so that a test
+// speaks for other client addresses with X-Forwarded-For.
+const trustLoopback = "servers {\ntrusted_proxies static 127.0.0.0/8\n}"
+
+// introspected is an mcp_auth block for res with authorization server as, scope mcp:read and
+// auth, which introspects opaque tokens at as's /introspect as client mcp-rs (the secret from
+// the environment, MCP_ITEST_RS_SECRET), intro added to the introspection group.
+func introspected(res, as, auth, intro string) string {
+	return "resource " + res + "\nauthorization_servers " + as + "\nscopes mcp:read\n" + auth +
+		"\nintrospection {\nendpoint " + as + "/introspect\nclient_id " + rsClientID +
+		"\nclient_secret {env.MCP_ITEST_RS_SECRET}\n" + intro + "\n}"
+}
+
+// doAt is do with the Host header host.
+func (f *fixture) doAt(t *testing.T, host string, r attackReq) (int, http.Header, []byte) {
+	t.Helper()
+	return doRaw(t, strings.Replace(wire(f.session, r), "\r\nHost: localhost:9080\r\n", "\r\nHost: "+host+"\r\n", 1))
+}
+
+// try is do for another goroutine than the test's: it never fails the test, and a connection
+// that fails before an answer is returned as the error (not tried again).
+func (f *fixture) try(r attackReq) (int, http.Header, []byte, error) {
+	method := r.method
+	if method == "" {
+		method = http.MethodPost
+	}
+	return exchange(wire(f.session, r), method)
+}
+
+// bearerReq is a POST to /mcp without a body, with the token as a bearer token and the
+// header lines given.
+func bearerReq(token string, header ...string) attackReq {
+	return attackReq{auth: []string{bearer(token)}, header: header}
+}
+
+// eventually asks cond (bounded: 30 s) until it holds, and fails the test with what when it
+// never does. Each ask is an event the test waits for (an answer, a counter); the pause
+// between asks only keeps the loop from spinning.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30s", what)
+		}
+		<-tick.C
+	}
+}
+
+// dialAddr is an upstream given by its address alone (a FastCGI listener, say).
+type dialAddr string
+
+func (a dialAddr) dial() string { return string(a) }
+
+// doRaw sends raw to Caddy as written, on a new connection, and returns the answer; a
+// connection that fails before any answer is tried again at once, as do does.
+func doRaw(t *testing.T, raw string) (int, http.Header, []byte) {
+	t.Helper()
+	method, _, _ := strings.Cut(raw, " ")
+	for attempt := 1; ; attempt++ {
+		code, hdr, body, err := exchange(raw, method)
+		if err == nil {
+			return code, hdr, body
+		}
+		if attempt == 10 {
+			t.Fatalf("%s: %v", method, err)
+		}
+	}
+}

@@ -186,12 +186,13 @@ func TestIntrospectionThroughCaddy(t *testing.T) {
 		t.Run(format, func(t *testing.T) {
 			key := jwttest.New(t, "ec-i", "ES256")
 			as := newIntrospectionAS(t, key)
-			tc := startCaddy(t, introspectionConfig(&fixture{}, format, as.issuer), format)
+			f := &fixture{} // no jwks_url: the keys are the issuer's, discovered
+			f.start(t, introspectionConfig(f, format, as.issuer), format)
 
 			as.issue("opaque-good", resource, "mcp:read mcp:write", nil)
 			for i := range 3 {
-				code, _, body := request(t, tc, http.MethodPost, "/mcp", "", bearer("opaque-good"))
-				if want := "opaque-user opaque-client mcp:read mcp:write acme"; code != http.StatusOK || body != want {
+				code, _, body := f.do(t, bearerReq("opaque-good"))
+				if want := "opaque-user opaque-client mcp:read mcp:write acme"; code != http.StatusOK || string(body) != want {
 					t.Fatalf("active opaque token, request %d: status %d body %q, want 200 %q", i, code, body, want)
 				}
 			}
@@ -201,13 +202,13 @@ func TestIntrospectionThroughCaddy(t *testing.T) {
 
 			unauthorized := func(what, token, desc string) {
 				t.Helper()
-				code, hdr, body := request(t, tc, http.MethodPost, "/mcp", "", bearer(token))
+				code, hdr, body := f.do(t, bearerReq(token))
 				if code != http.StatusUnauthorized {
 					t.Errorf("%s: status %d, want 401", what, code)
 					return
 				}
 				checkChallenge(t, hdr, challenge("invalid_token", desc, "mcp:read"))
-				checkErrorBody(t, body, "invalid_token", desc)
+				checkErrorBody(t, string(body), "invalid_token", desc)
 			}
 			unauthorized("inactive token", "opaque-unknown", "The access token is not active.")
 			as.issue("opaque-refresh", resource, "mcp:read", map[string]any{"token_type": "refresh_token"})
@@ -217,22 +218,27 @@ func TestIntrospectionThroughCaddy(t *testing.T) {
 			as.issue("opaque-bound", resource, "mcp:read", map[string]any{"cnf": map[string]any{"jkt": "abc"}})
 			unauthorized("bound token as bearer", "opaque-bound", "The access token is bound to a key and cannot be used as a bearer token.")
 			as.issue("opaque-weak", resource, "mcp:write", nil)
-			if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer("opaque-weak")); code != http.StatusForbidden {
+			if code, _, _ := f.do(t, bearerReq("opaque-weak")); code != http.StatusForbidden {
 				t.Errorf("opaque token without the scope: status %d, want 403", code)
 			}
 
-			// Revoked at the authorization server: refused once cache_ttl (1s) has passed.
+			// Revoked at the authorization server: refused once cache_ttl (1s) has passed, and
+			// served from the cache until then.
 			as.revoke("opaque-good")
-			time.Sleep(1100 * time.Millisecond)
+			eventually(t, "the revoked token refused after cache_ttl", func() bool {
+				code, _, body := f.do(t, bearerReq("opaque-good"))
+				if code != http.StatusOK && code != http.StatusUnauthorized {
+					t.Fatalf("revoked token within cache_ttl: %d %q, want 200 (cached) then 401", code, body)
+				}
+				return code == http.StatusUnauthorized
+			})
 			unauthorized("revoked token after cache_ttl", "opaque-good", "The access token is not active.")
 
 			// JWTs are still verified locally, without a call.
 			before := as.calls.Load()
-			c := claims(resource, "mcp:read")
-			c["iss"] = as.issuer
-			jwtTok := key.Token(t, c, nil)
+			jwtTok := key.Token(t, f.claims("mcp:read", map[string]any{"iss": as.issuer}), nil)
 			as.jwks.waitKeysServed(t) // the discovered keys load in the background
-			if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(jwtTok)); code != http.StatusOK {
+			if code, _, _ := f.do(t, bearerReq(jwtTok)); code != http.StatusOK {
 				t.Fatalf("JWT: status %d, want 200", code)
 			}
 			if n := as.calls.Load(); n != before {
@@ -242,16 +248,16 @@ func TestIntrospectionThroughCaddy(t *testing.T) {
 			// The authorization server fails: 503 with Retry-After, no challenge.
 			as.down.Store(true)
 			as.issue("opaque-new", resource, "mcp:read", nil)
-			code, hdr, body := request(t, tc, http.MethodPost, "/mcp", "", bearer("opaque-new"))
+			code, hdr, body := f.do(t, bearerReq("opaque-new"))
 			if code != http.StatusServiceUnavailable {
 				t.Fatalf("authorization server failing: status %d, want 503", code)
 			}
 			if ra, err := strconv.Atoi(hdr.Get("Retry-After")); err != nil || ra <= 0 {
 				t.Errorf("Retry-After = %q, want seconds", hdr.Get("Retry-After"))
 			}
-			checkErrorBody(t, body, "temporarily_unavailable", "The authorization server cannot check the access token now.")
+			checkErrorBody(t, string(body), "temporarily_unavailable", "The authorization server cannot check the access token now.")
 			as.down.Store(false)
-			if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer("opaque-new")); code != http.StatusOK {
+			if code, _, _ := f.do(t, bearerReq("opaque-new")); code != http.StatusOK {
 				t.Errorf("after the authorization server came back: status %d, want 200", code)
 			}
 		})
@@ -263,9 +269,10 @@ func TestIntrospectionThroughCaddy(t *testing.T) {
 func TestIntrospectionWrongCredentials(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", "not-the-secret")
 	as := newIntrospectionAS(t, jwttest.New(t, "ec-w", "ES256"))
-	tc := startCaddy(t, introspectionConfig(&fixture{}, "caddyfile", as.issuer), "caddyfile")
+	f := &fixture{}
+	f.start(t, introspectionConfig(f, "caddyfile", as.issuer), "caddyfile")
 	as.issue("opaque-good", resource, "mcp:read", nil)
-	code, hdr, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer("opaque-good"))
+	code, hdr, _ := f.do(t, bearerReq("opaque-good"))
 	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
 		t.Errorf("credentials refused by the authorization server: status %d Retry-After %q, want 503 with it", code, hdr.Get("Retry-After"))
 	}
@@ -290,32 +297,35 @@ func TestIntrospectionPrivateKeyJWTAndJWTToo(t *testing.T) {
 	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := jsonEnvelope(`[{"handle": [
-			{"handler": "mcp_auth", "resource": "https://mcp.example.com/mcp",
-			 "authorization_servers": ["@ISSUER@"], "jwks_urls": ["@JWKS@"], "scopes": ["mcp:read"],
-			 "introspection": {"client_id": "mcp-rs", "auth_method": "private_key_jwt",
-			   "private_key": "@KEY@", "cache_ttl": "1s", "jwt_too": true}},
-			{"handler": "static_response", "body": "{http.auth.user.id}"}
-		]}]`)
-	tc := startCaddy(t, render(cfg, map[string]string{"ISSUER": as.issuer, "JWKS": as.jwks.URL, "KEY": keyPath}), "json")
+	f := &fixture{}
+	f.start(t, f.json(map[string]any{
+		"authorization_servers": []string{as.issuer}, "jwks_urls": []string{as.jwks.URL}, "scopes": []string{"mcp:read"},
+		"introspection": map[string]any{"client_id": "mcp-rs", "auth_method": "private_key_jwt",
+			"private_key": keyPath, "cache_ttl": "1s", "jwt_too": true},
+	}, map[string]any{"handler": "static_response", "body": "{http.auth.user.id}"}), "json")
 
 	as.issue("opaque-pk", resource, "mcp:read", nil)
-	if code, _, body := request(t, tc, http.MethodPost, "/mcp", "", bearer("opaque-pk")); code != http.StatusOK || body != "opaque-user" {
+	if code, _, body := f.do(t, bearerReq("opaque-pk")); code != http.StatusOK || string(body) != "opaque-user" {
 		t.Fatalf("opaque token with private_key_jwt: status %d body %q, want 200", code, body)
 	}
 
-	c := claims(resource, "mcp:read")
-	c["iss"] = as.issuer
-	jwtTok := key.Token(t, c, nil)
+	jwtTok := key.Token(t, f.claims("mcp:read", map[string]any{"iss": as.issuer}), nil)
 	as.issue(jwtTok, resource, "mcp:read", map[string]any{"sub": "user-1"})
 	as.jwks.waitKeysServed(t) // the discovered keys load in the background
-	if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(jwtTok)); code != http.StatusOK {
+	if code, _, _ := f.do(t, bearerReq(jwtTok)); code != http.StatusOK {
 		t.Fatalf("active JWT with jwt_too: status %d, want 200", code)
 	}
 	before := as.calls.Load()
 	as.revoke(jwtTok)
-	time.Sleep(1100 * time.Millisecond)
-	code, hdr, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(jwtTok))
+	var code int
+	var hdr http.Header
+	eventually(t, "the revoked JWT refused after cache_ttl", func() bool {
+		code, hdr, _ = f.do(t, bearerReq(jwtTok))
+		if code != http.StatusOK && code != http.StatusUnauthorized {
+			t.Fatalf("revoked JWT within cache_ttl: %d, want 200 (cached) then 401", code)
+		}
+		return code == http.StatusUnauthorized
+	})
 	if code != http.StatusUnauthorized {
 		t.Fatalf("JWT revoked at the authorization server, after cache_ttl: status %d, want 401", code)
 	}

@@ -82,8 +82,17 @@ func (as *floodAS) release() {
 	}
 }
 
-// floodCaddyfile trusts X-Forwarded-For from the loopback, so that the test speaks for
-// several client addresses.
+// floodConfig is the site the flood tests run: the loopback is a trusted proxy, so that a
+// test speaks for several client addresses (X-Forwarded-For); opaque tokens are introspected
+// at as with max_in_flight 4 and timeout; the site answers body and the caller's id, and its
+// resource_name names body, so that a reload can be waited for.
+func floodConfig(f *fixture, as, timeout, body string) string {
+	return caddyfileOf(trustLoopback, siteAt(":9080",
+		mcpAuthDirective(introspected(resource, as, `resource_name "Flood `+body+`"`, "max_in_flight 4\ntimeout "+timeout)),
+		`respond "`+body+` {http.auth.user.id}"`))
+}
+
+// floodCaddyfile is floodConfig written out, for attack_public_test.go, which edits it.
 const floodCaddyfile = globalHead + `	servers {
 		trusted_proxies static 127.0.0.0/8
 	}
@@ -113,21 +122,13 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// floodSend sends one request as client address from (X-Forwarded-For) and returns its status,
-// Retry-After and body; status 0 on a connection error.
-func floodSend(client *http.Client, token, from string) (int, string, string) {
-	req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	if from != "" {
-		req.Header.Set("X-Forwarded-For", from)
+// fromAddr is a POST of token as a bearer token from client address addr (X-Forwarded-For,
+// which a trusted proxy speaks), or from the connection's own address when addr is "".
+func fromAddr(token, addr string) attackReq {
+	if addr == "" {
+		return bearerReq(token)
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, "", err.Error()
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	return resp.StatusCode, resp.Header.Get("Retry-After"), string(body)
+	return bearerReq(token, "X-Forwarded-For: "+addr)
 }
 
 // TestIntrospectionFloodDoesNotStarveRealTokens: three client addresses flood the resource
@@ -141,11 +142,9 @@ func TestIntrospectionFloodDoesNotStarveRealTokens(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
 	real := randomToken()
 	as := newFloodAS(t, real)
-	tc := startCaddy(t, render(floodCaddyfile, map[string]string{"ISSUER": as.URL, "TIMEOUT": "10s", "BODY": "ok"}), "caddyfile")
-	_ = tc
+	f := &fixture{}
+	f.start(t, floodConfig(f, as.URL, "10s", "ok"), "caddyfile")
 
-	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 200}}
-	defer client.CloseIdleConnections()
 	flooders := []string{"203.0.113.7", "198.51.100.1", "2001:db8:1:2::1"}
 	const perAddress = 40
 	type result struct {
@@ -159,8 +158,8 @@ func TestIntrospectionFloodDoesNotStarveRealTokens(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				code, retry, _ := floodSend(client, randomToken(), from)
-				results <- result{code, retry}
+				code, hdr, _, _ := f.try(fromAddr(randomToken(), from))
+				results <- result{code, hdr.Get("Retry-After")}
 			}()
 		}
 	}
@@ -192,11 +191,11 @@ func TestIntrospectionFloodDoesNotStarveRealTokens(t *testing.T) {
 
 	// The real token's first request, from another address, while the flood holds 3 slots.
 	start := time.Now()
-	code, _, body := floodSend(client, real, "192.0.2.50")
+	code, _, body := f.do(t, fromAddr(real, "192.0.2.50"))
 	took := time.Since(start)
 	t.Logf("flood of %d made-up tokens from %d addresses: %d shed at once (503), %d calls at the server; real token's first request: %d in %s",
 		len(flooders)*perAddress, len(flooders), shed, as.calls.Load()-1, code, took.Round(time.Millisecond))
-	if code != http.StatusOK || !strings.Contains(body, "real-user") {
+	if code != http.StatusOK || !strings.Contains(string(body), "real-user") {
 		t.Fatalf("real token's first request during the flood: %d %q, want 200 for real-user", code, body)
 	}
 	if as.realSeen.Load() != 1 {
@@ -220,9 +219,9 @@ func TestIntrospectionCacheSurvivesReload(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
 	real := randomToken()
 	as := newFloodAS(t, real)
-	vars := map[string]string{"ISSUER": as.URL, "TIMEOUT": "2s", "BODY": "first"}
-	tc := startCaddy(t, render(floodCaddyfile, vars), "caddyfile")
-	if code, _, body := floodSend(http.DefaultClient, real, ""); code != http.StatusOK || body != "first real-user" {
+	f := &fixture{}
+	f.start(t, floodConfig(f, as.URL, "2s", "first"), "caddyfile", "Flood first")
+	if code, _, body := f.do(t, fromAddr(real, "")); code != http.StatusOK || string(body) != "first real-user" {
 		t.Fatalf("real token: %d %q", code, body)
 	}
 	if n := as.realSeen.Load(); n != 1 {
@@ -230,10 +229,9 @@ func TestIntrospectionCacheSurvivesReload(t *testing.T) {
 	}
 
 	// A reload that changes the response: the handler is provisioned again.
-	vars["BODY"] = "second"
-	tc.InitServer(render(floodCaddyfile, vars), "caddyfile")
-	code, body := sendUntil(t, real, "second")
-	if code != http.StatusOK || body != "second real-user" {
+	f.start(t, floodConfig(f, as.URL, "2s", "second"), "caddyfile", "Flood second")
+	code, _, body := f.do(t, fromAddr(real, ""))
+	if code != http.StatusOK || string(body) != "second real-user" {
 		t.Fatalf("real token after the reload: %d %q, want 200 from the new config", code, body)
 	}
 	if n := as.realSeen.Load(); n != 1 {
@@ -242,10 +240,9 @@ func TestIntrospectionCacheSurvivesReload(t *testing.T) {
 
 	// The server stops, the config is reloaded again: the token still passes.
 	as.Close()
-	vars["BODY"] = "third"
-	tc.InitServer(render(floodCaddyfile, vars), "caddyfile")
-	code, body = sendUntil(t, real, "third")
-	if code != http.StatusOK || body != "third real-user" {
+	f.start(t, floodConfig(f, as.URL, "2s", "third"), "caddyfile", "Flood third")
+	code, _, body = f.do(t, fromAddr(real, ""))
+	if code != http.StatusOK || string(body) != "third real-user" {
 		t.Fatalf("real token after a reload with the authorization server down: %d %q, want 200 from the new config", code, body)
 	}
 	if n := as.calls.Load(); n != 1 {
@@ -253,23 +250,22 @@ func TestIntrospectionCacheSurvivesReload(t *testing.T) {
 	}
 }
 
-// sendUntil sends token until the answer comes from the config whose body begins with want
-// (bounded): Caddy stops the old servers asynchronously after a reload, so the first requests
-// may still meet the previous config.
-func sendUntil(t *testing.T, token, want string) (int, string) {
-	t.Helper()
-	var code int
-	var body string
-	for range 50 {
-		client := &http.Client{Timeout: 30 * time.Second}
-		code, _, body = floodSend(client, token, "")
-		client.CloseIdleConnections()
-		if code != 0 && strings.HasPrefix(body, want+" ") || code == http.StatusServiceUnavailable || code == http.StatusUnauthorized {
-			return code, body
-		}
-		time.Sleep(100 * time.Millisecond)
+// figuresSend sends one request as client address addr (X-Forwarded-For) on client's
+// kept-alive connections and returns its status and Retry-After; status 0 on a connection
+// error. Only the figures use it: their bursts of thousands of requests a second would run
+// out of ports with a connection each, and their figures are measured on kept-alive
+// connections.
+func figuresSend(client *http.Client, token, addr string) (int, string) {
+	req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", nil)
+	req.Header.Set("Authorization", bearer(token))
+	req.Header.Set("X-Forwarded-For", addr)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, ""
 	}
-	return code, body
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Header.Get("Retry-After")
 }
 
 // TestIntrospectionFloodFigures measures, for the closing note, what a flood does (run it
@@ -288,7 +284,8 @@ func TestIntrospectionFloodFigures(t *testing.T) {
 	real := randomToken()
 	as := newFloodAS(t, real)
 	as.delay.Store(int64(400 * time.Millisecond))
-	tc := startCaddy(t, render(floodCaddyfile, map[string]string{"ISSUER": as.URL, "TIMEOUT": "5s", "BODY": "ok"}), "caddyfile")
+	f := &fixture{}
+	f.start(t, floodConfig(f, as.URL, "5s", "ok"), "caddyfile")
 	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 500}}
 	defer client.CloseIdleConnections()
 
@@ -296,18 +293,20 @@ func TestIntrospectionFloodFigures(t *testing.T) {
 	// token from another address.
 	var wg sync.WaitGroup
 	var codes sync.Map
+	before := as.calls.Load()
 	for range 40 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			code, _, _ := floodSend(client, randomToken(), "203.0.113.7")
+			code, _ := figuresSend(client, randomToken(), "203.0.113.7")
 			n, _ := codes.LoadOrStore(code, new(atomic.Int64))
 			n.(*atomic.Int64).Add(1)
 		}()
 	}
-	time.Sleep(50 * time.Millisecond) // let the flood arrive first: this is a measurement
+	// The flood arrives first: its calls are at the server.
+	eventually(t, "the flood's first call at the server", func() bool { return as.calls.Load() > before })
 	start := time.Now()
-	code, _, _ := floodSend(client, real, "192.0.2.50")
+	code, _ := figuresSend(client, real, "192.0.2.50")
 	took := time.Since(start)
 	wg.Wait()
 	summary := func() string {
@@ -327,22 +326,23 @@ func TestIntrospectionFloodFigures(t *testing.T) {
 	// everyone comes through one proxy without trusted_proxies): it meets that address's
 	// share, and is shed at once.
 	codes = sync.Map{}
+	before = as.calls.Load()
 	for range 40 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			code, _, _ := floodSend(client, randomToken(), "203.0.113.8")
+			code, _ := figuresSend(client, randomToken(), "203.0.113.8")
 			n, _ := codes.LoadOrStore(code, new(atomic.Int64))
 			n.(*atomic.Int64).Add(1)
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	eventually(t, "the flood's first call at the server", func() bool { return as.calls.Load() > before })
 	fresh := randomToken()
 	as.mu.Lock()
 	as.real[fresh] = true
 	as.mu.Unlock()
 	start = time.Now()
-	code, retry, _ := floodSend(client, fresh, "203.0.113.8")
+	code, retry := figuresSend(client, fresh, "203.0.113.8")
 	took = time.Since(start)
 	wg.Wait()
 	t.Logf("FIGURE 1b: the same, real token from the flooding address: %d (Retry-After %q) in %s; flood %s",
@@ -350,7 +350,6 @@ func TestIntrospectionFloodFigures(t *testing.T) {
 
 	// Part 2: a fast server, 10 s of made-up tokens from 32 goroutines.
 	as.delay.Store(int64(time.Microsecond))
-	_ = tc
 	for _, addrs := range []int{1, 64} {
 		before := as.calls.Load()
 		var sent, shed, let atomic.Int64
@@ -362,7 +361,7 @@ func TestIntrospectionFloodFigures(t *testing.T) {
 				defer fw.Done()
 				for i := 0; time.Now().Before(stop); i++ {
 					from := fmt.Sprintf("198.51.%d.%d", (g+i)%addrs/250, (g+i)%addrs%250+1)
-					c, _, _ := floodSend(client, randomToken(), from)
+					c, _ := figuresSend(client, randomToken(), from)
 					sent.Add(1)
 					switch c {
 					case http.StatusServiceUnavailable:
@@ -379,7 +378,7 @@ func TestIntrospectionFloodFigures(t *testing.T) {
 		as.real[fresh] = true
 		as.mu.Unlock()
 		start := time.Now()
-		code, _, _ := floodSend(client, fresh, "192.0.2.51")
+		code, _ := figuresSend(client, fresh, "192.0.2.51")
 		took := time.Since(start)
 		fw.Wait()
 		t.Logf("FIGURE 2: 10 s burst from 32 goroutines, %d address(es): %d requests, %d shed (503), %d calls reached the server; real token mid-burst: %d in %s",
@@ -459,9 +458,8 @@ func newHeldAS(t *testing.T) *heldAS {
 func TestIntrospectionFloodFromManyAddresses(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
 	as := newHeldAS(t)
-	startCaddy(t, render(floodCaddyfile, map[string]string{"ISSUER": as.URL, "TIMEOUT": "30s", "BODY": "ok"}), "caddyfile")
-	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 400}}
-	defer client.CloseIdleConnections()
+	f := &fixture{}
+	f.start(t, floodConfig(f, as.URL, "30s", "ok"), "caddyfile")
 
 	var flooders []string
 	for i := range 8 {
@@ -469,7 +467,7 @@ func TestIntrospectionFloodFromManyAddresses(t *testing.T) {
 	}
 	as.open.Store(true)
 	for _, from := range flooders {
-		if code, _, _ := floodSend(client, randomToken(), from); code != http.StatusUnauthorized {
+		if code, _, _ := f.do(t, fromAddr(randomToken(), from)); code != http.StatusUnauthorized {
 			t.Fatalf("first made-up token from %s: %d, want 401", from, code)
 		}
 	}
@@ -483,7 +481,7 @@ func TestIntrospectionFloodFromManyAddresses(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				code, _, _ := floodSend(client, randomToken(), from)
+				code, _, _, _ := f.try(fromAddr(randomToken(), from))
 				results <- code
 			}()
 		}
@@ -522,7 +520,7 @@ func TestIntrospectionFloodFromManyAddresses(t *testing.T) {
 	as.mu.Unlock()
 	realDone := make(chan int, 1)
 	go func() {
-		code, _, _ := floodSend(client, real, "192.0.2.50")
+		code, _, _, _ := f.try(fromAddr(real, "192.0.2.50"))
 		realDone <- code
 	}()
 	released := 0
@@ -544,7 +542,7 @@ func TestIntrospectionFloodFromManyAddresses(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					c, _, _ := floodSend(client, randomToken(), from)
+					c, _, _, _ := f.try(fromAddr(randomToken(), from))
 					results <- c
 				}()
 			} else {
