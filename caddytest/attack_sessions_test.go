@@ -167,10 +167,7 @@ func TestAttackSessionIDInTrailer(t *testing.T) {
 			req += "\r\n" +
 				hex(len(callReadFile)) + "\r\n" + callReadFile + "\r\n0\r\n" +
 				"Mcp-Session-Id: alices-server-session\r\n\r\n"
-			status, _, _, err := exchange(req, http.MethodPost) // byte for byte: wire sends no trailer
-			if err != nil {
-				t.Fatal(err)
-			}
+			status, _, _ := sendBytes(t, req, http.MethodPost) // wire sends no trailer
 			mu.Lock()
 			defer mu.Unlock()
 			for _, tr := range trailers {

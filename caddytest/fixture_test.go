@@ -292,3 +292,19 @@ func (s *logSink) text() string {
 	defer s.mu.Unlock()
 	return string(s.raw)
 }
+
+// sendBytes writes raw, a whole request spelt by the test (trailers, odd framing that
+// attackReq does not describe), on a new connection and reads the answer; a connection that
+// fails before any answer is tried again at once, as sendRaw does.
+func sendBytes(t *testing.T, raw, method string) (int, http.Header, []byte) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		code, hdr, body, err := exchange(raw, method)
+		if err == nil {
+			return code, hdr, body
+		}
+		if attempt == 10 {
+			t.Fatalf("%s: %v", method, err)
+		}
+	}
+}
