@@ -257,11 +257,6 @@ func (s *logSink) read(c net.Conn) {
 // output is the Caddyfile output line of a log block writing to the sink.
 func (s *logSink) output() string { return "output net " + s.ln.Addr().String() }
 
-// writer is the JSON of the same output.
-func (s *logSink) writer() map[string]any {
-	return map[string]any{"output": "net", "address": s.ln.Addr().String()}
-}
-
 // wait waits (bounded) until done holds for the entries received so far and returns them.
 // At the bound it returns them as they are, for the test's own assertions to report.
 func (s *logSink) wait(done func(entries []map[string]any) bool) []map[string]any {
