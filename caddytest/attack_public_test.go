@@ -1,42 +1,28 @@
 package integration
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // Attacks on the anonymous path (public, challenge_in_result) from outside: a raw client
 // against a real Caddy in front of a recording server.
 
-const attackPublicCaddyfile = globalOptions + `
-
-:9080 {
-	reverse_proxy @UPSTREAM@
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		resource_name         "Attack public"
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		tool delete_* {
-			scopes mcp:admin
-		}
-		public {
-			tool search delete_public
-		}
-		challenge_in_result
-	}
+// attackPublicAuth: search and delete_public are public, delete_* needs mcp:admin.
+const attackPublicAuth = `resource_name "Attack public"
+scopes mcp:read
+tool delete_* {
+	scopes mcp:admin
 }
+public {
+	tool search delete_public
+}
+challenge_in_result
 `
 
 // recordingUpstream records what reached it: the request bodies and the trailers.
@@ -71,50 +57,15 @@ func (u *recordingUpstream) seen() (int, []string) {
 	return u.hits, append([]string(nil), u.trailers...)
 }
 
-// rawPublicExchange writes req on a new connection to Caddy and returns the status line, the
-// headers and the body of the answer.
-func rawPublicExchange(t *testing.T, req string) (*http.Response, string) {
-	t.Helper()
-	var c net.Conn
-	var err error
-	for attempt := 1; ; attempt++ {
-		c, err = net.DialTimeout("tcp", "127.0.0.1:9080", 10*time.Second)
-		if err == nil {
-			break
-		}
-		if attempt == 10 {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
-}
+func (u *recordingUpstream) dial() string { return strings.TrimPrefix(u.URL, "http://") }
 
-func startAttackPublic(t *testing.T) *recordingUpstream {
+// startAttackPublic runs attackPublicAuth in front of a recordingUpstream.
+func startAttackPublic(t *testing.T) (*recordingUpstream, *fixture) {
 	t.Helper()
-	up, _ := startAttackPublicKey(t)
-	return up
-}
-
-func startAttackPublicKey(t *testing.T) (*recordingUpstream, *jwttest.Key) {
-	t.Helper()
-	key := jwttest.New(t, "rsa-attack-public", "RS256")
-	js := newJWKSServer(t, key)
 	up := newRecordingUpstream(t)
-	tc := startCaddy(t, render(attackPublicCaddyfile, map[string]string{"JWKS": js.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://")}), "caddyfile")
-	waitServed(t, tc, prmPath, "Attack public")
-	return up, key
+	f := newFixture(t, up)
+	f.start(t, f.caddyfile(attackPublicAuth), "caddyfile", "Attack public")
+	return up, f
 }
 
 // TestAttackPublicInResultID: a matched client's refused tools/call gets its challenge in a
@@ -122,7 +73,7 @@ func startAttackPublicKey(t *testing.T) (*recordingUpstream, *jwttest.Key) {
 // object, an array, a boolean) is no request to answer in a result: the 401 stays, and
 // nothing the caller wrote (a line break splitting the SSE event) is reflected.
 func TestAttackPublicInResultID(t *testing.T) {
-	up := startAttackPublic(t)
+	up, _ := startAttackPublic(t)
 	call := func(id string) string {
 		return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"delete_file","arguments":{}}}`
 	}
@@ -180,7 +131,7 @@ func TestAttackPublicInResultID(t *testing.T) {
 // key it does not hold) after the body, where reverse_proxy forwards it unchecked. Such a
 // request is refused, never passed as anonymous.
 func TestAttackPublicTrailers(t *testing.T) {
-	up := startAttackPublic(t)
+	up, _ := startAttackPublic(t)
 	body := toolCall("search")
 	for _, c := range []struct{ trailer, announce string }{
 		{"Authorization", "Trailer: Authorization\r\n"}, {"DPoP", "Trailer: DPoP\r\n"}, {"Mcp-Method", "Trailer: Mcp-Method\r\n"},
@@ -193,19 +144,19 @@ func TestAttackPublicTrailers(t *testing.T) {
 				"Accept: application/json, text/event-stream\r\nTransfer-Encoding: chunked\r\n" + c.announce + "\r\n" +
 				fmt.Sprintf("%x\r\n%s\r\n0\r\n", len(body), body) + trailer + ": Bearer stolen.token.value\r\n\r\n"
 			before, _ := up.seen()
-			resp, b := rawPublicExchange(t, req)
+			code, _, b := sendBytes(t, req, http.MethodPost)
 			hits, trailers := up.seen()
 			if len(trailers) != 0 {
 				t.Fatalf("trailers reached the server: %q", trailers)
 			}
 			if c.announce == "" {
-				if resp.StatusCode != http.StatusOK {
-					t.Errorf("status %d (body %q): want 200, the unannounced trailer dropped", resp.StatusCode, b)
+				if code != http.StatusOK {
+					t.Errorf("status %d (body %q): want 200, the unannounced trailer dropped", code, b)
 				}
 				return
 			}
-			if resp.StatusCode != http.StatusBadRequest || hits != before {
-				t.Errorf("status %d (body %q), server hits %d → %d: want 400, untouched", resp.StatusCode, b, before, hits)
+			if code != http.StatusBadRequest || hits != before {
+				t.Errorf("status %d (body %q), server hits %d → %d: want 400, untouched", code, b, before, hits)
 			}
 		})
 	}
@@ -213,8 +164,8 @@ func TestAttackPublicTrailers(t *testing.T) {
 		req := "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" +
 			"Accept: application/json, text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
 			fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(body), body)
-		if resp, b := rawPublicExchange(t, req); resp.StatusCode != http.StatusOK {
-			t.Errorf("status %d, body %q", resp.StatusCode, b)
+		if code, _, b := sendBytes(t, req, http.MethodPost); code != http.StatusOK {
+			t.Errorf("status %d, body %q", code, b)
 		}
 	})
 }
@@ -224,8 +175,8 @@ func TestAttackPublicTrailers(t *testing.T) {
 // rules for callers with one, as public is what a caller without a token may do; a batch of
 // a thousand pings passes as one request, and one protected call among them gets the 401.
 func TestAttackPublicOverlapAndBatches(t *testing.T) {
-	up, key := startAttackPublicKey(t)
-	read := []string{bearer(key.Token(t, publicClaims("mcp:read", nil), nil))}
+	up, f := startAttackPublic(t)
+	read := []string{bearer(f.token(t, "mcp:read", nil))}
 	if a := sendPublic(t, publicReq{body: toolCall("delete_public")}); a.status != http.StatusOK {
 		t.Errorf("anonymous delete_public: status %d, body %s", a.status, a.body)
 	}
@@ -265,11 +216,23 @@ func TestAttackPublicNeverIntrospects(t *testing.T) {
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
 	real := randomToken()
 	as := newFloodAS(t, real)
-	cfg := strings.Replace(floodCaddyfile, "\t\tscopes mcp:read\n", "\t\tscopes mcp:read\n\t\ttool delete_* {\n\t\t\tscopes mcp:admin\n\t\t}\n\t\tpublic {\n\t\t\ttool search\n\t\t}\n", 1)
-	if cfg == floodCaddyfile {
-		t.Fatal("public was not added")
-	}
-	startCaddy(t, render(cfg, map[string]string{"ISSUER": as.URL, "TIMEOUT": "10s", "BODY": "ok"}), "caddyfile")
+	f := newFixture(t, nil)
+	f.start(t, withGlobal(f.siteCaddyfile(`resource https://mcp.example.com/mcp
+authorization_servers `+as.URL+`
+scopes mcp:read
+tool delete_* {
+	scopes mcp:admin
+}
+public {
+	tool search
+}
+introspection {
+	endpoint `+as.URL+`/introspect
+	client_id mcp-rs
+	client_secret {env.MCP_ITEST_RS_SECRET}
+	max_in_flight 4
+	timeout 10s
+}`, `respond "ok {http.auth.user.id}"`), "servers {\ntrusted_proxies static 127.0.0.0/8\n}"), "caddyfile")
 	for _, c := range []struct {
 		what   string
 		r      publicReq
@@ -310,8 +273,6 @@ func TestAttackPublicNeverIntrospects(t *testing.T) {
 // for a request in an old one): a new session ID is never tagged anonymous because the
 // request's old one was, so no caller without a token can use it.
 func TestAttackPublicSessionHandedToSignedIn(t *testing.T) {
-	key := jwttest.New(t, "rsa-attack-public", "RS256")
-	js := newJWKSServer(t, key)
 	var mu sync.Mutex
 	opened := 0
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -330,10 +291,9 @@ func TestAttackPublicSessionHandedToSignedIn(t *testing.T) {
 		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":0,"result":{}}`)
 	}))
 	t.Cleanup(up.Close)
-	cfg := strings.Replace(attackPublicCaddyfile, "\t\tchallenge_in_result\n", "\t\tchallenge_in_result\n\t\tbind_sessions "+publicSessionKey+"\n", 1)
-	tc := startCaddy(t, render(cfg, map[string]string{"JWKS": js.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://")}), "caddyfile")
-	waitServed(t, tc, prmPath, "Attack public")
-	read := []string{bearer(key.Token(t, publicClaims("mcp:read", nil), nil))}
+	f := newFixture(t, server{up})
+	f.start(t, f.caddyfile(attackPublicAuth+"bind_sessions "+publicSessionKey), "caddyfile", "Attack public")
+	read := []string{bearer(f.token(t, "mcp:read", nil))}
 
 	a := sendPublic(t, publicReq{body: initBody})
 	anon := a.hdr.Get("Mcp-Session-Id")
@@ -370,22 +330,11 @@ func TestAttackPublicSessionHandedToSignedIn(t *testing.T) {
 // attempt, not an anonymous request: 400, and the server, which might accept such a token
 // (expired, for another audience), never sees it. A public call with any other query passes.
 func TestAttackPublicTokenInQuery(t *testing.T) {
-	up := startAttackPublic(t)
+	up, f := startAttackPublic(t)
 	post := func(t *testing.T, query string) publicAnswer {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodPost, baseURL+"/mcp?"+query, strings.NewReader(toolCall("search")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return publicAnswer{status: resp.StatusCode, hdr: resp.Header, body: b}
+		code, hdr, b := f.do(t, attackReq{target: "/mcp?" + query, body: toolCall("search")})
+		return publicAnswer{status: code, hdr: hdr, body: b}
 	}
 	for _, q := range []string{"access_token=stolen", "x=1&access_token=stolen", "access%5Ftoken=stolen", "ACCESS_TOKEN=stolen", "x=1;access_token=stolen"} {
 		t.Run(q, func(t *testing.T) {

@@ -1,15 +1,12 @@
 package integration
 
 import (
-	"bufio"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // Attacks on bind_sessions: every way to present a session ID that is not the caller's, or
@@ -18,14 +15,10 @@ import (
 // same header, is dropped by Caddy itself unless allowed by expected_underscore_headers; the
 // module refuses it too: TestSessionHeaderSpellings.)
 func TestAttackBoundSessions(t *testing.T) {
-	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
-	s := newSetup(t)
-	up := newSessionUpstream(t)
-	startCaddy(t, render(sessionsCaddyfile, map[string]string{
-		"DIR": t.TempDir(), "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
-	}), "caddyfile")
-	alice := s.rsaKey.Token(t, userClaims("alice", "client-a", "mcp:read", time.Hour), nil)
-	bob := s.rsaKey.Token(t, userClaims("bob", "client-b", "mcp:read", time.Hour), nil)
+	f, up := newSessionFixture(t)
+	f.start(t, f.sessionsCaddyfile(nil, nil), "caddyfile")
+	alice := f.token(t, "mcp:read", caller("alice", "client-a", "alice-1"))
+	bob := f.token(t, "mcp:read", caller("bob", "client-b", "bob-1"))
 	open := func(tok string) string {
 		code, hdr, body := rawCall(t, http.MethodPost, tok, "", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":`+
 			`{"protocolVersion":"`+protocolHeader+`","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`, nil)
@@ -46,28 +39,9 @@ func TestAttackBoundSessions(t *testing.T) {
 	// send writes the request byte for byte, so that header names keep their spelling.
 	send := func(t *testing.T, tok string, headers ...string) int {
 		t.Helper()
-		conn, err := net.DialTimeout("tcp", "localhost:9080", 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-		req := "POST /mcp HTTP/1.1\r\nHost: localhost:9080\r\nAuthorization: Bearer " + tok + "\r\n" +
-			"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n" +
-			"Mcp-Protocol-Version: " + protocolHeader + "\r\nConnection: close\r\n"
-		for _, h := range headers {
-			req += h + "\r\n"
-		}
-		req += "Content-Length: " + itoa(len(callReadFile)) + "\r\n\r\n" + callReadFile
-		if _, err := conn.Write([]byte(req)); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _, _ := f.do(t, attackReq{auth: []string{bearer(tok)}, body: callReadFile,
+			header: append([]string{"Mcp-Protocol-Version: " + protocolHeader}, headers...)})
+		return code
 	}
 	cases := []struct {
 		name    string
@@ -130,19 +104,10 @@ func itoa(n int) string {
 // nor client_id (nor azp) are two callers the module cannot tell apart by identity. One must
 // not be able to use the other's session: the binding then falls back to the token itself.
 func TestAttackSessionsOfTokensWithoutCaller(t *testing.T) {
-	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
-	s := newSetup(t)
-	up := newSessionUpstream(t)
-	startCaddy(t, render(sessionsCaddyfile, map[string]string{
-		"DIR": t.TempDir(), "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
-	}), "caddyfile")
+	f, up := newSessionFixture(t)
+	f.start(t, f.sessionsCaddyfile(nil, nil), "caddyfile")
 	anon := func(jti string) string {
-		c := userClaims("x", "y", "mcp:read", time.Hour)
-		delete(c, "sub")
-		delete(c, "client_id")
-		delete(c, "azp")
-		c["jti"] = jti
-		return s.rsaKey.Token(t, c, nil)
+		return f.token(t, "mcp:read", map[string]any{"sub": nil, "client_id": nil, "azp": nil, "jti": jti})
 	}
 	first, second := anon("anon-1"), anon("anon-2")
 	code, hdr, body := rawCall(t, http.MethodPost, first, "", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":`+
@@ -172,7 +137,6 @@ func TestAttackSessionsOfTokensWithoutCaller(t *testing.T) {
 // not reach the MCP server.
 func TestAttackSessionIDInTrailer(t *testing.T) {
 	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
-	s := newSetup(t)
 	var mu sync.Mutex
 	var trailers []http.Header
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -185,20 +149,15 @@ func TestAttackSessionIDInTrailer(t *testing.T) {
 	}))
 	t.Cleanup(up.Close)
 	// bind_sessions alone, so the body streams through unread.
-	s.start(t, s.caddyfile("scopes mcp:read\nbind_sessions {env.MCPAUTH_TEST_SESSION_KEY}", "reverse_proxy "+server{up}.dial()), "caddyfile")
-	bob := s.rsaKey.Token(t, userClaims("bob", "client-b", "mcp:read", time.Hour), nil)
+	f := newFixture(t, server{up})
+	f.start(t, f.caddyfile("scopes mcp:read\nbind_sessions {env.MCPAUTH_TEST_SESSION_KEY}"), "caddyfile")
+	bob := f.token(t, "mcp:read", caller("bob", "client-b", "bob-1"))
 
 	for _, declared := range []string{"Mcp-Session-Id", "X-Checksum", "mcp-session-id, X-Checksum", ""} {
 		t.Run("announced "+declared, func(t *testing.T) {
 			mu.Lock()
 			trailers = nil
 			mu.Unlock()
-			conn, err := net.DialTimeout("tcp", "localhost:9080", 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 			req := "POST /mcp HTTP/1.1\r\nHost: localhost:9080\r\nAuthorization: Bearer " + bob + "\r\n" +
 				"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n" +
 				"Transfer-Encoding: chunked\r\nConnection: close\r\n"
@@ -208,23 +167,16 @@ func TestAttackSessionIDInTrailer(t *testing.T) {
 			req += "\r\n" +
 				hex(len(callReadFile)) + "\r\n" + callReadFile + "\r\n0\r\n" +
 				"Mcp-Session-Id: alices-server-session\r\n\r\n"
-			if _, err := conn.Write([]byte(req)); err != nil {
-				t.Fatal(err)
-			}
-			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
+			status, _, _ := sendBytes(t, req, http.MethodPost) // wire sends no trailer
 			mu.Lock()
 			defer mu.Unlock()
 			for _, tr := range trailers {
 				if v := tr.Get("Mcp-Session-Id"); v != "" {
-					t.Errorf("the MCP server received Mcp-Session-Id %q in a trailer (status %d)", v, resp.StatusCode)
+					t.Errorf("the MCP server received Mcp-Session-Id %q in a trailer (status %d)", v, status)
 				}
 			}
-			if declared != "" && resp.StatusCode != http.StatusNotFound {
-				t.Errorf("status %d, want 404", resp.StatusCode)
+			if declared != "" && status != http.StatusNotFound {
+				t.Errorf("status %d, want 404", status)
 			}
 		})
 	}
@@ -253,12 +205,8 @@ func hex(n int) string {
 // only named in Access-Control-Request-Headers); one that does must not hand the MCP server
 // a session ID nobody proved to own.
 func TestAttackSessionIDOnPreflight(t *testing.T) {
-	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
-	s := newSetup(t)
-	up := newSessionUpstream(t)
-	startCaddy(t, render(sessionsCaddyfile, map[string]string{
-		"DIR": t.TempDir(), "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
-	}), "caddyfile")
+	f, up := newSessionFixture(t)
+	f.start(t, f.sessionsCaddyfile(nil, nil), "caddyfile")
 	for _, sid := range []string{"alices-server-session", "alices-server-session.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"} {
 		before := up.count()
 		code, _, _ := rawCall(t, http.MethodOptions, "", sid, "", map[string]string{

@@ -30,70 +30,24 @@ const (
 	dpopNonceEnv = "MCPAUTH_TEST_DPOP_NONCE_KEY"
 )
 
-const dpopCaddyfile = globalHead + `	@SERVERS@
-}
-
-:9080 {
-	reverse_proxy @UPSTREAM@
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		@DPOP@
-	}
-}
-`
-
-const dpopJSON = `
-{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {
-		"http": {
-			"http_port": 9080,
-			"https_port": 9443,
-			"grace_period": 1,
-			"servers": {
-				"mcp": {
-					"listen": [":9080"],
-					@TRUSTED_JSON@
-					"routes": [
-						{
-							"handle": [{
-								"handler": "mcp_auth",
-								"resource": "https://mcp.example.com/mcp",
-								"authorization_servers": ["https://auth.example.com"],
-								"jwks_urls": ["@JWKS@"],
-								"scopes": ["mcp:read"],
-								"dpop": @DPOP_JSON@
-							}]
-						},
-						{
-							"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": "@UPSTREAM@"}]}]
-						}
-					]
-				}
-			}
-		}
-	}
-}
-`
-
-// dpopConfig renders a DPoP configuration and names its adapter: dpopBlock is the Caddyfile
-// `dpop` line or block, dpopJSONValue the same as JSON; trusted makes 127.0.0.1 a trusted
-// proxy.
+// dpopConfig is the usual site with scope mcp:read and DPoP, and names its adapter:
+// dpopBlock is the Caddyfile `dpop` line or block, dpopJSONValue the same as JSON; trusted
+// makes 127.0.0.1 a trusted proxy.
 func (s *setup) dpopConfig(format, dpopBlock, dpopJSONValue string, trusted bool) (string, string) {
-	vars := map[string]string{"JWKS": s.jwks.URL + "/jwks", "UPSTREAM": s.up.dial(), "SERVERS": "", "TRUSTED_JSON": ""}
-	if trusted {
-		vars["SERVERS"] = "servers {\n\t\ttrusted_proxies static 127.0.0.1/8\n\t}"
-		vars["TRUSTED_JSON"] = `"trusted_proxies": {"source": "static", "ranges": ["127.0.0.1/8"]},`
-	}
 	if format == "caddyfile" {
-		vars["DPOP"] = dpopBlock
-		return render(dpopCaddyfile, vars), "caddyfile"
+		cfg := s.caddyfile("scopes mcp:read\n" + dpopBlock)
+		if trusted {
+			cfg = withGlobal(cfg, "servers {\ntrusted_proxies static 127.0.0.1/8\n}")
+		}
+		return cfg, "caddyfile"
 	}
-	vars["DPOP_JSON"] = dpopJSONValue
-	return render(dpopJSON, vars), "json"
+	cfg := s.json(map[string]any{"scopes": []string{"mcp:read"}, "dpop": json.RawMessage(dpopJSONValue)})
+	if trusted {
+		cfg = jsonWith(cfg, "apps.http.servers.mcp", map[string]any{
+			"trusted_proxies": map[string]any{"source": "static", "ranges": []string{"127.0.0.1/8"}},
+		})
+	}
+	return cfg, "json"
 }
 
 // dpopReq is a request to Caddy with an Authorization header and any number of DPoP headers
@@ -467,9 +421,7 @@ func hs256Proof(t *testing.T, c jwt.MapClaims) string {
 // mcp_auth changed it.
 func TestDPoPHTUBeforeRewrite(t *testing.T) {
 	s := newSetup(t)
-	cfg, adapter := s.dpopConfig("caddyfile", "dpop", "", false)
-	cfg = strings.Replace(cfg, "\treverse_proxy ", "\trewrite /mcp /internal/mcp\n\treverse_proxy ", 1)
-	tc := startCaddy(t, cfg, adapter)
+	tc := startCaddy(t, s.caddyfile("scopes mcp:read\ndpop", "rewrite /mcp /internal/mcp", "reverse_proxy "+s.up.dial()), "caddyfile")
 	client := jwttest.New(t, "", "ES256")
 	c := claims(resource, "mcp:read")
 	c["cnf"] = map[string]any{"jkt": client.Thumbprint()}

@@ -19,8 +19,8 @@ import (
 func TestReloadsUnderLoad(t *testing.T) {
 	s := newSetup(t)
 	tc := startCaddy(t, drillConfig(s, 0), "caddyfile")
-	tok := s.rsaKey.Token(t, claims(resource, "mcp:read"), nil)
-	if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(tok)); code != http.StatusOK {
+	tok := s.token(t, "mcp:read", nil)
+	if code, _, _ := s.do(t, attackReq{auth: []string{bearer(tok)}}); code != http.StatusOK {
 		t.Fatalf("before the drill: status %d", code)
 	}
 	fetches := s.jwks.fetches.Load()
@@ -119,13 +119,13 @@ func TestReloadsUnderLoad(t *testing.T) {
 	}
 
 	// Old configs stop in the background; wait (bounded) for their goroutines to end.
+	// Each look waits for whole garbage collections, during which the ending goroutines run.
 	var after int
-	for range 100 {
+	for deadline := time.Now().Add(10 * time.Second); ; {
 		tc.Client.CloseIdleConnections()
-		if after = settledGoroutines(); after <= baseline+5 {
+		if after = settledGoroutines(); after <= baseline+5 || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("goroutines: %d before the drill, %d after", baseline, after)
 	if after > baseline+5 {
@@ -142,8 +142,18 @@ func drillConfig(s *setup, n int) string {
 	return strings.Replace(cfg, "grace_period 1ns", "grace_period 5s", 1)
 }
 
+// settledGoroutines is the number of goroutines once it no longer changes across a garbage
+// collection (which runs finalizers and lets goroutines that are ending end), bounded.
 func settledGoroutines() int {
-	runtime.GC()
-	time.Sleep(50 * time.Millisecond)
-	return runtime.NumGoroutine()
+	n := runtime.NumGoroutine()
+	for range 20 {
+		runtime.GC()
+		runtime.Gosched()
+		m := runtime.NumGoroutine()
+		if m == n {
+			return m
+		}
+		n = m
+	}
+	return n
 }

@@ -11,9 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/mcpauth/caddy-mcp-auth/internal/mcptest"
 )
 
@@ -21,21 +19,12 @@ import (
 // official client reads as the result reaches it filtered, or is refused with 502. The token
 // has mcp:read; delete_* tools need mcp:admin, so delete_file must never reach the client.
 
-const filterCaddyfile = globalOptions + `
-
-:9080 {
-	reverse_proxy @UPSTREAM@
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		resource_name         "Filter MCP"
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		tool delete_* {
-			scopes mcp:admin
-		}
-		filter_tools_list
-	}
+// filterAuth is the policy of these tests; the list guard follows it (filter_tools_list here,
+// public in TestPublicToolsListAnswers).
+const filterAuth = `resource_name "Filter MCP"
+scopes mcp:read
+tool delete_* {
+	scopes mcp:admin
 }
 `
 
@@ -123,6 +112,8 @@ func writeCrafted(w http.ResponseWriter, a crafted, id string) {
 	_, _ = w.Write(body)
 }
 
+func (u *craftedUpstream) dial() string { return strings.TrimPrefix(u.URL, "http://") }
+
 func (u *craftedUpstream) set(a crafted, get bool) {
 	u.mu.Lock()
 	u.answer, u.get = a, get
@@ -130,26 +121,11 @@ func (u *craftedUpstream) set(a crafted, get bool) {
 }
 
 // getStream sends the GET that opens (or resumes) an event stream and returns the answer.
-func getStream(t *testing.T, c *mcpClient, token string) (int, []byte) {
+func (f *fixture) getStream(t *testing.T, token string) (int, []byte) {
 	t.Helper()
-	client := &http.Client{Transport: c.transport, Timeout: 30 * time.Second}
-	req, err := http.NewRequest(http.MethodGet, baseURL+"/mcp", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Last-Event-ID", "1_0")
-	req.Header.Set("Authorization", bearer(token))
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("GET /mcp: %v", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET /mcp: reading the answer: %v", err)
-	}
-	return resp.StatusCode, b
+	code, _, body := f.do(t, attackReq{method: http.MethodGet, auth: []string{bearer(token)}, noSession: true,
+		header: []string{"Accept: text/event-stream", "Last-Event-ID: 1_0"}})
+	return code, body
 }
 
 // TestToolsListAnswersThroughCaddy: the answers an outside review got past the filter (issue
@@ -158,14 +134,10 @@ func getStream(t *testing.T, c *mcpClient, token string) (int, []byte) {
 // filtered (the status kept, read_file still there) or refused with 502; delete_file never
 // appears in what the client gets.
 func TestToolsListAnswersThroughCaddy(t *testing.T) {
-	key := jwttest.New(t, "filter-1", "RS256")
-	jwks := newJWKSServer(t, key)
-	token := key.Token(t, claims(resource, "mcp:read"), nil)
 	up := newCraftedUpstream(t)
-	tc := startCaddy(t, render(filterCaddyfile, map[string]string{
-		"JWKS": jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
-	}), "caddyfile")
-	waitServed(t, tc, prmPath, "Filter MCP")
+	f := newFixture(t, up)
+	token := f.token(t, "mcp:read", nil)
+	f.start(t, f.caddyfile(filterAuth+"filter_tools_list"), "caddyfile", "Filter MCP")
 
 	const (
 		sse      = "event: message\nid: 1_0\ndata: @LIST@\n\n"
@@ -217,7 +189,7 @@ func TestToolsListAnswersThroughCaddy(t *testing.T) {
 			var code int
 			var body []byte
 			if tc.get {
-				code, body = getStream(t, c, token)
+				code, body = f.getStream(t, token)
 			} else {
 				code, _, body = c.post(t, token, []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`), false, nil)
 			}

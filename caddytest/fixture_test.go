@@ -1,10 +1,14 @@
 package integration
 
 import (
+	"bufio"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -251,6 +255,147 @@ func (a dialAddr) dial() string { return string(a) }
 func doRaw(t *testing.T, raw string) (int, http.Header, []byte) {
 	t.Helper()
 	method, _, _ := strings.Cut(raw, " ")
+	for attempt := 1; ; attempt++ {
+		code, hdr, body, err := exchange(raw, method)
+		if err == nil {
+			return code, hdr, body
+		}
+		if attempt == 10 {
+			t.Fatalf("%s: %v", method, err)
+		}
+	}
+}
+
+// --- added by fixB ---
+
+// withGlobal is a Caddyfile made by caddyfile or siteCaddyfile with more global options
+// (lines of the global block, e.g. a log or servers block).
+func withGlobal(cfg, options string) string {
+	return globalHead + options + "\n}\n" + strings.TrimPrefix(cfg, globalOptions)
+}
+
+// readdressed is a Caddyfile made by caddyfile or siteCaddyfile whose site is addr instead
+// of :9080 (e.g. https://localhost:9443 with a tls directive beside).
+func readdressed(cfg, addr string) string {
+	return strings.Replace(cfg, "\n:9080 {\n", "\n"+addr+" {\n", 1)
+}
+
+// jsonWith is a JSON config (as jsonRoutes or f.json make it) with fields set in the object
+// at path, dot-separated and made when missing: "apps.http.servers.mcp" for server fields
+// (listen, trusted_proxies, tls_connection_policies), "" for top-level apps and logging.
+func jsonWith(cfg, path string, fields map[string]any) string {
+	var root map[string]any
+	if err := json.Unmarshal([]byte(cfg), &root); err != nil {
+		panic(err) // jsonRoutes writes valid JSON
+	}
+	obj := root
+	if path != "" {
+		for _, k := range strings.Split(path, ".") {
+			next, ok := obj[k].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				obj[k] = next
+			}
+			obj = next
+		}
+	}
+	for k, v := range fields {
+		obj[k] = v
+	}
+	b, err := json.Marshal(root)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// logSink receives logs Caddy writes with `output net` and keeps their JSON lines: a test
+// waits for the lines it expects as they arrive, instead of reading a file again and again.
+type logSink struct {
+	ln      net.Listener
+	mu      sync.Mutex
+	raw     []byte
+	entries []map[string]any
+	more    chan struct{} // closed (and replaced) when a line arrives
+}
+
+func newLogSink(t *testing.T) *logSink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &logSink{ln: ln, more: make(chan struct{})}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.read(c) // Caddy closes its writer when a config without it replaces it
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return s
+}
+
+func (s *logSink) read(c net.Conn) {
+	defer c.Close()
+	sc := bufio.NewScanner(c)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var e map[string]any
+		_ = json.Unmarshal(sc.Bytes(), &e)
+		s.mu.Lock()
+		s.raw = append(append(s.raw, sc.Bytes()...), '\n')
+		if e != nil {
+			s.entries = append(s.entries, e)
+		}
+		close(s.more)
+		s.more = make(chan struct{})
+		s.mu.Unlock()
+	}
+}
+
+// output is the Caddyfile output line of a log block writing to the sink.
+func (s *logSink) output() string { return "output net " + s.ln.Addr().String() }
+
+// wait waits (bounded) until done holds for the entries received so far and returns them.
+// At the bound it returns them as they are, for the test's own assertions to report.
+func (s *logSink) wait(done func(entries []map[string]any) bool) []map[string]any {
+	deadline := time.After(30 * time.Second)
+	for {
+		s.mu.Lock()
+		entries, more := slices.Clone(s.entries), s.more
+		s.mu.Unlock()
+		if done(entries) {
+			return entries
+		}
+		select {
+		case <-more:
+		case <-deadline:
+			return entries
+		}
+	}
+}
+
+// atLeast is a wait condition: n entries or more.
+func atLeast(n int) func([]map[string]any) bool {
+	return func(e []map[string]any) bool { return len(e) >= n }
+}
+
+// text is everything the sink received, raw.
+func (s *logSink) text() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.raw)
+}
+
+// sendBytes writes raw, a whole request spelt by the test (trailers, odd framing that
+// attackReq does not describe), on a new connection and reads the answer; a connection that
+// fails before any answer is tried again at once, as sendRaw does.
+func sendBytes(t *testing.T, raw, method string) (int, http.Header, []byte) {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
 		code, hdr, body, err := exchange(raw, method)
 		if err == nil {

@@ -13,99 +13,98 @@ import (
 func TestRefusedConfigs(t *testing.T) {
 	s := newSetup(t)
 	cfg, _ := s.config("caddyfile", []string{"mcp:read"}, true)
-	tc := startCaddy(t, cfg, "caddyfile")
-	tok := s.rsaKey.Token(t, claims(resource, "mcp:read"), nil)
+	s.start(t, cfg, "caddyfile")
+	tok := s.token(t, "mcp:read", nil)
 
-	const base = "\t\tresource https://mcp.example.com/mcp\n\t\tauthorization_servers https://auth.example.com\n\t\tjwks_url @JWKS@\n"
-	const baseJSON = `"resource": "https://mcp.example.com/mcp", "authorization_servers": ["https://auth.example.com"], "jwks_urls": ["@JWKS@"]`
 	cases := []struct {
 		name   string
 		format string
+		usual  bool     // the usual resource, authorization server and keys come first
 		body   string   // Caddyfile block lines, or JSON fields
 		want   []string // texts the load error must contain
 	}{
-		{"no scope policy", "caddyfile", base,
+		{"no scope policy", "caddyfile", true, "",
 			[]string{"mcp_auth", "scopes:", "no scope policy"}},
-		{"skip_scopes with scopes", "caddyfile", base + "\t\tskip_scopes\n\t\tscopes mcp:read\n",
+		{"skip_scopes with scopes", "caddyfile", true, "\t\tskip_scopes\n\t\tscopes mcp:read\n",
 			[]string{"skip_scopes:", "cannot be combined"}},
-		{"no resource", "caddyfile", "\t\tauthorization_servers https://auth.example.com\n\t\tscopes mcp:read\n",
+		{"no resource", "caddyfile", false, "\t\tauthorization_servers https://auth.example.com\n\t\tscopes mcp:read\n",
 			[]string{"resource:", "required"}},
-		{"resource with fragment", "caddyfile", "\t\tresource https://mcp.example.com/mcp#x\n\t\tauthorization_servers https://auth.example.com\n\t\tscopes mcp:read\n",
+		{"resource with fragment", "caddyfile", false, "\t\tresource https://mcp.example.com/mcp#x\n\t\tauthorization_servers https://auth.example.com\n\t\tscopes mcp:read\n",
 			[]string{"resource", "fragment"}},
-		{"relative resource", "caddyfile", "\t\tresource /mcp\n\t\tauthorization_servers https://auth.example.com\n\t\tscopes mcp:read\n",
+		{"relative resource", "caddyfile", false, "\t\tresource /mcp\n\t\tauthorization_servers https://auth.example.com\n\t\tscopes mcp:read\n",
 			[]string{"resource", "not an absolute http or https URL"}},
-		{"no authorization_servers", "caddyfile", "\t\tresource https://mcp.example.com/mcp\n\t\tscopes mcp:read\n",
+		{"no authorization_servers", "caddyfile", false, "\t\tresource https://mcp.example.com/mcp\n\t\tscopes mcp:read\n",
 			[]string{"authorization_servers:", "required"}},
-		{"symmetric algorithm", "caddyfile", base + "\t\tscopes mcp:read\n\t\talgorithms RS256 HS256\n",
+		{"symmetric algorithm", "caddyfile", true, "\t\tscopes mcp:read\n\t\talgorithms RS256 HS256\n",
 			[]string{"algorithms:", "HS256", "symmetric"}},
-		{"alg none", "caddyfile", base + "\t\tscopes mcp:read\n\t\talgorithms none\n",
+		{"alg none", "caddyfile", true, "\t\tscopes mcp:read\n\t\talgorithms none\n",
 			[]string{"algorithms:", `"none" is refused`}},
-		{"unknown algorithm", "caddyfile", base + "\t\tscopes mcp:read\n\t\talgorithms RS257\n",
+		{"unknown algorithm", "caddyfile", true, "\t\tscopes mcp:read\n\t\talgorithms RS257\n",
 			[]string{"algorithms:", "RS257", "unknown algorithm"}},
-		{"leeway too large", "caddyfile", base + "\t\tscopes mcp:read\n\t\tleeway 10m\n",
+		{"leeway too large", "caddyfile", true, "\t\tscopes mcp:read\n\t\tleeway 10m\n",
 			[]string{"leeway:", "outside"}},
-		{"unknown subdirective", "caddyfile", base + "\t\tscopes mcp:read\n\t\trequired_scopes mcp:read\n",
+		{"unknown subdirective", "caddyfile", true, "\t\tscopes mcp:read\n\t\trequired_scopes mcp:read\n",
 			[]string{`unrecognized mcp_auth subdirective "required_scopes"`}},
-		{"missing argument", "caddyfile", base + "\t\tscopes\n",
+		{"missing argument", "caddyfile", true, "\t\tscopes\n",
 			[]string{"wrong argument count", "'scopes'"}},
-		{"resource_uri pattern not in normal form", "caddyfile", base + "\t\tscopes mcp:read\n\t\tresource_uri file://localhost/srv/secret/* {\n\t\t\tscopes mcp:admin\n\t\t}\n",
+		{"resource_uri pattern not in normal form", "caddyfile", true, "\t\tscopes mcp:read\n\t\tresource_uri file://localhost/srv/secret/* {\n\t\t\tscopes mcp:admin\n\t\t}\n",
 			[]string{"resource_uris", `"file://localhost/srv/secret/*"`, "write patterns in the normal form", "a file: URI must be file:///"}},
-		{"public: unknown subdirective", "caddyfile", base + "\t\tscopes mcp:read\n\t\tpublic {\n\t\t\ttools search\n\t\t}\n",
+		{"public: unknown subdirective", "caddyfile", true, "\t\tscopes mcp:read\n\t\tpublic {\n\t\t\ttools search\n\t\t}\n",
 			[]string{"public:", `unrecognized subdirective "tools"`}},
-		{"json: public with an empty pattern", "json", baseJSON + `, "scopes": ["mcp:read"], "public": {"tools": ["search", ""]}`,
+		{"json: public with an empty pattern", "json", true, `"scopes": ["mcp:read"], "public": {"tools": ["search", ""]}`,
 			[]string{"public.tools:", "empty pattern"}},
-		{"json: public resource_uri not in normal form", "json", baseJSON + `, "scopes": ["mcp:read"], "public": {"resource_uris": ["file:///pub/../secret/*"]}`,
+		{"json: public resource_uri not in normal form", "json", true, `"scopes": ["mcp:read"], "public": {"resource_uris": ["file:///pub/../secret/*"]}`,
 			[]string{"public.resource_uris:", "normal form"}},
-		{"public method naming tools/call", "caddyfile", base + "\t\tscopes mcp:read\n\t\ttool delete_* {\n\t\t\tscopes mcp:admin\n\t\t}\n\t\tpublic {\n\t\t\tmethod tools/call\n\t\t}\n",
+		{"public method naming tools/call", "caddyfile", true, "\t\tscopes mcp:read\n\t\ttool delete_* {\n\t\t\tscopes mcp:admin\n\t\t}\n\t\tpublic {\n\t\t\tmethod tools/call\n\t\t}\n",
 			[]string{"public.methods:", `"tools/call" matches tools/call`, "tool * for every tool"}},
-		{"json: public method glob over resources", "json", baseJSON + `, "scopes": ["mcp:read"], "public": {"methods": ["resources/*"]}`,
+		{"json: public method glob over resources", "json", true, `"scopes": ["mcp:read"], "public": {"methods": ["resources/*"]}`,
 			[]string{"public.methods:", `"resources/*" matches resources/read`}},
-		{"json: public method *", "json", baseJSON + `, "scopes": ["mcp:read"], "public": {"methods": ["logging/setLevel", "*"]}`,
+		{"json: public method *", "json", true, `"scopes": ["mcp:read"], "public": {"methods": ["logging/setLevel", "*"]}`,
 			[]string{"public.methods:", `"*" matches tools/call`}},
-		{"json: challenge_in_result with an empty pattern", "json", baseJSON + `, "scopes": ["mcp:read"], "challenge_in_result": [""]`,
+		{"json: challenge_in_result with an empty pattern", "json", true, `"scopes": ["mcp:read"], "challenge_in_result": [""]`,
 			[]string{"challenge_in_result:", "empty pattern"}},
-		{"json: no scope policy", "json", baseJSON,
+		{"json: no scope policy", "json", true, "",
 			[]string{"mcp_auth", "scopes:", "no scope policy"}},
-		{"json: scope outside RFC 6749", "json", baseJSON + `, "scopes": ["mcp read"]`,
+		{"json: scope outside RFC 6749", "json", true, `"scopes": ["mcp read"]`,
 			[]string{"scopes:", `"mcp read"`, "not a valid scope token"}},
-		{"json: negative leeway", "json", baseJSON + `, "scopes": ["mcp:read"], "leeway": "-1s"`,
+		{"json: negative leeway", "json", true, `"scopes": ["mcp:read"], "leeway": "-1s"`,
 			[]string{"leeway:", "outside"}},
-		{"json: allow_any_audience with audiences", "json", baseJSON + `, "scopes": ["mcp:read"], "allow_any_audience": true, "audiences": ["x"]`,
+		{"json: allow_any_audience with audiences", "json", true, `"scopes": ["mcp:read"], "allow_any_audience": true, "audiences": ["x"]`,
 			[]string{"allow_any_audience:", "cannot be combined"}},
 		// A comma is legal in a scope-token, so `scopes a,b` would load as one scope and every
 		// token would get 403: refused, naming the field.
-		{"scopes joined by a comma", "caddyfile", base + "\t\tscopes mcp:read,mcp:write\n",
+		{"scopes joined by a comma", "caddyfile", true, "\t\tscopes mcp:read,mcp:write\n",
 			[]string{"scopes", `"mcp:read,mcp:write"`, "scopes are separated by spaces", "Caddyfile:"}},
-		{"rule scopes joined by a comma", "caddyfile", base + "\t\tscopes mcp:read\n\t\ttool delete_* {\n\t\t\tscopes mcp:admin,mcp:write\n\t\t}\n",
+		{"rule scopes joined by a comma", "caddyfile", true, "\t\tscopes mcp:read\n\t\ttool delete_* {\n\t\t\tscopes mcp:admin,mcp:write\n\t\t}\n",
 			[]string{"tool", `"mcp:admin,mcp:write"`, "scopes are separated by spaces", "Caddyfile:"}},
-		{"json: scope_implies joined by a comma", "json", baseJSON + `, "scopes": ["mcp:read"], "scope_implies": {"mcp:admin": ["mcp:read,mcp:write"]}`,
+		{"json: scope_implies joined by a comma", "json", true, `"scopes": ["mcp:read"], "scope_implies": {"mcp:admin": ["mcp:read,mcp:write"]}`,
 			[]string{"scope_implies mcp:admin", `"mcp:read,mcp:write"`, "scopes are separated by spaces"}},
-		{"json: scopes_supported joined by a comma", "json", baseJSON + `, "scopes": ["mcp:read"], "scopes_supported": ["mcp:read,mcp:write"]`,
+		{"json: scopes_supported joined by a comma", "json", true, `"scopes": ["mcp:read"], "scopes_supported": ["mcp:read,mcp:write"]`,
 			[]string{"scopes_supported", "scopes are separated by spaces"}},
 		// Found at provision time, when the Caddyfile is already JSON: no file:line, but the
 		// subdirective and the site's resource.
-		{"jwks_file missing", "caddyfile", "\t\tresource https://mcp.example.com/mcp\n\t\tauthorization_servers https://auth.example.com\n\t\tjwks_file /nonexistent/mcp-auth-jwks.json\n\t\tscopes mcp:read\n",
+		{"jwks_file missing", "caddyfile", false, "\t\tresource https://mcp.example.com/mcp\n\t\tauthorization_servers https://auth.example.com\n\t\tjwks_file /nonexistent/mcp-auth-jwks.json\n\t\tscopes mcp:read\n",
 			[]string{"jwks_file", "/nonexistent/mcp-auth-jwks.json", "in the mcp_auth of resource https://mcp.example.com/mcp"}},
-		{"jwks_file from an unset variable", "caddyfile", "\t\tresource https://mcp.example.com/mcp\n\t\tauthorization_servers https://auth.example.com\n\t\tjwks_file {env.MCPAUTH_TEST_UNSET_JWKS_FILE}\n\t\tscopes mcp:read\n",
+		{"jwks_file from an unset variable", "caddyfile", false, "\t\tresource https://mcp.example.com/mcp\n\t\tauthorization_servers https://auth.example.com\n\t\tjwks_file {env.MCPAUTH_TEST_UNSET_JWKS_FILE}\n\t\tscopes mcp:read\n",
 			[]string{"jwks_file", "{env.MCPAUTH_TEST_UNSET_JWKS_FILE}", "empty value", "in the mcp_auth of resource https://mcp.example.com/mcp"}},
 		// dpop (RFC 9449)
-		{"dpop: HS256 proofs", "caddyfile", base + "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\talgorithms ES256 HS256\n\t\t}\n",
+		{"dpop: HS256 proofs", "caddyfile", true, "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\talgorithms ES256 HS256\n\t\t}\n",
 			[]string{"dpop algorithms:", "HS256", "symmetric"}},
-		{"dpop: unknown subdirective", "caddyfile", base + "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\tnonces\n\t\t}\n",
+		{"dpop: unknown subdirective", "caddyfile", true, "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\tnonces\n\t\t}\n",
 			[]string{`dpop: unrecognized subdirective "nonces"`}},
-		{"dpop: max_age too long", "caddyfile", base + "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\tmax_age 2h\n\t\t}\n",
+		{"dpop: max_age too long", "caddyfile", true, "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\tmax_age 2h\n\t\t}\n",
 			[]string{"dpop max_age:", "outside"}},
-		{"dpop: short nonce key", "caddyfile", base + "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\tnonce secret\n\t\t}\n",
+		{"dpop: short nonce key", "caddyfile", true, "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\tnonce secret\n\t\t}\n",
 			[]string{"dpop nonce:", "shorter than 16 bytes"}},
-		{"dpop: nonce key from an unset variable", "caddyfile", base + "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\tnonce {env.MCPAUTH_TEST_UNSET_NONCE_KEY}\n\t\t}\n",
+		{"dpop: nonce key from an unset variable", "caddyfile", true, "\t\tscopes mcp:read\n\t\tdpop {\n\t\t\tnonce {env.MCPAUTH_TEST_UNSET_NONCE_KEY}\n\t\t}\n",
 			[]string{"dpop nonce_key", "{env.MCPAUTH_TEST_UNSET_NONCE_KEY}", "empty value"}},
-		{"dpop: value on the dpop line", "caddyfile", base + "\t\tscopes mcp:read\n\t\tdpop on\n",
+		{"dpop: value on the dpop line", "caddyfile", true, "\t\tscopes mcp:read\n\t\tdpop on\n",
 			[]string{"dpop: takes a block, not a value"}},
-		{"json: dpop alg none", "json", baseJSON + `, "scopes": ["mcp:read"], "dpop": {"algorithms": ["none"]}`,
+		{"json: dpop alg none", "json", true, `"scopes": ["mcp:read"], "dpop": {"algorithms": ["none"]}`,
 			[]string{"dpop algorithms:", `"none" is refused`}},
-		{"json: dpop negative replay_cache", "json", baseJSON + `, "scopes": ["mcp:read"], "dpop": {"replay_cache": -1}`,
+		{"json: dpop negative replay_cache", "json", true, `"scopes": ["mcp:read"], "dpop": {"replay_cache": -1}`,
 			[]string{"dpop replay_cache:", "negative"}},
-		{"json: dpop nonce_key without nonce", "json", baseJSON + `, "scopes": ["mcp:read"], "dpop": {"nonce_key": "0123456789abcdef0123"}`,
+		{"json: dpop nonce_key without nonce", "json", true, `"scopes": ["mcp:read"], "dpop": {"nonce_key": "0123456789abcdef0123"}`,
 			[]string{"dpop nonce_key:", "without nonce"}},
 	}
 	for _, c := range cases {
@@ -113,12 +112,18 @@ func TestRefusedConfigs(t *testing.T) {
 			// A site whose mcp_auth block (or handler's fields) is the case's, before a
 			// respond that must never be served.
 			const never = "should never be served"
-			body := render(c.body, map[string]string{"JWKS": s.jwksURL()})
 			var cfg, ct string
-			if c.format == "caddyfile" {
-				cfg, ct = s.siteCaddyfile(body, `respond "`+never+`"`), "text/caddyfile"
-			} else {
-				cfg, ct = jsonEnvelope(`[{"handle": [{"handler": "mcp_auth", `+body+`}, {"handler": "static_response", "body": "`+never+`"}]}]`), "application/json"
+			switch {
+			case c.format == "json":
+				var fields map[string]any
+				if err := json.Unmarshal([]byte("{"+c.body+"}"), &fields); err != nil {
+					t.Fatal(err)
+				}
+				cfg, ct = s.json(fields, map[string]any{"handler": "static_response", "body": never}), "application/json"
+			case c.usual:
+				cfg, ct = s.caddyfile(c.body, `respond "`+never+`"`), "text/caddyfile"
+			default:
+				cfg, ct = s.siteCaddyfile(c.body, `respond "`+never+`"`), "text/caddyfile"
 			}
 			code, body := loadConfig(t, cfg, ct, false)
 			if code == http.StatusOK {
@@ -138,8 +143,8 @@ func TestRefusedConfigs(t *testing.T) {
 			}
 
 			// The refused config never replaced the running one.
-			code, _, got := request(t, tc, http.MethodPost, "/mcp", "", bearer(tok))
-			if code != http.StatusOK || got != upstreamBody {
+			code, _, got := s.do(t, attackReq{auth: []string{bearer(tok)}})
+			if code != http.StatusOK || string(got) != upstreamBody {
 				t.Errorf("after the refused load: status %d body %q, want the previous config's 200 %q", code, got, upstreamBody)
 			}
 		})

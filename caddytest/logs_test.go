@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,43 +12,26 @@ import (
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
-// logsCaddyfile writes Caddy's own logs (at debug level) and the site's access log to files,
-// and copies {http.auth.mcp.error} into a response header set when the response is written.
-const logsCaddyfile = globalHead + `	log {
-		output file @DIR@/caddy.log
-		format json
-		level DEBUG
-	}
+// logsCaddyfile sends Caddy's own logs (at debug level) to debug and the site's access log
+// to access, and copies {http.auth.mcp.error} into a response header set when the response
+// is written.
+func (s *setup) logsCaddyfile(debug, access *logSink) string {
+	return withGlobal(s.caddyfile("scopes mcp:read",
+		"log {\n"+access.output()+"\nformat json\n}",
+		`header >X-MCP-Error "{http.auth.mcp.error}"`,
+		"reverse_proxy "+s.up.dial()),
+		"log {\n"+debug.output()+"\nformat json\nlevel DEBUG\n}")
 }
-
-:9080 {
-	log {
-		output file @DIR@/access.log
-		format json
-	}
-	header >X-MCP-Error "{http.auth.mcp.error}"
-	mcp_auth {
-		resource https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		jwks_url @JWKS@
-		scopes mcp:read
-	}
-	reverse_proxy @UPSTREAM@
-}
-`
 
 // TestLogsAndErrorPlaceholder checks, through a real Caddy, that the access log names the
 // user ({http.auth.user.id}), that denials are logged at debug level with their reason, that
 // no token reaches any log, and that {http.auth.mcp.error} holds the error code of a denial.
 func TestLogsAndErrorPlaceholder(t *testing.T) {
 	s := newSetup(t)
-	dir := t.TempDir()
-	cfg := render(logsCaddyfile, map[string]string{
-		"DIR": dir, "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": s.up.dial(),
-	})
-	tc := startCaddy(t, cfg, "caddyfile")
+	debugLog, accessLog := newLogSink(t), newLogSink(t)
+	s.start(t, s.logsCaddyfile(debugLog, accessLog), "caddyfile")
 
-	good := s.rsaKey.Token(t, claims(resource, "mcp:read"), nil)
+	good := s.token(t, "mcp:read", nil)
 	cases := []struct {
 		name      string
 		token     string
@@ -59,9 +41,9 @@ func TestLogsAndErrorPlaceholder(t *testing.T) {
 	}{
 		{"valid", good, http.StatusOK, "", ""},
 		{"no token", "", http.StatusUnauthorized, "missing_token", "missing_token"},
-		{"wrong audience", s.ecKey.Token(t, claims("https://other.example.com", "mcp:read"), nil),
+		{"wrong audience", s.ecKey.Token(t, s.claims("mcp:read", map[string]any{"aud": "https://other.example.com"}), nil),
 			http.StatusUnauthorized, "invalid_token", "audience_not_accepted"},
-		{"insufficient scope", s.rsaKey.Token(t, claims(resource, "mcp:write"), nil),
+		{"insufficient scope", s.token(t, "mcp:write", nil),
 			http.StatusForbidden, "insufficient_scope", "insufficient_scope"},
 		{"bad signature", good[:strings.LastIndexByte(good, '.')+1] + "AAAA",
 			http.StatusUnauthorized, "invalid_token", "bad_signature"},
@@ -73,7 +55,7 @@ func TestLogsAndErrorPlaceholder(t *testing.T) {
 			auth = []string{bearer(c.token)}
 			tokens = append(tokens, c.token)
 		}
-		code, hdr, _ := request(t, tc, http.MethodPost, "/mcp", "", auth...)
+		code, hdr, _ := s.do(t, attackReq{auth: auth})
 		if code != c.status {
 			t.Errorf("%s: status %d, want %d", c.name, code, c.status)
 		}
@@ -85,7 +67,7 @@ func TestLogsAndErrorPlaceholder(t *testing.T) {
 	}
 
 	// The access log is written after the response; wait (bounded) for all entries.
-	access := waitLogLines(t, filepath.Join(dir, "access.log"), len(cases))
+	access := accessLog.wait(atLeast(len(cases)))
 	users := map[int]string{}
 	for _, e := range access {
 		status, _ := e["status"].(float64)
@@ -106,7 +88,22 @@ func TestLogsAndErrorPlaceholder(t *testing.T) {
 		t.Errorf("access log names a user for requests without a valid token: %v", users)
 	}
 
-	debug := waitLogLines(t, filepath.Join(dir, "caddy.log"), 0)
+	// Denials are logged before the answer, but reach the sink on their own: wait (bounded)
+	// for every reason.
+	debug := debugLog.wait(func(entries []map[string]any) bool {
+		seen := map[string]bool{}
+		for _, e := range entries {
+			if r, _ := e["reason"].(string); e["msg"] == "request denied" {
+				seen[r] = true
+			}
+		}
+		for _, c := range cases {
+			if c.reason != "" && !seen[c.reason] {
+				return false
+			}
+		}
+		return true
+	})
 	reasons := map[string]bool{}
 	for _, e := range debug {
 		logger, _ := e["logger"].(string)
@@ -130,17 +127,13 @@ func TestLogsAndErrorPlaceholder(t *testing.T) {
 		}
 	}
 
-	for _, name := range []string{"access.log", "caddy.log"} {
-		raw, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
+	for name, raw := range map[string]string{"access log": accessLog.text(), "caddy log": debugLog.text()} {
 		for _, tok := range tokens {
 			sig := tok[strings.LastIndexByte(tok, '.')+1:]
-			if len(sig) > 16 && strings.Contains(string(raw), sig) {
+			if len(sig) > 16 && strings.Contains(raw, sig) {
 				t.Errorf("%s contains a token signature", name)
 			}
-			if strings.Contains(string(raw), tok[:strings.IndexByte(tok, '.')+1]) {
+			if strings.Contains(raw, tok[:strings.IndexByte(tok, '.')+1]) {
 				t.Errorf("%s contains a token", name)
 			}
 		}
@@ -148,7 +141,8 @@ func TestLogsAndErrorPlaceholder(t *testing.T) {
 }
 
 // waitLogLines reads the JSON lines of a log file, waiting up to 5s until there are at least
-// min of them (the access log is written after the response is sent).
+// min of them (the access log is written after the response is sent). The tests of this
+// file wait on a logSink instead; attack_exchange_test.go still reads files.
 func waitLogLines(t *testing.T, path string, min int) []map[string]any {
 	t.Helper()
 	var entries []map[string]any
@@ -181,36 +175,31 @@ func waitLogLines(t *testing.T, path string, min int) []map[string]any {
 func TestKeyWarningsFollowLogConfig(t *testing.T) {
 	s := newSetup(t)
 	cfg, _ := s.config("caddyfile", []string{"mcp:read"}, true)
-	tc := startCaddy(t, cfg, "caddyfile")
-	if code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(s.rsaKey.Token(t, claims(resource, "mcp:read"), nil))); code != http.StatusOK {
+	s.start(t, cfg, "caddyfile")
+	if code, _, _ := s.do(t, attackReq{auth: []string{bearer(s.token(t, "mcp:read", nil))}}); code != http.StatusOK {
 		t.Fatalf("first config: status %d, want 200", code)
 	}
 
-	dir := t.TempDir()
-	mustLoad(t, render(logsCaddyfile, map[string]string{
-		"DIR": dir, "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": s.up.dial(),
-	}), "text/caddyfile", false)
+	debugLog := newLogSink(t)
+	mustLoad(t, s.logsCaddyfile(debugLog, newLogSink(t)), "text/caddyfile", false)
 
 	// A token with an unknown kid makes the set fetch again; the server is down.
 	s.jwks.down.Store(true)
 	stranger := jwttest.New(t, "unknown-kid", "ES256")
-	code, _, _ := request(t, tc, http.MethodPost, "/mcp", "", bearer(stranger.Token(t, claims(resource, "mcp:read"), nil)))
+	code, _, _ := s.do(t, attackReq{auth: []string{bearer(stranger.Token(t, s.claims("mcp:read", nil), nil))}})
 	if code != http.StatusUnauthorized {
 		t.Errorf("token of an unknown key: status %d, want 401", code)
 	}
 
 	var found bool
-	for range 50 {
-		for _, e := range waitLogLines(t, filepath.Join(dir, "caddy.log"), 0) {
-			if e["level"] == "warn" && strings.Contains(e["msg"].(string), "refreshing signing keys failed") {
+	debugLog.wait(func(entries []map[string]any) bool {
+		for _, e := range entries {
+			if msg, _ := e["msg"].(string); e["level"] == "warn" && strings.Contains(msg, "refreshing signing keys failed") {
 				found = true
 			}
 		}
-		if found {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return found
+	})
 	if !found {
 		t.Errorf("the failed refresh was not logged through the running config's logs")
 	}

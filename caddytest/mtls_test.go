@@ -25,68 +25,31 @@ import (
 // server certificate and two client certificates; Caddy asks for a client certificate
 // (client_auth) and mcp_auth matches it against the token's cnf.x5t#S256.
 
-const mtlsCaddyfile = globalOptions + `
-
-https://localhost:9443 {
-	tls @CERT@ @KEY@ {
-		client_auth {
-			mode verify_if_given
-			trust_pool inline {
-				trust_der @CA_DER@
-			}
-		}
+// mtlsConfig is the usual site with scope mcp:read and mtls_bound, served by Caddy's TLS on
+// https://localhost:9443 with the server certificate in certPath and keyPath, asking for a
+// client certificate of ca (verify_if_given).
+func (s *setup) mtlsConfig(format, certPath, keyPath string, ca *x509.Certificate) string {
+	caDER := base64.StdEncoding.EncodeToString(ca.Raw)
+	if format == "caddyfile" {
+		return readdressed(s.caddyfile("scopes mcp:read\nmtls_bound",
+			"tls "+certPath+" "+keyPath+" {\nclient_auth {\nmode verify_if_given\ntrust_pool inline {\ntrust_der "+caDER+"\n}\n}\n}",
+			"reverse_proxy "+s.up.dial()), "https://localhost:9443")
 	}
-	reverse_proxy @UPSTREAM@
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		mtls_bound
-	}
+	cfg := s.json(map[string]any{"scopes": []string{"mcp:read"}, "mtls_bound": true})
+	cfg = jsonWith(cfg, "apps.http.servers.mcp", map[string]any{
+		"listen": []string{":9443"},
+		"tls_connection_policies": []any{map[string]any{
+			"certificate_selection": map[string]any{"any_tag": []string{"test"}},
+			"client_authentication": map[string]any{
+				"ca":   map[string]any{"provider": "inline", "trusted_ca_certs": []string{caDER}},
+				"mode": "verify_if_given",
+			},
+		}},
+	})
+	return jsonWith(cfg, "apps.tls", map[string]any{"certificates": map[string]any{
+		"load_files": []any{map[string]any{"certificate": certPath, "key": keyPath, "tags": []string{"test"}}},
+	}})
 }
-`
-
-const mtlsJSON = `
-{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {
-		"http": {
-			"http_port": 9080,
-			"https_port": 9443,
-			"grace_period": 1,
-			"servers": {
-				"mcp": {
-					"listen": [":9443"],
-					"tls_connection_policies": [{
-						"certificate_selection": {"any_tag": ["test"]},
-						"client_authentication": {
-							"ca": {"provider": "inline", "trusted_ca_certs": ["@CA_DER@"]},
-							"mode": "verify_if_given"
-						}
-					}],
-					"routes": [
-						{
-							"handle": [{
-								"handler": "mcp_auth",
-								"resource": "https://mcp.example.com/mcp",
-								"authorization_servers": ["https://auth.example.com"],
-								"jwks_urls": ["@JWKS@"],
-								"scopes": ["mcp:read"],
-								"mtls_bound": true
-							}]
-						},
-						{
-							"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": "@UPSTREAM@"}]}]
-						}
-					]
-				}
-			}
-		},
-		"tls": {"certificates": {"load_files": [{"certificate": "@CERT@", "key": "@KEY@", "tags": ["test"]}]}}
-	}
-}
-`
 
 // testCA is a certificate authority for the test.
 type testCA struct {
@@ -170,13 +133,7 @@ func TestMTLSBoundThroughCaddy(t *testing.T) {
 	for _, format := range []string{"caddyfile", "json"} {
 		t.Run(format, func(t *testing.T) {
 			s := newSetup(t)
-			vars := map[string]string{"JWKS": s.jwks.URL + "/jwks", "UPSTREAM": s.up.dial(), "CERT": certPath, "KEY": keyPath,
-				"CA_DER": base64.StdEncoding.EncodeToString(ca.cert.Raw)}
-			tmpl := mtlsCaddyfile
-			if format == "json" {
-				tmpl = mtlsJSON
-			}
-			startCaddy(t, render(tmpl, vars), format)
+			startCaddy(t, s.mtlsConfig(format, certPath, keyPath, ca.cert), format)
 
 			get := func(path, token string, cert *tls.Certificate) (int, http.Header, string) {
 				t.Helper()
@@ -189,12 +146,14 @@ func TestMTLSBoundThroughCaddy(t *testing.T) {
 				if token != "" {
 					req.Header.Set("Authorization", "Bearer "+token)
 				}
+				// A connection may meet the previous config's server as it closes: try again
+				// at once, on a new connection (bounded), until the TLS server answers.
 				var resp *http.Response
-				for attempt := 1; ; attempt++ {
-					if resp, err = client.Do(req); err == nil || attempt == 20 {
+				for deadline := time.Now().Add(10 * time.Second); ; {
+					if resp, err = client.Do(req); err == nil || time.Now().After(deadline) {
 						break
 					}
-					time.Sleep(100 * time.Millisecond) // the TLS server may take a moment after a load
+					client.CloseIdleConnections()
 				}
 				if err != nil {
 					t.Fatal(err)

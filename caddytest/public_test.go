@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -23,77 +22,62 @@ import (
 // mcp.StreamableHTTPHandler. search and docs_* are public; read_file needs the base scope
 // mcp:read; delete_* needs mcp:admin too; pay_* needs billing:write or billing:admin.
 
-const publicCaddyfile = globalOptions + `
-
-:9080 {
-	reverse_proxy @UPSTREAM@ {
-		header_up X-User "{http.auth.user.id}"
-		header_up X-Tenant "{http.auth.mcp.claim.tenant}"
-	}
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		resource_name         "@NAME@"
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		tool delete_* {
-			scopes mcp:admin
-		}
-		tool pay_* {
-			any_of billing:write billing:admin
-		}
-		public {
-			tool search docs_*
-		}
-		challenge_in_result
-		bind_sessions         @KEY@
-		@FILTER@
-	}
+// publicRules: read_file needs the base scope mcp:read, delete_* mcp:admin too, pay_*
+// billing:write or billing:admin.
+const publicRules = `scopes mcp:read
+tool delete_* {
+	scopes mcp:admin
+}
+tool pay_* {
+	any_of billing:write billing:admin
 }
 `
 
-const publicJSON = `
-{
-	"admin": {"listen": "localhost:2999"},
-	"apps": {
-		"http": {
-			"http_port": 9080,
-			"https_port": 9443,
-			"grace_period": 1,
-			"servers": {
-				"mcp": {
-					"listen": [":9080"],
-					"routes": [{
-						"handle": [
-							{
-								"handler": "mcp_auth",
-								"resource": "https://mcp.example.com/mcp",
-								"authorization_servers": ["https://auth.example.com"],
-								"resource_name": "@NAME@",
-								"jwks_urls": ["@JWKS@"],
-								"scopes": ["mcp:read"],
-								"rules": [
-									{"tools": ["delete_*"], "scopes": ["mcp:admin"]},
-									{"tools": ["pay_*"], "any_of": ["billing:write", "billing:admin"]}
-								],
-								"public": {"tools": ["search", "docs_*"]},
-								"challenge_in_result": ["openai-mcp/*"],
-								"bind_sessions": {"key": "@KEY@"}
-								@FILTERJSON@
-							},
-							{
-								"handler": "reverse_proxy",
-								"headers": {"request": {"set": {"X-User": ["{http.auth.user.id}"], "X-Tenant": ["{http.auth.mcp.claim.tenant}"]}}},
-								"upstreams": [{"dial": "@UPSTREAM@"}]
-							}
-						]
-					}]
-				}
-			}
-		}
-	}
+// publicBlock makes search and docs_* public.
+const publicBlock = "public {\ntool search docs_*\n}\n"
+
+// publicCaddyfile is the site named name with publicRules, the subdirectives in auth and
+// bound sessions; the proxy hands the identity placeholders on as X-User and X-Tenant.
+func (f *fixture) publicCaddyfile(name, auth string) string {
+	return f.caddyfile(`resource_name "`+name+"\"\n"+publicRules+auth+"bind_sessions "+publicSessionKey,
+		"reverse_proxy "+f.up.dial()+" {\nheader_up X-User \"{http.auth.user.id}\"\nheader_up X-Tenant \"{http.auth.mcp.claim.tenant}\"\n}")
 }
-`
+
+// publicJSON is publicCaddyfile with publicBlock and challenge_in_result, written by hand in
+// JSON, with more fields.
+func (f *fixture) publicJSON(name string, more map[string]any) string {
+	fields := map[string]any{
+		"resource_name": name,
+		"scopes":        []string{"mcp:read"},
+		"rules": []any{
+			map[string]any{"tools": []string{"delete_*"}, "scopes": []string{"mcp:admin"}},
+			map[string]any{"tools": []string{"pay_*"}, "any_of": []string{"billing:write", "billing:admin"}},
+		},
+		"public":              map[string]any{"tools": []string{"search", "docs_*"}},
+		"challenge_in_result": []string{"openai-mcp/*"},
+		"bind_sessions":       map[string]any{"key": publicSessionKey},
+	}
+	for k, v := range more {
+		fields[k] = v
+	}
+	proxy := f.proxy()
+	proxy["headers"] = map[string]any{"request": map[string]any{"set": map[string]any{
+		"X-User": []string{"{http.auth.user.id}"}, "X-Tenant": []string{"{http.auth.mcp.claim.tenant}"}}}}
+	return f.json(fields, proxy)
+}
+
+// publicConfig is the usual configuration of these tests, public operations and
+// challenge_in_result on, in either format, with more (filter_lists) when set.
+func (f *fixture) publicConfig(adapter, name, more string) string {
+	if adapter == "json" {
+		m := map[string]any{}
+		if more != "" {
+			m[more] = true
+		}
+		return f.publicJSON(name, m)
+	}
+	return f.publicCaddyfile(name, publicBlock+"challenge_in_result\n"+more+"\n")
+}
 
 const publicSessionKey = "0123456789abcdef0123456789abcdef-public"
 
@@ -217,7 +201,9 @@ func sendPublic(t *testing.T, r publicReq) publicAnswer {
 		if attempt == 10 {
 			t.Fatalf("%s /mcp: %v", method, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		// The previous config's server closed the connection unanswered: try again at once,
+		// on a new connection.
+		client.CloseIdleConnections()
 		if r.body != "" {
 			req.Body = io.NopCloser(strings.NewReader(r.body))
 		}
@@ -286,35 +272,23 @@ var publicSchemes = map[string]string{
 	"pay_bill":    `[{"scopes":["mcp:read","billing:write"],"type":"oauth2"}]`,
 }
 
-func TestPublicCaddyfile(t *testing.T) { runPublic(t, publicCaddyfile, "caddyfile", false) }
-func TestPublicJSON(t *testing.T)      { runPublic(t, publicJSON, "json", false) }
-func TestPublicSSE(t *testing.T)       { runPublic(t, publicCaddyfile, "caddyfile", true) }
+func TestPublicCaddyfile(t *testing.T) { runPublic(t, "caddyfile", false) }
+func TestPublicJSON(t *testing.T)      { runPublic(t, "json", false) }
+func TestPublicSSE(t *testing.T)       { runPublic(t, "caddyfile", true) }
 
-func publicClaims(scope string, set map[string]any) jwt.MapClaims {
-	c := claims(resource, scope)
-	for k, v := range set {
-		c[k] = v
-	}
-	return c
-}
-
-func runPublic(t *testing.T, cfg, adapter string, sse bool) {
-	key := jwttest.New(t, "rsa-public", "RS256")
-	js := newJWKSServer(t, key)
+func runPublic(t *testing.T, adapter string, sse bool) {
 	up := newPublicUpstream(t, !sse)
+	f := newFixture(t, up)
 	name := "Public " + adapter
-	tc := startCaddy(t, render(cfg, map[string]string{"JWKS": js.URL, "UPSTREAM": up.dial(), "NAME": name,
-		"KEY": publicSessionKey, "FILTER": "", "FILTERJSON": ""}), adapter)
-	waitServed(t, tc, prmPath, name)
-	_ = tc
+	f.start(t, f.publicConfig(adapter, name, ""), adapter, name)
 
-	read := []string{bearer(key.Token(t, publicClaims("mcp:read", nil), nil))}
-	admin := []string{bearer(key.Token(t, publicClaims("mcp:read mcp:admin", nil), nil))}
-	expired := []string{bearer(key.Token(t, publicClaims("mcp:read", map[string]any{
+	read := []string{bearer(f.token(t, "mcp:read", nil))}
+	admin := []string{bearer(f.token(t, "mcp:read mcp:admin", nil))}
+	expired := []string{bearer(f.token(t, "mcp:read", map[string]any{
 		"iat": time.Now().Add(-2 * time.Hour).Unix(), "nbf": time.Now().Add(-2 * time.Hour).Unix(),
-		"exp": time.Now().Add(-time.Hour).Unix()}), nil))}
+		"exp": time.Now().Add(-time.Hour).Unix()}))}
 	other := jwttest.New(t, "rsa-other", "RS256") // not in the JWKS
-	forged := []string{bearer(other.Token(t, publicClaims("mcp:read", nil), nil))}
+	forged := []string{bearer(other.Token(t, f.claims("mcp:read", nil), nil))}
 
 	// untouched runs f and asserts the MCP server received nothing.
 	untouched := func(t *testing.T, what string, f func()) {
@@ -569,7 +543,7 @@ func runPublic(t *testing.T, cfg, adapter string, sse bool) {
 			}
 		})
 		untouched(t, "another user's token on a signed-in session", func() {
-			otherUser := []string{bearer(key.Token(t, publicClaims("mcp:read", map[string]any{"sub": "user-2"}), nil))}
+			otherUser := []string{bearer(f.token(t, "mcp:read", map[string]any{"sub": "user-2"}))}
 			if a := sendPublic(t, publicReq{body: toolCall("search"), auth: otherUser, session: signed}); a.status != http.StatusNotFound {
 				t.Errorf("status %d, want 404", a.status)
 			}
@@ -602,17 +576,9 @@ func runPublic(t *testing.T, cfg, adapter string, sse bool) {
 func TestPublicFilterLists(t *testing.T) {
 	for _, adapter := range []string{"caddyfile", "json"} {
 		t.Run(adapter, func(t *testing.T) {
-			key := jwttest.New(t, "rsa-public", "RS256")
-			js := newJWKSServer(t, key)
-			up := newPublicUpstream(t, true)
+			f := newFixture(t, newPublicUpstream(t, true))
 			name := "Public filter " + adapter
-			cfg := publicCaddyfile
-			if adapter == "json" {
-				cfg = publicJSON
-			}
-			tc := startCaddy(t, render(cfg, map[string]string{"JWKS": js.URL, "UPSTREAM": up.dial(), "NAME": name,
-				"KEY": publicSessionKey, "FILTER": "filter_lists", "FILTERJSON": `, "filter_lists": true`}), adapter)
-			waitServed(t, tc, prmPath, name)
+			f.start(t, f.publicConfig(adapter, name, "filter_lists"), adapter, name)
 			names := func(auth []string) []string {
 				sid := openSession(t, auth, nil)
 				top, _, _, scope := listedSchemes(t, sendPublic(t, publicReq{body: toolsListBody, auth: auth, session: sid}))
@@ -632,11 +598,11 @@ func TestPublicFilterLists(t *testing.T) {
 			if got, want := names(nil), []string{"docs_page", "read_file", "search"}; !slices.Equal(got, want) {
 				t.Errorf("anonymous tools %q, want %q", got, want)
 			}
-			read := []string{bearer(key.Token(t, publicClaims("mcp:read", nil), nil))}
+			read := []string{bearer(f.token(t, "mcp:read", nil))}
 			if got, want := names(read), []string{"docs_page", "read_file", "search"}; !slices.Equal(got, want) {
 				t.Errorf("mcp:read tools %q, want %q", got, want)
 			}
-			admin := []string{bearer(key.Token(t, publicClaims("mcp:read mcp:admin billing:admin", nil), nil))}
+			admin := []string{bearer(f.token(t, "mcp:read mcp:admin billing:admin", nil))}
 			if got, want := names(admin), []string{"delete_file", "docs_page", "pay_bill", "read_file", "search"}; !slices.Equal(got, want) {
 				t.Errorf("admin tools %q, want %q", got, want)
 			}
@@ -647,17 +613,9 @@ func TestPublicFilterLists(t *testing.T) {
 // TestWithoutPublic: without public, nothing changes: a request without a token is refused
 // whatever it asks, and tools/list answers are not rewritten.
 func TestWithoutPublic(t *testing.T) {
-	key := jwttest.New(t, "rsa-public", "RS256")
-	js := newJWKSServer(t, key)
-	up := newPublicUpstream(t, true)
-	cfg := strings.Replace(publicCaddyfile, "public {\n\t\t\ttool search docs_*\n\t\t}\n\t\tchallenge_in_result\n", "", 1)
-	if cfg == publicCaddyfile {
-		t.Fatal("the public block was not removed from the configuration")
-	}
+	f := newFixture(t, newPublicUpstream(t, true))
 	name := "No public"
-	tc := startCaddy(t, render(cfg, map[string]string{"JWKS": js.URL, "UPSTREAM": up.dial(), "NAME": name,
-		"KEY": publicSessionKey, "FILTER": "", "FILTERJSON": ""}), "caddyfile")
-	waitServed(t, tc, prmPath, name)
+	f.start(t, f.publicCaddyfile(name, ""), "caddyfile", name)
 	for _, body := range []string{initBody, toolsListBody, toolCall("search")} {
 		a := sendPublic(t, publicReq{body: body})
 		if a.status != http.StatusUnauthorized {
@@ -665,7 +623,7 @@ func TestWithoutPublic(t *testing.T) {
 		}
 		checkChallenge(t, a.hdr, challenge("", "", "mcp:read"))
 	}
-	read := []string{bearer(key.Token(t, publicClaims("mcp:read", nil), nil))}
+	read := []string{bearer(f.token(t, "mcp:read", nil))}
 	sid := openSession(t, read, nil)
 	top, meta, _, scope := listedSchemes(t, sendPublic(t, publicReq{body: toolsListBody, auth: read, session: sid}))
 	// The server's own answer: no top-level securitySchemes, its _meta one, its cacheScope.
@@ -686,17 +644,10 @@ func init() {
 // TestInResultWithoutPublic: challenge_in_result alone allows nothing without a token and
 // keeps today's 401 with the base challenge, which a matched client gets inside a result.
 func TestInResultWithoutPublic(t *testing.T) {
-	key := jwttest.New(t, "rsa-public", "RS256")
-	js := newJWKSServer(t, key)
 	up := newPublicUpstream(t, true)
-	cfg := strings.Replace(publicCaddyfile, "public {\n\t\t\ttool search docs_*\n\t\t}\n", "", 1)
-	if cfg == publicCaddyfile {
-		t.Fatal("the public block was not removed from the configuration")
-	}
+	f := newFixture(t, up)
 	name := "In result alone"
-	tc := startCaddy(t, render(cfg, map[string]string{"JWKS": js.URL, "UPSTREAM": up.dial(), "NAME": name,
-		"KEY": publicSessionKey, "FILTER": "", "FILTERJSON": ""}), "caddyfile")
-	waitServed(t, tc, prmPath, name)
+	f.start(t, f.publicCaddyfile(name, "challenge_in_result\n"), "caddyfile", name)
 	ua := map[string]string{"User-Agent": openAIUA}
 	base := challenge("", "", "mcp:read")
 	for _, tool := range []string{"search", "delete_file"} {
@@ -735,16 +686,10 @@ func TestInResultWithoutPublic(t *testing.T) {
 // it rewritten, or is refused with 502; what the server said about securitySchemes never
 // reaches the client.
 func TestPublicToolsListAnswers(t *testing.T) {
-	key := jwttest.New(t, "rsa-public", "RS256")
-	js := newJWKSServer(t, key)
 	up := newCraftedUpstream(t)
-	cfg := strings.Replace(filterCaddyfile, "\t\tfilter_tools_list\n", "\t\tpublic {\n\t\t\ttool read_*\n\t\t}\n", 1)
-	if cfg == filterCaddyfile {
-		t.Fatal("filter_tools_list was not replaced by public")
-	}
-	tc := startCaddy(t, render(cfg, map[string]string{"JWKS": js.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://")}), "caddyfile")
-	waitServed(t, tc, prmPath, "Filter MCP")
-	read := []string{bearer(key.Token(t, publicClaims("mcp:read", nil), nil))}
+	f := newFixture(t, up)
+	f.start(t, f.caddyfile(filterAuth+"public {\ntool read_*\n}"), "caddyfile", "Filter MCP")
+	read := []string{bearer(f.token(t, "mcp:read", nil))}
 
 	// The server claims both tools are public, in both places, and in a _meta that is no object.
 	const list = `{"jsonrpc":"2.0","id":2,"result":{"tools":[` +
@@ -816,17 +761,11 @@ func TestPublicToolsListAnswers(t *testing.T) {
 // TestPublicAudit: the audit events of anonymous requests say so and name no caller; the
 // identity placeholders are empty in Caddy's access log too.
 func TestPublicAudit(t *testing.T) {
-	dir := t.TempDir()
-	key := jwttest.New(t, "rsa-public", "RS256")
-	js := newJWKSServer(t, key)
-	up := newPublicUpstream(t, true)
-	cfg := strings.Replace(publicCaddyfile, "grace_period 1ns\n", "grace_period 1ns\n\tlog mcp_audit {\n\t\toutput file "+dir+
-		"/audit.log\n\t\tformat json\n\t\tinclude http.handlers.mcp_auth.audit\n\t}\n", 1)
-	cfg = strings.Replace(cfg, "\t\t@FILTER@\n", "\t\taudit\n", 1)
+	f := newFixture(t, newPublicUpstream(t, true))
+	audit := newLogSink(t)
 	name := "Public audit"
-	tc := startCaddy(t, render(cfg, map[string]string{"JWKS": js.URL, "UPSTREAM": up.dial(), "NAME": name,
-		"KEY": publicSessionKey}), "caddyfile")
-	waitServed(t, tc, prmPath, name)
+	f.start(t, withGlobal(f.publicCaddyfile(name, publicBlock+"challenge_in_result\naudit\n"),
+		"log mcp_audit {\n"+audit.output()+"\nformat json\ninclude http.handlers.mcp_auth.audit\n}"), "caddyfile", name)
 	sid := openSession(t, nil, nil)
 	if a := sendPublic(t, publicReq{body: toolCall("search"), session: sid}); a.status != http.StatusOK {
 		t.Fatalf("search: status %d", a.status)
@@ -834,22 +773,18 @@ func TestPublicAudit(t *testing.T) {
 	if a := sendPublic(t, publicReq{body: toolCall("delete_file"), session: sid}); a.status != http.StatusUnauthorized {
 		t.Fatalf("delete_file: status %d", a.status)
 	}
-	var events []map[string]any
-	for range 50 {
-		if events = waitLogLines(t, dir+"/audit.log", 1); len(events) >= 4 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	var allow, deny map[string]any
-	for _, e := range events {
-		if e["name"] == "search" && e["decision"] == "allow" {
-			allow = e
+	events := audit.wait(func(events []map[string]any) bool {
+		for _, e := range events {
+			if e["name"] == "search" && e["decision"] == "allow" {
+				allow = e
+			}
+			if e["name"] == "delete_file" && e["decision"] == "deny" {
+				deny = e
+			}
 		}
-		if e["name"] == "delete_file" && e["decision"] == "deny" {
-			deny = e
-		}
-	}
+		return allow != nil && deny != nil
+	})
 	for what, e := range map[string]map[string]any{"allow search": allow, "deny delete_file": deny} {
 		if e == nil {
 			t.Errorf("no audit event for %s in %v", what, events)

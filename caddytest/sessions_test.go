@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -22,41 +20,43 @@ import (
 // bind_sessions, audit, the operation placeholders and close_streams_at_expiry through a real
 // Caddy in front of a real MCP server (the official Go SDK's Streamable HTTP handler).
 
-// sessionsCaddyfile is the "shared MCP server" of docs/sessions.md: sessions bound to the
-// caller, audit events in their own file (and not in Caddy's default log), the operation
-// placeholders copied into response headers, streams closed at token expiry.
-const sessionsCaddyfile = globalHead + `	log default {
-		output file @DIR@/caddy.log
-		format json
-		level DEBUG
-		exclude http.handlers.mcp_auth.audit
+// sessionsAuth is the "shared MCP server" of docs/sessions.md: sessions bound to the caller,
+// audit events, streams closed at token expiry.
+const sessionsAuth = `scopes mcp:read
+leeway 0s
+tool delete_* {
+	scopes mcp:admin
+}
+bind_sessions {env.MCPAUTH_TEST_SESSION_KEY}
+audit
+close_streams_at_expiry`
+
+// sessionsCaddyfile is sessionsAuth with the operation placeholders copied into response
+// headers. With sinks, audit events go to audit and not to Caddy's default log, debug.
+func (f *fixture) sessionsCaddyfile(debug, audit *logSink) string {
+	cfg := f.caddyfile(sessionsAuth,
+		`header >X-MCP-Method "{http.auth.mcp.method}"`,
+		`header >X-MCP-Name "{http.auth.mcp.name}"`,
+		"reverse_proxy "+f.up.dial())
+	if debug == nil {
+		return cfg
 	}
-	log mcp_audit {
-		output file @DIR@/audit.log
-		format json
-		include http.handlers.mcp_auth.audit
-	}
+	return withGlobal(cfg, "log default {\n"+debug.output()+"\nformat json\nlevel DEBUG\nexclude http.handlers.mcp_auth.audit\n}\n"+
+		"log mcp_audit {\n"+audit.output()+"\nformat json\ninclude http.handlers.mcp_auth.audit\n}")
 }
 
-:9080 {
-	header >X-MCP-Method "{http.auth.mcp.method}"
-	header >X-MCP-Name "{http.auth.mcp.name}"
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		leeway                0s
-		tool delete_* {
-			scopes mcp:admin
-		}
-		bind_sessions {env.MCPAUTH_TEST_SESSION_KEY}
-		audit
-		close_streams_at_expiry
-	}
-	reverse_proxy @UPSTREAM@
+// newSessionFixture is the fixture in front of a sessionUpstream, with the session key set.
+func newSessionFixture(t *testing.T) (*fixture, *sessionUpstream) {
+	t.Helper()
+	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
+	up := newSessionUpstream(t)
+	return newFixture(t, up), up
 }
-`
+
+// caller is the claims naming a caller: sub, client_id and the token's jti.
+func caller(sub, client, jti string) map[string]any {
+	return map[string]any{"sub": sub, "client_id": client, "jti": jti}
+}
 
 const testSessionKey = "0123456789abcdef0123456789abcdef-test-key"
 
@@ -102,6 +102,8 @@ func newSessionUpstream(t *testing.T) *sessionUpstream {
 	return u
 }
 
+func (u *sessionUpstream) dial() string { return strings.TrimPrefix(u.URL, "http://") }
+
 func (u *sessionUpstream) count() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -143,49 +145,22 @@ func (s *sessionRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// rawCall sends one JSON-RPC message with a session ID and returns status, header and body.
+// rawCall sends one JSON-RPC message with a session ID (through the fixture's sender) and
+// returns status, header and body; hdr adds header lines.
 func rawCall(t *testing.T, method, token, session, body string, hdr map[string]string) (int, http.Header, string) {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, baseURL+"/mcp", rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Mcp-Protocol-Version", protocolHeader)
+	r := attackReq{method: method, body: body}
 	if token != "" {
-		req.Header.Set("Authorization", bearer(token))
+		r.auth = []string{bearer(token)}
 	}
-	if session != "" {
-		req.Header.Set("Mcp-Session-Id", session)
+	if session == "" {
+		r.header = append(r.header, "Mcp-Protocol-Version: "+protocolHeader)
 	}
 	for k, v := range hdr {
-		req.Header.Set(k, v)
+		r.header = append(r.header, k+": "+v)
 	}
-	client := &http.Client{Timeout: 20 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("%s /mcp: %v", method, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
-}
-
-// userClaims are the claims of a token for sub and client_id, with a fresh jti.
-func userClaims(sub, client, scope string, life time.Duration) jwt.MapClaims {
-	c := claims(resource, scope)
-	c["sub"] = sub
-	c["client_id"] = client
-	c["jti"] = sub + "-" + time.Now().Format("150405.000000000")
-	c["exp"] = time.Now().Add(life).Unix()
-	return c
+	code, h, b := sendRaw(t, session, r)
+	return code, h, string(b)
 }
 
 const callReadFile = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/x"}}}`
@@ -193,16 +168,15 @@ const callReadFile = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"n
 var taggedID = regexp.MustCompile(`^([\x21-\x7e]+)\.([A-Za-z0-9_-]{43})$`)
 
 func TestBoundSessionsThroughCaddy(t *testing.T) {
-	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
-	s := newSetup(t)
-	up := newSessionUpstream(t)
-	dir := t.TempDir()
-	startCaddy(t, render(sessionsCaddyfile, map[string]string{
-		"DIR": dir, "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
-	}), "caddyfile")
+	f, up := newSessionFixture(t)
+	debug, audit := newLogSink(t), newLogSink(t)
+	f.start(t, f.sessionsCaddyfile(debug, audit), "caddyfile")
 
-	alice := s.rsaKey.Token(t, userClaims("alice", "client-a", "mcp:read", time.Hour), nil)
-	bob := s.rsaKey.Token(t, userClaims("bob", "client-b", "mcp:read", time.Hour), nil)
+	// Alice's token was issued a minute ago, so that her refreshed token differs in iat.
+	aliceClaims := caller("alice", "client-a", "alice-1")
+	aliceClaims["iat"] = time.Now().Add(-time.Minute).Unix()
+	alice := f.token(t, "mcp:read", aliceClaims)
+	bob := f.token(t, "mcp:read", caller("bob", "client-b", "bob-1"))
 
 	// Alice's official Go SDK client works unchanged: initialize, list, call, close.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -261,7 +235,7 @@ func TestBoundSessionsThroughCaddy(t *testing.T) {
 		{"bob with the server ID", http.MethodPost, bob, serverID, callReadFile},
 		{"forged tag", http.MethodPost, alice, string(forged), callReadFile},
 		{"tag without ID", http.MethodPost, alice, handed[len(serverID):], callReadFile},
-		{"other client of alice", http.MethodPost, s.rsaKey.Token(t, userClaims("alice", "client-x", "mcp:read", time.Hour), nil), handed, callReadFile},
+		{"other client of alice", http.MethodPost, f.token(t, "mcp:read", caller("alice", "client-x", "alice-x")), handed, callReadFile},
 	}
 	for _, r := range replays {
 		t.Run(r.name, func(t *testing.T) {
@@ -283,8 +257,7 @@ func TestBoundSessionsThroughCaddy(t *testing.T) {
 	}
 
 	t.Run("refreshed token keeps the session", func(t *testing.T) {
-		time.Sleep(1100 * time.Millisecond) // another iat
-		fresh := s.ecKey.Token(t, userClaims("alice", "client-a", "mcp:read", time.Hour), nil)
+		fresh := f.ecKey.Token(t, f.claims("mcp:read", caller("alice", "client-a", "alice-2")), nil) // iat now
 		if fresh == alice {
 			t.Fatal("the refreshed token is the same token")
 		}
@@ -344,22 +317,14 @@ func TestBoundSessionsThroughCaddy(t *testing.T) {
 		}
 	}
 
-	checkAuditLog(t, dir, []string{alice, bob})
+	checkAuditLog(t, debug, audit, []string{alice, bob})
 }
 
-// checkAuditLog reads the audit events and checks one allow, one session denial and one scope
-// denial field by field; no token may be anywhere in any log.
-func checkAuditLog(t *testing.T, dir string, tokens []string) {
+// checkAuditLog waits (bounded) for the audit events and checks one allow, one session denial
+// and one scope denial field by field; no token may be anywhere in any log.
+func checkAuditLog(t *testing.T, debug, audit *logSink, tokens []string) {
 	t.Helper()
-	var events []map[string]any
-	for range 50 {
-		events = waitLogLines(t, filepath.Join(dir, "audit.log"), 1)
-		if len(events) >= 12 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	find := func(pred func(e map[string]any) bool) map[string]any {
+	find := func(events []map[string]any, pred func(e map[string]any) bool) map[string]any {
 		for _, e := range events {
 			if pred(e) {
 				return e
@@ -367,14 +332,22 @@ func checkAuditLog(t *testing.T, dir string, tokens []string) {
 		}
 		return nil
 	}
+	isAllow := func(e map[string]any) bool {
+		return e["decision"] == "allow" && e["method"] == "tools/call" && e["sub"] == "alice"
+	}
+	isHijack := func(e map[string]any) bool {
+		return e["decision"] == "deny" && e["sub"] == "bob" && e["status"] == 404.0
+	}
+	isScope := func(e map[string]any) bool { return e["decision"] == "deny" && e["status"] == 403.0 }
+	events := audit.wait(func(events []map[string]any) bool {
+		return find(events, isAllow) != nil && find(events, isHijack) != nil && find(events, isScope) != nil
+	})
 	for _, e := range events {
 		if e["logger"] != "http.handlers.mcp_auth.audit" || e["msg"] != "decision" {
 			t.Errorf("audit entry on logger %v with msg %v", e["logger"], e["msg"])
 		}
 	}
-	allow := find(func(e map[string]any) bool {
-		return e["decision"] == "allow" && e["method"] == "tools/call" && e["sub"] == "alice"
-	})
+	allow := find(events, isAllow)
 	if allow == nil {
 		t.Fatalf("no allow event for alice's tools/call in %v", events)
 	}
@@ -390,16 +363,14 @@ func checkAuditLog(t *testing.T, dir string, tokens []string) {
 	if id, _ := allow["request_id"].(string); len(id) != 36 {
 		t.Errorf("allow event request_id = %q, want a UUID", id)
 	}
-	hijack := find(func(e map[string]any) bool {
-		return e["decision"] == "deny" && e["sub"] == "bob" && e["status"] == 404.0
-	})
+	hijack := find(events, isHijack)
 	if hijack == nil {
 		t.Fatalf("no deny event for bob's replayed session in %v", events)
 	}
 	if hijack["reason"] != "access_denied" || hijack["detail"] != "session_not_found" || hijack["client_id"] != "client-b" {
 		t.Errorf("session deny event: %v", hijack)
 	}
-	scope := find(func(e map[string]any) bool { return e["decision"] == "deny" && e["status"] == 403.0 })
+	scope := find(events, isScope)
 	if scope == nil {
 		t.Fatalf("no deny event for the 403 in %v", events)
 	}
@@ -407,11 +378,8 @@ func checkAuditLog(t *testing.T, dir string, tokens []string) {
 		t.Errorf("scope deny event: %v", scope)
 	}
 	// The default log excludes the audit logger; no log holds a token or the session key.
-	for _, name := range []string{"audit.log", "caddy.log"} {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
+	for name, sink := range map[string]*logSink{"audit log": audit, "caddy log": debug} {
+		b := []byte(sink.text())
 		for _, tok := range tokens {
 			if bytes.Contains(b, []byte(tok)) || bytes.Contains(b, []byte(strings.Split(tok, ".")[2])) {
 				t.Errorf("%s contains a token", name)
@@ -420,7 +388,7 @@ func checkAuditLog(t *testing.T, dir string, tokens []string) {
 		if bytes.Contains(b, []byte(testSessionKey)) {
 			t.Errorf("%s contains the session key", name)
 		}
-		if name == "caddy.log" && bytes.Contains(b, []byte(`"http.handlers.mcp_auth.audit"`)) {
+		if name == "caddy log" && bytes.Contains(b, []byte(`"http.handlers.mcp_auth.audit"`)) {
 			t.Errorf("the default log got audit events despite exclude")
 		}
 	}
@@ -430,15 +398,10 @@ func checkAuditLog(t *testing.T, dir string, tokens []string) {
 // in 3 seconds: the stream ends when it expires (leeway 0s), cleanly, and a new stream
 // opened with a new token of the same caller works.
 func TestStreamClosedAtTokenExpiry(t *testing.T) {
-	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
-	s := newSetup(t)
-	up := newSessionUpstream(t)
-	dir := t.TempDir()
-	startCaddy(t, render(sessionsCaddyfile, map[string]string{
-		"DIR": dir, "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
-	}), "caddyfile")
+	f, _ := newSessionFixture(t)
+	f.start(t, f.sessionsCaddyfile(nil, nil), "caddyfile")
 
-	long := s.rsaKey.Token(t, userClaims("carol", "client-c", "mcp:read", time.Hour), nil)
+	long := f.token(t, "mcp:read", caller("carol", "client-c", "carol-1"))
 	code, hdr, body := rawCall(t, http.MethodPost, long, "", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":`+
 		`{"protocolVersion":"`+protocolHeader+`","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`, nil)
 	session := hdr.Get("Mcp-Session-Id")
@@ -469,7 +432,9 @@ func TestStreamClosedAtTokenExpiry(t *testing.T) {
 		return resp, cancel
 	}
 
-	short := s.rsaKey.Token(t, userClaims("carol", "client-c", "mcp:read", 3*time.Second), nil)
+	shortClaims := caller("carol", "client-c", "carol-2")
+	shortClaims["exp"] = time.Now().Add(3 * time.Second).Unix()
+	short := f.token(t, "mcp:read", shortClaims)
 	exp, _, _ := jwt.NewParser().ParseUnverified(short, jwt.MapClaims{})
 	expiry, _ := exp.Claims.GetExpirationTime()
 	resp, cancel := openStream(short)
@@ -488,7 +453,7 @@ func TestStreamClosedAtTokenExpiry(t *testing.T) {
 	}
 
 	// The client reconnects with its fresh token: the new stream is served, and stays open.
-	fresh := s.ecKey.Token(t, userClaims("carol", "client-c", "mcp:read", time.Hour), nil)
+	fresh := f.ecKey.Token(t, f.claims("mcp:read", caller("carol", "client-c", "carol-3")), nil)
 	resp, cancel = openStream(fresh)
 	defer cancel()
 	done := make(chan error, 1)
@@ -502,36 +467,18 @@ func TestStreamClosedAtTokenExpiry(t *testing.T) {
 	resp.Body.Close()
 }
 
-// sessionsJSON is bind_sessions, audit and close_streams_at_expiry written by hand in JSON,
-// pinning the field names.
-var sessionsJSON = jsonEnvelope(`[{
-						"handle": [
-							{
-								"handler": "mcp_auth",
-								"resource": "https://mcp.example.com/mcp",
-								"authorization_servers": ["https://auth.example.com"],
-								"jwks_urls": ["@JWKS@"],
-								"scopes": ["mcp:read"],
-								"bind_sessions": {"key": "{env.MCPAUTH_TEST_SESSION_KEY}"},
-								"audit": true,
-								"close_streams_at_expiry": true
-							},
-							{
-								"handler": "reverse_proxy",
-								"upstreams": [{"dial": "@UPSTREAM@"}]
-							}
-						]
-					}]`)
-
+// TestBoundSessionsJSON writes bind_sessions, audit and close_streams_at_expiry by hand in
+// JSON, pinning the field names.
 func TestBoundSessionsJSON(t *testing.T) {
-	t.Setenv("MCPAUTH_TEST_SESSION_KEY", testSessionKey)
-	s := newSetup(t)
-	up := newSessionUpstream(t)
-	startCaddy(t, render(sessionsJSON, map[string]string{
-		"JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
+	f, up := newSessionFixture(t)
+	f.start(t, f.json(map[string]any{
+		"scopes":                  []string{"mcp:read"},
+		"bind_sessions":           map[string]any{"key": "{env.MCPAUTH_TEST_SESSION_KEY}"},
+		"audit":                   true,
+		"close_streams_at_expiry": true,
 	}), "json")
-	alice := s.rsaKey.Token(t, userClaims("alice", "client-a", "mcp:read", time.Hour), nil)
-	bob := s.rsaKey.Token(t, userClaims("bob", "client-b", "mcp:read", time.Hour), nil)
+	alice := f.token(t, "mcp:read", caller("alice", "client-a", "alice-1"))
+	bob := f.token(t, "mcp:read", caller("bob", "client-b", "bob-1"))
 	code, hdr, body := rawCall(t, http.MethodPost, alice, "", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":`+
 		`{"protocolVersion":"`+protocolHeader+`","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`, nil)
 	session := hdr.Get("Mcp-Session-Id")

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
 
 // Who may call, through a real Caddy: clients, require_claim (base and in rules),
@@ -70,22 +70,12 @@ const (
 	whoPrefix  = "api://app/"
 )
 
-// whoClaims are claims that pass the base policy: client-1, realm role mcp, scope mcp:read.
-func whoClaims(set map[string]any) jwt.MapClaims {
-	now := time.Now()
-	c := jwt.MapClaims{
-		"iss": issuer, "aud": resource, "sub": "user-1", "client_id": "client-1",
-		"scope": "mcp:read", "realm_access": map[string]any{"roles": []any{"mcp"}},
-		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-	}
-	for k, v := range set {
-		if v == nil {
-			delete(c, k)
-		} else {
-			c[k] = v
-		}
-	}
-	return c
+// whoClaims are the fixture's claims that pass the base policy: client-1, realm role mcp,
+// scope mcp:read (and no tenant claim, no nbf), with set applied: a nil value deletes.
+func (f *fixture) whoClaims(set map[string]any) jwt.MapClaims {
+	all := map[string]any{"realm_access": map[string]any{"roles": []any{"mcp"}}, "tenant": nil, "nbf": nil}
+	maps.Copy(all, set)
+	return f.claims("mcp:read", all)
 }
 
 func toolCall(name string) string {
@@ -134,11 +124,10 @@ func TestWhoMayCallJSON(t *testing.T)      { runWhoMayCall(t, "json") }
 
 func runWhoMayCall(t *testing.T, adapter string) {
 	t.Setenv("P8_TENANT_HOST", "login.example.com")
-	key := jwttest.New(t, "rsa-who", "RS256")
-	js := newJWKSServer(t, key)
 	up := newUpstream(t)
+	f := newFixture(t, up)
+	key := f.key
 	name := "Who " + adapter
-	f := &fixture{key: key, jwks: js, up: up}
 	tc := f.start(t, whoConfig(f, adapter, name), adapter, name)
 
 	// The metadata advertises the prefixed scopes (Entra reads a bare one as Graph's).
@@ -154,7 +143,7 @@ func runWhoMayCall(t *testing.T, adapter string) {
 	}
 
 	tok := func(set map[string]any) func(t *testing.T) string {
-		return func(t *testing.T) string { return key.Token(t, whoClaims(set), nil) }
+		return func(t *testing.T) string { return key.Token(t, f.whoClaims(set), nil) }
 	}
 	raw := func(payload string) func(t *testing.T) string {
 		return func(t *testing.T) string {
@@ -248,8 +237,8 @@ func jsonNum(n int64) string { b, _ := json.Marshal(n); return string(b) }
 // metadata of the configured authorization server (Entra's .../organizations/v2.0 names
 // the issuer .../{tenantid}/v2.0); the template itself is never fetched.
 func TestTenantIssuerDiscoveredFromAuthorizationServer(t *testing.T) {
-	key := jwttest.New(t, "rsa-tenant", "RS256")
-	js := newJWKSServer(t, key)
+	f := newFixture(t, nil)
+	key, js := f.key, f.jwks
 	var literal bool
 	var as *httptest.Server
 	as = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -264,21 +253,13 @@ func TestTenantIssuerDiscoveredFromAuthorizationServer(t *testing.T) {
 		http.NotFound(w, r)
 	}))
 	t.Cleanup(as.Close)
-	up := newUpstream(t)
-	cfg := render(globalOptions+`
-:9080 {
-	reverse_proxy @UPSTREAM@
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers @AS@/organizations/v2.0
-		resource_name         "Tenant discovery"
-		issuers               @AS@/{tenantid}/v2.0
-		scopes                mcp:read
-	}
-}`, map[string]string{"AS": as.URL, "UPSTREAM": up.dial()})
-	tc := startCaddy(t, cfg, "caddyfile")
-	waitServed(t, tc, prmPath, "Tenant discovery")
-	c := whoClaims(map[string]any{"iss": as.URL + "/t-123/v2.0", "tid": "t-123"})
+	name := "Tenant discovery"
+	tc := f.start(t, f.siteCaddyfile(`resource https://mcp.example.com/mcp
+authorization_servers `+as.URL+`/organizations/v2.0
+resource_name "`+name+`"
+issuers `+as.URL+`/{tenantid}/v2.0
+scopes mcp:read`), "caddyfile", name)
+	c := f.whoClaims(map[string]any{"iss": as.URL + "/t-123/v2.0", "tid": "t-123"})
 	// The key set loads in the background (a first request may meet it still loading); once
 	// the JWKS was answered, a request finds the keys or joins the fetch that installs them.
 	code, _, _ := postRPC(t, tc, key.Token(t, c, nil), toolCall("read_file"))
@@ -308,7 +289,11 @@ func TestPolicyRefusedConfigs(t *testing.T) {
 		{"template as authorization server", `"issuers":["https://auth.example.com"],"authorization_servers":["https://login.example.com/{tenantid}/v2.0"]`, "{tenantid} belongs in issuers"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := jsonEnvelope(`[{"handle":[{"handler":"mcp_auth","resource":"https://mcp.example.com/mcp","authorization_servers":["https://auth.example.com"],"jwks_urls":["http://127.0.0.1:1/jwks"],"scopes":["mcp:read"],` + c.cfg + `}]}]`)
+			fields := map[string]any{"scopes": []string{"mcp:read"}}
+			if err := json.Unmarshal([]byte("{"+c.cfg+"}"), &fields); err != nil {
+				t.Fatal(err)
+			}
+			cfg := jsonRoutes(map[string]any{"handle": []any{f.mcpAuth(fields)}})
 			code, body := loadConfig(t, cfg, "application/json", true)
 			var answer struct{ Error string }
 			_ = json.Unmarshal([]byte(body), &answer)
