@@ -3,16 +3,18 @@
 // look it up. The cache knows nothing of how a token was verified: an entry says itself
 // whether it may still be served.
 //
-// With the real clock, an entry's age is measured on the monotonic clock from the moment it
-// was cached, as Go compares times that carry a monotonic reading: the wall clock at caching
-// decides, and a later step of it (an NTP correction) neither ends nor extends an entry. A
-// lookup then reads the clock once (the monotonic one), where time.Now reads two clocks.
+// With the real clock, a lookup reads the clock once: the cache reads the wall clock at most
+// once a second (time.Now reads two clocks, a syscall each where the clock has no vDSO, as
+// on many VMs) and in between counts from that reading on the monotonic clock. A step of
+// the wall clock, or a suspend (the monotonic clock stops while the machine sleeps), is seen
+// within a second of running time.
 package tokencache
 
 import (
 	"hash/maphash"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,37 +39,34 @@ type Cache[V Entry] struct {
 	shards []shard[V]       // a power of two of them
 	mask   uint64           // len(shards)-1: a shard is picked with a mask, not a division
 	now    func() time.Time // a test's clock; nil for the real one
+	// anchor is the last reading of the real clock (wall and monotonic).
+	anchor atomic.Pointer[time.Time]
 }
+
+// anchorLife is how long a reading of the wall clock is counted from on the monotonic clock.
+const anchorLife = time.Second
 
 type shard[V Entry] struct {
 	mu  sync.RWMutex
-	m   map[string]item[V]
+	m   map[string]V
 	cap int
 	_   [24]byte // keep hot shards off each other's cache lines
 }
 
-// item is an entry and when it was cached (with the real clock, a time.Now that carries the
-// monotonic reading).
-type item[V Entry] struct {
-	v  V
-	at time.Time
-}
-
-// cachedAt is the time an entry is cached at.
-func (c *Cache[V]) cachedAt() time.Time {
+// clock is the time of a lookup: a test's clock, or the last reading of the real clock plus
+// the time elapsed since on the monotonic clock, read anew once anchorLife has passed.
+func (c *Cache[V]) clock() time.Time {
 	if c.now != nil {
 		return c.now()
 	}
-	return time.Now()
-}
-
-// lookupTime is the time of a lookup of an entry cached at `at`: with the real clock, `at`
-// plus the time elapsed since on the monotonic clock; with a test's clock, its time.
-func (c *Cache[V]) lookupTime(at time.Time) time.Time {
-	if c.now != nil {
-		return c.now()
+	if a := c.anchor.Load(); a != nil {
+		if d := time.Since(*a); d >= 0 && d < anchorLife {
+			return a.Add(d)
+		}
 	}
-	return at.Add(time.Since(at))
+	t := time.Now()
+	c.anchor.Store(&t)
+	return t
 }
 
 // New makes a cache of at most size entries, or nil (no cache) for size <= 0. A nil *Cache
@@ -87,7 +86,7 @@ func New[V Entry](size int, now func() time.Time) *Cache[V] {
 		if i < size%n {
 			c.shards[i].cap++
 		}
-		c.shards[i].m = make(map[string]item[V])
+		c.shards[i].m = make(map[string]V)
 	}
 	return c
 }
@@ -109,20 +108,20 @@ func (c *Cache[V]) Get(key string) (V, bool) {
 	}
 	s := c.shard(key)
 	s.mu.RLock()
-	it, ok := s.m[key]
+	v, ok := s.m[key]
 	s.mu.RUnlock()
 	if !ok {
 		return zero, false
 	}
-	if !it.v.StillValid(c.lookupTime(it.at)) {
+	if !v.StillValid(c.clock()) {
 		s.mu.Lock()
-		if cur, ok := s.m[key]; ok && any(cur.v) == any(it.v) {
+		if cur, ok := s.m[key]; ok && any(cur) == any(v) {
 			delete(s.m, key)
 		}
 		s.mu.Unlock()
 		return zero, false
 	}
-	return it.v, true
+	return v, true
 }
 
 // GetBytes is Get for a key held in a byte slice (the hash of an opaque token, built on the
@@ -134,29 +133,25 @@ func (c *Cache[V]) GetBytes(key []byte) (V, bool) {
 	}
 	s := &c.shards[maphash.Bytes(seed, key[max(0, len(key)-16):])&c.mask]
 	s.mu.RLock()
-	it, ok := s.m[string(key)]
+	v, ok := s.m[string(key)]
 	s.mu.RUnlock()
 	if !ok {
 		return zero, false
 	}
-	if !it.v.StillValid(c.lookupTime(it.at)) {
+	if !v.StillValid(c.clock()) {
 		s.mu.Lock()
-		if cur, ok := s.m[string(key)]; ok && any(cur.v) == any(it.v) {
+		if cur, ok := s.m[string(key)]; ok && any(cur) == any(v) {
 			delete(s.m, string(key))
 		}
 		s.mu.Unlock()
 		return zero, false
 	}
-	return it.v, true
+	return v, true
 }
 
 // Put stores v under key, unless the key is too large or v is already invalid.
 func (c *Cache[V]) Put(key string, v V) {
-	if c == nil || len(key) > MaxKeyBytes {
-		return
-	}
-	at := c.cachedAt()
-	if !v.StillValid(at) {
+	if c == nil || len(key) > MaxKeyBytes || !v.StillValid(c.clock()) {
 		return
 	}
 	s := c.shard(key)
@@ -170,7 +165,7 @@ func (c *Cache[V]) Put(key string, v V) {
 	}
 	// Copy the key: it is usually a slice of the request's header, which the cache must not
 	// keep alive beyond the bytes it needs.
-	s.m[strings.Clone(key)] = item[V]{v: v, at: at}
+	s.m[strings.Clone(key)] = v
 }
 
 // Len counts the entries, for tests and metrics.

@@ -113,9 +113,9 @@ func TestGetBytes(t *testing.T) {
 	}
 }
 
-// TestRealClock: with the real clock (nil), an entry is served until its time is up on the
-// monotonic clock from the moment it was cached, and not after; in a synctest bubble the
-// clocks are the bubble's, so no test time passes.
+// TestRealClock: with the real clock (nil), an entry is served until its time and not after,
+// also between two readings of the wall clock (within anchorLife) and across them; in a
+// synctest bubble the clocks are the bubble's, so no test time passes.
 func TestRealClock(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New[*entry](10, nil)
@@ -134,7 +134,11 @@ func TestRealClock(t *testing.T) {
 		if _, ok := c.GetBytes(b); !ok {
 			t.Fatal("GetBytes: entry not served before its time")
 		}
-		time.Sleep(time.Minute)
+		time.Sleep(time.Minute - anchorLife/2)
+		if _, ok := c.GetBytes(b); !ok {
+			t.Fatal("GetBytes: entry not served half an anchor before its time")
+		}
+		time.Sleep(anchorLife / 2) // within anchorLife of the last reading of the wall clock
 		if _, ok := c.GetBytes(b); ok {
 			t.Fatal("GetBytes: entry served at its time")
 		}
