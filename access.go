@@ -79,6 +79,11 @@ func (h *Handler) validateAccess() error {
 		if !validTenant(t) {
 			return fmt.Errorf("tenants: %q is not a tenant id (letters, digits and '-')", t)
 		}
+		if strings.ToLower(t) != t {
+			// Tokens carry the tenant id in lowercase (tid, and in iss); an entry with capitals
+			// would never match, and every token of that tenant would be refused.
+			return fmt.Errorf("tenants: %q: write the tenant id in lowercase, as tokens carry it (tid)", t)
+		}
 	}
 	for _, iss := range h.Issuers {
 		if strings.Count(iss, verify.TenantPlaceholder) > 1 {

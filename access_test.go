@@ -49,6 +49,10 @@ func TestValidateAccess(t *testing.T) {
 			h.Issuers = []string{"https://l.example.com/{tenantid}/v2.0"}
 			h.Tenants = []string{"a/b"}
 		}, "not a tenant id"},
+		{"tenant in capitals", func(h *Handler) {
+			h.Issuers = []string{"https://l.example.com/{tenantid}/v2.0"}
+			h.Tenants = []string{"72F988BF-86F1-41AF-91AB-2D7CD011DB47"}
+		}, "write the tenant id in lowercase"},
 		{"template twice", func(h *Handler) { h.Issuers = []string{"https://l.example.com/{tenantid}/{tenantid}"} }, "may appear once"},
 		{"bad prefix", func(h *Handler) { h.ScopePrefix = "api:// x/" }, "scope_prefix"},
 		{"rule with clients only is fine", func(h *Handler) { h.Rules = []*Rule{{Tools: []string{"x"}, Clients: []string{"c"}}} }, ""},
