@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"net/http/fcgi"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,16 +80,16 @@ type attackExchange struct {
 	f   *fixture
 	as  *exchangeAS
 	up  *fullUpstream
-	dir string
+	log *logSink // Caddy's default log
 	n   int
 }
 
 // startAttackExchange runs a site that exchanges each caller's token for one toward the
 // upstream (client mcp-gateway, audience https://api.example.com, the token endpoint
-// discovered at the authorization server), logging at DEBUG level to a file of its own.
+// discovered at the authorization server), logging at DEBUG level to a sink of its own.
 func startAttackExchange(t *testing.T, c xConfig) *attackExchange {
 	t.Helper()
-	x := &attackExchange{as: newExchangeAS(t), up: newFullUpstream(t), dir: t.TempDir()}
+	x := &attackExchange{as: newExchangeAS(t), up: newFullUpstream(t), log: newLogSink(t)}
 	if c.upstream == nil {
 		c.upstream = server{x.up.Server}
 	}
@@ -103,10 +101,8 @@ func startAttackExchange(t *testing.T, c xConfig) *attackExchange {
 	if c.proxy != "" {
 		proxy = append(proxy, c.proxy)
 	}
-	block := "resource " + resource + "\nauthorization_servers " + c.as + "\nissuers " + issuer +
-		"\njwks_url " + x.f.jwksURL() + "\nscopes mcp:read\ntoken_exchange {\nclient_id " + gwClientID +
-		"\nclient_secret \"" + gwClientSecret + "\"\naudience https://api.example.com\n" + c.header + "\n}\n" + c.rules
-	x.f.start(t, caddyfileOf("log {\noutput file "+x.dir+"/caddy.log\nformat json\nlevel DEBUG\n}\n"+c.global,
+	block := exchangeBlock(c.as, x.f.jwksURL(), c.header, c.rules)
+	x.f.start(t, caddyfileOf(logTo("", x.log, "level DEBUG")+"\n"+c.global,
 		siteAt(":9080", "route {\n"+mcpAuthDirective(block)+"\n"+c.after+"\n"+x.f.proxyDirective(proxy...)+"\n}")), "caddyfile")
 	return x
 }
@@ -344,11 +340,15 @@ func TestAttackExchangeCustomHeaderInLogs(t *testing.T) {
 				t.Fatal("the upstream did not get the exchanged token")
 			}
 			// Wait for the round trip's log line, then look for the token's signature.
-			var logs string
-			for _, e := range waitLogLines(t, filepath.Join(x.dir, "caddy.log"), 1) {
-				b, _ := json.Marshal(e)
-				logs += string(b) + "\n"
-			}
+			x.log.wait(func(entries []map[string]any) bool {
+				for _, e := range entries {
+					if e["msg"] == "upstream roundtrip" {
+						return true
+					}
+				}
+				return false
+			})
+			logs := x.log.text()
 			if !strings.Contains(logs, "upstream roundtrip") {
 				t.Fatal("no reverse_proxy debug log")
 			}
@@ -541,7 +541,8 @@ func TestAttackExchangeAnswers(t *testing.T) {
 			if other.Load() != 0 {
 				t.Fatal("a redirect was followed")
 			}
-			logs, _ := os.ReadFile(filepath.Join(x.dir, "caddy.log"))
+			x.log.through(t)
+			logs := x.log.text()
 			if sig := tok[strings.LastIndexByte(tok, '.')+1:]; strings.Contains(string(logs), sig) || strings.Contains(string(logs), "Injected") {
 				t.Fatal("the incoming token or the AS's description is in the log")
 			}

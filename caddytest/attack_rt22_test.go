@@ -73,7 +73,7 @@ func TestTracingBoundsClientNames(t *testing.T) {
 func TestMetricsCardinalityUnderDistinctNames(t *testing.T) {
 	t.Setenv("MCPAUTH_TRACE_SESSION_KEY", traceSessionKey)
 	f := newFixture(t, server{newTracedUpstream(t)})
-	f.start(t, render(metricsCaddyfile, map[string]string{"JWKS": f.jwksURL(), "UPSTREAM": f.up.dial()}), "caddyfile")
+	f.start(t, metricsConfig(f), "caddyfile")
 	const host = "metrics.localhost"
 	series := func() (int, string) {
 		resp, err := http.Get(adminURL + "/metrics")

@@ -7,16 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // exchangeAS is an authorization server with RFC 8414 metadata and an RFC 8693 token
@@ -171,99 +167,37 @@ func (u *credUpstream) last() seenUpstream {
 	return u.seen[len(u.seen)-1]
 }
 
-const exchangeCaddyfile = `
-{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	log {
-		output file @DIR@/caddy.log
-		format json
-		level DEBUG
-	}
-	log audit {
-		output file @DIR@/audit.log
-		format json
-		include http.handlers.mcp_auth.audit
-	}
-}
-
-:9080 {
-	log {
-		output file @DIR@/access.log
-		format json
-	}
-	mcp_auth {
-		resource https://mcp.example.com/mcp
-		authorization_servers @AS@
-		issuers https://auth.example.com
-		jwks_url @JWKS@
-		scopes mcp:read
-		audit
-		token_exchange {
-			client_id mcp-gateway
-			client_secret "gw-secret&with odd:chars"
-			audience https://api.example.com
-			scope api:read
-			max_in_flight 4
-			timeout 30s
-		}
-		tool github_* {
-			exchange {
-				audience https://github.example.com
-			}
-		}
-		tool github_admin {
-			scopes mcp:admin
-		}
-	}
-	reverse_proxy @UPSTREAM@ {
-		header_up X-Exchanged-Audience {http.auth.mcp.exchanged_audience}
-	}
-}
-`
-
 // TestTokenExchangeThroughCaddy: the upstream gets a token exchanged for its audience (per
 // tool), never the incoming one; exchanges are cached, bounded, and refused or failed
 // exchanges get the right answers; no token reaches any log.
 func TestTokenExchangeThroughCaddy(t *testing.T) {
-	s := newSetup(t)
 	as := newExchangeAS(t)
 	up := newCredUpstream(t)
-	dir := t.TempDir()
-	cfg := render(exchangeCaddyfile, map[string]string{
-		"DIR": dir, "JWKS": s.jwks.URL + "/jwks", "UPSTREAM": strings.TrimPrefix(up.URL, "http://"), "AS": as.URL,
-	})
-	tc := startCaddy(t, cfg, "caddyfile")
-	client := tc.Client
+	f := newFixture(t, server{up.Server})
+	debugLog, auditLog, accessLog := newLogSink(t), newLogSink(t), newLogSink(t)
+	f.start(t, caddyfileOf(logTo("", debugLog, "level DEBUG")+"\n"+logTo("audit", auditLog, "include http.handlers.mcp_auth.audit"),
+		siteAt(":9080", logTo("", accessLog, ""),
+			mcpAuthDirective(exchangeBlock(as.URL, f.jwksURL(), "scope api:read\nmax_in_flight 4\ntimeout 30s",
+				"audit\ntool github_* {\nexchange {\naudience https://github.example.com\n}\n}\ntool github_admin {\nscopes mcp:admin\n}")),
+			f.proxyDirective("header_up X-Exchanged-Audience {http.auth.mcp.exchanged_audience}"))), "caddyfile")
 
 	var incoming []string // every incoming token, to look for in the logs
 	var minted atomic.Int64
-	mint := func(c jwt.MapClaims) string {
+	// mint is a valid incoming token, its claims changed by set (see f.token).
+	mint := func(set map[string]any) string {
+		if set == nil {
+			set = map[string]any{}
+		}
 		// RS256 is deterministic: a jti makes every token distinct.
-		c["jti"] = "in-" + strconv.FormatInt(minted.Add(1), 10)
-		tok := s.rsaKey.Token(t, c, nil)
+		set["jti"] = "in-" + strconv.FormatInt(minted.Add(1), 10)
+		tok := f.token(t, "mcp:read", set)
 		incoming = append(incoming, tok)
 		return tok
 	}
-	post := func(tok, body string, extra ...string) (int, http.Header, string) {
+	post := func(tok, body string, header ...string) (int, http.Header, string) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Authorization", "Bearer "+tok)
-		for i := 0; i+1 < len(extra); i += 2 {
-			req.Header.Set(extra[i], extra[i+1])
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header, string(b)
+		code, hdr, b := f.do(t, attackReq{auth: []string{bearer(tok)}, body: body, header: header})
+		return code, hdr, string(b)
 	}
 	call := func(tool string) string {
 		return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + tool + `","arguments":{}}}`
@@ -289,11 +223,11 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 	}
 
 	t.Run("one exchange for N calls, per target", func(t *testing.T) {
-		tok := mint(claims(resource, "mcp:read"))
+		tok := mint(nil)
 		before := as.calls.Load()
 		var first string
 		for i := range 5 {
-			if st, _, body := post(tok, call("search"), "DPoP", "not-a-proof"); st != 200 {
+			if st, _, body := post(tok, call("search"), "DPoP: not-a-proof"); st != 200 {
 				t.Fatalf("call %d: %d %s", i, st, body)
 			}
 			x := checkUpstream("site target", tok, "https://api.example.com")
@@ -328,7 +262,7 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 	})
 
 	t.Run("mixed-target batch", func(t *testing.T) {
-		tok := mint(claims(resource, "mcp:read"))
+		tok := mint(nil)
 		before := as.calls.Load()
 		st, hdr, _ := post(tok, "["+call("github_search")+","+strings.Replace(call("search"), `"id":1`, `"id":2`, 1)+"]")
 		if st != 400 || !strings.Contains(hdr.Get("Www-Authenticate"), `error="invalid_request"`) {
@@ -347,7 +281,7 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 
 	t.Run("new exchange once the new token expires", func(t *testing.T) {
 		// expires_in 20s is inside the 30s leeway: the token is never reused.
-		tok := mint(claims(resource, "mcp:read"))
+		tok := mint(nil)
 		as.mu.Lock()
 		as.expiresIn[tok] = 20
 		as.mu.Unlock()
@@ -367,9 +301,7 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 	t.Run("none served past the incoming token's exp", func(t *testing.T) {
 		// The incoming token expired 5s ago: still accepted within the 30s leeway, but an
 		// exchanged token is never reused past the incoming exp.
-		c := claims(resource, "mcp:read")
-		c["exp"] = time.Now().Add(-5 * time.Second).Unix()
-		tok := mint(c)
+		tok := mint(map[string]any{"exp": time.Now().Add(-5 * time.Second).Unix()})
 		before := as.calls.Load()
 		for range 3 {
 			if st, _, _ := post(tok, call("search")); st != 200 {
@@ -384,7 +316,7 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 
 	t.Run("refusals", func(t *testing.T) {
 		for _, code := range []string{"invalid_grant", "invalid_target", "invalid_scope", "unauthorized_client", "invalid_request"} {
-			tok := mint(claims(resource, "mcp:read"))
+			tok := mint(nil)
 			as.set(tok, `400 {"error":"`+code+`","error_description":"no"}`)
 			n := len(up.seen)
 			st, hdr, body := post(tok, call("search"))
@@ -398,7 +330,7 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 		}
 		// A refusal is remembered for this token and target: the client retrying gets the
 		// same answer without a call to the AS. Another target is asked on its own.
-		tok := mint(claims(resource, "mcp:read"))
+		tok := mint(nil)
 		as.set(tok, `400 {"error":"invalid_grant"}`)
 		before := as.calls.Load()
 		for i := range 3 {
@@ -414,9 +346,7 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 		}
 		// Once the AS grants it, the remembered refusal still answers until it lapses, and
 		// never for a token past its exp: that one is asked every time.
-		c := claims(resource, "mcp:read")
-		c["exp"] = time.Now().Add(-5 * time.Second).Unix()
-		late := mint(c)
+		late := mint(map[string]any{"exp": time.Now().Add(-5 * time.Second).Unix()})
 		as.set(late, `400 {"error":"invalid_grant"}`)
 		before = as.calls.Load()
 		for range 2 {
@@ -448,7 +378,7 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 			"not JSON":               `200 access_token=r`,
 			"expires_in string":      `200 {"access_token":"r","issued_token_type":"` + at + `","token_type":"Bearer","expires_in":"60"}`,
 		} {
-			tok := mint(claims(resource, "mcp:read"))
+			tok := mint(nil)
 			as.set(tok, b)
 			n := len(up.seen)
 			st, hdr, _ := post(tok, call("search"))
@@ -459,10 +389,11 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 				t.Errorf("%s: the upstream was reached", name)
 			}
 		}
-		logs, _ := os.ReadFile(filepath.Join(dir, "caddy.log"))
+		debugLog.through(t)
+		logs := debugLog.text()
 		for _, want := range []string{"token exchange: the authorization server refused our client",
 			"token exchange: the token endpoint's answer is not a well-formed RFC 8693 response"} {
-			if !strings.Contains(string(logs), want) {
+			if !strings.Contains(logs, want) {
 				t.Errorf("no error log %q", want)
 			}
 		}
@@ -474,7 +405,7 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 		const total, limit, waiters = 1000, 4, 16
 		toks := make([]string, total)
 		for i := range toks {
-			toks[i] = mint(claims(resource, "mcp:read"))
+			toks[i] = mint(nil)
 		}
 		as.peak.Store(0)
 		as.gate, as.entered = make(chan struct{}), make(chan struct{}, total)
@@ -486,7 +417,6 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 			}
 		}()
 		before := as.calls.Load()
-		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100, MaxConnsPerHost: 200}}
 		type result struct {
 			status     int
 			retryAfter string
@@ -495,17 +425,12 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range total {
 			wg.Go(func() {
-				req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(call("search")))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", "Bearer "+toks[i])
-				resp, err := hc.Do(req)
+				code, hdr, _, err := f.try(bearerCall(toks[i]))
 				if err != nil {
 					results <- result{}
 					return
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				results <- result{resp.StatusCode, resp.Header.Get("Retry-After")}
+				results <- result{code, hdr.Get("Retry-After")}
 			})
 		}
 		// While the AS holds the four calls, every request beyond them and their waiters is
@@ -546,14 +471,14 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 		if p := as.peak.Load(); p > limit {
 			t.Fatalf("peak %d exchanges at once, want at most max_in_flight %d", p, limit)
 		}
-		logs, _ := os.ReadFile(filepath.Join(dir, "caddy.log"))
-		if n := strings.Count(string(logs), "wait for a slot, answering 503 at once"); n < 1 || n > 2 {
+		debugLog.through(t)
+		if n := strings.Count(debugLog.text(), "wait for a slot, answering 503 at once"); n < 1 || n > 2 {
 			t.Fatalf("%d warnings of shed exchanges in the log, want one (at most one per 10s)", n)
 		}
 	})
 
 	t.Run("audit and logs", func(t *testing.T) {
-		tok := mint(claims(resource, "mcp:read"))
+		tok := mint(nil)
 		if st, _, _ := post(tok, call("github_x")); st != 200 {
 			t.Fatalf("status %d", st)
 		}
@@ -561,13 +486,15 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 		payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(x, ".")[1])
 		var p struct{ JTI string }
 		_ = json.Unmarshal(payload, &p)
-		lines := waitLogLines(t, filepath.Join(dir, "audit.log"), 1)
 		found := false
-		for _, l := range lines {
-			if l["exchange_target"] == "tool github_*" && l["exchanged_token_id"] == p.JTI {
-				found = true
+		auditLog.wait(func(lines []map[string]any) bool {
+			for _, l := range lines {
+				if l["exchange_target"] == "tool github_*" && l["exchanged_token_id"] == p.JTI {
+					found = true
+				}
 			}
-		}
+			return found
+		})
 		if !found {
 			t.Fatalf("no audit event names the target and the new token's jti %q", p.JTI)
 		}
@@ -577,15 +504,12 @@ func TestTokenExchangeThroughCaddy(t *testing.T) {
 			exchanged = append(exchanged, k)
 		}
 		as.mu.Unlock()
-		for _, name := range []string{"caddy.log", "audit.log", "access.log"} {
-			b, err := os.ReadFile(filepath.Join(dir, name))
-			if err != nil {
-				t.Fatal(err)
-			}
+		debugLog.through(t)
+		for name, b := range map[string]string{"caddy log": debugLog.text(), "audit log": auditLog.text(), "access log": accessLog.text()} {
 			for _, tok := range append(append([]string{}, incoming...), exchanged...) {
 				// A token's signature part is enough to find it, whole or cut.
 				sig := tok[strings.LastIndexByte(tok, '.')+1:]
-				if strings.Contains(string(b), sig) {
+				if strings.Contains(b, sig) {
 					t.Fatalf("%s holds a token", name)
 				}
 			}

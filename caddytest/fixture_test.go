@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -397,4 +399,53 @@ func sendBytes(t *testing.T, raw, method string) (int, http.Header, []byte) {
 			t.Fatalf("%s: %v", method, err)
 		}
 	}
+}
+
+// --- added by fixC ---
+
+// logTo is a log block named name ("" for the site's access log or the default log) that
+// writes JSON to the sink, with the lines in extra added (a level, an include).
+func logTo(name string, s *logSink, extra string) string {
+	if name != "" {
+		name += " "
+	}
+	return "log " + name + "{\n" + s.output() + "\nformat json\n" + extra + "\n}"
+}
+
+// throughs numbers the marks through sends.
+var throughs atomic.Int64
+
+// through waits (bounded) until the sink, the output of Caddy's default log, holds every line
+// logged before the call: Caddy logs each admin request ("received request", with its URI)
+// to the default log after them on the same connection, so through asks the admin API for a
+// marked URI and waits for that line.
+func (s *logSink) through(t *testing.T) {
+	t.Helper()
+	uri := "/config/?through=" + strconv.FormatInt(throughs.Add(1), 10)
+	resp, err := http.Get(adminURL + uri)
+	if err != nil {
+		t.Fatalf("GET %s: %v", uri, err)
+	}
+	resp.Body.Close()
+	marked := func(entries []map[string]any) bool {
+		for _, e := range entries {
+			if e["msg"] == "received request" && e["uri"] == uri {
+				return true
+			}
+		}
+		return false
+	}
+	if !marked(s.wait(marked)) {
+		t.Fatalf("the log line of GET %s never reached the sink", uri)
+	}
+}
+
+// exchangeBlock is an mcp_auth block for the resource, whose authorization server is as and
+// whose tokens come from the usual issuer with keys at jwks, requiring mcp:read, that
+// exchanges each caller's token as client mcp-gateway for audience https://api.example.com:
+// group adds lines to the token_exchange group, rules follow it.
+func exchangeBlock(as, jwks, group, rules string) string {
+	return "resource " + resource + "\nauthorization_servers " + as + "\nissuers " + issuer +
+		"\njwks_url " + jwks + "\nscopes mcp:read\ntoken_exchange {\nclient_id " + gwClientID +
+		"\nclient_secret \"" + gwClientSecret + "\"\naudience https://api.example.com\n" + group + "\n}\n" + rules
 }

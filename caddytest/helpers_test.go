@@ -147,15 +147,6 @@ func (u *upstream) lastHeader() http.Header {
 // dial is the upstream's host:port, for reverse_proxy.
 func (u *upstream) dial() string { return strings.TrimPrefix(u.URL, "http://") }
 
-// render fills the @NAME@ markers of a configuration template.
-func render(tmpl string, vars map[string]string) string {
-	pairs := make([]string, 0, 2*len(vars))
-	for k, v := range vars {
-		pairs = append(pairs, "@"+k+"@", v)
-	}
-	return strings.NewReplacer(pairs...).Replace(tmpl)
-}
-
 // request sends a request to Caddy with the tester's client and returns the status, headers
 // and body. auth values are sent as separate Authorization header lines.
 func request(t *testing.T, tc *caddytest.Tester, method, path, host string, auth ...string) (int, http.Header, string) {

@@ -92,29 +92,6 @@ func floodConfig(f *fixture, as, timeout, body string) string {
 		`respond "`+body+` {http.auth.user.id}"`))
 }
 
-// floodCaddyfile is floodConfig written out, for attack_public_test.go, which edits it.
-const floodCaddyfile = globalHead + `	servers {
-		trusted_proxies static 127.0.0.0/8
-	}
-}
-
-:9080 {
-	mcp_auth {
-		resource https://mcp.example.com/mcp
-		authorization_servers @ISSUER@
-		scopes mcp:read
-		introspection {
-			endpoint @ISSUER@/introspect
-			client_id mcp-rs
-			client_secret {env.MCP_ITEST_RS_SECRET}
-			max_in_flight 4
-			timeout @TIMEOUT@
-		}
-	}
-	respond "@BODY@ {http.auth.user.id}"
-}
-`
-
 // randomToken is a made-up opaque token of the usual shape (32 random bytes, base64url).
 func randomToken() string {
 	var b [32]byte

@@ -1,13 +1,9 @@
 package integration
 
 import (
-	"bufio"
-	"encoding/json"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 )
@@ -138,34 +134,6 @@ func TestLogsAndErrorPlaceholder(t *testing.T) {
 			}
 		}
 	}
-}
-
-// waitLogLines reads the JSON lines of a log file, waiting up to 5s until there are at least
-// min of them (the access log is written after the response is sent). The tests of this
-// file wait on a logSink instead; attack_exchange_test.go still reads files.
-func waitLogLines(t *testing.T, path string, min int) []map[string]any {
-	t.Helper()
-	var entries []map[string]any
-	for range 50 {
-		entries = entries[:0]
-		if f, err := os.Open(path); err == nil {
-			sc := bufio.NewScanner(f)
-			sc.Buffer(make([]byte, 64<<10), 1<<20)
-			for sc.Scan() {
-				var e map[string]any
-				if json.Unmarshal(sc.Bytes(), &e) == nil {
-					entries = append(entries, e)
-				}
-			}
-			f.Close()
-		}
-		if len(entries) >= min && len(entries) > 0 {
-			return entries
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: %d log entries, want at least %d", path, len(entries), max(min, 1))
-	return nil
 }
 
 // TestKeyWarningsFollowLogConfig checks that a key set, which outlives the config that created

@@ -2,11 +2,9 @@ package integration
 
 import (
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/mcpauth/caddy-mcp-auth/internal/jwttest"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -14,21 +12,13 @@ import (
 
 const metricsResource = "https://metrics.example.com/mcp"
 
-const metricsCaddyfile = globalOptions + `
-http://metrics.localhost:9080 {
-	mcp_auth {
-		resource              ` + metricsResource + `
-		authorization_servers https://auth.example.com
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		tool delete_* {
-			scopes mcp:admin
-		}
-		bind_sessions {env.MCPAUTH_TRACE_SESSION_KEY}
-	}
-	reverse_proxy @UPSTREAM@
+// metricsConfig is a site, metrics.localhost, for metricsResource with the fixture's keys,
+// whose delete_* tools need mcp:admin and whose sessions are bound.
+func metricsConfig(f *fixture) string {
+	return caddyfileOf("", siteAt("http://metrics.localhost:9080", mcpAuthDirective("resource "+metricsResource+
+		"\nauthorization_servers "+issuer+"\njwks_url "+f.jwksURL()+"\nscopes mcp:read\ntool delete_* {\nscopes mcp:admin\n}"+
+		"\nbind_sessions {env.MCPAUTH_TRACE_SESSION_KEY}"), f.proxyDirective()))
 }
-`
 
 // scrape reads Caddy's admin /metrics, as Prometheus would.
 func scrape(t *testing.T) map[string]*dto.MetricFamily {
@@ -85,14 +75,10 @@ series:
 // the remote-call histogram, cache hits under their cache.
 func TestMetricsThroughCaddy(t *testing.T) {
 	t.Setenv("MCPAUTH_TRACE_SESSION_KEY", traceSessionKey)
-	k := jwttest.New(t, "metrics-k1", "ES256")
-	js := newSwappableJWKS(t, k)
-	up := newTracedUpstream(t)
-	tc := startCaddy(t, render(metricsCaddyfile, map[string]string{
-		"JWKS": js.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://"),
-	}), "caddyfile")
+	f := newFixture(t, server{newTracedUpstream(t)})
+	tc := f.start(t, metricsConfig(f), "caddyfile")
 	const host = "metrics.localhost"
-	read := k.Token(t, claims(metricsResource, "mcp:read"), nil)
+	read := f.token(t, "mcp:read", map[string]any{"aud": metricsResource})
 
 	// The first request joins the key set's first fetch, if it is still in flight.
 	_, code, hdr := tracedPost(t, tc, host, read, "", rpc("initialize", `{}`))
@@ -102,41 +88,31 @@ func TestMetricsThroughCaddy(t *testing.T) {
 	session := hdr.Get("Mcp-Session-Id")
 	before := scrape(t)
 
-	expired := claims(metricsResource, "mcp:read")
-	expired["exp"] = time.Now().Add(-time.Hour).Unix()
-	expired["iat"] = time.Now().Add(-2 * time.Hour).Unix()
-	expired["nbf"] = time.Now().Add(-2 * time.Hour).Unix()
-	otherClaims := claims(metricsResource, "mcp:read")
-	otherClaims["sub"] = "user-2"
+	expired := f.token(t, "mcp:read", map[string]any{"aud": metricsResource, "exp": time.Now().Add(-time.Hour).Unix(),
+		"iat": time.Now().Add(-2 * time.Hour).Unix(), "nbf": time.Now().Add(-2 * time.Hour).Unix()})
+	other := f.token(t, "mcp:read", map[string]any{"aud": metricsResource, "sub": "user-2"})
 
 	send := func(token, session, contentType, body string, want int) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(body))
-		req.Host = host
-		req.Header.Set("Content-Type", contentType)
+		r := attackReq{body: body, header: []string{"Content-Type: " + contentType}}
 		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
+			r.auth = []string{bearer(token)}
 		}
 		if session != "" {
-			req.Header.Set("Mcp-Session-Id", session)
+			r.header = append(r.header, "Mcp-Session-Id: "+session)
 		}
-		resp, err := tc.Client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Fatalf("%s: status %d, want %d", body, resp.StatusCode, want)
+		if code, _, _ := f.doAt(t, host, r); code != want {
+			t.Fatalf("%s: status %d, want %d", body, code, want)
 		}
 	}
 	call := rpc("tools/call", `{"name":"get_weather"}`)
 	send(read, session, "application/json", call, http.StatusOK)
 	send(read, session, "application/json", call, http.StatusOK)
 	send("", "", "application/json", call, http.StatusUnauthorized)
-	send(k.Token(t, expired, nil), "", "application/json", call, http.StatusUnauthorized)
+	send(expired, "", "application/json", call, http.StatusUnauthorized)
 	send(read, session, "text/plain", call, http.StatusUnsupportedMediaType)
 	send(read, session, "application/json", rpc("tools/call", `{"name":"delete_file"}`), http.StatusForbidden)
-	send(k.Token(t, otherClaims, nil), session, "application/json", call, http.StatusNotFound)
+	send(other, session, "application/json", call, http.StatusNotFound)
 	after := scrape(t)
 
 	grew := func(name string, labels map[string]string) float64 {

@@ -199,63 +199,21 @@ func newTracedUpstream(t *testing.T) *httptest.Server {
 	return s
 }
 
-const tracingCaddyfile = globalOptions + `
-http://jwt.localhost:9080 {
-	tracing {
-		span mcp
-	}
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		tool delete_* {
-			scopes mcp:admin
-		}
-		prompt secret_* {
-			scopes mcp:admin
-		}
-		bind_sessions {env.MCPAUTH_TRACE_SESSION_KEY}
-	}
-	reverse_proxy @UPSTREAM@
+// tracingConfig is three traced sites before the fixture's upstream: jwt.localhost (keys at
+// jwks, delete_* tools and secret_* prompts need mcp:admin, sessions bound),
+// opaque.localhost (https://opaque.example.com/mcp, tokens introspected at as) and
+// exchange.localhost (keys at jwks, tokens exchanged at the token endpoint of xas, per tool
+// for github_*).
+func tracingConfig(f *fixture, jwks, as, xas string) string {
+	return caddyfileOf("",
+		siteAt("http://jwt.localhost:9080", "tracing {\nspan mcp\n}", mcpAuthDirective("resource "+resource+
+			"\nauthorization_servers "+issuer+"\njwks_url "+jwks+"\nscopes mcp:read\ntool delete_* {\nscopes mcp:admin\n}"+
+			"\nprompt secret_* {\nscopes mcp:admin\n}\nbind_sessions {env.MCPAUTH_TRACE_SESSION_KEY}"), f.proxyDirective()),
+		siteAt("http://opaque.localhost:9080", "tracing",
+			mcpAuthDirective(introspected("https://opaque.example.com/mcp", as, "", "")), f.proxyDirective()),
+		siteAt("http://exchange.localhost:9080", "tracing", mcpAuthDirective(exchangeBlock(issuer, jwks, "endpoint "+xas+"/token",
+			"tool github_* {\nexchange {\naudience https://github.example.com\n}\n}")), f.proxyDirective()))
 }
-
-http://opaque.localhost:9080 {
-	tracing
-	mcp_auth {
-		resource              https://opaque.example.com/mcp
-		authorization_servers @ISSUER@
-		scopes                mcp:read
-		introspection {
-			client_id     mcp-rs
-			client_secret {env.MCP_ITEST_RS_SECRET}
-		}
-	}
-	reverse_proxy @UPSTREAM@
-}
-
-http://exchange.localhost:9080 {
-	tracing
-	mcp_auth {
-		resource              https://mcp.example.com/mcp
-		authorization_servers https://auth.example.com
-		jwks_url              @JWKS@
-		scopes                mcp:read
-		token_exchange {
-			endpoint      @EXCHANGE@/token
-			client_id     mcp-gateway
-			client_secret "gw-secret&with odd:chars"
-			audience      https://api.example.com
-		}
-		tool github_* {
-			exchange {
-				audience https://github.example.com
-			}
-		}
-	}
-	reverse_proxy @UPSTREAM@
-}
-`
 
 const traceSessionKey = "trace-test-session-key-0123456789abcdef"
 
@@ -305,19 +263,15 @@ func TestTracingThroughCaddy(t *testing.T) {
 	t.Setenv("MCPAUTH_TRACE_SESSION_KEY", traceSessionKey)
 	t.Setenv("MCP_ITEST_RS_SECRET", rsClientSecret)
 
-	k1 := jwttest.New(t, "trace-k1", "ES256")
+	f := newFixture(t, server{newTracedUpstream(t)})
 	k2 := jwttest.New(t, "trace-k2", "ES256")
-	js := newSwappableJWKS(t, k1)
-	as := newIntrospectionAS(t, k1)
-	up := newTracedUpstream(t)
+	js := newSwappableJWKS(t, f.key) // the sites' keys, rotated below
+	as := newIntrospectionAS(t, f.key)
 	xas := newExchangeAS(t)
-	tc := startCaddy(t, render(tracingCaddyfile, map[string]string{
-		"JWKS": js.URL, "UPSTREAM": strings.TrimPrefix(up.URL, "http://"), "ISSUER": as.issuer,
-		"EXCHANGE": xas.URL,
-	}), "caddyfile")
+	tc := f.start(t, tracingConfig(f, js.URL, as.issuer, xas.URL), "caddyfile")
 
 	const jwtHost, opaqueHost, exchangeHost = "jwt.localhost", "opaque.localhost", "exchange.localhost"
-	read := k1.Token(t, claims(resource, "mcp:read"), nil)
+	read := f.token(t, "mcp:read", nil)
 	var secrets = []string{read, traceSessionKey, rsClientSecret, gwClientSecret}
 
 	// initialize: allowed; the upstream's session ID comes back tagged.
@@ -378,11 +332,8 @@ func TestTracingThroughCaddy(t *testing.T) {
 		"enduser.id": "", "mcp.method.name": "", "mcp_auth.rule": "",
 	}})
 
-	expired := claims(resource, "mcp:read")
-	expired["exp"] = time.Now().Add(-time.Hour).Unix()
-	expired["iat"] = time.Now().Add(-2 * time.Hour).Unix()
-	expired["nbf"] = time.Now().Add(-2 * time.Hour).Unix()
-	expiredTok := k1.Token(t, expired, nil)
+	expiredTok := f.token(t, "mcp:read", map[string]any{"exp": time.Now().Add(-time.Hour).Unix(),
+		"iat": time.Now().Add(-2 * time.Hour).Unix(), "nbf": time.Now().Add(-2 * time.Hour).Unix()})
 	secrets = append(secrets, expiredTok)
 	id, code, _ = tracedPost(t, tc, jwtHost, expiredTok, "", rpc("tools/call", `{"name":"get_weather"}`))
 	if code != http.StatusUnauthorized {
@@ -393,9 +344,7 @@ func TestTracingThroughCaddy(t *testing.T) {
 	}})
 
 	// A session tag of another caller: 404, and the tag never reaches the span.
-	otherClaims := claims(resource, "mcp:read")
-	otherClaims["sub"] = "user-2"
-	other := k1.Token(t, otherClaims, nil)
+	other := f.token(t, "mcp:read", map[string]any{"sub": "user-2"})
 	secrets = append(secrets, other)
 	id, code, _ = tracedPost(t, tc, jwtHost, other, session, rpc("tools/call", `{"name":"get_weather"}`))
 	if code != http.StatusNotFound {
@@ -408,8 +357,8 @@ func TestTracingThroughCaddy(t *testing.T) {
 
 	// A key rotation: a token signed by a key the set does not list yet makes the request
 	// fetch the set again, a child span of the request's.
-	js.set(k1, k2)
-	rotated := k2.Token(t, claims(resource, "mcp:read"), nil)
+	js.set(f.key, k2)
+	rotated := k2.Token(t, f.claims("mcp:read", nil), nil)
 	secrets = append(secrets, rotated)
 	jwksTrace, code, _ := tracedPost(t, tc, jwtHost, rotated, "", rpc("tools/list", `{}`))
 	if code != http.StatusOK {
@@ -427,7 +376,7 @@ func TestTracingThroughCaddy(t *testing.T) {
 	// Token exchange: the first tools/call of a token exchanges it (a child span, ok); the
 	// second is served from the cache (no child span); a token the authorization server
 	// refuses to exchange is a child span with outcome refused, and the request a 403.
-	exchTok := k1.Token(t, claims(resource, "mcp:read"), nil)
+	exchTok := f.token(t, "mcp:read", map[string]any{"jti": "exchange-1"}) // RS256 is deterministic: not read
 	secrets = append(secrets, exchTok)
 	exchTrace, code, _ := tracedPost(t, tc, exchangeHost, exchTok, "", rpc("tools/call", `{"name":"github_search","arguments":{}}`))
 	if code != http.StatusOK || xas.calls.Load() != 1 {
@@ -437,9 +386,7 @@ func TestTracingThroughCaddy(t *testing.T) {
 	if code != http.StatusOK || xas.calls.Load() != 1 {
 		t.Fatalf("second exchanged tools/call: status %d, %d exchanges; want 200 and still 1", code, xas.calls.Load())
 	}
-	refusedClaims := claims(resource, "mcp:read")
-	refusedClaims["sub"] = "user-refused"
-	refusedTok := k1.Token(t, refusedClaims, nil)
+	refusedTok := f.token(t, "mcp:read", map[string]any{"sub": "user-refused"})
 	secrets = append(secrets, refusedTok)
 	xas.set(refusedTok, `400 {"error":"invalid_target"}`)
 	refusedExchTrace, code, _ := tracedPost(t, tc, exchangeHost, refusedTok, "", rpc("tools/call", `{"name":"github_search","arguments":{}}`))
