@@ -126,3 +126,29 @@ func signRaw(t *testing.T, k *jwttest.Key, input string) string {
 	}
 	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
+
+// TestAttackDPoPResourcePortLeadingZeros: a resource written with a port such as "0443"
+// loads, and clients (the WHATWG URL parser of browser and Node SDKs) read it as 443, the
+// default, and write htu without it; every proof was refused, so DPoP never worked for that
+// resource. The port is compared as a number.
+func TestAttackDPoPResourcePortLeadingZeros(t *testing.T) {
+	f := newFixture(t, nil)
+	const res = "https://mcp.example.com:0443/mcp"
+	f.start(t, f.siteCaddyfile("resource "+res+"\nauthorization_servers "+issuer+"\njwks_url "+f.jwksURL()+"\nscopes mcp:read\ndpop"), "caddyfile")
+	client := jwttest.New(t, "", "ES256")
+	token := f.token(t, "mcp:read", map[string]any{"aud": res, "cnf": map[string]any{"jkt": client.Thumbprint()}})
+	proved := func(htu string) attackReq {
+		return attackReq{body: `{"jsonrpc":"2.0","id":1,"method":"ping"}`, auth: []string{"DPoP " + token},
+			header: []string{"DPoP: " + client.Proof(t, http.MethodPost, htu, token, time.Now().Unix())}}
+	}
+	for _, htu := range []string{"https://mcp.example.com/mcp", "https://mcp.example.com:443/mcp", res} {
+		if code, _, body := f.do(t, proved(htu)); code != http.StatusOK {
+			t.Errorf("proof with htu %s: %d %q, want 200", htu, code, body)
+		}
+	}
+	for _, htu := range []string{"https://mcp.example.com:4430/mcp", "https://mcp.example.com:1443/mcp", "http://mcp.example.com:0443/mcp"} {
+		if code, _, _ := f.do(t, proved(htu)); code != http.StatusUnauthorized {
+			t.Errorf("proof with htu %s: %d, want 401", htu, code)
+		}
+	}
+}

@@ -153,3 +153,52 @@ func TestUpgradeAnswerToFilteredRequest(t *testing.T) {
 		t.Errorf("bytes of the tunnel reached the client:\n%s", got)
 	}
 }
+
+// TestAttackPreflightUpgrade: a CORS preflight passes to the next handler without a token,
+// and reverse_proxy carries an Upgrade on any method. An OPTIONS request with Origin and
+// Access-Control-Request-Method that also asks to upgrade was let through unauthenticated,
+// and the upstream's 101 gave the client a tunnel to the MCP server with no token at all
+// (WebSocket, or h2c: then any request inside it). No browser's preflight asks to upgrade
+// (or carries a method override, or credentials), so such a request is not a preflight: it
+// is authenticated like any other, and without a valid token it gets 401.
+func TestAttackPreflightUpgrade(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, rules := range []string{"", "tool delete_* {\n\t\t\tscopes mcp:admin\n\t\t}\n\t\tfilter_tools_list"} {
+		name := "no_rules"
+		if rules != "" {
+			name = "rules"
+		}
+		t.Run(name, func(t *testing.T) {
+			up, hits := switchingUpstream(t)
+			// mcp_auth without rules (or with them) in front of an upstream that switches
+			// protocols when asked, as a server with a WebSocket transport, or Go's h2c
+			// handler, does.
+			f.start(t, f.caddyfile("scopes mcp:read\n"+rules, "reverse_proxy "+server{up}.dial()), "caddyfile")
+			for _, c := range []struct{ name, extra string }{
+				{"websocket", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"},
+				{"h2c", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"},
+				{"method override", "X-HTTP-Method-Override: GET\r\nConnection: close\r\n"},
+				{"credentials", "Authorization: Bearer forged-token-never-verified\r\nConnection: close\r\n"},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					before := hits.Load()
+					req := "OPTIONS /mcp HTTP/1.1\r\nHost: localhost:9080\r\nOrigin: https://evil.example\r\n" +
+						"Access-Control-Request-Method: POST\r\n" + c.extra + "\r\n"
+					resp, raw := rawExchange(t, req, false)
+					if resp.StatusCode != http.StatusUnauthorized {
+						t.Fatalf("preflight with %s: %d, want 401\n%.300q", c.name, resp.StatusCode, raw)
+					}
+					if n := hits.Load() - before; n != 0 {
+						t.Fatalf("the upstream got %d unauthenticated requests", n)
+					}
+				})
+			}
+			// Control: a real preflight still passes without a token.
+			resp, raw := rawExchange(t, "OPTIONS /mcp HTTP/1.1\r\nHost: localhost:9080\r\nOrigin: https://app.example\r\n"+
+				"Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n", true)
+			if resp.StatusCode == http.StatusUnauthorized || hits.Load() == 0 {
+				t.Fatalf("a plain preflight: %d, upstream hits %d: want it passed on\n%.300q", resp.StatusCode, hits.Load(), raw)
+			}
+		})
+	}
+}
