@@ -13,7 +13,8 @@ import (
 	"github.com/mcpauth/caddy-mcp-auth/internal/telemetry"
 )
 
-// ErrDowngrade is returned for an http endpoint named by metadata served over https.
+// ErrDowngrade is returned for an http endpoint named by metadata served over https, and
+// for a redirect from https to http when a document is fetched.
 var ErrDowngrade = errors.New("an http URL in metadata served over https: refused, the endpoint must use https too")
 
 // ErrNotURL is returned for an issuer, or a jwks_uri, that is not an absolute http or https URL.
@@ -124,6 +125,27 @@ func DiscoverEndpointAt(ctx context.Context, client *http.Client, base, issuer, 
 	return "", errors.Join(errs...)
 }
 
+// noDowngrade is client refusing a redirect from https to anything else (ErrDowngrade),
+// before the request is sent: a document asked for over TLS (metadata, a key set) is never
+// read in clear, as a member of metadata read over TLS may not name an http URL. Other
+// redirects are client's to judge, as before.
+func noDowngrade(client *http.Client) *http.Client {
+	c := *client
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+			return ErrDowngrade
+		}
+		if client.CheckRedirect != nil {
+			return client.CheckRedirect(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &c
+}
+
 // getDoc GETs a JSON document of at most limit bytes.
 func getDoc(ctx context.Context, client *http.Client, u string, limit int64) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -131,7 +153,7 @@ func getDoc(ctx context.Context, client *http.Client, u string, limit int64) ([]
 		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := client.Do(req)
+	resp, err := noDowngrade(client).Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -299,3 +299,40 @@ func TestDiscoveryRefusesDowngrade(t *testing.T) {
 		t.Errorf("http issuer, http jwks_uri: %q, %v", got, err)
 	}
 }
+
+// TestDiscoveryRedirectToHTTPRefused: the downgrade refused in a member is refused in a
+// redirect too. An https issuer whose metadata location answers with a redirect to plain
+// HTTP (a proxy that terminates TLS in front of a server writing absolute http redirects)
+// would otherwise have the document read in clear, and a key set behind an https jwks_uri
+// fetched in clear: anyone on that path could name the keys.
+func TestDiscoveryRedirectToHTTPRefused(t *testing.T) {
+	var srv *httptest.Server
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": srv.URL, "jwks_uri": srv.URL + "/jwks"})
+	}))
+	defer plain.Close()
+	srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, plain.URL+r.URL.Path, http.StatusFound)
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	if got, err := DiscoverEndpoint(ctx, srv.Client(), srv.URL, "jwks_uri", DefaultMaxDocBytes); !errors.Is(err, ErrDowngrade) {
+		t.Errorf("metadata redirected to http: got %q, %v; want ErrDowngrade", got, err)
+	}
+	if _, err := getDoc(ctx, srv.Client(), srv.URL+"/jwks", DefaultMaxDocBytes); !errors.Is(err, ErrDowngrade) {
+		t.Errorf("key set redirected to http: %v, want ErrDowngrade", err)
+	}
+	// An https location that redirects to https is followed as before.
+	var other *httptest.Server
+	other = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/moved" {
+			http.Redirect(w, r, "/.well-known/oauth-authorization-server", http.StatusFound)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": other.URL, "jwks_uri": other.URL + "/jwks"})
+	}))
+	defer other.Close()
+	if raw, err := getDoc(ctx, other.Client(), other.URL+"/moved", DefaultMaxDocBytes); err != nil || len(raw) == 0 {
+		t.Errorf("https redirected to https: %q, %v", raw, err)
+	}
+}
