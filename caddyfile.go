@@ -604,3 +604,59 @@ func checkSessionKeyArg(key string) error {
 	}
 	return checkSessionKey(key)
 }
+
+// clientLines are the fields of a group that calls the authorization server as an OAuth
+// client (introspection, token_exchange).
+type clientLines struct{ endpoint, clientID, clientSecret, authMethod, privateKey *string }
+
+// clientLine reads one of the lines every such group has, with its one value val, into c;
+// handled is false for any other line.
+func clientLine(d *caddyfile.Dispenser, group, name, val string, c clientLines) (handled bool, err error) {
+	switch name {
+	case "endpoint":
+		if len(placeholders(val)) == 0 {
+			if cerr := jwks.CheckHTTPURL(val); cerr != nil {
+				return true, d.Errf("%s endpoint %q: %v", group, val, cerr)
+			}
+		}
+		*c.endpoint = val
+	case "client_id":
+		*c.clientID = val
+	case "client_secret":
+		*c.clientSecret = val
+	case "auth_method":
+		switch val {
+		case verify.AuthClientSecretBasic, verify.AuthClientSecretPost, verify.AuthPrivateKeyJWT:
+		default:
+			return true, d.Errf("%s auth_method %q: not client_secret_basic, client_secret_post or private_key_jwt", group, val)
+		}
+		*c.authMethod = val
+	case "private_key":
+		*c.privateKey = val
+	default:
+		return false, nil
+	}
+	return true, nil
+}
+
+// positiveDuration reads val, the value of a group's line name, into dst.
+func positiveDuration(d *caddyfile.Dispenser, group, name, val string, dst *caddy.Duration) error {
+	dur, err := caddy.ParseDuration(val)
+	if err != nil || dur <= 0 {
+		return d.Errf("%s %s: %q is not a positive duration", group, name, val)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+// oneValue reads the one value of a group's line name.
+func oneValue(d *caddyfile.Dispenser, group, name string) (string, error) {
+	if !d.NextArg() {
+		return "", d.Errf("%s %s: needs a value", group, name)
+	}
+	val := d.Val()
+	if d.NextArg() {
+		return "", d.Errf("%s %s: takes one value, got more", group, name)
+	}
+	return val, nil
+}

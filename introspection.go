@@ -324,43 +324,20 @@ func (in *Introspection) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			in.JWTToo = true
 			continue
 		}
-		if !d.NextArg() {
-			return d.Errf("introspection %s: needs a value", name)
+		val, err := oneValue(d, "introspection", name)
+		if err != nil {
+			return err
 		}
-		val := d.Val()
-		if d.NextArg() {
-			return d.Errf("introspection %s: takes one value, got more", name)
+		handled, err := clientLine(d, "introspection", name, val, clientLines{&in.Endpoint, &in.ClientID,
+			&in.ClientSecret, &in.AuthMethod, &in.PrivateKey})
+		if err != nil {
+			return err
 		}
-		duration := func(dst *caddy.Duration) error {
-			dur, err := caddy.ParseDuration(val)
-			if err != nil || dur <= 0 {
-				return d.Errf("introspection %s: %q is not a positive duration", name, val)
-			}
-			*dst = caddy.Duration(dur)
-			return nil
+		if handled {
+			continue
 		}
-		var err error
+		duration := func(dst *caddy.Duration) error { return positiveDuration(d, "introspection", name, val, dst) }
 		switch name {
-		case "endpoint":
-			in.Endpoint = val
-			if len(placeholders(val)) == 0 {
-				if cerr := jwks.CheckHTTPURL(val); cerr != nil {
-					return d.Errf("introspection endpoint %q: %v", val, cerr)
-				}
-			}
-		case "client_id":
-			in.ClientID = val
-		case "client_secret":
-			in.ClientSecret = val
-		case "auth_method":
-			switch val {
-			case verify.AuthClientSecretBasic, verify.AuthClientSecretPost, verify.AuthPrivateKeyJWT:
-			default:
-				return d.Errf("introspection auth_method %q: not client_secret_basic, client_secret_post or private_key_jwt", val)
-			}
-			in.AuthMethod = val
-		case "private_key":
-			in.PrivateKey = val
 		case "cache_ttl":
 			err = duration(&in.CacheTTL)
 		case "negative_ttl":

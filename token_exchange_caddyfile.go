@@ -5,8 +5,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/mcpauth/caddy-mcp-auth/internal/jwks"
-	"github.com/mcpauth/caddy-mcp-auth/internal/verify"
 )
 
 // The Caddyfile syntax of token_exchange and of a rule's exchange line, as
@@ -31,43 +29,20 @@ func (x *TokenExchange) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			continue
 		}
-		if !d.NextArg() {
-			return d.Errf("token_exchange %s: needs a value", name)
+		val, err := oneValue(d, "token_exchange", name)
+		if err != nil {
+			return err
 		}
-		val := d.Val()
-		if d.NextArg() {
-			return d.Errf("token_exchange %s: takes one value, got more", name)
+		handled, err := clientLine(d, "token_exchange", name, val, clientLines{&x.Endpoint, &x.ClientID,
+			&x.ClientSecret, &x.AuthMethod, &x.PrivateKey})
+		if err != nil {
+			return err
 		}
-		duration := func(dst *caddy.Duration) error {
-			dur, err := caddy.ParseDuration(val)
-			if err != nil || dur <= 0 {
-				return d.Errf("token_exchange %s: %q is not a positive duration", name, val)
-			}
-			*dst = caddy.Duration(dur)
-			return nil
+		if handled {
+			continue
 		}
-		var err error
+		duration := func(dst *caddy.Duration) error { return positiveDuration(d, "token_exchange", name, val, dst) }
 		switch name {
-		case "endpoint":
-			x.Endpoint = val
-			if len(placeholders(val)) == 0 {
-				if cerr := jwks.CheckHTTPURL(val); cerr != nil {
-					return d.Errf("token_exchange endpoint %q: %v", val, cerr)
-				}
-			}
-		case "client_id":
-			x.ClientID = val
-		case "client_secret":
-			x.ClientSecret = val
-		case "auth_method":
-			switch val {
-			case verify.AuthClientSecretBasic, verify.AuthClientSecretPost, verify.AuthPrivateKeyJWT:
-			default:
-				return d.Errf("token_exchange auth_method %q: not client_secret_basic, client_secret_post or private_key_jwt", val)
-			}
-			x.AuthMethod = val
-		case "private_key":
-			x.PrivateKey = val
 		case "header":
 			if cerr := checkExchangeHeader(val); cerr != nil {
 				return d.Errf("token_exchange header %q: %v", val, cerr)
