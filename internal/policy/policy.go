@@ -85,7 +85,9 @@ type Policy struct {
 	// uriRules is set when a rule has resource_uri patterns: then resource URIs must be
 	// in normal form.
 	uriRules bool
-	conds    []condition
+	// ruleConds is set when a rule has client or claim conditions of its own.
+	ruleConds bool
+	conds     []condition
 	// implies maps a scope to every scope it implies, transitively (closure of scope_implies).
 	implies map[string][]string
 	prefix  string
@@ -114,6 +116,7 @@ func Compile(c Config) (*Policy, error) {
 		if p.rules[i].conds, err = p.addConditions(r.Clients, r.Claims); err != nil {
 			return nil, fmt.Errorf("rules[%d]: %w", i, err)
 		}
+		p.ruleConds = p.ruleConds || len(p.rules[i].conds) > 0
 		p.uriRules = p.uriRules || len(r.ResourceURIs) > 0
 	}
 	if c.Public != nil {

@@ -144,6 +144,9 @@ func (p *Policy) matchResource(m *mcpjson.Message, s *matchSet) {
 // condition the subject fails, and that rule, or Allow. It is judged before scopes: a token
 // with more scopes would fail it all the same.
 func (p *Policy) conditionRefusal(held, matched *matchSet) (Outcome, int) {
+	if !p.ruleConds {
+		return Allow, BaseRule
+	}
 	for i := range p.rules {
 		if matched.has(i) && len(p.rules[i].conds) > 0 {
 			if o := p.firstFailed(p.rules[i].conds, held); o != Allow {
